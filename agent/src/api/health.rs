@@ -1,0 +1,346 @@
+//! Health endpoint semantics (Patroni's contract), as a pure function of the cached
+//! status, the query string and whether our lease deadline has passed.
+
+use crate::state::NodeStatus;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The health checks, after Patroni's path aliases are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Primary,
+    StandbyLeader,
+    Leader,
+    Replica,
+    ReadOnly,
+    Sync,
+    Async,
+    Health,
+    Liveness,
+    Readiness,
+}
+
+impl Check {
+    pub fn from_path(path: &str) -> Option<Check> {
+        let p = path.trim_end_matches('/');
+        Some(match p {
+            "" | "/primary" | "/master" | "/read-write" => Check::Primary,
+            "/standby-leader" | "/standby_leader" => Check::StandbyLeader,
+            "/leader" => Check::Leader,
+            "/replica" => Check::Replica,
+            "/read-only" => Check::ReadOnly,
+            "/sync" | "/synchronous" => Check::Sync,
+            "/async" | "/asynchronous" => Check::Async,
+            "/health" => Check::Health,
+            "/liveness" => Check::Liveness,
+            "/readiness" => Check::Readiness,
+            _ => return None,
+        })
+    }
+}
+
+/// Parsed query parameters of a health request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub lag: Option<u64>,
+    pub replication_state: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Parses `?lag=16MB&replication_state=streaming&tag_zone=a`. A malformed value is an
+/// error naming the parameter.
+pub fn parse_filters(query: Option<&str>) -> Result<Filters, String> {
+    let mut f = Filters::default();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        if k == "lag" {
+            f.lag = Some(parse_size(&v).ok_or_else(|| {
+                format!("lag: cannot parse {v:?} as a size (e.g. 1048576, 16kB, 64MB, 1GB)")
+            })?);
+        } else if k == "replication_state" {
+            f.replication_state = Some(v);
+        } else if let Some(tag) = k.strip_prefix("tag_") {
+            f.tags.insert(tag.to_string(), v);
+        }
+    }
+    Ok(f)
+}
+
+/// Bytes, or a number with a PostgreSQL-style unit (B, kB, MB, GB, TB).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        "tb" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = match bytes[i] {
+            b'%' => bytes
+                .get(i + 1)
+                .copied()
+                .and_then(hex)
+                .zip(bytes.get(i + 2).copied().and_then(hex)),
+            _ => None,
+        };
+        match (decoded, bytes[i]) {
+            (Some((hi, lo)), _) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn running(s: &NodeStatus) -> bool {
+    s.running && s.state == "running" && s.probe.is_some()
+}
+
+/// How far behind the cluster's last known position we are, if it can be told.
+pub fn replica_lag(s: &NodeStatus) -> Option<u64> {
+    let mine = s.probe.as_ref()?.wal_position?;
+    let c = s.cluster.as_ref()?;
+    let from_status = c.status.as_ref().and_then(|st| st.optime);
+    let from_leader = c
+        .leader_name()
+        .and_then(|l| c.member(l))
+        .and_then(|m| m.xlog_location);
+    let cluster_pos = from_status.max(from_leader)?;
+    Some(cluster_pos.saturating_sub(mine))
+}
+
+fn is_sync_standby(s: &NodeStatus) -> bool {
+    s.cluster
+        .as_ref()
+        .and_then(|c| c.sync.as_ref())
+        .is_some_and(|sync| sync.value.standbys().contains(&s.name.as_str()))
+}
+
+fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
+    if !running(s) || s.in_recovery() != Some(true) || s.is_leader {
+        return false;
+    }
+    if s.tags
+        .get("noloadbalance")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true)
+    {
+        return false;
+    }
+    if let Some(max) = f.lag {
+        if replica_lag(s).is_some_and(|lag| lag > max) {
+            return false;
+        }
+    }
+    if let Some(want) = &f.replication_state {
+        let have = if s.probe.as_ref().is_some_and(|p| p.streaming) {
+            "streaming"
+        } else {
+            "in archive recovery"
+        };
+        if want != have {
+            return false;
+        }
+    }
+    f.tags.iter().all(|(k, v)| {
+        s.tags.get(k).is_some_and(|t| match t {
+            serde_json::Value::String(x) => x == v,
+            other => other.to_string() == *v,
+        })
+    })
+}
+
+/// The status code of a health check: 200 or 503.
+pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, now: Instant) -> u16 {
+    let leader = s.is_leader && lease_valid && running(s);
+    let primary = leader && s.in_recovery() == Some(false);
+    let ok = match check {
+        Check::Primary => primary,
+        // Standby clusters are not supported yet, so there is never a standby leader.
+        Check::StandbyLeader => false,
+        Check::Leader => primary,
+        Check::Replica => replica_ok(s, f),
+        Check::ReadOnly => primary || replica_ok(s, f),
+        Check::Sync => replica_ok(s, f) && is_sync_standby(s),
+        Check::Async => replica_ok(s, f) && !is_sync_standby(s),
+        Check::Health => running(s),
+        Check::Liveness => {
+            let limit = if s.is_leader { s.ttl } else { s.ttl * 2 };
+            s.paused() || s.last_turn.is_some_and(|t| now.duration_since(t) <= limit)
+        }
+        Check::Readiness => {
+            let max = s
+                .cluster
+                .as_ref()
+                .map_or(1_048_576, |c| c.dynamic_config().maximum_lag_on_failover);
+            primary
+                || (replica_ok(
+                    s,
+                    &Filters {
+                        lag: Some(max),
+                        ..Filters::default()
+                    },
+                ) && s.probe.as_ref().is_some_and(|p| p.streaming))
+        }
+    };
+    if ok {
+        200
+    } else {
+        503
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::sql::Probe;
+    use std::time::Duration;
+
+    fn status(in_recovery: bool, is_leader: bool) -> NodeStatus {
+        let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
+        s.state = "running".into();
+        s.running = true;
+        s.is_leader = is_leader;
+        s.probe = Some(Probe {
+            in_recovery,
+            wal_position: Some(1000),
+            streaming: in_recovery,
+            ..Probe::default()
+        });
+        s.last_turn = Some(Instant::now());
+        s.ttl = Duration::from_secs(10);
+        s
+    }
+
+    fn eval(check: Check, q: Option<&str>, s: &NodeStatus, lease_valid: bool) -> u16 {
+        evaluate(
+            check,
+            &parse_filters(q).unwrap(),
+            s,
+            lease_valid,
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn aliases() {
+        for p in ["/", "", "/master", "/primary", "/read-write", "/primary/"] {
+            assert_eq!(Check::from_path(p), Some(Check::Primary), "{p}");
+        }
+        assert_eq!(
+            Check::from_path("/standby_leader"),
+            Some(Check::StandbyLeader)
+        );
+        assert_eq!(Check::from_path("/synchronous"), Some(Check::Sync));
+        assert_eq!(Check::from_path("/patroni"), None);
+    }
+
+    #[test]
+    fn primary_needs_leader_key_and_valid_lease() {
+        let s = status(false, true);
+        assert_eq!(eval(Check::Primary, None, &s, true), 200);
+        assert_eq!(
+            eval(Check::Primary, None, &s, false),
+            503,
+            "lease deadline passed"
+        );
+        assert_eq!(eval(Check::Replica, None, &s, true), 503);
+        assert_eq!(eval(Check::ReadOnly, None, &s, true), 200);
+        let not_leader = status(false, false);
+        assert_eq!(eval(Check::Primary, None, &not_leader, true), 503);
+    }
+
+    #[test]
+    fn replica_filters() {
+        let mut s = status(true, false);
+        assert_eq!(eval(Check::Replica, None, &s, false), 200);
+        assert_eq!(eval(Check::Primary, None, &s, true), 503);
+        assert_eq!(
+            eval(
+                Check::Replica,
+                Some("replication_state=streaming"),
+                &s,
+                false
+            ),
+            200
+        );
+        assert_eq!(
+            eval(
+                Check::Replica,
+                Some("replication_state=in%20archive%20recovery"),
+                &s,
+                false
+            ),
+            503
+        );
+        s.tags.insert("zone".into(), serde_json::json!("a"));
+        assert_eq!(eval(Check::Replica, Some("tag_zone=a"), &s, false), 200);
+        assert_eq!(eval(Check::Replica, Some("tag_zone=b"), &s, false), 503);
+        s.tags
+            .insert("noloadbalance".into(), serde_json::json!(true));
+        assert_eq!(eval(Check::Replica, None, &s, false), 503);
+    }
+
+    #[test]
+    fn replica_lag_bound() {
+        let mut s = status(true, false);
+        let mut c = warden_consensus::Cluster::default();
+        c.status = Some(warden_consensus::types::Status {
+            optime: Some(1000 + 20_000),
+            ..Default::default()
+        });
+        s.cluster = Some(c);
+        assert_eq!(replica_lag(&s), Some(20_000));
+        assert_eq!(eval(Check::Replica, Some("lag=16kB"), &s, false), 503);
+        assert_eq!(eval(Check::Replica, Some("lag=1MB"), &s, false), 200);
+        assert_eq!(eval(Check::Replica, Some("lag=30000"), &s, false), 200);
+        assert!(parse_filters(Some("lag=lots")).unwrap_err().contains("lag"));
+    }
+
+    #[test]
+    fn liveness_follows_the_loop() {
+        let mut s = status(true, false);
+        assert_eq!(eval(Check::Liveness, None, &s, false), 200);
+        s.last_turn = Some(Instant::now() - Duration::from_secs(25));
+        assert_eq!(eval(Check::Liveness, None, &s, false), 503);
+        s.last_turn = None;
+        assert_eq!(eval(Check::Liveness, None, &s, false), 503);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16kB"), Some(16 * 1024));
+        assert_eq!(parse_size("64MB"), Some(64 << 20));
+        assert_eq!(parse_size("1GB"), Some(1 << 30));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1XB"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! The REST API (hyper): Patroni's health and status endpoints, served from the cached
+//! status. The only module of the agent that knows HTTP serving.
+
+pub mod health;
+pub mod metrics;
+pub mod views;
+
+use crate::state::Shared;
+use bytes::Bytes;
+use health::Check;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 256;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "API connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn respond(
+    status: u16,
+    content_type: &str,
+    body: String,
+    with_body: bool,
+) -> Response<Full<Bytes>> {
+    let body = if with_body {
+        Bytes::from(body)
+    } else {
+        Bytes::new()
+    };
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+fn json(status: u16, v: &serde_json::Value, with_body: bool) -> Response<Full<Bytes>> {
+    respond(status, "application/json", v.to_string(), with_body)
+}
+
+fn text(status: u16, msg: &str) -> Response<Full<Bytes>> {
+    respond(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{msg}\n"),
+        true,
+    )
+}
+
+pub fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let with_body = method == Method::GET;
+    if method != Method::GET && method != Method::HEAD && method != Method::OPTIONS {
+        return text(405, &format!("method {method} is not supported on {path}"));
+    }
+    let s = shared.snapshot();
+    let now = Instant::now();
+    let lease_valid = shared.deadline.valid_at(now);
+    if let Some(check) = Check::from_path(&path) {
+        let filters = match health::parse_filters(req.uri().query()) {
+            Ok(f) => f,
+            Err(e) => return text(400, &e),
+        };
+        let code = health::evaluate(check, &filters, &s, lease_valid, now);
+        return json(code, &views::patroni(&s, lease_valid), with_body);
+    }
+    match path.trim_end_matches('/') {
+        "/patroni" => json(200, &views::patroni(&s, lease_valid), with_body),
+        "/cluster" => json(200, &views::cluster(&s), with_body),
+        "/history" => json(200, &views::history(&s), with_body),
+        "/config" => json(200, &views::config(&s), with_body),
+        "/metrics" => respond(
+            200,
+            metrics::CONTENT_TYPE,
+            metrics::render(&s, shared.deadline.remaining(now)),
+            with_body,
+        ),
+        _ => text(404, &format!("no endpoint {path}")),
+    }
+}

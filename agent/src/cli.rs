@@ -1,0 +1,205 @@
+//! The `warden` command line: validate a config, or run the agent until SIGTERM/SIGINT.
+
+use crate::config::{self, Config};
+use crate::ha::run::Agent;
+use crate::pg::{self, Postgres};
+use crate::state::{NodeStatus, Shared};
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use warden_consensus::etcd::EtcdDcs;
+use warden_consensus::Dcs;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Warden: a high-availability agent for PostgreSQL, compatible with Patroni's
+/// configuration, etcd keys and REST API.
+#[derive(Debug, Parser)]
+#[command(name = "warden", version)]
+struct Cli {
+    /// Patroni-format YAML configuration file.
+    config: PathBuf,
+    /// Check the configuration file and exit: 0 if valid, 1 with the problems if not.
+    #[arg(long)]
+    validate_config: bool,
+    /// Log format (overrides `log.type` in the config).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let loaded = match config::load(&cli.config) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: invalid configuration {}:\n{e}",
+                cli.config.display()
+            );
+            return ExitCode::from(1);
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    if cli.validate_config {
+        println!("{}: configuration is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    let cfg = loaded.config;
+    let json = match cli.log_format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Human) => false,
+        None => cfg.log.json,
+    };
+    crate::logging::init(&cfg.log.level, json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Finds `postgres`: in `postgresql.bin_dir`, else on PATH.
+fn resolve_bin_dir(cfg: &Config) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &cfg.postgresql.bin_dir {
+        return Ok(d.clone());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|d| d.join("postgres").is_file())
+        .ok_or_else(|| anyhow!("postgresql.bin_dir: not set and no `postgres` executable on PATH; set it (e.g. /usr/lib/postgresql/15/bin)"))
+}
+
+fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
+    let p = &cfg.postgresql;
+    let role = |c: &config::Credentials| pg::Role {
+        username: c.username.clone(),
+        password: c.password.clone(),
+    };
+    pg::Settings {
+        name: cfg.name.clone(),
+        scope: cfg.scope.clone(),
+        data_dir: p.data_dir.clone(),
+        bin_dir,
+        listen_hosts: p.listen_hosts.clone(),
+        port: p.port,
+        pgpass: p.pgpass.clone(),
+        superuser: role(&p.authentication.superuser),
+        replication: role(&p.authentication.replication),
+        rewind: p.authentication.rewind.as_ref().map(role),
+        parameters: p.parameters.clone(),
+        pg_hba: p.pg_hba.clone(),
+        initdb: cfg
+            .bootstrap
+            .initdb
+            .iter()
+            .map(config::InitdbOption::to_arg)
+            .collect(),
+        use_unix_socket: p.use_unix_socket,
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    let run_as = pg::runas::resolve(&cfg.postgresql.data_dir)?;
+    let bin_dir = resolve_bin_dir(&cfg)?;
+    let postgres = Postgres::new(pg_settings(&cfg, bin_dir), run_as);
+
+    let listener = tokio::net::TcpListener::bind(cfg.restapi.listen)
+        .await
+        .with_context(|| format!("restapi.listen: cannot listen on {}", cfg.restapi.listen))?;
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+
+    let dcs = match connect_dcs(&cfg, &shutdown).await? {
+        Some(d) => d,
+        None => return Ok(()),
+    };
+    let shared = Shared::new(NodeStatus::new(
+        cfg.scope.clone(),
+        cfg.name.clone(),
+        cfg.tags.to_member_json(),
+    ));
+    let api_stop = CancellationToken::new();
+    let api = tokio::spawn(crate::api::serve(
+        listener,
+        shared.clone(),
+        api_stop.clone(),
+    ));
+    tracing::info!(name = %cfg.name, scope = %cfg.scope, api = %cfg.restapi.listen, "warden started");
+
+    let result = Agent::new(cfg, dcs, postgres, shared).run(shutdown).await;
+    api_stop.cancel();
+    let _ = api.await;
+    result.map_err(|f| anyhow!(f.0))
+}
+
+fn spawn_signal_handler(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("received SIGTERM"),
+            _ = int.recv() => tracing::info!("received SIGINT"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+/// Connects to etcd, retrying until it answers or the agent is told to stop: an agent
+/// started before its DCS should wait for it, not exit.
+async fn connect_dcs(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Arc<dyn Dcs>>> {
+    if cfg.etcd3.hosts.is_empty() {
+        bail!("etcd3.hosts: no etcd endpoint configured");
+    }
+    let timeout = request_timeout(cfg.bootstrap.dcs.retry_timeout);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match EtcdDcs::connect(&cfg.etcd3.hosts, timeout).await {
+            Ok(d) => return Ok(Some(Arc::new(d))),
+            Err(e) => {
+                tracing::warn!(error = %e, hosts = ?cfg.etcd3.hosts, "cannot reach etcd; retrying")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return Ok(None),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Per-request DCS timeout: half of `retry_timeout`, so a request and one retry fit in
+/// it, and at least one second.
+fn request_timeout(retry_timeout: u32) -> Duration {
+    (Duration::from_secs(u64::from(retry_timeout)) / 2).max(Duration::from_secs(1))
+}

@@ -1,0 +1,443 @@
+//! The `postgresql` and `bootstrap` sections.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+use warden_consensus::dynamic_config::{self, DynamicConfig, KeyClass};
+
+use super::address;
+use super::reader::{describe_yaml, key_text, Reader, Section};
+use super::schema;
+use super::sections::{credentials, host_port};
+use super::types::{BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig};
+
+pub(super) fn postgresql(
+    r: &mut Reader,
+    root: &Section<'_>,
+    member: Option<&str>,
+) -> Option<PostgresqlConfig> {
+    let value = r.required(root, "postgresql")?;
+    let s = r.section("postgresql", value)?;
+    // Each custom replica method named in create_replica_methods has a section of the
+    // same name; those are Patroni settings too.
+    let methods: Vec<String> = match s.get("create_replica_methods") {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    r.check_keys(&s, schema::POSTGRESQL, &methods);
+
+    let listen = r
+        .required(&s, "listen")
+        .and_then(|v| r.string("postgresql.listen", v))
+        .and_then(|text| match address::parse_pg_listen(&text) {
+            Ok(parsed) => Some(parsed),
+            Err(e) => {
+                r.error("postgresql.listen", e);
+                None
+            }
+        });
+    let connect_address = match s.get("connect_address") {
+        Some(v) => r
+            .string("postgresql.connect_address", v)
+            .and_then(|text| host_port(r, "postgresql.connect_address", &text)),
+        None => default_connect_address(r, listen.as_ref()),
+    };
+    let data_dir = data_dir(r, &s);
+    let bin_dir = bin_dir(r, &s);
+    let pgpass = pgpass(r, &s, data_dir.as_deref(), member);
+    let authentication = r.required(&s, "authentication").and_then(|v| pg_auth(r, v));
+    let parameters = match s.get("parameters") {
+        Some(v) => guc_map(r, "postgresql.parameters", v),
+        None => Default::default(),
+    };
+    let pg_hba = match s.get("pg_hba") {
+        Some(v) => r.string_list("postgresql.pg_hba", v).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let mut use_unix_socket = false;
+    r.bool_key(&s, "use_unix_socket", &mut use_unix_socket);
+    let use_pg_rewind = s
+        .get("use_pg_rewind")
+        .and_then(|v| r.boolean("postgresql.use_pg_rewind", v));
+
+    let (listen_hosts, port) = listen?;
+    Some(PostgresqlConfig {
+        listen_hosts,
+        port,
+        connect_address: connect_address?,
+        data_dir: data_dir?,
+        bin_dir: bin_dir?,
+        pgpass: pgpass?,
+        authentication: authentication?,
+        parameters,
+        pg_hba,
+        use_unix_socket,
+        use_pg_rewind,
+    })
+}
+
+/// Without `connect_address`, a single concrete listen host is the only sensible
+/// address to publish; a wildcard or several hosts leave the choice to the user.
+fn default_connect_address(
+    r: &mut Reader,
+    listen: Option<&(Vec<String>, u16)>,
+) -> Option<HostPort> {
+    let (hosts, port) = listen?;
+    match hosts.as_slice() {
+        [host] if !address::is_wildcard(host) => Some(HostPort {
+            host: host.clone(),
+            port: *port,
+        }),
+        _ => {
+            r.error(
+                "postgresql.connect_address",
+                "missing required key (postgresql.listen does not name a single address \
+                 other members can connect to)",
+            );
+            None
+        }
+    }
+}
+
+/// Free-form map values as PostgreSQL GUC text, keyed by name.
+fn guc_map(r: &mut Reader, path: &str, value: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(s) = r.section(path, value) else {
+        return out;
+    };
+    for (key, value) in s.entries() {
+        let Some(name) = key_text(key) else {
+            r.error(path, "parameter names must be strings");
+            continue;
+        };
+        let item = s.path_of(&name);
+        let text = r
+            .json(&item, value)
+            .and_then(|json| dynamic_config::guc_text(&json));
+        match text {
+            Some(text) => {
+                out.insert(name, text);
+            }
+            None if value.is_null() => r.error(item, "missing value"),
+            None => r.error(
+                item,
+                format!(
+                    "expected a string, number or boolean, got {}",
+                    describe_yaml(value)
+                ),
+            ),
+        }
+    }
+    out
+}
+
+fn path_value(r: &mut Reader, s: &Section<'_>, key: &str) -> Option<PathBuf> {
+    s.get(key)
+        .and_then(|v| r.string(&s.path_of(key), v))
+        .map(PathBuf::from)
+}
+
+fn data_dir(r: &mut Reader, s: &Section<'_>) -> Option<PathBuf> {
+    const KEY: &str = "postgresql.data_dir";
+    if s.get("data_dir").is_none() {
+        r.error(KEY, "missing required key");
+        return None;
+    }
+    let path = path_value(r, s, "data_dir")?;
+    if path.as_os_str().is_empty() {
+        r.error(KEY, "must not be empty");
+        return None;
+    }
+    if !path.is_absolute() {
+        r.error(
+            KEY,
+            format!("must be an absolute path, got \"{}\"", path.display()),
+        );
+        return None;
+    }
+    // A missing directory is fine (initdb or a clone creates it); a file is not.
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if !meta.is_dir() {
+            r.error(
+                KEY,
+                format!("\"{}\" exists and is not a directory", path.display()),
+            );
+            return None;
+        }
+    }
+    Some(path)
+}
+
+/// `Some(None)`: not given (look up on PATH); `None`: invalid.
+fn bin_dir(r: &mut Reader, s: &Section<'_>) -> Option<Option<PathBuf>> {
+    const KEY: &str = "postgresql.bin_dir";
+    if s.get("bin_dir").is_none() {
+        return Some(None);
+    }
+    let path = path_value(r, s, "bin_dir")?;
+    // Patroni treats an empty bin_dir like an absent one.
+    if path.as_os_str().is_empty() {
+        return Some(None);
+    }
+    let postgres = path.join("postgres");
+    let executable = std::fs::metadata(&postgres)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false);
+    if executable {
+        Some(Some(path))
+    } else {
+        let why = if path.is_dir() {
+            ""
+        } else {
+            " (no such directory)"
+        };
+        r.error(
+            KEY,
+            format!("no executable \"postgres\" in \"{}\"{why}", path.display()),
+        );
+        None
+    }
+}
+
+fn pgpass(
+    r: &mut Reader,
+    s: &Section<'_>,
+    data_dir: Option<&Path>,
+    member: Option<&str>,
+) -> Option<PathBuf> {
+    let path = match s.get("pgpass") {
+        Some(_) => path_value(r, s, "pgpass")?,
+        None => {
+            let file = format!("pgpass.{}", member.unwrap_or("warden"));
+            // Without a valid data_dir the config fails anyway; any placeholder will do.
+            let parent = data_dir.and_then(Path::parent).unwrap_or(Path::new("/"));
+            return Some(parent.join(file));
+        }
+    };
+    if path.as_os_str().is_empty() {
+        r.error("postgresql.pgpass", "must not be empty");
+        return None;
+    }
+    if path.is_dir() {
+        r.error(
+            "postgresql.pgpass",
+            format!(
+                "\"{}\" is a directory; expected a file path",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+fn pg_auth(r: &mut Reader, value: &Value) -> Option<PgAuth> {
+    const PATH: &str = "postgresql.authentication";
+    let s = r.section(PATH, value)?;
+    r.check_keys(&s, schema::PG_AUTH, &[]);
+    let superuser = r
+        .required(&s, "superuser")
+        .and_then(|v| credentials(r, &s.path_of("superuser"), v, schema::PG_CREDENTIALS));
+    let replication = r
+        .required(&s, "replication")
+        .and_then(|v| credentials(r, &s.path_of("replication"), v, schema::PG_CREDENTIALS));
+    let rewind = match s.get("rewind") {
+        Some(v) => Some(credentials(
+            r,
+            &s.path_of("rewind"),
+            v,
+            schema::PG_CREDENTIALS,
+        )?),
+        None => None,
+    };
+    Some(PgAuth {
+        superuser: superuser?,
+        replication: replication?,
+        rewind,
+    })
+}
+
+pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapConfig> {
+    let Some(value) = root.get("bootstrap") else {
+        return Some(BootstrapConfig::default());
+    };
+    let s = r.section("bootstrap", value)?;
+    // `method: NAME` refers to a section `NAME` with the method's settings.
+    let method: Vec<String> = match s.get("method") {
+        Some(Value::String(name)) if name != "initdb" => vec![name.clone()],
+        _ => Vec::new(),
+    };
+    r.check_keys(&s, schema::BOOTSTRAP, &method);
+    let dcs = match s.get("dcs") {
+        Some(v) => dcs(r, v),
+        None => Some(DynamicConfig::default()),
+    };
+    let initdb = match s.get("initdb") {
+        Some(v) => initdb(r, v),
+        None => Some(Vec::new()),
+    };
+    Some(BootstrapConfig {
+        dcs: dcs?,
+        initdb: initdb?,
+    })
+}
+
+/// `bootstrap.dcs` is written to the cluster's `config` key, so unlike a value read
+/// back from etcd, an unknown key here is a typo and an error.
+fn dcs(r: &mut Reader, value: &Value) -> Option<DynamicConfig> {
+    const PATH: &str = "bootstrap.dcs";
+    let s = r.section(PATH, value)?;
+    check_dcs_keys(r, &s, "");
+    if let Some(Value::Mapping(pg)) = s.get("postgresql") {
+        let pg = Section {
+            path: format!("{PATH}.postgresql"),
+            map: pg,
+        };
+        check_dcs_keys(r, &pg, "postgresql");
+    }
+    let json = r.json(PATH, value)?;
+    match DynamicConfig::from_json_all(&json) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            for e in errors {
+                r.error(format!("{PATH}.{}", e.key), e.reason);
+            }
+            None
+        }
+    }
+}
+
+/// Classifies the keys of `bootstrap.dcs` (`prefix` "") or `bootstrap.dcs.postgresql`.
+fn check_dcs_keys(r: &mut Reader, s: &Section<'_>, prefix: &str) {
+    for (key, value) in s.entries() {
+        let Some(name) = key_text(key) else {
+            r.error(s.path.clone(), "keys must be strings");
+            continue;
+        };
+        let relative = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        let path = s.path_of(&name);
+        match dynamic_config::classify_key(&relative) {
+            KeyClass::Implemented | KeyClass::FreeForm => {}
+            KeyClass::Alias { canonical } => {
+                r.warn(format!("{path}: legacy Patroni name; prefer {canonical}"))
+            }
+            KeyClass::PatroniOnly if value.is_null() => {}
+            KeyClass::PatroniOnly if relative == "standby_cluster" => r.not_implemented(
+                &path,
+                "this cluster does not replicate from the remote primary",
+            ),
+            KeyClass::PatroniOnly => r.not_implemented(&path, "kept in the DCS config"),
+            KeyClass::Unknown => {
+                r.unknown_key(&path, &name, dynamic_config::candidate_keys(prefix));
+            }
+        }
+    }
+}
+
+/// initdb options Warden sets itself, or that would break what it expects.
+const RESERVED_INITDB: &[&str] = &[
+    "pgdata",
+    "pwfile",
+    "username",
+    "nosync",
+    "no-sync",
+    "sync-only",
+    "version",
+    "help",
+    "show",
+];
+
+fn initdb(r: &mut Reader, value: &Value) -> Option<Vec<InitdbOption>> {
+    const PATH: &str = "bootstrap.initdb";
+    let Value::Sequence(items) = value else {
+        r.error(
+            PATH,
+            format!(
+                "expected a list such as [data-checksums, {{encoding: UTF8}}], got {}",
+                describe_yaml(value)
+            ),
+        );
+        return None;
+    };
+    let before = r.problems.len();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("{PATH}[{i}]");
+        match item {
+            Value::String(flag) => {
+                if check_initdb_name(r, &path, flag) {
+                    out.push(InitdbOption::Flag(flag.clone()));
+                }
+            }
+            Value::Mapping(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let Some(name) = key_text(k) else {
+                        r.error(&path, "option names must be strings");
+                        continue;
+                    };
+                    let text = match v {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    };
+                    let item_path = format!("{path}.{name}");
+                    match text {
+                        Some(value) if check_initdb_name(r, &item_path, &name) => {
+                            out.push(InitdbOption::Value { name, value });
+                        }
+                        Some(_) => {}
+                        None => r.error(
+                            item_path,
+                            format!("expected a string or number, got {}", describe_yaml(v)),
+                        ),
+                    }
+                }
+            }
+            other => r.error(
+                path,
+                format!(
+                    "expected an option name or a one-key mapping, got {}",
+                    describe_yaml(other)
+                ),
+            ),
+        }
+    }
+    (r.problems.len() == before).then_some(out)
+}
+
+fn check_initdb_name(r: &mut Reader, path: &str, name: &str) -> bool {
+    let well_formed = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if name.starts_with('-') {
+        r.error(
+            path,
+            format!(
+                "write the option without leading dashes (\"{}\")",
+                name.trim_start_matches('-')
+            ),
+        );
+        false
+    } else if !well_formed {
+        r.error(path, format!("invalid initdb option name \"{name}\""));
+        false
+    } else if RESERVED_INITDB.contains(&name) {
+        r.error(
+            path,
+            format!("\"{name}\" is set by Warden and cannot be given"),
+        );
+        false
+    } else {
+        true
+    }
+}

@@ -1,0 +1,262 @@
+//! Which YAML keys exist, section by section. A key is either implemented by Warden,
+//! known to Patroni but not implemented yet (a warning: a Patroni config must still
+//! load), or unknown to both (an error: almost always a typo).
+//!
+//! Free-form maps (`postgresql.parameters`, `tags`, the items of `bootstrap.initdb`)
+//! have no table here and are never key-checked; `bootstrap.dcs` is classified by
+//! `warden_consensus::dynamic_config::classify_key`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Warden,
+    /// Known to Patroni; the note, if not empty, says what ignoring it means.
+    Patroni(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Key {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn warden(name: &'static str) -> Key {
+    Key {
+        name,
+        kind: Kind::Warden,
+    }
+}
+
+const fn patroni(name: &'static str, note: &'static str) -> Key {
+    Key {
+        name,
+        kind: Kind::Patroni(note),
+    }
+}
+
+const OTHER_DCS: &str = "Warden uses only etcd v3 (the etcd3 section)";
+const DYNAMIC: &str = "a dynamic setting; put it under bootstrap.dcs";
+
+pub(super) const TOP: &[Key] = &[
+    warden("scope"),
+    warden("namespace"),
+    warden("name"),
+    warden("log"),
+    warden("restapi"),
+    warden("etcd3"),
+    warden("bootstrap"),
+    warden("postgresql"),
+    warden("tags"),
+    patroni("ctl", ""),
+    patroni("citus", ""),
+    patroni("watchdog", "no watchdog is armed, even with mode: required"),
+    patroni("etcd", OTHER_DCS),
+    patroni("consul", OTHER_DCS),
+    patroni("kubernetes", OTHER_DCS),
+    patroni("zookeeper", OTHER_DCS),
+    patroni("exhibitor", OTHER_DCS),
+    patroni("raft", OTHER_DCS),
+    patroni("ttl", DYNAMIC),
+    patroni("loop_wait", DYNAMIC),
+    patroni("retry_timeout", DYNAMIC),
+    patroni("maximum_lag_on_failover", DYNAMIC),
+];
+
+pub(super) const LOG: &[Key] = &[
+    warden("level"),
+    warden("type"),
+    warden("format"),
+    patroni("traceback_level", ""),
+    patroni("dateformat", ""),
+    patroni("static_fields", ""),
+    patroni("max_queue_size", ""),
+    patroni("dir", "logs go to standard error"),
+    patroni("file_num", ""),
+    patroni("file_size", ""),
+    patroni("mode", ""),
+    patroni("loggers", ""),
+    patroni("deduplicate_heartbeat_logs", ""),
+];
+
+const NO_TLS: &str = "the REST API serves plain HTTP";
+
+pub(super) const RESTAPI: &[Key] = &[
+    warden("listen"),
+    warden("connect_address"),
+    warden("authentication"),
+    patroni("certfile", NO_TLS),
+    patroni("keyfile", NO_TLS),
+    patroni("keyfile_password", NO_TLS),
+    patroni("cafile", NO_TLS),
+    patroni("ciphers", NO_TLS),
+    patroni("verify_client", "client certificates are not checked"),
+    patroni(
+        "allowlist",
+        "unsafe endpoints are not restricted by client address",
+    ),
+    patroni(
+        "allowlist_include_members",
+        "unsafe endpoints are not restricted by client address",
+    ),
+    patroni("http_extra_headers", ""),
+    patroni("https_extra_headers", ""),
+    patroni("request_queue_size", ""),
+    patroni("server_tokens", ""),
+];
+
+pub(super) const RESTAPI_AUTH: &[Key] = &[warden("username"), warden("password")];
+
+pub(super) const ETCD3: &[Key] = &[
+    warden("host"),
+    warden("hosts"),
+    patroni("protocol", "Warden connects over plain http"),
+    patroni("cacert", "Warden connects without TLS"),
+    patroni("cert", "Warden connects without TLS"),
+    patroni("key", "Warden connects without TLS"),
+    patroni("username", "Warden connects without etcd authentication"),
+    patroni("password", "Warden connects without etcd authentication"),
+    patroni("url", "use hosts"),
+    patroni("proxy", "use hosts"),
+    patroni("srv", "use hosts"),
+    patroni("srv_suffix", "use hosts"),
+    patroni("use_proxies", ""),
+];
+
+pub(super) const BOOTSTRAP: &[Key] = &[
+    warden("dcs"),
+    warden("initdb"),
+    patroni("method", "new clusters are created with initdb"),
+    patroni("post_bootstrap", ""),
+    patroni("post_init", ""),
+    patroni("users", "removed in Patroni 4"),
+    patroni("pg_hba", "removed in Patroni 4; use postgresql.pg_hba"),
+];
+
+pub(super) const POSTGRESQL: &[Key] = &[
+    warden("listen"),
+    warden("connect_address"),
+    warden("data_dir"),
+    warden("bin_dir"),
+    warden("pgpass"),
+    warden("authentication"),
+    warden("parameters"),
+    warden("pg_hba"),
+    warden("use_unix_socket"),
+    warden("use_pg_rewind"),
+    patroni("callbacks", "callback scripts are not run"),
+    patroni(
+        "create_replica_methods",
+        "replicas are cloned with pg_basebackup",
+    ),
+    patroni(
+        "create_replica_method",
+        "replicas are cloned with pg_basebackup",
+    ),
+    patroni("basebackup", ""),
+    patroni("recovery_conf", ""),
+    patroni("custom_conf", ""),
+    patroni("config_dir", "configuration files live in data_dir"),
+    patroni("pg_ctl_timeout", ""),
+    patroni("remove_data_directory_on_rewind_failure", ""),
+    patroni("remove_data_directory_on_diverged_timelines", ""),
+    patroni("pre_promote", "no fencing script runs before promotion"),
+    patroni("before_stop", ""),
+    patroni("bin_name", "binaries are looked up by their standard names"),
+    patroni("proxy_address", ""),
+    patroni("use_unix_socket_repl", ""),
+    patroni("pg_ident", ""),
+];
+
+pub(super) const PG_AUTH: &[Key] = &[warden("superuser"), warden("replication"), warden("rewind")];
+
+const LIBPQ_TLS: &str = "the connection uses libpq defaults";
+
+pub(super) const PG_CREDENTIALS: &[Key] = &[
+    warden("username"),
+    warden("password"),
+    patroni("sslmode", LIBPQ_TLS),
+    patroni("sslkey", LIBPQ_TLS),
+    patroni("sslpassword", LIBPQ_TLS),
+    patroni("sslcert", LIBPQ_TLS),
+    patroni("sslrootcert", LIBPQ_TLS),
+    patroni("sslcrl", LIBPQ_TLS),
+    patroni("sslcrldir", LIBPQ_TLS),
+    patroni("sslnegotiation", LIBPQ_TLS),
+    patroni("gssencmode", LIBPQ_TLS),
+    patroni("channel_binding", LIBPQ_TLS),
+];
+
+/// Tags Patroni defines that Warden does not act on; kept out of the published tags.
+pub(super) const PATRONI_ONLY_TAGS: &[(&str, &str)] =
+    &[("replicatefrom", "cascading replication is not implemented")];
+
+pub(super) fn find(spec: &[Key], name: &str) -> Option<Kind> {
+    spec.iter().find(|k| k.name == name).map(|k| k.kind)
+}
+
+/// The closest known name, if close enough to be a likely typo.
+pub(super) fn suggest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .map(|c| (distance(&name.to_ascii_lowercase(), c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = Vec::with_capacity(b.len() + 1);
+        cur.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let names = RESTAPI.iter().map(|k| k.name);
+        assert_eq!(suggest("lisen", names.clone()), Some("listen"));
+        assert_eq!(
+            suggest("conect_address", names.clone()),
+            Some("connect_address")
+        );
+        assert_eq!(suggest("LISTEN", names.clone()), Some("listen"));
+        assert_eq!(suggest("zzzzzz", names), None);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("", "ab"), 2);
+    }
+
+    #[test]
+    fn tables_have_no_duplicates() {
+        for spec in [
+            TOP,
+            LOG,
+            RESTAPI,
+            ETCD3,
+            BOOTSTRAP,
+            POSTGRESQL,
+            PG_CREDENTIALS,
+        ] {
+            let mut names: Vec<&str> = spec.iter().map(|k| k.name).collect();
+            names.sort_unstable();
+            let before = names.len();
+            names.dedup();
+            assert_eq!(before, names.len());
+        }
+    }
+}

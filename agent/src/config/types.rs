@@ -1,0 +1,293 @@
+//! The typed, validated agent configuration. Values here are final: defaults applied,
+//! addresses parsed, paths checked. Built only by [`super::parse`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use warden_consensus::dynamic_config::DynamicConfig;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Cluster name; the etcd prefix is `<namespace><scope>/`.
+    pub scope: String,
+    /// Always starts and ends with `/` (`/service/`, or `/` for the root).
+    pub namespace: String,
+    /// This member's name, unique in the cluster.
+    pub name: String,
+    pub log: LogConfig,
+    pub restapi: RestApiConfig,
+    pub etcd3: EtcdConfig,
+    pub bootstrap: BootstrapConfig,
+    pub postgresql: PostgresqlConfig,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// One of `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL` (normalised to upper case).
+    pub level: String,
+    /// `log.type: json` (Patroni 4); plain text otherwise.
+    pub json: bool,
+    /// Patroni's (Python logging) format string; informational only.
+    pub format: Option<String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "INFO".to_owned(),
+            json: false,
+            format: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestApiConfig {
+    /// Address to bind; `:8008` in the YAML means all IPv4 addresses.
+    pub listen: SocketAddr,
+    /// Address other members and tools use; published as `api_url`.
+    pub connect_address: HostPort,
+    /// Basic-auth credentials protecting the unsafe (write) endpoints.
+    pub authentication: Option<Credentials>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// Endpoints as `host:port` (port 2379 when the YAML gave none).
+    pub hosts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BootstrapConfig {
+    /// Written to the `config` key by the member that initialises the cluster.
+    pub dcs: DynamicConfig,
+    pub initdb: Vec<InitdbOption>,
+}
+
+/// One `bootstrap.initdb` item: `- data-checksums` or `- encoding: UTF8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitdbOption {
+    Flag(String),
+    Value { name: String, value: String },
+}
+
+impl InitdbOption {
+    /// The initdb command-line argument: `--data-checksums`, `--encoding=UTF8`.
+    pub fn to_arg(&self) -> String {
+        match self {
+            InitdbOption::Flag(name) => format!("--{name}"),
+            InitdbOption::Value { name, value } => format!("--{name}={value}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresqlConfig {
+    /// Hosts of `postgresql.listen`, as written (`*`, `127.0.0.1`, `::1`); joined with
+    /// commas they form `listen_addresses`.
+    pub listen_hosts: Vec<String>,
+    pub port: u16,
+    /// Published as `conn_url`.
+    pub connect_address: HostPort,
+    /// Absolute.
+    pub data_dir: PathBuf,
+    /// `None`: find the binaries on `PATH` at run time (Patroni's behaviour for an
+    /// absent or empty `bin_dir`).
+    pub bin_dir: Option<PathBuf>,
+    /// Password file Warden writes for libpq tools. Default: `pgpass.<name>` beside the
+    /// data directory (`/var/lib/pg/node1/data` → `/var/lib/pg/node1/pgpass.<name>`).
+    /// Patroni's default, `~/pgpass` in the home of the user running it, would be shared
+    /// by every member on one machine; inside the data directory it would be wiped by
+    /// a re-clone.
+    pub pgpass: PathBuf,
+    pub authentication: PgAuth,
+    /// Local GUCs in PostgreSQL text form (`true` → `on`, `10` → `10`).
+    pub parameters: BTreeMap<String, String>,
+    pub pg_hba: Vec<String>,
+    pub use_unix_socket: bool,
+    /// A local `postgresql.use_pg_rewind`. Patroni lets the local YAML override the
+    /// dynamic config for this key, so when `Some` it wins over
+    /// `DynamicConfig::postgresql.use_pg_rewind`.
+    pub use_pg_rewind: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgAuth {
+    pub superuser: Credentials,
+    pub replication: Credentials,
+    pub rewind: Option<Credentials>,
+}
+
+/// A user name and optional password. `Debug` never prints the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A connectable `host:port`. The host may be a name, an IPv4 or an IPv6 address
+/// (stored without brackets).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Member tags. The well-known ones are typed; any other tag is kept in `other` and
+/// published unchanged (Patroni lets users query them with `?tag_<k>=<v>`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tags {
+    pub nofailover: bool,
+    pub noloadbalance: bool,
+    pub clonefrom: bool,
+    pub nosync: bool,
+    pub failover_priority: Option<u32>,
+    pub nostream: bool,
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl Tags {
+    /// Whether this member may take part in a leader race, as Patroni decides it:
+    /// an explicit `nofailover` wins; otherwise `failover_priority: 0` excludes it.
+    pub fn can_failover(&self) -> bool {
+        !self.nofailover && self.failover_priority != Some(0)
+    }
+
+    /// Priority used to break ties in the leader race (Patroni: 0 with `nofailover`,
+    /// 1 when unset).
+    pub fn effective_failover_priority(&self) -> u32 {
+        if self.nofailover {
+            0
+        } else {
+            self.failover_priority.unwrap_or(1)
+        }
+    }
+
+    /// The `tags` object of the member key, as Patroni publishes it: the boolean tags
+    /// only when true, then `failover_priority` if set, then the user's own tags.
+    pub fn to_member_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out: serde_json::Map<String, serde_json::Value> = self
+            .other
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let flags = [
+            ("nofailover", self.nofailover),
+            ("noloadbalance", self.noloadbalance),
+            ("clonefrom", self.clonefrom),
+            ("nosync", self.nosync),
+            ("nostream", self.nostream),
+        ];
+        for (name, set) in flags {
+            if set {
+                out.insert(name.to_owned(), serde_json::Value::Bool(true));
+            }
+        }
+        if let Some(priority) = self.failover_priority {
+            out.insert("failover_priority".to_owned(), priority.into());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_display_brackets_ipv6() {
+        let v4 = HostPort {
+            host: "10.0.0.1".into(),
+            port: 5432,
+        };
+        let v6 = HostPort {
+            host: "::1".into(),
+            port: 5432,
+        };
+        assert_eq!(v4.to_string(), "10.0.0.1:5432");
+        assert_eq!(v6.to_string(), "[::1]:5432");
+    }
+
+    #[test]
+    fn credentials_debug_redacts_the_password() {
+        let c = Credentials {
+            username: "postgres".into(),
+            password: Some("hunter2".into()),
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains("postgres") && text.contains("<redacted>"),
+            "{text}"
+        );
+        let none = Credentials {
+            username: "u".into(),
+            password: None,
+        };
+        assert!(format!("{none:?}").contains("None"));
+    }
+
+    #[test]
+    fn initdb_args() {
+        assert_eq!(
+            InitdbOption::Flag("data-checksums".into()).to_arg(),
+            "--data-checksums"
+        );
+        let v = InitdbOption::Value {
+            name: "encoding".into(),
+            value: "UTF8".into(),
+        };
+        assert_eq!(v.to_arg(), "--encoding=UTF8");
+    }
+
+    #[test]
+    fn failover_eligibility_follows_patroni() {
+        let mut t = Tags::default();
+        assert!(t.can_failover());
+        assert_eq!(t.effective_failover_priority(), 1);
+        t.failover_priority = Some(0);
+        assert!(!t.can_failover());
+        t.failover_priority = Some(3);
+        assert_eq!(t.effective_failover_priority(), 3);
+        t.nofailover = true;
+        assert!(!t.can_failover());
+        assert_eq!(t.effective_failover_priority(), 0);
+    }
+
+    #[test]
+    fn member_tags_omit_false_flags() {
+        let mut t = Tags {
+            clonefrom: true,
+            failover_priority: Some(2),
+            ..Tags::default()
+        };
+        t.other.insert("zone".into(), serde_json::json!("a"));
+        let json = serde_json::Value::Object(t.to_member_json());
+        assert_eq!(
+            json,
+            serde_json::json!({"clonefrom": true, "failover_priority": 2, "zone": "a"})
+        );
+    }
+}

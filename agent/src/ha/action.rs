@@ -1,0 +1,54 @@
+//! What the decision core asks the executor to do.
+
+/// How a started PostgreSQL should run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartAs {
+    Primary,
+    /// A replica streaming from the named member, or from nobody (read-only, waiting).
+    Replica {
+        upstream: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Create `initialize` with an empty value: we win the right to run initdb.
+    RaceInitialize,
+    /// initdb, start, create roles (runs while the lease keeps being renewed).
+    Bootstrap,
+    /// Record the new cluster's system identifier in `initialize`.
+    SetInitialize {
+        system_identifier: String,
+    },
+    /// pg_basebackup from the named member.
+    Clone {
+        from: String,
+    },
+    /// Take the vacant leader key (create-only, bound to our lease).
+    AcquireLeader,
+    /// Re-assert the leader key we hold (value == our name) on our current lease.
+    RenewLeader,
+    StartPostgres(StartAs),
+    /// Promote our replica; `reason` goes into `history`.
+    Promote {
+        reason: String,
+    },
+    /// Stop the primary and restart it as a replica of `upstream`.
+    Demote {
+        upstream: Option<String>,
+    },
+    /// Replica: make sure we stream from `leader` (rewrites config and reloads if needed).
+    Follow {
+        leader: String,
+    },
+    /// Primary: make sure the config is the primary's (no recovery settings).
+    ConfigurePrimary,
+    /// Primary: one physical slot per other member.
+    EnsureSlots {
+        members: Vec<String>,
+    },
+    /// Primary: publish our WAL position to `status`.
+    WriteStatus,
+    /// Stop the agent: a condition an operator must resolve.
+    Fatal(String),
+}

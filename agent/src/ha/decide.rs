@@ -1,0 +1,337 @@
+//! The HA decision: a pure function from an [`Observation`] to actions.
+//!
+//! No I/O and no clock: everything time-dependent arrives as a fact in the observation
+//! (e.g. `lease_valid`). Each branch returns a short note saying why, which the loop logs
+//! and `/patroni` shows.
+
+use super::action::{Action, StartAs};
+use super::observation::{Observation, Peer, Tags};
+use crate::pg::sql::Probe;
+use crate::pg::DataDir;
+use warden_consensus::Cluster;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub actions: Vec<Action>,
+    pub note: String,
+}
+
+fn decision(actions: Vec<Action>, note: impl Into<String>) -> Decision {
+    Decision {
+        actions,
+        note: note.into(),
+    }
+}
+
+pub fn decide(o: &Observation) -> Decision {
+    let Some(c) = o.cluster.as_ref() else {
+        return dcs_unreachable(o);
+    };
+
+    match c.initialize.as_deref() {
+        None => return uninitialized_cluster(o, c),
+        Some("") => {
+            if o.bootstrapped_here && o.local.probe.as_ref().is_some_and(|p| !p.in_recovery) {
+                let sysid = o.local.system_identifier.clone().unwrap_or_default();
+                return decision(
+                    vec![
+                        Action::AcquireLeader,
+                        Action::SetInitialize {
+                            system_identifier: sysid,
+                        },
+                    ],
+                    "bootstrapped a new cluster: taking the leader key",
+                );
+            }
+            if o.local.data != DataDir::Initialized {
+                return decision(vec![], "waiting for the leader to bootstrap");
+            }
+        }
+        Some(sysid) => {
+            if let Some(mine) = o.local.system_identifier.as_deref().filter(|m| *m != sysid) {
+                return decision(
+                    vec![Action::Fatal(format!(
+                        "the data directory belongs to another cluster: its system identifier is {mine}, \
+                         the cluster's (the DCS `initialize` key) is {sysid}; move the data directory away \
+                         to clone a fresh replica, or check scope and namespace"
+                    ))],
+                    "system identifier mismatch",
+                );
+            }
+        }
+    }
+
+    if o.local.data != DataDir::Initialized {
+        return clone_replica(o, c);
+    }
+    if c.is_paused() {
+        return paused(o, c);
+    }
+    if !o.local.running {
+        return start_stopped(o, c);
+    }
+    let Some(probe) = o.local.probe.as_ref() else {
+        return decision(vec![], "PostgreSQL is starting");
+    };
+    match c.leader_name() {
+        Some(l) if l == o.me => as_leader(o, c, probe),
+        Some(l) => as_follower(probe, l),
+        None => vacant_leader(o, c, probe),
+    }
+}
+
+fn dcs_unreachable(o: &Observation) -> Decision {
+    let primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+    if primary && !o.lease_valid {
+        return decision(
+            vec![Action::Demote { upstream: None }],
+            "DCS unreachable and the lease deadline passed: demoting to read-only",
+        );
+    }
+    decision(vec![], "DCS unreachable; keeping the current state")
+}
+
+/// No `initialize` key: a brand-new cluster, or one whose DCS state was wiped.
+fn uninitialized_cluster(o: &Observation, c: &Cluster) -> Decision {
+    if o.local.data != DataDir::Initialized {
+        return decision(
+            vec![Action::RaceInitialize, Action::Bootstrap],
+            "racing to bootstrap a new cluster",
+        );
+    }
+    // Existing data but no DCS record: a running primary re-registers the cluster.
+    let primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+    match (o.local.system_identifier.clone(), c.leader_name()) {
+        (Some(sysid), None) if primary => decision(
+            vec![
+                Action::AcquireLeader,
+                Action::SetInitialize {
+                    system_identifier: sysid,
+                },
+            ],
+            "DCS has no record of this cluster: registering it from the running primary",
+        ),
+        (Some(sysid), Some(l)) if l == o.me => decision(
+            vec![Action::SetInitialize {
+                system_identifier: sysid,
+            }],
+            "recording the system identifier",
+        ),
+        _ if !o.local.running => {
+            let start = if o.local.was_primary {
+                StartAs::Primary
+            } else {
+                StartAs::Replica { upstream: None }
+            };
+            // A former primary starts read-only first, then takes the key once running.
+            let start = match start {
+                StartAs::Primary if c.leader.is_none() => StartAs::Primary,
+                _ => StartAs::Replica { upstream: None },
+            };
+            decision(
+                vec![Action::StartPostgres(start)],
+                "starting PostgreSQL from the existing data directory",
+            )
+        }
+        _ => decision(vec![], "waiting for the DCS to be initialised"),
+    }
+}
+
+fn clone_replica(o: &Observation, c: &Cluster) -> Decision {
+    match clone_source(o, c) {
+        Some(from) => decision(
+            vec![Action::Clone { from: from.clone() }],
+            format!("cloning a replica from {from}"),
+        ),
+        None => decision(vec![], "waiting for a running leader to clone from"),
+    }
+}
+
+/// A running member tagged `clonefrom`, else the leader.
+fn clone_source(o: &Observation, c: &Cluster) -> Option<String> {
+    let running = |name: &str| c.member(name).is_some_and(|m| m.state == "running");
+    let tagged = c.members.iter().find(|(n, m)| {
+        n.as_str() != o.me
+            && m.value.tag_bool("clonefrom")
+            && running(n)
+            && m.value.role.as_str() == "replica"
+    });
+    if let Some((n, _)) = tagged {
+        return Some(n.clone());
+    }
+    c.leader_name()
+        .filter(|l| *l != o.me && running(l))
+        .map(str::to_string)
+}
+
+fn paused(o: &Observation, c: &Cluster) -> Decision {
+    let leader = c.leader_name();
+    if leader == Some(o.me.as_str()) && o.local.probe.as_ref().is_some_and(|p| !p.in_recovery) {
+        return decision(
+            vec![Action::RenewLeader, Action::WriteStatus],
+            "paused: keeping the leader key",
+        );
+    }
+    decision(vec![], "paused: no automatic actions")
+}
+
+fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
+    match c.leader_name() {
+        Some(l) if l == o.me && o.local.was_primary => decision(
+            vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)],
+            "starting PostgreSQL as primary: we still hold the leader key",
+        ),
+        Some(l) if l != o.me => decision(
+            vec![Action::StartPostgres(StartAs::Replica {
+                upstream: Some(l.to_string()),
+            })],
+            format!("starting PostgreSQL as a replica of {l}"),
+        ),
+        _ => decision(
+            vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
+            "starting PostgreSQL read-only; no leader to follow yet",
+        ),
+    }
+}
+
+fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
+    if !o.lease_renewed {
+        // Without a renewal this turn we cannot be sure the key outlives this turn.
+        return decision(
+            vec![],
+            "lease not renewed this turn; taking no leader action",
+        );
+    }
+    let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
+    if probe.in_recovery {
+        return decision(
+            vec![
+                Action::RenewLeader,
+                Action::Promote {
+                    reason: "promoted: holds the leader key".into(),
+                },
+                Action::EnsureSlots { members: others },
+                Action::WriteStatus,
+            ],
+            "holding the leader key: promoting",
+        );
+    }
+    decision(
+        vec![
+            Action::RenewLeader,
+            Action::ConfigurePrimary,
+            Action::EnsureSlots { members: others },
+            Action::WriteStatus,
+        ],
+        "no action: I am the leader with the lock",
+    )
+}
+
+fn as_follower(probe: &Probe, leader: &str) -> Decision {
+    if !probe.in_recovery {
+        return decision(
+            vec![Action::Demote {
+                upstream: Some(leader.to_string()),
+            }],
+            format!("demoting: {leader} holds the leader key"),
+        );
+    }
+    decision(
+        vec![Action::Follow {
+            leader: leader.to_string(),
+        }],
+        format!("no action: streaming from leader {leader}"),
+    )
+}
+
+fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
+    if !o.lease_renewed {
+        return decision(
+            vec![],
+            "leader key vacant but our lease was not renewed this turn",
+        );
+    }
+    let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
+    if !probe.in_recovery {
+        return decision(
+            vec![
+                Action::AcquireLeader,
+                Action::ConfigurePrimary,
+                Action::EnsureSlots { members: others },
+                Action::WriteStatus,
+            ],
+            "leader key vacant and we run as primary: taking it back",
+        );
+    }
+    match race_refusal(o, c, probe) {
+        Some(why) => decision(vec![], format!("not racing for the leader key: {why}")),
+        None => decision(
+            vec![
+                Action::AcquireLeader,
+                Action::Promote {
+                    reason: "no recovery target specified".into(),
+                },
+                Action::EnsureSlots { members: others },
+                Action::WriteStatus,
+            ],
+            "leader key vacant and we are the healthiest replica: racing",
+        ),
+    }
+}
+
+/// Why this replica must not race for the vacant leader key, or `None` if it may.
+pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
+    if !o.tags.may_become_leader() {
+        return Some("tagged nofailover (or failover_priority 0)".into());
+    }
+    let cfg = c.dynamic_config();
+    let mine = probe.wal_position.unwrap_or(0);
+    if let Some(optime) = c.status.as_ref().and_then(|s| s.optime) {
+        let lag = optime.saturating_sub(mine);
+        if lag > cfg.maximum_lag_on_failover {
+            return Some(format!(
+                "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({})",
+                cfg.maximum_lag_on_failover
+            ));
+        }
+    }
+    if cfg.check_timeline {
+        if let (Some(hist), Some(tl)) = (c.history_timeline(), probe.timeline) {
+            if tl <= hist {
+                return Some(format!(
+                    "timeline {tl} is not ahead of the cluster history ({hist})"
+                ));
+            }
+        }
+    }
+    better_peer(&o.me, &o.tags, mine, &o.peers)
+}
+
+fn better_peer(me: &str, tags: &Tags, mine: u64, peers: &[Peer]) -> Option<String> {
+    for p in peers {
+        let Some(s) = p.status.as_ref() else { continue };
+        if s.is_primary {
+            return Some(format!("{} is still running as a primary", p.name));
+        }
+        if !s.may_become_leader {
+            continue;
+        }
+        if s.wal_position > mine {
+            return Some(format!(
+                "{} has received more WAL ({} > {mine})",
+                p.name, s.wal_position
+            ));
+        }
+        let my_priority = tags.priority();
+        if s.wal_position == mine
+            && (s.priority > my_priority || (s.priority == my_priority && p.name.as_str() < me))
+        {
+            return Some(format!("{} is as far ahead and wins the tie", p.name));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -1,0 +1,360 @@
+//! Named scenarios for the decision core: each builds an observation and checks the
+//! actions. No processes, no clock.
+
+use super::*;
+use crate::ha::observation::{Local, PeerStatus};
+use warden_consensus::types::{Member, Role, Status};
+use warden_consensus::{LeaderKey, Versioned};
+
+fn member(role: Role, state: &str) -> Versioned<Member> {
+    let m: Member = serde_json::from_value(serde_json::json!({
+        "conn_url": "postgres://127.0.0.1:5432/postgres",
+        "api_url": "http://127.0.0.1:8008/patroni",
+        "state": state, "role": role.as_str(), "version": "4.0.0",
+    }))
+    .unwrap();
+    Versioned {
+        value: m,
+        mod_revision: 1,
+    }
+}
+
+fn cluster(initialize: Option<&str>, leader: Option<&str>) -> Cluster {
+    let mut c = Cluster {
+        initialize: initialize.map(str::to_string),
+        ..Cluster::default()
+    };
+    c.leader = leader.map(|l| LeaderKey {
+        name: l.into(),
+        create_revision: 7,
+        mod_revision: 7,
+        lease: 1,
+    });
+    for n in ["n1", "n2", "n3"] {
+        let role = if Some(n) == leader {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
+        c.members.insert(n.into(), member(role, "running"));
+    }
+    c
+}
+
+fn probe(in_recovery: bool, wal: u64) -> Probe {
+    Probe {
+        in_recovery,
+        wal_position: Some(wal),
+        timeline: Some(1),
+        streaming: in_recovery,
+        ..Probe::default()
+    }
+}
+
+fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observation {
+    Observation {
+        me: "n2".into(),
+        tags: Tags::default(),
+        cluster,
+        lease_renewed: true,
+        lease_valid: true,
+        local: Local {
+            data,
+            system_identifier: (data == DataDir::Initialized).then(|| "42".to_string()),
+            was_primary: false,
+            running: probe.is_some(),
+            probe,
+        },
+        peers: vec![],
+        bootstrapped_here: false,
+    }
+}
+
+fn peer(name: &str, wal: u64, is_primary: bool) -> Peer {
+    Peer {
+        name: name.into(),
+        status: Some(PeerStatus {
+            is_primary,
+            wal_position: wal,
+            may_become_leader: true,
+            priority: 1,
+        }),
+    }
+}
+
+#[test]
+fn empty_cluster_empty_node_races_to_bootstrap() {
+    let d = decide(&obs(Some(Cluster::default()), DataDir::Missing, None));
+    assert_eq!(d.actions, vec![Action::RaceInitialize, Action::Bootstrap]);
+}
+
+#[test]
+fn bootstrap_in_progress_elsewhere_means_wait() {
+    let d = decide(&obs(Some(cluster(Some(""), None)), DataDir::Missing, None));
+    assert!(d.actions.is_empty());
+    assert!(d.note.contains("bootstrap"), "{}", d.note);
+}
+
+#[test]
+fn bootstrap_winner_takes_leader_and_records_sysid() {
+    let mut o = obs(
+        Some(cluster(Some(""), None)),
+        DataDir::Initialized,
+        Some(probe(false, 100)),
+    );
+    o.bootstrapped_here = true;
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::AcquireLeader,
+            Action::SetInitialize {
+                system_identifier: "42".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn new_member_clones_from_running_leader() {
+    let d = decide(&obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Missing,
+        None,
+    ));
+    assert_eq!(d.actions, vec![Action::Clone { from: "n1".into() }]);
+}
+
+#[test]
+fn new_member_prefers_clonefrom_replica() {
+    let mut c = cluster(Some("42"), Some("n1"));
+    c.members.get_mut("n3").unwrap().value.tags =
+        Some(serde_json::from_str(r#"{"clonefrom":true}"#).unwrap());
+    let d = decide(&obs(Some(c), DataDir::Missing, None));
+    assert_eq!(d.actions, vec![Action::Clone { from: "n3".into() }]);
+}
+
+#[test]
+fn new_member_without_leader_waits() {
+    let d = decide(&obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Missing,
+        None,
+    ));
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn foreign_data_directory_is_fatal() {
+    let d = decide(&obs(
+        Some(cluster(Some("99"), Some("n1"))),
+        DataDir::Initialized,
+        None,
+    ));
+    match d.actions.as_slice() {
+        [Action::Fatal(msg)] => assert!(msg.contains("42") && msg.contains("99"), "{msg}"),
+        other => panic!("expected Fatal, got {other:?}"),
+    }
+}
+
+#[test]
+fn stopped_replica_restarts_following_the_leader() {
+    let d = decide(&obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Initialized,
+        None,
+    ));
+    assert_eq!(
+        d.actions,
+        vec![Action::StartPostgres(StartAs::Replica {
+            upstream: Some("n1".into())
+        })]
+    );
+}
+
+#[test]
+fn stopped_former_primary_holding_the_key_starts_as_primary() {
+    let mut o = obs(
+        Some(cluster(Some("42"), Some("n2"))),
+        DataDir::Initialized,
+        None,
+    );
+    o.local.was_primary = true;
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)]
+    );
+}
+
+#[test]
+fn starting_postgres_means_wait() {
+    let mut o = obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Initialized,
+        None,
+    );
+    o.local.running = true;
+    assert!(decide(&o).actions.is_empty());
+}
+
+#[test]
+fn steady_leader_renews_and_publishes() {
+    let o = obs(
+        Some(cluster(Some("42"), Some("n2"))),
+        DataDir::Initialized,
+        Some(probe(false, 100)),
+    );
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::RenewLeader,
+            Action::ConfigurePrimary,
+            Action::EnsureSlots {
+                members: vec!["n1".into(), "n3".into()]
+            },
+            Action::WriteStatus
+        ]
+    );
+}
+
+#[test]
+fn leader_without_renewal_does_nothing() {
+    let mut o = obs(
+        Some(cluster(Some("42"), Some("n2"))),
+        DataDir::Initialized,
+        Some(probe(false, 100)),
+    );
+    o.lease_renewed = false;
+    assert!(decide(&o).actions.is_empty());
+}
+
+#[test]
+fn steady_replica_follows_leader() {
+    let o = obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::Follow {
+            leader: "n1".into()
+        }]
+    );
+}
+
+#[test]
+fn primary_that_is_not_leader_demotes() {
+    let o = obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Initialized,
+        Some(probe(false, 100)),
+    );
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::Demote {
+            upstream: Some("n1".into())
+        }]
+    );
+}
+
+#[test]
+fn healthiest_replica_races_for_vacant_key() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.peers = vec![
+        peer("n1", 50, false),
+        Peer {
+            name: "n3".into(),
+            status: None,
+        },
+    ];
+    let d = decide(&o);
+    assert_eq!(d.actions[0], Action::AcquireLeader);
+    assert!(matches!(d.actions[1], Action::Promote { .. }));
+}
+
+#[test]
+fn replica_behind_a_peer_does_not_race() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.peers = vec![peer("n3", 200, false)];
+    let d = decide(&o);
+    assert!(d.actions.is_empty());
+    assert!(d.note.contains("n3"), "{}", d.note);
+}
+
+#[test]
+fn tie_goes_to_lower_name_at_equal_priority() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.peers = vec![peer("n1", 100, false)];
+    assert!(decide(&o).actions.is_empty(), "n1 sorts before n2");
+    o.peers = vec![peer("n3", 100, false)];
+    assert_eq!(decide(&o).actions[0], Action::AcquireLeader);
+}
+
+#[test]
+fn nofailover_never_races() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.tags.nofailover = true;
+    assert!(decide(&o).actions.is_empty());
+}
+
+#[test]
+fn lagging_replica_does_not_race() {
+    let mut c = cluster(Some("42"), None);
+    c.status = Some(Status {
+        optime: Some(100 + 2 * 1_048_576),
+        ..Status::default()
+    });
+    let o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
+    let d = decide(&o);
+    assert!(d.actions.is_empty());
+    assert!(d.note.contains("maximum_lag_on_failover"), "{}", d.note);
+}
+
+#[test]
+fn running_old_primary_blocks_the_race() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.peers = vec![peer("n1", 10, true)];
+    assert!(decide(&o).actions.is_empty());
+}
+
+#[test]
+fn primary_without_dcs_demotes_only_after_its_deadline() {
+    let mut o = obs(None, DataDir::Initialized, Some(probe(false, 100)));
+    assert!(decide(&o).actions.is_empty());
+    o.lease_valid = false;
+    assert_eq!(decide(&o).actions, vec![Action::Demote { upstream: None }]);
+}
+
+#[test]
+fn paused_cluster_takes_no_automatic_action() {
+    let mut c = cluster(Some("42"), None);
+    c.config = Some(Versioned {
+        value: warden_consensus::DynamicConfig::from_json(&serde_json::json!({"pause": true}))
+            .unwrap(),
+        mod_revision: 1,
+    });
+    let o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
+    assert!(decide(&o).actions.is_empty());
+}

@@ -1,0 +1,402 @@
+//! Carrying out the decision's actions through the DCS and PostgreSQL adapters.
+
+use super::action::{Action, StartAs};
+use super::observation::Observation;
+use super::run::Agent;
+use crate::pg::conf::{slot_name, Upstream};
+use crate::pg::process::StopMode;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+use warden_consensus::types::{HistoryEntry, Status};
+use warden_consensus::Cluster;
+use warden_consensus::{Dcs, LeaseId};
+
+/// How long a replication slot of a member that left the cluster is kept (Patroni's
+/// `member_slots_ttl` default), so a member that restarts finds its WAL still there.
+const MEMBER_SLOTS_TTL: Duration = Duration::from_secs(30 * 60);
+const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug)]
+pub enum ActError {
+    /// The agent must stop.
+    Fatal(String),
+    /// This action failed; the rest of the turn is skipped.
+    Failed(String),
+}
+
+fn failed(e: impl std::fmt::Display) -> ActError {
+    ActError::Failed(e.to_string())
+}
+
+impl Agent {
+    pub(super) async fn execute(
+        &mut self,
+        action: &Action,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        let cluster = obs.cluster.as_ref();
+        match action {
+            Action::Fatal(msg) => Err(ActError::Fatal(msg.clone())),
+            Action::RaceInitialize => {
+                let won = self
+                    .dcs
+                    .create(&self.keys.initialize(), Vec::new(), None)
+                    .await
+                    .map_err(failed)?;
+                if won {
+                    tracing::info!("won the bootstrap race");
+                    Ok(())
+                } else {
+                    Err(failed("another member won the bootstrap race"))
+                }
+            }
+            Action::Bootstrap => self.bootstrap().await,
+            Action::SetInitialize { system_identifier } => {
+                self.set_initialize(system_identifier, cluster).await
+            }
+            Action::Clone { from } => self.clone_from(from, cluster).await,
+            Action::AcquireLeader => {
+                let (lease, ttl) = self.lease.ok_or_else(|| failed("no lease"))?;
+                let won = self
+                    .dcs
+                    .create(
+                        &self.keys.leader(),
+                        self.cfg.name.clone().into_bytes(),
+                        Some(lease),
+                    )
+                    .await
+                    .map_err(failed)?;
+                if !won {
+                    return Err(failed("another member took the leader key first"));
+                }
+                self.leadership_confirmed(ttl);
+                tracing::info!("acquired the leader key");
+                Ok(())
+            }
+            Action::RenewLeader => {
+                let (lease, ttl) = self.lease.ok_or_else(|| failed("no lease"))?;
+                let me = self.cfg.name.clone().into_bytes();
+                let kept = self
+                    .dcs
+                    .put_if_value(&self.keys.leader(), &me, me.clone(), Some(lease))
+                    .await
+                    .map_err(failed)?;
+                if !kept {
+                    self.holds_leader = false;
+                    self.shared.deadline.clear();
+                    return Err(failed("the leader key is no longer ours"));
+                }
+                self.leadership_confirmed(ttl);
+                Ok(())
+            }
+            Action::StartPostgres(start_as) => {
+                let upstream = match start_as {
+                    StartAs::Primary => None,
+                    StartAs::Replica { upstream } => {
+                        Some(upstream.as_deref().and_then(|u| self.upstream(u, cluster)))
+                    }
+                };
+                self.write_config(cluster, upstream)?;
+                self.pg.start().map_err(failed)?;
+                self.state = "starting".into();
+                Ok(())
+            }
+            Action::Promote { reason } => self.promote(reason, obs).await,
+            Action::Demote { upstream } => {
+                self.holds_leader = false;
+                self.shared.deadline.clear();
+                self.state = "stopping".into();
+                self.pg
+                    .stop(StopMode::Fast, Duration::from_secs(60))
+                    .await
+                    .map_err(failed)?;
+                let up = upstream.as_deref().and_then(|u| self.upstream(u, cluster));
+                self.write_config(cluster, Some(up))?;
+                self.pg.start().map_err(failed)?;
+                self.state = "starting".into();
+                tracing::warn!(?upstream, "demoted to a read-only replica");
+                Ok(())
+            }
+            Action::Follow { leader } => {
+                let up = self.upstream(leader, cluster);
+                self.configure(cluster, Some(up)).await
+            }
+            Action::ConfigurePrimary => self.configure(cluster, None).await,
+            Action::EnsureSlots { members } => self.ensure_slots(members, obs).await,
+            Action::WriteStatus => self.write_status(obs).await,
+        }
+    }
+
+    fn leadership_confirmed(&mut self, ttl: Duration) {
+        self.holds_leader = true;
+        if let Some(started) = self.renewed_at {
+            self.shared.deadline.renewed(started.into_std(), ttl);
+        }
+    }
+
+    /// Where to stream from when following `member`.
+    fn upstream(&self, member: &str, cluster: Option<&Cluster>) -> Option<Upstream> {
+        let (host, port) = cluster?.member(member)?.conn_host_port()?;
+        let pg = &self.cfg.postgresql;
+        Some(Upstream {
+            host,
+            port,
+            user: pg.authentication.replication.username.clone(),
+            passfile: pg.pgpass.display().to_string(),
+            application_name: self.cfg.name.clone(),
+            slot: Some(slot_name(&self.cfg.name)),
+        })
+    }
+
+    fn write_config(
+        &mut self,
+        cluster: Option<&Cluster>,
+        standby: Option<Option<Upstream>>,
+    ) -> Result<bool, ActError> {
+        let dynamic = self.dynamic(cluster);
+        self.pg.write_pgpass().map_err(failed)?;
+        self.pg
+            .write_config(
+                &dynamic.postgresql.parameters,
+                dynamic.postgresql.pg_hba.as_deref(),
+                standby,
+            )
+            .map_err(failed)
+    }
+
+    /// Rewrites the config of a running server and reloads it if anything changed.
+    async fn configure(
+        &mut self,
+        cluster: Option<&Cluster>,
+        standby: Option<Option<Upstream>>,
+    ) -> Result<(), ActError> {
+        if self.write_config(cluster, standby)? {
+            tracing::info!("configuration changed; reloading PostgreSQL");
+            self.pg.reload().await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    async fn bootstrap(&mut self) -> Result<(), ActError> {
+        self.state = "initializing new cluster".into();
+        self.publish_state().await;
+        let dcs_cfg = self.cfg.bootstrap.dcs.clone();
+        let pg = &mut self.pg;
+        let job = async {
+            pg.initdb().await?;
+            pg.write_pgpass()?;
+            pg.write_config(
+                &dcs_cfg.postgresql.parameters,
+                dcs_cfg.postgresql.pg_hba.as_deref(),
+                None,
+            )?;
+            pg.start()?;
+            pg.wait_ready(START_TIMEOUT).await?;
+            pg.create_roles().await
+        };
+        let dcs = self.dcs.clone();
+        let lease = self.lease.map(|(id, _)| id);
+        let result = keep_lease_during(dcs, lease, self.cfg.bootstrap.dcs.loop_wait, job).await;
+        match result {
+            Ok(()) => {
+                tracing::info!("bootstrapped a new cluster");
+                self.bootstrapped_here = true;
+                self.state = "running".into();
+                Ok(())
+            }
+            Err(e) => {
+                self.state = "initdb failed".into();
+                let _ = self
+                    .pg
+                    .stop(StopMode::Immediate, Duration::from_secs(10))
+                    .await;
+                let dir = self.pg.settings.data_dir.clone();
+                if dir.exists() {
+                    let aside = crate::pg::aside_path(&dir);
+                    if std::fs::rename(&dir, &aside).is_ok() {
+                        tracing::warn!(to = %aside.display(), "moved the failed bootstrap's data directory aside");
+                    }
+                }
+                // Let another member (or our next turn) try again.
+                let _ = self.dcs.delete_if_value(&self.keys.initialize(), b"").await;
+                Err(failed(format!("bootstrap failed: {e}")))
+            }
+        }
+    }
+
+    async fn set_initialize(
+        &mut self,
+        sysid: &str,
+        cluster: Option<&Cluster>,
+    ) -> Result<(), ActError> {
+        let key = self.keys.initialize();
+        let written = match cluster.and_then(|c| c.initialize.as_deref()) {
+            None => self.dcs.create(&key, sysid.as_bytes().to_vec(), None).await,
+            Some(_) => {
+                self.dcs
+                    .put_if_value(&key, b"", sysid.as_bytes().to_vec(), None)
+                    .await
+            }
+        }
+        .map_err(failed)?;
+        if !written {
+            return Err(failed("the initialize key changed under us"));
+        }
+        let cfg_json = serde_json::to_vec(&self.cfg.bootstrap.dcs.to_json()).map_err(failed)?;
+        self.dcs
+            .create(&self.keys.config(), cfg_json, None)
+            .await
+            .map_err(failed)?;
+        self.bootstrapped_here = false;
+        tracing::info!(
+            system_identifier = sysid,
+            "recorded the cluster's system identifier"
+        );
+        Ok(())
+    }
+
+    async fn clone_from(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
+        let (host, port) = cluster
+            .and_then(|c| c.member(from))
+            .and_then(warden_consensus::types::Member::conn_host_port)
+            .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
+        self.state = "creating replica".into();
+        self.publish_state().await;
+        self.pg.write_pgpass().map_err(failed)?;
+        tracing::info!(from, host, port, "cloning with pg_basebackup");
+        let pg = &self.pg;
+        let job = pg.basebackup(&host, port, CLONE_TIMEOUT);
+        let dcs = self.dcs.clone();
+        let lease = self.lease.map(|(id, _)| id);
+        match keep_lease_during(dcs, lease, self.cfg.bootstrap.dcs.loop_wait, job).await {
+            Ok(()) => {
+                tracing::info!(from, "clone finished");
+                self.state = "stopped".into();
+                Ok(())
+            }
+            Err(e) => {
+                self.state = "stopped".into();
+                Err(failed(format!("clone from {from} failed: {e}")))
+            }
+        }
+    }
+
+    async fn promote(&mut self, reason: &str, obs: &Observation) -> Result<(), ActError> {
+        let probe = obs.local.probe.as_ref();
+        let old_timeline = probe.and_then(|p| p.timeline).unwrap_or(1);
+        let lsn = probe
+            .and_then(|p| p.replay_lsn.or(p.wal_position))
+            .unwrap_or(0);
+        tracing::warn!(old_timeline, lsn, "promoting PostgreSQL");
+        self.pg
+            .promote(Duration::from_secs(10))
+            .await
+            .map_err(failed)?;
+        self.configure(obs.cluster.as_ref(), None).await?;
+        let mut history = obs
+            .cluster
+            .as_ref()
+            .map(|c| c.history.clone())
+            .unwrap_or_default();
+        history.push(HistoryEntry {
+            timeline: old_timeline,
+            lsn,
+            reason: reason.to_string(),
+            timestamp: Some(
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+            ),
+            new_leader: Some(self.cfg.name.clone()),
+        });
+        let body = serde_json::to_vec(&history).map_err(failed)?;
+        if let Err(e) = self.dcs.put(&self.keys.history(), body, None).await {
+            tracing::warn!(error = %e, "could not record the promotion in history");
+        }
+        Ok(())
+    }
+
+    async fn ensure_slots(
+        &mut self,
+        members: &[String],
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        if !self.dynamic(obs.cluster.as_ref()).postgresql.use_slots {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let wanted: Vec<String> = members.iter().map(|m| slot_name(m)).collect();
+        for s in &wanted {
+            self.slots_seen.insert(s.clone(), now);
+        }
+        let existing = obs
+            .local
+            .probe
+            .as_ref()
+            .map(|p| p.physical_slots.clone())
+            .unwrap_or_default();
+        self.pg
+            .ensure_slots(&existing, &wanted)
+            .await
+            .map_err(failed)?;
+        for slot in existing.iter().filter(|s| !wanted.contains(s)) {
+            // Slots we never saw wanted (created by an operator) are theirs to manage.
+            let Some(seen) = self.slots_seen.get(slot) else {
+                continue;
+            };
+            if now.duration_since(*seen) > MEMBER_SLOTS_TTL {
+                tracing::info!(
+                    slot,
+                    "dropping the slot of a member gone longer than member_slots_ttl"
+                );
+                self.pg.drop_slot(slot).await.map_err(failed)?;
+                self.slots_seen.remove(slot);
+            }
+        }
+        Ok(())
+    }
+
+    async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
+        let Some(optime) = obs.local.probe.as_ref().and_then(|p| p.wal_position) else {
+            return Ok(());
+        };
+        let retain: Vec<String> = self.slots_seen.keys().cloned().collect();
+        let status = Status {
+            optime: Some(optime),
+            slots: None,
+            retain_slots: Some(retain),
+            ..Status::default()
+        };
+        let body = serde_json::to_vec(&status).map_err(failed)?;
+        self.dcs
+            .put(&self.keys.status(), body, None)
+            .await
+            .map_err(failed)
+    }
+}
+
+/// Runs `job`, renewing `lease` every `loop_wait` seconds until it finishes, so other
+/// members do not take us for dead during initdb or a clone.
+async fn keep_lease_during<T>(
+    dcs: Arc<dyn Dcs>,
+    lease: Option<LeaseId>,
+    loop_wait: u32,
+    job: impl Future<Output = T>,
+) -> T {
+    let period = Duration::from_secs(u64::from(loop_wait.max(1)));
+    // Aborted when the job ends or this future is dropped (shutdown mid-job).
+    let _ticker = AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(period);
+        loop {
+            interval.tick().await;
+            if let Some(id) = lease {
+                if let Err(e) = dcs.keepalive(id).await {
+                    tracing::warn!(error = %e, "cannot renew our lease during a long job");
+                }
+            }
+        }
+    }));
+    job.await
+}

@@ -1,0 +1,13 @@
+//! High availability: the pure decision core and the loop that feeds and executes it.
+
+pub mod action;
+pub mod decide;
+pub mod execute;
+pub mod observation;
+pub mod peers;
+pub mod publish;
+pub mod run;
+
+pub use action::{Action, StartAs};
+pub use decide::{decide, Decision};
+pub use observation::Observation;

@@ -1,0 +1,75 @@
+//! What one turn of the HA loop knows: the input of [`super::decide`].
+
+use crate::pg::sql::Probe;
+use crate::pg::DataDir;
+use warden_consensus::Cluster;
+
+/// The member's failover-related tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags {
+    pub nofailover: bool,
+    pub failover_priority: Option<u32>,
+    pub clonefrom: bool,
+}
+
+impl Tags {
+    /// Patroni's rule: `nofailover` or a priority of 0 keep a member out of races.
+    pub fn may_become_leader(&self) -> bool {
+        !self.nofailover && self.failover_priority != Some(0)
+    }
+
+    pub fn priority(&self) -> u32 {
+        if self.may_become_leader() {
+            self.failover_priority.unwrap_or(1)
+        } else {
+            0
+        }
+    }
+}
+
+/// The local PostgreSQL as seen this turn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Local {
+    pub data: DataDir,
+    /// From the control file, when the data directory is initialised.
+    pub system_identifier: Option<String>,
+    /// The control file says the cluster last ran as a primary (not in recovery).
+    pub was_primary: bool,
+    /// A postmaster is running on the data directory.
+    pub running: bool,
+    /// `Some` when PostgreSQL answered the status queries.
+    pub probe: Option<Probe>,
+}
+
+/// Another member's `/patroni`, asked during a leader race.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    /// `None`: did not answer in time.
+    pub status: Option<PeerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub is_primary: bool,
+    pub wal_position: u64,
+    pub may_become_leader: bool,
+    pub priority: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub me: String,
+    pub tags: Tags,
+    /// `None`: the DCS could not be read this turn.
+    pub cluster: Option<Cluster>,
+    /// Whether our lease was renewed this turn (a leader may only act as one if so).
+    pub lease_renewed: bool,
+    /// Our local lease deadline has not passed.
+    pub lease_valid: bool,
+    pub local: Local,
+    /// Filled only while the leader key is vacant and we might race for it.
+    pub peers: Vec<Peer>,
+    /// This agent ran initdb for the current bootstrap race and it succeeded.
+    pub bootstrapped_here: bool,
+}

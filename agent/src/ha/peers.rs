@@ -1,0 +1,98 @@
+//! Asking other members' `/patroni` during a leader race: in parallel, each with a short
+//! timeout, so a dead peer costs at most that timeout.
+
+use super::observation::{Peer, PeerStatus, Tags};
+use crate::http_client;
+use std::time::Duration;
+use warden_consensus::Cluster;
+
+/// Patroni's peers answer within 2 s; ours use the same bound.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
+    let futures = cluster
+        .members
+        .iter()
+        .filter(|(n, _)| n.as_str() != me)
+        .map(|(name, m)| {
+            let url = m.value.api_url.clone();
+            let tags = Tags {
+                nofailover: m.value.tag_bool("nofailover"),
+                failover_priority: m
+                    .value
+                    .tags
+                    .as_ref()
+                    .and_then(|t| t.get("failover_priority"))
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|p| u32::try_from(p).ok()),
+                clonefrom: false,
+            };
+            let name = name.clone();
+            async move {
+                let status = match http_client::get_json(&url, PEER_TIMEOUT).await {
+                    Ok(body) => parse_status(&body, &tags),
+                    Err(e) => {
+                        tracing::info!(peer = %name, error = %e, "peer did not answer");
+                        None
+                    }
+                };
+                Peer { name, status }
+            }
+        });
+    futures_util::future::join_all(futures).await
+}
+
+/// Reads role and WAL position from a `/patroni` body.
+pub fn parse_status(body: &serde_json::Value, tags: &Tags) -> Option<PeerStatus> {
+    let role = body.get("role")?.as_str()?;
+    let xlog = body.get("xlog")?;
+    let is_primary = matches!(role, "primary" | "master")
+        && body.get("state").and_then(|s| s.as_str()) == Some("running");
+    let wal = if is_primary {
+        xlog.get("location")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    } else {
+        let r = xlog
+            .get("received_location")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let p = xlog
+            .get("replayed_location")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        r.max(p)
+    };
+    Some(PeerStatus {
+        is_primary,
+        wal_position: wal,
+        may_become_leader: tags.may_become_leader(),
+        priority: tags.priority(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_primary_and_replica_bodies() {
+        let t = Tags::default();
+        let p = parse_status(
+            &json!({"state":"running","role":"primary","xlog":{"location":500}}),
+            &t,
+        )
+        .unwrap();
+        assert!(p.is_primary);
+        assert_eq!(p.wal_position, 500);
+        let r = parse_status(
+            &json!({"state":"running","role":"replica","xlog":{"received_location":300,"replayed_location":200}}),
+            &t,
+        )
+        .unwrap();
+        assert!(!r.is_primary);
+        assert_eq!(r.wal_position, 300);
+        assert!(parse_status(&json!({"role":"replica"}), &t).is_none());
+    }
+}

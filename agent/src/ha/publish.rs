@@ -1,0 +1,135 @@
+//! Publishing what we are: the `members/<name>` key (under our lease) and the cached
+//! status the REST API serves.
+
+use super::observation::Local;
+use super::run::{Agent, PATRONI_COMPAT_VERSION};
+use crate::pg::DataDir;
+use serde_json::{json, Value};
+use warden_consensus::types::Role;
+use warden_consensus::Cluster;
+
+impl Agent {
+    fn role_of(local: &Local) -> Role {
+        match (&local.probe, local.data) {
+            (Some(p), _) if !p.in_recovery => Role::Primary,
+            (Some(_), _) => Role::Replica,
+            (None, DataDir::Initialized) => {
+                if local.was_primary {
+                    Role::Demoted
+                } else {
+                    Role::Replica
+                }
+            }
+            (None, _) => Role::Uninitialized,
+        }
+    }
+
+    pub(super) fn member_json(&self, local: &Local) -> Value {
+        let pg = &self.cfg.postgresql;
+        let mut m = json!({
+            "conn_url": format!("postgres://{}/postgres", pg.connect_address),
+            "api_url": format!("http://{}/patroni", self.cfg.restapi.connect_address),
+            "state": self.state,
+            "role": Self::role_of(local).as_str(),
+            "version": PATRONI_COMPAT_VERSION,
+            "warden_version": env!("CARGO_PKG_VERSION"),
+        });
+        let tags = self.cfg.tags.to_member_json();
+        if !tags.is_empty() {
+            m["tags"] = Value::Object(tags);
+        }
+        if let Some(p) = &local.probe {
+            if let Some(x) = p.wal_position {
+                m["xlog_location"] = json!(x);
+            }
+            if let Some(t) = p.timeline {
+                m["timeline"] = json!(t);
+            }
+            if p.in_recovery {
+                if let Some(r) = p.receive_lsn {
+                    m["receive_lsn"] = json!(r);
+                }
+                if let Some(r) = p.replay_lsn {
+                    m["replay_lsn"] = json!(r);
+                }
+                m["replication_state"] = json!(if p.streaming {
+                    "streaming"
+                } else {
+                    "in archive recovery"
+                });
+            }
+            if p.pending_restart {
+                m["pending_restart"] = json!(true);
+            }
+        }
+        m
+    }
+
+    /// Writes our member key when it changed (it lives as long as our lease), and
+    /// refreshes the cached status.
+    pub(super) async fn publish(&mut self, cluster: Option<&Cluster>, local: &Local, note: &str) {
+        self.write_member(local).await;
+        let is_leader = self.holds_leader;
+        let token = cluster
+            .and_then(|c| c.leader.as_ref())
+            .filter(|l| is_leader && l.name == self.cfg.name)
+            .map(|l| l.create_revision);
+        let ttl = std::time::Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
+        let role = Self::role_of(local);
+        let state = self.state.clone();
+        self.shared.update(|s| {
+            s.state = state;
+            s.role = role;
+            s.running = local.running;
+            s.probe.clone_from(&local.probe);
+            s.system_identifier.clone_from(&local.system_identifier);
+            s.is_leader = is_leader;
+            s.fencing_token = token;
+            s.ttl = ttl;
+            s.note = note.to_string();
+            s.last_turn = Some(std::time::Instant::now());
+            if let Some(c) = cluster {
+                s.cluster = Some(c.clone());
+                s.dcs_last_seen = Some(chrono::Utc::now().timestamp());
+            }
+        });
+    }
+
+    /// Publishes a state change (e.g. "creating replica") before a long job starts.
+    pub(super) async fn publish_state(&mut self) {
+        let local = Local {
+            data: self.pg.data_dir_state(),
+            system_identifier: self.system_identifier.clone(),
+            was_primary: false,
+            running: false,
+            probe: None,
+        };
+        self.write_member(&local).await;
+        let state = self.state.clone();
+        self.shared.update(|s| s.state = state);
+    }
+
+    async fn write_member(&mut self, local: &Local) {
+        let Some((lease, _)) = self.lease else { return };
+        let body = self.member_json(local).to_string();
+        if self
+            .last_member
+            .as_ref()
+            .is_some_and(|(l, b)| *l == lease.0 && *b == body)
+        {
+            return;
+        }
+        match self
+            .dcs
+            .put(
+                &self.keys.member(&self.cfg.name),
+                body.clone().into_bytes(),
+                Some(lease),
+            )
+            .await
+        {
+            Ok(()) => self.last_member = Some((lease.0, body)),
+            Err(e) => tracing::warn!(error = %e, "cannot update our member key"),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The HA loop: observe, decide, act, publish — once per `loop_wait`, and at once when
+//! the watch reports a change to the leader, failover, config or initialize keys.
+
+use super::observation::{Local, Observation, Tags};
+use super::{decide, peers, Action};
+use crate::config::Config;
+use crate::pg::{DataDir, Postgres};
+use crate::state::Shared;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
+
+/// Reported as the member `version`: Patroni tooling takes its modern code paths for
+/// any version at or above 2.1.0, and Warden implements the 4.x contract.
+pub const PATRONI_COMPAT_VERSION: &str = "4.0.0";
+
+/// An error that must stop the agent (an operator has to act).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Fatal(pub String);
+
+pub struct Agent {
+    pub(super) cfg: Arc<Config>,
+    pub(super) keys: Keys,
+    pub(super) dcs: Arc<dyn Dcs>,
+    pub(super) pg: Postgres,
+    pub(super) shared: Arc<Shared>,
+    pub(super) lease: Option<(LeaseId, Duration)>,
+    /// Start of the last successful lease renewal request.
+    pub(super) renewed_at: Option<Instant>,
+    pub(super) bootstrapped_here: bool,
+    /// We hold the leader key: set by a successful acquire or renewal, cleared when the
+    /// DCS shows another holder, a renewal is refused, or we demote.
+    pub(super) holds_leader: bool,
+    /// Patroni's member state string.
+    pub(super) state: String,
+    pub(super) system_identifier: Option<String>,
+    /// Last time a replication slot was wanted, for Patroni's member_slots_ttl.
+    pub(super) slots_seen: HashMap<String, Instant>,
+    pub(super) last_member: Option<(i64, String)>,
+    last_note: String,
+    last_errors: Vec<String>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("name", &self.cfg.name)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    pub fn new(cfg: Arc<Config>, dcs: Arc<dyn Dcs>, pg: Postgres, shared: Arc<Shared>) -> Self {
+        Self {
+            keys: Keys::new(&cfg.namespace, &cfg.scope),
+            cfg,
+            dcs,
+            pg,
+            shared,
+            lease: None,
+            renewed_at: None,
+            bootstrapped_here: false,
+            holds_leader: false,
+            state: "starting".into(),
+            system_identifier: None,
+            slots_seen: HashMap::new(),
+            last_member: None,
+            last_note: String::new(),
+            last_errors: Vec::new(),
+        }
+    }
+
+    /// The dynamic config in force: the DCS's, or bootstrap.dcs before one exists.
+    pub(super) fn dynamic(&self, cluster: Option<&Cluster>) -> DynamicConfig {
+        cluster
+            .and_then(|c| c.config.as_ref())
+            .map_or_else(|| self.cfg.bootstrap.dcs.clone(), |c| c.value.clone())
+    }
+
+    /// Runs until `shutdown` fires, then stops PostgreSQL and hands over leadership.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Fatal> {
+        let mut watch: Option<mpsc::Receiver<WatchEvent>> = None;
+        let mut last_cluster: Option<Cluster> = None;
+        loop {
+            let outcome = tokio::select! {
+                r = self.turn() => r,
+                () = shutdown.cancelled() => Ok(None),
+            };
+            match outcome {
+                Ok(Some(c)) => last_cluster = Some(c),
+                Ok(None) => {}
+                Err(fatal) => {
+                    tracing::error!(error = %fatal, "stopping the agent");
+                    self.release().await;
+                    return Err(fatal);
+                }
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let loop_wait = Duration::from_secs(u64::from(
+                self.dynamic(last_cluster.as_ref()).loop_wait.max(1),
+            ));
+            if watch.is_none() {
+                let rev = last_cluster.as_ref().map_or(0, |c| c.revision);
+                watch = self.dcs.watch(self.keys.prefix(), rev).await.ok();
+            }
+            let wake = wait_for_wakeup(&self.keys, watch.as_mut(), loop_wait, &shutdown).await;
+            if wake == Wakeup::WatchBroken {
+                watch = None;
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// One turn. Returns the cluster view it acted on.
+    async fn turn(&mut self) -> Result<Option<Cluster>, Fatal> {
+        let cluster_cfg = self.shared.snapshot().cluster;
+        let dynamic = self.dynamic(cluster_cfg.as_ref());
+        let ttl = Duration::from_secs(u64::from(dynamic.ttl));
+        let lease_renewed = self.refresh_lease(ttl).await;
+
+        let cluster = match self.dcs.get_prefix(self.keys.prefix()).await {
+            Ok(snap) => {
+                let c = Cluster::from_snapshot(&self.keys, &snap);
+                if c.errors != self.last_errors {
+                    for e in &c.errors {
+                        tracing::warn!(problem = %e, "ignoring an invalid DCS value");
+                    }
+                    self.last_errors = c.errors.clone();
+                }
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the DCS");
+                None
+            }
+        };
+
+        if let Some(c) = &cluster {
+            if c.leader_name() != Some(self.cfg.name.as_str()) && self.holds_leader {
+                tracing::warn!(leader = ?c.leader_name(), "the DCS no longer shows us as leader");
+                self.holds_leader = false;
+                self.shared.deadline.clear();
+            }
+        }
+        let local = self.observe_local().await;
+        let race_possible = cluster
+            .as_ref()
+            .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())
+            && local.probe.as_ref().is_some_and(|p| p.in_recovery);
+        let peers = match (&cluster, race_possible) {
+            (Some(c), true) => peers::probe_peers(&self.cfg.name, c).await,
+            _ => Vec::new(),
+        };
+        let obs = Observation {
+            me: self.cfg.name.clone(),
+            tags: Tags {
+                nofailover: !self.cfg.tags.can_failover(),
+                failover_priority: self.cfg.tags.failover_priority,
+                clonefrom: self.cfg.tags.clonefrom,
+            },
+            cluster,
+            lease_renewed,
+            lease_valid: self.shared.deadline.valid_at(std::time::Instant::now()),
+            local,
+            peers,
+            bootstrapped_here: self.bootstrapped_here,
+        };
+        let d = decide(&obs);
+        if d.note != self.last_note {
+            tracing::info!(note = %d.note, "decision");
+            self.last_note.clone_from(&d.note);
+        }
+        let mut changed_local = false;
+        for action in &d.actions {
+            changed_local |= matches!(
+                action,
+                Action::Bootstrap
+                    | Action::Clone { .. }
+                    | Action::StartPostgres(_)
+                    | Action::Promote { .. }
+                    | Action::Demote { .. }
+            );
+            match self.execute(action, &obs).await {
+                Ok(()) => {}
+                Err(super::execute::ActError::Fatal(msg)) => return Err(Fatal(msg)),
+                Err(super::execute::ActError::Failed(msg)) => {
+                    tracing::warn!(action = ?action, error = %msg, "action failed; skipping the rest of this turn");
+                    break;
+                }
+            }
+        }
+        let Observation { cluster, local, .. } = obs;
+        let local = if changed_local {
+            self.observe_local().await
+        } else {
+            local
+        };
+        self.publish(cluster.as_ref(), &local, &d.note).await;
+        Ok(cluster)
+    }
+
+    /// Keeps our lease alive (granting a new one if needed). Returns whether it was
+    /// renewed, and records when the successful request started.
+    async fn refresh_lease(&mut self, ttl: Duration) -> bool {
+        let started = Instant::now();
+        if let Some((id, granted_ttl)) = self.lease {
+            if granted_ttl == ttl {
+                match self.dcs.keepalive(id).await {
+                    Ok(_) => {
+                        self.renewed_at = Some(started);
+                        return true;
+                    }
+                    Err(warden_consensus::DcsError::LeaseNotFound(_)) => {
+                        tracing::warn!(lease = id.0, "our lease expired; granting a new one");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot renew our lease");
+                        return false;
+                    }
+                }
+            }
+        }
+        match self.dcs.grant_lease(ttl).await {
+            Ok(id) => {
+                tracing::info!(lease = id.0, ?ttl, "granted a lease");
+                self.lease = Some((id, ttl));
+                self.last_member = None;
+                self.renewed_at = Some(started);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot grant a lease");
+                false
+            }
+        }
+    }
+
+    pub(super) async fn observe_local(&mut self) -> Local {
+        let data = self.pg.data_dir_state();
+        let running = self.pg.is_running();
+        let mut was_primary = false;
+        if data == DataDir::Initialized && (self.system_identifier.is_none() || !running) {
+            match self.pg.programs.controldata().await {
+                Ok(cd) => {
+                    self.system_identifier = cd.get("Database system identifier").cloned();
+                    was_primary = cd
+                        .get("Database cluster state")
+                        .is_some_and(|s| s == "in production" || s == "shut down");
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
+            }
+        } else if data != DataDir::Initialized {
+            self.system_identifier = None;
+        }
+        let probe = if running {
+            match self.pg.sql().probe().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "PostgreSQL did not answer the probe");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if !running && self.state == "running" {
+            tracing::warn!("PostgreSQL is not running");
+            self.state = "stopped".into();
+        }
+        if let Some(p) = &probe {
+            self.state = "running".into();
+            was_primary = !p.in_recovery;
+        }
+        Local {
+            data,
+            system_identifier: self.system_identifier.clone(),
+            was_primary,
+            running,
+            probe,
+        }
+    }
+
+    /// Clean stop: PostgreSQL first, then the leader key (so a replica can take over at
+    /// once, not a TTL later), then the lease (which removes our member key).
+    async fn shutdown(&mut self) {
+        tracing::info!("shutting down: stopping PostgreSQL");
+        self.state = "stopping".into();
+        self.shared.update(|s| s.state = "stopping".into());
+        let timeout = Duration::from_secs(60);
+        if let Err(e) = self
+            .pg
+            .stop(crate::pg::process::StopMode::Fast, timeout)
+            .await
+        {
+            tracing::error!(error = %e, "PostgreSQL did not stop cleanly");
+        }
+        self.release().await;
+        tracing::info!("shut down");
+    }
+
+    /// Gives up leadership and our lease.
+    async fn release(&mut self) {
+        self.holds_leader = false;
+        self.shared.deadline.clear();
+        self.shared.update(|s| {
+            s.is_leader = false;
+            s.state = "stopped".into();
+        });
+        let me = self.cfg.name.as_bytes();
+        match self.dcs.delete_if_value(&self.keys.leader(), me).await {
+            Ok(true) => tracing::info!("released the leader key"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the leader key; it expires with the lease")
+            }
+        }
+        if let Some((id, _)) = self.lease.take() {
+            if let Err(e) = self.dcs.revoke(id).await {
+                tracing::warn!(error = %e, "could not revoke our lease; it expires by itself");
+            }
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Wakeup {
+    Tick,
+    Change,
+    WatchBroken,
+    Shutdown,
+}
+
+/// Sleeps until the next tick, a relevant DCS change, or shutdown. Our own member and
+/// status writes are not relevant: waking on them would spin the loop.
+async fn wait_for_wakeup(
+    keys: &Keys,
+    watch: Option<&mut mpsc::Receiver<WatchEvent>>,
+    loop_wait: Duration,
+    shutdown: &CancellationToken,
+) -> Wakeup {
+    let tick = tokio::time::sleep(loop_wait);
+    tokio::pin!(tick);
+    let Some(rx) = watch else {
+        return tokio::select! {
+            () = &mut tick => Wakeup::Tick,
+            () = shutdown.cancelled() => Wakeup::Shutdown,
+        };
+    };
+    let relevant = [
+        keys.leader(),
+        keys.failover(),
+        keys.config(),
+        keys.initialize(),
+        keys.sync(),
+    ];
+    loop {
+        tokio::select! {
+            () = &mut tick => return Wakeup::Tick,
+            () = shutdown.cancelled() => return Wakeup::Shutdown,
+            ev = rx.recv() => match ev {
+                Some(WatchEvent::Change { kind, key }) if relevant.contains(&key) => {
+                    tracing::debug!(?kind, key, "DCS change");
+                    if kind == WatchKind::Delete || kind == WatchKind::Put {
+                        return Wakeup::Change;
+                    }
+                }
+                Some(WatchEvent::Change { .. }) => {}
+                Some(WatchEvent::Broken(why)) => {
+                    tracing::info!(reason = %why, "DCS watch ended; re-establishing");
+                    return Wakeup::WatchBroken;
+                }
+                None => return Wakeup::WatchBroken,
+            }
+        }
+    }
+}

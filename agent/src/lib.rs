@@ -1,0 +1,14 @@
+//! The `warden` agent: a Patroni-compatible high-availability sidecar for PostgreSQL.
+//!
+//! Layout: `config` reads the Patroni YAML; `ha` holds the pure decision core and the
+//! loop that feeds it; `pg` is the PostgreSQL adapter; `api` serves the REST API from
+//! the cached `state`. See ARCHITECTURE.md for the invariants.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod ha;
+pub mod http_client;
+pub mod logging;
+pub mod pg;
+pub mod state;

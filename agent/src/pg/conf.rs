@@ -1,0 +1,233 @@
+//! Rendering of the files the agent owns in the data directory.
+//!
+//! `postgresql.conf` is rewritten by the agent on every change (the original from initdb
+//! is kept as `postgresql.base.conf` and included first), `pg_hba.conf` comes from the
+//! config, and `standby.signal` exists exactly while the node should run as a replica.
+//! Rendering is pure; writing happens in [`super::Postgres`].
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Parameters that must be identical on every member (a replica refuses to start with a
+/// lower value than its primary), so the cluster-wide value from the DCS wins over a
+/// member's local one, as in Patroni.
+const CLUSTER_WIDE: &[&str] = &[
+    "max_connections",
+    "max_locks_per_transaction",
+    "max_worker_processes",
+    "max_prepared_transactions",
+    "wal_level",
+    "track_commit_timestamp",
+    "max_wal_senders",
+    "max_replication_slots",
+    "wal_keep_size",
+    "wal_log_hints",
+];
+
+/// Where a replica streams from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub passfile: String,
+    pub application_name: String,
+    pub slot: Option<String>,
+}
+
+impl Upstream {
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user={} passfile={} application_name={} sslmode=prefer",
+            conninfo_quote(&self.host),
+            self.port,
+            conninfo_quote(&self.user),
+            conninfo_quote(&self.passfile),
+            conninfo_quote(&self.application_name)
+        )
+    }
+}
+
+/// Settings the agent controls whatever the user configured.
+#[derive(Debug, Clone)]
+pub struct Managed {
+    pub listen_addresses: String,
+    pub port: u16,
+    pub cluster_name: String,
+    /// `Some` for a replica (with or without an upstream to stream from).
+    pub standby: Option<Option<Upstream>>,
+}
+
+/// Renders a JSON parameter value the way PostgreSQL expects it in a config file.
+pub fn param_text(v: &Value) -> String {
+    match v {
+        Value::Bool(true) => "on".into(),
+        Value::Bool(false) => "off".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Merges the DCS parameters, the member's local ones, and the managed settings.
+pub fn effective_parameters(
+    dcs: &BTreeMap<String, Value>,
+    local: &BTreeMap<String, String>,
+    managed: &Managed,
+) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = dcs
+        .iter()
+        .map(|(k, v)| (k.clone(), param_text(v)))
+        .collect();
+    for (k, v) in local {
+        if CLUSTER_WIDE.contains(&k.as_str()) && out.contains_key(k) {
+            continue;
+        }
+        out.insert(k.clone(), v.clone());
+    }
+    out.insert("listen_addresses".into(), managed.listen_addresses.clone());
+    out.insert("port".into(), managed.port.to_string());
+    out.entry("cluster_name".into())
+        .or_insert_with(|| managed.cluster_name.clone());
+    out.insert("hot_standby".into(), "on".into());
+    // Replication needs at least `replica`; `logical` is a superset and stays.
+    if out.get("wal_level").is_none_or(|l| l == "minimal") {
+        out.insert("wal_level".into(), "replica".into());
+    }
+    // recovery_target_timeline is left at its default, `latest`: it can only change at
+    // a restart, so managing it per role would leave a promoted node "pending restart".
+    for k in ["primary_conninfo", "primary_slot_name"] {
+        out.remove(k);
+    }
+    if let Some(Some(up)) = &managed.standby {
+        out.insert("primary_conninfo".into(), up.conninfo());
+        if let Some(slot) = &up.slot {
+            out.insert("primary_slot_name".into(), slot.clone());
+        }
+    }
+    out
+}
+
+pub fn render_postgresql_conf(params: &BTreeMap<String, String>) -> String {
+    let mut s = String::from(
+        "# Written by warden; changes here are overwritten.\n\
+         # Set parameters in the agent's config (postgresql.parameters) or the DCS config.\n\
+         include_if_exists = 'postgresql.base.conf'\n",
+    );
+    for (k, v) in params {
+        s.push_str(&format!("{k} = {}\n", conf_quote(v)));
+    }
+    s
+}
+
+pub fn render_hba(lines: &[String]) -> String {
+    let mut s =
+        String::from("# Written by warden from postgresql.pg_hba; changes here are overwritten.\n");
+    for l in lines {
+        s.push_str(l);
+        s.push('\n');
+    }
+    s
+}
+
+/// `~/.pgpass` lines matching any host, port and database for each user.
+pub fn render_pgpass(users: &[(&str, &str)]) -> String {
+    users
+        .iter()
+        .map(|(u, p)| format!("*:*:*:{}:{}\n", pgpass_escape(u), pgpass_escape(p)))
+        .collect()
+}
+
+/// Physical slot name for a member, as Patroni derives it.
+pub fn slot_name(member: &str) -> String {
+    member
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn conf_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+fn conninfo_quote(v: &str) -> String {
+    format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn pgpass_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn managed(standby: Option<Option<Upstream>>) -> Managed {
+        Managed {
+            listen_addresses: "127.0.0.1".into(),
+            port: 5432,
+            cluster_name: "demo".into(),
+            standby,
+        }
+    }
+
+    #[test]
+    fn cluster_wide_parameters_come_from_the_dcs() {
+        let dcs: BTreeMap<String, Value> = [
+            ("max_connections".to_string(), json!(200)),
+            ("hot_standby".to_string(), json!(true)),
+        ]
+        .into();
+        let local: BTreeMap<String, String> = [
+            ("max_connections".to_string(), "50".to_string()),
+            ("work_mem".to_string(), "8MB".to_string()),
+            ("port".to_string(), "1".to_string()),
+        ]
+        .into();
+        let p = effective_parameters(&dcs, &local, &managed(None));
+        assert_eq!(p["max_connections"], "200");
+        assert_eq!(p["work_mem"], "8MB");
+        assert_eq!(p["port"], "5432");
+        assert_eq!(p["wal_level"], "replica");
+        assert!(!p.contains_key("primary_conninfo"));
+    }
+
+    #[test]
+    fn replica_gets_conninfo_slot_and_latest_timeline() {
+        let up = Upstream {
+            host: "10.0.0.1".into(),
+            port: 5433,
+            user: "repl".into(),
+            passfile: "/tmp/pgpass".into(),
+            application_name: "node2".into(),
+            slot: Some("node2".into()),
+        };
+        let p = effective_parameters(&BTreeMap::new(), &BTreeMap::new(), &managed(Some(Some(up))));
+        assert_eq!(
+            p["primary_conninfo"],
+            "host='10.0.0.1' port=5433 user='repl' passfile='/tmp/pgpass' application_name='node2' sslmode=prefer"
+        );
+        assert_eq!(p["primary_slot_name"], "node2");
+        let conf = render_postgresql_conf(&p);
+        assert!(
+            conf.contains("primary_conninfo = 'host=''10.0.0.1'' port=5433"),
+            "{conf}"
+        );
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(slot_name("Node-1.a"), "node_1_a");
+        assert_eq!(render_pgpass(&[("u:x", "p\\w")]), "*:*:*:u\\:x:p\\\\w\n");
+        assert_eq!(conf_quote("it's"), "'it''s'");
+        assert_eq!(param_text(&json!(false)), "off");
+        assert_eq!(param_text(&json!(10)), "10");
+    }
+}

@@ -1,0 +1,534 @@
+//! The PostgreSQL adapter: the only part of the agent that knows SQL and PostgreSQL's
+//! files and programs.
+
+pub mod conf;
+pub mod lsn;
+pub mod process;
+pub mod runas;
+pub mod sql;
+
+use conf::{Managed, Upstream};
+use process::{ProcessError, Programs, StopMode};
+use serde_json::Value;
+use sql::{ident, literal, Sql, SqlError};
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Credentials of one PostgreSQL role the agent uses.
+#[derive(Clone)]
+pub struct Role {
+    pub username: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Role")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Everything the adapter needs from the agent's config, resolved once at start-up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub name: String,
+    pub scope: String,
+    pub data_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub listen_hosts: Vec<String>,
+    pub port: u16,
+    pub pgpass: PathBuf,
+    pub superuser: Role,
+    pub replication: Role,
+    pub rewind: Option<Role>,
+    pub parameters: BTreeMap<String, String>,
+    pub pg_hba: Vec<String>,
+    /// initdb arguments (`--data-checksums`, `--encoding=UTF8`, ...).
+    pub initdb: Vec<String>,
+    pub use_unix_socket: bool,
+}
+
+impl Settings {
+    /// A libpq connection string for the agent's own connection to its PostgreSQL.
+    fn local_conn_string(&self) -> String {
+        let host = if self.use_unix_socket {
+            self.parameters
+                .get("unix_socket_directories")
+                .and_then(|d| d.split(',').next())
+                .map_or_else(
+                    || "/var/run/postgresql".to_string(),
+                    |d| d.trim().to_string(),
+                )
+        } else {
+            local_tcp_host(&self.listen_hosts)
+        };
+        let mut s = format!(
+            "host='{}' port={} user='{}' dbname=postgres application_name='warden' connect_timeout=3",
+            host, self.port, self.superuser.username
+        );
+        if let Some(p) = &self.superuser.password {
+            s.push_str(&format!(
+                " password='{}'",
+                p.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+        s
+    }
+}
+
+/// The address the agent uses to reach its own PostgreSQL over TCP.
+fn local_tcp_host(listen: &[String]) -> String {
+    match listen.first().map(String::as_str) {
+        None | Some("*" | "0.0.0.0" | "") => "127.0.0.1".into(),
+        Some("::") => "::1".into(),
+        Some(h) => h.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error("{0}")]
+    Files(String),
+    #[error("PostgreSQL did not accept connections within {0:?}")]
+    NotReady(Duration),
+}
+
+fn files_err(what: &str, path: &Path, e: &std::io::Error) -> PgError {
+    PgError::Files(format!("{what} {}: {e}", path.display()))
+}
+
+/// The state of the data directory on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir {
+    Missing,
+    /// Exists but holds no cluster (empty, or a leftover from a failed clone).
+    NoCluster,
+    Initialized,
+}
+
+#[derive(Debug)]
+pub struct Postgres {
+    pub settings: Settings,
+    pub programs: Programs,
+    sql: Sql,
+    /// The postmaster we started, kept so it is reaped when it exits.
+    child: Option<tokio::process::Child>,
+    last_conf: Option<(String, String)>,
+}
+
+impl Postgres {
+    pub fn new(settings: Settings, run_as: Option<runas::RunAs>) -> Self {
+        let log_file = settings.data_dir.parent().map_or_else(
+            || PathBuf::from("postgresql.log"),
+            |p| p.join("postgresql.log"),
+        );
+        let programs = Programs {
+            bin_dir: settings.bin_dir.clone(),
+            data_dir: settings.data_dir.clone(),
+            run_as,
+            log_file,
+        };
+        let sql = Sql::new(settings.local_conn_string(), Duration::from_secs(3));
+        Self {
+            settings,
+            programs,
+            sql,
+            child: None,
+            last_conf: None,
+        }
+    }
+
+    pub fn data_dir_state(&self) -> DataDir {
+        let d = &self.settings.data_dir;
+        if process::is_initialized(d) {
+            DataDir::Initialized
+        } else if d.exists() {
+            DataDir::NoCluster
+        } else {
+            DataDir::Missing
+        }
+    }
+
+    pub fn sql(&mut self) -> &mut Sql {
+        &mut self.sql
+    }
+
+    /// Whether a postmaster is running on our data directory.
+    pub fn is_running(&mut self) -> bool {
+        self.child_pid().is_some() || self.programs.postmaster_pid().is_some()
+    }
+
+    /// Our postmaster child while it lives (before it has even written postmaster.pid).
+    fn child_pid(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(None) => child.id().and_then(|p| i32::try_from(p).ok()),
+            Ok(Some(status)) => {
+                tracing::warn!(%status, "postmaster exited");
+                self.child = None;
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The system identifier recorded in the data directory's control file.
+    pub async fn system_identifier(&self) -> Result<String, PgError> {
+        let cd = self.programs.controldata().await?;
+        cd.get("Database system identifier")
+            .cloned()
+            .ok_or_else(|| PgError::Files("pg_controldata printed no system identifier".into()))
+    }
+
+    /// Writes pgpass so replicas, pg_basebackup and pg_rewind can authenticate.
+    pub fn write_pgpass(&self) -> Result<(), PgError> {
+        let s = &self.settings;
+        let mut users: Vec<(&str, &str)> = Vec::new();
+        for role in [Some(&s.replication), Some(&s.superuser), s.rewind.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(p) = &role.password {
+                users.push((&role.username, p));
+            }
+        }
+        write_private(
+            &s.pgpass,
+            &conf::render_pgpass(&users),
+            self.programs.run_as,
+        )
+    }
+
+    /// Renders postgresql.conf, pg_hba.conf and standby.signal for the wanted role.
+    /// Returns true if postgresql.conf or pg_hba.conf changed (a running server needs a reload).
+    pub fn write_config(
+        &mut self,
+        dcs_params: &BTreeMap<String, Value>,
+        dcs_hba: Option<&[String]>,
+        standby: Option<Option<Upstream>>,
+    ) -> Result<bool, PgError> {
+        let s = &self.settings;
+        let data = &s.data_dir;
+        let base = data.join("postgresql.base.conf");
+        let main = data.join("postgresql.conf");
+        if !base.exists() && main.exists() {
+            // Keep initdb's file as the base the managed file includes.
+            std::fs::rename(&main, &base).map_err(|e| files_err("cannot keep", &main, &e))?;
+        }
+        let managed = Managed {
+            listen_addresses: s.listen_hosts.join(","),
+            port: s.port,
+            cluster_name: s.scope.clone(),
+            standby: standby.clone(),
+        };
+        let params = conf::effective_parameters(dcs_params, &s.parameters, &managed);
+        let conf_text = conf::render_postgresql_conf(&params);
+        let hba_lines: &[String] = if s.pg_hba.is_empty() {
+            dcs_hba.unwrap_or(&[])
+        } else {
+            &s.pg_hba
+        };
+        let hba_text = if hba_lines.is_empty() {
+            // Nothing configured anywhere: keep whatever the data directory has.
+            std::fs::read_to_string(data.join("pg_hba.conf")).unwrap_or_default()
+        } else {
+            conf::render_hba(hba_lines)
+        };
+        let changed = self.last_conf.as_ref() != Some(&(conf_text.clone(), hba_text.clone()))
+            && (read(&main) != conf_text || read(&data.join("pg_hba.conf")) != hba_text);
+        if changed {
+            write_owned(&main, &conf_text, self.programs.run_as)?;
+            write_owned(&data.join("pg_hba.conf"), &hba_text, self.programs.run_as)?;
+        }
+        self.last_conf = Some((conf_text, hba_text));
+        let signal = data.join("standby.signal");
+        if standby.is_some() && !signal.exists() {
+            write_owned(&signal, "", self.programs.run_as)?;
+        } else if standby.is_none() && signal.exists() {
+            std::fs::remove_file(&signal).map_err(|e| files_err("cannot remove", &signal, &e))?;
+        }
+        Ok(changed)
+    }
+
+    /// Starts the postmaster; does not wait for it to accept connections.
+    pub fn start(&mut self) -> Result<(), PgError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        self.sql.reset();
+        let child = self.programs.spawn_postmaster()?;
+        tracing::info!(pid = child.id(), data_dir = %self.settings.data_dir.display(), "started PostgreSQL");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub async fn stop(&mut self, mode: StopMode, timeout: Duration) -> Result<(), PgError> {
+        self.sql.reset();
+        let pid = self.programs.postmaster_pid().or_else(|| self.child_pid());
+        if let Some(pid) = pid {
+            self.programs.stop(pid, mode, timeout).await?;
+        }
+        if let Some(mut child) = self.child.take() {
+            // Reap it; it has already exited.
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+        }
+        Ok(())
+    }
+
+    /// Polls until PostgreSQL answers a query, the postmaster dies, or `timeout` passes.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), PgError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.sql.query("SELECT 1").await.is_ok() {
+                return Ok(());
+            }
+            if !self.is_running() {
+                return Err(PgError::Files(format!(
+                    "PostgreSQL exited during start-up; see {}",
+                    self.programs.log_file.display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(PgError::NotReady(timeout));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn reload(&mut self) -> Result<(), PgError> {
+        self.sql.execute("SELECT pg_reload_conf()").await?;
+        Ok(())
+    }
+
+    /// Promotes a replica and waits (bounded) for it to leave recovery.
+    pub async fn promote(&mut self, timeout: Duration) -> Result<(), PgError> {
+        let secs = timeout.as_secs().max(1);
+        let rows = self
+            .sql
+            .query_with_timeout(
+                &format!("SELECT pg_promote(true, {secs})"),
+                timeout + Duration::from_secs(1),
+            )
+            .await?;
+        match rows.first().map(|r| r.get::<_, bool>(0)) {
+            Some(true) => Ok(()),
+            _ => Err(PgError::Files(format!(
+                "pg_promote did not finish within {secs}s"
+            ))),
+        }
+    }
+
+    /// Creates the physical slots in `wanted` that are missing.
+    pub async fn ensure_slots(
+        &mut self,
+        existing: &[String],
+        wanted: &[String],
+    ) -> Result<(), PgError> {
+        for slot in wanted.iter().filter(|w| !existing.contains(w)) {
+            self.sql
+                .execute(&format!(
+                    "SELECT pg_create_physical_replication_slot({})",
+                    literal(slot)
+                ))
+                .await?;
+            tracing::info!(slot, "created replication slot");
+        }
+        Ok(())
+    }
+
+    pub async fn drop_slot(&mut self, slot: &str) -> Result<(), PgError> {
+        self.sql
+            .execute(&format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = {} AND NOT active",
+                literal(slot)
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Creates (or updates) the replication and rewind roles after initdb.
+    pub async fn create_roles(&mut self) -> Result<(), PgError> {
+        let s = self.settings.clone();
+        if s.replication.username != s.superuser.username {
+            self.upsert_role(&s.replication, "LOGIN REPLICATION")
+                .await?;
+        }
+        if let Some(rw) = s
+            .rewind
+            .as_ref()
+            .filter(|r| r.username != s.superuser.username)
+        {
+            self.upsert_role(rw, "LOGIN").await?;
+            // The functions pg_rewind needs, and nothing more (PostgreSQL docs, pg_rewind).
+            let u = ident(&rw.username);
+            for f in [
+                "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+                "pg_catalog.pg_stat_file(text, boolean)",
+                "pg_catalog.pg_read_binary_file(text)",
+                "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+            ] {
+                self.sql
+                    .execute(&format!("GRANT EXECUTE ON function {f} TO {u}"))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upsert_role(&mut self, role: &Role, options: &str) -> Result<(), PgError> {
+        let name = ident(&role.username);
+        let exists = !self
+            .sql
+            .query(&format!(
+                "SELECT 1 FROM pg_roles WHERE rolname = {}",
+                literal(&role.username)
+            ))
+            .await?
+            .is_empty();
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let password = role
+            .password
+            .as_deref()
+            .map(|p| format!(" PASSWORD {}", literal(p)))
+            .unwrap_or_default();
+        self.sql
+            .execute(&format!("{verb} ROLE {name} WITH {options}{password}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Runs initdb with the configured options; data checksums are always on, since
+    /// pg_rewind needs them (or wal_log_hints) to bring a former primary back.
+    pub async fn initdb(&self) -> Result<(), PgError> {
+        let s = &self.settings;
+        prepare_dir(&s.data_dir, self.programs.run_as)?;
+        let pwfile = s.data_dir.with_extension("initdb-pw");
+        let password = s.superuser.password.clone().unwrap_or_default();
+        write_private(&pwfile, &password, self.programs.run_as)?;
+        let mut cmd = self.programs.command("initdb");
+        cmd.arg("-D")
+            .arg(&s.data_dir)
+            .arg(format!("--username={}", s.superuser.username));
+        if s.superuser.password.is_some() {
+            cmd.arg(format!("--pwfile={}", pwfile.display()));
+        }
+        let mut args = s.initdb.clone();
+        if !args.iter().any(|a| a == "--data-checksums" || a == "-k") {
+            args.push("--data-checksums".into());
+        }
+        cmd.args(&args);
+        let out = self
+            .programs
+            .run(cmd, "initdb", Duration::from_secs(300))
+            .await;
+        let _ = std::fs::remove_file(&pwfile);
+        out?;
+        Ok(())
+    }
+
+    /// Clones the data directory from `host:port` with pg_basebackup.
+    pub async fn basebackup(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<(), PgError> {
+        let s = &self.settings;
+        if s.data_dir.exists() {
+            // A leftover of a failed clone: keep it aside rather than delete anything.
+            let aside = aside_path(&s.data_dir);
+            std::fs::rename(&s.data_dir, &aside)
+                .map_err(|e| files_err("cannot move aside", &s.data_dir, &e))?;
+            tracing::warn!(from = %s.data_dir.display(), to = %aside.display(), "moved an unusable data directory aside");
+        }
+        prepare_dir(&s.data_dir, self.programs.run_as)?;
+        let mut cmd = self.programs.command("pg_basebackup");
+        cmd.arg("-D")
+            .arg(&s.data_dir)
+            .args(["-X", "stream", "-c", "fast", "-w", "--no-sync"])
+            .arg(format!("--host={host}"))
+            .arg(format!("--port={port}"))
+            .arg(format!("--username={}", s.replication.username))
+            .env("PGPASSFILE", &s.pgpass)
+            .env("PGAPPNAME", &s.name)
+            .env("PGCONNECT_TIMEOUT", "5");
+        self.programs.run(cmd, "pg_basebackup", timeout).await?;
+        Ok(())
+    }
+}
+
+/// `data` → `data.failed-20250101T120000`.
+pub fn aside_path(dir: &Path) -> PathBuf {
+    let ts = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let mut name = dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(format!(".failed-{ts}"));
+    dir.with_file_name(name)
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Creates an empty directory with mode 0700 (PostgreSQL requires it), owned by the
+/// PostgreSQL user.
+fn prepare_dir(dir: &Path, run_as: Option<runas::RunAs>) -> Result<(), PgError> {
+    std::fs::create_dir_all(dir).map_err(|e| files_err("cannot create", dir, &e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| files_err("cannot chmod", dir, &e))?;
+    runas::chown(dir, run_as).map_err(|e| files_err("cannot chown", dir, &e))
+}
+
+fn write_owned(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Result<(), PgError> {
+    let tmp = path.with_extension("warden-tmp");
+    std::fs::write(&tmp, text).map_err(|e| files_err("cannot write", &tmp, &e))?;
+    runas::chown(&tmp, run_as).map_err(|e| files_err("cannot chown", &tmp, &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| files_err("cannot write", path, &e))
+}
+
+fn write_private(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Result<(), PgError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| files_err("cannot create", parent, &e))?;
+    }
+    let tmp = path.with_extension("warden-tmp");
+    std::fs::write(&tmp, text).map_err(|e| files_err("cannot write", &tmp, &e))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| files_err("cannot chmod", &tmp, &e))?;
+    runas::chown(&tmp, run_as).map_err(|e| files_err("cannot chown", &tmp, &e))?;
+    std::fs::rename(&tmp, path).map_err(|e| files_err("cannot write", path, &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_host_for_wildcards() {
+        assert_eq!(local_tcp_host(&["*".into()]), "127.0.0.1");
+        assert_eq!(local_tcp_host(&["0.0.0.0".into()]), "127.0.0.1");
+        assert_eq!(
+            local_tcp_host(&["10.1.2.3".into(), "127.0.0.1".into()]),
+            "10.1.2.3"
+        );
+    }
+
+    #[test]
+    fn aside_keeps_the_name() {
+        let p = aside_path(Path::new("/var/lib/x/data"));
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        assert!(name.starts_with("data.failed-"), "{name}");
+        assert_eq!(p.parent(), Some(Path::new("/var/lib/x")));
+    }
+}

@@ -1,0 +1,235 @@
+//! PostgreSQL's programs (initdb, postgres, pg_basebackup, pg_controldata), each run as
+//! the PostgreSQL OS user and each bounded by a timeout.
+
+use super::runas::RunAs;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("{program}: could not start: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{program}: timed out after {timeout:?}")]
+    Timeout { program: String, timeout: Duration },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// How the postmaster is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// SIGTERM: wait for clients to disconnect.
+    Smart,
+    /// SIGINT: roll back open transactions and stop cleanly (the default).
+    Fast,
+    /// SIGQUIT: stop at once; crash recovery on the next start.
+    Immediate,
+}
+
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub bin_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub run_as: Option<RunAs>,
+    /// Where the postmaster's stderr goes.
+    pub log_file: PathBuf,
+}
+
+impl Programs {
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin_dir.join(program));
+        if let Some(r) = self.run_as {
+            cmd.uid(r.uid).gid(r.gid);
+        }
+        // Run from a directory the PostgreSQL user can read, not the agent's cwd.
+        if let Some(parent) = self.data_dir.parent() {
+            cmd.current_dir(parent);
+        }
+        cmd.stdin(Stdio::null()).kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs a program to completion; its stdout on success.
+    pub async fn run(
+        &self,
+        mut cmd: Command,
+        program: &str,
+        timeout: Duration,
+    ) -> Result<String, ProcessError> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: program.into(),
+            source,
+        })?;
+        let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(r) => r.map_err(|e| ProcessError::Io(format!("{program}: {e}")))?,
+            Err(_) => {
+                return Err(ProcessError::Timeout {
+                    program: program.into(),
+                    timeout,
+                })
+            }
+        };
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = stderr.lines().rev().take(8).collect();
+            return Err(ProcessError::Failed {
+                program: program.into(),
+                status: out.status.to_string(),
+                stderr: tail.into_iter().rev().collect::<Vec<_>>().join(" | "),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `pg_controldata` as a map of its "Key: value" lines.
+    pub async fn controldata(&self) -> Result<BTreeMap<String, String>, ProcessError> {
+        let mut cmd = self.command("pg_controldata");
+        cmd.arg("-D").arg(&self.data_dir).env("LC_ALL", "C");
+        let out = self
+            .run(cmd, "pg_controldata", Duration::from_secs(10))
+            .await?;
+        Ok(parse_controldata(&out))
+    }
+
+    /// Starts the postmaster in its own process group (so a Ctrl-C meant for the agent
+    /// does not reach it: the agent decides how PostgreSQL stops).
+    pub fn spawn_postmaster(&self) -> Result<Child, ProcessError> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_file)
+            .map_err(|e| {
+                ProcessError::Io(format!("cannot open {}: {e}", self.log_file.display()))
+            })?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| ProcessError::Io(e.to_string()))?;
+        let mut cmd = self.command("postgres");
+        cmd.arg("-D")
+            .arg(&self.data_dir)
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd.spawn().map_err(|source| ProcessError::Spawn {
+            program: "postgres".into(),
+            source,
+        })
+    }
+
+    /// The running postmaster's pid, from `postmaster.pid`, if that process is alive.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        process_alive(pid).then_some(pid)
+    }
+
+    /// Stops the postmaster `pid` and waits until it is gone. Escalates to immediate shutdown
+    /// when `timeout` passes, and to SIGKILL if even that does not work.
+    pub async fn stop(
+        &self,
+        pid: i32,
+        mode: StopMode,
+        timeout: Duration,
+    ) -> Result<(), ProcessError> {
+        let sig = match mode {
+            StopMode::Smart => nix::sys::signal::Signal::SIGTERM,
+            StopMode::Fast => nix::sys::signal::Signal::SIGINT,
+            StopMode::Immediate => nix::sys::signal::Signal::SIGQUIT,
+        };
+        signal(pid, sig);
+        if wait_gone(pid, timeout).await {
+            return Ok(());
+        }
+        tracing::warn!(
+            pid,
+            ?mode,
+            ?timeout,
+            "PostgreSQL did not stop in time; immediate shutdown"
+        );
+        signal(pid, nix::sys::signal::Signal::SIGQUIT);
+        if wait_gone(pid, Duration::from_secs(10)).await {
+            return Ok(());
+        }
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+        if wait_gone(pid, Duration::from_secs(5)).await {
+            Ok(())
+        } else {
+            Err(ProcessError::Io(format!(
+                "postmaster {pid} survived SIGKILL"
+            )))
+        }
+    }
+}
+
+fn signal(pid: i32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+async fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !process_alive(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Alive and not a zombie (our own postmaster child stays a zombie until reaped).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+pub fn parse_controldata(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Whether `dir` holds an initialised cluster.
+pub fn is_initialized(dir: &Path) -> bool {
+    dir.join("PG_VERSION").is_file() && dir.join("global/pg_control").is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controldata_lines_parse() {
+        let out = "pg_control version number:            1300\nDatabase system identifier:           7312345678901234567\nLatest checkpoint's TimeLineID:       3\n";
+        let m = parse_controldata(out);
+        assert_eq!(m["Database system identifier"], "7312345678901234567");
+        assert_eq!(m["Latest checkpoint's TimeLineID"], "3");
+    }
+
+    #[test]
+    fn own_process_is_alive_and_bogus_pid_is_not() {
+        assert!(process_alive(i32::try_from(std::process::id()).unwrap()));
+        assert!(!process_alive(i32::MAX));
+    }
+}

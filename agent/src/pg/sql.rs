@@ -1,0 +1,261 @@
+//! The agent's SQL connection to its own PostgreSQL: status probes and the few
+//! statements the HA loop needs (promote, slots, roles, reload). Every call is bounded.
+
+use super::lsn::Lsn;
+use serde::Serialize;
+use std::time::Duration;
+use tokio_postgres::{Client, NoTls, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(String),
+    #[error("query timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("query failed: {0}")]
+    Query(String),
+}
+
+/// One row of `pg_stat_replication`, in the shape `/patroni` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicationRow {
+    pub usename: Option<String>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub state: Option<String>,
+    pub sync_state: Option<String>,
+    pub sync_priority: Option<i32>,
+}
+
+/// What one probe of a running PostgreSQL found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Probe {
+    pub in_recovery: bool,
+    pub timeline: Option<u32>,
+    /// Primary: current WAL insert position. Replica: the larger of received and replayed.
+    pub wal_position: Option<u64>,
+    pub receive_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+    pub replay_timestamp: Option<String>,
+    pub replay_paused: bool,
+    pub postmaster_start_time: String,
+    pub server_version: u32,
+    pub system_identifier: String,
+    /// The WAL receiver is streaming from an upstream.
+    pub streaming: bool,
+    pub upstream: Option<(String, u16)>,
+    pub replication: Vec<ReplicationRow>,
+    pub pending_restart: bool,
+    pub physical_slots: Vec<String>,
+}
+
+/// A lazily (re)connected client.
+#[derive(Debug)]
+pub struct Sql {
+    conn_string: String,
+    timeout: Duration,
+    client: Option<Client>,
+}
+
+impl Sql {
+    pub fn new(conn_string: String, timeout: Duration) -> Self {
+        Self {
+            conn_string,
+            timeout,
+            client: None,
+        }
+    }
+
+    /// Drops the connection (after PostgreSQL restarts, say).
+    pub fn reset(&mut self) {
+        self.client = None;
+    }
+
+    async fn client(&mut self) -> Result<&Client, SqlError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            let connect = tokio_postgres::connect(&self.conn_string, NoTls);
+            let (client, conn) = match tokio::time::timeout(self.timeout, connect).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => return Err(SqlError::Connect(e.to_string())),
+                Err(_) => {
+                    return Err(SqlError::Connect(format!(
+                        "timed out after {:?}",
+                        self.timeout
+                    )))
+                }
+            };
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed");
+                }
+            });
+            self.client = Some(client);
+        }
+        self.client
+            .as_ref()
+            .ok_or_else(|| SqlError::Connect("no client".into()))
+    }
+
+    pub async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+        self.query_with_timeout(sql, self.timeout).await
+    }
+
+    pub async fn query_with_timeout(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Row>, SqlError> {
+        let client = self.client().await?;
+        let result = match tokio::time::timeout(timeout, client.query(sql, &[])).await {
+            Ok(r) => r.map_err(|e| SqlError::Query(format_db_error(&e))),
+            Err(_) => Err(SqlError::Timeout(timeout)),
+        };
+        if result.is_err() {
+            // The session may be in an unknown state; start clean next time.
+            self.reset();
+        }
+        result
+    }
+
+    pub async fn execute(&mut self, sql: &str) -> Result<(), SqlError> {
+        self.query(sql).await.map(|_| ())
+    }
+
+    pub async fn probe(&mut self) -> Result<Probe, SqlError> {
+        let rows = self
+            .query(
+                "SELECT pg_is_in_recovery(), pg_postmaster_start_time()::text, \
+                 current_setting('server_version_num')::int, \
+                 (SELECT system_identifier::text FROM pg_control_system()), \
+                 EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart), \
+                 ARRAY(SELECT slot_name::text FROM pg_replication_slots WHERE slot_type = 'physical')",
+            )
+            .await?;
+        let row = first(&rows)?;
+        let mut p = Probe {
+            in_recovery: row.get(0),
+            postmaster_start_time: row.get(1),
+            server_version: u32::try_from(row.get::<_, i32>(2)).unwrap_or_default(),
+            system_identifier: row.get(3),
+            pending_restart: row.get(4),
+            physical_slots: row.get(5),
+            ..Probe::default()
+        };
+        if p.in_recovery {
+            self.probe_replica(&mut p).await?;
+        } else {
+            self.probe_primary(&mut p).await?;
+        }
+        Ok(p)
+    }
+
+    async fn probe_primary(&mut self, p: &mut Probe) -> Result<(), SqlError> {
+        let rows = self
+            .query(
+                "SELECT pg_current_wal_lsn()::text, \
+                 ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+            )
+            .await?;
+        let row = first(&rows)?;
+        p.wal_position = lsn(row, 0);
+        p.timeline = u32::try_from(row.get::<_, i32>(1)).ok();
+        let rows = self
+            .query(
+                "SELECT usename::text, application_name, client_addr::text, state, sync_state, sync_priority \
+                 FROM pg_stat_replication ORDER BY application_name",
+            )
+            .await?;
+        p.replication = rows
+            .iter()
+            .map(|r| ReplicationRow {
+                usename: r.get(0),
+                application_name: r.get(1),
+                client_addr: r.get(2),
+                state: r.get(3),
+                sync_state: r.get(4),
+                sync_priority: r.get(5),
+            })
+            .collect();
+        Ok(())
+    }
+
+    async fn probe_replica(&mut self, p: &mut Probe) -> Result<(), SqlError> {
+        let rows = self
+            .query(
+                "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
+                 pg_last_xact_replay_timestamp()::text, pg_is_wal_replay_paused(), \
+                 (SELECT timeline_id FROM pg_control_checkpoint())",
+            )
+            .await?;
+        let row = first(&rows)?;
+        p.receive_lsn = lsn(row, 0);
+        p.replay_lsn = lsn(row, 1);
+        p.replay_timestamp = row.get(2);
+        p.replay_paused = row.get(3);
+        p.timeline = row
+            .get::<_, Option<i32>>(4)
+            .and_then(|t| u32::try_from(t).ok());
+        p.wal_position = p.receive_lsn.max(p.replay_lsn);
+        let rows = self
+            .query(
+                "SELECT status, received_tli, sender_host, sender_port FROM pg_stat_wal_receiver",
+            )
+            .await?;
+        if let Some(r) = rows.first() {
+            p.streaming = r.get::<_, Option<String>>(0).as_deref() == Some("streaming");
+            if let Some(tli) = r
+                .get::<_, Option<i32>>(1)
+                .and_then(|t| u32::try_from(t).ok())
+            {
+                // The receiver's timeline is current; the checkpoint's may lag behind it.
+                p.timeline = Some(p.timeline.map_or(tli, |t| t.max(tli)));
+            }
+            if let (Some(h), Some(port)) =
+                (r.get::<_, Option<String>>(2), r.get::<_, Option<i32>>(3))
+            {
+                p.upstream = u16::try_from(port).ok().map(|port| (h, port));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn first(rows: &[Row]) -> Result<&Row, SqlError> {
+    rows.first()
+        .ok_or_else(|| SqlError::Query("query returned no row".into()))
+}
+
+fn lsn(row: &Row, idx: usize) -> Option<u64> {
+    row.get::<_, Option<String>>(idx)
+        .and_then(|s| Lsn::parse(&s))
+        .map(|l| l.0)
+}
+
+/// tokio-postgres hides the server's message behind "db error"; show it.
+fn format_db_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes an SQL string literal.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}

@@ -1,0 +1,99 @@
+//! The agent's cached status: written by the HA loop once per turn, read by the REST
+//! API and metrics. Health checks never run SQL; they read this.
+
+use crate::pg::sql::Probe;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use warden_consensus::types::Role;
+use warden_consensus::Cluster;
+use warden_fencing::LeaseDeadline;
+
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub scope: String,
+    pub name: String,
+    /// Patroni's member state: `running`, `starting`, `creating replica`, ...
+    pub state: String,
+    pub role: Role,
+    pub running: bool,
+    pub probe: Option<Probe>,
+    /// The last DCS view, if any was ever read.
+    pub cluster: Option<Cluster>,
+    /// We held the leader key at the end of the last turn.
+    pub is_leader: bool,
+    /// The leader key's create_revision while we hold it.
+    pub fencing_token: Option<i64>,
+    /// Unix time of the last successful DCS read.
+    pub dcs_last_seen: Option<i64>,
+    pub last_turn: Option<Instant>,
+    pub ttl: Duration,
+    pub tags: serde_json::Map<String, serde_json::Value>,
+    pub system_identifier: Option<String>,
+    /// Why the last turn did what it did.
+    pub note: String,
+}
+
+impl NodeStatus {
+    pub fn new(
+        scope: String,
+        name: String,
+        tags: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        Self {
+            scope,
+            name,
+            state: "starting".into(),
+            role: Role::Uninitialized,
+            running: false,
+            probe: None,
+            cluster: None,
+            is_leader: false,
+            fencing_token: None,
+            dcs_last_seen: None,
+            last_turn: None,
+            ttl: Duration::from_secs(30),
+            tags,
+            system_identifier: None,
+            note: String::new(),
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.cluster.as_ref().is_some_and(Cluster::is_paused)
+    }
+
+    pub fn in_recovery(&self) -> Option<bool> {
+        self.probe.as_ref().map(|p| p.in_recovery)
+    }
+}
+
+/// Shared between the loop (writer) and the API (readers).
+#[derive(Debug)]
+pub struct Shared {
+    status: RwLock<NodeStatus>,
+    pub deadline: LeaseDeadline,
+}
+
+impl Shared {
+    pub fn new(status: NodeStatus) -> Arc<Self> {
+        Arc::new(Self {
+            status: RwLock::new(status),
+            deadline: LeaseDeadline::new(),
+        })
+    }
+
+    pub fn snapshot(&self) -> NodeStatus {
+        self.status
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut NodeStatus)) {
+        let mut guard = self
+            .status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard);
+    }
+}

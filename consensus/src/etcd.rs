@@ -1,0 +1,279 @@
+//! The etcd v3 implementation of [`Dcs`]; the only module that imports `etcd-client`.
+
+use crate::dcs::{Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE};
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::{mpsc, Mutex};
+
+/// etcd client with a per-request deadline.
+pub struct EtcdDcs {
+    client: Client,
+    timeout: Duration,
+    /// The open keep-alive stream of the lease we refresh, reused across refreshes so a
+    /// renewal costs one round trip, not a new gRPC stream.
+    keeper: Mutex<Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>>,
+}
+
+impl std::fmt::Debug for EtcdDcs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdDcs")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdDcs {
+    /// Connects to any of `endpoints` (`host:port` or `http://host:port`). Requests go to
+    /// whichever endpoint answers, so one dead etcd member does not stop the agent.
+    pub async fn connect(endpoints: &[String], timeout: Duration) -> Result<Self, DcsError> {
+        let urls: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        let opts = ConnectOptions::new()
+            .with_timeout(timeout)
+            .with_connect_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(2), timeout)
+            .with_keep_alive_while_idle(true)
+            // Never serve a request from a member cut off from the etcd leader: a stale
+            // read could show us a leader key that has already expired.
+            .with_require_leader(true);
+        let client = bounded(timeout, Client::connect(urls, Some(opts))).await?;
+        Ok(Self {
+            client,
+            timeout,
+            keeper: Mutex::new(None),
+        })
+    }
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<bool, DcsError> {
+        let mut c = self.client();
+        Ok(bounded(self.timeout, c.txn(txn)).await?.succeeded())
+    }
+
+    async fn keepalive_once(&self, lease: LeaseId) -> Result<Duration, DcsError> {
+        let mut guard = self.keeper.lock().await;
+        if guard.as_ref().is_none_or(|(id, _, _)| *id != lease.0) {
+            let mut c = self.client();
+            let (keeper, stream) = bounded(self.timeout, c.lease_keep_alive(lease.0)).await?;
+            *guard = Some((lease.0, keeper, stream));
+        }
+        let Some((_, keeper, stream)) = guard.as_mut() else {
+            return Err(DcsError::Other("lease keeper vanished".into()));
+        };
+        let result = async {
+            keeper.keep_alive().await.map_err(map_err)?;
+            match stream.message().await.map_err(map_err)? {
+                Some(resp) if resp.ttl() > 0 => Ok(Duration::from_secs(resp.ttl().unsigned_abs())),
+                Some(_) => Err(DcsError::LeaseNotFound(lease.0)),
+                None => Err(DcsError::Unavailable(
+                    "lease keep-alive stream closed".into(),
+                )),
+            }
+        };
+        let out = match tokio::time::timeout(self.timeout, result).await {
+            Ok(r) => r,
+            Err(_) => Err(DcsError::Timeout(self.timeout)),
+        };
+        if out.is_err() {
+            // A failed stream may be half-broken; open a fresh one next time.
+            *guard = None;
+        }
+        out
+    }
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, DcsError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(map_err),
+        Err(_) => Err(DcsError::Timeout(timeout)),
+    }
+}
+
+fn map_err(e: etcd_client::Error) -> DcsError {
+    match e {
+        etcd_client::Error::TransportError(t) => DcsError::Unavailable(t.to_string()),
+        etcd_client::Error::GRpcStatus(s) => match s.code() {
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
+                DcsError::Unavailable(s.message().to_string())
+            }
+            _ if s.message().contains("requested lease not found") => DcsError::LeaseNotFound(0),
+            _ => DcsError::Other(format!("{:?}: {}", s.code(), s.message())),
+        },
+        other => DcsError::Other(other.to_string()),
+    }
+}
+
+fn put_opts(lease: Option<LeaseId>) -> Option<PutOptions> {
+    lease.map(|l| PutOptions::new().with_lease(l.0))
+}
+
+fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
+    KeyValue {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: kv.lease(),
+    }
+}
+
+#[async_trait]
+impl Dcs for EtcdDcs {
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, DcsError> {
+        let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut c = self.client();
+        let resp = bounded(self.timeout, c.lease_grant(secs, None)).await?;
+        Ok(LeaseId(resp.id()))
+    }
+
+    async fn keepalive(&self, lease: LeaseId) -> Result<Duration, DcsError> {
+        self.keepalive_once(lease).await.map_err(|e| match e {
+            DcsError::LeaseNotFound(_) => DcsError::LeaseNotFound(lease.0),
+            other => other,
+        })
+    }
+
+    async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
+        let mut c = self.client();
+        match bounded(self.timeout, c.lease_revoke(lease.0)).await {
+            Ok(_) | Err(DcsError::LeaseNotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_prefix(&self, prefix: &str) -> Result<Snapshot, DcsError> {
+        let mut c = self.client();
+        let resp = bounded(
+            self.timeout,
+            c.get(prefix, Some(GetOptions::new().with_prefix())),
+        )
+        .await?;
+        Ok(Snapshot {
+            revision: resp.header().map_or(0, |h| h.revision()),
+            kvs: resp.kvs().iter().map(convert).collect(),
+        })
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<(), DcsError> {
+        let mut c = self.client();
+        bounded(self.timeout, c.put(key, value, put_opts(lease)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<bool, DcsError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, put_opts(lease))]);
+        self.txn(txn).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        mod_revision: i64,
+        lease: Option<LeaseId>,
+    ) -> Result<bool, DcsError> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+            .and_then([TxnOp::put(key, value, put_opts(lease))]);
+        self.txn(txn).await
+    }
+
+    async fn put_if_value(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<bool, DcsError> {
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, expected.to_vec())])
+            .and_then([TxnOp::put(key, value, put_opts(lease))]);
+        self.txn(txn).await
+    }
+
+    async fn delete_if_value(&self, key: &str, expected: &[u8]) -> Result<bool, DcsError> {
+        let txn = Txn::new()
+            .when([Compare::value(key, CompareOp::Equal, expected.to_vec())])
+            .and_then([TxnOp::delete(key, None)]);
+        self.txn(txn).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), DcsError> {
+        let mut c = self.client();
+        bounded(self.timeout, c.delete(key, None)).await.map(|_| ())
+    }
+
+    async fn watch(
+        &self,
+        prefix: &str,
+        after_revision: i64,
+    ) -> Result<mpsc::Receiver<WatchEvent>, DcsError> {
+        let mut c = self.client();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(after_revision + 1);
+        let mut stream = bounded(self.timeout, c.watch(prefix, Some(opts))).await?;
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        tokio::spawn(async move {
+            let reason = loop {
+                match stream.message().await {
+                    Ok(Some(resp)) => {
+                        if resp.canceled() {
+                            break format!(
+                                "watch cancelled by etcd (compact revision {})",
+                                resp.compact_revision()
+                            );
+                        }
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            let kind = match ev.event_type() {
+                                EventType::Put => WatchKind::Put,
+                                EventType::Delete => WatchKind::Delete,
+                            };
+                            let event = WatchEvent::Change {
+                                kind,
+                                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                            };
+                            // A full queue means the watcher is already due to re-read; dropping is safe.
+                            if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(event) {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => break "watch stream ended".to_string(),
+                    Err(e) => break format!("watch stream failed: {e}"),
+                }
+            };
+            // Make sure the watcher learns the watch is gone, even if its queue is full.
+            let _ = tx.send(WatchEvent::Broken(reason)).await;
+        });
+        Ok(rx)
+    }
+}
