@@ -40,10 +40,7 @@ pub fn main() -> ExitCode {
     let loaded = match config::load(&cli.config) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "error: invalid configuration {}:\n{e}",
-                cli.config.display()
-            );
+            eprintln!("error: {e}");
             return ExitCode::from(1);
         }
     };

@@ -85,7 +85,17 @@ impl Cluster {
                 });
             }
             "config" => {
-                let cfg = DynamicConfig::from_json(&json()?).map_err(|e| e.to_string())?;
+                // Read leniently, as Patroni does: out-of-range timings are adjusted, not
+                // rejected, so a config another tool wrote still applies.
+                let (cfg, adjusted) = DynamicConfig::from_dcs_json(&json()?).map_err(|errs| {
+                    errs.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })?;
+                for a in adjusted {
+                    tracing::debug!(adjustment = %a, "adjusted the DCS config");
+                }
                 self.config = Some(Versioned {
                     value: cfg,
                     mod_revision: rev,

@@ -173,7 +173,9 @@ fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
     f.tags.iter().all(|(k, v)| {
         s.tags.get(k).is_some_and(|t| match t {
             serde_json::Value::String(x) => x == v,
-            other => other.to_string() == *v,
+            other => {
+                serde_json::from_str::<serde_json::Value>(v).is_ok_and(|parsed| parsed == *other)
+            }
         })
     })
 }
@@ -312,11 +314,13 @@ mod tests {
     #[test]
     fn replica_lag_bound() {
         let mut s = status(true, false);
-        let mut c = warden_consensus::Cluster::default();
-        c.status = Some(warden_consensus::types::Status {
-            optime: Some(1000 + 20_000),
+        let c = warden_consensus::Cluster {
+            status: Some(warden_consensus::types::Status {
+                optime: Some(1000 + 20_000),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         s.cluster = Some(c);
         assert_eq!(replica_lag(&s), Some(20_000));
         assert_eq!(eval(Check::Replica, Some("lag=16kB"), &s, false), 503);

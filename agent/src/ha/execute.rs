@@ -100,7 +100,7 @@ impl Agent {
                         Some(upstream.as_deref().and_then(|u| self.upstream(u, cluster)))
                     }
                 };
-                self.write_config(cluster, upstream)?;
+                self.write_config(cluster, upstream.as_ref())?;
                 self.pg.start().map_err(failed)?;
                 self.state = "starting".into();
                 Ok(())
@@ -115,7 +115,7 @@ impl Agent {
                     .await
                     .map_err(failed)?;
                 let up = upstream.as_deref().and_then(|u| self.upstream(u, cluster));
-                self.write_config(cluster, Some(up))?;
+                self.write_config(cluster, Some(&up))?;
                 self.pg.start().map_err(failed)?;
                 self.state = "starting".into();
                 tracing::warn!(?upstream, "demoted to a read-only replica");
@@ -123,7 +123,7 @@ impl Agent {
             }
             Action::Follow { leader } => {
                 let up = self.upstream(leader, cluster);
-                self.configure(cluster, Some(up)).await
+                self.configure(cluster, Some(&up)).await
             }
             Action::ConfigurePrimary => self.configure(cluster, None).await,
             Action::EnsureSlots { members } => self.ensure_slots(members, obs).await,
@@ -155,7 +155,7 @@ impl Agent {
     fn write_config(
         &mut self,
         cluster: Option<&Cluster>,
-        standby: Option<Option<Upstream>>,
+        standby: Option<&Option<Upstream>>,
     ) -> Result<bool, ActError> {
         let dynamic = self.dynamic(cluster);
         self.pg.write_pgpass().map_err(failed)?;
@@ -172,7 +172,7 @@ impl Agent {
     async fn configure(
         &mut self,
         cluster: Option<&Cluster>,
-        standby: Option<Option<Upstream>>,
+        standby: Option<&Option<Upstream>>,
     ) -> Result<(), ActError> {
         if self.write_config(cluster, standby)? {
             tracing::info!("configuration changed; reloading PostgreSQL");

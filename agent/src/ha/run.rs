@@ -152,6 +152,12 @@ impl Agent {
             }
         }
         let local = self.observe_local().await;
+        // Publish the fresh probe before any race: peers racing at the same moment read
+        // our WAL position from /patroni, and a turn-old value would mislead them.
+        self.shared.update(|s| {
+            s.running = local.running;
+            s.probe.clone_from(&local.probe);
+        });
         let race_possible = cluster
             .as_ref()
             .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())

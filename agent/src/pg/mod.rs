@@ -214,7 +214,7 @@ impl Postgres {
         &mut self,
         dcs_params: &BTreeMap<String, Value>,
         dcs_hba: Option<&[String]>,
-        standby: Option<Option<Upstream>>,
+        standby: Option<&Option<Upstream>>,
     ) -> Result<bool, PgError> {
         let s = &self.settings;
         let data = &s.data_dir;
@@ -228,7 +228,7 @@ impl Postgres {
             listen_addresses: s.listen_hosts.join(","),
             port: s.port,
             cluster_name: s.scope.clone(),
-            standby: standby.clone(),
+            standby: standby.cloned(),
         };
         let params = conf::effective_parameters(dcs_params, &s.parameters, &managed);
         let conf_text = conf::render_postgresql_conf(&params);

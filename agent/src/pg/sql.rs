@@ -161,7 +161,7 @@ impl Sql {
         p.timeline = u32::try_from(row.get::<_, i32>(1)).ok();
         let rows = self
             .query(
-                "SELECT usename::text, application_name, client_addr::text, state, sync_state, sync_priority \
+                "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority \
                  FROM pg_stat_replication ORDER BY application_name",
             )
             .await?;
