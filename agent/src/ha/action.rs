@@ -33,9 +33,17 @@ pub enum Action {
     Promote {
         reason: String,
     },
-    /// Stop the primary and restart it as a replica of `upstream`.
+    /// Stop the primary. With no upstream (the DCS is gone) it restarts at once as a
+    /// read-only replica; with one, the next turn rewinds if needed and follows it.
     Demote {
         upstream: Option<String>,
+    },
+    /// Give up the leader key (our primary could not be restarted in time).
+    ReleaseLeader,
+    /// pg_rewind the stopped former primary from the named member; if that fails,
+    /// move the data directory aside and clone afresh.
+    Rewind {
+        from: String,
     },
     /// Replica: make sure we stream from `leader` (rewrites config and reloads if needed).
     Follow {

@@ -71,6 +71,9 @@ pub fn decide(o: &Observation) -> Decision {
         return start_stopped(o, c);
     }
     let Some(probe) = o.local.probe.as_ref() else {
+        if c.leader_name() == Some(o.me.as_str()) && o.local.was_primary {
+            return primary_down(o, c, false);
+        }
         return decision(vec![], "PostgreSQL is starting");
     };
     match c.leader_name() {
@@ -86,6 +89,13 @@ fn dcs_unreachable(o: &Observation) -> Decision {
         return decision(
             vec![Action::Demote { upstream: None }],
             "DCS unreachable and the lease deadline passed: demoting to read-only",
+        );
+    }
+    if !o.local.running && o.local.data == DataDir::Initialized {
+        // Without the DCS we cannot know who leads: only ever come back read-only.
+        return decision(
+            vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
+            "DCS unreachable: starting PostgreSQL read-only",
         );
     }
     decision(vec![], "DCS unreachable; keeping the current state")
@@ -177,20 +187,63 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
 
 fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
     match c.leader_name() {
-        Some(l) if l == o.me && o.local.was_primary => decision(
-            vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)],
-            "starting PostgreSQL as primary: we still hold the leader key",
-        ),
-        Some(l) if l != o.me => decision(
-            vec![Action::StartPostgres(StartAs::Replica {
+        Some(l) if l == o.me && o.local.was_primary => primary_down(o, c, true),
+        Some(l) if l != o.me => {
+            let start = Action::StartPostgres(StartAs::Replica {
                 upstream: Some(l.to_string()),
-            })],
-            format!("starting PostgreSQL as a replica of {l}"),
-        ),
+            });
+            if o.local.was_primary && !o.local.rewound && o.use_pg_rewind {
+                // A former primary may have WAL the new leader never received: rewind
+                // it onto the leader's timeline (a no-op when nothing diverged).
+                return decision(
+                    vec![
+                        Action::Rewind {
+                            from: l.to_string(),
+                        },
+                        start,
+                    ],
+                    format!("former primary rejoining: pg_rewind from {l}, then follow it"),
+                );
+            }
+            decision(
+                vec![start],
+                format!("starting PostgreSQL as a replica of {l}"),
+            )
+        }
         _ => decision(
             vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
             "starting PostgreSQL read-only; no leader to follow yet",
         ),
+    }
+}
+
+/// We hold the leader key but our primary is down (`stopped`) or not answering yet
+/// (crash recovery). Restart in place while `primary_start_timeout` allows; after that
+/// hand the key over so a replica can take over.
+fn primary_down(o: &Observation, c: &Cluster, stopped: bool) -> Decision {
+    let timeout =
+        std::time::Duration::from_secs(u64::from(c.dynamic_config().primary_start_timeout));
+    let down = o.primary_down_for.unwrap_or_default();
+    if down >= timeout {
+        return decision(
+            vec![Action::ReleaseLeader],
+            format!(
+                "PostgreSQL has been down {}s, primary_start_timeout is {}s: releasing the leader key",
+                down.as_secs(),
+                timeout.as_secs()
+            ),
+        );
+    }
+    if stopped {
+        decision(
+            vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)],
+            "restarting PostgreSQL as primary: we still hold the leader key",
+        )
+    } else {
+        decision(
+            vec![Action::RenewLeader],
+            "PostgreSQL (primary) is starting; keeping the leader key",
+        )
     }
 }
 

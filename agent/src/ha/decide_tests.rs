@@ -64,9 +64,12 @@ fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observa
             was_primary: false,
             running: probe.is_some(),
             probe,
+            rewound: false,
         },
         peers: vec![],
         bootstrapped_here: false,
+        primary_down_for: None,
+        use_pg_rewind: true,
     }
 }
 
@@ -357,4 +360,83 @@ fn paused_cluster_takes_no_automatic_action() {
     });
     let o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
     assert!(decide(&o).actions.is_empty());
+}
+
+fn with_start_timeout(mut c: Cluster, secs: u32) -> Cluster {
+    let cfg = warden_consensus::DynamicConfig::from_json(
+        &serde_json::json!({ "primary_start_timeout": secs }),
+    )
+    .unwrap();
+    c.config = Some(Versioned {
+        value: cfg,
+        mod_revision: 1,
+    });
+    c
+}
+
+#[test]
+fn crashed_primary_releases_the_key_after_primary_start_timeout() {
+    let c = with_start_timeout(cluster(Some("42"), Some("n2")), 30);
+    let mut o = obs(Some(c), DataDir::Initialized, None);
+    o.local.was_primary = true;
+    o.primary_down_for = Some(std::time::Duration::from_secs(29));
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)]
+    );
+    o.primary_down_for = Some(std::time::Duration::from_secs(30));
+    assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
+}
+
+#[test]
+fn zero_primary_start_timeout_fails_over_at_once() {
+    let c = with_start_timeout(cluster(Some("42"), Some("n2")), 0);
+    let mut o = obs(Some(c), DataDir::Initialized, None);
+    o.local.was_primary = true;
+    o.primary_down_for = Some(std::time::Duration::ZERO);
+    assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
+}
+
+#[test]
+fn primary_in_crash_recovery_keeps_the_key_within_the_timeout() {
+    let c = with_start_timeout(cluster(Some("42"), Some("n2")), 30);
+    let mut o = obs(Some(c), DataDir::Initialized, None);
+    o.local.was_primary = true;
+    o.local.running = true;
+    o.primary_down_for = Some(std::time::Duration::from_secs(3));
+    assert_eq!(decide(&o).actions, vec![Action::RenewLeader]);
+    o.primary_down_for = Some(std::time::Duration::from_secs(31));
+    assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
+}
+
+#[test]
+fn former_primary_rewinds_before_following_the_new_leader() {
+    let mut o = obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Initialized,
+        None,
+    );
+    o.local.was_primary = true;
+    let follow = Action::StartPostgres(StartAs::Replica {
+        upstream: Some("n1".into()),
+    });
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::Rewind { from: "n1".into() }, follow.clone()]
+    );
+    o.local.rewound = true;
+    assert_eq!(decide(&o).actions, vec![follow.clone()]);
+    o.local.rewound = false;
+    o.use_pg_rewind = false;
+    assert_eq!(decide(&o).actions, vec![follow]);
+}
+
+#[test]
+fn without_dcs_a_stopped_node_only_starts_read_only() {
+    let mut o = obs(None, DataDir::Initialized, None);
+    o.local.was_primary = true;
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::StartPostgres(StartAs::Replica { upstream: None })]
+    );
 }

@@ -19,6 +19,7 @@ use warden_consensus::{Dcs, LeaseId};
 const MEMBER_SLOTS_TTL: Duration = Duration::from_secs(30 * 60);
 const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 const START_TIMEOUT: Duration = Duration::from_secs(120);
+const REWIND_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug)]
 pub enum ActError {
@@ -114,11 +115,42 @@ impl Agent {
                     .stop(StopMode::Fast, Duration::from_secs(60))
                     .await
                     .map_err(failed)?;
-                let up = upstream.as_deref().and_then(|u| self.upstream(u, cluster));
-                self.write_config(cluster, Some(&up))?;
-                self.pg.start().map_err(failed)?;
-                self.state = "starting".into();
-                tracing::warn!(?upstream, "demoted to a read-only replica");
+                self.state = "stopped".into();
+                tracing::warn!(?upstream, "demoted: PostgreSQL stopped");
+                if upstream.is_none() {
+                    // No DCS: come back read-only at once, following nobody.
+                    self.write_config(cluster, Some(&None))?;
+                    self.pg.start().map_err(failed)?;
+                    self.state = "starting".into();
+                }
+                Ok(())
+            }
+            Action::ReleaseLeader => {
+                self.holds_leader = false;
+                self.shared.deadline.clear();
+                let me = self.cfg.name.as_bytes();
+                self.dcs
+                    .delete_if_value(&self.keys.leader(), me)
+                    .await
+                    .map_err(failed)?;
+                tracing::warn!("released the leader key");
+                Ok(())
+            }
+            Action::Rewind { from } => {
+                let (host, port) = cluster
+                    .and_then(|c| c.member(from))
+                    .and_then(warden_consensus::types::Member::conn_host_port)
+                    .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
+                self.pg.write_pgpass().map_err(failed)?;
+                tracing::warn!(from, "rewinding the former primary with pg_rewind");
+                match self.pg.rewind(&host, port, REWIND_TIMEOUT).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, from, "pg_rewind failed; cloning afresh (the old data directory is kept aside)");
+                        self.clone_from(from, cluster).await?;
+                    }
+                }
+                self.rewound = true;
                 Ok(())
             }
             Action::Follow { leader } => {

@@ -39,6 +39,9 @@ pub struct Local {
     pub running: bool,
     /// `Some` when PostgreSQL answered the status queries.
     pub probe: Option<Probe>,
+    /// Since it last ran as primary, this data directory was rewound (or found not to
+    /// need it), so it may follow the new leader.
+    pub rewound: bool,
 }
 
 /// Another member's `/patroni`, asked during a leader race.
@@ -72,4 +75,8 @@ pub struct Observation {
     pub peers: Vec<Peer>,
     /// This agent ran initdb for the current bootstrap race and it succeeded.
     pub bootstrapped_here: bool,
+    /// How long our PostgreSQL has been down or unanswering while we hold the leader key.
+    pub primary_down_for: Option<std::time::Duration>,
+    /// `postgresql.use_pg_rewind` in force.
+    pub use_pg_rewind: bool,
 }

@@ -103,6 +103,7 @@ impl Agent {
             was_primary: false,
             running: false,
             probe: None,
+            rewound: self.rewound,
         };
         self.write_member(&local).await;
         let state = self.state.clone();

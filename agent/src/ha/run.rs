@@ -36,6 +36,10 @@ pub struct Agent {
     /// We hold the leader key: set by a successful acquire or renewal, cleared when the
     /// DCS shows another holder, a renewal is refused, or we demote.
     pub(super) holds_leader: bool,
+    /// The data directory was rewound since it last ran as a primary.
+    pub(super) rewound: bool,
+    /// When our primary was first seen down while we held the leader key.
+    primary_down_since: Option<Instant>,
     /// Patroni's member state string.
     pub(super) state: String,
     pub(super) system_identifier: Option<String>,
@@ -67,6 +71,8 @@ impl Agent {
             renewed_at: None,
             bootstrapped_here: false,
             holds_leader: false,
+            rewound: false,
+            primary_down_since: None,
             state: "starting".into(),
             system_identifier: None,
             slots_seen: HashMap::new(),
@@ -166,6 +172,14 @@ impl Agent {
             (Some(c), true) => peers::probe_peers(&self.cfg.name, c).await,
             _ => Vec::new(),
         };
+        let leads = cluster.as_ref().and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
+        let primary_ok = local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        if leads && !primary_ok && local.data == DataDir::Initialized {
+            self.primary_down_since.get_or_insert_with(Instant::now);
+        } else {
+            self.primary_down_since = None;
+        }
+        let dynamic = self.dynamic(cluster.as_ref());
         let obs = Observation {
             me: self.cfg.name.clone(),
             tags: Tags {
@@ -179,6 +193,12 @@ impl Agent {
             local,
             peers,
             bootstrapped_here: self.bootstrapped_here,
+            primary_down_for: self.primary_down_since.map(|t| t.elapsed()),
+            use_pg_rewind: self
+                .cfg
+                .postgresql
+                .use_pg_rewind
+                .unwrap_or(dynamic.postgresql.use_pg_rewind),
         };
         let d = decide(&obs);
         if d.note != self.last_note {
@@ -285,6 +305,9 @@ impl Agent {
         if let Some(p) = &probe {
             self.state = "running".into();
             was_primary = !p.in_recovery;
+            if was_primary {
+                self.rewound = false;
+            }
         }
         Local {
             data,
@@ -292,6 +315,7 @@ impl Agent {
             was_primary,
             running,
             probe,
+            rewound: self.rewound,
         }
     }
 

@@ -122,7 +122,6 @@ pub struct Postgres {
     sql: Sql,
     /// The postmaster we started, kept so it is reaped when it exits.
     child: Option<tokio::process::Child>,
-    last_conf: Option<(String, String)>,
 }
 
 impl Postgres {
@@ -143,7 +142,6 @@ impl Postgres {
             programs,
             sql,
             child: None,
-            last_conf: None,
         }
     }
 
@@ -243,13 +241,13 @@ impl Postgres {
         } else {
             conf::render_hba(hba_lines)
         };
-        let changed = self.last_conf.as_ref() != Some(&(conf_text.clone(), hba_text.clone()))
-            && (read(&main) != conf_text || read(&data.join("pg_hba.conf")) != hba_text);
+        // Compare with the files, not a cache: pg_rewind and pg_basebackup overwrite them.
+        let hba = data.join("pg_hba.conf");
+        let changed = read(&main) != conf_text || read(&hba) != hba_text;
         if changed {
             write_owned(&main, &conf_text, self.programs.run_as)?;
-            write_owned(&data.join("pg_hba.conf"), &hba_text, self.programs.run_as)?;
+            write_owned(&hba, &hba_text, self.programs.run_as)?;
         }
-        self.last_conf = Some((conf_text, hba_text));
         let signal = data.join("standby.signal");
         if standby.is_some() && !signal.exists() {
             write_owned(&signal, "", self.programs.run_as)?;
@@ -433,6 +431,25 @@ impl Postgres {
             .await;
         let _ = std::fs::remove_file(&pwfile);
         out?;
+        Ok(())
+    }
+
+    /// Rewinds the stopped data directory onto the timeline of the primary at
+    /// `host:port`. pg_rewind finishes crash recovery first if the server did not shut
+    /// down cleanly, and does nothing when the histories have not diverged.
+    pub async fn rewind(&self, host: &str, port: u16, timeout: Duration) -> Result<(), PgError> {
+        let s = &self.settings;
+        let role = s.rewind.as_ref().unwrap_or(&s.superuser);
+        let mut cmd = self.programs.command("pg_rewind");
+        cmd.arg("-D")
+            .arg(&s.data_dir)
+            .arg(format!(
+                "--source-server=host={host} port={port} user={} dbname=postgres connect_timeout=5",
+                role.username
+            ))
+            .env("PGPASSFILE", &s.pgpass);
+        let out = self.programs.run(cmd, "pg_rewind", timeout).await?;
+        tracing::info!(output = %out.trim(), "pg_rewind finished");
         Ok(())
     }
 
