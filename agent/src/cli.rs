@@ -36,6 +36,11 @@ struct Cli {
 }
 
 pub fn main() -> ExitCode {
+    // `warden guard`: the fencing guard process the agent starts for itself.
+    if std::env::args().nth(1).as_deref() == Some("guard") {
+        let code = warden_fencing::guard::run(std::io::BufReader::new(std::io::stdin()));
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let loaded = match config::load(&cli.config) {
         Ok(l) => l,
@@ -149,7 +154,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(name = %cfg.name, scope = %cfg.scope, api = %cfg.restapi.listen, "warden started");
 
-    let result = Agent::new(cfg, dcs, postgres, shared).run(shutdown).await;
+    let guard =
+        crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
+    let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
+    let result = Agent::new(cfg, dcs, postgres, shared)
+        .with_guard(guard)
+        .run(shutdown)
+        .await;
+    timer.abort();
     api_stop.cancel();
     let _ = api.await;
     result.map_err(|f| anyhow!(f.0))

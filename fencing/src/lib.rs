@@ -6,6 +6,8 @@
 //! expiry, and a leader that stops serving writes at its local deadline can never overlap
 //! with a successor.
 
+pub mod guard;
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -20,6 +20,7 @@ const MEMBER_SLOTS_TTL: Duration = Duration::from_secs(30 * 60);
 const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const REWIND_TIMEOUT: Duration = Duration::from_secs(3600);
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 pub enum ActError {
@@ -142,6 +143,12 @@ impl Agent {
                     .and_then(warden_consensus::types::Member::conn_host_port)
                     .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
                 self.pg.write_pgpass().map_err(failed)?;
+                self.pg
+                    .source_checkpointed(&host, port)
+                    .await
+                    .map_err(failed)?;
+                // pg_rewind's crash recovery runs in single-user mode, which refuses standby mode.
+                self.pg.clear_recovery_signals().map_err(failed)?;
                 tracing::warn!(from, "rewinding the former primary with pg_rewind");
                 match self.pg.rewind(&host, port, REWIND_TIMEOUT).await {
                     Ok(()) => {}
@@ -155,7 +162,8 @@ impl Agent {
             }
             Action::Follow { leader } => {
                 let up = self.upstream(leader, cluster);
-                self.configure(cluster, Some(&up)).await
+                self.configure(cluster, Some(&up)).await?;
+                self.replica_slots(leader, obs).await
             }
             Action::ConfigurePrimary => self.configure(cluster, None).await,
             Action::EnsureSlots { members } => self.ensure_slots(members, obs).await,
@@ -307,6 +315,8 @@ impl Agent {
         match keep_lease_during(dcs, lease, self.cfg.bootstrap.dcs.loop_wait, job).await {
             Ok(()) => {
                 tracing::info!(from, "clone finished");
+                // A fresh copy of the leader never needs a rewind.
+                self.rewound = true;
                 self.state = "stopped".into();
                 Ok(())
             }
@@ -329,6 +339,17 @@ impl Agent {
             .await
             .map_err(failed)?;
         self.configure(obs.cluster.as_ref(), None).await?;
+        // pg_rewind reads the source's timeline from its control file, which names the
+        // new timeline only after the first checkpoint: without it a former primary
+        // would be "rewound" against the old timeline and never catch up.
+        if let Err(e) = self
+            .pg
+            .sql()
+            .query_with_timeout("CHECKPOINT", CHECKPOINT_TIMEOUT)
+            .await
+        {
+            tracing::warn!(error = %e, "checkpoint after promotion failed");
+        }
         let mut history = obs
             .cluster
             .as_ref()
@@ -373,7 +394,7 @@ impl Agent {
             .ensure_slots(&existing, &wanted)
             .await
             .map_err(failed)?;
-        for slot in existing.iter().filter(|s| !wanted.contains(s)) {
+        for slot in existing.keys().filter(|s| !wanted.contains(s)) {
             // Slots we never saw wanted (created by an operator) are theirs to manage.
             let Some(seen) = self.slots_seen.get(slot) else {
                 continue;
@@ -390,14 +411,64 @@ impl Agent {
         Ok(())
     }
 
+    /// On a replica: keep a slot for every other member (not the leader, not us) at the
+    /// position the leader reports for it, never ahead of what we replayed. If we are
+    /// promoted, the others then find their WAL still here.
+    async fn replica_slots(&mut self, leader: &str, obs: &Observation) -> Result<(), ActError> {
+        let (Some(c), Some(p)) = (obs.cluster.as_ref(), obs.local.probe.as_ref()) else {
+            return Ok(());
+        };
+        if !self.dynamic(Some(c)).postgresql.use_slots {
+            return Ok(());
+        }
+        let others: Vec<String> = c
+            .members
+            .keys()
+            .filter(|n| **n != self.cfg.name && n.as_str() != leader)
+            .cloned()
+            .collect();
+        self.ensure_slots(&others, obs).await?;
+        let reported = c
+            .status
+            .as_ref()
+            .and_then(|s| s.slots.clone())
+            .unwrap_or_default();
+        let replayed = p.replay_lsn.unwrap_or(0);
+        for member in &others {
+            let slot = slot_name(member);
+            let Some(target) = reported.get(&slot).map(|l| (*l).min(replayed)) else {
+                continue;
+            };
+            let current = p.physical_slots.get(&slot).copied().flatten().unwrap_or(0);
+            if target > current {
+                self.pg.advance_slot(&slot, target).await.map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
         let Some(optime) = obs.local.probe.as_ref().and_then(|p| p.wal_position) else {
             return Ok(());
         };
         let retain: Vec<String> = self.slots_seen.keys().cloned().collect();
+        // Where each member's slot stands, so replicas can keep copies of these slots
+        // and a promoted replica still has the WAL the others need.
+        let slots: std::collections::BTreeMap<String, u64> = obs
+            .local
+            .probe
+            .as_ref()
+            .map(|p| {
+                p.physical_slots
+                    .iter()
+                    .filter(|(name, _)| self.slots_seen.contains_key(*name))
+                    .filter_map(|(name, lsn)| lsn.map(|l| (name.clone(), l)))
+                    .collect()
+            })
+            .unwrap_or_default();
         let status = Status {
             optime: Some(optime),
-            slots: None,
+            slots: Some(slots),
             retain_slots: Some(retain),
             ..Status::default()
         };

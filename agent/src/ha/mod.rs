@@ -3,6 +3,7 @@
 pub mod action;
 pub mod decide;
 pub mod execute;
+pub mod fence;
 pub mod observation;
 pub mod peers;
 pub mod publish;

@@ -48,6 +48,7 @@ pub struct Agent {
     pub(super) last_member: Option<(i64, String)>,
     last_note: String,
     last_errors: Vec<String>,
+    guard: Option<super::fence::Guard>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -79,7 +80,14 @@ impl Agent {
             last_member: None,
             last_note: String::new(),
             last_errors: Vec::new(),
+            guard: None,
         }
+    }
+
+    /// Attaches the fencing guard process, fed once per turn.
+    pub fn with_guard(mut self, guard: super::fence::Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// The dynamic config in force: the DCS's, or bootstrap.dcs before one exists.
@@ -231,7 +239,30 @@ impl Agent {
             local
         };
         self.publish(cluster.as_ref(), &local, &d.note).await;
+        self.feed_guard(ttl).await;
         Ok(cluster)
+    }
+
+    /// Arms the guard to fire a little after our local deadline (still before etcd can
+    /// expire the lease), or disarms it when we are not the leader.
+    async fn feed_guard(&mut self, ttl: Duration) {
+        let target = match (
+            self.holds_leader,
+            self.shared.deadline.deadline(),
+            self.pg.postmaster_pid(),
+        ) {
+            (true, Some(d), Some(pid)) => {
+                let grace = warden_fencing::safety_margin(ttl) / 2;
+                Some((
+                    d.saturating_duration_since(std::time::Instant::now()) + grace,
+                    pid,
+                ))
+            }
+            _ => None,
+        };
+        if let Some(g) = self.guard.as_mut() {
+            g.feed(target).await;
+        }
     }
 
     /// Keeps our lease alive (granting a new one if needed). Returns whether it was
@@ -278,9 +309,16 @@ impl Agent {
             match self.pg.programs.controldata().await {
                 Ok(cd) => {
                     self.system_identifier = cd.get("Database system identifier").cloned();
-                    was_primary = cd
-                        .get("Database cluster state")
-                        .is_some_and(|s| s == "in production" || s == "shut down");
+                    // A fresh base backup carries the source primary's control file
+                    // ("in production") plus a backup_label: it is not a former primary.
+                    let fresh_clone = self.pg.settings.data_dir.join("backup_label").exists();
+                    was_primary = !fresh_clone
+                        && cd.get("Database cluster state").is_some_and(|s| {
+                            matches!(
+                                s.as_str(),
+                                "in production" | "shut down" | "in crash recovery"
+                            )
+                        });
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
             }
@@ -334,6 +372,9 @@ impl Agent {
             tracing::error!(error = %e, "PostgreSQL did not stop cleanly");
         }
         self.release().await;
+        if let Some(g) = self.guard.take() {
+            g.stop().await;
+        }
         tracing::info!("shut down");
     }
 

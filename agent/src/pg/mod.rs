@@ -72,13 +72,15 @@ impl Settings {
             host, self.port, self.superuser.username
         );
         if let Some(p) = &self.superuser.password {
-            s.push_str(&format!(
-                " password='{}'",
-                p.replace('\\', "\\\\").replace('\'', "\\'")
-            ));
+            s.push_str(&format!(" password='{}'", libpq_escape(p)));
         }
         s
     }
+}
+
+/// Escapes a value for a single-quoted libpq connection-string parameter.
+fn libpq_escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
 /// The address the agent uses to reach its own PostgreSQL over TCP.
@@ -158,6 +160,11 @@ impl Postgres {
 
     pub fn sql(&mut self) -> &mut Sql {
         &mut self.sql
+    }
+
+    /// The postmaster's pid, if one runs on our data directory.
+    pub fn postmaster_pid(&mut self) -> Option<i32> {
+        self.programs.postmaster_pid().or_else(|| self.child_pid())
     }
 
     /// Whether a postmaster is running on our data directory.
@@ -325,21 +332,34 @@ impl Postgres {
         }
     }
 
-    /// Creates the physical slots in `wanted` that are missing.
+    /// Creates the physical slots in `wanted` that are missing. They reserve WAL from
+    /// the moment they exist, so a member that connects later finds it still there.
     pub async fn ensure_slots(
         &mut self,
-        existing: &[String],
+        existing: &BTreeMap<String, Option<u64>>,
         wanted: &[String],
     ) -> Result<(), PgError> {
-        for slot in wanted.iter().filter(|w| !existing.contains(w)) {
+        for slot in wanted.iter().filter(|w| !existing.contains_key(*w)) {
             self.sql
                 .execute(&format!(
-                    "SELECT pg_create_physical_replication_slot({})",
+                    "SELECT pg_create_physical_replication_slot({}, true)",
                     literal(slot)
                 ))
                 .await?;
             tracing::info!(slot, "created replication slot");
         }
+        Ok(())
+    }
+
+    /// Moves a slot forward to `lsn` (never backwards: PostgreSQL ignores that).
+    pub async fn advance_slot(&mut self, slot: &str, lsn: u64) -> Result<(), PgError> {
+        self.sql
+            .execute(&format!(
+                "SELECT pg_replication_slot_advance({}, {}::pg_lsn)",
+                literal(slot),
+                literal(&lsn::Lsn(lsn).to_string())
+            ))
+            .await?;
         Ok(())
     }
 
@@ -434,6 +454,49 @@ impl Postgres {
         Ok(())
     }
 
+    /// Checks that the primary at `host:port` has checkpointed since its promotion (its
+    /// control file names its current timeline); pg_rewind needs that.
+    pub async fn source_checkpointed(&self, host: &str, port: u16) -> Result<(), PgError> {
+        let s = &self.settings;
+        let role = s.rewind.as_ref().unwrap_or(&s.superuser);
+        let mut conn = format!(
+            "host='{host}' port={port} user='{}' dbname=postgres application_name='warden-rewind' connect_timeout=3",
+            role.username
+        );
+        if let Some(p) = &role.password {
+            conn.push_str(&format!(" password='{}'", libpq_escape(p)));
+        }
+        let mut sql = Sql::new(conn, Duration::from_secs(3));
+        let rows = sql
+            .query(
+                "SELECT (SELECT timeline_id FROM pg_control_checkpoint()), \
+                 ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+            )
+            .await?;
+        let (checkpoint_tli, current_tli): (i32, i32) = rows
+            .first()
+            .map(|r| (r.get(0), r.get(1)))
+            .ok_or_else(|| PgError::Files("no row".into()))?;
+        if checkpoint_tli == current_tli {
+            Ok(())
+        } else {
+            Err(PgError::Files(format!(
+                "the leader has not checkpointed since its promotion (control file timeline {checkpoint_tli}, current {current_tli}); retrying"
+            )))
+        }
+    }
+
+    /// Removes standby.signal and recovery.signal (before pg_rewind).
+    pub fn clear_recovery_signals(&self) -> Result<(), PgError> {
+        for f in ["standby.signal", "recovery.signal"] {
+            let path = self.settings.data_dir.join(f);
+            if path.exists() {
+                std::fs::remove_file(&path).map_err(|e| files_err("cannot remove", &path, &e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Rewinds the stopped data directory onto the timeline of the primary at
     /// `host:port`. pg_rewind finishes crash recovery first if the server did not shut
     /// down cleanly, and does nothing when the histories have not diverged.
@@ -482,6 +545,21 @@ impl Postgres {
         self.programs.run(cmd, "pg_basebackup", timeout).await?;
         Ok(())
     }
+}
+
+/// Makes a running primary stop accepting writes at once: `standby.signal` first (so
+/// any restart comes back read-only), then a fast shutdown, which terminates every
+/// session. Synchronous on purpose: it runs from the fencing timer without the loop.
+pub fn fence(programs: &Programs) -> Result<(), PgError> {
+    let signal = programs.data_dir.join("standby.signal");
+    write_owned(&signal, "", programs.run_as)?;
+    if let Some(pid) = programs.postmaster_pid() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGINT,
+        );
+    }
+    Ok(())
 }
 
 /// `data` → `data.failed-20250101T120000`.

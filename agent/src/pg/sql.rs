@@ -46,7 +46,8 @@ pub struct Probe {
     pub upstream: Option<(String, u16)>,
     pub replication: Vec<ReplicationRow>,
     pub pending_restart: bool,
-    pub physical_slots: Vec<String>,
+    /// Physical slots with their restart positions (`None`: not reserving WAL yet).
+    pub physical_slots: std::collections::BTreeMap<String, Option<u64>>,
 }
 
 /// A lazily (re)connected client.
@@ -138,9 +139,15 @@ impl Sql {
             server_version: u32::try_from(row.get::<_, i32>(2)).unwrap_or_default(),
             system_identifier: row.get(3),
             pending_restart: row.get(4),
-            physical_slots: row.get(5),
             ..Probe::default()
         };
+        let slots = self
+            .query("SELECT slot_name::text, restart_lsn::text FROM pg_replication_slots WHERE slot_type = 'physical'")
+            .await?;
+        p.physical_slots = slots
+            .iter()
+            .map(|r| (r.get::<_, String>(0), lsn(r, 1)))
+            .collect();
         if p.in_recovery {
             self.probe_replica(&mut p).await?;
         } else {

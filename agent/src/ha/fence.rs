@@ -1,0 +1,107 @@
+//! Self-fencing, in two layers that do not depend on the HA loop running on time:
+//!
+//! 1. A timer task in the agent: the moment the leader's local lease deadline passes
+//!    without renewal, PostgreSQL is made read-only (standby.signal written, fast
+//!    shutdown; the loop restarts it as a replica). `/primary` already answers 503 from
+//!    that instant because it checks the deadline per request.
+//! 2. The guard process (`warden guard`), fed a deadline every turn: if the agent itself
+//!    is frozen or dead, it kills the postmaster's process group a little later, still
+//!    before etcd can expire the lease.
+
+use crate::pg::process::Programs;
+use crate::state::Shared;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+
+/// How often the timer re-reads a deadline that may have moved.
+const TIMER_GRANULARITY: Duration = Duration::from_millis(100);
+
+/// Watches the lease deadline and fences PostgreSQL when it passes.
+pub fn spawn_timer(shared: Arc<Shared>, programs: Programs) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = Instant::now();
+            match shared.deadline.deadline() {
+                Some(d) if now >= d => {
+                    tracing::error!(
+                        "lease deadline passed without renewal: fencing PostgreSQL (read-only)"
+                    );
+                    shared.deadline.clear();
+                    if let Err(e) = crate::pg::fence(&programs) {
+                        tracing::error!(error = %e, "fencing failed");
+                    }
+                }
+                Some(d) => {
+                    tokio::time::sleep(d.saturating_duration_since(now).min(TIMER_GRANULARITY))
+                        .await
+                }
+                None => tokio::time::sleep(TIMER_GRANULARITY).await,
+            }
+        }
+    })
+}
+
+/// The agent's end of the guard process.
+#[derive(Debug)]
+pub struct Guard {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    last: String,
+}
+
+impl Guard {
+    pub fn spawn() -> std::io::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("guard")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            // If the agent exits normally the guard goes with it; if the agent is killed
+            // the guard outlives it and still fires at the last deadline.
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take();
+        Ok(Self {
+            child,
+            stdin,
+            last: String::new(),
+        })
+    }
+
+    /// Arms the guard to fire `fire_in` from now at the postmaster `pid`, or disarms it.
+    pub async fn feed(&mut self, target: Option<(Duration, i32)>) {
+        let line = match target {
+            Some((fire_in, pid)) => format!("arm {} {pid}\n", fire_in.as_millis()),
+            None => "disarm\n".to_string(),
+        };
+        if line == "disarm\n" && self.last == line {
+            return;
+        }
+        let Some(stdin) = self.stdin.as_mut() else {
+            return;
+        };
+        // The guard reads constantly, so the pipe never fills; bound the write anyway.
+        match tokio::time::timeout(Duration::from_millis(500), stdin.write_all(line.as_bytes()))
+            .await
+        {
+            Ok(Ok(())) => self.last = line,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the fencing guard is gone");
+                self.stdin = None;
+            }
+            Err(_) => tracing::error!("the fencing guard did not read its input in time"),
+        }
+    }
+
+    /// Disarms and stops the guard (clean shutdown).
+    pub async fn stop(mut self) {
+        self.feed(None).await;
+        self.stdin = None;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let _ = self.child.start_kill();
+    }
+}

@@ -1,0 +1,185 @@
+//! The guard: a small separate process that kills PostgreSQL when the leader's lease
+//! deadline passes and nobody (the agent) said otherwise.
+//!
+//! It exists for the case the agent cannot act itself: the agent process frozen
+//! (SIGSTOP, a stuck VM thread) or dead (SIGKILL). The agent feeds it one line per HA
+//! turn on stdin:
+//!
+//! - `arm <milliseconds> <pid>`: kill the process group of `pid` (the postmaster) if no
+//!   newer line arrives within `<milliseconds>`;
+//! - `disarm`: we are not the leader; do nothing.
+//!
+//! The guard keeps its last deadline after stdin closes (a dead agent is exactly when it
+//! matters), and it remembers the postmaster's start time so a reused pid is never
+//! killed. It uses only the monotonic clock.
+
+use std::io::BufRead;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Arm { fire_in: Duration, pid: i32 },
+    Disarm,
+}
+
+pub fn parse_line(line: &str) -> Result<Command, String> {
+    let mut words = line.split_whitespace();
+    match words.next() {
+        Some("disarm") => Ok(Command::Disarm),
+        Some("arm") => {
+            let ms: u64 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("arm: expected milliseconds in {line:?}"))?;
+            let pid: i32 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .filter(|p| *p > 1)
+                .ok_or_else(|| format!("arm: expected a pid in {line:?}"))?;
+            Ok(Command::Arm {
+                fire_in: Duration::from_millis(ms),
+                pid,
+            })
+        }
+        _ => Err(format!("unknown guard command {line:?}")),
+    }
+}
+
+/// The process's start time (field 22 of /proc/<pid>/stat), to tell a reused pid apart.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    // `rest` starts at field 3 (state); start time is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Armed {
+    deadline: Instant,
+    pid: i32,
+    start_time: u64,
+}
+
+/// Kills the process group led by `pid` with SIGKILL: the postmaster and every backend
+/// at once, so no backend acknowledges another commit.
+fn kill_group(pid: i32) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    if let Err(e) = killpg(Pid::from_raw(pid), Signal::SIGKILL) {
+        eprintln!("warden guard: cannot kill process group {pid}: {e}");
+    }
+}
+
+/// Runs the guard until stdin closes while disarmed, or until it has fired.
+pub fn run(input: impl BufRead + Send + 'static) -> i32 {
+    let (tx, rx) = mpsc::sync_channel::<Option<Command>>(16);
+    std::thread::spawn(move || {
+        for line in input.lines() {
+            let Ok(line) = line else { break };
+            match parse_line(&line) {
+                Ok(cmd) => {
+                    if tx.send(Some(cmd)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!("warden guard: {e}"),
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let mut armed: Option<Armed> = None;
+    let mut input_open = true;
+    loop {
+        let now = Instant::now();
+        if let Some(a) = armed {
+            if now >= a.deadline {
+                if start_time(a.pid) == Some(a.start_time) {
+                    eprintln!("warden guard: lease deadline passed without renewal; killing PostgreSQL (pid {})", a.pid);
+                    kill_group(a.pid);
+                }
+                return 0;
+            }
+        } else if !input_open {
+            return 0;
+        }
+        let wait = armed.map_or(Duration::from_secs(3600), |a| {
+            a.deadline.saturating_duration_since(now)
+        });
+        if !input_open {
+            std::thread::sleep(wait);
+            continue;
+        }
+        match rx.recv_timeout(wait) {
+            Ok(Some(Command::Arm { fire_in, pid })) => {
+                armed = start_time(pid).map(|st| Armed {
+                    deadline: Instant::now() + fire_in,
+                    pid,
+                    start_time: st,
+                });
+            }
+            Ok(Some(Command::Disarm)) => armed = None,
+            Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => input_open = false,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        assert_eq!(parse_line("disarm"), Ok(Command::Disarm));
+        assert_eq!(
+            parse_line("arm 1500 4242"),
+            Ok(Command::Arm {
+                fire_in: Duration::from_millis(1500),
+                pid: 4242
+            })
+        );
+        assert!(parse_line("arm soon 1").is_err());
+        assert!(parse_line("arm 10 1").is_err(), "pid 1 is never ours");
+        assert!(parse_line("fire").is_err());
+    }
+
+    #[test]
+    fn start_time_identifies_a_live_process() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    fn spawn_group_leader() -> std::process::Child {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn fires_when_not_renewed_and_spares_when_disarmed() {
+        let mut victim = spawn_group_leader();
+        let pid = i32::try_from(victim.id()).unwrap();
+        let input = std::io::Cursor::new(format!("arm 50 {pid}\n"));
+        assert_eq!(run(input), 0);
+        let status = victim.wait().unwrap();
+        assert!(!status.success(), "the guard must have killed the process");
+
+        let mut spared = spawn_group_leader();
+        let pid = i32::try_from(spared.id()).unwrap();
+        assert_eq!(
+            run(std::io::Cursor::new(format!("arm 50 {pid}\ndisarm\n"))),
+            0
+        );
+        assert!(
+            spared.try_wait().unwrap().is_none(),
+            "disarmed guard must not kill"
+        );
+        spared.kill().unwrap();
+        spared.wait().unwrap();
+    }
+}
