@@ -65,6 +65,15 @@ pub(super) fn postgresql(
         .get("use_pg_rewind")
         .and_then(|v| r.boolean("postgresql.use_pg_rewind", v));
 
+    let callbacks = s
+        .get("callbacks")
+        .map(|v| callbacks(r, v))
+        .unwrap_or_default();
+    let pre_promote = s
+        .get("pre_promote")
+        .and_then(|v| r.string("postgresql.pre_promote", v))
+        .filter(|c| !c.trim().is_empty());
+
     let (listen_hosts, port) = listen?;
     Some(PostgresqlConfig {
         listen_hosts,
@@ -78,7 +87,43 @@ pub(super) fn postgresql(
         pg_hba,
         use_unix_socket,
         use_pg_rewind,
+        callbacks,
+        pre_promote,
     })
+}
+
+/// Patroni's callback events; anything else under `callbacks` is a typo.
+const CALLBACK_EVENTS: &[&str] = &[
+    "on_start",
+    "on_stop",
+    "on_restart",
+    "on_reload",
+    "on_role_change",
+];
+
+fn callbacks(r: &mut Reader, value: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(section) = r.section("postgresql.callbacks", value) else {
+        return out;
+    };
+    for (k, v) in section.entries() {
+        let Some(event) = k.as_str() else { continue };
+        let path = format!("postgresql.callbacks.{event}");
+        if !CALLBACK_EVENTS.contains(&event) {
+            r.error(
+                &path,
+                format!(
+                    "unknown callback event; expected one of {}",
+                    CALLBACK_EVENTS.join(", ")
+                ),
+            );
+            continue;
+        }
+        if let Some(cmd) = r.string(&path, v).filter(|c| !c.trim().is_empty()) {
+            out.insert(event.to_string(), cmd);
+        }
+    }
+    out
 }
 
 /// Without `connect_address`, a single concrete listen host is the only sensible

@@ -142,7 +142,7 @@ pub(super) const POSTGRESQL: &[Key] = &[
     warden("pg_hba"),
     warden("use_unix_socket"),
     warden("use_pg_rewind"),
-    patroni("callbacks", "callback scripts are not run"),
+    warden("callbacks"),
     patroni(
         "create_replica_methods",
         "replicas are cloned with pg_basebackup",
@@ -158,7 +158,7 @@ pub(super) const POSTGRESQL: &[Key] = &[
     patroni("pg_ctl_timeout", ""),
     patroni("remove_data_directory_on_rewind_failure", ""),
     patroni("remove_data_directory_on_diverged_timelines", ""),
-    patroni("pre_promote", "no fencing script runs before promotion"),
+    warden("pre_promote"),
     patroni("before_stop", ""),
     patroni("bin_name", "binaries are looked up by their standard names"),
     patroni("proxy_address", ""),

@@ -265,12 +265,12 @@ fn typo_is_an_error_and_patroni_key_is_a_warning() {
     );
 
     let yaml = format!(
-        "{MINIMAL}  callbacks: {{on_start: /bin/true}}\nwatchdog: {{mode: required}}\nctl: {{insecure: true}}\n"
+        "{MINIMAL}  before_stop: /bin/true\nwatchdog: {{mode: required}}\nctl: {{insecure: true}}\n"
     );
     let loaded = ok(&yaml);
-    assert_has(
+    assert_has_prefix(
         &loaded.warnings,
-        "postgresql.callbacks: Patroni setting not implemented by Warden yet; ignored (callback scripts are not run)",
+        "postgresql.before_stop: Patroni setting not implemented by Warden yet",
     );
     assert_has_prefix(
         &loaded.warnings,
@@ -798,4 +798,23 @@ fn load_names_the_file() {
         text.starts_with(&format!("invalid configuration in {} (", path.display())),
         "{text}"
     );
+}
+
+#[test]
+fn callbacks_and_pre_promote() {
+    let yaml = format!(
+        "{MINIMAL}  callbacks: {{on_start: /bin/cb, on_role_change: '/usr/bin/cb --x'}}\n  pre_promote: /bin/check\n"
+    );
+    let pg = ok(&yaml).config.postgresql;
+    assert_eq!(
+        pg.callbacks.get("on_start").map(String::as_str),
+        Some("/bin/cb")
+    );
+    assert_eq!(
+        pg.callbacks.get("on_role_change").map(String::as_str),
+        Some("/usr/bin/cb --x")
+    );
+    assert_eq!(pg.pre_promote.as_deref(), Some("/bin/check"));
+    let p = problems(&format!("{MINIMAL}  callbacks: {{on_strat: /bin/cb}}\n"));
+    assert_has_prefix(&p, "postgresql.callbacks.on_strat: unknown callback event");
 }

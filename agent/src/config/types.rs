@@ -112,6 +112,11 @@ pub struct PostgresqlConfig {
     /// dynamic config for this key, so when `Some` it wins over
     /// `DynamicConfig::postgresql.use_pg_rewind`.
     pub use_pg_rewind: Option<bool>,
+    /// `postgresql.callbacks`: event (`on_start`, `on_stop`, `on_restart`, `on_reload`,
+    /// `on_role_change`) → command, run as `<command> <event> <role> <scope>`.
+    pub callbacks: BTreeMap<String, String>,
+    /// `postgresql.pre_promote`: a command whose non-zero exit aborts a promotion.
+    pub pre_promote: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

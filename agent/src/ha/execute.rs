@@ -105,6 +105,12 @@ impl Agent {
                 self.write_config(cluster, upstream.as_ref())?;
                 self.pg.start().map_err(failed)?;
                 self.state = "starting".into();
+                let role = if matches!(start_as, StartAs::Primary) {
+                    "primary"
+                } else {
+                    "replica"
+                };
+                self.callbacks.fire("on_start", role);
                 Ok(())
             }
             Action::Promote { reason } => self.promote(reason, obs).await,
@@ -118,6 +124,7 @@ impl Agent {
                     .map_err(failed)?;
                 self.state = "stopped".into();
                 tracing::warn!(?upstream, "demoted: PostgreSQL stopped");
+                self.callbacks.fire("on_role_change", "replica");
                 if upstream.is_none() {
                     // No DCS: come back read-only at once, following nobody.
                     self.write_config(cluster, Some(&None))?;
@@ -217,6 +224,12 @@ impl Agent {
         if self.write_config(cluster, standby)? {
             tracing::info!("configuration changed; reloading PostgreSQL");
             self.pg.reload().await.map_err(failed)?;
+            let role = if standby.is_some() {
+                "replica"
+            } else {
+                "primary"
+            };
+            self.callbacks.fire("on_reload", role);
         }
         Ok(())
     }
@@ -333,11 +346,23 @@ impl Agent {
         let lsn = probe
             .and_then(|p| p.replay_lsn.or(p.wal_position))
             .unwrap_or(0);
+        if let Err(why) = self.callbacks.pre_promote().await {
+            // Patroni's rule: a vetoed promotion gives the leader key back at once.
+            tracing::error!(reason = %why, "pre_promote refused the promotion; releasing the leader key");
+            self.holds_leader = false;
+            self.shared.deadline.clear();
+            let _ = self
+                .dcs
+                .delete_if_value(&self.keys.leader(), self.cfg.name.as_bytes())
+                .await;
+            return Err(failed(why));
+        }
         tracing::warn!(old_timeline, lsn, "promoting PostgreSQL");
         self.pg
             .promote(Duration::from_secs(10))
             .await
             .map_err(failed)?;
+        self.callbacks.fire("on_role_change", "primary");
         self.configure(obs.cluster.as_ref(), None).await?;
         // pg_rewind reads the source's timeline from its control file, which names the
         // new timeline only after the first checkpoint: without it a former primary

@@ -49,6 +49,7 @@ pub struct Agent {
     last_note: String,
     last_errors: Vec<String>,
     guard: Option<super::fence::Guard>,
+    pub(super) callbacks: super::callbacks::Callbacks,
 }
 
 impl std::fmt::Debug for Agent {
@@ -62,7 +63,13 @@ impl std::fmt::Debug for Agent {
 
 impl Agent {
     pub fn new(cfg: Arc<Config>, dcs: Arc<dyn Dcs>, pg: Postgres, shared: Arc<Shared>) -> Self {
+        let callbacks = super::callbacks::Callbacks::new(
+            cfg.postgresql.callbacks.clone(),
+            cfg.postgresql.pre_promote.clone(),
+            cfg.scope.clone(),
+        );
         Self {
+            callbacks,
             keys: Keys::new(&cfg.namespace, &cfg.scope),
             cfg,
             dcs,
