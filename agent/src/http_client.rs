@@ -1,7 +1,7 @@
 //! A minimal bounded HTTP client for talking to other agents' REST APIs.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
@@ -44,6 +44,36 @@ pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Bytes), HttpError
             .map_err(|e| HttpError::Request(url.into(), e.to_string()))?
             .to_bytes();
         Ok((status, body))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(HttpError::Timeout(url.into(), timeout)),
+    }
+}
+
+/// POSTs a JSON body with a deadline covering the whole exchange. Returns the status.
+pub async fn post_json(
+    url: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<u16, HttpError> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = hyper::Request::post(uri)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| HttpError::Url(url.into(), e.to_string()))?;
+    let work = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| HttpError::Request(url.into(), e.to_string()))?;
+        let status = resp.status().as_u16();
+        // Drain (bounded) so the connection closes cleanly.
+        let _ = Limited::new(resp.into_body(), MAX_BODY).collect().await;
+        Ok(status)
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,

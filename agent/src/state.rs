@@ -31,6 +31,9 @@ pub struct NodeStatus {
     pub system_identifier: Option<String>,
     /// Why the last turn did what it did.
     pub note: String,
+    /// The last leader that asked us over `POST /failsafe` to confirm it may stay
+    /// primary while the DCS is unreachable, and when.
+    pub failsafe_leader: Option<(String, Instant)>,
 }
 
 impl NodeStatus {
@@ -55,6 +58,7 @@ impl NodeStatus {
             tags,
             system_identifier: None,
             note: String::new(),
+            failsafe_leader: None,
         }
     }
 

@@ -101,7 +101,9 @@ impl EtcdMember {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
-            .args(["--logger", "zap", "--log-outputs", "stderr"]);
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            // Info level is a page per start; failure dumps need the agents' lines.
+            .args(["--log-level", "warn"]);
         self.proc = Some(Managed::spawn(
             &format!("etcd {}", self.name),
             &mut cmd,

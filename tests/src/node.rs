@@ -101,6 +101,8 @@ impl Node {
         }
         let mut cmd = Command::new(&self.warden);
         cmd.arg(self.config_path());
+        // Logs are files, not terminals: no colour escapes in them.
+        cmd.env("NO_COLOR", "1");
         let agent = Managed::spawn(
             &format!("warden {}", self.name()),
             &mut cmd,

@@ -14,18 +14,43 @@ const T: Duration = Duration::from_secs(30);
 fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
     let cluster = Cluster::start(ClusterSpec::new(3)).expect("start cluster");
     let took = cluster.wait_formed(FORM_TIMEOUT);
-    println!("time from agent start to formed cluster: {:.1} s", took.as_secs_f64());
+    println!(
+        "time from agent start to formed cluster: {:.1} s",
+        took.as_secs_f64()
+    );
 
     // Exactly one node says primary, the other two replica, on GET and on
     // OPTIONS (what HAProxy sends).
-    let (p, replicas) = cluster.formation().expect("formation holds after wait_formed");
+    let (p, replicas) = cluster
+        .formation()
+        .expect("formation holds after wait_formed");
     assert_eq!(replicas.len(), 2);
     for (i, n) in cluster.nodes().iter().enumerate() {
         let (want_primary, want_replica) = if i == p { (200, 503) } else { (503, 200) };
-        assert_eq!(n.status("/primary"), Some(want_primary), "{} GET /primary", n.name());
-        assert_eq!(n.status("/replica"), Some(want_replica), "{} GET /replica", n.name());
-        assert_eq!(n.options("/primary"), Some(want_primary), "{} OPTIONS /primary", n.name());
-        assert_eq!(n.options("/replica"), Some(want_replica), "{} OPTIONS /replica", n.name());
+        assert_eq!(
+            n.status("/primary"),
+            Some(want_primary),
+            "{} GET /primary",
+            n.name()
+        );
+        assert_eq!(
+            n.status("/replica"),
+            Some(want_replica),
+            "{} GET /replica",
+            n.name()
+        );
+        assert_eq!(
+            n.options("/primary"),
+            Some(want_primary),
+            "{} OPTIONS /primary",
+            n.name()
+        );
+        assert_eq!(
+            n.options("/replica"),
+            Some(want_replica),
+            "{} OPTIONS /replica",
+            n.name()
+        );
         assert_eq!(n.status("/health"), Some(200), "{} /health", n.name());
     }
     let primary = cluster.node(p);
@@ -35,13 +60,21 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
     let members = view["members"].as_array().expect("members array");
     let names: BTreeSet<&str> = members.iter().filter_map(|m| m["name"].as_str()).collect();
     assert_eq!(names, BTreeSet::from(["node1", "node2", "node3"]), "{view}");
-    let leader = members.iter().find(|m| m["role"] == "leader").expect("a leader");
+    let leader = members
+        .iter()
+        .find(|m| m["role"] == "leader")
+        .expect("a leader");
     assert_eq!(leader["name"], primary.name(), "{view}");
     for m in members {
         let n = cluster.node(cluster.index_of(m["name"].as_str().unwrap()).unwrap());
         assert_eq!(m["port"], n.pg_port(), "{view}");
         assert_eq!(m["host"], "127.0.0.1", "{view}");
-        assert!(m["api_url"].as_str().is_some_and(|u| u.contains(&n.api_port().to_string())), "{view}");
+        assert!(
+            m["api_url"]
+                .as_str()
+                .is_some_and(|u| u.contains(&n.api_port().to_string())),
+            "{view}"
+        );
     }
     assert_eq!(view["scope"], cluster.scope(), "{view}");
 
@@ -60,18 +93,35 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
             (v["role"] == "replica" && v["replication_state"] == "streaming").then_some(v)
         });
         assert_eq!(v["timeline"].as_u64(), Some(timeline), "{v}");
-        assert!(v["xlog"]["received_location"].is_u64() || v["xlog"]["replayed_location"].is_u64(), "{v}");
+        assert!(
+            v["xlog"]["received_location"].is_u64() || v["xlog"]["replayed_location"].is_u64(),
+            "{v}"
+        );
     }
 
     // etcd holds Patroni's keys: leader = plain member name, on a lease.
     let prefix = cluster.key_prefix();
-    let leader_key = cluster.etcd().get(&format!("{prefix}leader")).unwrap().expect("leader key");
+    let leader_key = cluster
+        .etcd()
+        .get(&format!("{prefix}leader"))
+        .unwrap()
+        .expect("leader key");
     assert_eq!(leader_key.value, primary.name());
     assert_ne!(leader_key.lease, 0, "leader key must be bound to a lease");
-    let member_keys = cluster.etcd().get_prefix(&format!("{prefix}members/")).unwrap();
+    let member_keys = cluster
+        .etcd()
+        .get_prefix(&format!("{prefix}members/"))
+        .unwrap();
     assert_eq!(member_keys.len(), 3, "{member_keys:?}");
-    let init = cluster.etcd().get(&format!("{prefix}initialize")).unwrap().expect("initialize key");
-    assert!(!init.value.is_empty() && init.value.bytes().all(|b| b.is_ascii_digit()), "{init:?}");
+    let init = cluster
+        .etcd()
+        .get(&format!("{prefix}initialize"))
+        .unwrap()
+        .expect("initialize key");
+    assert!(
+        !init.value.is_empty() && init.value.bytes().all(|b| b.is_ascii_digit()),
+        "{init:?}"
+    );
 
     let metrics = primary.get("/metrics").expect("/metrics");
     assert_eq!(metrics.status, 200);

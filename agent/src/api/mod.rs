@@ -45,7 +45,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &shared)) }
+                async move { Ok::<_, Infallible>(route(req, &shared).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -89,6 +89,48 @@ fn text(status: u16, msg: &str) -> Response<Full<Bytes>> {
         format!("{msg}\n"),
         true,
     )
+}
+
+/// Bodies of write requests are small JSON documents.
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+
+async fn route(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && req.uri().path().trim_end_matches('/') == "/failsafe" {
+        return failsafe(req, shared).await;
+    }
+    handle(&req, shared)
+}
+
+/// `POST /failsafe`: the leader, cut off from the DCS, asks whether it may stay primary.
+/// A member that is not itself a running primary accepts and, for the next `ttl`, will
+/// not race for the leader key.
+async fn failsafe(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return text(400, &format!("cannot read the request body: {e}")),
+    };
+    let leader = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) => match v.get("name").and_then(serde_json::Value::as_str) {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => {
+                return text(
+                    400,
+                    "body: expected a JSON object with a non-empty \"name\"",
+                )
+            }
+        },
+        Err(e) => return text(400, &format!("body: invalid JSON: {e}")),
+    };
+    let s = shared.snapshot();
+    if s.in_recovery() == Some(false) {
+        return text(500, "Running as a leader");
+    }
+    shared.update(|st| st.failsafe_leader = Some((leader, Instant::now())));
+    text(200, "Accepted")
 }
 
 pub fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {

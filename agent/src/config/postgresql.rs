@@ -205,15 +205,23 @@ fn data_dir(r: &mut Reader, s: &Section<'_>) -> Option<PathBuf> {
         );
         return None;
     }
-    // A missing directory is fine (initdb or a clone creates it); a file is not.
-    if let Ok(meta) = std::fs::metadata(&path) {
-        if !meta.is_dir() {
-            r.error(
-                KEY,
-                format!("\"{}\" exists and is not a directory", path.display()),
-            );
-            return None;
-        }
+    // A missing directory is fine (initdb or a clone creates it) as long as its
+    // nearest existing ancestor is a directory; a file anywhere on the way is not.
+    let existing = path
+        .ancestors()
+        .find(|p| std::fs::symlink_metadata(p).is_ok());
+    if let Some(found) = existing.filter(|f| !f.is_dir()) {
+        let message = if found == path.as_path() {
+            format!("\"{}\" exists and is not a directory", path.display())
+        } else {
+            format!(
+                "\"{}\" is not a directory, so \"{}\" cannot be created",
+                found.display(),
+                path.display()
+            )
+        };
+        r.error(KEY, message);
+        return None;
     }
     Some(path)
 }

@@ -38,6 +38,9 @@ pub enum Action {
     Demote {
         upstream: Option<String>,
     },
+    /// Failsafe mode: every member confirmed us while the DCS is unreachable; extend
+    /// our local deadline from the start of that confirmation round.
+    FailsafeHold,
     /// Give up the leader key (our primary could not be restarted in time).
     ReleaseLeader,
     /// pg_rewind the stopped former primary from the named member; if that fails,

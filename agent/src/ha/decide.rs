@@ -85,6 +85,12 @@ pub fn decide(o: &Observation) -> Decision {
 
 fn dcs_unreachable(o: &Observation) -> Decision {
     let primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+    if primary && o.failsafe_confirmed == Some(true) {
+        return decision(
+            vec![Action::FailsafeHold],
+            "DCS unreachable; every member confirmed us over REST (failsafe mode): staying primary",
+        );
+    }
     if primary && !o.lease_valid {
         return decision(
             vec![Action::Demote { upstream: None }],
@@ -336,6 +342,9 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
 pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
     if !o.tags.may_become_leader() {
         return Some("tagged nofailover (or failover_priority 0)".into());
+    }
+    if o.failsafe_leader_active {
+        return Some("the leader confirmed itself to us in failsafe mode within ttl".into());
     }
     let cfg = c.dynamic_config();
     let mine = probe.wal_position.unwrap_or(0);

@@ -70,6 +70,8 @@ fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observa
         bootstrapped_here: false,
         primary_down_for: None,
         use_pg_rewind: true,
+        failsafe_confirmed: None,
+        failsafe_leader_active: false,
     }
 }
 
@@ -439,4 +441,27 @@ fn without_dcs_a_stopped_node_only_starts_read_only() {
         decide(&o).actions,
         vec![Action::StartPostgres(StartAs::Replica { upstream: None })]
     );
+}
+
+#[test]
+fn failsafe_confirmation_keeps_the_primary_without_dcs() {
+    let mut o = obs(None, DataDir::Initialized, Some(probe(false, 100)));
+    o.lease_valid = false;
+    o.failsafe_confirmed = Some(true);
+    assert_eq!(decide(&o).actions, vec![Action::FailsafeHold]);
+    o.failsafe_confirmed = Some(false);
+    assert_eq!(decide(&o).actions, vec![Action::Demote { upstream: None }]);
+}
+
+#[test]
+fn replica_does_not_race_while_the_leader_is_in_failsafe() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.failsafe_leader_active = true;
+    let d = decide(&o);
+    assert!(d.actions.is_empty());
+    assert!(d.note.contains("failsafe"), "{}", d.note);
 }

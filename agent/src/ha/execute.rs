@@ -133,6 +133,13 @@ impl Agent {
                 }
                 Ok(())
             }
+            Action::FailsafeHold => {
+                let ttl = Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
+                if let Some(started) = self.failsafe_round.take() {
+                    self.shared.deadline.renewed(started.into_std(), ttl);
+                }
+                Ok(())
+            }
             Action::ReleaseLeader => {
                 self.holds_leader = false;
                 self.shared.deadline.clear();
@@ -501,7 +508,40 @@ impl Agent {
         self.dcs
             .put(&self.keys.status(), body, None)
             .await
-            .map_err(failed)
+            .map_err(failed)?;
+        self.write_failsafe(obs.cluster.as_ref()).await
+    }
+
+    /// With failsafe mode on, keeps `/failsafe` listing every member's REST API, so a
+    /// leader cut off from the DCS knows whom to ask; removes it when the mode is off.
+    async fn write_failsafe(&mut self, cluster: Option<&Cluster>) -> Result<(), ActError> {
+        let Some(c) = cluster else { return Ok(()) };
+        if !self.dynamic(Some(c)).failsafe_mode {
+            if c.failsafe.is_some() {
+                self.dcs
+                    .delete(&self.keys.failsafe())
+                    .await
+                    .map_err(failed)?;
+            }
+            return Ok(());
+        }
+        let mut wanted: std::collections::BTreeMap<String, String> = c
+            .members
+            .iter()
+            .map(|(n, m)| (n.clone(), m.value.api_url.clone()))
+            .collect();
+        wanted.insert(
+            self.cfg.name.clone(),
+            format!("http://{}/patroni", self.cfg.restapi.connect_address),
+        );
+        if c.failsafe.as_ref() != Some(&wanted) {
+            let body = serde_json::to_vec(&wanted).map_err(failed)?;
+            self.dcs
+                .put(&self.keys.failsafe(), body, None)
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 }
 

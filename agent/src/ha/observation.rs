@@ -79,4 +79,10 @@ pub struct Observation {
     pub primary_down_for: Option<std::time::Duration>,
     /// `postgresql.use_pg_rewind` in force.
     pub use_pg_rewind: bool,
+    /// Failsafe mode, while the DCS is unreachable: `Some(true)` when every member listed
+    /// in `/failsafe` confirmed over REST this turn that we may stay primary.
+    pub failsafe_confirmed: Option<bool>,
+    /// A leader confirmed itself to us in failsafe mode within the last `ttl`: it is
+    /// alive and primary, so we must not race for the leader key.
+    pub failsafe_leader_active: bool,
 }

@@ -42,6 +42,45 @@ pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
     futures_util::future::join_all(futures).await
 }
 
+/// Failsafe mode: asks every member in `failsafe` (name → api_url) but us, in parallel,
+/// to confirm that we may stay primary. True only if all of them accepted.
+pub async fn confirm_failsafe(
+    me: &str,
+    my_api_url: &str,
+    failsafe: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let body = serde_json::json!({"name": me, "api_url": my_api_url});
+    let asks = failsafe.iter().filter(|(n, _)| n.as_str() != me).map(|(name, api_url)| {
+        let url = failsafe_url(api_url);
+        let body = &body;
+        async move {
+            match http_client::post_json(&url, body, PEER_TIMEOUT).await {
+                Ok(200) => true,
+                Ok(code) => {
+                    tracing::warn!(peer = %name, code, "peer refused to confirm us in failsafe mode");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %name, error = %e, "peer did not confirm us in failsafe mode");
+                    false
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .all(|ok| ok)
+}
+
+/// `http://h:p/patroni` → `http://h:p/failsafe`.
+fn failsafe_url(api_url: &str) -> String {
+    let base = api_url
+        .strip_suffix("/patroni")
+        .unwrap_or(api_url.trim_end_matches('/'));
+    format!("{base}/failsafe")
+}
+
 /// Reads role and WAL position from a `/patroni` body.
 pub fn parse_status(body: &serde_json::Value, tags: &Tags) -> Option<PeerStatus> {
     let role = body.get("role")?.as_str()?;
@@ -75,6 +114,15 @@ pub fn parse_status(body: &serde_json::Value, tags: &Tags) -> Option<PeerStatus>
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn failsafe_urls() {
+        assert_eq!(
+            failsafe_url("http://127.0.0.1:8008/patroni"),
+            "http://127.0.0.1:8008/failsafe"
+        );
+        assert_eq!(failsafe_url("http://h:1/"), "http://h:1/failsafe");
+    }
 
     #[test]
     fn parses_primary_and_replica_bodies() {

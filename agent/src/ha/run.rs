@@ -40,6 +40,8 @@ pub struct Agent {
     pub(super) rewound: bool,
     /// When our primary was first seen down while we held the leader key.
     primary_down_since: Option<Instant>,
+    /// Start of this turn's successful failsafe confirmation round.
+    pub(super) failsafe_round: Option<Instant>,
     /// Patroni's member state string.
     pub(super) state: String,
     pub(super) system_identifier: Option<String>,
@@ -81,6 +83,7 @@ impl Agent {
             holds_leader: false,
             rewound: false,
             primary_down_since: None,
+            failsafe_round: None,
             state: "starting".into(),
             system_identifier: None,
             slots_seen: HashMap::new(),
@@ -195,6 +198,14 @@ impl Agent {
             self.primary_down_since = None;
         }
         let dynamic = self.dynamic(cluster.as_ref());
+        let failsafe_confirmed = self
+            .failsafe_round(cluster.as_ref(), cluster_cfg.as_ref(), primary_ok)
+            .await;
+        let failsafe_leader_active = self
+            .shared
+            .snapshot()
+            .failsafe_leader
+            .is_some_and(|(_, at)| at.elapsed() < ttl);
         let obs = Observation {
             me: self.cfg.name.clone(),
             tags: Tags {
@@ -214,6 +225,8 @@ impl Agent {
                 .postgresql
                 .use_pg_rewind
                 .unwrap_or(dynamic.postgresql.use_pg_rewind),
+            failsafe_confirmed,
+            failsafe_leader_active,
         };
         let d = decide(&obs);
         if d.note != self.last_note {
@@ -248,6 +261,33 @@ impl Agent {
         self.publish(cluster.as_ref(), &local, &d.note).await;
         self.feed_guard(ttl).await;
         Ok(cluster)
+    }
+
+    /// Failsafe mode with the DCS unreachable and us running the primary: ask the members
+    /// of the last known `/failsafe` key to confirm us. `None` when not applicable.
+    async fn failsafe_round(
+        &mut self,
+        now: Option<&Cluster>,
+        last: Option<&Cluster>,
+        primary: bool,
+    ) -> Option<bool> {
+        self.failsafe_round = None;
+        let last = last?;
+        if now.is_some()
+            || !primary
+            || !self.holds_leader
+            || !self.dynamic(Some(last)).failsafe_mode
+        {
+            return None;
+        }
+        let members = last.failsafe.clone().unwrap_or_default();
+        let started = Instant::now();
+        let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
+        let ok = peers::confirm_failsafe(&self.cfg.name, &my_api, &members).await;
+        if ok {
+            self.failsafe_round = Some(started);
+        }
+        Some(ok)
     }
 
     /// Arms the guard to fire a little after our local deadline (still before etcd can

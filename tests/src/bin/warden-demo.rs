@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use warden_tests::config::{SUPERUSER, SUPERUSER_PASSWORD};
-use warden_tests::{demo, ports, process, wait, Cluster};
+use warden_tests::{demo, ports, process, Cluster};
 
 /// Bound for the cluster to form (initdb + two base backups on 2 cores).
 const FORM_TIMEOUT: Duration = Duration::from_secs(180);
@@ -248,7 +248,5 @@ fn shutdown(cluster: &mut Cluster) -> Result<()> {
         if clean { "" } else { " (see above)" },
         cluster.dir().display()
     );
-    // Drop kills anything that survived; logs were registered for tests only.
-    let _ = wait::registered_logs();
     Ok(())
 }
