@@ -7,6 +7,7 @@
 //! with a successor.
 
 pub mod guard;
+pub mod watchdog;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -22,7 +22,7 @@ use serde_yaml::{Mapping, Value};
 pub use error::{ConfigError, ConfigProblem};
 pub use types::{
     BootstrapConfig, Config, Credentials, EtcdConfig, HostPort, InitdbOption, LogConfig, PgAuth,
-    PostgresqlConfig, RestApiConfig, Tags,
+    PostgresqlConfig, RestApiConfig, Tags, WatchdogConfig, WatchdogMode,
 };
 
 use reader::{Reader, Section};
@@ -109,6 +109,7 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
     let bootstrap = postgresql::bootstrap(r, root);
     let postgresql = postgresql::postgresql(r, root, name.as_deref());
     let tags = sections::tags(r, root);
+    let watchdog = sections::watchdog(r, root);
     Some(Config {
         scope: scope?,
         namespace,
@@ -119,6 +120,7 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
         bootstrap: bootstrap?,
         postgresql: postgresql?,
         tags,
+        watchdog,
     })
 }
 

@@ -48,7 +48,7 @@ pub(super) const TOP: &[Key] = &[
     warden("tags"),
     patroni("ctl", ""),
     patroni("citus", ""),
-    patroni("watchdog", "no watchdog is armed, even with mode: required"),
+    warden("watchdog"),
     patroni("etcd", OTHER_DCS),
     patroni("consul", OTHER_DCS),
     patroni("kubernetes", OTHER_DCS),
@@ -165,6 +165,8 @@ pub(super) const POSTGRESQL: &[Key] = &[
     patroni("use_unix_socket_repl", ""),
     patroni("pg_ident", ""),
 ];
+
+pub(super) const WATCHDOG: &[Key] = &[warden("mode"), warden("device"), warden("safety_margin")];
 
 pub(super) const PG_AUTH: &[Key] = &[warden("superuser"), warden("replication"), warden("rewind")];
 

@@ -5,7 +5,9 @@ use serde_yaml::Value;
 use super::address;
 use super::reader::{key_text, Reader, Section};
 use super::schema::{self, Key};
-use super::types::{Credentials, EtcdConfig, HostPort, LogConfig, RestApiConfig, Tags};
+use super::types::{
+    Credentials, EtcdConfig, HostPort, LogConfig, RestApiConfig, Tags, WatchdogConfig, WatchdogMode,
+};
 
 /// `scope` or `name`: both become etcd key segments, so a `/` would change the layout.
 pub(super) fn identifier(r: &mut Reader, root: &Section<'_>, key: &str) -> Option<String> {
@@ -312,4 +314,43 @@ fn warn_priority_conflict(r: &mut Reader, nofailover: Option<bool>, priority: Op
         ),
         _ => {}
     }
+}
+
+pub(super) fn watchdog(r: &mut Reader, root: &Section<'_>) -> WatchdogConfig {
+    let mut config = WatchdogConfig::default();
+    let Some(s) = root.get("watchdog").and_then(|v| r.section("watchdog", v)) else {
+        return config;
+    };
+    r.check_keys(&s, schema::WATCHDOG, &[]);
+    if let Some(v) = s.get("mode") {
+        // YAML 1.1 reads a bare `off` as false, as PyYAML does for Patroni.
+        let text = match v {
+            serde_yaml::Value::Bool(false) => Some("off".to_owned()),
+            other => r.string("watchdog.mode", other),
+        };
+        if let Some(text) = text {
+            config.mode = match text.trim().to_ascii_lowercase().as_str() {
+                "off" | "false" | "disabled" => WatchdogMode::Off,
+                "automatic" => WatchdogMode::Automatic,
+                "required" => WatchdogMode::Required,
+                _ => {
+                    r.error(
+                        "watchdog.mode",
+                        format!("expected off, automatic or required, got \"{text}\""),
+                    );
+                    config.mode
+                }
+            };
+        }
+    }
+    if let Some(d) = s.get("device").and_then(|v| r.string("watchdog.device", v)) {
+        config.device = std::path::PathBuf::from(d);
+    }
+    if let Some(m) = s
+        .get("safety_margin")
+        .and_then(|v| r.unsigned("watchdog.safety_margin", v))
+    {
+        config.safety_margin = m;
+    }
+    config
 }

@@ -264,17 +264,11 @@ fn typo_is_an_error_and_patroni_key_is_a_warning() {
         vec!["restapi.lisen: unknown key (not a Patroni or Warden setting); did you mean \"listen\"?"]
     );
 
-    let yaml = format!(
-        "{MINIMAL}  before_stop: /bin/true\nwatchdog: {{mode: required}}\nctl: {{insecure: true}}\n"
-    );
+    let yaml = format!("{MINIMAL}  before_stop: /bin/true\nctl: {{insecure: true}}\n");
     let loaded = ok(&yaml);
     assert_has_prefix(
         &loaded.warnings,
         "postgresql.before_stop: Patroni setting not implemented by Warden yet",
-    );
-    assert_has_prefix(
-        &loaded.warnings,
-        "watchdog: Patroni setting not implemented by Warden yet",
     );
     assert_has(
         &loaded.warnings,
@@ -817,4 +811,28 @@ fn callbacks_and_pre_promote() {
     assert_eq!(pg.pre_promote.as_deref(), Some("/bin/check"));
     let p = problems(&format!("{MINIMAL}  callbacks: {{on_strat: /bin/cb}}\n"));
     assert_has_prefix(&p, "postgresql.callbacks.on_strat: unknown callback event");
+}
+
+#[test]
+fn watchdog_section() {
+    let c = ok(MINIMAL).config.watchdog;
+    assert_eq!(c.mode, WatchdogMode::Automatic);
+    let c = ok(&format!(
+        "{MINIMAL}watchdog: {{mode: required, device: /dev/wd1, safety_margin: 3}}\n"
+    ))
+    .config
+    .watchdog;
+    assert_eq!(
+        (c.mode, c.device.to_str(), c.safety_margin),
+        (WatchdogMode::Required, Some("/dev/wd1"), 3)
+    );
+    assert_eq!(
+        ok(&format!("{MINIMAL}watchdog: {{mode: off}}\n"))
+            .config
+            .watchdog
+            .mode,
+        WatchdogMode::Off
+    );
+    let p = problems(&format!("{MINIMAL}watchdog: {{mode: sometimes}}\n"));
+    assert_has_prefix(&p, "watchdog.mode: expected off, automatic or required");
 }

@@ -22,6 +22,37 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub postgresql: PostgresqlConfig,
     pub tags: Tags,
+    pub watchdog: WatchdogConfig,
+}
+
+/// `watchdog`, as in Patroni: a hardware (or softdog) timer that resets the machine if
+/// the leader's agent stops feeding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchdogConfig {
+    pub mode: WatchdogMode,
+    pub device: PathBuf,
+    /// Seconds between the watchdog firing and the lease expiring.
+    pub safety_margin: u32,
+}
+
+impl Default for WatchdogConfig {
+    fn default() -> Self {
+        Self {
+            mode: WatchdogMode::Automatic,
+            device: PathBuf::from("/dev/watchdog"),
+            safety_margin: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogMode {
+    /// Never use a watchdog.
+    Off,
+    /// Use it when the device can be opened; lead without it otherwise.
+    Automatic,
+    /// Never lead without an armed watchdog.
+    Required,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -254,6 +254,12 @@ fn primary_down(o: &Observation, c: &Cluster, stopped: bool) -> Decision {
 }
 
 fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
+    if let Some(why) = &o.watchdog_missing {
+        return decision(
+            vec![Action::ReleaseLeader],
+            format!("watchdog.mode is required but the watchdog is unusable ({why}): releasing the leader key"),
+        );
+    }
     if !o.lease_renewed {
         // Without a renewal this turn we cannot be sure the key outlives this turn.
         return decision(
@@ -342,6 +348,11 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
 pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
     if !o.tags.may_become_leader() {
         return Some("tagged nofailover (or failover_priority 0)".into());
+    }
+    if let Some(why) = &o.watchdog_missing {
+        return Some(format!(
+            "watchdog.mode is required but the watchdog is unusable ({why})"
+        ));
     }
     if o.failsafe_leader_active {
         return Some("the leader confirmed itself to us in failsafe mode within ttl".into());

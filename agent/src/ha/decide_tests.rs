@@ -72,6 +72,7 @@ fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observa
         use_pg_rewind: true,
         failsafe_confirmed: None,
         failsafe_leader_active: false,
+        watchdog_missing: None,
     }
 }
 
@@ -464,4 +465,22 @@ fn replica_does_not_race_while_the_leader_is_in_failsafe() {
     let d = decide(&o);
     assert!(d.actions.is_empty());
     assert!(d.note.contains("failsafe"), "{}", d.note);
+}
+
+#[test]
+fn required_watchdog_missing_means_never_lead() {
+    let mut o = obs(
+        Some(cluster(Some("42"), None)),
+        DataDir::Initialized,
+        Some(probe(true, 100)),
+    );
+    o.watchdog_missing = Some("/dev/watchdog: No such file or directory".into());
+    assert!(decide(&o).actions.is_empty());
+    let mut o = obs(
+        Some(cluster(Some("42"), Some("n2"))),
+        DataDir::Initialized,
+        Some(probe(false, 100)),
+    );
+    o.watchdog_missing = Some("/dev/watchdog: No such file or directory".into());
+    assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
 }

@@ -187,8 +187,34 @@ impl Agent {
 
     fn leadership_confirmed(&mut self, ttl: Duration) {
         self.holds_leader = true;
+        self.feed_watchdog(ttl);
         if let Some(started) = self.renewed_at {
             self.shared.deadline.renewed(started.into_std(), ttl);
+        }
+    }
+
+    /// Arms (first time) or feeds the watchdog while we lead. Its timeout is
+    /// `ttl - safety_margin`, so a hung machine resets before its lease can expire.
+    fn feed_watchdog(&mut self, ttl: Duration) {
+        let wd = &self.cfg.watchdog;
+        if wd.mode == crate::config::WatchdogMode::Off {
+            return;
+        }
+        if let Some(dog) = self.watchdog.as_mut() {
+            if let Err(e) = dog.keepalive() {
+                tracing::error!(error = %e, "cannot feed the watchdog");
+            }
+            return;
+        }
+        let timeout = ttl
+            .saturating_sub(Duration::from_secs(u64::from(wd.safety_margin)))
+            .max(Duration::from_secs(1));
+        match warden_fencing::watchdog::Watchdog::open(&wd.device, timeout) {
+            Ok(dog) => {
+                tracing::info!(device = %wd.device.display(), ?timeout, "watchdog armed");
+                self.watchdog = Some(dog);
+            }
+            Err(e) => tracing::debug!(error = %e, "no watchdog armed"),
         }
     }
 

@@ -85,4 +85,7 @@ pub struct Observation {
     /// A leader confirmed itself to us in failsafe mode within the last `ttl`: it is
     /// alive and primary, so we must not race for the leader key.
     pub failsafe_leader_active: bool,
+    /// `watchdog.mode: required` but the device cannot be used: why. Such a node must
+    /// not lead.
+    pub watchdog_missing: Option<String>,
 }

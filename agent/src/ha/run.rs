@@ -52,6 +52,10 @@ pub struct Agent {
     last_errors: Vec<String>,
     guard: Option<super::fence::Guard>,
     pub(super) callbacks: super::callbacks::Callbacks,
+    /// The armed watchdog while we lead (and the mode allows one).
+    pub(super) watchdog: Option<warden_fencing::watchdog::Watchdog>,
+    /// `watchdog.mode: required` and the device is unusable: why.
+    watchdog_missing: Option<String>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -70,8 +74,24 @@ impl Agent {
             cfg.postgresql.pre_promote.clone(),
             cfg.scope.clone(),
         );
+        let watchdog_missing = match cfg.watchdog.mode {
+            crate::config::WatchdogMode::Off => None,
+            mode => match warden_fencing::watchdog::available(&cfg.watchdog.device) {
+                Ok(()) => None,
+                Err(why) if mode == crate::config::WatchdogMode::Required => {
+                    tracing::error!(reason = %why, "watchdog.mode is required but the watchdog is unusable: this member will not lead");
+                    Some(why)
+                }
+                Err(why) => {
+                    tracing::info!(reason = %why, "no usable watchdog; leading without one (watchdog.mode: automatic)");
+                    None
+                }
+            },
+        };
         Self {
             callbacks,
+            watchdog: None,
+            watchdog_missing,
             keys: Keys::new(&cfg.namespace, &cfg.scope),
             cfg,
             dcs,
@@ -227,6 +247,7 @@ impl Agent {
                 .unwrap_or(dynamic.postgresql.use_pg_rewind),
             failsafe_confirmed,
             failsafe_leader_active,
+            watchdog_missing: self.watchdog_missing.clone(),
         };
         let d = decide(&obs);
         if d.note != self.last_note {
@@ -258,6 +279,10 @@ impl Agent {
         } else {
             local
         };
+        if !self.holds_leader {
+            // Not leading: the watchdog is disarmed (magic close) when dropped.
+            self.watchdog = None;
+        }
         self.publish(cluster.as_ref(), &local, &d.note).await;
         self.feed_guard(ttl).await;
         Ok(cluster)
@@ -428,6 +453,7 @@ impl Agent {
     /// Gives up leadership and our lease.
     async fn release(&mut self) {
         self.holds_leader = false;
+        self.watchdog = None;
         self.shared.deadline.clear();
         self.shared.update(|s| {
             s.is_leader = false;
