@@ -33,6 +33,13 @@ pub fn spawn_timer(shared: Arc<Shared>, programs: Programs) -> tokio::task::Join
                     if let Err(e) = crate::pg::fence(&programs) {
                         tracing::error!(error = %e, "fencing failed");
                     }
+                    // Tell peers at once (via /patroni) that we no longer run a primary,
+                    // rather than after our next, possibly slow, turn.
+                    shared.update(|s| {
+                        s.is_leader = false;
+                        s.probe = None;
+                        s.state = "stopping".into();
+                    });
                 }
                 Some(d) => {
                     tokio::time::sleep(d.saturating_duration_since(now).min(TIMER_GRANULARITY))
