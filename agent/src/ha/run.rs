@@ -188,6 +188,11 @@ impl Agent {
             }
         };
 
+        if self.holds_leader && !self.shared.deadline.valid_at(std::time::Instant::now()) {
+            // The deadline passed (and the fence timer acted): we lead again only after
+            // a successful renewal.
+            self.holds_leader = false;
+        }
         if let Some(c) = &cluster {
             if c.leader_name() != Some(self.cfg.name.as_str()) && self.holds_leader {
                 tracing::warn!(leader = ?c.leader_name(), "the DCS no longer shows us as leader");
