@@ -62,7 +62,7 @@ impl Agent {
             }
             Action::Clone { from } => self.clone_from(from, cluster).await,
             Action::AcquireLeader => {
-                let (lease, ttl) = self.lease.ok_or_else(|| failed("no lease"))?;
+                let (lease, ttl) = self.renewed_lease()?;
                 let won = self
                     .dcs
                     .create(
@@ -80,7 +80,7 @@ impl Agent {
                 Ok(())
             }
             Action::RenewLeader => {
-                let (lease, ttl) = self.lease.ok_or_else(|| failed("no lease"))?;
+                let (lease, ttl) = self.renewed_lease()?;
                 let me = self.cfg.name.clone().into_bytes();
                 let kept = self
                     .dcs
@@ -182,6 +182,17 @@ impl Agent {
             Action::ConfigurePrimary => self.configure(cluster, None).await,
             Action::EnsureSlots { members } => self.ensure_slots(members, obs).await,
             Action::WriteStatus => self.write_status(obs).await,
+        }
+    }
+
+    /// Our lease, if it was renewed this turn: the local deadline is computed from that
+    /// renewal, so taking or re-asserting the leader key without it would be unsafe.
+    fn renewed_lease(&self) -> Result<(LeaseId, Duration), ActError> {
+        match self.lease {
+            Some(l) if self.renewed_this_turn => Ok(l),
+            _ => Err(failed(
+                "our lease was not renewed this turn; not touching the leader key",
+            )),
         }
     }
 

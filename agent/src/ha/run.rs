@@ -32,6 +32,8 @@ pub struct Agent {
     pub(super) lease: Option<(LeaseId, Duration)>,
     /// Start of the last successful lease renewal request.
     pub(super) renewed_at: Option<Instant>,
+    /// The lease was renewed in the current turn; leader-key writes require it.
+    pub(super) renewed_this_turn: bool,
     pub(super) bootstrapped_here: bool,
     /// We hold the leader key: set by a successful acquire or renewal, cleared when the
     /// DCS shows another holder, a renewal is refused, or we demote.
@@ -99,6 +101,7 @@ impl Agent {
             shared,
             lease: None,
             renewed_at: None,
+            renewed_this_turn: false,
             bootstrapped_here: false,
             holds_leader: false,
             rewound: false,
@@ -170,6 +173,7 @@ impl Agent {
         let dynamic = self.dynamic(cluster_cfg.as_ref());
         let ttl = Duration::from_secs(u64::from(dynamic.ttl));
         let lease_renewed = self.refresh_lease(ttl).await;
+        self.renewed_this_turn = lease_renewed;
 
         let cluster = match self.dcs.get_prefix(self.keys.prefix()).await {
             Ok(snap) => {
@@ -269,7 +273,11 @@ impl Agent {
                     | Action::Promote { .. }
                     | Action::Demote { .. }
             );
-            match self.execute(action, &obs).await {
+            let result = self.execute(action, &obs).await;
+            // Re-arm the guard after every step, not only at the end of the turn: if
+            // the agent freezes right after a promotion, its new primary is covered.
+            self.feed_guard(ttl).await;
+            match result {
                 Ok(()) => {}
                 Err(super::execute::ActError::Fatal(msg)) => return Err(Fatal(msg)),
                 Err(super::execute::ActError::Failed(msg)) => {
