@@ -5,7 +5,7 @@
 //! and `/patroni` shows.
 
 use super::action::{Action, StartAs};
-use super::observation::{Observation, Peer, Tags};
+use super::observation::{Observation, Peer, PeerStatus, Tags};
 use crate::pg::sql::Probe;
 use crate::pg::DataDir;
 use warden_consensus::Cluster;
@@ -133,22 +133,16 @@ fn uninitialized_cluster(o: &Observation, c: &Cluster) -> Decision {
             }],
             "recording the system identifier",
         ),
-        _ if !o.local.running => {
-            let start = if o.local.was_primary {
-                StartAs::Primary
-            } else {
-                StartAs::Replica { upstream: None }
-            };
-            // A former primary starts read-only first, then takes the key once running.
-            let start = match start {
-                StartAs::Primary if c.leader.is_none() => StartAs::Primary,
-                _ => StartAs::Replica { upstream: None },
-            };
-            decision(
-                vec![Action::StartPostgres(start)],
-                "starting PostgreSQL from the existing data directory",
-            )
-        }
+        _ if !o.local.running && o.local.was_primary && c.leader.is_none() && o.lease_renewed => decision(
+            // A former primary re-registers the cluster: key first, so it starts under a
+            // valid lease deadline.
+            vec![Action::AcquireLeader, Action::StartPostgres(StartAs::Primary)],
+            "DCS has no record of this cluster: restarting the former primary under the leader key",
+        ),
+        _ if !o.local.running => decision(
+            vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
+            "starting PostgreSQL read-only from the existing data directory",
+        ),
         _ => decision(vec![], "waiting for the DCS to be initialised"),
     }
 }
@@ -238,6 +232,12 @@ fn primary_down(o: &Observation, c: &Cluster, stopped: bool) -> Decision {
                 down.as_secs(),
                 timeout.as_secs()
             ),
+        );
+    }
+    if !o.lease_renewed {
+        return decision(
+            vec![],
+            "our primary is down and our lease was not renewed this turn; waiting",
         );
     }
     if stopped {
@@ -344,6 +344,12 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
     }
 }
 
+/// In failsafe mode only members the last leader listed in `/failsafe` (and so asked
+/// for confirmation) may race; another could promote beside a leader holding on.
+fn cfg_failsafe_excludes(o: &Observation, c: &Cluster) -> bool {
+    c.dynamic_config().failsafe_mode && c.failsafe.as_ref().is_some_and(|f| !f.contains_key(&o.me))
+}
+
 /// Why this replica must not race for the vacant leader key, or `None` if it may.
 pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
     if !o.tags.may_become_leader() {
@@ -353,6 +359,9 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
         return Some(format!(
             "watchdog.mode is required but the watchdog is unusable ({why})"
         ));
+    }
+    if cfg_failsafe_excludes(o, c) {
+        return Some("failsafe mode is on and we are not listed in /failsafe".into());
     }
     if o.failsafe_leader_active {
         return Some("the leader confirmed itself to us in failsafe mode within ttl".into());
@@ -377,16 +386,37 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
             }
         }
     }
-    better_peer(&o.me, &o.tags, mine, &o.peers)
+    let optime = c.status.as_ref().and_then(|s| s.optime);
+    let history_tl = c.history_timeline();
+    // The same lag and timeline rules we apply to ourselves decide whether a peer
+    // could win the race; only such a peer is worth deferring to.
+    let peer_may_race = |s: &PeerStatus| {
+        let lag_ok =
+            optime.is_none_or(|o| o.saturating_sub(s.wal_position) <= cfg.maximum_lag_on_failover);
+        let tl_ok = !cfg.check_timeline
+            || matches!((history_tl, s.timeline), (Some(h), Some(t)) if t > h)
+            || history_tl.is_none();
+        lag_ok && tl_ok
+    };
+    better_peer(&o.tags, mine, &o.peers, peer_may_race)
 }
 
-fn better_peer(me: &str, tags: &Tags, mine: u64, peers: &[Peer]) -> Option<String> {
+/// A peer we should leave the race to: a running primary, or an eligible peer that is
+/// further ahead, or as far ahead with a higher `failover_priority`. Equal peers both
+/// race and the create-only transaction picks one (deferring to a peer that may itself
+/// be unable to race, e.g. by name, could leave the cluster without a leader).
+fn better_peer(
+    tags: &Tags,
+    mine: u64,
+    peers: &[Peer],
+    peer_may_race: impl Fn(&PeerStatus) -> bool,
+) -> Option<String> {
     for p in peers {
         let Some(s) = p.status.as_ref() else { continue };
         if s.is_primary {
             return Some(format!("{} is still running as a primary", p.name));
         }
-        if !s.may_become_leader {
+        if !s.may_become_leader || !peer_may_race(s) {
             continue;
         }
         if s.wal_position > mine {
@@ -395,11 +425,11 @@ fn better_peer(me: &str, tags: &Tags, mine: u64, peers: &[Peer]) -> Option<Strin
                 p.name, s.wal_position
             ));
         }
-        let my_priority = tags.priority();
-        if s.wal_position == mine
-            && (s.priority > my_priority || (s.priority == my_priority && p.name.as_str() < me))
-        {
-            return Some(format!("{} is as far ahead and wins the tie", p.name));
+        if s.wal_position == mine && s.priority > tags.priority() {
+            return Some(format!(
+                "{} is as far ahead with a higher failover_priority",
+                p.name
+            ));
         }
     }
     None

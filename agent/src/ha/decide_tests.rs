@@ -82,6 +82,7 @@ fn peer(name: &str, wal: u64, is_primary: bool) -> Peer {
         status: Some(PeerStatus {
             is_primary,
             wal_position: wal,
+            timeline: Some(1),
             may_become_leader: true,
             priority: 1,
         }),
@@ -298,16 +299,61 @@ fn replica_behind_a_peer_does_not_race() {
 }
 
 #[test]
-fn tie_goes_to_lower_name_at_equal_priority() {
+fn equal_peers_both_race_and_priority_breaks_ties() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
         DataDir::Initialized,
         Some(probe(true, 100)),
     );
-    o.peers = vec![peer("n1", 100, false)];
-    assert!(decide(&o).actions.is_empty(), "n1 sorts before n2");
-    o.peers = vec![peer("n3", 100, false)];
-    assert_eq!(decide(&o).actions[0], Action::AcquireLeader);
+    o.peers = vec![peer("n1", 100, false), peer("n3", 100, false)];
+    assert_eq!(
+        decide(&o).actions[0],
+        Action::AcquireLeader,
+        "equal peers: the create-only race decides"
+    );
+    let mut better = peer("n1", 100, false);
+    better.status.as_mut().unwrap().priority = 5;
+    o.peers = vec![better];
+    assert!(
+        decide(&o).actions.is_empty(),
+        "n1 has a higher failover_priority"
+    );
+}
+
+#[test]
+fn peer_that_could_not_win_is_not_deferred_to() {
+    // check_timeline: the cluster history is at timeline 1, so a peer still on timeline
+    // 1 cannot win; we (timeline 2) must not defer to it even though it is ahead.
+    let mut c = cluster(Some("42"), None);
+    c.config = Some(Versioned {
+        value: warden_consensus::DynamicConfig::from_json(
+            &serde_json::json!({"check_timeline": true}),
+        )
+        .unwrap(),
+        mod_revision: 1,
+    });
+    c.history = vec![warden_consensus::types::HistoryEntry {
+        timeline: 1,
+        lsn: 50,
+        reason: "no recovery target specified".into(),
+        timestamp: None,
+        new_leader: None,
+    }];
+    let mut me = probe(true, 100);
+    me.timeline = Some(2);
+    let mut o = obs(Some(c), DataDir::Initialized, Some(me));
+    o.peers = vec![peer("n3", 200, false)];
+    assert_eq!(
+        decide(&o).actions[0],
+        Action::AcquireLeader,
+        "{}",
+        decide(&o).note
+    );
+    o.peers[0].status.as_mut().unwrap().timeline = Some(2);
+    assert!(
+        decide(&o).note.contains("n3"),
+        "an eligible peer further ahead wins"
+    );
 }
 
 #[test]

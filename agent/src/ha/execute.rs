@@ -41,6 +41,17 @@ impl Agent {
         obs: &Observation,
     ) -> Result<(), ActError> {
         let cluster = obs.cluster.as_ref();
+        // A decision made before a freeze must not act on leadership that has since
+        // lapsed: writable-primary actions need a valid local deadline right now.
+        let needs_lease = matches!(
+            action,
+            Action::Promote { .. } | Action::StartPostgres(StartAs::Primary) | Action::WriteStatus
+        );
+        if needs_lease && !self.shared.deadline.valid_at(std::time::Instant::now()) {
+            return Err(failed(
+                "our lease deadline is not valid; refusing a leader-only action",
+            ));
+        }
         match action {
             Action::Fatal(msg) => Err(ActError::Fatal(msg.clone())),
             Action::RaceInitialize => {
@@ -137,6 +148,8 @@ impl Agent {
                 let ttl = Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
                 if let Some(started) = self.failsafe_round.take() {
                     self.shared.deadline.renewed(started.into_std(), ttl);
+                    // Still the leader, confirmed by every member: keep the watchdog fed.
+                    self.feed_watchdog(ttl);
                 }
                 Ok(())
             }
@@ -578,6 +591,7 @@ impl Agent {
                 .await
                 .map_err(failed)?;
         }
+        self.failsafe_written = Some(wanted);
         Ok(())
     }
 }

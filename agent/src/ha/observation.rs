@@ -56,6 +56,7 @@ pub struct Peer {
 pub struct PeerStatus {
     pub is_primary: bool,
     pub wal_position: u64,
+    pub timeline: Option<u32>,
     pub may_become_leader: bool,
     pub priority: u32,
 }

@@ -10,12 +10,11 @@ use warden_consensus::Cluster;
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
-    let futures = cluster
+    let mut targets: Vec<(String, String, Tags)> = cluster
         .members
         .iter()
         .filter(|(n, _)| n.as_str() != me)
         .map(|(name, m)| {
-            let url = m.value.api_url.clone();
             let tags = Tags {
                 nofailover: m.value.tag_bool("nofailover"),
                 failover_priority: m
@@ -27,18 +26,28 @@ pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
                     .and_then(|p| u32::try_from(p).ok()),
                 clonefrom: false,
             };
-            let name = name.clone();
-            async move {
-                let status = match http_client::get_json(&url, PEER_TIMEOUT).await {
-                    Ok(body) => parse_status(&body, &tags),
-                    Err(e) => {
-                        tracing::info!(peer = %name, error = %e, "peer did not answer");
-                        None
-                    }
-                };
-                Peer { name, status }
+            (name.clone(), m.value.api_url.clone(), tags)
+        })
+        .collect();
+    // In failsafe mode a leader holding on without the DCS has lost its member key with
+    // its lease; it is still listed in /failsafe, so ask it too.
+    if cluster.dynamic_config().failsafe_mode {
+        for (name, url) in cluster.failsafe.iter().flatten() {
+            if name != me && !cluster.members.contains_key(name) {
+                targets.push((name.clone(), url.clone(), Tags::default()));
             }
-        });
+        }
+    }
+    let futures = targets.into_iter().map(|(name, url, tags)| async move {
+        let status = match http_client::get_json(&url, PEER_TIMEOUT).await {
+            Ok(body) => parse_status(&body, &tags),
+            Err(e) => {
+                tracing::info!(peer = %name, error = %e, "peer did not answer");
+                None
+            }
+        };
+        Peer { name, status }
+    });
     futures_util::future::join_all(futures).await
 }
 
@@ -105,6 +114,10 @@ pub fn parse_status(body: &serde_json::Value, tags: &Tags) -> Option<PeerStatus>
     Some(PeerStatus {
         is_primary,
         wal_position: wal,
+        timeline: body
+            .get("timeline")
+            .and_then(serde_json::Value::as_u64)
+            .and_then(|t| u32::try_from(t).ok()),
         may_become_leader: tags.may_become_leader(),
         priority: tags.priority(),
     })

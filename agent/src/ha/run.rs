@@ -44,6 +44,8 @@ pub struct Agent {
     primary_down_since: Option<Instant>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
+    /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
+    pub(super) failsafe_written: Option<std::collections::BTreeMap<String, String>>,
     /// Patroni's member state string.
     pub(super) state: String,
     pub(super) system_identifier: Option<String>,
@@ -107,6 +109,7 @@ impl Agent {
             rewound: false,
             primary_down_since: None,
             failsafe_round: None,
+            failsafe_written: None,
             state: "starting".into(),
             system_identifier: None,
             slots_seen: HashMap::new(),
@@ -318,7 +321,11 @@ impl Agent {
         {
             return None;
         }
-        let members = last.failsafe.clone().unwrap_or_default();
+        let members = self
+            .failsafe_written
+            .clone()
+            .or_else(|| last.failsafe.clone())
+            .unwrap_or_default();
         let started = Instant::now();
         let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
         let ok = peers::confirm_failsafe(&self.cfg.name, &my_api, &members).await;
@@ -525,10 +532,13 @@ async fn wait_for_wakeup(
             () = shutdown.cancelled() => return Wakeup::Shutdown,
             ev = rx.recv() => match ev {
                 Some(WatchEvent::Change { kind, key }) if relevant.contains(&key) => {
-                    tracing::debug!(?kind, key, "DCS change");
-                    if kind == WatchKind::Delete || kind == WatchKind::Put {
-                        return Wakeup::Change;
+                    // The leader re-asserts its key every turn (an update): waking on
+                    // that would spin the leader and wake every replica each second.
+                    if key == keys.leader() && kind == WatchKind::Update {
+                        continue;
                     }
+                    tracing::debug!(?kind, key, "DCS change");
+                    return Wakeup::Change;
                 }
                 Some(WatchEvent::Change { .. }) => {}
                 Some(WatchEvent::Broken(why)) => {
