@@ -40,7 +40,10 @@ pub struct Snapshot {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchKind {
-    Put,
+    /// The key was created.
+    Create,
+    /// An existing key was overwritten (e.g. the leader re-asserting its key).
+    Update,
     Delete,
 }
 

@@ -49,7 +49,10 @@ impl EtcdDcs {
             // Never serve a request from a member cut off from the etcd leader: a stale
             // read could show us a leader key that has already expired.
             .with_require_leader(true);
-        let client = bounded(timeout, Client::connect(urls, Some(opts))).await?;
+        let client = bounded(timeout, || {
+            Client::connect(urls.clone(), Some(opts.clone()))
+        })
+        .await?;
         Ok(Self {
             client,
             timeout,
@@ -62,15 +65,23 @@ impl EtcdDcs {
     }
 
     async fn txn(&self, txn: Txn) -> Result<bool, DcsError> {
-        let mut c = self.client();
-        Ok(bounded(self.timeout, c.txn(txn)).await?.succeeded())
+        let resp = bounded(self.timeout, || {
+            let mut c = self.client();
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })
+        .await?;
+        Ok(resp.succeeded())
     }
 
     async fn keepalive_once(&self, lease: LeaseId) -> Result<Duration, DcsError> {
         let mut guard = self.keeper.lock().await;
         if guard.as_ref().is_none_or(|(id, _, _)| *id != lease.0) {
-            let mut c = self.client();
-            let (keeper, stream) = bounded(self.timeout, c.lease_keep_alive(lease.0)).await?;
+            let (keeper, stream) = bounded(self.timeout, || {
+                let mut c = self.client();
+                async move { c.lease_keep_alive(lease.0).await }
+            })
+            .await?;
             *guard = Some((lease.0, keeper, stream));
         }
         let Some((_, keeper, stream)) = guard.as_mut() else {
@@ -98,13 +109,26 @@ impl EtcdDcs {
     }
 }
 
-async fn bounded<T>(
-    timeout: Duration,
-    fut: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, DcsError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r.map_err(map_err),
-        Err(_) => Err(DcsError::Timeout(timeout)),
+/// One request with a deadline. A request refused at connect time (`Unavailable`) never
+/// reached etcd, so it is retried at once, up to twice: the client's balancer may have
+/// picked a dead member of a multi-member cluster, and the next pick is usually alive.
+async fn bounded<T, F, Fut>(timeout: Duration, mut op: F) -> Result<T, DcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = match tokio::time::timeout_at(deadline, op()).await {
+            Ok(r) => r.map_err(map_err),
+            Err(_) => return Err(DcsError::Timeout(timeout)),
+        };
+        match result {
+            Err(DcsError::Unavailable(_)) if attempts < 3 => continue,
+            other => return other,
+        }
     }
 }
 
@@ -118,6 +142,10 @@ fn map_err(e: etcd_client::Error) -> DcsError {
             _ if s.message().contains("requested lease not found") => DcsError::LeaseNotFound(0),
             _ => DcsError::Other(format!("{:?}: {}", s.code(), s.message())),
         },
+        // Re-opening a keep-alive stream for an expired lease reports it this way.
+        etcd_client::Error::LeaseKeepAliveError(m) if m.contains("not found") => {
+            DcsError::LeaseNotFound(0)
+        }
         other => DcsError::Other(other.to_string()),
     }
 }
@@ -140,8 +168,11 @@ fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
 impl Dcs for EtcdDcs {
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, DcsError> {
         let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let mut c = self.client();
-        let resp = bounded(self.timeout, c.lease_grant(secs, None)).await?;
+        let resp = bounded(self.timeout, || {
+            let mut c = self.client();
+            async move { c.lease_grant(secs, None).await }
+        })
+        .await?;
         Ok(LeaseId(resp.id()))
     }
 
@@ -153,19 +184,22 @@ impl Dcs for EtcdDcs {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
-        let mut c = self.client();
-        match bounded(self.timeout, c.lease_revoke(lease.0)).await {
+        let revoke = bounded(self.timeout, || {
+            let mut c = self.client();
+            async move { c.lease_revoke(lease.0).await }
+        });
+        match revoke.await {
             Ok(_) | Err(DcsError::LeaseNotFound(_)) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     async fn get_prefix(&self, prefix: &str) -> Result<Snapshot, DcsError> {
-        let mut c = self.client();
-        let resp = bounded(
-            self.timeout,
-            c.get(prefix, Some(GetOptions::new().with_prefix())),
-        )
+        let resp = bounded(self.timeout, || {
+            let mut c = self.client();
+            let prefix = prefix.to_string();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
         .await?;
         Ok(Snapshot {
             revision: resp.header().map_or(0, |h| h.revision()),
@@ -174,10 +208,13 @@ impl Dcs for EtcdDcs {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<(), DcsError> {
-        let mut c = self.client();
-        bounded(self.timeout, c.put(key, value, put_opts(lease)))
-            .await
-            .map(|_| ())
+        bounded(self.timeout, || {
+            let mut c = self.client();
+            let (key, value) = (key.to_string(), value.clone());
+            async move { c.put(key, value, put_opts(lease)).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn create(
@@ -226,8 +263,13 @@ impl Dcs for EtcdDcs {
     }
 
     async fn delete(&self, key: &str) -> Result<(), DcsError> {
-        let mut c = self.client();
-        bounded(self.timeout, c.delete(key, None)).await.map(|_| ())
+        bounded(self.timeout, || {
+            let mut c = self.client();
+            let key = key.to_string();
+            async move { c.delete(key, None).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn watch(
@@ -235,11 +277,15 @@ impl Dcs for EtcdDcs {
         prefix: &str,
         after_revision: i64,
     ) -> Result<mpsc::Receiver<WatchEvent>, DcsError> {
-        let mut c = self.client();
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(after_revision + 1);
-        let mut stream = bounded(self.timeout, c.watch(prefix, Some(opts))).await?;
+        let mut stream = bounded(self.timeout, || {
+            let mut c = self.client();
+            let prefix = prefix.to_string();
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(after_revision + 1);
+            async move { c.watch(prefix, Some(opts)).await }
+        })
+        .await?;
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         tokio::spawn(async move {
             let reason = loop {
@@ -254,7 +300,10 @@ impl Dcs for EtcdDcs {
                         for ev in resp.events() {
                             let Some(kv) = ev.kv() else { continue };
                             let kind = match ev.event_type() {
-                                EventType::Put => WatchKind::Put,
+                                EventType::Put if kv.create_revision() == kv.mod_revision() => {
+                                    WatchKind::Create
+                                }
+                                EventType::Put => WatchKind::Update,
                                 EventType::Delete => WatchKind::Delete,
                             };
                             let event = WatchEvent::Change {

@@ -93,6 +93,7 @@ impl State {
     fn write(&mut self, key: &str, value: Vec<u8>, lease: i64) {
         self.revision += 1;
         let rev = self.revision;
+        let existed = self.kvs.contains_key(key);
         let create_revision = self.kvs.get(key).map_or(rev, |kv| kv.create_revision);
         self.kvs.insert(
             key.to_string(),
@@ -104,7 +105,14 @@ impl State {
                 lease,
             },
         );
-        self.notify(key, WatchKind::Put);
+        self.notify(
+            key,
+            if existed {
+                WatchKind::Update
+            } else {
+                WatchKind::Create
+            },
+        );
     }
 
     fn remove(&mut self, key: &str) -> bool {
@@ -314,7 +322,7 @@ mod tests {
         assert_eq!(
             rx.recv().await,
             Some(WatchEvent::Change {
-                kind: WatchKind::Put,
+                kind: WatchKind::Create,
                 key: "/a/x".into()
             })
         );

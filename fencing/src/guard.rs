@@ -5,7 +5,7 @@
 //! (SIGSTOP, a stuck VM thread) or dead (SIGKILL). The agent feeds it one line per HA
 //! turn on stdin:
 //!
-//! - `arm <milliseconds> <pid>`: kill the process group of `pid` (the postmaster) if no
+//! - `arm <milliseconds> <pid>`: kill `pid` (the postmaster) and all its children if no
 //!   newer line arrives within `<milliseconds>`;
 //! - `disarm`: we are not the leader; do nothing.
 //!
@@ -61,13 +61,36 @@ struct Armed {
     start_time: u64,
 }
 
-/// Kills the process group led by `pid` with SIGKILL: the postmaster and every backend
-/// at once, so no backend acknowledges another commit.
-fn kill_group(pid: i32) {
-    use nix::sys::signal::{killpg, Signal};
+/// The direct children of `pid`, from /proc (PostgreSQL's backends call `setsid()`, so
+/// they are not in the postmaster's process group).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(") ")?;
+                    rest.split_whitespace().nth(1)?.parse::<i32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Kills the postmaster and every backend at once, so no backend acknowledges another
+/// commit: freeze the postmaster (no new children), SIGKILL its children, then it.
+fn kill_tree(pid: i32) {
+    use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    if let Err(e) = killpg(Pid::from_raw(pid), Signal::SIGKILL) {
-        eprintln!("warden guard: cannot kill process group {pid}: {e}");
+    let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+    for child in children(pid) {
+        let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+    }
+    if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
+        eprintln!("warden guard: cannot kill postmaster {pid}: {e}");
     }
 }
 
@@ -96,7 +119,7 @@ pub fn run(input: impl BufRead + Send + 'static) -> i32 {
             if now >= a.deadline {
                 if start_time(a.pid) == Some(a.start_time) {
                     eprintln!("warden guard: lease deadline passed without renewal; killing PostgreSQL (pid {})", a.pid);
-                    kill_group(a.pid);
+                    kill_tree(a.pid);
                 }
                 return 0;
             }
@@ -158,6 +181,36 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap()
+    }
+
+    #[test]
+    fn kills_children_in_their_own_sessions() {
+        // A shell (the "postmaster") with a child that calls setsid, as backends do.
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "setsid sleep 60 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(parent.id()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let child = loop {
+            if let Some(c) = children(pid).first().copied() {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "child never appeared");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(run(std::io::Cursor::new(format!("arm 10 {pid}\n"))), 0);
+        parent.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .is_ok_and(|s| !s.contains(") Z"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the setsid child survived the guard"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     #[test]

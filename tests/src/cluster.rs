@@ -20,8 +20,10 @@ use crate::config::{
 use crate::etcd::EtcdCluster;
 use crate::haproxy::{Backend, Haproxy};
 use crate::node::Node;
+use crate::observe::{KeyWatch, PrimaryWatch};
+use crate::proxy::Proxy;
 use crate::workdir::WorkDir;
-use crate::{bins, ports, wait};
+use crate::{bins, ports, sql, wait};
 
 type Customize = Arc<dyn Fn(usize, NodeConfig) -> NodeConfig + Send + Sync>;
 
@@ -49,6 +51,8 @@ pub struct ClusterSpec {
     pub loop_wait: u32,
     pub retry_timeout: u32,
     pub haproxy: bool,
+    /// Give every node its own fault-injecting proxies (see [`NodeProxies`]).
+    pub proxies: bool,
     ports: Option<ClusterPorts>,
     dir: Option<PathBuf>,
     haproxy_config: Option<String>,
@@ -65,6 +69,7 @@ impl std::fmt::Debug for ClusterSpec {
             .field("loop_wait", &self.loop_wait)
             .field("retry_timeout", &self.retry_timeout)
             .field("haproxy", &self.haproxy)
+            .field("proxies", &self.proxies)
             .field("ports", &self.ports)
             .field("dir", &self.dir)
             .field("customize", &self.customize.len())
@@ -83,6 +88,7 @@ impl ClusterSpec {
             loop_wait: DEFAULT_LOOP_WAIT,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             haproxy: true,
+            proxies: false,
             ports: None,
             dir: None,
             haproxy_config: None,
@@ -117,6 +123,16 @@ impl ClusterSpec {
 
     pub fn without_haproxy(mut self) -> Self {
         self.haproxy = false;
+        self
+    }
+
+    /// Route each node's etcd traffic, the connections other members open to
+    /// its PostgreSQL (replication, pg_basebackup, pg_rewind) and their
+    /// probes of its REST API through proxies of its own, so a test can cut
+    /// one node off from etcd and from its peers while clients (HAProxy, test
+    /// SQL, test HTTP) still reach it on its real ports. See [`NodeProxies`].
+    pub fn with_proxies(mut self) -> Self {
+        self.proxies = true;
         self
     }
 
@@ -174,11 +190,110 @@ impl ClusterSpec {
     }
 }
 
+/// One node's proxies ([`ClusterSpec::with_proxies`]).
+///
+/// What goes through them is exactly what crosses the network between this
+/// node and the rest of the cluster; what clients use does not:
+///
+/// | proxy | target | used by |
+/// |---|---|---|
+/// | `etcd[k]` | etcd member `k` | this node's agent (`etcd3.hosts`) |
+/// | `pg` | this node's PostgreSQL | other members: `conn_url` (`postgresql.connect_address`) for pg_basebackup, streaming replication, pg_rewind |
+/// | `api` | this node's REST API | other members: `api_url` (`restapi.connect_address`) for the peer probes of a leader race |
+///
+/// HAProxy's backends and health checks, test SQL ([`Node::sql`]) and test
+/// HTTP ([`Node::get`]) use the real ports, so with everything cut the node
+/// is partitioned from etcd and from its peers but still reachable by
+/// clients.
+#[derive(Debug)]
+pub struct NodeProxies {
+    /// One per etcd member, in member order.
+    pub etcd: Vec<Proxy>,
+    pub pg: Proxy,
+    pub api: Proxy,
+}
+
+impl NodeProxies {
+    fn start(etcd: &EtcdCluster, pg_port: u16, api_port: u16) -> Result<NodeProxies> {
+        let etcd = etcd
+            .members()
+            .iter()
+            .map(|m| Proxy::start(m.client_port()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(NodeProxies {
+            etcd,
+            pg: Proxy::start(pg_port)?,
+            api: Proxy::start(api_port)?,
+        })
+    }
+
+    /// Point a node's config at these proxies.
+    fn route(&self, cfg: NodeConfig) -> NodeConfig {
+        let hosts: Vec<String> = self.etcd.iter().map(Proxy::endpoint).collect();
+        let mut cfg = cfg
+            .set("postgresql.connect_address", self.pg.endpoint())
+            .set("restapi.connect_address", self.api.endpoint());
+        cfg.etcd_hosts = hosts.join(",");
+        cfg
+    }
+
+    /// Cut this node off from every etcd member.
+    pub fn cut_etcd(&self) {
+        self.etcd.iter().for_each(Proxy::cut);
+    }
+
+    pub fn heal_etcd(&self) {
+        self.etcd.iter().for_each(Proxy::heal);
+    }
+
+    /// Cut this node off from etcd and from its peers (replication to and
+    /// from it through its `pg` proxy, peer probes of its REST API). Its
+    /// own outgoing replication connection goes to the *leader's* `pg`
+    /// proxy, so a replica cut off this way keeps streaming; cut the
+    /// leader's `pg` proxy to stop that.
+    pub fn isolate(&self) {
+        self.cut_etcd();
+        self.pg.cut();
+        self.api.cut();
+    }
+
+    /// Undo every fault on this node's proxies.
+    pub fn heal(&self) {
+        self.heal_etcd();
+        self.pg.heal();
+        self.api.heal();
+    }
+}
+
+/// What [`Cluster::assert_converged`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converged {
+    /// Index of the one writable primary.
+    pub primary: usize,
+    /// Its timeline, which every replica follows.
+    pub timeline: u64,
+    /// Time the check took (waiting included).
+    pub took: Duration,
+}
+
+impl Converged {
+    /// `(primary, every other node)` of `cluster`, by index.
+    pub fn primary_and_replicas(&self, cluster: &Cluster) -> (usize, Vec<usize>) {
+        let others = (0..cluster.nodes().len())
+            .filter(|&i| i != self.primary)
+            .collect();
+        (self.primary, others)
+    }
+}
+
 /// A running cluster. See the module docs for the teardown order.
 #[derive(Debug)]
 pub struct Cluster {
-    // Field order is drop order after `Drop::drop`: nodes, HAProxy, etcd, dir.
+    // Field order is drop order after `Drop::drop`: nodes, proxies, HAProxy,
+    // etcd, dir. Proxies go after the agents are dead, so closing them cannot
+    // make a live agent lose etcd.
     nodes: Vec<Node>,
+    proxies: Vec<NodeProxies>,
     haproxy: Option<Haproxy>,
     etcd: EtcdCluster,
     dir: WorkDir,
@@ -204,6 +319,7 @@ impl Cluster {
         };
         let etcd = EtcdCluster::start_with_ports(dir.path(), &ports.etcd)?;
         let mut nodes = Vec::new();
+        let mut proxies = Vec::new();
         for i in 0..spec.nodes {
             let name = format!("node{}", i + 1);
             let mut cfg = NodeConfig::new(
@@ -217,6 +333,11 @@ impl Cluster {
             .ttl(spec.ttl)
             .loop_wait(spec.loop_wait)
             .retry_timeout(spec.retry_timeout);
+            if spec.proxies {
+                let p = NodeProxies::start(&etcd, ports.pg[i], ports.api[i])?;
+                cfg = p.route(cfg);
+                proxies.push(p);
+            }
             for f in &spec.customize {
                 cfg = f(i, cfg);
             }
@@ -254,6 +375,7 @@ impl Cluster {
         };
         Ok(Cluster {
             nodes,
+            proxies,
             haproxy,
             etcd,
             dir,
@@ -313,6 +435,14 @@ impl Cluster {
     /// Index of the node called `name`.
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| n.name() == name)
+    }
+
+    /// Node `i`'s proxies. Panics unless the cluster was started
+    /// [`ClusterSpec::with_proxies`] — a test bug.
+    pub fn proxies(&self, i: usize) -> &NodeProxies {
+        self.proxies.get(i).unwrap_or_else(|| {
+            panic!("cluster started without proxies (ClusterSpec::with_proxies)");
+        })
     }
 
     pub fn haproxy(&self) -> Option<&Haproxy> {
@@ -417,6 +547,151 @@ impl Cluster {
                 (members.len() == n && leaders == 1 && streaming == n - 1).then_some(v)
             },
         )
+    }
+
+    /// The leader key as stored in etcd, `None` while vacant. Its
+    /// `create_revision` is the leader's fencing token.
+    pub fn leader_key(&self) -> Result<Option<crate::etcd::KeyValue>> {
+        self.etcd.get(&format!("{}leader", self.key_prefix()))
+    }
+
+    /// Start polling every node's `/primary` in the background.
+    pub fn watch_primaries(&self) -> PrimaryWatch {
+        let nodes: Vec<(String, String)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.name().to_string(), n.api_url()))
+            .collect();
+        PrimaryWatch::start(&nodes)
+    }
+
+    /// Start polling the leader key in the background.
+    pub fn watch_leader_key(&self) -> KeyWatch {
+        KeyWatch::start(&self.etcd, &format!("{}leader", self.key_prefix()))
+    }
+
+    /// The leader key's `(holder, create_revision)`, waiting up to `timeout`
+    /// for it to be held by someone.
+    pub fn wait_leader(&self, timeout: Duration) -> (String, i64) {
+        wait::wait_until(timeout, "leader key held", || {
+            self.leader_key()
+                .ok()
+                .flatten()
+                .map(|kv| (kv.value, kv.create_revision))
+        })
+    }
+
+    /// Check, waiting at most `timeout`, that the cluster has converged:
+    ///
+    /// * exactly one node answers 200 on `/primary`, every other one 200 on
+    ///   `/replica`, and the leader key names that node;
+    /// * a row written on the primary (directly, on its real port) appears on
+    ///   every other node;
+    /// * every other node's `/patroni` says `replication_state: streaming` on
+    ///   the primary's timeline, and the primary's `pg_stat_replication`
+    ///   lists each of them (by `application_name`) as `streaming`;
+    /// * still the same single primary at the end.
+    ///
+    /// Panics with every log otherwise. Tests end with this.
+    pub fn assert_converged(&self, timeout: Duration) -> Converged {
+        let start = Instant::now();
+        let left = || timeout.saturating_sub(start.elapsed());
+        let (p, replicas) = wait::wait_until(
+            left(),
+            "converged: one /primary 200, the others /replica 200",
+            || self.formation(),
+        );
+        let primary = &self.nodes[p];
+        let port = primary.pg_port();
+        let token = format!(
+            "converged-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        wait::wait_until(
+            left(),
+            &format!("a write on the primary {}", primary.name()),
+            || {
+                sql::execute(
+                    port,
+                    &format!(
+                        "CREATE TABLE IF NOT EXISTS warden_converged \
+                         (token text PRIMARY KEY, at timestamptz NOT NULL DEFAULT now()); \
+                         INSERT INTO warden_converged (token) VALUES ('{token}')"
+                    ),
+                )
+                .ok()
+            },
+        );
+        let timeline = wait::wait_until(
+            left(),
+            &format!("{} reports role primary with a timeline", primary.name()),
+            || {
+                let v = primary.patroni()?;
+                (v["role"] == "primary").then_some(())?;
+                v["timeline"].as_u64()
+            },
+        );
+        let holder = wait::wait_until(left(), "leader key readable", || self.leader_key().ok())
+            .map(|kv| kv.value);
+        assert_eq!(
+            holder.as_deref(),
+            Some(primary.name()),
+            "leader key does not name the node answering /primary\n{}",
+            self.dump_logs()
+        );
+        for &r in &replicas {
+            let n = &self.nodes[r];
+            let what = format!(
+                "{} streams from {} on timeline {timeline} and has the row {token}",
+                n.name(),
+                primary.name()
+            );
+            wait::wait_until(left(), &what, || {
+                let v = n.patroni()?;
+                let ok = v["role"] == "replica"
+                    && v["replication_state"] == "streaming"
+                    && v["timeline"].as_u64() == Some(timeline);
+                ok.then_some(())?;
+                let q =
+                    format!("SELECT count(*)::text FROM warden_converged WHERE token = '{token}'");
+                (sql::query_text(n.pg_port(), &q).ok()??.as_str() == "1").then_some(())?;
+                sql::is_in_recovery(n.pg_port()).ok()?.then_some(())
+            });
+        }
+        let names: Vec<&str> = replicas.iter().map(|&r| self.nodes[r].name()).collect();
+        wait::wait_until(
+            left(),
+            &format!("{} lists {names:?} as streaming", primary.name()),
+            || {
+                let mut c = sql::connect(port).ok()?;
+                let rows = c
+                    .query(
+                        "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+                        &[],
+                    )
+                    .ok()?;
+                let got: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                names
+                    .iter()
+                    .all(|n| got.iter().any(|g| g == n))
+                    .then_some(())
+            },
+        );
+        let again = self.formation();
+        assert_eq!(
+            again.as_ref().map(|(q, _)| *q),
+            Some(p),
+            "the primary changed while checking convergence\n{}",
+            self.dump_logs()
+        );
+        Converged {
+            primary: p,
+            timeline,
+            took: start.elapsed(),
+        }
     }
 
     /// Every log file: agents, etcd, HAProxy.

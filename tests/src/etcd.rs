@@ -317,11 +317,78 @@ impl EtcdCluster {
         .map(drop)
     }
 
+    /// Index of the member that is the raft leader, asking each running
+    /// member (`/v3/maintenance/status`) until one answers.
+    pub fn leader_index(&self) -> Result<usize> {
+        let mut ids = Vec::new();
+        let mut leader = None;
+        for m in &self.members {
+            let url = format!("{}/v3/maintenance/status", m.client_url());
+            match http::post_json(&url, &json!({})) {
+                Ok(r) if r.status == 200 => {
+                    let v = r.json()?;
+                    ids.push(uint(&v["header"]["member_id"]));
+                    leader = leader.or(uint(&v["leader"]));
+                }
+                _ => ids.push(None),
+            }
+        }
+        let leader = leader.context("no etcd member answered /v3/maintenance/status")?;
+        ids.iter()
+            .position(|id| *id == Some(leader))
+            .with_context(|| format!("raft leader {leader} is not among the answering members"))
+    }
+
+    /// Remaining time to live of a lease, in whole seconds as etcd reports
+    /// it (`LeaseTimeToLive`, rounded down), `None` once the lease is gone.
+    pub fn lease_ttl(&self, lease: i64) -> Result<Option<i64>> {
+        parse_lease_ttl(&self.gateway("/v3/lease/timetolive", &json!({ "ID": lease }))?)
+    }
+
     /// Delete one key.
     pub fn delete(&self, key: &str) -> Result<()> {
         self.gateway("/v3/kv/deleterange", &json!({ "key": B64.encode(key) }))
             .map(drop)
     }
+}
+
+/// Read one key through the JSON gateway of the first of `client_urls` that
+/// answers, each request bounded by `timeout`. For observer threads that
+/// must not borrow an [`EtcdCluster`].
+pub fn get_via(client_urls: &[String], key: &str, timeout: Duration) -> Result<Option<KeyValue>> {
+    let body = json!({ "key": B64.encode(key) });
+    let mut last = None;
+    for url in client_urls {
+        match http::post_json_with_timeout(&format!("{url}/v3/kv/range"), &body, timeout) {
+            Ok(r) if r.status == 200 => return Ok(parse_kvs(&r.json()?)?.into_iter().next()),
+            Ok(r) => last = Some(anyhow::anyhow!("status {} {}", r.status, r.body)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
+}
+
+/// Remaining TTL of `lease` in whole seconds through the JSON gateway of
+/// the first of `client_urls` that answers (`None` once the lease is gone).
+/// See [`EtcdCluster::lease_ttl`].
+pub fn lease_ttl_via(client_urls: &[String], lease: i64, timeout: Duration) -> Result<Option<i64>> {
+    let body = json!({ "ID": lease });
+    let mut last = None;
+    for url in client_urls {
+        match http::post_json_with_timeout(&format!("{url}/v3/lease/timetolive"), &body, timeout) {
+            Ok(r) if r.status == 200 => return parse_lease_ttl(&r.json()?),
+            Ok(r) => last = Some(anyhow::anyhow!("status {} {}", r.status, r.body)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
+}
+
+/// The gateway omits a zero TTL and answers `TTL: -1` without `grantedTTL`
+/// for a lease that is gone.
+fn parse_lease_ttl(v: &Value) -> Result<Option<i64>> {
+    let ttl = int(&v["TTL"]);
+    Ok((ttl >= 0 && v.get("grantedTTL").is_some()).then_some(ttl))
 }
 
 /// The smallest key greater than every key with this prefix.
@@ -341,6 +408,12 @@ fn int(v: &Value) -> i64 {
     v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
         .unwrap_or(0)
+}
+
+/// A 64-bit unsigned id (member ids use the whole range), `None` if absent.
+fn uint(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
 fn decode(v: &Value) -> Result<String> {
@@ -408,6 +481,18 @@ mod tests {
     fn prefix_end_increments_the_last_byte() {
         assert_eq!(prefix_end("/service/a/"), b"/service/a0".to_vec());
         assert_eq!(prefix_end(""), vec![0]);
+    }
+
+    #[test]
+    fn parses_lease_time_to_live() {
+        let ttl = |v: Value| parse_lease_ttl(&v).unwrap();
+        assert_eq!(
+            ttl(json!({"ID":"7", "TTL":"4", "grantedTTL":"10"})),
+            Some(4)
+        );
+        // Less than a second left: TTL 0 is omitted.
+        assert_eq!(ttl(json!({"ID":"7", "grantedTTL":"10"})), Some(0));
+        assert_eq!(ttl(json!({"ID":"7", "TTL":"-1"})), None);
     }
 
     #[test]

@@ -30,9 +30,13 @@ impl HttpResponse {
 }
 
 fn agent() -> ureq::Agent {
+    agent_with_timeout(TIMEOUT)
+}
+
+fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(TIMEOUT))
+        .timeout_global(Some(timeout))
         .max_idle_connections(0)
         .build()
         .into()
@@ -56,9 +60,19 @@ pub fn get(url: &str) -> Result<HttpResponse> {
     finish(url, agent().get(url).call())
 }
 
+/// `GET url` with an overall `timeout` instead of [`TIMEOUT`].
+pub fn get_with_timeout(url: &str, timeout: Duration) -> Result<HttpResponse> {
+    finish(url, agent_with_timeout(timeout).get(url).call())
+}
+
 /// `POST url` with a JSON body.
 pub fn post_json(url: &str, body: &Value) -> Result<HttpResponse> {
     finish(url, agent().post(url).send_json(body))
+}
+
+/// `POST url` with a JSON body and an overall `timeout`.
+pub fn post_json_with_timeout(url: &str, body: &Value, timeout: Duration) -> Result<HttpResponse> {
+    finish(url, agent_with_timeout(timeout).post(url).send_json(body))
 }
 
 /// `OPTIONS url` — what HAProxy's `option httpchk OPTIONS /primary` sends.

@@ -8,6 +8,13 @@
 //! Everything started is killed when its handle drops, also when a test
 //! panics. Synchronisation is always polling with a deadline ([`wait`]).
 //!
+//! Faults: processes are killed or frozen through [`Node`] and
+//! [`EtcdCluster`]; network partitions go through fault-injecting TCP
+//! proxies ([`proxy`], wired per node by [`ClusterSpec::with_proxies`]).
+//! [`workload`] and [`observe`] timestamp what clients and the cluster saw,
+//! [`failover`] turns that into ordering checks, and
+//! [`Cluster::assert_converged`] is how a scenario ends.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use warden_tests::cluster::{Cluster, ClusterSpec};
@@ -22,18 +29,23 @@ pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod etcd;
+pub mod failover;
 pub mod haproxy;
 pub mod http;
 pub mod node;
+pub mod observe;
 pub mod ports;
 pub mod process;
+pub mod proxy;
 pub mod sql;
 pub mod wait;
 pub mod workdir;
+pub mod workload;
 
-pub use cluster::{Cluster, ClusterPorts, ClusterSpec};
+pub use cluster::{Cluster, ClusterPorts, ClusterSpec, Converged, NodeProxies};
 pub use config::NodeConfig;
 pub use etcd::{Etcd, EtcdCluster};
 pub use haproxy::Haproxy;
 pub use node::Node;
+pub use proxy::Proxy;
 pub use wait::wait_until;

@@ -231,6 +231,51 @@ impl Node {
         self.status("/replica") == Some(200)
     }
 
+    /// `timeline` from `/patroni`.
+    pub fn timeline(&self) -> Option<u64> {
+        self.patroni()?["timeline"].as_u64()
+    }
+
+    /// `warden.fencing_token` from `/patroni` (the leader key's
+    /// `create_revision` while this node leads).
+    pub fn fencing_token(&self) -> Option<i64> {
+        self.patroni()?["warden"]["fencing_token"].as_i64()
+    }
+
+    /// Pid of the postmaster's child whose process title contains `title`,
+    /// e.g. `"walreceiver"` or `"checkpointer"`.
+    pub fn postgres_child_pid(&self, title: &str) -> Option<i32> {
+        let pm = self.postmaster_pid()?;
+        process::children(pm).into_iter().find(|&c| {
+            std::fs::read(format!("/proc/{c}/cmdline"))
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains(title))
+        })
+    }
+
+    /// `system_identifier` from `pg_control_system()`, over SQL.
+    pub fn system_identifier(&self) -> Result<String> {
+        sql::query_text(
+            self.pg_port(),
+            "SELECT system_identifier::text FROM pg_control_system()",
+        )?
+        .context("pg_control_system() returned no row")
+    }
+
+    /// Sibling directories of the data dir named `data.failed-*` (where a
+    /// failed rewind leaves the old data dir before re-cloning).
+    pub fn failed_data_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.node_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("data.failed-"))
+            .map(|e| e.path())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// A superuser connection to this node's PostgreSQL over TCP.
     pub fn sql(&self) -> Result<postgres::Client> {
         sql::connect(self.pg_port())

@@ -88,6 +88,11 @@ fn children_map() -> HashMap<i32, Vec<i32>> {
     map
 }
 
+/// Direct children of `pid`.
+pub fn children(pid: i32) -> Vec<i32> {
+    children_map().remove(&pid).unwrap_or_default()
+}
+
 /// All descendants of `root` (not including `root`).
 pub fn descendants(root: i32) -> Vec<i32> {
     let map = children_map();

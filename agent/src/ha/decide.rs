@@ -109,6 +109,13 @@ fn dcs_unreachable(o: &Observation) -> Decision {
 
 /// No `initialize` key: a brand-new cluster, or one whose DCS state was wiped.
 fn uninitialized_cluster(o: &Observation, c: &Cluster) -> Decision {
+    if o.local.data != DataDir::Initialized && !o.tags.may_become_leader() {
+        // Patroni's rule: a member that may never lead does not bootstrap the cluster.
+        return decision(
+            vec![],
+            "tagged nofailover: waiting for another member to bootstrap",
+        );
+    }
     if o.local.data != DataDir::Initialized {
         return decision(
             vec![Action::RaceInitialize, Action::Bootstrap],

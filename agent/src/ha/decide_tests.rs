@@ -530,3 +530,10 @@ fn required_watchdog_missing_means_never_lead() {
     o.watchdog_missing = Some("/dev/watchdog: No such file or directory".into());
     assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
 }
+
+#[test]
+fn nofailover_member_does_not_bootstrap() {
+    let mut o = obs(Some(Cluster::default()), DataDir::Missing, None);
+    o.tags.nofailover = true;
+    assert!(decide(&o).actions.is_empty());
+}

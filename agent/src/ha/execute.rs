@@ -521,7 +521,11 @@ impl Agent {
             let Some(target) = reported.get(&slot).map(|l| (*l).min(replayed)) else {
                 continue;
             };
-            let current = p.physical_slots.get(&slot).copied().flatten().unwrap_or(0);
+            // A slot created this turn is not in the probe yet; it reserved WAL from
+            // now, so advancing it is for the next turn.
+            let Some(current) = p.physical_slots.get(&slot).copied().flatten() else {
+                continue;
+            };
             if target > current {
                 self.pg.advance_slot(&slot, target).await.map_err(failed)?;
             }

@@ -70,10 +70,16 @@ impl Agent {
     pub(super) async fn publish(&mut self, cluster: Option<&Cluster>, local: &Local, note: &str) {
         self.write_member(local).await;
         let is_leader = self.holds_leader;
-        let token = cluster
-            .and_then(|c| c.leader.as_ref())
-            .filter(|l| is_leader && l.name == self.cfg.name)
-            .map(|l| l.create_revision);
+        // Without a DCS view this turn, keep the token we last published while we lead.
+        let previous = self.shared.snapshot().fencing_token;
+        let token = match cluster {
+            Some(c) => c
+                .leader
+                .as_ref()
+                .filter(|l| is_leader && l.name == self.cfg.name)
+                .map(|l| l.create_revision),
+            None => previous.filter(|_| is_leader),
+        };
         let ttl = std::time::Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
         let role = Self::role_of(local);
         let state = self.state.clone();
