@@ -1721,6 +1721,8 @@ impl World {
             failsafe_confirmed: t.failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: None,
+            // Not modelled: the stuck-replica rewind rule never fires in the simulation.
+            not_streaming_for: None,
         };
         let mut d = decide(&obs);
         let restart = [Action::RenewLeader, Action::StartPostgres(StartAs::Primary)];

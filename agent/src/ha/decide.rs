@@ -78,7 +78,7 @@ pub fn decide(o: &Observation) -> Decision {
     };
     match c.leader_name() {
         Some(l) if l == o.me => as_leader(o, c, probe),
-        Some(l) => as_follower(probe, l),
+        Some(l) => as_follower(o, c, probe, l),
         None => vacant_leader(o, c, probe),
     }
 }
@@ -299,13 +299,34 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
     )
 }
 
-fn as_follower(probe: &Probe, leader: &str) -> Decision {
+fn as_follower(o: &Observation, c: &Cluster, probe: &Probe, leader: &str) -> Decision {
     if !probe.in_recovery {
         return decision(
             vec![Action::Demote {
                 upstream: Some(leader.to_string()),
             }],
             format!("demoting: {leader} holds the leader key"),
+        );
+    }
+    // A replica left on an older timeline that cannot stream (its WAL went past the
+    // leader's fork point, e.g. a former primary restarted read-only) never catches up
+    // by itself: stop it, rewind it onto the leader's timeline, start it again.
+    let leader_tl = c.member(leader).and_then(|m| m.timeline);
+    let behind = matches!((probe.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
+    let stuck = o
+        .not_streaming_for
+        .is_some_and(|d| d.as_secs() >= u64::from(c.dynamic_config().ttl));
+    if behind && stuck && !probe.streaming && o.use_pg_rewind {
+        let l = leader.to_string();
+        return decision(
+            vec![
+                Action::Demote {
+                    upstream: Some(l.clone()),
+                },
+                Action::Rewind { from: l.clone() },
+                Action::StartPostgres(StartAs::Replica { upstream: Some(l) }),
+            ],
+            format!("replica stuck on an older timeline than {leader}: rewinding it"),
         );
     }
     decision(

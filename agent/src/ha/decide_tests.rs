@@ -73,6 +73,7 @@ fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observa
         failsafe_confirmed: None,
         failsafe_leader_active: false,
         watchdog_missing: None,
+        not_streaming_for: None,
     }
 }
 
@@ -536,4 +537,43 @@ fn nofailover_member_does_not_bootstrap() {
     let mut o = obs(Some(Cluster::default()), DataDir::Missing, None);
     o.tags.nofailover = true;
     assert!(decide(&o).actions.is_empty());
+}
+
+#[test]
+fn replica_stuck_on_an_older_timeline_is_rewound() {
+    let mut c = cluster(Some("42"), Some("n1"));
+    c.members.get_mut("n1").unwrap().value.timeline = Some(3);
+    let mut p = probe(true, 100);
+    p.timeline = Some(2);
+    p.streaming = false;
+    let mut o = obs(Some(c), DataDir::Initialized, Some(p));
+    o.not_streaming_for = Some(std::time::Duration::from_secs(5));
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::Follow {
+            leader: "n1".into()
+        }],
+        "give it ttl first"
+    );
+    o.not_streaming_for = Some(std::time::Duration::from_secs(40));
+    assert_eq!(
+        decide(&o).actions,
+        vec![
+            Action::Demote {
+                upstream: Some("n1".into())
+            },
+            Action::Rewind { from: "n1".into() },
+            Action::StartPostgres(StartAs::Replica {
+                upstream: Some("n1".into())
+            }),
+        ]
+    );
+    o.local.probe.as_mut().unwrap().timeline = Some(3);
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::Follow {
+            leader: "n1".into()
+        }],
+        "same timeline: just follow"
+    );
 }

@@ -89,4 +89,6 @@ pub struct Observation {
     /// `watchdog.mode: required` but the device cannot be used: why. Such a node must
     /// not lead.
     pub watchdog_missing: Option<String>,
+    /// How long our replica has been running without streaming from an upstream.
+    pub not_streaming_for: Option<std::time::Duration>,
 }

@@ -42,6 +42,8 @@ pub struct Agent {
     pub(super) rewound: bool,
     /// When our primary was first seen down while we held the leader key.
     primary_down_since: Option<Instant>,
+    /// When our running replica was first seen not streaming.
+    not_streaming_since: Option<Instant>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
@@ -108,6 +110,7 @@ impl Agent {
             holds_leader: false,
             rewound: false,
             primary_down_since: None,
+            not_streaming_since: None,
             failsafe_round: None,
             failsafe_written: None,
             state: "starting".into(),
@@ -229,6 +232,15 @@ impl Agent {
         } else {
             self.primary_down_since = None;
         }
+        if local
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.in_recovery && !p.streaming)
+        {
+            self.not_streaming_since.get_or_insert_with(Instant::now);
+        } else {
+            self.not_streaming_since = None;
+        }
         let dynamic = self.dynamic(cluster.as_ref());
         let failsafe_confirmed = self
             .failsafe_round(cluster.as_ref(), cluster_cfg.as_ref(), primary_ok)
@@ -260,6 +272,7 @@ impl Agent {
             failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: self.watchdog_missing.clone(),
+            not_streaming_for: self.not_streaming_since.map(|t| t.elapsed()),
         };
         let d = decide(&obs);
         if d.note != self.last_note {
