@@ -150,6 +150,43 @@ impl FenceOrder {
             self.report(names)
         );
     }
+
+    /// Panics (with `logs`) unless the old primary's instance was really fenced: the
+    /// transaction running through the fault must not have committed, and no process
+    /// of the old PostgreSQL may have survived until the promotion. `t0` is the fault.
+    pub fn assert_old_instance_fenced(
+        &self,
+        t0: Instant,
+        held: &HeldTransaction,
+        held_outcome: Option<&HeldOutcome>,
+        backend_outlived_fence: bool,
+        surviving: &[(i32, String)],
+        logs: &str,
+    ) {
+        match held_outcome {
+            Some((Err(e), at)) => println!(
+                "the transaction running during the fault failed at {}: {}",
+                since(t0, *at),
+                e.lines().next().unwrap_or("")
+            ),
+            Some((Ok(()), at)) => panic!(
+                "the old primary acknowledged the COMMIT of a transaction that was running during the \
+                 fault, at {} (another node promoted not later than {}); its backend {} was {} when \
+                 released\n{logs}",
+                since(t0, *at),
+                since(t0, self.promoted.not_before),
+                held.backend_pid(),
+                if backend_outlived_fence { "still alive" } else { "gone" },
+            ),
+            None => panic!("the long transaction neither committed nor failed within 30 s\n{logs}"),
+        }
+        assert!(
+            surviving.is_empty(),
+            "processes of the old primary's PostgreSQL were still running when another node was \
+             promoted (not later than {}): {surviving:?}\n{logs}",
+            since(t0, self.promoted.not_before)
+        );
+    }
 }
 
 /// Name of the file whose appearance in the data directory lets a

@@ -96,28 +96,13 @@ fn primary_cut_off_from_etcd_stops_writes_before_another_is_promoted() {
         old_not_200.seen < order.promoted.not_before,
         "the old primary still answered 200 on /primary after another node may have been promoted\n{logs}"
     );
-    match &held_outcome {
-        Some((Err(e), at)) => println!(
-            "the transaction running during the fault failed at {}: {}",
-            since(t_cut, *at),
-            e.lines().next().unwrap_or("")
-        ),
-        Some((Ok(()), at)) => panic!(
-            "the old primary acknowledged the COMMIT of a transaction that was running during the \
-             fault, at {} (another node promoted not later than {}); its backend {} was {} when \
-             released\n{logs}",
-            since(t_cut, *at),
-            since(t_cut, order.promoted.not_before),
-            held.backend_pid(),
-            if orphan { "still alive" } else { "gone" },
-        ),
-        None => panic!("the long transaction neither committed nor failed within 30 s\n{logs}"),
-    }
-    assert!(
-        surviving.is_empty(),
-        "processes of the old primary's PostgreSQL were still running when another node was \
-         promoted (not later than {}): {surviving:?}\n{logs}",
-        since(t_cut, order.promoted.not_before)
+    order.assert_old_instance_fenced(
+        t_cut,
+        &held,
+        held_outcome.as_ref(),
+        orphan,
+        &surviving,
+        &logs,
     );
     let new = order.new;
 

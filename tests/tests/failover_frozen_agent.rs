@@ -78,28 +78,13 @@ fn frozen_primary_agent_stops_writes_before_another_is_promoted() {
     );
     let logs = cluster.dump_logs();
     order.assert_writes_stopped_before_promotion(&names, &logs);
-    match &held_outcome {
-        Some((Err(e), at)) => println!(
-            "the transaction running during the fault failed at {}: {}",
-            since(t_stop, *at),
-            e.lines().next().unwrap_or("")
-        ),
-        Some((Ok(()), at)) => panic!(
-            "the old primary acknowledged the COMMIT of a transaction that was running during the \
-             fault, at {} (another node promoted not later than {}); its backend {} was {} when \
-             released\n{logs}",
-            since(t_stop, *at),
-            since(t_stop, order.promoted.not_before),
-            held.backend_pid(),
-            if orphan { "still alive" } else { "gone" },
-        ),
-        None => panic!("the long transaction neither committed nor failed within 30 s\n{logs}"),
-    }
-    assert!(
-        surviving.is_empty(),
-        "processes of the old primary's PostgreSQL were still running when another node was \
-         promoted (not later than {}): {surviving:?}\n{logs}",
-        since(t_stop, order.promoted.not_before)
+    order.assert_old_instance_fenced(
+        t_stop,
+        &held,
+        held_outcome.as_ref(),
+        orphan,
+        &surviving,
+        &logs,
     );
     let new = order.new;
     let (holder2, rev2) = cluster.wait_leader(Duration::from_secs(10));
