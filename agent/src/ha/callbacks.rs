@@ -136,10 +136,13 @@ mod tests {
             format!("#!/bin/sh\necho \"$@\" > {}\n", out.display()),
         )
         .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        let cbs: BTreeMap<String, String> =
-            [("on_role_change".to_string(), script.display().to_string())].into();
+        // Run through `sh` rather than exec'ing the fresh file: another test thread forking
+        // while the file is still open for writing would make exec fail with ETXTBSY.
+        let cbs: BTreeMap<String, String> = [(
+            "on_role_change".to_string(),
+            format!("/bin/sh {}", script.display()),
+        )]
+        .into();
         let c = Callbacks::new(cbs, None, "demo".into());
         c.fire("on_start", "primary"); // not configured: nothing runs
         c.fire("on_role_change", "primary");
