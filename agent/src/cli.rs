@@ -209,6 +209,6 @@ async fn connect_dcs(
 
 /// Per-request DCS timeout: half of `retry_timeout`, so a request and one retry fit in
 /// it, and at least one second.
-fn request_timeout(retry_timeout: u32) -> Duration {
+pub(crate) fn request_timeout(retry_timeout: u32) -> Duration {
     (Duration::from_secs(u64::from(retry_timeout)) / 2).max(Duration::from_secs(1))
 }

@@ -34,6 +34,10 @@ pub struct NodeStatus {
     /// The last leader that asked us over `POST /failsafe` to confirm it may stay
     /// primary while the DCS is unreachable, and when.
     pub failsafe_leader: Option<(String, Instant)>,
+    /// A restart planned by `POST /restart` with a `schedule`.
+    pub scheduled_restart: Option<crate::ha::request::ScheduledRestart>,
+    /// `restapi.authentication`: required on every mutating endpoint when set.
+    pub auth: Option<crate::config::Credentials>,
 }
 
 impl NodeStatus {
@@ -59,6 +63,8 @@ impl NodeStatus {
             system_identifier: None,
             note: String::new(),
             failsafe_leader: None,
+            scheduled_restart: None,
+            auth: None,
         }
     }
 

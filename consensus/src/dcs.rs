@@ -76,6 +76,9 @@ pub enum DcsError {
 
 #[async_trait]
 pub trait Dcs: Send + Sync + std::fmt::Debug {
+    /// Changes the deadline of each later request (the agent follows `retry_timeout`
+    /// from the dynamic config). Implementations without deadlines ignore it.
+    fn set_request_timeout(&self, _timeout: Duration) {}
     /// Grants a lease of `ttl` (rounded up to whole seconds, at least 1).
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, DcsError>;
     /// Refreshes a lease; returns the TTL the server granted again.

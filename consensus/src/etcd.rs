@@ -8,12 +8,21 @@ use etcd_client::{
 };
 use std::future::Future;
 use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, Mutex};
+
+/// Upper bound of any single gRPC call, whatever the per-request deadline says.
+const CHANNEL_TIMEOUT_CEILING: Duration = Duration::from_secs(60);
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// etcd client with a per-request deadline.
 pub struct EtcdDcs {
     client: Client,
-    timeout: Duration,
+    /// Per-request deadline in milliseconds; follows `retry_timeout` at run time.
+    timeout_ms: AtomicU64,
     /// The open keep-alive stream of the lease we refresh, reused across refreshes so a
     /// renewal costs one round trip, not a new gRPC stream.
     keeper: Mutex<Option<(i64, LeaseKeeper, LeaseKeepAliveStream)>>,
@@ -22,7 +31,7 @@ pub struct EtcdDcs {
 impl std::fmt::Debug for EtcdDcs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EtcdDcs")
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -42,7 +51,9 @@ impl EtcdDcs {
             })
             .collect();
         let opts = ConnectOptions::new()
-            .with_timeout(timeout)
+            // A ceiling only: each request is bounded by the (changeable) per-request
+            // deadline below, which must be free to grow past the initial value.
+            .with_timeout(timeout.max(CHANNEL_TIMEOUT_CEILING))
             .with_connect_timeout(timeout)
             .with_keep_alive(Duration::from_secs(2), timeout)
             .with_keep_alive_while_idle(true)
@@ -55,9 +66,13 @@ impl EtcdDcs {
         .await?;
         Ok(Self {
             client,
-            timeout,
+            timeout_ms: AtomicU64::new(millis(timeout)),
             keeper: Mutex::new(None),
         })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
     }
 
     fn client(&self) -> Client {
@@ -65,7 +80,7 @@ impl EtcdDcs {
     }
 
     async fn txn(&self, txn: Txn) -> Result<bool, DcsError> {
-        let resp = bounded(self.timeout, || {
+        let resp = bounded(self.timeout(), || {
             let mut c = self.client();
             let txn = txn.clone();
             async move { c.txn(txn).await }
@@ -77,7 +92,7 @@ impl EtcdDcs {
     async fn keepalive_once(&self, lease: LeaseId) -> Result<Duration, DcsError> {
         let mut guard = self.keeper.lock().await;
         if guard.as_ref().is_none_or(|(id, _, _)| *id != lease.0) {
-            let (keeper, stream) = bounded(self.timeout, || {
+            let (keeper, stream) = bounded(self.timeout(), || {
                 let mut c = self.client();
                 async move { c.lease_keep_alive(lease.0).await }
             })
@@ -97,9 +112,9 @@ impl EtcdDcs {
                 )),
             }
         };
-        let out = match tokio::time::timeout(self.timeout, result).await {
+        let out = match tokio::time::timeout(self.timeout(), result).await {
             Ok(r) => r,
-            Err(_) => Err(DcsError::Timeout(self.timeout)),
+            Err(_) => Err(DcsError::Timeout(self.timeout())),
         };
         if out.is_err() {
             // A failed stream may be half-broken; open a fresh one next time.
@@ -166,9 +181,16 @@ fn convert(kv: &etcd_client::KeyValue) -> KeyValue {
 
 #[async_trait]
 impl Dcs for EtcdDcs {
+    fn set_request_timeout(&self, timeout: Duration) {
+        let new = millis(timeout);
+        if self.timeout_ms.swap(new, Ordering::Relaxed) != new {
+            tracing::info!(?timeout, "DCS request timeout changed");
+        }
+    }
+
     async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, DcsError> {
         let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let resp = bounded(self.timeout, || {
+        let resp = bounded(self.timeout(), || {
             let mut c = self.client();
             async move { c.lease_grant(secs, None).await }
         })
@@ -184,7 +206,7 @@ impl Dcs for EtcdDcs {
     }
 
     async fn revoke(&self, lease: LeaseId) -> Result<(), DcsError> {
-        let revoke = bounded(self.timeout, || {
+        let revoke = bounded(self.timeout(), || {
             let mut c = self.client();
             async move { c.lease_revoke(lease.0).await }
         });
@@ -195,7 +217,7 @@ impl Dcs for EtcdDcs {
     }
 
     async fn get_prefix(&self, prefix: &str) -> Result<Snapshot, DcsError> {
-        let resp = bounded(self.timeout, || {
+        let resp = bounded(self.timeout(), || {
             let mut c = self.client();
             let prefix = prefix.to_string();
             async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
@@ -208,7 +230,7 @@ impl Dcs for EtcdDcs {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<(), DcsError> {
-        bounded(self.timeout, || {
+        bounded(self.timeout(), || {
             let mut c = self.client();
             let (key, value) = (key.to_string(), value.clone());
             async move { c.put(key, value, put_opts(lease)).await }
@@ -263,7 +285,7 @@ impl Dcs for EtcdDcs {
     }
 
     async fn delete(&self, key: &str) -> Result<(), DcsError> {
-        bounded(self.timeout, || {
+        bounded(self.timeout(), || {
             let mut c = self.client();
             let key = key.to_string();
             async move { c.delete(key, None).await }
@@ -277,7 +299,7 @@ impl Dcs for EtcdDcs {
         prefix: &str,
         after_revision: i64,
     ) -> Result<mpsc::Receiver<WatchEvent>, DcsError> {
-        let mut stream = bounded(self.timeout, || {
+        let mut stream = bounded(self.timeout(), || {
             let mut c = self.client();
             let prefix = prefix.to_string();
             let opts = WatchOptions::new()

@@ -60,6 +60,25 @@ pub enum Action {
     },
     /// Primary: publish our WAL position to `status`.
     WriteStatus,
+    /// Planned switchover from this primary: CHECKPOINT, fast shutdown, wait until the
+    /// candidate has received the shutdown checkpoint, hand the leader key over, and
+    /// restart as the candidate's replica (no rewind needed). Aborts (restarting as
+    /// primary, still holding the key) if the candidate does not confirm in time.
+    HandOver {
+        candidate: String,
+    },
+    /// Clear the `failover` key (write `{}` by compare-and-swap): the request was carried
+    /// out, is stale, or cannot be carried out.
+    ClearFailover,
+    /// Operator-requested restart of PostgreSQL in its current role.
+    Restart {
+        as_primary: bool,
+        timeout: Option<u64>,
+    },
+    /// Operator-requested re-clone of this replica from the named member.
+    Reinitialize {
+        from: String,
+    },
     /// Stop the agent: a condition an operator must resolve.
     Fatal(String),
 }

@@ -5,9 +5,10 @@
 //! and `/patroni` shows.
 
 use super::action::{Action, StartAs};
-use super::observation::{Observation, Peer, PeerStatus, Tags};
+use super::observation::{ManualTask, Observation, Peer, PeerStatus, Tags};
 use crate::pg::sql::Probe;
 use crate::pg::DataDir;
+use warden_consensus::types::Failover;
 use warden_consensus::Cluster;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub fn decide(o: &Observation) -> Decision {
 
     if o.local.data != DataDir::Initialized {
         return clone_replica(o, c);
+    }
+    if let Some(task) = &o.manual {
+        return manual_task(o, c, task);
     }
     if c.is_paused() {
         return paused(o, c);
@@ -181,15 +185,240 @@ fn clone_source(o: &Observation, c: &Cluster) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Maintenance mode (Patroni's semantics): PostgreSQL is never started, stopped,
+/// promoted or demoted automatically. The leader keeps its key only while its primary
+/// runs; a running primary without a leader takes the key; replicas are re-pointed at a
+/// new leader; a manual switchover to a named candidate still works.
 fn paused(o: &Observation, c: &Cluster) -> Decision {
-    let leader = c.leader_name();
-    if leader == Some(o.me.as_str()) && o.local.probe.as_ref().is_some_and(|p| !p.in_recovery) {
-        return decision(
-            vec![Action::RenewLeader, Action::WriteStatus],
-            "paused: keeping the leader key",
-        );
+    let probe = o.local.probe.as_ref();
+    let primary = probe.is_some_and(|p| !p.in_recovery);
+    let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
+    match c.leader_name() {
+        Some(l) if l == o.me => {
+            if !primary {
+                return decision(
+                    vec![Action::ReleaseLeader],
+                    "paused: PostgreSQL is not running as primary; removing the leader key",
+                );
+            }
+            if !o.lease_renewed {
+                return decision(vec![], "paused: lease not renewed this turn");
+            }
+            if let Some(d) = leader_switchover(o, c, true) {
+                return d;
+            }
+            decision(
+                vec![Action::RenewLeader, Action::WriteStatus],
+                "paused: keeping the leader key",
+            )
+        }
+        Some(l) => match probe {
+            Some(p) if p.in_recovery => decision(
+                vec![Action::Follow {
+                    leader: l.to_string(),
+                }],
+                format!("paused: following leader {l}"),
+            ),
+            Some(_) => decision(
+                vec![],
+                format!("paused: running as a primary while {l} holds the leader key; not demoting"),
+            ),
+            None => decision(vec![], "paused: PostgreSQL is not running; not starting it"),
+        },
+        None if primary && o.lease_renewed => decision(
+            vec![
+                Action::AcquireLeader,
+                Action::EnsureSlots { members: others },
+                Action::WriteStatus,
+            ],
+            "paused: the leader key is vacant and we run a primary: taking it",
+        ),
+        None => {
+            let named = failover_request(c).and_then(|f| f.member.as_deref()) == Some(o.me.as_str());
+            match probe {
+                Some(p) if p.in_recovery && named && o.lease_renewed && o.tags.may_become_leader() => {
+                    decision(
+                        vec![
+                            Action::AcquireLeader,
+                            Action::Promote {
+                                reason: "manual switchover".into(),
+                            },
+                            Action::EnsureSlots { members: others },
+                            Action::WriteStatus,
+                        ],
+                        "paused: we are the candidate of a manual switchover: taking the leader key",
+                    )
+                }
+                _ => decision(vec![], "paused: no leader; not promoting anyone automatically"),
+            }
+        }
     }
-    decision(vec![], "paused: no automatic actions")
+}
+
+/// An operator request accepted by the loop (its filters already checked).
+fn manual_task(o: &Observation, c: &Cluster, task: &ManualTask) -> Decision {
+    let leads = c.leader_name() == Some(o.me.as_str());
+    match task {
+        ManualTask::Restart { timeout } => {
+            let as_primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery)
+                || (!o.local.running && leads && o.local.was_primary);
+            if as_primary && !(leads && o.lease_renewed) {
+                return decision(
+                    vec![],
+                    "restart requested, but a primary restarts only while we hold the leader key with a renewed lease",
+                );
+            }
+            let mut actions = Vec::new();
+            if as_primary {
+                actions.push(Action::RenewLeader);
+            }
+            actions.push(Action::Restart {
+                as_primary,
+                timeout: *timeout,
+            });
+            decision(actions, "restarting PostgreSQL as requested")
+        }
+        ManualTask::Reinitialize { from } => {
+            if leads {
+                return decision(vec![], "reinitialize refused: we hold the leader key");
+            }
+            decision(
+                vec![Action::Reinitialize { from: from.clone() }],
+                format!("reinitializing from {from} as requested"),
+            )
+        }
+    }
+}
+
+/// The `failover` key's request, if there is one.
+fn failover_request(c: &Cluster) -> Option<&Failover> {
+    c.failover.as_ref().map(|f| &f.value).filter(|f| !f.is_empty())
+}
+
+/// Whether a scheduled switchover is due: `Ok(true)` now, `Ok(false)` later, `Err` stale
+/// or unreadable (Patroni drops a request more than two loop_waits late).
+fn schedule_due(o: &Observation, c: &Cluster, f: &Failover) -> Result<bool, String> {
+    let Some(text) = f.scheduled_at.as_deref() else {
+        return Ok(true);
+    };
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .map_err(|e| format!("scheduled_at {text:?} is not an ISO 8601 time: {e}"))?
+        .with_timezone(&chrono::Utc);
+    let late = o.now.signed_duration_since(at);
+    if late < chrono::TimeDelta::zero() {
+        return Ok(false);
+    }
+    let grace = i64::from(c.dynamic_config().loop_wait.max(1)) * 2;
+    if late.num_seconds() > grace {
+        return Err(format!("the switchover scheduled at {text} is stale"));
+    }
+    Ok(true)
+}
+
+/// On the leader with a running primary: act on the `failover` key. `None` when there
+/// is nothing to do (no request, or one scheduled for later).
+fn leader_switchover(o: &Observation, c: &Cluster, paused: bool) -> Option<Decision> {
+    let f = failover_request(c)?;
+    let keep = |note: String| {
+        Some(decision(
+            vec![Action::RenewLeader, Action::ClearFailover, Action::WriteStatus],
+            note,
+        ))
+    };
+    if let Some(l) = f.leader.as_deref().filter(|l| *l != o.me) {
+        return keep(format!(
+            "switchover request names {l} as leader, not us: clearing it"
+        ));
+    }
+    if f.member.as_deref() == Some(o.me.as_str()) {
+        return keep("switchover request names us as candidate: nothing to do; clearing it".into());
+    }
+    if f.scheduled_at.is_some() && paused {
+        return keep("scheduled switchovers are not carried out while paused: clearing it".into());
+    }
+    if f.member.is_none() && paused {
+        return keep("while paused a switchover needs a named candidate: clearing it".into());
+    }
+    match schedule_due(o, c, f) {
+        Err(why) => return keep(format!("{why}: clearing it")),
+        Ok(false) => return None,
+        Ok(true) => {}
+    }
+    match switchover_candidate(o, c, f.member.as_deref()) {
+        Ok(candidate) => Some(decision(
+            vec![Action::HandOver {
+                candidate: candidate.clone(),
+            }],
+            format!("switchover: handing the leader key over to {candidate}"),
+        )),
+        Err(why) => keep(format!("switchover is not possible: {why}; clearing the request")),
+    }
+}
+
+/// The member a switchover hands over to: the named one if it is a healthy replica close
+/// enough to us, else (when none was named) the best such replica.
+fn switchover_candidate(
+    o: &Observation,
+    c: &Cluster,
+    named: Option<&str>,
+) -> Result<String, String> {
+    let max_lag = c.dynamic_config().maximum_lag_on_failover;
+    let mine = o
+        .local
+        .probe
+        .as_ref()
+        .and_then(|p| p.wal_position)
+        .unwrap_or(0);
+    let check = |p: &Peer| -> Result<(), String> {
+        let Some(s) = p.status.as_ref() else {
+            return Err(format!("{} did not answer", p.name));
+        };
+        if s.is_primary {
+            return Err(format!("{} runs as a primary", p.name));
+        }
+        if !s.may_become_leader {
+            return Err(format!("{} is tagged nofailover", p.name));
+        }
+        let lag = mine.saturating_sub(s.wal_position);
+        if lag > max_lag {
+            return Err(format!(
+                "{} is {lag} bytes behind, more than maximum_lag_on_failover ({max_lag})",
+                p.name
+            ));
+        }
+        Ok(())
+    };
+    if let Some(name) = named {
+        let Some(peer) = o.peers.iter().find(|p| p.name == name) else {
+            return Err(format!("candidate {name} is not a member of the cluster"));
+        };
+        return check(peer).map(|()| name.to_string());
+    }
+    o.peers
+        .iter()
+        .filter(|p| check(p).is_ok())
+        .max_by_key(|p| {
+            let s = p.status.as_ref().map_or((0, 0), |s| (s.wal_position, s.priority));
+            (s.0, s.1, std::cmp::Reverse(p.name.clone()))
+        })
+        .map(|p| p.name.clone())
+        .ok_or_else(|| "no healthy replica to switch over to".to_string())
+}
+
+/// With the leader key vacant and a `failover` request present: `Some(true)` if we are
+/// its candidate and should race regardless of peers, `Some(false)` if we must stay out
+/// of the race, `None` if the request does not apply (normal race rules).
+fn failover_race(o: &Observation, c: &Cluster) -> Option<bool> {
+    let f = failover_request(c)?;
+    if matches!(schedule_due(o, c, f), Ok(false)) {
+        return None;
+    }
+    match f.member.as_deref() {
+        Some(m) if m == o.me => Some(true),
+        Some(m) if c.member(m).is_some_and(|x| x.state == "running") => Some(false),
+        _ if f.leader.as_deref() == Some(o.me.as_str()) => Some(false),
+        _ => None,
+    }
 }
 
 fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
@@ -288,6 +517,9 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
             "holding the leader key: promoting",
         );
     }
+    if let Some(d) = leader_switchover(o, c, false) {
+        return d;
+    }
     decision(
         vec![
             Action::RenewLeader,
@@ -356,7 +588,12 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
             "leader key vacant and we run as primary: taking it back",
         );
     }
-    match race_refusal(o, c, probe) {
+    let refusal = match failover_race(o, c) {
+        Some(false) => Some("a manual switchover names another member".to_string()),
+        Some(true) => candidate_refusal(o, c, probe),
+        None => race_refusal(o, c, probe),
+    };
+    match refusal {
         Some(why) => decision(vec![], format!("not racing for the leader key: {why}")),
         None => decision(
             vec![
@@ -376,6 +613,30 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
 /// for confirmation) may race; another could promote beside a leader holding on.
 fn cfg_failsafe_excludes(o: &Observation, c: &Cluster) -> bool {
     c.dynamic_config().failsafe_mode && c.failsafe.as_ref().is_some_and(|f| !f.contains_key(&o.me))
+}
+
+/// The named candidate of a manual switchover races without deferring to peers (the old
+/// leader confirmed it has all the WAL), but still only if it may lead and is not too
+/// far behind the last leader position.
+fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
+    if !o.tags.may_become_leader() {
+        return Some("tagged nofailover (or failover_priority 0)".into());
+    }
+    if let Some(why) = &o.watchdog_missing {
+        return Some(format!(
+            "watchdog.mode is required but the watchdog is unusable ({why})"
+        ));
+    }
+    let cfg = c.dynamic_config();
+    let mine = probe.wal_position.unwrap_or(0);
+    let optime = c.status.as_ref().and_then(|s| s.optime)?;
+    let lag = optime.saturating_sub(mine);
+    (lag > cfg.maximum_lag_on_failover).then(|| {
+        format!(
+            "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({})",
+            cfg.maximum_lag_on_failover
+        )
+    })
 }
 
 /// Why this replica must not race for the vacant leader key, or `None` if it may.

@@ -54,6 +54,16 @@ impl Agent {
         }
         match action {
             Action::Fatal(msg) => Err(ActError::Fatal(msg.clone())),
+            Action::HandOver { candidate } => self.hand_over(candidate, obs).await,
+            Action::ClearFailover => {
+                self.clear_failover(cluster).await;
+                Ok(())
+            }
+            Action::Restart {
+                as_primary,
+                timeout,
+            } => self.restart_postgres(*as_primary, *timeout, obs).await,
+            Action::Reinitialize { from } => self.reinitialize(from, obs).await,
             Action::RaceInitialize => {
                 let won = self
                     .dcs
@@ -243,7 +253,7 @@ impl Agent {
     }
 
     /// Where to stream from when following `member`.
-    fn upstream(&self, member: &str, cluster: Option<&Cluster>) -> Option<Upstream> {
+    pub(super) fn upstream(&self, member: &str, cluster: Option<&Cluster>) -> Option<Upstream> {
         let (host, port) = cluster?.member(member)?.conn_host_port()?;
         let pg = &self.cfg.postgresql;
         Some(Upstream {
@@ -256,7 +266,7 @@ impl Agent {
         })
     }
 
-    fn write_config(
+    pub(super) fn write_config(
         &mut self,
         cluster: Option<&Cluster>,
         standby: Option<&Option<Upstream>>,
@@ -369,7 +379,7 @@ impl Agent {
         Ok(())
     }
 
-    async fn clone_from(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
+    pub(super) async fn clone_from(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
         let (host, port) = cluster
             .and_then(|c| c.member(from))
             .and_then(warden_consensus::types::Member::conn_host_port)
@@ -602,7 +612,7 @@ impl Agent {
 
 /// Runs `job`, renewing `lease` every `loop_wait` seconds until it finishes, so other
 /// members do not take us for dead during initdb or a clone.
-async fn keep_lease_during<T>(
+pub(super) async fn keep_lease_during<T>(
     dcs: Arc<dyn Dcs>,
     lease: Option<LeaseId>,
     loop_wait: u32,

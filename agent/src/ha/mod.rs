@@ -6,8 +6,10 @@ pub mod decide;
 pub mod execute;
 pub mod fence;
 pub mod observation;
+pub mod operate;
 pub mod peers;
 pub mod publish;
+pub mod request;
 pub mod run;
 
 pub use action::{Action, StartAs};

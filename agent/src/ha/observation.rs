@@ -61,8 +61,19 @@ pub struct PeerStatus {
     pub priority: u32,
 }
 
+/// An operator request the loop has accepted and wants carried out this turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManualTask {
+    Restart { timeout: Option<u64> },
+    Reinitialize { from: String },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
+    /// Wall-clock time of this turn: scheduled switchovers are wall-clock times.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// An accepted operator request (restart, reinitialize) to carry out now.
+    pub manual: Option<ManualTask>,
     pub me: String,
     pub tags: Tags,
     /// `None`: the DCS could not be read this turn.
@@ -72,7 +83,8 @@ pub struct Observation {
     /// Our local lease deadline has not passed.
     pub lease_valid: bool,
     pub local: Local,
-    /// Filled only while the leader key is vacant and we might race for it.
+    /// Filled while the leader key is vacant and we might race for it, and on the leader
+    /// while a switchover is due (to check the candidate).
     pub peers: Vec<Peer>,
     /// This agent ran initdb for the current bootstrap race and it succeeded.
     pub bootstrapped_here: bool,

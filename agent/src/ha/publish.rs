@@ -60,7 +60,22 @@ impl Agent {
             }
             if p.pending_restart {
                 m["pending_restart"] = json!(true);
+                let reason: serde_json::Map<String, Value> = p
+                    .pending_restart_reason
+                    .iter()
+                    .map(|(k, (old, new))| (k.clone(), json!({"old_value": old, "new_value": new})))
+                    .collect();
+                if !reason.is_empty() {
+                    m["pending_restart_reason"] = Value::Object(reason);
+                }
             }
+        }
+        let s = self.shared.snapshot();
+        if let Some(r) = &s.scheduled_restart {
+            m["scheduled_restart"] = r.to_member_json();
+        }
+        if s.paused() {
+            m["pause"] = json!(true);
         }
         m
     }
@@ -68,7 +83,6 @@ impl Agent {
     /// Writes our member key when it changed (it lives as long as our lease), and
     /// refreshes the cached status.
     pub(super) async fn publish(&mut self, cluster: Option<&Cluster>, local: &Local, note: &str) {
-        self.write_member(local).await;
         let is_leader = self.holds_leader;
         // Without a DCS view this turn, keep the token we last published while we lead.
         let previous = self.shared.snapshot().fencing_token;
@@ -99,6 +113,8 @@ impl Agent {
                 s.dcs_last_seen = Some(chrono::Utc::now().timestamp());
             }
         });
+        // After the cached status: the member JSON reads the pause flag from it.
+        self.write_member(local).await;
     }
 
     /// Publishes a state change (e.g. "creating replica") before a long job starts.

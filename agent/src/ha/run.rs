@@ -1,15 +1,17 @@
 //! The HA loop: observe, decide, act, publish — once per `loop_wait`, and at once when
 //! the watch reports a change to the leader, failover, config or initialize keys.
 
-use super::observation::{Local, Observation, Tags};
+use super::observation::{Local, ManualTask, Observation, Tags};
+use super::request::{self, Kind, Reply, Request, RequestRx};
 use super::{decide, peers, Action};
 use crate::config::Config;
 use crate::pg::{DataDir, Postgres};
 use crate::state::Shared;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
@@ -62,6 +64,12 @@ pub struct Agent {
     pub(super) watchdog: Option<warden_fencing::watchdog::Watchdog>,
     /// `watchdog.mode: required` and the device is unusable: why.
     watchdog_missing: Option<String>,
+    /// Operator requests from the REST API.
+    requests: Option<RequestRx>,
+    /// Requests received while waiting between turns, handled at the next turn.
+    incoming: Vec<Request>,
+    /// The YAML file the config came from, re-read on `POST /reload` and SIGHUP.
+    config_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -120,7 +128,18 @@ impl Agent {
             last_note: String::new(),
             last_errors: Vec::new(),
             guard: None,
+            requests: None,
+            incoming: Vec::new(),
+            config_path: None,
         }
+    }
+
+    /// Attaches the queue the REST API sends operator requests on, and the config file
+    /// a reload re-reads.
+    pub fn with_requests(mut self, rx: RequestRx, config_path: Option<PathBuf>) -> Self {
+        self.requests = Some(rx);
+        self.config_path = config_path;
+        self
     }
 
     /// Attaches the fencing guard process, fed once per turn.
@@ -160,13 +179,27 @@ impl Agent {
             let loop_wait = Duration::from_secs(u64::from(
                 self.dynamic(last_cluster.as_ref()).loop_wait.max(1),
             ));
+            // Wake exactly at a scheduled switchover or restart, not up to loop_wait late.
+            let until_due = self
+                .next_scheduled(last_cluster.as_ref())
+                .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+            let wait = until_due.map_or(loop_wait, |d| d.min(loop_wait));
             if watch.is_none() {
                 let rev = last_cluster.as_ref().map_or(0, |c| c.revision);
                 watch = self.dcs.watch(self.keys.prefix(), rev).await.ok();
             }
-            let wake = wait_for_wakeup(&self.keys, watch.as_mut(), loop_wait, &shutdown).await;
-            if wake == Wakeup::WatchBroken {
-                watch = None;
+            let wake = wait_for_wakeup(
+                &self.keys,
+                watch.as_mut(),
+                self.requests.as_mut(),
+                wait,
+                &shutdown,
+            )
+            .await;
+            match wake {
+                Wakeup::WatchBroken => watch = None,
+                Wakeup::Request(r) => self.incoming.push(r),
+                Wakeup::Tick | Wakeup::Change | Wakeup::Shutdown => {}
             }
         }
         self.shutdown().await;
@@ -210,18 +243,30 @@ impl Agent {
                 self.shared.deadline.clear();
             }
         }
+        self.apply_dynamic(cluster.as_ref());
         let local = self.observe_local().await;
+        let (manual, reply) = self.take_request(cluster.as_ref(), &local).await;
         // Publish the fresh probe before any race: peers racing at the same moment read
         // our WAL position from /patroni, and a turn-old value would mislead them.
         self.shared.update(|s| {
             s.running = local.running;
             s.probe.clone_from(&local.probe);
         });
+        let named_candidate = cluster
+            .as_ref()
+            .and_then(|c| c.failover.as_ref())
+            .and_then(|f| f.value.member.as_deref())
+            == Some(self.cfg.name.as_str());
         let race_possible = cluster
             .as_ref()
             .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())
-            && local.probe.as_ref().is_some_and(|p| p.in_recovery);
-        let peers = match (&cluster, race_possible) {
+            && local.probe.as_ref().is_some_and(|p| p.in_recovery)
+            // The named candidate of a switchover does not compare itself with peers.
+            && !named_candidate;
+        let switchover_due = cluster.as_ref().is_some_and(|c| {
+            c.leader_name() == Some(self.cfg.name.as_str()) && switchover_due(c, chrono::Utc::now())
+        });
+        let peers = match (&cluster, race_possible || switchover_due) {
             (Some(c), true) => peers::probe_peers(&self.cfg.name, c).await,
             _ => Vec::new(),
         };
@@ -251,6 +296,8 @@ impl Agent {
             .failsafe_leader
             .is_some_and(|(_, at)| at.elapsed() < ttl);
         let obs = Observation {
+            now: chrono::Utc::now(),
+            manual,
             me: self.cfg.name.clone(),
             tags: Tags {
                 nofailover: !self.cfg.tags.can_failover(),
@@ -280,6 +327,7 @@ impl Agent {
             self.last_note.clone_from(&d.note);
         }
         let mut changed_local = false;
+        let mut outcome: Result<(), String> = Ok(());
         for action in &d.actions {
             changed_local |= matches!(
                 action,
@@ -298,9 +346,22 @@ impl Agent {
                 Err(super::execute::ActError::Fatal(msg)) => return Err(Fatal(msg)),
                 Err(super::execute::ActError::Failed(msg)) => {
                     tracing::warn!(action = ?action, error = %msg, "action failed; skipping the rest of this turn");
+                    outcome = Err(msg);
                     break;
                 }
             }
+        }
+        if let Some((tx, what)) = reply {
+            let restarted = d.actions.iter().any(|a| matches!(a, Action::Restart { .. }));
+            let answer = match (what, outcome) {
+                (ManualTask::Restart { .. }, Ok(())) if restarted => {
+                    Ok("restarted successfully".to_string())
+                }
+                (ManualTask::Restart { .. }, Ok(())) => Err((503, format!("restart not carried out: {}", d.note))),
+                (ManualTask::Restart { .. }, Err(e)) => Err((503, format!("restart failed: {e}"))),
+                (ManualTask::Reinitialize { .. }, _) => Ok("reinitialize started".to_string()),
+            };
+            let _ = tx.send(answer);
         }
         let Observation { cluster, local, .. } = obs;
         let local = if changed_local {
@@ -315,6 +376,160 @@ impl Agent {
         self.publish(cluster.as_ref(), &local, &d.note).await;
         self.feed_guard(ttl).await;
         Ok(cluster)
+    }
+
+    /// Dynamic settings that apply without a restart: the DCS request timeout follows
+    /// `retry_timeout` (ttl and loop_wait are read afresh every turn).
+    fn apply_dynamic(&self, cluster: Option<&Cluster>) {
+        let d = self.dynamic(cluster);
+        self.dcs
+            .set_request_timeout(crate::cli::request_timeout(d.retry_timeout));
+    }
+
+    /// The earliest scheduled switchover (if we lead) or restart, to wake up for.
+    fn next_scheduled(&self, cluster: Option<&Cluster>) -> Option<chrono::DateTime<chrono::Utc>> {
+        let restart = self.shared.snapshot().scheduled_restart.map(|r| r.at);
+        let switchover = cluster
+            .filter(|c| c.leader_name() == Some(self.cfg.name.as_str()))
+            .and_then(|c| c.failover.as_ref())
+            .and_then(|f| f.value.scheduled_at.as_deref())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        [restart, switchover].into_iter().flatten().min()
+    }
+
+    /// Picks up at most one operator request (or a due scheduled restart) and turns it
+    /// into a task for the decision, answering refusals at once. A reload is carried out
+    /// here and does not count as a task.
+    async fn take_request(
+        &mut self,
+        cluster: Option<&Cluster>,
+        local: &Local,
+    ) -> (Option<ManualTask>, Option<(oneshot::Sender<Reply>, ManualTask)>) {
+        if let Some(rx) = self.requests.as_mut() {
+            while let Ok(r) = rx.try_recv() {
+                self.incoming.push(r);
+            }
+        }
+        if let Some(pos) = self.incoming.iter().position(|r| r.kind == Kind::Reload) {
+            self.incoming.remove(pos);
+            self.reload_config();
+        }
+        let mut req = if self.incoming.is_empty() {
+            None
+        } else {
+            Some(self.incoming.remove(0))
+        };
+        if req.is_none() {
+            let due = self
+                .shared
+                .snapshot()
+                .scheduled_restart
+                .filter(|r| r.at <= chrono::Utc::now());
+            if let Some(r) = due {
+                self.shared.update(|s| s.scheduled_restart = None);
+                tracing::info!(at = %r.at, "running the scheduled restart");
+                req = Some(Request {
+                    kind: Kind::Restart(r.spec),
+                    reply: None,
+                });
+            }
+        }
+        let Some(Request { kind, reply }) = req else {
+            return (None, None);
+        };
+        let refuse = |reply: Option<oneshot::Sender<Reply>>, status: u16, msg: String| {
+            tracing::info!(reason = %msg, "operator request refused");
+            if let Some(tx) = reply {
+                let _ = tx.send(Err((status, msg)));
+            }
+        };
+        let task = match kind {
+            Kind::Reload => {
+                self.reload_config();
+                return (None, None);
+            }
+            Kind::Restart(spec) => {
+                let facts = request::LocalFacts {
+                    is_primary: local.probe.as_ref().is_some_and(|p| !p.in_recovery),
+                    server_version: local.probe.as_ref().map(|p| p.server_version),
+                    pending_restart: local.probe.as_ref().is_some_and(|p| p.pending_restart),
+                };
+                if let Some(why) = request::restart_refusal(&spec, facts) {
+                    tracing::info!(reason = %why, "restart filters not met");
+                    refuse(reply, 503, "restart conditions are not satisfied".into());
+                    return (None, None);
+                }
+                ManualTask::Restart {
+                    timeout: spec.timeout,
+                }
+            }
+            Kind::Reinitialize { from_leader } => {
+                let Some(c) = cluster else {
+                    refuse(reply, 503, "DCS is not accessible, can not reinitialize".into());
+                    return (None, None);
+                };
+                match request::reinit_source(&self.cfg.name, c, from_leader) {
+                    Ok(from) => ManualTask::Reinitialize { from },
+                    Err(why) => {
+                        refuse(reply, 503, why);
+                        return (None, None);
+                    }
+                }
+            }
+        };
+        let reply = reply.map(|tx| (tx, task.clone()));
+        (Some(task), reply)
+    }
+
+    /// Re-reads the config file and applies what can change on a running agent: local
+    /// PostgreSQL parameters and pg_hba (written and reloaded by the next turn), tags,
+    /// callbacks and REST API credentials. Identity settings need a restart.
+    fn reload_config(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            tracing::info!("reload requested, but the agent has no config file to re-read");
+            return;
+        };
+        let new = match crate::config::load(&path) {
+            Ok(l) => l.config,
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the config file is invalid; keeping the running configuration");
+                return;
+            }
+        };
+        let old = &self.cfg;
+        let fixed = [
+            ("name", old.name != new.name),
+            ("scope", old.scope != new.scope),
+            ("namespace", old.namespace != new.namespace),
+            ("postgresql.data_dir", old.postgresql.data_dir != new.postgresql.data_dir),
+            ("postgresql.listen", old.postgresql.port != new.postgresql.port || old.postgresql.listen_hosts != new.postgresql.listen_hosts),
+            ("restapi.listen", old.restapi.listen != new.restapi.listen),
+            ("etcd3.hosts", old.etcd3.hosts != new.etcd3.hosts),
+        ];
+        for (key, changed) in fixed {
+            if changed {
+                tracing::warn!(key, "reload: this setting changes only when the agent restarts; keeping the running value");
+            }
+        }
+        if fixed.iter().any(|(_, c)| *c) {
+            return;
+        }
+        self.pg.settings.parameters.clone_from(&new.postgresql.parameters);
+        self.pg.settings.pg_hba.clone_from(&new.postgresql.pg_hba);
+        self.callbacks = super::callbacks::Callbacks::new(
+            new.postgresql.callbacks.clone(),
+            new.postgresql.pre_promote.clone(),
+            new.scope.clone(),
+        );
+        let tags = new.tags.to_member_json();
+        let auth = new.restapi.authentication.clone();
+        self.shared.update(|s| {
+            s.tags = tags;
+            s.auth = auth;
+        });
+        self.cfg = Arc::new(new);
+        tracing::info!(path = %path.display(), "configuration reloaded");
     }
 
     /// Failsafe mode with the DCS unreachable and us running the primary: ask the members
@@ -508,12 +723,24 @@ impl Agent {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Wakeup {
     Tick,
     Change,
     WatchBroken,
     Shutdown,
+    Request(Request),
+}
+
+/// The leader's switchover request is due now (or has no schedule).
+fn switchover_due(c: &Cluster, now: chrono::DateTime<chrono::Utc>) -> bool {
+    c.failover
+        .as_ref()
+        .filter(|f| !f.value.is_empty())
+        .is_some_and(|f| match f.value.scheduled_at.as_deref() {
+            None => true,
+            Some(t) => chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|at| at <= now),
+        })
 }
 
 /// Sleeps until the next tick, a relevant DCS change, or shutdown. Our own member and
@@ -521,15 +748,28 @@ enum Wakeup {
 async fn wait_for_wakeup(
     keys: &Keys,
     watch: Option<&mut mpsc::Receiver<WatchEvent>>,
+    requests: Option<&mut RequestRx>,
     loop_wait: Duration,
     shutdown: &CancellationToken,
 ) -> Wakeup {
     let tick = tokio::time::sleep(loop_wait);
     tokio::pin!(tick);
+    // A closed queue (the API has stopped) never wakes us.
+    let next_request = async {
+        match requests {
+            Some(rx) => match rx.recv().await {
+                Some(r) => r,
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(next_request);
     let Some(rx) = watch else {
         return tokio::select! {
             () = &mut tick => Wakeup::Tick,
             () = shutdown.cancelled() => Wakeup::Shutdown,
+            r = &mut next_request => Wakeup::Request(r),
         };
     };
     let relevant = [
@@ -543,6 +783,7 @@ async fn wait_for_wakeup(
         tokio::select! {
             () = &mut tick => return Wakeup::Tick,
             () = shutdown.cancelled() => return Wakeup::Shutdown,
+            r = &mut next_request => return Wakeup::Request(r),
             ev = rx.recv() => match ev {
                 Some(WatchEvent::Change { kind, key }) if relevant.contains(&key) => {
                     // The leader re-asserts its key every turn (an update): waking on

@@ -516,6 +516,16 @@ impl Postgres {
         Ok(())
     }
 
+    /// Deletes the data directory: only on an operator's explicit reinitialize request
+    /// (everywhere else an unusable directory is moved aside, never deleted).
+    pub fn remove_data_dir(&self) -> Result<(), PgError> {
+        let dir = &self.settings.data_dir;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| files_err("cannot remove", dir, &e))?;
+        }
+        Ok(())
+    }
+
     /// Clones the data directory from `host:port` with pg_basebackup.
     pub async fn basebackup(
         &self,

@@ -46,6 +46,9 @@ pub struct Probe {
     pub upstream: Option<(String, u16)>,
     pub replication: Vec<ReplicationRow>,
     pub pending_restart: bool,
+    /// Parameters waiting for a restart: name → (value in force, value in the config
+    /// files). Patroni publishes this as `pending_restart_reason`.
+    pub pending_restart_reason: std::collections::BTreeMap<String, (String, String)>,
     /// Physical slots with their restart positions (`None`: not reserving WAL yet).
     pub physical_slots: std::collections::BTreeMap<String, Option<u64>>,
 }
@@ -148,6 +151,21 @@ impl Sql {
             .iter()
             .map(|r| (r.get::<_, String>(0), lsn(r, 1)))
             .collect();
+        if p.pending_restart {
+            // The last file entry for a name wins, as in PostgreSQL's own parsing.
+            let rows = self
+                .query(
+                    "SELECT s.name::text, s.setting || coalesce(s.unit, ''), \
+                     coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name \
+                               ORDER BY f.seqno DESC LIMIT 1), '') \
+                     FROM pg_settings s WHERE s.pending_restart ORDER BY 1",
+                )
+                .await?;
+            p.pending_restart_reason = rows
+                .iter()
+                .map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2))))
+                .collect();
+        }
         if p.in_recovery {
             self.probe_replica(&mut p).await?;
         } else {

@@ -1,0 +1,549 @@
+//! The mutating endpoints: switchover and failover (through the DCS `failover` key),
+//! restart, reinitialize and reload (queued to the HA loop), and config edits. Every one
+//! requires `restapi.authentication` when it is configured, and answers with Patroni's
+//! status codes and plain-text messages.
+
+use super::{json, text, Reply};
+use crate::ha::observation::Tags;
+use crate::ha::request::{self, Kind, Request, RequestTx, RestartSpec, ScheduledRestart};
+use crate::state::Shared;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request as HttpRequest};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use warden_consensus::types::Failover;
+use warden_consensus::{Cluster, Dcs, Keys};
+
+/// Bodies of write requests are small JSON documents.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+/// How often the switchover result is polled from the DCS.
+const RESULT_POLL: Duration = Duration::from_millis(100);
+/// Waiting for the loop to accept a reinitialize request.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the write endpoints need besides the cached status.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub dcs: Arc<dyn Dcs>,
+    pub keys: Keys,
+    pub requests: RequestTx,
+}
+
+/// Handles a mutating request, or returns `None` when the method/path is not one.
+pub async fn handle(req: HttpRequest<Incoming>, ctx: &Context) -> Result<Reply, HttpRequest<Incoming>> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let method = req.method().clone();
+    let known = matches!(
+        (&method, path.as_str()),
+        (&Method::POST, "/switchover" | "/failover" | "/restart" | "/reinitialize" | "/reload")
+            | (&Method::DELETE, "/switchover" | "/restart")
+            | (&Method::PATCH | &Method::PUT, "/config")
+    );
+    if !known {
+        return Err(req);
+    }
+    let creds = ctx.shared.snapshot().auth;
+    if let Err(e) = super::auth::check(creds.as_ref(), req.headers().get(hyper::header::AUTHORIZATION)) {
+        tracing::warn!(%method, path, reason = %e, "rejected an unauthenticated request");
+        let mut r = text(401, &format!("authentication required: {e}"));
+        if let Ok(v) = super::auth::WWW_AUTHENTICATE.parse() {
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
+        return Ok(r);
+    }
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    tracing::info!(%method, path, "operator request");
+    Ok(match (method, path.as_str()) {
+        (Method::POST, "/switchover") => switchover(ctx, &body, false).await,
+        (Method::POST, "/failover") => switchover(ctx, &body, true).await,
+        (Method::DELETE, "/switchover") => cancel_switchover(ctx).await,
+        (Method::POST, "/restart") => restart(ctx, &body).await,
+        (Method::DELETE, "/restart") => cancel_restart(ctx),
+        (Method::POST, "/reinitialize") => reinitialize(ctx, &body).await,
+        (Method::POST, "/reload") => reload(ctx),
+        (Method::PATCH, "/config") => config_reply(super::config_edit::patch(ctx.dcs.as_ref(), &ctx.keys, &body).await),
+        (Method::PUT, "/config") => config_reply(super::config_edit::put(ctx.dcs.as_ref(), &ctx.keys, &body).await),
+        _ => text(404, "no such endpoint"),
+    })
+}
+
+fn config_reply(r: Result<Value, super::config_edit::Rejection>) -> Reply {
+    match r {
+        Ok(v) => json(200, &v, true),
+        Err(e) => text(e.status, &e.message),
+    }
+}
+
+async fn read_body(req: HttpRequest<Incoming>) -> Result<Bytes, Reply> {
+    match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            413,
+            &format!("request body is larger than {MAX_REQUEST_BODY} bytes"),
+        )),
+        Err(e) => Err(text(400, &format!("cannot read the request body: {e}"))),
+    }
+}
+
+/// Parses a JSON object body; an empty body is `{}` when `optional`.
+fn object(body: &[u8], optional: bool) -> Result<Map<String, Value>, Reply> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if optional {
+            Ok(Map::new())
+        } else {
+            Err(text(400, "request body: expected a JSON object, got nothing"))
+        };
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(text(
+            400,
+            &format!("request body: expected a JSON object, got {other}"),
+        )),
+        Err(e) => Err(text(400, &format!("request body: invalid JSON: {e}"))),
+    }
+}
+
+/// A string field that may be absent or null; any other type is a 400.
+fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, Reply> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(text(400, &format!("{key}: expected a string, got {other}"))),
+    }
+}
+
+fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, Reply> {
+    match m.get(key) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" | "" => Ok(false),
+            _ => Err(text(400, &format!("{key}: expected true or false, got {s:?}"))),
+        },
+        Some(other) => Err(text(400, &format!("{key}: expected true or false, got {other}"))),
+    }
+}
+
+async fn read_cluster(ctx: &Context) -> Result<Cluster, Reply> {
+    match ctx.dcs.get_prefix(ctx.keys.prefix()).await {
+        Ok(snap) => Ok(Cluster::from_snapshot(&ctx.keys, &snap)),
+        Err(e) => Err(text(503, &format!("DCS is not accessible: {e}"))),
+    }
+}
+
+/// `POST /switchover` and `POST /failover`, with Patroni's checks and texts.
+async fn switchover(ctx: &Context, body: &[u8], failover: bool) -> Reply {
+    match switchover_inner(ctx, body, failover).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn switchover_inner(ctx: &Context, body: &[u8], failover: bool) -> Result<Reply, Reply> {
+    let m = object(body, false)?;
+    let leader = opt_str(&m, "leader")?;
+    let candidate = match opt_str(&m, "candidate")? {
+        Some(c) => Some(c),
+        None => opt_str(&m, "member")?,
+    };
+    let scheduled = opt_str(&m, "scheduled_at")?;
+    let cluster = read_cluster(ctx).await?;
+    let paused = cluster.is_paused();
+    let mut action = if failover { "failover" } else { "switchover" };
+    if failover && candidate.is_none() {
+        return Err(text(400, "Failover could be performed only to a specific candidate"));
+    }
+    if !failover && leader.is_none() {
+        return Err(text(400, "Switchover could be performed only from a specific leader"));
+    }
+    let mut scheduled_at = None;
+    if let Some(s) = &scheduled {
+        if failover {
+            return Err(text(400, "Failover can't be scheduled"));
+        }
+        if paused {
+            return Err(text(400, "Can't schedule switchover in the paused state"));
+        }
+        scheduled_at = Some(
+            request::parse_schedule(s, action, chrono::Utc::now()).map_err(|(c, msg)| text(c, &msg))?,
+        );
+    }
+    if paused && candidate.is_none() {
+        return Err(text(400, "Switchover is possible only to a specific candidate in a paused state"));
+    }
+    if failover && leader.is_some() {
+        action = "switchover";
+    }
+    if leader.is_some() && leader == candidate {
+        return Err(text(400, "Switchover target and source are the same"));
+    }
+    if scheduled_at.is_none() {
+        if let Some(why) = failover_impossible(&cluster, leader.as_deref(), candidate.as_deref(), action).await {
+            return Err(text(412, &why));
+        }
+    }
+    let value = Failover {
+        leader: leader.clone(),
+        member: candidate.clone(),
+        scheduled_at: scheduled_at.map(|t| t.to_rfc3339()),
+        extra: Map::new(),
+    };
+    let bytes = serde_json::to_vec(&value).map_err(|e| text(500, &format!("cannot encode the request: {e}")))?;
+    let written = match &cluster.failover {
+        Some(f) => ctx.dcs.compare_and_swap(&ctx.keys.failover(), bytes, f.mod_revision, None).await,
+        None => ctx.dcs.create(&ctx.keys.failover(), bytes, None).await,
+    };
+    match written {
+        Ok(true) => {}
+        Ok(false) => return Err(text(503, "failed to write failover key into DCS: it changed concurrently; retry")),
+        Err(e) => return Err(text(503, &format!("failed to write failover key into DCS: {e}"))),
+    }
+    tracing::warn!(action, ?leader, ?candidate, ?scheduled, "switchover requested");
+    if scheduled.is_some() {
+        let title = if action == "failover" { "Failover" } else { "Switchover" };
+        return Ok(text(202, &format!("{title} scheduled")));
+    }
+    let old = cluster.leader_name().map(str::to_string);
+    Ok(poll_result(ctx, old.as_deref(), candidate.as_deref(), action, &cluster).await)
+}
+
+/// Patroni's `is_failover_possible`: the leader named must be the leader, the candidate
+/// must be a member, and at least one candidate must answer as a healthy replica.
+async fn failover_impossible(
+    cluster: &Cluster,
+    leader: Option<&str>,
+    candidate: Option<&str>,
+    action: &str,
+) -> Option<String> {
+    if let Some(l) = leader {
+        if cluster.leader_name() != Some(l) {
+            return Some(format!(
+                "leader name does not match: {l:?} is not the leader (the leader is {})",
+                cluster.leader_name().map_or_else(|| "nobody".to_string(), |n| format!("{n:?}"))
+            ));
+        }
+    }
+    let names: Vec<&String> = cluster.members.keys().collect();
+    let targets: Vec<(&String, String)> = match candidate {
+        Some(c) => match cluster.members.get_key_value(c) {
+            Some((n, m)) => vec![(n, m.value.api_url.clone())],
+            None => {
+                return Some(format!(
+                    "candidate does not exists: {c:?} is not a member (members: {})",
+                    names.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+            }
+        },
+        None => cluster
+            .members
+            .iter()
+            .filter(|(n, _)| Some(n.as_str()) != cluster.leader_name())
+            .map(|(n, m)| (n, m.value.api_url.clone()))
+            .collect(),
+    };
+    if targets.is_empty() {
+        return Some(format!("{action} is not possible: cluster does not have members except leader"));
+    }
+    let checks = targets.into_iter().map(|(name, url)| {
+        let tags = Tags {
+            nofailover: cluster.member(name).is_some_and(|m| m.tag_bool("nofailover")),
+            failover_priority: cluster
+                .member(name)
+                .and_then(|m| m.tags.as_ref())
+                .and_then(|t| t.get("failover_priority"))
+                .and_then(Value::as_u64)
+                .and_then(|p| u32::try_from(p).ok()),
+            clonefrom: false,
+        };
+        async move {
+            let body = crate::http_client::get_json(&url, crate::ha::peers::PEER_TIMEOUT).await.ok()?;
+            let s = crate::ha::peers::parse_status(&body, &tags)?;
+            let running = body.get("state").and_then(Value::as_str) == Some("running");
+            (running && s.may_become_leader && !s.is_primary).then_some(())
+        }
+    });
+    let good = futures_util::future::join_all(checks).await.into_iter().any(|r| r.is_some());
+    if good {
+        None
+    } else if let Some(c) = candidate {
+        Some(format!(
+            "{action} is not possible: candidate {c:?} is not a healthy replica that may be promoted (not running, not answering, or tagged nofailover)"
+        ))
+    } else {
+        Some(format!("{action} is not possible: no good candidates have been found"))
+    }
+}
+
+/// Waits for the outcome as Patroni does: a new leader (200), the request cleared with
+/// the old leader still in place (503 failed), or no answer in time (503 unknown).
+async fn poll_result(
+    ctx: &Context,
+    old: Option<&str>,
+    candidate: Option<&str>,
+    action: &str,
+    cluster: &Cluster,
+) -> Reply {
+    let loop_wait = u64::from(cluster.dynamic_config().loop_wait);
+    let limit = Duration::from_secs(2 * loop_wait.max(10));
+    let deadline = Instant::now() + limit;
+    let verb = &action[..action.len() - 4]; // "switch" / "fail"
+    let title = if action == "failover" { "Failover" } else { "Switchover" };
+    while Instant::now() < deadline {
+        tokio::time::sleep(RESULT_POLL).await;
+        let Ok(c) = read_cluster(ctx).await else {
+            continue;
+        };
+        if let Some(new) = c.leader_name().filter(|n| Some(*n) != old) {
+            return match candidate {
+                Some(want) if want != new => text(
+                    200,
+                    &format!("{}ed over to \"{new}\" instead of \"{want}\"", capitalize(verb)),
+                ),
+                _ => text(200, &format!("Successfully {verb}ed over to \"{new}\"")),
+            };
+        }
+        let pending = c.failover.as_ref().is_some_and(|f| !f.value.is_empty());
+        if !pending && c.leader_name() == old {
+            return text(503, &format!("{title} failed"));
+        }
+    }
+    text(
+        503,
+        &format!(
+            "{title} status unknown after {} seconds; operation may still be in progress",
+            limit.as_secs()
+        ),
+    )
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
+}
+
+async fn cancel_switchover(ctx: &Context) -> Reply {
+    let cluster = match read_cluster(ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match cluster.failover.as_ref().filter(|f| f.value.scheduled_at.is_some()) {
+        Some(f) => match ctx
+            .dcs
+            .compare_and_swap(&ctx.keys.failover(), b"{}".to_vec(), f.mod_revision, None)
+            .await
+        {
+            Ok(true) => text(200, "scheduled switchover deleted"),
+            Ok(false) => text(409, "the switchover request changed concurrently; retry"),
+            Err(e) => text(503, &format!("DCS write failed: {e}")),
+        },
+        None => text(404, "no switchover is scheduled"),
+    }
+}
+
+fn parse_restart(m: &Map<String, Value>) -> Result<(RestartSpec, Option<String>), Reply> {
+    let mut spec = RestartSpec::default();
+    let mut schedule = None;
+    for (k, v) in m {
+        match k.as_str() {
+            "schedule" => schedule = opt_str(m, k)?,
+            "role" => match opt_str(m, k)?.as_deref() {
+                None | Some("any") => {}
+                Some(r @ ("primary" | "master" | "replica")) => spec.role = Some(r.to_string()),
+                Some(other) => {
+                    return Err(text(
+                        400,
+                        &format!("PostgreSQL role should be either primary or replica, not {other:?}"),
+                    ))
+                }
+            },
+            "postgres_version" => {
+                if let Some(t) = opt_str(m, k)? {
+                    spec.postgres_version =
+                        Some(request::parse_postgres_version(&t).map_err(|e| text(400, &e))?);
+                }
+            }
+            "timeout" => {
+                let secs = match v {
+                    Value::Number(n) => n.as_u64(),
+                    Value::String(s) => s
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                        .or_else(|| humantime::parse_duration(s.trim()).ok().map(|d| d.as_secs())),
+                    _ => None,
+                };
+                match secs {
+                    Some(s) if s > 0 => spec.timeout = Some(s),
+                    _ => return Err(text(400, &format!("Timeout should be a positive number of seconds, not {v}"))),
+                }
+            }
+            "restart_pending" => spec.restart_pending = opt_bool(m, k)?,
+            other => {
+                return Err(text(400, &format!("Unknown filter for the scheduled restart: {other}")))
+            }
+        }
+    }
+    Ok((spec, schedule))
+}
+
+async fn restart(ctx: &Context, body: &[u8]) -> Reply {
+    let m = match object(body, true) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let (spec, schedule) = match parse_restart(&m) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(s) = schedule {
+        if ctx.shared.snapshot().paused() {
+            return text(500, "Can't schedule restart in the paused state");
+        }
+        let at = match request::parse_schedule(&s, "restart", chrono::Utc::now()) {
+            Ok(at) => at,
+            Err((code, msg)) => return text(code, &msg),
+        };
+        let mut scheduled = false;
+        ctx.shared.update(|st| {
+            if st.scheduled_restart.is_none() {
+                st.scheduled_restart = Some(ScheduledRestart { at, spec });
+                scheduled = true;
+            }
+        });
+        return if scheduled {
+            tracing::info!(%at, "restart scheduled");
+            text(202, "Restart scheduled")
+        } else {
+            text(409, "Another restart is already scheduled")
+        };
+    }
+    let wait = Duration::from_secs(spec.timeout.unwrap_or(120) + 90);
+    match ask_loop(ctx, Kind::Restart(spec), wait).await {
+        Ok(msg) => text(200, &msg),
+        Err((code, msg)) => text(code, &msg),
+    }
+}
+
+fn cancel_restart(ctx: &Context) -> Reply {
+    let mut had = false;
+    ctx.shared.update(|st| had = st.scheduled_restart.take().is_some());
+    if had {
+        text(200, "scheduled restart deleted")
+    } else {
+        text(404, "no restarts are scheduled")
+    }
+}
+
+async fn reinitialize(ctx: &Context, body: &[u8]) -> Reply {
+    let m = match object(body, true) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    for k in m.keys() {
+        if k != "force" && k != "from_leader" {
+            return text(400, &format!("unknown reinitialize option {k:?} (known: force, from_leader)"));
+        }
+    }
+    let from_leader = match opt_bool(&m, "from_leader") {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = opt_bool(&m, "force") {
+        return r;
+    }
+    match ask_loop(ctx, Kind::Reinitialize { from_leader }, ACCEPT_TIMEOUT).await {
+        Ok(msg) => text(200, &msg),
+        Err((code, msg)) => text(code, &msg),
+    }
+}
+
+fn reload(ctx: &Context) -> Reply {
+    match ctx.requests.try_send(Request {
+        kind: Kind::Reload,
+        reply: None,
+    }) {
+        Ok(()) => text(202, "reload scheduled"),
+        Err(_) => text(503, "the agent is busy with other requests; retry"),
+    }
+}
+
+/// Queues a request for the HA loop and waits for its answer.
+async fn ask_loop(ctx: &Context, kind: Kind, wait: Duration) -> request::Reply {
+    let what = match &kind {
+        Kind::Restart(_) => "restart",
+        Kind::Reinitialize { .. } => "reinitialize",
+        Kind::Reload => "reload",
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if ctx
+        .requests
+        .try_send(Request {
+            kind,
+            reply: Some(tx),
+        })
+        .is_err()
+    {
+        return Err((503, format!("{what} already in progress or queued; retry later")));
+    }
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(_)) => Err((503, format!("{what}: the agent is shutting down"))),
+        Err(_) => Err((
+            503,
+            format!("{what} status unknown after {} seconds; it may still be in progress", wait.as_secs()),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_bodies() {
+        let parse = |v: Value| parse_restart(v.as_object().unwrap()).map_err(|r| r.status().as_u16());
+        let (spec, sched) = parse(json!({"role": "replica", "postgres_version": "16", "timeout": "30s", "restart_pending": true})).unwrap();
+        assert_eq!(spec.role.as_deref(), Some("replica"));
+        assert_eq!(spec.postgres_version, Some(160000));
+        assert_eq!(spec.timeout, Some(30));
+        assert!(spec.restart_pending);
+        assert!(sched.is_none());
+        assert_eq!(parse(json!({"role": "leader"})).unwrap_err(), 400);
+        assert_eq!(parse(json!({"timeout": 0})).unwrap_err(), 400);
+        assert_eq!(parse(json!({"timeout": "soon"})).unwrap_err(), 400);
+        assert_eq!(parse(json!({"postgres_version": "x"})).unwrap_err(), 400);
+        assert_eq!(parse(json!({"bogus": 1})).unwrap_err(), 400);
+        assert_eq!(parse(json!({"restart_pending": "maybe"})).unwrap_err(), 400);
+        assert!(parse(json!({"role": "any"})).unwrap().0.role.is_none());
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        assert!(object(b"", true).unwrap().is_empty());
+        assert_eq!(object(b"", false).unwrap_err().status().as_u16(), 400);
+        assert_eq!(object(b"[1]", true).unwrap_err().status().as_u16(), 400);
+        assert_eq!(object(b"{nope", true).unwrap_err().status().as_u16(), 400);
+        assert_eq!(object(br#"{"a":1}"#, false).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn verbs() {
+        assert_eq!(capitalize("switch"), "Switch");
+        let _ = json!({});
+    }
+}

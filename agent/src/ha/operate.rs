@@ -1,0 +1,249 @@
+//! Carrying out operator actions: the coordinated switchover hand-over, restarts,
+//! reinitialisation, and clearing the `failover` key.
+
+use super::execute::{keep_lease_during, ActError};
+use super::observation::{Observation, Tags};
+use super::run::Agent;
+use crate::http_client;
+use crate::pg::lsn::Lsn;
+use crate::pg::process::StopMode;
+use std::time::Duration;
+use tokio::time::Instant;
+use warden_consensus::types::Status;
+use warden_consensus::Cluster;
+
+/// How long the candidate has to report that it received our shutdown checkpoint.
+const HANDOVER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDOVER_POLL: Duration = Duration::from_millis(25);
+const CANDIDATE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A restart without its own `timeout` waits this long for PostgreSQL to come back.
+const DEFAULT_RESTART_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn failed(e: impl std::fmt::Display) -> ActError {
+    ActError::Failed(e.to_string())
+}
+
+impl Agent {
+    /// The planned switchover from this primary to `candidate` (DESIGN §3): no write is
+    /// acknowledged after the shutdown checkpoint, the candidate confirms it holds that
+    /// checkpoint before the key is released, so nothing acknowledged is lost and the old
+    /// primary can follow the new one without a rewind.
+    pub(super) async fn hand_over(
+        &mut self,
+        candidate: &str,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        let cluster = obs.cluster.as_ref();
+        let api = cluster
+            .and_then(|c| c.member(candidate))
+            .map(|m| m.api_url.clone())
+            .ok_or_else(|| failed(format!("candidate {candidate} is not a member")))?;
+        let dynamic = self.dynamic(cluster);
+        let lease = self.lease.map(|(id, _)| id);
+        tracing::warn!(candidate, "switchover: checkpoint, then shut down the primary");
+        // A checkpoint now makes the shutdown checkpoint (taken while writes are already
+        // refused) short.
+        self.pg
+            .sql()
+            .query_with_timeout("CHECKPOINT", CHECKPOINT_TIMEOUT)
+            .await
+            .map_err(|e| failed(format!("switchover: CHECKPOINT failed: {e}")))?;
+
+        // From here on we are no primary for anyone: health checks answer 503 at once.
+        self.shared.deadline.clear();
+        self.state = "stopping".into();
+        self.shared.update(|s| {
+            s.is_leader = false;
+            s.probe = None;
+            s.state = "stopping".into();
+        });
+        let stop = self.pg.stop(StopMode::Fast, STOP_TIMEOUT);
+        keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
+            .await
+            .map_err(|e| failed(format!("switchover: stopping the primary failed: {e}")))?;
+        self.state = "stopped".into();
+
+        let checkpoint = self.shutdown_checkpoint().await?;
+        tracing::info!(%checkpoint, candidate, "primary stopped; waiting for the candidate to confirm the shutdown checkpoint");
+        // Racers compare themselves with the last leader position: make it exact.
+        self.publish_optime(cluster, checkpoint.0).await;
+
+        let confirmed = keep_lease_during(
+            self.dcs.clone(),
+            lease,
+            dynamic.loop_wait,
+            wait_for_position(&api, checkpoint.0),
+        )
+        .await;
+        if let Err(why) = confirmed {
+            tracing::error!(candidate, reason = %why, "switchover aborted: restarting as primary");
+            self.clear_failover(cluster).await;
+            self.write_config(cluster, None)?;
+            self.pg.start().map_err(failed)?;
+            self.state = "starting".into();
+            return Err(failed(format!(
+                "switchover to {candidate} aborted: {why}; restarted as primary"
+            )));
+        }
+
+        match self
+            .dcs
+            .delete_if_value(&self.keys.leader(), self.cfg.name.as_bytes())
+            .await
+        {
+            Ok(_) => tracing::warn!(candidate, "switchover: leader key released"),
+            Err(e) => {
+                tracing::error!(error = %e, "switchover: could not release the leader key; it expires with our lease")
+            }
+        }
+        self.holds_leader = false;
+        self.watchdog = None;
+        // The candidate has every byte of our WAL: nothing to rewind.
+        self.rewound = true;
+        let upstream = self.upstream(candidate, cluster);
+        self.write_config(cluster, Some(&upstream))?;
+        self.pg.start().map_err(failed)?;
+        self.state = "starting".into();
+        self.callbacks.fire("on_role_change", "replica");
+        Ok(())
+    }
+
+    /// The location of the checkpoint written by a clean shutdown.
+    async fn shutdown_checkpoint(&self) -> Result<Lsn, ActError> {
+        let cd = self.pg.programs.controldata().await.map_err(failed)?;
+        let state = cd.get("Database cluster state").map_or("", String::as_str);
+        if state != "shut down" {
+            return Err(failed(format!(
+                "switchover: the primary did not shut down cleanly (control file says {state:?})"
+            )));
+        }
+        cd.get("Latest checkpoint location")
+            .and_then(|t| Lsn::parse(t))
+            .ok_or_else(|| failed("switchover: no checkpoint location in the control file"))
+    }
+
+    async fn publish_optime(&self, cluster: Option<&Cluster>, optime: u64) {
+        let mut status = cluster.and_then(|c| c.status.clone()).unwrap_or_default();
+        status.optime = Some(optime);
+        let status: Status = status;
+        match serde_json::to_vec(&status) {
+            Ok(body) => {
+                if let Err(e) = self.dcs.put(&self.keys.status(), body, None).await {
+                    tracing::warn!(error = %e, "could not publish the shutdown checkpoint as optime");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode status"),
+        }
+    }
+
+    /// Writes `{}` to the `failover` key if it still holds what we read (Patroni clears
+    /// it this way rather than deleting it).
+    pub(super) async fn clear_failover(&self, cluster: Option<&Cluster>) {
+        let Some(f) = cluster.and_then(|c| c.failover.as_ref()) else {
+            return;
+        };
+        match self
+            .dcs
+            .compare_and_swap(&self.keys.failover(), b"{}".to_vec(), f.mod_revision, None)
+            .await
+        {
+            Ok(true) => tracing::info!("cleared the failover key"),
+            Ok(false) => tracing::info!("the failover key changed meanwhile; leaving it"),
+            Err(e) => tracing::warn!(error = %e, "could not clear the failover key"),
+        }
+    }
+
+    /// Restarts PostgreSQL in its current role and waits for it to accept connections.
+    pub(super) async fn restart_postgres(
+        &mut self,
+        as_primary: bool,
+        timeout: Option<u64>,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        let cluster = obs.cluster.as_ref();
+        let timeout = timeout.map_or(DEFAULT_RESTART_TIMEOUT, Duration::from_secs);
+        let dynamic = self.dynamic(cluster);
+        let lease = self.lease.map(|(id, _)| id);
+        let role = if as_primary { "primary" } else { "replica" };
+        tracing::warn!(role, "restarting PostgreSQL as requested");
+        self.state = "restarting".into();
+        self.publish_state().await;
+        let standby = if as_primary {
+            None
+        } else {
+            let leader = cluster.and_then(Cluster::leader_name).map(str::to_string);
+            Some(leader.and_then(|l| self.upstream(&l, cluster)))
+        };
+        let pg = &mut self.pg;
+        let stop = async {
+            pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+            Ok::<_, crate::pg::PgError>(())
+        };
+        keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
+            .await
+            .map_err(|e| {
+                self.state = "restart failed".into();
+                failed(format!("restart: stopping PostgreSQL failed: {e}"))
+            })?;
+        self.write_config(cluster, standby.as_ref())?;
+        let pg = &mut self.pg;
+        let start = async {
+            pg.start()?;
+            pg.wait_ready(timeout).await
+        };
+        let started = keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, start).await;
+        match started {
+            Ok(()) => {
+                self.state = "running".into();
+                self.callbacks.fire("on_restart", role);
+                Ok(())
+            }
+            Err(e) => {
+                self.state = "restart failed".into();
+                Err(failed(format!("restart: {e}")))
+            }
+        }
+    }
+
+    /// Stops PostgreSQL, removes the data directory and clones it afresh from `from`.
+    pub(super) async fn reinitialize(
+        &mut self,
+        from: &str,
+        obs: &Observation,
+    ) -> Result<(), ActError> {
+        tracing::warn!(from, "reinitializing: removing the data directory and cloning it again");
+        self.pg
+            .stop(StopMode::Immediate, STOP_TIMEOUT)
+            .await
+            .map_err(|e| failed(format!("reinitialize: stopping PostgreSQL failed: {e}")))?;
+        self.pg.remove_data_dir().map_err(failed)?;
+        self.system_identifier = None;
+        self.clone_from(from, obs.cluster.as_ref()).await
+    }
+}
+
+/// Polls the candidate's `/patroni` until it reports WAL received past `position`.
+async fn wait_for_position(api_url: &str, position: u64) -> Result<(), String> {
+    let deadline = Instant::now() + HANDOVER_CONFIRM_TIMEOUT;
+    loop {
+        let last = match http_client::get_json(api_url, CANDIDATE_PROBE_TIMEOUT).await {
+            Ok(body) => match super::peers::parse_status(&body, &Tags::default()) {
+                // The record starting at `position` is complete only past it.
+                Some(s) if s.wal_position > position => return Ok(()),
+                Some(s) if s.is_primary => return Err("the candidate runs as a primary".into()),
+                Some(s) => format!("it has WAL up to {}", Lsn(s.wal_position)),
+                None => "its status has no WAL position".into(),
+            },
+            Err(e) => format!("it did not answer: {e}"),
+        };
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the candidate did not confirm the shutdown checkpoint {} within {HANDOVER_CONFIRM_TIMEOUT:?} ({last})",
+                Lsn(position)
+            ));
+        }
+        tokio::time::sleep(HANDOVER_POLL).await;
+    }
+}
