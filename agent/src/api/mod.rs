@@ -2,6 +2,7 @@
 //! status. The only module of the agent that knows HTTP serving.
 
 pub mod auth;
+pub mod config_edit;
 pub mod health;
 pub mod metrics;
 pub mod views;
