@@ -1,6 +1,8 @@
 //! The REST API (hyper): Patroni's health and status endpoints, served from the cached
 //! status. The only module of the agent that knows HTTP serving.
 
+pub mod auth;
+pub mod config_edit;
 pub mod health;
 pub mod metrics;
 pub mod views;
