@@ -74,7 +74,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cfg)) {
+    match runtime.block_on(run(cfg, cli.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -124,7 +124,7 @@ fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
     }
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let run_as = pg::runas::resolve(&cfg.postgresql.data_dir)?;
     let bin_dir = resolve_bin_dir(&cfg)?;
@@ -146,12 +146,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         cfg.name.clone(),
         cfg.tags.to_member_json(),
     ));
+    shared.update(|s| s.auth = cfg.restapi.authentication.clone());
+    let (requests, requests_rx) = crate::ha::request::channel();
+    let api_ctx = crate::api::write::Context {
+        shared: shared.clone(),
+        dcs: dcs.clone(),
+        keys: warden_consensus::Keys::new(&cfg.namespace, &cfg.scope),
+        requests: requests.clone(),
+    };
     let api_stop = CancellationToken::new();
-    let api = tokio::spawn(crate::api::serve(
-        listener,
-        shared.clone(),
-        api_stop.clone(),
-    ));
+    let api = tokio::spawn(crate::api::serve(listener, api_ctx, api_stop.clone()));
+    spawn_reload_on_sighup(requests)?;
     tracing::info!(name = %cfg.name, scope = %cfg.scope, api = %cfg.restapi.listen, "warden started");
 
     let guard =
@@ -159,12 +164,32 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
     let result = Agent::new(cfg, dcs, postgres, shared)
         .with_guard(guard)
+        .with_requests(requests_rx, Some(config_path))
         .run(shutdown)
         .await;
     timer.abort();
     api_stop.cancel();
     let _ = api.await;
     result.map_err(|f| anyhow!(f.0))
+}
+
+/// SIGHUP re-reads the config file, like `POST /reload` (and Patroni).
+fn spawn_reload_on_sighup(requests: crate::ha::request::RequestTx) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("received SIGHUP: reloading the configuration");
+            let req = crate::ha::request::Request {
+                kind: crate::ha::request::Kind::Reload,
+                reply: None,
+            };
+            if requests.try_send(req).is_err() {
+                tracing::warn!("reload not queued: the request queue is full");
+            }
+        }
+    });
+    Ok(())
 }
 
 fn spawn_signal_handler(token: CancellationToken) -> anyhow::Result<()> {

@@ -1706,6 +1706,9 @@ impl World {
             });
         }
         let obs = Observation {
+            // No operator requests in the simulation: the wall clock does not matter.
+            now: chrono::DateTime::UNIX_EPOCH,
+            manual: None,
             me: NAMES[n].to_string(),
             tags: Tags::default(),
             cluster: t.cluster.take(),
@@ -1771,6 +1774,16 @@ impl World {
                 .and_then(|_| Self::index(name))
         };
         match action {
+            Action::HandOver { .. }
+            | Action::ClearFailover
+            | Action::Restart { .. }
+            | Action::Reinitialize { .. } => {
+                // Only operator requests lead to these, and the simulation makes none.
+                self.failure = Some(format!(
+                    "{me} chose an operator action unprompted: {action:?}"
+                ));
+                Outcome::Done(0)
+            }
             Action::Fatal(msg) => {
                 self.failure = Some(format!("{me} stopped with a fatal error: {msg}"));
                 self.nodes[n].agent = None;

@@ -7,8 +7,8 @@ use etcd_client::{
     LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use std::future::Future;
-use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 
 /// Upper bound of any single gRPC call, whatever the per-request deadline says.

@@ -6,6 +6,7 @@ pub mod config_edit;
 pub mod health;
 pub mod metrics;
 pub mod views;
+pub mod write;
 
 use crate::state::Shared;
 use bytes::Bytes;
@@ -26,7 +27,11 @@ const MAX_CONNECTIONS: usize = 256;
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Every response the API produces.
+pub type Reply = Response<Full<Bytes>>;
+
+pub async fn serve(listener: TcpListener, ctx: write::Context, shutdown: CancellationToken) {
+    let ctx = Arc::new(ctx);
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
@@ -43,11 +48,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
                 }
             },
         };
-        let shared = shared.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(req, &shared).await) }
+                let ctx = ctx.clone();
+                async move { Ok::<_, Infallible>(route(req, &ctx).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -93,14 +98,17 @@ fn text(status: u16, msg: &str) -> Response<Full<Bytes>> {
     )
 }
 
-/// Bodies of write requests are small JSON documents.
-const MAX_REQUEST_BODY: usize = 64 * 1024;
+use write::MAX_REQUEST_BODY;
 
-async fn route(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+async fn route(req: Request<Incoming>, ctx: &write::Context) -> Reply {
+    let req = match write::handle(req, ctx).await {
+        Ok(reply) => return reply,
+        Err(req) => req,
+    };
     if req.method() == Method::POST && req.uri().path().trim_end_matches('/') == "/failsafe" {
-        return failsafe(req, shared).await;
+        return failsafe(req, &ctx.shared).await;
     }
-    handle(&req, shared)
+    handle(&req, &ctx.shared)
 }
 
 /// `POST /failsafe`: the leader, cut off from the DCS, asks whether it may stay primary.

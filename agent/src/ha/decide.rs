@@ -221,7 +221,9 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
             ),
             Some(_) => decision(
                 vec![],
-                format!("paused: running as a primary while {l} holds the leader key; not demoting"),
+                format!(
+                    "paused: running as a primary while {l} holds the leader key; not demoting"
+                ),
             ),
             None => decision(vec![], "paused: PostgreSQL is not running; not starting it"),
         },
@@ -234,7 +236,8 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
             "paused: the leader key is vacant and we run a primary: taking it",
         ),
         None => {
-            let named = failover_request(c).and_then(|f| f.member.as_deref()) == Some(o.me.as_str());
+            let named =
+                failover_request(c).and_then(|f| f.member.as_deref()) == Some(o.me.as_str());
             match probe {
                 Some(p) if p.in_recovery && named && o.lease_renewed && o.tags.may_become_leader() => {
                     decision(
@@ -292,7 +295,10 @@ fn manual_task(o: &Observation, c: &Cluster, task: &ManualTask) -> Decision {
 
 /// The `failover` key's request, if there is one.
 fn failover_request(c: &Cluster) -> Option<&Failover> {
-    c.failover.as_ref().map(|f| &f.value).filter(|f| !f.is_empty())
+    c.failover
+        .as_ref()
+        .map(|f| &f.value)
+        .filter(|f| !f.is_empty())
 }
 
 /// Whether a scheduled switchover is due: `Ok(true)` now, `Ok(false)` later, `Err` stale
@@ -321,7 +327,11 @@ fn leader_switchover(o: &Observation, c: &Cluster, paused: bool) -> Option<Decis
     let f = failover_request(c)?;
     let keep = |note: String| {
         Some(decision(
-            vec![Action::RenewLeader, Action::ClearFailover, Action::WriteStatus],
+            vec![
+                Action::RenewLeader,
+                Action::ClearFailover,
+                Action::WriteStatus,
+            ],
             note,
         ))
     };
@@ -351,7 +361,9 @@ fn leader_switchover(o: &Observation, c: &Cluster, paused: bool) -> Option<Decis
             }],
             format!("switchover: handing the leader key over to {candidate}"),
         )),
-        Err(why) => keep(format!("switchover is not possible: {why}; clearing the request")),
+        Err(why) => keep(format!(
+            "switchover is not possible: {why}; clearing the request"
+        )),
     }
 }
 
@@ -398,7 +410,10 @@ fn switchover_candidate(
         .iter()
         .filter(|p| check(p).is_ok())
         .max_by_key(|p| {
-            let s = p.status.as_ref().map_or((0, 0), |s| (s.wal_position, s.priority));
+            let s = p
+                .status
+                .as_ref()
+                .map_or((0, 0), |s| (s.wal_position, s.priority));
             (s.0, s.1, std::cmp::Reverse(p.name.clone()))
         })
         .map(|p| p.name.clone())

@@ -379,7 +379,11 @@ impl Agent {
         Ok(())
     }
 
-    pub(super) async fn clone_from(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
+    pub(super) async fn clone_from(
+        &mut self,
+        from: &str,
+        cluster: Option<&Cluster>,
+    ) -> Result<(), ActError> {
         let (host, port) = cluster
             .and_then(|c| c.member(from))
             .and_then(warden_consensus::types::Member::conn_host_port)

@@ -42,7 +42,10 @@ impl Agent {
             .ok_or_else(|| failed(format!("candidate {candidate} is not a member")))?;
         let dynamic = self.dynamic(cluster);
         let lease = self.lease.map(|(id, _)| id);
-        tracing::warn!(candidate, "switchover: checkpoint, then shut down the primary");
+        tracing::warn!(
+            candidate,
+            "switchover: checkpoint, then shut down the primary"
+        );
         // A checkpoint now makes the shutdown checkpoint (taken while writes are already
         // refused) short.
         self.pg
@@ -213,7 +216,10 @@ impl Agent {
         from: &str,
         obs: &Observation,
     ) -> Result<(), ActError> {
-        tracing::warn!(from, "reinitializing: removing the data directory and cloning it again");
+        tracing::warn!(
+            from,
+            "reinitializing: removing the data directory and cloning it again"
+        );
         self.pg
             .stop(StopMode::Immediate, STOP_TIMEOUT)
             .await

@@ -258,7 +258,10 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         let at = parse_schedule("2026-01-01T01:00:00+01:00", "switchover", now);
-        assert!(matches!(at, Err((422, ref m)) if m.contains("past")), "{at:?}");
+        assert!(
+            matches!(at, Err((422, ref m)) if m.contains("past")),
+            "{at:?}"
+        );
         assert_eq!(
             parse_schedule("2026-01-01T02:00:00+00:00", "restart", now)
                 .unwrap()
@@ -278,14 +281,18 @@ mod tests {
     #[test]
     fn reinit_needs_a_leader_that_is_not_us() {
         let mut c = Cluster::default();
-        assert!(reinit_source("a", &c, false).unwrap_err().contains("no leader"));
+        assert!(reinit_source("a", &c, false)
+            .unwrap_err()
+            .contains("no leader"));
         c.leader = Some(warden_consensus::cluster::LeaderKey {
             name: "a".into(),
             create_revision: 1,
             mod_revision: 1,
             lease: 1,
         });
-        assert!(reinit_source("a", &c, false).unwrap_err().contains("I am the leader"));
+        assert!(reinit_source("a", &c, false)
+            .unwrap_err()
+            .contains("I am the leader"));
         assert_eq!(reinit_source("b", &c, false), Ok("a".into()));
     }
 }

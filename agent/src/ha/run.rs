@@ -352,12 +352,17 @@ impl Agent {
             }
         }
         if let Some((tx, what)) = reply {
-            let restarted = d.actions.iter().any(|a| matches!(a, Action::Restart { .. }));
+            let restarted = d
+                .actions
+                .iter()
+                .any(|a| matches!(a, Action::Restart { .. }));
             let answer = match (what, outcome) {
                 (ManualTask::Restart { .. }, Ok(())) if restarted => {
                     Ok("restarted successfully".to_string())
                 }
-                (ManualTask::Restart { .. }, Ok(())) => Err((503, format!("restart not carried out: {}", d.note))),
+                (ManualTask::Restart { .. }, Ok(())) => {
+                    Err((503, format!("restart not carried out: {}", d.note)))
+                }
                 (ManualTask::Restart { .. }, Err(e)) => Err((503, format!("restart failed: {e}"))),
                 (ManualTask::Reinitialize { .. }, _) => Ok("reinitialize started".to_string()),
             };
@@ -405,7 +410,10 @@ impl Agent {
         &mut self,
         cluster: Option<&Cluster>,
         local: &Local,
-    ) -> (Option<ManualTask>, Option<(oneshot::Sender<Reply>, ManualTask)>) {
+    ) -> (
+        Option<ManualTask>,
+        Option<(oneshot::Sender<Reply>, ManualTask)>,
+    ) {
         if let Some(rx) = self.requests.as_mut() {
             while let Ok(r) = rx.try_recv() {
                 self.incoming.push(r);
@@ -466,7 +474,11 @@ impl Agent {
             }
             Kind::Reinitialize { from_leader } => {
                 let Some(c) = cluster else {
-                    refuse(reply, 503, "DCS is not accessible, can not reinitialize".into());
+                    refuse(
+                        reply,
+                        503,
+                        "DCS is not accessible, can not reinitialize".into(),
+                    );
                     return (None, None);
                 };
                 match request::reinit_source(&self.cfg.name, c, from_leader) {
@@ -502,8 +514,15 @@ impl Agent {
             ("name", old.name != new.name),
             ("scope", old.scope != new.scope),
             ("namespace", old.namespace != new.namespace),
-            ("postgresql.data_dir", old.postgresql.data_dir != new.postgresql.data_dir),
-            ("postgresql.listen", old.postgresql.port != new.postgresql.port || old.postgresql.listen_hosts != new.postgresql.listen_hosts),
+            (
+                "postgresql.data_dir",
+                old.postgresql.data_dir != new.postgresql.data_dir,
+            ),
+            (
+                "postgresql.listen",
+                old.postgresql.port != new.postgresql.port
+                    || old.postgresql.listen_hosts != new.postgresql.listen_hosts,
+            ),
             ("restapi.listen", old.restapi.listen != new.restapi.listen),
             ("etcd3.hosts", old.etcd3.hosts != new.etcd3.hosts),
         ];
@@ -515,7 +534,10 @@ impl Agent {
         if fixed.iter().any(|(_, c)| *c) {
             return;
         }
-        self.pg.settings.parameters.clone_from(&new.postgresql.parameters);
+        self.pg
+            .settings
+            .parameters
+            .clone_from(&new.postgresql.parameters);
         self.pg.settings.pg_hba.clone_from(&new.postgresql.pg_hba);
         self.callbacks = super::callbacks::Callbacks::new(
             new.postgresql.callbacks.clone(),
