@@ -75,6 +75,30 @@ pub fn post_json_with_timeout(url: &str, body: &Value, timeout: Duration) -> Res
     finish(url, agent_with_timeout(timeout).post(url).send_json(body))
 }
 
+/// Any `method` on `url` with an optional raw body and optional basic-auth credentials
+/// (the agents' mutating endpoints), bounded by `timeout`.
+pub fn send(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    basic: Option<(&str, &str)>,
+    timeout: Duration,
+) -> Result<HttpResponse> {
+    use base64::Engine as _;
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some((user, password)) = basic {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        req = req.header("Authorization", format!("Basic {token}"));
+    }
+    if body.is_some() {
+        req = req.header("Content-Type", "application/json");
+    }
+    let req = req
+        .body(body.unwrap_or_default().to_vec())
+        .with_context(|| format!("building {method} {url}"))?;
+    finish(url, agent_with_timeout(timeout).run(req))
+}
+
 /// `OPTIONS url` — what HAProxy's `option httpchk OPTIONS /primary` sends.
 /// Only the status matters (the agent answers with the status line only).
 pub fn options(url: &str) -> Result<u16> {
