@@ -59,9 +59,10 @@ defaults
 # Writes: only the node holding the leader lease answers 200 on /primary.
 listen primary
     bind 127.0.0.1:{write_port}
+    retries 0
     option httpchk OPTIONS /primary
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+    default-server inter 500ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
 "
     ));
     servers(&mut out);
@@ -73,7 +74,7 @@ listen replicas
     balance roundrobin
     option httpchk OPTIONS /replica
     http-check expect status 200
-    default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions
+    default-server inter 500ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions
 "
     ));
     servers(&mut out);
@@ -217,7 +218,7 @@ mod tests {
         assert!(replicas.contains("option httpchk OPTIONS /replica"));
         for part in [primary, replicas] {
             assert!(part.contains("http-check expect status 200"));
-            assert!(part.contains("inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions"));
+            assert!(part.contains("inter 500ms fastinter 100ms downinter 100ms fall 2 rise 1 on-marked-down shutdown-sessions"));
             assert!(part.contains("server node2 127.0.0.1:15433 maxconn 100 check port 8009"));
         }
     }

@@ -80,9 +80,17 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
     let p = cluster.index_of(&old).unwrap();
     let candidate = cluster.node((p + 1) % 3).name().to_string();
     let t0 = Instant::now();
-    let r = post(&cluster, p, "/switchover", &json!({"leader": old, "candidate": candidate}));
+    let r = post(
+        &cluster,
+        p,
+        "/switchover",
+        &json!({"leader": old, "candidate": candidate}),
+    );
     assert_eq!(r.status, 200, "switchover: {}", r.body);
-    assert_eq!(r.body.trim(), format!("Successfully switched over to \"{candidate}\""));
+    assert_eq!(
+        r.body.trim(),
+        format!("Successfully switched over to \"{candidate}\"")
+    );
     settle(&cluster, &writer, &candidate, t0, "switchover");
     let old_node = cluster.node(p);
     assert!(
@@ -96,17 +104,35 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
     let t1 = Instant::now();
     let r = post(&cluster, p, "/failover", &json!({"candidate": third}));
     assert_eq!(r.status, 200, "failover: {}", r.body);
-    assert_eq!(r.body.trim(), format!("Successfully failed over to \"{third}\""));
+    assert_eq!(
+        r.body.trim(),
+        format!("Successfully failed over to \"{third}\"")
+    );
     settle(&cluster, &writer, &third, t1, "failover");
 
     // Refusals leave the leader in place.
     let leader = third.clone();
     let li = cluster.index_of(&leader).unwrap();
-    let r = post(&cluster, li, "/switchover", &json!({"leader": leader, "candidate": "nobody"}));
+    let r = post(
+        &cluster,
+        li,
+        "/switchover",
+        &json!({"leader": leader, "candidate": "nobody"}),
+    );
     assert_eq!(r.status, 412, "{}", r.body);
-    let r = post(&cluster, li, "/switchover", &json!({"leader": "not-the-leader"}));
+    let r = post(
+        &cluster,
+        li,
+        "/switchover",
+        &json!({"leader": "not-the-leader"}),
+    );
     assert_eq!(r.status, 412, "{}", r.body);
-    let r = post(&cluster, li, "/switchover", &json!({"leader": leader, "candidate": leader}));
+    let r = post(
+        &cluster,
+        li,
+        "/switchover",
+        &json!({"leader": leader, "candidate": leader}),
+    );
     assert_eq!(r.status, 400, "{}", r.body);
 
     // 3. A scheduled switchover fires at its time, not before.
@@ -152,12 +178,22 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
         http::send("DELETE", &url, None, None, REQUEST_TIMEOUT).expect("DELETE /switchover")
     };
     let r = delete(li);
-    assert_eq!((r.status, r.body.trim()), (200, "scheduled switchover deleted"));
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (200, "scheduled switchover deleted")
+    );
     let r = delete(li);
-    assert_eq!((r.status, r.body.trim()), (404, "no switchover is scheduled"));
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (404, "no switchover is scheduled")
+    );
     let key = format!("{}failover", cluster.key_prefix());
     let value = cluster.etcd().get(&key).unwrap().map(|kv| kv.value);
-    assert_eq!(value.as_deref(), Some("{}"), "the failover key was not cleared");
+    assert_eq!(
+        value.as_deref(),
+        Some("{}"),
+        "the failover key was not cleared"
+    );
     assert_eq!(leader_name(&cluster), leader);
 
     // Every acknowledged write survived the three changes of leader.

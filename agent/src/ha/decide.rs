@@ -335,13 +335,13 @@ fn leader_switchover(o: &Observation, c: &Cluster, paused: bool) -> Option<Decis
             note,
         ))
     };
+    if f.member.as_deref() == Some(o.me.as_str()) {
+        return keep("we lead, as the switchover request asked: clearing it".into());
+    }
     if let Some(l) = f.leader.as_deref().filter(|l| *l != o.me) {
         return keep(format!(
             "switchover request names {l} as leader, not us: clearing it"
         ));
-    }
-    if f.member.as_deref() == Some(o.me.as_str()) {
-        return keep("switchover request names us as candidate: nothing to do; clearing it".into());
     }
     if f.scheduled_at.is_some() && paused {
         return keep("scheduled switchovers are not carried out while paused: clearing it".into());

@@ -433,6 +433,16 @@ impl Agent {
             .promote(Duration::from_secs(10))
             .await
             .map_err(failed)?;
+        // Writable from now on: tell health checks at once rather than at the end of
+        // the turn (the checkpoint and DCS writes below take a while).
+        self.state = "running".into();
+        self.shared.update(|s| {
+            s.is_leader = true;
+            s.state = "running".into();
+            if let Some(p) = s.probe.as_mut() {
+                p.in_recovery = false;
+            }
+        });
         self.callbacks.fire("on_role_change", "primary");
         self.configure(obs.cluster.as_ref(), None).await?;
         // pg_rewind reads the source's timeline from its control file, which names the

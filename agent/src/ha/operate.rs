@@ -73,11 +73,15 @@ impl Agent {
         // Racers compare themselves with the last leader position: make it exact.
         self.publish_optime(cluster, checkpoint.0).await;
 
+        let conn = cluster
+            .and_then(|c| c.member(candidate))
+            .and_then(warden_consensus::types::Member::conn_host_port)
+            .map(|(h, p)| self.pg.settings.remote_conn_string(&h, p));
         let confirmed = keep_lease_during(
             self.dcs.clone(),
             lease,
             dynamic.loop_wait,
-            wait_for_position(&api, checkpoint.0),
+            wait_for_position(&api, conn, checkpoint.0),
         )
         .await;
         if let Err(why) = confirmed {
@@ -230,10 +234,49 @@ impl Agent {
     }
 }
 
-/// Polls the candidate's `/patroni` until it reports WAL received past `position`.
-async fn wait_for_position(api_url: &str, position: u64) -> Result<(), String> {
+/// Asks the candidate's PostgreSQL directly how far it has received WAL: its agent's
+/// `/patroni` is up to a loop old, which would cost the switchover up to `loop_wait`.
+async fn received_by_sql(conn: &str) -> Result<u64, String> {
+    let mut sql = crate::pg::sql::Sql::new(conn.to_string(), CANDIDATE_PROBE_TIMEOUT);
+    let rows = sql
+        .query(
+            "SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text, pg_is_in_recovery()",
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let row = rows.first().ok_or("no row")?;
+    if !row.get::<_, bool>(1) {
+        return Err("the candidate runs as a primary".into());
+    }
+    let text: Option<String> = row.get(0);
+    text.as_deref()
+        .and_then(Lsn::parse)
+        .map(|l| l.0)
+        .ok_or_else(|| "the candidate reports no WAL position".into())
+}
+
+/// Polls the candidate until it reports WAL received past `position`: over SQL when we
+/// can reach its PostgreSQL, else through its `/patroni`.
+async fn wait_for_position(
+    api_url: &str,
+    conn: Option<String>,
+    position: u64,
+) -> Result<(), String> {
     let deadline = Instant::now() + HANDOVER_CONFIRM_TIMEOUT;
+    let mut sql_works = conn.is_some();
     loop {
+        if sql_works {
+            if let Some(c) = conn.as_deref() {
+                match received_by_sql(c).await {
+                    Ok(lsn) if lsn > position => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::info!(error = %e, "cannot ask the candidate's PostgreSQL; asking its REST API instead");
+                        sql_works = false;
+                    }
+                }
+            }
+        }
         let last = match http_client::get_json(api_url, CANDIDATE_PROBE_TIMEOUT).await {
             Ok(body) => match super::peers::parse_status(&body, &Tags::default()) {
                 // The record starting at `position` is complete only past it.

@@ -78,6 +78,23 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// A connection string for another member's PostgreSQL, as our superuser (members
+    /// share the superuser credentials, as pg_rewind from a peer already requires).
+    pub fn remote_conn_string(&self, host: &str, port: u16) -> String {
+        let mut s = format!(
+            "host='{}' port={} user='{}' dbname=postgres application_name='warden' connect_timeout=2",
+            libpq_escape(host),
+            port,
+            libpq_escape(&self.superuser.username)
+        );
+        if let Some(p) = &self.superuser.password {
+            s.push_str(&format!(" password='{}'", libpq_escape(p)));
+        }
+        s
+    }
+}
+
 /// Escapes a value for a single-quoted libpq connection-string parameter.
 fn libpq_escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\'', "\\'")
