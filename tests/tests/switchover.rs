@@ -111,7 +111,7 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
     settle(&cluster, &writer, &third, t1, "failover");
 
     // Refusals leave the leader in place.
-    let leader = third.clone();
+    let leader = third;
     let li = cluster.index_of(&leader).unwrap();
     let r = post(
         &cluster,
@@ -136,7 +136,7 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
     assert_eq!(r.status, 400, "{}", r.body);
 
     // 3. A scheduled switchover fires at its time, not before.
-    let target = old.clone();
+    let target = old;
     let at = chrono::Utc::now() + chrono::TimeDelta::seconds(6);
     let r = post(
         &cluster,
