@@ -4,7 +4,7 @@
 use super::*;
 use crate::ha::observation::{Local, PeerStatus};
 use warden_consensus::types::{Member, Role, Status};
-use warden_consensus::{LeaderKey, Versioned};
+use warden_consensus::{DynamicConfig, LeaderKey, Versioned};
 
 fn member(role: Role, state: &str) -> Versioned<Member> {
     let m: Member = serde_json::from_value(serde_json::json!({
@@ -577,5 +577,259 @@ fn replica_stuck_on_an_older_timeline_is_rewound() {
             leader: "n1".into()
         }],
         "same timeline: just follow"
+    );
+}
+
+fn with_failover(
+    mut c: Cluster,
+    leader: Option<&str>,
+    member: Option<&str>,
+    at: Option<&str>,
+) -> Cluster {
+    c.failover = Some(Versioned {
+        value: warden_consensus::types::Failover {
+            leader: leader.map(str::to_string),
+            member: member.map(str::to_string),
+            scheduled_at: at.map(str::to_string),
+            extra: serde_json::Map::new(),
+        },
+        mod_revision: 9,
+    });
+    c
+}
+
+/// n2 leads with a running primary at WAL 1000.
+fn leader_obs(c: Cluster) -> Observation {
+    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(false, 1000)));
+    o.local.was_primary = true;
+    o
+}
+
+#[test]
+fn switchover_hands_over_to_a_healthy_named_candidate() {
+    let c = with_failover(
+        cluster(Some("42"), Some("n2")),
+        Some("n2"),
+        Some("n3"),
+        None,
+    );
+    let mut o = leader_obs(c);
+    o.peers = vec![peer("n1", 1000, false), peer("n3", 990, false)];
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![Action::HandOver {
+            candidate: "n3".into()
+        }]
+    );
+}
+
+#[test]
+fn switchover_to_an_unfit_candidate_is_dropped_and_the_leader_stays() {
+    let c = with_failover(
+        cluster(Some("42"), Some("n2")),
+        Some("n2"),
+        Some("n3"),
+        None,
+    );
+    // (candidate's answer, our WAL position): silent; a primary; more than
+    // maximum_lag_on_failover (1 MiB) behind us.
+    for (bad, ours) in [
+        (
+            Peer {
+                name: "n3".into(),
+                status: None,
+            },
+            1000,
+        ),
+        (peer("n3", 1000, true), 1000),
+        (peer("n3", 1000, false), 1000 + 2 * 1024 * 1024),
+    ] {
+        let mut o = leader_obs(c.clone());
+        o.local.probe = Some(probe(false, ours));
+        o.peers = vec![bad.clone()];
+        let d = decide(&o);
+        assert!(
+            d.actions.contains(&Action::ClearFailover) && d.actions.contains(&Action::RenewLeader),
+            "{bad:?}: {d:?}"
+        );
+        assert!(!d
+            .actions
+            .iter()
+            .any(|a| matches!(a, Action::HandOver { .. })));
+    }
+}
+
+#[test]
+fn switchover_without_candidate_picks_the_most_advanced_replica() {
+    let c = with_failover(cluster(Some("42"), Some("n2")), Some("n2"), None, None);
+    let mut o = leader_obs(c);
+    o.peers = vec![peer("n1", 900, false), peer("n3", 990, false)];
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::HandOver {
+            candidate: "n3".into()
+        }]
+    );
+}
+
+#[test]
+fn scheduled_switchover_waits_for_its_time_then_fires() {
+    let c = with_failover(
+        cluster(Some("42"), Some("n2")),
+        Some("n2"),
+        Some("n3"),
+        Some("2026-01-01T12:00:00+00:00"),
+    );
+    let mut o = leader_obs(c);
+    o.peers = vec![peer("n3", 1000, false)];
+    o.now = "2026-01-01T11:59:59Z".parse().unwrap();
+    let d = decide(&o);
+    assert!(
+        !d.actions
+            .iter()
+            .any(|a| matches!(a, Action::HandOver { .. } | Action::ClearFailover)),
+        "{d:?}"
+    );
+    o.now = "2026-01-01T12:00:00Z".parse().unwrap();
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::HandOver {
+            candidate: "n3".into()
+        }]
+    );
+    // Far too late (loop_wait 10 → more than 20 s): stale, dropped.
+    o.now = "2026-01-01T12:01:00Z".parse().unwrap();
+    assert!(decide(&o).actions.contains(&Action::ClearFailover));
+}
+
+#[test]
+fn request_naming_another_leader_is_cleared() {
+    let c = with_failover(
+        cluster(Some("42"), Some("n2")),
+        Some("n1"),
+        Some("n3"),
+        None,
+    );
+    assert!(decide(&leader_obs(c))
+        .actions
+        .contains(&Action::ClearFailover));
+}
+
+#[test]
+fn named_candidate_races_without_deferring_and_others_stay_out() {
+    let c = with_failover(cluster(Some("42"), None), Some("n1"), Some("n2"), None);
+    // n2 is the candidate: races although n3 reports more WAL.
+    let mut o = obs(
+        Some(c.clone()),
+        DataDir::Initialized,
+        Some(probe(true, 1000)),
+    );
+    o.peers = vec![peer("n3", 5000, false)];
+    assert!(decide(&o).actions.contains(&Action::AcquireLeader));
+    // n3 is not: stays out while the candidate runs.
+    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 5000)));
+    o.me = "n3".into();
+    let d = decide(&o);
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn former_leader_of_a_switchover_does_not_race() {
+    let mut c = with_failover(cluster(Some("42"), None), Some("n2"), None, None);
+    c.members.remove("n3");
+    let d = decide(&obs(Some(c), DataDir::Initialized, Some(probe(true, 1000))));
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn new_leader_clears_the_request_that_named_it() {
+    let c = with_failover(
+        cluster(Some("42"), Some("n2")),
+        Some("n1"),
+        Some("n2"),
+        None,
+    );
+    let d = decide(&leader_obs(c));
+    assert!(d.actions.contains(&Action::ClearFailover));
+    assert!(
+        d.note.contains("as the switchover request asked"),
+        "{}",
+        d.note
+    );
+}
+
+#[test]
+fn paused_leader_with_dead_postgres_releases_the_key_and_replicas_do_not_race() {
+    let mut c = cluster(Some("42"), Some("n2"));
+    c.config = Some(Versioned {
+        value: DynamicConfig::from_json(&serde_json::json!({"pause": true})).unwrap(),
+        mod_revision: 1,
+    });
+    let mut o = obs(Some(c.clone()), DataDir::Initialized, None);
+    o.local.was_primary = true;
+    assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
+    c.leader = None;
+    let mut o = obs(
+        Some(c.clone()),
+        DataDir::Initialized,
+        Some(probe(true, 1000)),
+    );
+    o.me = "n3".into();
+    assert!(decide(&o).actions.is_empty());
+    // ... except the candidate of a manual switchover.
+    let c = with_failover(c, Some("n2"), Some("n3"), None);
+    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 1000)));
+    o.me = "n3".into();
+    assert!(decide(&o).actions.contains(&Action::AcquireLeader));
+}
+
+#[test]
+fn paused_replica_follows_a_new_leader_but_a_stopped_one_is_not_started() {
+    let mut c = cluster(Some("42"), Some("n1"));
+    c.config = Some(Versioned {
+        value: DynamicConfig::from_json(&serde_json::json!({"pause": true})).unwrap(),
+        mod_revision: 1,
+    });
+    let d = decide(&obs(
+        Some(c.clone()),
+        DataDir::Initialized,
+        Some(probe(true, 10)),
+    ));
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow {
+            leader: "n1".into()
+        }]
+    );
+    let d = decide(&obs(Some(c), DataDir::Initialized, None));
+    assert!(d.actions.is_empty(), "{d:?}");
+}
+
+#[test]
+fn manual_restart_of_the_leader_renews_first_and_reinit_is_refused_to_it() {
+    let mut o = leader_obs(cluster(Some("42"), Some("n2")));
+    o.manual = Some(ManualTask::Restart { timeout: Some(5) });
+    assert_eq!(
+        decide(&o).actions,
+        vec![
+            Action::RenewLeader,
+            Action::Restart {
+                as_primary: true,
+                timeout: Some(5)
+            }
+        ]
+    );
+    o.manual = Some(ManualTask::Reinitialize { from: "n1".into() });
+    assert!(decide(&o).actions.is_empty());
+    let mut o = obs(
+        Some(cluster(Some("42"), Some("n1"))),
+        DataDir::Initialized,
+        Some(probe(true, 5)),
+    );
+    o.manual = Some(ManualTask::Reinitialize { from: "n1".into() });
+    assert_eq!(
+        decide(&o).actions,
+        vec![Action::Reinitialize { from: "n1".into() }]
     );
 }
