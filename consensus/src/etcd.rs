@@ -1,10 +1,12 @@
 //! The etcd v3 implementation of [`Dcs`]; the only module that imports `etcd-client`.
 
-use crate::dcs::{Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE};
+use crate::dcs::{
+    check_prefix, Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE,
+};
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use std::future::Future;
 use std::time::Duration;
@@ -270,6 +272,20 @@ impl Dcs for EtcdDcs {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, DcsError> {
+        check_prefix(prefix)?;
+        let resp = bounded(self.timeout, || {
+            let mut c = self.client();
+            let prefix = prefix.to_string();
+            async move {
+                c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await?;
+        Ok(u64::try_from(resp.deleted()).unwrap_or(0))
     }
 
     async fn watch(

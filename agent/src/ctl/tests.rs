@@ -1,0 +1,1 @@
+//! Command flows against the in-memory DCS and a fake REST API.
