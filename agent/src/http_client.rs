@@ -81,6 +81,9 @@ pub async fn post_json(
     }
 }
 
+/// The request method of [`request`], re-exported so callers need not know hyper.
+pub use hyper::Method;
+
 /// HTTP basic credentials for the REST API's write endpoints (`restapi.authentication`
 /// or `ctl.authentication`). `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]

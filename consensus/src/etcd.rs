@@ -136,10 +136,12 @@ where
 
 fn map_err(e: etcd_client::Error) -> DcsError {
     match e {
-        etcd_client::Error::TransportError(t) => DcsError::Unavailable(t.to_string()),
+        etcd_client::Error::TransportError(t) => {
+            DcsError::Unavailable(with_sources(t.to_string(), &t))
+        }
         etcd_client::Error::GRpcStatus(s) => match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                DcsError::Unavailable(s.message().to_string())
+                DcsError::Unavailable(with_sources(s.message().to_string(), &s))
             }
             _ if s.message().contains("requested lease not found") => DcsError::LeaseNotFound(0),
             _ => DcsError::Other(format!("{:?}: {}", s.code(), s.message())),
@@ -150,6 +152,21 @@ fn map_err(e: etcd_client::Error) -> DcsError {
         }
         other => DcsError::Other(other.to_string()),
     }
+}
+
+/// tonic's errors say only "tcp connect error"; the cause ("Connection refused (os
+/// error 111)") is in their sources, and is what an operator needs to read.
+fn with_sources(mut text: String, e: &dyn std::error::Error) -> String {
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn put_opts(lease: Option<LeaseId>) -> Option<PutOptions> {

@@ -10,9 +10,9 @@ use super::args::{
 };
 use super::commands::timestamp;
 use super::{Ctl, View};
+use crate::http_client::Method;
 use anyhow::{bail, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
-use hyper::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! Calls to a member's REST API: the URL from its `api_url`, basic auth from the
 //! config, a timeout on every call, and the texts patronictl prints for the answers.
 
+use crate::http_client::Method;
 use crate::http_client::{self, BasicAuth, HttpError, Response};
-use hyper::Method;
 use serde_json::Value;
 use std::time::Duration;
 

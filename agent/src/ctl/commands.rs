@@ -8,8 +8,8 @@ use super::args::{
 use super::members::{self, Layout};
 use super::output::{yaml_block, Rows};
 use super::{edit, Ctl};
+use crate::http_client::Method;
 use anyhow::{bail, Context, Result};
-use hyper::Method;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -408,6 +408,19 @@ some_future_key: [1, 2, {x: y}]
     }
 
     #[test]
+    fn credentials_precedence() {
+        let file = "etcd3: {hosts: h:1}\nctl: {authentication: {username: filectl, password: a}}\n";
+        // REST API credentials from the environment do not override a ctl section.
+        let c = load_with(Some(file), None, &[("PATRONI_RESTAPI_USERNAME", "envapi")]).unwrap();
+        assert_eq!(c.auth.unwrap().username, "filectl");
+        let c = load_with(Some(file), None, &[("PATRONI_CTL_USERNAME", "envctl")]).unwrap();
+        assert_eq!(c.auth.unwrap().username, "envctl");
+        let c = load_with(None, None, &[("PATRONI_RESTAPI_USERNAME", "envapi")]).unwrap();
+        let a = c.auth.unwrap();
+        assert_eq!((a.username.as_str(), a.password.as_str()), ("envapi", ""));
+    }
+
+    #[test]
     fn config_file_from_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.yml");
