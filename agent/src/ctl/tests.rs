@@ -1048,3 +1048,64 @@ async fn unsupported_commands_and_missing_scope() {
     let keys = Keys::new("/service/", "demo");
     assert_eq!(keys.prefix(), P);
 }
+
+#[tokio::test]
+async fn reinit_wait_follows_the_member_until_it_runs_again() {
+    // The member's PostgreSQL gets a new start time once the reinitialization ran.
+    let started = Arc::new(Mutex::new("2030-01-01 00:00:00"));
+    let s = started.clone();
+    let handler: Handler = Arc::new(move |req: Req| {
+        let s = s.clone();
+        Box::pin(async move {
+            match (req.method.as_str(), req.path.as_str()) {
+                ("POST", "/reinitialize") => {
+                    *s.lock().unwrap() = "2030-01-01 00:05:00";
+                    (200, "reinitialize started".to_string())
+                }
+                ("GET", "/patroni") => (
+                    200,
+                    json!({"state": "running", "postmaster_start_time": *s.lock().unwrap()})
+                        .to_string(),
+                ),
+                _ => (404, String::new()),
+            }
+        })
+    });
+    let f = Fixture::new(handler, &[]).await;
+    let o = f
+        .run(&["reinit", "demo", "node2", "--force", "--wait"], "")
+        .await;
+    o.ok();
+    assert!(
+        o.out
+            .contains("Waiting for reinitialize to complete on: node2"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("Reinitialize is completed on: node2"),
+        "{}",
+        o.out
+    );
+
+    // A member that ends in a failure state fails the command.
+    let f = Fixture::new(always(200, "reinitialize started"), &[]).await;
+    let (text, _) = f.get("members/node3").await.unwrap();
+    let mut m: Value = serde_json::from_str(&text).unwrap();
+    m["state"] = json!("start failed");
+    put(&f.dcs, "members/node3", &m.to_string()).await;
+    let o = f
+        .run(&["reinit", "demo", "node3", "--force", "--wait"], "")
+        .await;
+    assert!(
+        o.error().contains("reinitialize failed on node3"),
+        "{}",
+        o.error()
+    );
+    assert!(
+        o.out
+            .contains("Reinitialize failed on: node3 (state: start failed)"),
+        "{}",
+        o.out
+    );
+}
