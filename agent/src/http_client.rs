@@ -80,3 +80,115 @@ pub async fn post_json(
         Err(_) => Err(HttpError::Timeout(url.into(), timeout)),
     }
 }
+
+/// The request method of [`request`], re-exported so callers need not know hyper.
+pub use hyper::Method;
+
+/// HTTP basic credentials for the REST API's write endpoints (`restapi.authentication`
+/// or `ctl.authentication`). `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl BasicAuth {
+    /// The `Authorization` header value.
+    pub fn header_value(&self) -> String {
+        use base64::Engine as _;
+        let raw = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+}
+
+/// Status and body of an answer, whatever the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The body as text (Patroni's write endpoints answer in plain text).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim_end().to_string()
+    }
+}
+
+/// Any method with an optional JSON body and optional basic auth, with a deadline
+/// covering connect, headers and body. Non-2xx statuses are answers, not errors: the
+/// caller decides what they mean.
+pub async fn request(
+    method: hyper::Method,
+    url: &str,
+    body: Option<&serde_json::Value>,
+    auth: Option<&BasicAuth>,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(HttpError::Url(
+            url.into(),
+            "only http:// is supported (the REST API serves plain HTTP)".into(),
+        ));
+    }
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = hyper::Request::builder().method(method).uri(uri);
+    if let Some(a) = auth {
+        builder = builder.header(hyper::header::AUTHORIZATION, a.header_value());
+    }
+    let payload = match body {
+        Some(v) => {
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+            Bytes::from(v.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let req = builder
+        .body(Full::new(payload))
+        .map_err(|e| HttpError::Url(url.into(), e.to_string()))?;
+    let work = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| HttpError::Request(url.into(), error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| HttpError::Request(url.into(), e.to_string()))?
+            .to_bytes();
+        Ok(Response { status, body })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(HttpError::Timeout(url.into(), timeout)),
+    }
+}
+
+/// hyper's client errors say only "client error (Connect)"; the cause (connection
+/// refused, ...) is what an operator needs to read.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod ctl;
 pub mod ha;
 pub mod http_client;
 pub mod logging;

@@ -74,6 +74,16 @@ pub enum DcsError {
     Other(String),
 }
 
+/// Guard of [`Dcs::delete_prefix`]: an empty prefix (or `/`) names the whole store.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), DcsError> {
+    if prefix.trim_matches('/').is_empty() {
+        return Err(DcsError::Other(format!(
+            "refusing to delete the prefix {prefix:?}: it covers the whole store"
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 pub trait Dcs: Send + Sync + std::fmt::Debug {
     /// Changes the deadline of each later request (the agent follows `retry_timeout`
@@ -113,6 +123,10 @@ pub trait Dcs: Send + Sync + std::fmt::Debug {
     /// Deletes only if the key currently holds `expected` (leader release).
     async fn delete_if_value(&self, key: &str, expected: &[u8]) -> Result<bool, DcsError>;
     async fn delete(&self, key: &str) -> Result<(), DcsError>;
+    /// Deletes every key under `prefix` in one request and returns how many were
+    /// deleted (`wardenctl remove`). An empty prefix is refused: it would wipe the
+    /// whole store, never what a caller holding a cluster prefix means.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, DcsError>;
     /// Watches `prefix` for changes after `after_revision`. Events arrive on a bounded queue.
     async fn watch(
         &self,

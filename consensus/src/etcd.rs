@@ -1,10 +1,12 @@
 //! The etcd v3 implementation of [`Dcs`]; the only module that imports `etcd-client`.
 
-use crate::dcs::{Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE};
+use crate::dcs::{
+    check_prefix, Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE,
+};
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, WatchOptions,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,10 +151,12 @@ where
 
 fn map_err(e: etcd_client::Error) -> DcsError {
     match e {
-        etcd_client::Error::TransportError(t) => DcsError::Unavailable(t.to_string()),
+        etcd_client::Error::TransportError(t) => {
+            DcsError::Unavailable(with_sources(t.to_string(), &t))
+        }
         etcd_client::Error::GRpcStatus(s) => match s.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                DcsError::Unavailable(s.message().to_string())
+                DcsError::Unavailable(with_sources(s.message().to_string(), &s))
             }
             _ if s.message().contains("requested lease not found") => DcsError::LeaseNotFound(0),
             _ => DcsError::Other(format!("{:?}: {}", s.code(), s.message())),
@@ -163,6 +167,21 @@ fn map_err(e: etcd_client::Error) -> DcsError {
         }
         other => DcsError::Other(other.to_string()),
     }
+}
+
+/// tonic's errors say only "tcp connect error"; the cause ("Connection refused (os
+/// error 111)") is in their sources, and is what an operator needs to read.
+fn with_sources(mut text: String, e: &dyn std::error::Error) -> String {
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn put_opts(lease: Option<LeaseId>) -> Option<PutOptions> {
@@ -292,6 +311,20 @@ impl Dcs for EtcdDcs {
         })
         .await
         .map(|_| ())
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, DcsError> {
+        check_prefix(prefix)?;
+        let resp = bounded(self.timeout(), || {
+            let mut c = self.client();
+            let prefix = prefix.to_string();
+            async move {
+                c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                    .await
+            }
+        })
+        .await?;
+        Ok(u64::try_from(resp.deleted()).unwrap_or(0))
     }
 
     async fn watch(

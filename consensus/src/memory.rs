@@ -2,7 +2,9 @@
 //! for unit tests and simulation of the agent's logic. Lease expiry follows
 //! `tokio::time::Instant`, so tests with a paused tokio clock control it exactly.
 
-use crate::dcs::{Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE};
+use crate::dcs::{
+    check_prefix, Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind, WATCH_QUEUE,
+};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -247,6 +249,27 @@ impl Dcs for MemoryDcs {
         Ok(())
     }
 
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64, DcsError> {
+        check_prefix(prefix)?;
+        let mut st = self.live()?;
+        let keys: Vec<String> = st
+            .kvs
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        // One request, one revision, as etcd does for a ranged delete.
+        st.revision += 1;
+        for k in &keys {
+            st.kvs.remove(k);
+            st.notify(k, WatchKind::Delete);
+        }
+        Ok(keys.len() as u64)
+    }
+
     async fn watch(
         &self,
         prefix: &str,
@@ -333,6 +356,41 @@ mod tests {
                 key: "/a/x".into()
             })
         );
+    }
+
+    #[tokio::test]
+    async fn delete_prefix_removes_only_that_prefix_in_one_revision() {
+        let dcs = MemoryDcs::new();
+        for k in [
+            "/service/a/leader",
+            "/service/a/members/n1",
+            "/service/ab/leader",
+            "/x",
+        ] {
+            dcs.put(k, b"v".to_vec(), None).await.unwrap();
+        }
+        let before = dcs.get_prefix("/").await.unwrap().revision;
+        let mut rx = dcs.watch("/service/", 0).await.unwrap();
+        assert_eq!(dcs.delete_prefix("/service/a/").await.unwrap(), 2);
+        let snap = dcs.get_prefix("/").await.unwrap();
+        let left: Vec<&str> = snap.kvs.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(left, vec!["/service/ab/leader", "/x"]);
+        assert_eq!(snap.revision, before + 1);
+        for _ in 0..2 {
+            assert!(matches!(
+                rx.recv().await,
+                Some(WatchEvent::Change {
+                    kind: WatchKind::Delete,
+                    ..
+                })
+            ));
+        }
+        assert_eq!(dcs.delete_prefix("/service/a/").await.unwrap(), 0);
+        assert!(matches!(
+            dcs.delete_prefix("").await,
+            Err(DcsError::Other(_))
+        ));
+        assert_eq!(dcs.get_prefix("/").await.unwrap().kvs.len(), 2);
     }
 
     #[tokio::test]

@@ -40,6 +40,18 @@ pub fn warden_bin() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// Path of the `wardenctl` binary (built with the agent, same package).
+pub fn wardenctl_bin() -> Result<PathBuf> {
+    let p = bin_dir()?.join("wardenctl");
+    if !p.is_file() {
+        bail!(
+            "{} does not exist (is the warden-agent package built?)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 fn locate_bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
         return Ok(PathBuf::from(dir));

@@ -235,12 +235,34 @@ impl RunOutput {
 /// if it runs longer than `timeout`. Pipes are drained by threads so a
 /// chatty command cannot block on a full pipe.
 pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<RunOutput> {
+    run_bounded_input(cmd, None, timeout)
+}
+
+/// [`run_bounded`] with `input` written to the command's standard input (then
+/// closed), for commands that ask questions. `None`: stdin is /dev/null.
+pub fn run_bounded_input(
+    cmd: &mut Command,
+    input: Option<&str>,
+    timeout: Duration,
+) -> Result<RunOutput> {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {:?}", cmd.get_program()))?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A thread, so a command that stops reading cannot block us; dropping the
+        // handle closes the pipe (EOF for any further question).
+        let text = text.to_string();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(text.as_bytes());
+        });
+    }
     let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
