@@ -1,0 +1,192 @@
+//! `wardenctl` driving a real cluster under a write stream through HAProxy:
+//! `switchover` and `failover` end with the requested leader and every replica
+//! following it, `edit-config -p max_connections` makes every member flag a pending
+//! restart that `restart --pending` clears, `pause --wait` / `resume --wait` toggle
+//! maintenance mode, and no acknowledged write is lost on the way.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use warden_tests::process::{run_bounded_input, RunOutput};
+use warden_tests::workload::{self, Writer, WriterOptions};
+use warden_tests::{bins, sql, wait_until, Cluster, ClusterSpec};
+
+const FORM_TIMEOUT: Duration = Duration::from_secs(90);
+const T: Duration = Duration::from_secs(60);
+const RUN: Duration = Duration::from_secs(120);
+const TABLE: &str = "wardenctl_writes";
+
+fn wardenctl(cluster: &Cluster, args: &[&str]) -> RunOutput {
+    let bin = bins::wardenctl_bin().unwrap_or_else(|e| panic!("{e:#}"));
+    let mut cmd = Command::new(bin);
+    for var in [
+        "WARDENCTL_CONFIG_FILE",
+        "PATRONICTL_CONFIG_FILE",
+        "DCS_URL",
+        "PATRONI_SCOPE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent");
+    // The agent's own config file works as wardenctl's.
+    cmd.arg("-c").arg(cluster.node(0).config_path()).args(args);
+    let out = run_bounded_input(&mut cmd, None, RUN).expect("run wardenctl");
+    println!("wardenctl {}: {}", args.join(" "), out.describe());
+    out
+}
+
+fn ok(out: &RunOutput) -> bool {
+    out.status.is_some_and(|s| s.success())
+}
+
+fn member(cluster: &Cluster, name: &str) -> Option<Value> {
+    let kv = cluster
+        .etcd()
+        .get(&format!("{}members/{name}", cluster.key_prefix()))
+        .ok()??;
+    serde_json::from_str(&kv.value).ok()
+}
+
+fn max_connections(cluster: &Cluster, i: usize) -> Option<String> {
+    let mut c = sql::connect(cluster.node(i).pg_port()).ok()?;
+    c.query_one("SHOW max_connections", &[])
+        .ok()
+        .map(|r| r.get(0))
+}
+
+#[test]
+fn wardenctl_switchover_failover_pending_restart_and_pause() {
+    bins::wardenctl_bin().unwrap_or_else(|e| panic!("{e:#}"));
+    let cluster = Cluster::start(ClusterSpec::new(3)).expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    cluster.wait_replicas_streaming(T);
+    let scope = cluster.scope().to_string();
+    let writer = Writer::start(cluster.write_port(), TABLE, WriterOptions::default())
+        .expect("start writing through HAProxy");
+    wait_until(Duration::from_secs(20), "writes acknowledged", || {
+        (writer.acks().len() >= 20).then_some(())
+    });
+
+    // switchover to a named candidate.
+    let (old, _) = cluster.wait_leader(T);
+    let p = cluster.index_of(&old).unwrap();
+    let candidate = cluster.node((p + 1) % 3).name().to_string();
+    let t0 = Instant::now();
+    let out = wardenctl(
+        &cluster,
+        &["switchover", &scope, "--candidate", &candidate, "--force"],
+    );
+    assert!(ok(&out), "switchover failed: {}", out.describe());
+    let converged = cluster.assert_converged(T);
+    assert_eq!(cluster.node(converged.primary).name(), candidate);
+    println!(
+        "switchover confirmed after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    // failover to the third member.
+    let third = cluster.node((p + 2) % 3).name().to_string();
+    let out = wardenctl(
+        &cluster,
+        &["failover", &scope, "--candidate", &third, "--force"],
+    );
+    assert!(ok(&out), "failover failed: {}", out.describe());
+    let converged = cluster.assert_converged(T);
+    assert_eq!(cluster.node(converged.primary).name(), third);
+
+    // A refused switchover exits non-zero with the reason and changes nothing.
+    let out = wardenctl(
+        &cluster,
+        &["switchover", &scope, "--candidate", "nobody", "--force"],
+    );
+    assert!(
+        !ok(&out),
+        "switchover to a non-member succeeded: {}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains("nobody") || out.stderr.contains("nobody"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(cluster.wait_leader(T).0, third);
+
+    // edit-config -p max_connections -> pending_restart everywhere; restart --pending.
+    let before: u32 = max_connections(&cluster, 0).unwrap().parse().unwrap();
+    let wanted = (before + 11).to_string();
+    let out = wardenctl(
+        &cluster,
+        &[
+            "edit-config",
+            &scope,
+            "-p",
+            &format!("max_connections={wanted}"),
+            "--force",
+        ],
+    );
+    assert!(ok(&out), "edit-config -p: {}", out.describe());
+    let names: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.name().to_string())
+        .collect();
+    wait_until(T, "every member flags pending_restart", || {
+        names
+            .iter()
+            .all(|n| member(&cluster, n).is_some_and(|m| m["pending_restart"] == true))
+            .then_some(())
+    });
+    let out = wardenctl(&cluster, &["restart", &scope, "--pending", "--force"]);
+    assert!(ok(&out), "restart --pending: {}", out.describe());
+    wait_until(T, "no member flags pending_restart", || {
+        names
+            .iter()
+            .all(|n| member(&cluster, n).is_some_and(|m| m.get("pending_restart").is_none()))
+            .then_some(())
+    });
+    for i in 0..3 {
+        assert_eq!(
+            max_connections(&cluster, i).as_deref(),
+            Some(wanted.as_str())
+        );
+    }
+
+    // pause --wait / resume --wait.
+    let out = wardenctl(&cluster, &["pause", &scope, "--wait"]);
+    assert!(ok(&out), "pause: {}", out.describe());
+    assert!(names
+        .iter()
+        .all(|n| member(&cluster, n).is_some_and(|m| m["pause"] == true)));
+    let out = wardenctl(&cluster, &["list", &scope]);
+    assert!(
+        out.stdout.contains("Maintenance mode: on"),
+        "{}",
+        out.describe()
+    );
+    let out = wardenctl(&cluster, &["pause", &scope]);
+    assert!(
+        !ok(&out),
+        "pausing a paused cluster succeeded: {}",
+        out.describe()
+    );
+    let out = wardenctl(&cluster, &["resume", &scope, "--wait"]);
+    assert!(ok(&out), "resume: {}", out.describe());
+    assert!(names
+        .iter()
+        .all(|n| member(&cluster, n).is_some_and(|m| m.get("pause").is_none())));
+
+    let outcomes = writer.stop();
+    let acks: Vec<workload::Ack> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            workload::Outcome::Ack(a) => Some(*a),
+            workload::Outcome::Fail(_) => None,
+        })
+        .collect();
+    let primary = cluster.assert_converged(T).primary;
+    let present = workload::ids_in(cluster.node(primary).pg_port(), TABLE).unwrap();
+    let lost = workload::lost(&acks, &present);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    println!("{} acknowledged writes, none lost", acks.len());
+}
