@@ -75,13 +75,12 @@ impl Agent {
 
         let conn = cluster
             .and_then(|c| c.member(candidate))
-            .and_then(warden_consensus::types::Member::conn_host_port)
-            .map(|(h, p)| self.pg.settings.remote_conn_string(&h, p));
+            .and_then(warden_consensus::types::Member::conn_host_port);
         let confirmed = keep_lease_during(
             self.dcs.clone(),
             lease,
             dynamic.loop_wait,
-            wait_for_position(&api, conn, checkpoint.0),
+            wait_for_position(&self.pg, &api, conn, checkpoint.0),
         )
         .await;
         if let Err(why) = confirmed {
@@ -234,40 +233,21 @@ impl Agent {
     }
 }
 
-/// Asks the candidate's PostgreSQL directly how far it has received WAL: its agent's
-/// `/patroni` is up to a loop old, which would cost the switchover up to `loop_wait`.
-async fn received_by_sql(conn: &str) -> Result<u64, String> {
-    let mut sql = crate::pg::sql::Sql::new(conn.to_string(), CANDIDATE_PROBE_TIMEOUT);
-    let rows = sql
-        .query(
-            "SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text, pg_is_in_recovery()",
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    let row = rows.first().ok_or("no row")?;
-    if !row.get::<_, bool>(1) {
-        return Err("the candidate runs as a primary".into());
-    }
-    let text: Option<String> = row.get(0);
-    text.as_deref()
-        .and_then(Lsn::parse)
-        .map(|l| l.0)
-        .ok_or_else(|| "the candidate reports no WAL position".into())
-}
-
 /// Polls the candidate until it reports WAL received past `position`: over SQL when we
-/// can reach its PostgreSQL, else through its `/patroni`.
+/// can reach its PostgreSQL (its agent's `/patroni` is up to a loop old, which would
+/// cost the switchover up to `loop_wait`), else through its `/patroni`.
 async fn wait_for_position(
+    pg: &crate::pg::Postgres,
     api_url: &str,
-    conn: Option<String>,
+    conn: Option<(String, u16)>,
     position: u64,
 ) -> Result<(), String> {
     let deadline = Instant::now() + HANDOVER_CONFIRM_TIMEOUT;
     let mut sql_works = conn.is_some();
     loop {
         if sql_works {
-            if let Some(c) = conn.as_deref() {
-                match received_by_sql(c).await {
+            if let Some((host, port)) = conn.as_ref() {
+                match pg.peer_received(host, *port, CANDIDATE_PROBE_TIMEOUT).await {
                     Ok(lsn) if lsn > position => return Ok(()),
                     Ok(_) => {}
                     Err(e) => {

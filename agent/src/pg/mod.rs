@@ -533,6 +533,33 @@ impl Postgres {
         Ok(())
     }
 
+    /// How far another member's PostgreSQL has received (or replayed) WAL, asked over
+    /// SQL as our superuser: `Err` if it is unreachable or runs as a primary.
+    pub async fn peer_received(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<u64, PgError> {
+        let mut sql = Sql::new(self.settings.remote_conn_string(host, port), timeout);
+        let rows = sql
+            .query(
+                "SELECT greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text, pg_is_in_recovery()",
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| PgError::Files(format!("{host}:{port}: no answer row")))?;
+        if !row.get::<_, bool>(1) {
+            return Err(PgError::Files(format!("{host}:{port} runs as a primary")));
+        }
+        row.get::<_, Option<String>>(0)
+            .as_deref()
+            .and_then(lsn::Lsn::parse)
+            .map(|l| l.0)
+            .ok_or_else(|| PgError::Files(format!("{host}:{port} reports no WAL position")))
+    }
+
     /// Deletes the data directory: only on an operator's explicit reinitialize request
     /// (everywhere else an unusable directory is moved aside, never deleted).
     pub fn remove_data_dir(&self) -> Result<(), PgError> {
