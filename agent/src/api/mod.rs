@@ -116,6 +116,18 @@ async fn route(req: Request<Incoming>, ctx: &write::Context) -> Reply {
 /// not race for the leader key.
 async fn failsafe(req: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     use http_body_util::BodyExt;
+    // A forged confirmation would keep replicas out of a leader race for a ttl.
+    let creds = shared.snapshot().auth;
+    if let Err(e) = auth::check(
+        creds.as_ref(),
+        req.headers().get(hyper::header::AUTHORIZATION),
+    ) {
+        let mut r = text(401, &format!("authentication required: {e}"));
+        if let Ok(v) = auth::WWW_AUTHENTICATE.parse() {
+            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+        }
+        return r;
+    }
     let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await

@@ -57,13 +57,18 @@ pub async fn confirm_failsafe(
     me: &str,
     my_api_url: &str,
     failsafe: &std::collections::BTreeMap<String, String>,
+    auth: Option<&http_client::BasicAuth>,
 ) -> bool {
     let body = serde_json::json!({"name": me, "api_url": my_api_url});
     let asks = failsafe.iter().filter(|(n, _)| n.as_str() != me).map(|(name, api_url)| {
         let url = failsafe_url(api_url);
         let body = &body;
         async move {
-            match http_client::post_json(&url, body, PEER_TIMEOUT).await {
+            let answer =
+                http_client::request(http_client::Method::POST, &url, Some(body), auth, PEER_TIMEOUT)
+                    .await
+                    .map(|r| r.status);
+            match answer {
                 Ok(200) => true,
                 Ok(code) => {
                     tracing::warn!(peer = %name, code, "peer refused to confirm us in failsafe mode");
