@@ -29,6 +29,9 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> Value {
     if s.paused() {
         b["pause"] = json!(true);
     }
+    if let Some(r) = &s.scheduled_restart {
+        b["scheduled_restart"] = r.to_member_json();
+    }
     if let Some(p) = &s.probe {
         b["postmaster_start_time"] = json!(p.postmaster_start_time);
         b["server_version"] = json!(p.server_version);
@@ -37,6 +40,14 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> Value {
         }
         if p.pending_restart {
             b["pending_restart"] = json!(true);
+            let reason: serde_json::Map<String, Value> = p
+                .pending_restart_reason
+                .iter()
+                .map(|(k, (old, new))| (k.clone(), json!({"old_value": old, "new_value": new})))
+                .collect();
+            if !reason.is_empty() {
+                b["pending_restart_reason"] = Value::Object(reason);
+            }
         }
         if p.in_recovery {
             b["xlog"] = json!({
