@@ -40,13 +40,8 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> Value {
         }
         if p.pending_restart {
             b["pending_restart"] = json!(true);
-            let reason: serde_json::Map<String, Value> = p
-                .pending_restart_reason
-                .iter()
-                .map(|(k, (old, new))| (k.clone(), json!({"old_value": old, "new_value": new})))
-                .collect();
-            if !reason.is_empty() {
-                b["pending_restart_reason"] = Value::Object(reason);
+            if let Some(reason) = p.pending_restart_reason_json() {
+                b["pending_restart_reason"] = reason;
             }
         }
         if p.in_recovery {

@@ -60,13 +60,8 @@ impl Agent {
             }
             if p.pending_restart {
                 m["pending_restart"] = json!(true);
-                let reason: serde_json::Map<String, Value> = p
-                    .pending_restart_reason
-                    .iter()
-                    .map(|(k, (old, new))| (k.clone(), json!({"old_value": old, "new_value": new})))
-                    .collect();
-                if !reason.is_empty() {
-                    m["pending_restart_reason"] = Value::Object(reason);
+                if let Some(reason) = p.pending_restart_reason_json() {
+                    m["pending_restart_reason"] = reason;
                 }
             }
         }

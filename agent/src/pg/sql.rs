@@ -53,6 +53,24 @@ pub struct Probe {
     pub physical_slots: std::collections::BTreeMap<String, Option<u64>>,
 }
 
+impl Probe {
+    /// Patroni's `pending_restart_reason`: `{"param": {"old_value", "new_value"}}`, or
+    /// `None` when nothing waits for a restart.
+    pub fn pending_restart_reason_json(&self) -> Option<serde_json::Value> {
+        let reason: serde_json::Map<String, serde_json::Value> = self
+            .pending_restart_reason
+            .iter()
+            .map(|(k, (old, new))| {
+                (
+                    k.clone(),
+                    serde_json::json!({"old_value": old, "new_value": new}),
+                )
+            })
+            .collect();
+        (!reason.is_empty()).then_some(serde_json::Value::Object(reason))
+    }
+}
+
 /// A lazily (re)connected client.
 #[derive(Debug)]
 pub struct Sql {
