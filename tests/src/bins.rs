@@ -52,6 +52,27 @@ pub fn wardenctl_bin() -> Result<PathBuf> {
     Ok(p)
 }
 
+/// A `wardenctl` command that nothing from the caller's environment configures: no
+/// config file or DCS from env vars, no user's `patronictl.yaml`.
+pub fn wardenctl_command() -> Result<std::process::Command> {
+    let mut cmd = std::process::Command::new(wardenctl_bin()?);
+    for var in [
+        "WARDENCTL_CONFIG_FILE",
+        "PATRONICTL_CONFIG_FILE",
+        "DCS_URL",
+        "PATRONI_SCOPE",
+        "PATRONI_NAMESPACE",
+        "PATRONI_ETCD3_HOSTS",
+        "PATRONI_ETCD3_HOST",
+        "PATRONI_RESTAPI_USERNAME",
+        "PATRONI_RESTAPI_PASSWORD",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent");
+    Ok(cmd)
+}
+
 fn locate_bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
         return Ok(PathBuf::from(dir));

@@ -551,6 +551,15 @@ impl Cluster {
 
     /// The leader key as stored in etcd, `None` while vacant. Its
     /// `create_revision` is the leader's fencing token.
+    /// The `members/<name>` JSON as stored in etcd, `None` if absent or unreadable.
+    pub fn member_key(&self, name: &str) -> Option<Value> {
+        let kv = self
+            .etcd()
+            .get(&format!("{}members/{name}", self.key_prefix()))
+            .ok()??;
+        serde_json::from_str(&kv.value).ok()
+    }
+
     pub fn leader_key(&self) -> Result<Option<crate::etcd::KeyValue>> {
         self.etcd.get(&format!("{}leader", self.key_prefix()))
     }

@@ -261,6 +261,17 @@ pub fn ids_in(port: u16, table: &str) -> Result<Vec<i64>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// The acknowledged writes among `outcomes`.
+pub fn acks_of(outcomes: &[Outcome]) -> Vec<Ack> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Ack(a) => Some(*a),
+            Outcome::Fail(_) => None,
+        })
+        .collect()
+}
+
 /// Acknowledged ids missing from `present` (sorted ascending).
 pub fn lost(acks: &[Ack], present: &[i64]) -> Vec<i64> {
     acks.iter()

@@ -70,13 +70,7 @@ fn crashed_primary_with_diverged_timeline_rejoins_by_rewind() {
         .kill(Signal::SIGKILL)
         .expect("kill the node");
     let outcomes = writer.stop();
-    let acks: Vec<workload::Ack> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            workload::Outcome::Ack(a) => Some(*a),
-            workload::Outcome::Fail(_) => None,
-        })
-        .collect();
+    let acks = workload::acks_of(&outcomes);
     let after_cut: Vec<i64> = acks
         .iter()
         .filter(|a| a.sent > t_cut)

@@ -33,12 +33,6 @@ fn patronictl(cluster: &Cluster, args: &[&str]) -> RunOutput {
     out
 }
 
-fn member(cluster: &Cluster, name: &str) -> Option<Value> {
-    let key = format!("{}members/{name}", cluster.key_prefix());
-    let kv = cluster.etcd().get(&key).ok()??;
-    serde_json::from_str(&kv.value).ok()
-}
-
 fn config(cluster: &Cluster) -> Value {
     let key = format!("{}config", cluster.key_prefix());
     let kv = cluster.etcd().get(&key).unwrap().expect("config key");
@@ -46,10 +40,7 @@ fn config(cluster: &Cluster) -> Value {
 }
 
 fn max_connections(cluster: &Cluster, i: usize) -> Option<String> {
-    let mut c = sql::connect(cluster.node(i).pg_port()).ok()?;
-    c.query_one("SHOW max_connections", &[])
-        .ok()
-        .map(|r| r.get(0))
+    sql::query_text(cluster.node(i).pg_port(), "SHOW max_connections").ok()?
 }
 
 #[test]
@@ -126,7 +117,7 @@ fn patronictl_switchover_edit_config_and_restart_pending() {
             names
                 .iter()
                 .all(|n| {
-                    member(&cluster, n).is_some_and(|m| {
+                    cluster.member_key(n).is_some_and(|m| {
                         m["pending_restart"] == true
                             && m["pending_restart_reason"]["max_connections"]["new_value"]
                                 == wanted.as_str()
@@ -157,7 +148,11 @@ fn patronictl_switchover_edit_config_and_restart_pending() {
     wait_until(T, "no member flags pending_restart any more", || {
         names
             .iter()
-            .all(|n| member(&cluster, n).is_some_and(|m| m.get("pending_restart").is_none()))
+            .all(|n| {
+                cluster
+                    .member_key(n)
+                    .is_some_and(|m| m.get("pending_restart").is_none())
+            })
             .then_some(())
     });
     for i in 0..3 {

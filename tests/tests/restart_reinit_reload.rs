@@ -39,9 +39,9 @@ fn postmaster_start(cluster: &Cluster, i: usize) -> Option<String> {
 }
 
 fn member(cluster: &Cluster, i: usize) -> Value {
-    let key = format!("{}members/{}", cluster.key_prefix(), cluster.node(i).name());
-    let kv = cluster.etcd().get(&key).unwrap().expect("member key");
-    serde_json::from_str(&kv.value).unwrap()
+    cluster
+        .member_key(cluster.node(i).name())
+        .expect("member key")
 }
 
 #[test]

@@ -198,13 +198,7 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
 
     // Every acknowledged write survived the three changes of leader.
     let outcomes = writer.stop();
-    let acks: Vec<workload::Ack> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            workload::Outcome::Ack(a) => Some(*a),
-            workload::Outcome::Fail(_) => None,
-        })
-        .collect();
+    let acks = workload::acks_of(&outcomes);
     let primary = cluster.assert_converged(T).primary;
     let present = workload::ids_in(cluster.node(primary).pg_port(), TABLE).unwrap();
     let lost = workload::lost(&acks, &present);

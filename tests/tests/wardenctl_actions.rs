@@ -4,10 +4,8 @@
 //! restart that `restart --pending` clears, `pause --wait` / `resume --wait` toggle
 //! maintenance mode, and no acknowledged write is lost on the way.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use warden_tests::process::{run_bounded_input, RunOutput};
 use warden_tests::workload::{self, Writer, WriterOptions};
 use warden_tests::{bins, sql, wait_until, Cluster, ClusterSpec};
@@ -18,17 +16,7 @@ const RUN: Duration = Duration::from_secs(120);
 const TABLE: &str = "wardenctl_writes";
 
 fn wardenctl(cluster: &Cluster, args: &[&str]) -> RunOutput {
-    let bin = bins::wardenctl_bin().unwrap_or_else(|e| panic!("{e:#}"));
-    let mut cmd = Command::new(bin);
-    for var in [
-        "WARDENCTL_CONFIG_FILE",
-        "PATRONICTL_CONFIG_FILE",
-        "DCS_URL",
-        "PATRONI_SCOPE",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent");
+    let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
     // The agent's own config file works as wardenctl's.
     cmd.arg("-c").arg(cluster.node(0).config_path()).args(args);
     let out = run_bounded_input(&mut cmd, None, RUN).expect("run wardenctl");
@@ -40,19 +28,8 @@ fn ok(out: &RunOutput) -> bool {
     out.status.is_some_and(|s| s.success())
 }
 
-fn member(cluster: &Cluster, name: &str) -> Option<Value> {
-    let kv = cluster
-        .etcd()
-        .get(&format!("{}members/{name}", cluster.key_prefix()))
-        .ok()??;
-    serde_json::from_str(&kv.value).ok()
-}
-
 fn max_connections(cluster: &Cluster, i: usize) -> Option<String> {
-    let mut c = sql::connect(cluster.node(i).pg_port()).ok()?;
-    c.query_one("SHOW max_connections", &[])
-        .ok()
-        .map(|r| r.get(0))
+    sql::query_text(cluster.node(i).pg_port(), "SHOW max_connections").ok()?
 }
 
 #[test]
@@ -134,7 +111,11 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     wait_until(T, "every member flags pending_restart", || {
         names
             .iter()
-            .all(|n| member(&cluster, n).is_some_and(|m| m["pending_restart"] == true))
+            .all(|n| {
+                cluster
+                    .member_key(n)
+                    .is_some_and(|m| m["pending_restart"] == true)
+            })
             .then_some(())
     });
     let out = wardenctl(&cluster, &["restart", &scope, "--pending", "--force"]);
@@ -142,7 +123,11 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     wait_until(T, "no member flags pending_restart", || {
         names
             .iter()
-            .all(|n| member(&cluster, n).is_some_and(|m| m.get("pending_restart").is_none()))
+            .all(|n| {
+                cluster
+                    .member_key(n)
+                    .is_some_and(|m| m.get("pending_restart").is_none())
+            })
             .then_some(())
     });
     for i in 0..3 {
@@ -157,7 +142,7 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     assert!(ok(&out), "pause: {}", out.describe());
     assert!(names
         .iter()
-        .all(|n| member(&cluster, n).is_some_and(|m| m["pause"] == true)));
+        .all(|n| cluster.member_key(n).is_some_and(|m| m["pause"] == true)));
     let out = wardenctl(&cluster, &["list", &scope]);
     assert!(
         out.stdout.contains("Maintenance mode: on"),
@@ -172,18 +157,12 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     );
     let out = wardenctl(&cluster, &["resume", &scope, "--wait"]);
     assert!(ok(&out), "resume: {}", out.describe());
-    assert!(names
-        .iter()
-        .all(|n| member(&cluster, n).is_some_and(|m| m.get("pause").is_none())));
+    assert!(names.iter().all(|n| cluster
+        .member_key(n)
+        .is_some_and(|m| m.get("pause").is_none())));
 
     let outcomes = writer.stop();
-    let acks: Vec<workload::Ack> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            workload::Outcome::Ack(a) => Some(*a),
-            workload::Outcome::Fail(_) => None,
-        })
-        .collect();
+    let acks = workload::acks_of(&outcomes);
     let primary = cluster.assert_converged(T).primary;
     let present = workload::ids_in(cluster.node(primary).pg_port(), TABLE).unwrap();
     let lost = workload::lost(&acks, &present);

@@ -4,7 +4,6 @@
 //! member's REST API (`version`).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -18,23 +17,7 @@ const RUN: Duration = Duration::from_secs(30);
 
 /// `wardenctl ARGS` with nothing from the caller's environment choosing a config.
 fn wardenctl(args: &[&str], input: Option<&str>) -> RunOutput {
-    let bin = bins::wardenctl_bin().unwrap_or_else(|e| panic!("{e:#}"));
-    let mut cmd = Command::new(bin);
-    for var in [
-        "WARDENCTL_CONFIG_FILE",
-        "PATRONICTL_CONFIG_FILE",
-        "DCS_URL",
-        "PATRONI_SCOPE",
-        "PATRONI_NAMESPACE",
-        "PATRONI_ETCD3_HOSTS",
-        "PATRONI_ETCD3_HOST",
-        "PATRONI_RESTAPI_USERNAME",
-        "PATRONI_RESTAPI_PASSWORD",
-    ] {
-        cmd.env_remove(var);
-    }
-    // No patronictl.yaml of the machine's user may apply.
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent");
+    let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
     cmd.args(args);
     run_bounded_input(&mut cmd, input, RUN).expect("run wardenctl")
 }

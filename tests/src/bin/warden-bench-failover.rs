@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use warden_tests::observe::LeaseWatch;
-use warden_tests::workload::{self, Outcome, Writer, WriterOptions};
+use warden_tests::workload::{self, Writer, WriterOptions};
 use warden_tests::{process, wait, Cluster, ClusterSpec};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -319,13 +319,7 @@ fn run_once(ttl: u32, stop: &AtomicBool) -> Result<Option<RunResult>> {
     lease.stop();
     primaries.stop();
     let outcomes = writer.stop();
-    let acks: Vec<workload::Ack> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Ack(a) => Some(*a),
-            Outcome::Fail(_) => None,
-        })
-        .collect();
+    let acks = workload::acks_of(&outcomes);
 
     // Bring the old node back so the run ends converged, then count.
     cluster.node_mut(p).start()?;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
-use warden_tests::workload::{self, Outcome, Writer, WriterOptions};
+use warden_tests::workload::{self, Writer, WriterOptions};
 use warden_tests::{http, wait, Cluster, ClusterSpec};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -120,13 +120,7 @@ fn run() -> Result<()> {
         cluster.assert_converged(T);
     }
     let outcomes = writer.stop();
-    let acks: Vec<workload::Ack> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            Outcome::Ack(a) => Some(*a),
-            Outcome::Fail(_) => None,
-        })
-        .collect();
+    let acks = workload::acks_of(&outcomes);
     let primary = cluster.assert_converged(T).primary;
     let present = workload::ids_in(cluster.node(primary).pg_port(), TABLE)?;
     let lost = workload::lost(&acks, &present);
