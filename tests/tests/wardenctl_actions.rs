@@ -137,6 +137,51 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
         );
     }
 
+    // A scheduled switchover shows in `list` and `flush ... switchover` cancels it.
+    let (leader, _) = cluster.wait_leader(T);
+    let li = cluster.index_of(&leader).unwrap();
+    let other = cluster.node((li + 1) % 3).name().to_string();
+    let at = (chrono::Utc::now() + chrono::TimeDelta::seconds(900)).to_rfc3339();
+    let out = wardenctl(
+        &cluster,
+        &[
+            "switchover",
+            &scope,
+            "--candidate",
+            &other,
+            "--scheduled",
+            &at,
+            "--force",
+        ],
+    );
+    assert!(ok(&out), "scheduled switchover: {}", out.describe());
+    let out = wardenctl(&cluster, &["list", &scope]);
+    assert!(
+        out.stdout.contains("Switchover scheduled"),
+        "{}",
+        out.describe()
+    );
+    let out = wardenctl(&cluster, &["flush", &scope, "switchover", "--force"]);
+    assert!(ok(&out), "flush switchover: {}", out.describe());
+    let key = format!("{}failover", cluster.key_prefix());
+    let pending = cluster.etcd().get(&key).unwrap().map(|kv| kv.value);
+    assert!(
+        pending.as_deref().is_none_or(|v| v == "{}"),
+        "the scheduled switchover was not cancelled: {pending:?}"
+    );
+
+    // reinit --wait re-clones a replica; reload is accepted by every member.
+    let replica = cluster.node((li + 2) % 3);
+    let marker = replica.data_dir().join("warden-reinit-marker");
+    std::fs::write(&marker, "gone after a reinit").unwrap();
+    let name = replica.name().to_string();
+    let out = wardenctl(&cluster, &["reinit", &scope, &name, "--force", "--wait"]);
+    assert!(ok(&out), "reinit: {}", out.describe());
+    assert!(!marker.exists(), "the data directory was not re-created");
+    let out = wardenctl(&cluster, &["reload", &scope, "--force"]);
+    assert!(ok(&out), "reload: {}", out.describe());
+    cluster.assert_converged(T);
+
     // pause --wait / resume --wait.
     let out = wardenctl(&cluster, &["pause", &scope, "--wait"]);
     assert!(ok(&out), "pause: {}", out.describe());
