@@ -7,7 +7,9 @@
 //! no PostgreSQL restarted. Then the positive controls: with the right credentials a
 //! scheduled switchover and a scheduled restart survive an unauthenticated DELETE and go
 //! with an authenticated one, `PATCH /config` changes the `config` key, `POST /reload`
-//! is accepted; and the health endpoints stay open without credentials.
+//! is accepted; and the health endpoints stay open without credentials. `POST /failsafe`
+//! (how a leader cut off from the DCS holds off a failover) is guarded the same way and
+//! refused (502) while `failsafe_mode` is off.
 
 use std::time::Duration;
 
@@ -251,7 +253,39 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         );
         refused += 2;
     }
+    // POST /failsafe: a leader cut off from the DCS asks the other members to let it
+    // stay primary, and a member that accepts does not race for the leader key for a
+    // ttl. Patroni guards it like the other mutating endpoints (its members send their
+    // restapi credentials) and answers 502 unless failsafe_mode is on, which it is not
+    // here: an anonymous request must not be able to hold off a failover.
+    let failsafe =
+        json!({"name": leader, "api_url": format!("{}/patroni", cluster.node(li).api_url())})
+            .to_string();
+    for (what, auth) in &bad_auth {
+        let r = call(
+            &cluster,
+            replica,
+            "POST",
+            "/failsafe",
+            Some(failsafe.as_bytes()),
+            *auth,
+        );
+        assert_401(&r, &format!("POST /failsafe on a replica with {what}"));
+        refused += 1;
+    }
     println!("{refused} unauthenticated requests refused with 401");
+    let r = authorized(
+        &cluster,
+        replica,
+        "POST",
+        "/failsafe",
+        Some(failsafe.as_bytes()),
+    );
+    assert_eq!(
+        r.status, 502,
+        "POST /failsafe with failsafe_mode off: expected 502, got {} {}",
+        r.status, r.body
+    );
 
     // Right credentials, malformed bodies. DELETE /switchover, DELETE /restart and
     // POST /reload take no body (Patroni ignores it), so only the size limit applies.

@@ -52,18 +52,22 @@ pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
 }
 
 /// Failsafe mode: asks every member in `failsafe` (name → api_url) but us, in parallel,
-/// to confirm that we may stay primary. True only if all of them accepted.
+/// to confirm that we may stay primary. True only if all of them accepted. `auth` is our
+/// own `restapi.authentication`, sent as Patroni does: `POST /failsafe` is guarded like
+/// the other mutating endpoints, and members share the credentials.
 pub async fn confirm_failsafe(
     me: &str,
     my_api_url: &str,
     failsafe: &std::collections::BTreeMap<String, String>,
+    auth: Option<&crate::config::Credentials>,
 ) -> bool {
     let body = serde_json::json!({"name": me, "api_url": my_api_url});
+    let basic = auth.map(|c| (c.username.as_str(), c.password.as_deref().unwrap_or("")));
     let asks = failsafe.iter().filter(|(n, _)| n.as_str() != me).map(|(name, api_url)| {
         let url = failsafe_url(api_url);
         let body = &body;
         async move {
-            match http_client::post_json(&url, body, PEER_TIMEOUT).await {
+            match http_client::post_json(&url, body, basic, PEER_TIMEOUT).await {
                 Ok(200) => true,
                 Ok(code) => {
                     tracing::warn!(peer = %name, code, "peer refused to confirm us in failsafe mode");

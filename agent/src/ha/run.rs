@@ -578,7 +578,13 @@ impl Agent {
             .unwrap_or_default();
         let started = Instant::now();
         let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
-        let ok = peers::confirm_failsafe(&self.cfg.name, &my_api, &members).await;
+        let ok = peers::confirm_failsafe(
+            &self.cfg.name,
+            &my_api,
+            &members,
+            self.cfg.restapi.authentication.as_ref(),
+        )
+        .await;
         if ok {
             self.failsafe_round = Some(started);
         }
