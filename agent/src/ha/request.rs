@@ -257,7 +257,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let at = parse_schedule("2026-01-01T01:00:00+01:00", "switchover", now);
+        let at = parse_schedule("2026-01-01T01:00:00+02:00", "switchover", now);
         assert!(
             matches!(at, Err((422, ref m)) if m.contains("past")),
             "{at:?}"
