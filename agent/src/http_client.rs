@@ -51,34 +51,18 @@ pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Bytes), HttpError
     }
 }
 
-/// POSTs a JSON body with a deadline covering the whole exchange. Returns the status.
+/// POSTs a JSON body with a deadline covering the whole exchange, with HTTP Basic
+/// credentials when given (another member's mutating endpoint under
+/// `restapi.authentication`). Returns the status.
 pub async fn post_json(
     url: &str,
     body: &serde_json::Value,
+    auth: Option<&BasicAuth>,
     timeout: Duration,
 ) -> Result<u16, HttpError> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = hyper::Request::post(uri)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .map_err(|e| HttpError::Url(url.into(), e.to_string()))?;
-    let work = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| HttpError::Request(url.into(), e.to_string()))?;
-        let status = resp.status().as_u16();
-        // Drain (bounded) so the connection closes cleanly.
-        let _ = Limited::new(resp.into_body(), MAX_BODY).collect().await;
-        Ok(status)
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(HttpError::Timeout(url.into(), timeout)),
-    }
+    request(Method::POST, url, Some(body), auth, timeout)
+        .await
+        .map(|r| r.status)
 }
 
 /// The request method of [`request`], re-exported so callers need not know hyper.
@@ -102,6 +86,14 @@ impl std::fmt::Debug for BasicAuth {
 }
 
 impl BasicAuth {
+    /// From `restapi.authentication` (a missing password is the empty one).
+    pub fn from_credentials(c: &crate::config::Credentials) -> Self {
+        Self {
+            username: c.username.clone(),
+            password: c.password.clone().unwrap_or_default(),
+        }
+    }
+
     /// The `Authorization` header value.
     pub fn header_value(&self) -> String {
         use base64::Engine as _;
@@ -191,4 +183,85 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves one request with `status`; returns the URL and the request as received.
+    async fn one_shot(status: u16) -> (String, tokio::task::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/failsafe", l.local_addr().unwrap());
+        let h = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then Content-Length bytes of body.
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let resp =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            s.write_all(resp.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&req).to_string()
+        });
+        (url, h)
+    }
+
+    #[tokio::test]
+    async fn post_json_sends_basic_credentials_when_given() {
+        let (url, h) = one_shot(200).await;
+        let body = serde_json::json!({"name": "n1"});
+        let code = post_json(
+            &url,
+            &body,
+            Some(&BasicAuth {
+                username: "admin".into(),
+                password: "s3:cret".into(),
+            }),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 200);
+        let req = h.await.unwrap().to_ascii_lowercase();
+        // base64("admin:s3:cret")
+        assert!(
+            req.contains("authorization: basic ywrtaw46czm6y3jlda=="),
+            "{req}"
+        );
+        assert!(req.ends_with(r#"{"name":"n1"}"#), "{req}");
+    }
+
+    #[tokio::test]
+    async fn post_json_sends_no_authorization_without_credentials() {
+        let (url, h) = one_shot(401).await;
+        let code = post_json(&url, &serde_json::json!({}), None, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(code, 401);
+        let req = h.await.unwrap().to_ascii_lowercase();
+        assert!(!req.contains("authorization:"), "{req}");
+    }
 }

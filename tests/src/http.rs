@@ -14,14 +14,25 @@ use serde_json::Value;
 /// Overall timeout of one request, connect to end of body.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Status and body of an HTTP response.
+/// Status, headers and body of an HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
+    /// Every header as `(lower-case name, value)`, in the order received; values that
+    /// are not visible ASCII are decoded lossily.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl HttpResponse {
+    /// The first value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body parsed as JSON.
     pub fn json(&self) -> Result<Value> {
         serde_json::from_str(&self.body)
@@ -48,11 +59,25 @@ fn finish(
 ) -> Result<HttpResponse> {
     let mut resp = resp.with_context(|| format!("request to {url}"))?;
     let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let body = resp
         .body_mut()
         .read_to_string()
         .with_context(|| format!("reading body of {url}"))?;
-    Ok(HttpResponse { status, body })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// `GET url`.
@@ -84,11 +109,42 @@ pub fn send(
     basic: Option<(&str, &str)>,
     timeout: Duration,
 ) -> Result<HttpResponse> {
+    let authorization = basic.map(|(user, password)| basic_authorization(user, password));
+    let headers: Vec<(&str, &str)> = authorization
+        .iter()
+        .map(|a| ("Authorization", a.as_str()))
+        .collect();
+    send_with_headers(method, url, body, &headers, timeout)
+}
+
+/// The `Authorization` header value of HTTP Basic authentication.
+pub fn basic_authorization(user: &str, password: &str) -> String {
     use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// Like [`send`], with arbitrary request headers instead of credentials (e.g. a
+/// deliberately malformed `Authorization`).
+pub fn send_with_headers(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<HttpResponse> {
+    let agent = agent_with_timeout(timeout);
+    if let (Some(body), true) = (body, method.eq_ignore_ascii_case("DELETE")) {
+        // ureq refuses a body on DELETE unless forced (a test may send one on purpose).
+        let mut req = agent.delete(url).header("Content-Type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        return finish(url, req.force_send_body().send(body));
+    }
     let mut req = ureq::http::Request::builder().method(method).uri(url);
-    if let Some((user, password)) = basic {
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        req = req.header("Authorization", format!("Basic {token}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     if body.is_some() {
         req = req.header("Content-Type", "application/json");
@@ -96,7 +152,7 @@ pub fn send(
     let req = req
         .body(body.unwrap_or_default().to_vec())
         .with_context(|| format!("building {method} {url}"))?;
-    finish(url, agent_with_timeout(timeout).run(req))
+    finish(url, agent.run(req))
 }
 
 /// `OPTIONS url` — what HAProxy's `option httpchk OPTIONS /primary` sends.
@@ -126,10 +182,32 @@ mod tests {
         let url = format!("http://{}/primary", l.local_addr().unwrap());
         let h = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
+            // The whole request: headers, then Content-Length bytes of body (a client
+            // may write them in separate segments).
+            let mut req = Vec::new();
             let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap();
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if req.len() >= end + 4 + len || n == 0 {
+                        break;
+                    }
+                } else if n == 0 {
+                    break;
+                }
+            }
             s.write_all(response.as_bytes()).unwrap();
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            String::from_utf8_lossy(&req).into_owned()
         });
         (url, h)
     }
@@ -143,6 +221,38 @@ mod tests {
         assert_eq!(r.status, 503);
         assert!(h.join().unwrap().starts_with("GET /primary"));
         assert_eq!(r.json().unwrap()["role"], "replica");
+        assert_eq!(r.header("content-length"), Some("18"));
+        assert_eq!(r.header("Connection"), Some("close"));
+        assert_eq!(r.header("www-authenticate"), None);
+    }
+
+    #[test]
+    fn send_carries_basic_auth_and_the_body_and_returns_headers() {
+        let (url, h) = one_shot(
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"Patroni\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let r = send(
+            "PATCH",
+            &url,
+            Some(b"{\"a\":1}"),
+            Some(("u", "p")),
+            Duration::from_secs(3),
+        )
+        .unwrap();
+        assert_eq!(r.status, 401);
+        assert_eq!(
+            r.header("WWW-Authenticate"),
+            Some("Basic realm=\"Patroni\"")
+        );
+        let req = h.join().unwrap();
+        assert!(req.starts_with("PATCH /primary"), "{req}");
+        // base64("u:p") = "dTpw"
+        assert!(
+            req.to_ascii_lowercase()
+                .contains("authorization: basic dtpw"),
+            "{req}"
+        );
+        assert!(req.ends_with("{\"a\":1}"), "{req}");
     }
 
     #[test]

@@ -67,16 +67,7 @@ pub async fn handle(
     if !known {
         return Err(req);
     }
-    let creds = ctx.shared.snapshot().auth;
-    if let Err(e) = super::auth::check(
-        creds.as_ref(),
-        req.headers().get(hyper::header::AUTHORIZATION),
-    ) {
-        tracing::warn!(%method, path, reason = %e, "rejected an unauthenticated request");
-        let mut r = text(401, &format!("authentication required: {e}"));
-        if let Ok(v) = super::auth::WWW_AUTHENTICATE.parse() {
-            r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
-        }
+    if let Some(r) = unauthorized(&req, &ctx.shared) {
         return Ok(r);
     }
     let body = match read_body(req).await {
@@ -100,6 +91,24 @@ pub async fn handle(
         }
         _ => text(404, "no such endpoint"),
     })
+}
+
+/// Checks `restapi.authentication` on a mutating request: `Some` is the 401 answer (with
+/// the `WWW-Authenticate` challenge) to send instead of acting.
+pub(super) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<Reply> {
+    let creds = shared.snapshot().auth;
+    let e = super::auth::check(
+        creds.as_ref(),
+        req.headers().get(hyper::header::AUTHORIZATION),
+    )
+    .err()?;
+    let (method, path) = (req.method(), req.uri().path());
+    tracing::warn!(%method, path, reason = %e, "rejected an unauthenticated request");
+    let mut r = text(401, &format!("authentication required: {e}"));
+    if let Ok(v) = super::auth::WWW_AUTHENTICATE.parse() {
+        r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
+    }
+    Some(r)
 }
 
 fn config_reply(r: Result<Value, super::config_edit::Rejection>) -> Reply {

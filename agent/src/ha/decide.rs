@@ -667,7 +667,9 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
     if cfg_failsafe_excludes(o, c) {
         return Some("failsafe mode is on and we are not listed in /failsafe".into());
     }
-    if o.failsafe_leader_active {
+    // Only in failsafe mode: outside it no leader legitimately asks (the API refuses the
+    // request with 502), and a stray confirmation must not hold off a failover.
+    if o.failsafe_leader_active && c.dynamic_config().failsafe_mode {
         return Some("the leader confirmed itself to us in failsafe mode within ttl".into());
     }
     let cfg = c.dynamic_config();

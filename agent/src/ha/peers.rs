@@ -52,23 +52,22 @@ pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
 }
 
 /// Failsafe mode: asks every member in `failsafe` (name → api_url) but us, in parallel,
-/// to confirm that we may stay primary. True only if all of them accepted.
+/// to confirm that we may stay primary. True only if all of them accepted. `auth` is our
+/// own `restapi.authentication`, sent as Patroni does: `POST /failsafe` is guarded like
+/// the other mutating endpoints, and members share the credentials.
 pub async fn confirm_failsafe(
     me: &str,
     my_api_url: &str,
     failsafe: &std::collections::BTreeMap<String, String>,
-    auth: Option<&http_client::BasicAuth>,
+    auth: Option<&crate::config::Credentials>,
 ) -> bool {
     let body = serde_json::json!({"name": me, "api_url": my_api_url});
+    let basic = auth.map(http_client::BasicAuth::from_credentials);
     let asks = failsafe.iter().filter(|(n, _)| n.as_str() != me).map(|(name, api_url)| {
         let url = failsafe_url(api_url);
-        let body = &body;
+        let (body, basic) = (&body, basic.as_ref());
         async move {
-            let answer =
-                http_client::request(http_client::Method::POST, &url, Some(body), auth, PEER_TIMEOUT)
-                    .await
-                    .map(|r| r.status);
-            match answer {
+            match http_client::post_json(&url, body, basic, PEER_TIMEOUT).await {
                 Ok(200) => true,
                 Ok(code) => {
                     tracing::warn!(peer = %name, code, "peer refused to confirm us in failsafe mode");

@@ -578,17 +578,13 @@ impl Agent {
             .unwrap_or_default();
         let started = Instant::now();
         let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
-        // Members share restapi.authentication (as in Patroni): /failsafe is protected.
-        let auth =
-            self.cfg
-                .restapi
-                .authentication
-                .as_ref()
-                .map(|c| crate::http_client::BasicAuth {
-                    username: c.username.clone(),
-                    password: c.password.clone().unwrap_or_default(),
-                });
-        let ok = peers::confirm_failsafe(&self.cfg.name, &my_api, &members, auth.as_ref()).await;
+        let ok = peers::confirm_failsafe(
+            &self.cfg.name,
+            &my_api,
+            &members,
+            self.cfg.restapi.authentication.as_ref(),
+        )
+        .await;
         if ok {
             self.failsafe_round = Some(started);
         }
