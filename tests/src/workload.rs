@@ -8,6 +8,11 @@
 //! dropped and re-established; connects and statements have short bounds, and
 //! the log is shared, so even a writer stuck in a read cannot hold up a test:
 //! [`Writer::stop`] gives up waiting after a bound and returns what it has.
+//!
+//! A commit whose wait for a synchronous standby was cancelled (by the
+//! statement timeout) returns success with a warning, although no standby
+//! may have it; such an insert is recorded as a failure, never as an
+//! acknowledgement, so synchronous-mode tests count only durable writes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -83,6 +88,11 @@ impl Outcome {
         }
     }
 }
+
+/// Start of PostgreSQL's warning when a commit stops waiting for synchronous
+/// standbys (statement timeout, cancel): "canceling wait for synchronous
+/// replication due to user request" — committed locally, maybe on no standby.
+pub const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
 /// A running writer. Dropping it stops it (bounded).
 #[derive(Debug)]
@@ -192,7 +202,14 @@ impl Drop for Writer {
     }
 }
 
-fn connect(port: u16, opts: &WriterOptions) -> Result<postgres::Client, postgres::Error> {
+/// Connect for the writer; `cancelled` is set when the server warns that a
+/// commit's wait for synchronous standbys was cancelled ([`SYNC_WAIT_CANCELLED`]).
+fn connect(
+    port: u16,
+    opts: &WriterOptions,
+    cancelled: &Arc<AtomicBool>,
+) -> Result<postgres::Client, postgres::Error> {
+    let flag = Arc::clone(cancelled);
     postgres::Config::new()
         .host("127.0.0.1")
         .port(port)
@@ -205,6 +222,12 @@ fn connect(port: u16, opts: &WriterOptions) -> Result<postgres::Client, postgres
             "-c statement_timeout={}",
             opts.statement_timeout.as_millis()
         ))
+        // Notices are handled in order, before the query's own answer ends.
+        .notice_callback(move |n| {
+            if n.message().starts_with(SYNC_WAIT_CANCELLED) {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
         .connect(NoTls)
 }
 
@@ -212,20 +235,34 @@ fn run(port: u16, table: &str, opts: &WriterOptions, log: &Mutex<Vec<Outcome>>, 
     let insert = format!("INSERT INTO {table} (id) VALUES ($1) RETURNING inet_server_port()");
     let push = |o: Outcome| log.lock().unwrap_or_else(PoisonError::into_inner).push(o);
     let mut client: Option<postgres::Client> = None;
+    let cancelled = Arc::new(AtomicBool::new(false));
     let mut id = opts.first_id;
     while !stop.load(Ordering::SeqCst) {
         let sent = Instant::now();
         let this = id;
         id += 1;
+        cancelled.store(false, Ordering::SeqCst);
         let result = match client.as_mut() {
             Some(c) => c.query_one(insert.as_str(), &[&this]),
-            None => connect(port, opts).and_then(|mut c| {
+            None => connect(port, opts, &cancelled).and_then(|mut c| {
                 let r = c.query_one(insert.as_str(), &[&this]);
                 client = Some(c);
                 r
             }),
         };
         match result.and_then(|row| row.try_get::<_, i32>(0)) {
+            Ok(_) if cancelled.load(Ordering::SeqCst) => {
+                push(Outcome::Fail(Failure {
+                    id: this,
+                    sent,
+                    at: Instant::now(),
+                    error: format!(
+                        "{SYNC_WAIT_CANCELLED}: committed locally but not confirmed by a \
+                         synchronous standby; not counted as acknowledged"
+                    ),
+                }));
+                std::thread::sleep(opts.pause_after_error);
+            }
             Ok(server_port) => {
                 push(Outcome::Ack(Ack {
                     id: this,

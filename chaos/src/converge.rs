@@ -1,0 +1,151 @@
+//! Has the cluster converged? The kit's `assert_converged` panics, which
+//! would end a chaos run on the first slow recovery; this is the same
+//! question answered with a reason, polled with a deadline.
+//!
+//! Converged means: exactly one node answers 200 on `/primary` and every
+//! other one 200 on `/replica`; the leader key names that node; its
+//! `/patroni` says primary on some timeline; every other node's `/patroni`
+//! says a streaming replica on that timeline; and the primary's
+//! `pg_stat_replication` lists each of them as streaming. A former primary
+//! therefore counts only once it has rejoined as a streaming replica.
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use warden_tests::{sql, Cluster};
+
+/// Interval between two convergence checks.
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converged {
+    pub primary: usize,
+    pub timeline: u64,
+}
+
+/// One look at the cluster.
+pub fn check_now(cluster: &Cluster) -> Result<Converged, String> {
+    let nodes = cluster.nodes();
+    let states: Vec<(Option<u16>, Option<u16>)> = nodes
+        .iter()
+        .map(|n| (n.status("/primary"), n.status("/replica")))
+        .collect();
+    let primaries: Vec<usize> = (0..nodes.len())
+        .filter(|&i| states[i].0 == Some(200))
+        .collect();
+    let describe = || {
+        nodes
+            .iter()
+            .zip(&states)
+            .map(|(n, (p, r))| format!("{}: /primary {} /replica {}", n.name(), show(*p), show(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let [p] = primaries[..] else {
+        return Err(format!(
+            "{} nodes answer 200 on /primary ({})",
+            primaries.len(),
+            describe()
+        ));
+    };
+    if let Some(i) = (0..nodes.len()).find(|&i| i != p && states[i].1 != Some(200)) {
+        return Err(format!(
+            "{} is not a healthy replica ({})",
+            nodes[i].name(),
+            describe()
+        ));
+    }
+    let primary = &nodes[p];
+    let holder = cluster
+        .leader_key()
+        .map_err(|e| format!("reading the leader key: {e:#}"))?
+        .map(|kv| kv.value);
+    if holder.as_deref() != Some(primary.name()) {
+        return Err(format!(
+            "the leader key names {holder:?}, but {} answers /primary",
+            primary.name()
+        ));
+    }
+    let v = primary
+        .patroni()
+        .ok_or_else(|| format!("{}: no /patroni", primary.name()))?;
+    let timeline = match (v["role"].as_str(), v["timeline"].as_u64()) {
+        (Some("primary"), Some(t)) => t,
+        _ => {
+            return Err(format!(
+                "{}: /patroni role {} timeline {}",
+                primary.name(),
+                v["role"],
+                v["timeline"]
+            ))
+        }
+    };
+    let mut names = Vec::new();
+    for (i, n) in nodes.iter().enumerate().filter(|&(i, _)| i != p) {
+        let v = n
+            .patroni()
+            .ok_or_else(|| format!("{}: no /patroni", n.name()))?;
+        let streaming = v["role"] == "replica"
+            && v["replication_state"] == "streaming"
+            && v["timeline"].as_u64() == Some(timeline);
+        if !streaming {
+            return Err(format!(
+                "{} is not streaming on timeline {timeline}: role {} state {} timeline {}",
+                nodes[i].name(),
+                v["role"],
+                v["replication_state"],
+                v["timeline"]
+            ));
+        }
+        names.push(n.name().to_string());
+    }
+    let listed = streaming_standbys(primary.pg_port())?;
+    if let Some(missing) = names.iter().find(|n| !listed.contains(n)) {
+        return Err(format!(
+            "{}'s pg_stat_replication does not list {missing} as streaming (lists {listed:?})",
+            primary.name()
+        ));
+    }
+    Ok(Converged {
+        primary: p,
+        timeline,
+    })
+}
+
+fn show(s: Option<u16>) -> String {
+    s.map_or_else(|| "-".into(), |s| s.to_string())
+}
+
+fn streaming_standbys(port: u16) -> Result<Vec<String>, String> {
+    let mut c = sql::connect(port).map_err(|e| format!("{e:#}"))?;
+    let rows = c
+        .query(
+            "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'",
+            &[],
+        )
+        .map_err(|e| format!("pg_stat_replication on port {port}: {e}"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Poll [`check_now`] until it succeeds (returning the result and when), at
+/// most for `timeout`, or until `stop` is set; otherwise the last reason.
+pub fn wait(
+    cluster: &Cluster,
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<(Converged, Instant), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last = match check_now(cluster) {
+            Ok(c) => return Ok((c, Instant::now())),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("interrupted; last: {last}"));
+        }
+        std::thread::sleep(POLL.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}

@@ -1,0 +1,403 @@
+//! One chaos run: start the cluster, start the workload, inject the
+//! schedule, converge, stop, collect. Produces the [`EventLog`]; checking and
+//! reporting are separate (and pure).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use warden_tests::wait::poll_until;
+use warden_tests::workload::{self, Outcome, Writer, WriterOptions};
+use warden_tests::{sql, Cluster, ClusterSpec};
+
+use crate::cli::Options;
+use crate::converge;
+use crate::events::{to_ranges, EventLog, NodeInfo, RunInfo, WriteAck, WriteFailure};
+use crate::inject::{self, Ctx};
+use crate::schedule::{Order, Schedule};
+use crate::workload::{pause, Clock, PrimaryRounds, Probes, PROBE_TABLE};
+
+/// The writer's table.
+pub const WRITER_TABLE: &str = "chaos_writes";
+/// Bound for the cluster to form (bootstrap, two clones) and converge.
+const FORM_TIMEOUT: Duration = Duration::from_secs(180);
+/// Bound for the workload's first acknowledgements.
+const WARMUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound for a write through HAProxy after the final convergence.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The scope of the chaos cluster in etcd.
+const SCOPE: &str = "chaos";
+
+/// Progress on stdout, stamped with the time since `start`.
+pub fn say(start: Instant, msg: &str) {
+    println!("[{:7.1} s] {msg}", start.elapsed().as_secs_f64());
+}
+
+/// The cluster: 3 etcd members, 3 nodes with proxies, HAProxy; the mode
+/// flags go into every node's `bootstrap.dcs`.
+pub fn spec(opts: &Options) -> ClusterSpec {
+    let (sync, strict, failsafe) = (opts.sync, opts.sync_strict, opts.failsafe);
+    ClusterSpec::new(3)
+        .scope(SCOPE)
+        .etcd_members(3)
+        .with_proxies()
+        .customize(move |_, mut c| {
+            if sync {
+                c = c.set("bootstrap.dcs.synchronous_mode", true);
+            }
+            if strict {
+                c = c.set("bootstrap.dcs.synchronous_mode_strict", true);
+            }
+            if failsafe {
+                c = c.set("bootstrap.dcs.failsafe_mode", true);
+            }
+            c
+        })
+}
+
+/// Run everything; problems of the harness end up in
+/// [`EventLog::harness_errors`], never in a panic or an early exit.
+pub fn run(opts: &Options, stop: &AtomicBool, start: Instant) -> EventLog {
+    let mut log = EventLog {
+        info: Some(RunInfo {
+            seed: opts.seed,
+            sync: opts.sync,
+            sync_strict: opts.sync_strict,
+            failsafe: opts.failsafe,
+            require_no_loss: opts.require_no_loss,
+            converge_bound_s: opts.converge_timeout.as_secs(),
+            ttl_s: u64::from(warden_tests::config::DEFAULT_TTL),
+            started_at: String::new(),
+            unsafe_test: opts.unsafe_test,
+        }),
+        ..EventLog::default()
+    };
+    say(
+        start,
+        "starting 3 etcd members, 3 nodes with agents, HAProxy",
+    );
+    let mut cluster = match Cluster::start(spec(opts)) {
+        Ok(c) => c,
+        Err(e) => {
+            log.harness_errors
+                .push(format!("starting the cluster: {e:#}"));
+            return log;
+        }
+    };
+    log.nodes = cluster
+        .nodes()
+        .iter()
+        .map(|n| NodeInfo {
+            name: n.name().to_string(),
+            pg_port: n.pg_port(),
+        })
+        .collect();
+    if let Err(e) = drive(&mut cluster, opts, stop, start, &mut log) {
+        log.harness_errors.push(format!("{e:#}"));
+    }
+    if let Err(e) = copy_logs(&cluster, &opts.out.join("logs")) {
+        log.harness_errors.push(format!("copying the logs: {e:#}"));
+    }
+    say(start, "stopping the cluster");
+    drop(cluster);
+    log
+}
+
+fn drive(
+    cluster: &mut Cluster,
+    opts: &Options,
+    stop: &AtomicBool,
+    start: Instant,
+    log: &mut EventLog,
+) -> Result<()> {
+    let (formed, _) = converge::wait(cluster, FORM_TIMEOUT, stop)
+        .map_err(|e| anyhow!("the cluster did not form within {FORM_TIMEOUT:?}: {e}"))?;
+    say(
+        start,
+        &format!(
+            "formed: primary {}, timeline {}",
+            cluster.node(formed.primary).name(),
+            formed.timeline
+        ),
+    );
+    create_probe_table(cluster)?;
+
+    let clock = Clock::start();
+    if let Some(info) = log.info.as_mut() {
+        info.started_at = chrono::Utc::now().to_rfc3339();
+    }
+    let nodes: Vec<(usize, u16)> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.pg_port())
+        .enumerate()
+        .collect();
+    let apis: Vec<(usize, String)> = cluster
+        .nodes()
+        .iter()
+        .map(|n| n.api_url())
+        .enumerate()
+        .collect();
+    let rounds = PrimaryRounds::start(&apis, clock)?;
+    let probes = Probes::start(&nodes, clock)?;
+    let writer = Writer::start(
+        cluster.write_port(),
+        WRITER_TABLE,
+        WriterOptions {
+            // Paced: a write every ~10 ms resolves gaps well enough and
+            // leaves the two cores to the cluster.
+            pause_after_ack: Duration::from_millis(10),
+            pause_after_error: Duration::from_millis(50),
+            ..WriterOptions::default()
+        },
+    )
+    .context("starting the writer through HAProxy")?;
+    poll_until(WARMUP_TIMEOUT, || (!writer.acks().is_empty()).then_some(()))
+        .context("no write acknowledged through HAProxy after the start")?;
+    say(
+        start,
+        "workload running: writer through HAProxy, direct-write probes, /primary rounds",
+    );
+
+    run_schedule(
+        cluster,
+        opts,
+        stop,
+        start,
+        clock,
+        &writer,
+        &probes,
+        formed.primary,
+        log,
+    );
+
+    // The end: nothing may be left broken, then one last convergence.
+    log.harness_errors.extend(inject::heal_everything(cluster));
+    if stop.load(Ordering::SeqCst) {
+        log.harness_errors
+            .push("interrupted: the schedule did not run to its end".into());
+    }
+    let fin_start = Instant::now();
+    log.final_state.converge_started = clock.us(fin_start);
+    say(start, "waiting for the final convergence");
+    // An interrupt must not cut the final checks short.
+    let no_stop = AtomicBool::new(false);
+    match converge::wait(cluster, opts.converge_timeout, &no_stop) {
+        Ok((c, at)) => {
+            log.final_state.converged = Some(clock.us(at));
+            log.final_state.primary = Some(c.primary);
+            log.final_state.writes_after_convergence = poll_until(FINAL_WRITE_TIMEOUT, || {
+                (!writer.acks_since(at).is_empty()).then_some(())
+            })
+            .is_some();
+            say(
+                start,
+                &format!(
+                    "converged: primary {} on timeline {} ({:.1} s)",
+                    cluster.node(c.primary).name(),
+                    c.timeline,
+                    at.duration_since(fin_start).as_secs_f64()
+                ),
+            );
+        }
+        Err(e) => {
+            say(start, &format!("NOT converged: {e}"));
+            log.final_state.converge_error = Some(e);
+        }
+    }
+
+    let outcomes = writer.stop();
+    probes.stop(log);
+    rounds.stop(log);
+    log.ended = clock.now();
+    record_writes(log, &outcomes, clock);
+    read_final_rows(cluster, log);
+    Ok(())
+}
+
+/// The direct writes' table, created through HAProxy and awaited on every
+/// node (replicas get it by replication).
+fn create_probe_table(cluster: &Cluster) -> Result<()> {
+    let ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {PROBE_TABLE} (id bigint PRIMARY KEY, node int NOT NULL, \
+         at timestamptz NOT NULL DEFAULT now())"
+    );
+    poll_until(WARMUP_TIMEOUT, || {
+        sql::execute(cluster.write_port(), &ddl).ok()
+    })
+    .context("creating the probes' table through HAProxy")?;
+    let q = format!("SELECT (to_regclass('{PROBE_TABLE}') IS NOT NULL)::text");
+    for n in cluster.nodes() {
+        poll_until(WARMUP_TIMEOUT, || {
+            (sql::query_text(n.pg_port(), &q).ok()??.as_str() == "true").then_some(())
+        })
+        .with_context(|| format!("the probes' table did not reach {}", n.name()))?;
+    }
+    Ok(())
+}
+
+/// Steps until the schedule (or its duration) ends, an interrupt, or a step
+/// after which the cluster did not converge.
+#[allow(clippy::too_many_arguments)]
+fn run_schedule(
+    cluster: &mut Cluster,
+    opts: &Options,
+    stop: &AtomicBool,
+    start: Instant,
+    clock: Clock,
+    writer: &Writer,
+    probes: &Probes,
+    mut primary: usize,
+    log: &mut EventLog,
+) {
+    let mut schedule = Schedule::new(opts.seed, opts.order.clone());
+    let listed = match &opts.order {
+        Order::Listed(k) => Some(k.len()),
+        Order::Random(_) => None,
+    };
+    let mut ctx = Ctx {
+        cluster,
+        clock,
+        writer,
+        probes,
+        stop,
+        converge_timeout: opts.converge_timeout,
+    };
+    loop {
+        let step = schedule.next_step();
+        let done = match (opts.duration, listed) {
+            (Some(d), _) => clock.t0().elapsed() >= d,
+            (None, Some(n)) => step.index > n,
+            (None, None) => true,
+        };
+        if done || stop.load(Ordering::SeqCst) {
+            return;
+        }
+        say(start, &format!("{step}"));
+        log.steps.push(step.clone());
+        pause(step.pause(), stop);
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let (records, next) = inject::execute(&mut ctx, &step, primary);
+        for r in &records {
+            let error = r
+                .error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" ERROR: {e}"));
+            say(
+                start,
+                &format!(
+                    "  {} {}: injected at {:.1} s{error}",
+                    r.kind,
+                    r.target,
+                    r.injected as f64 / 1e6
+                ),
+            );
+        }
+        let settled = records
+            .last()
+            .map(|r| (r.converged, r.converge_error.clone()));
+        log.faults.extend(records);
+        match (next, settled) {
+            (Some(p), Some((Some(at), _))) => {
+                say(
+                    start,
+                    &format!(
+                        "  converged at {:.1} s: primary {}",
+                        at as f64 / 1e6,
+                        ctx.cluster.node(p).name()
+                    ),
+                );
+                primary = p;
+            }
+            (_, settled) => {
+                let why = settled.and_then(|s| s.1).unwrap_or_default();
+                say(start, &format!("  NOT converged: {why}; no further faults"));
+                return;
+            }
+        }
+    }
+}
+
+fn record_writes(log: &mut EventLog, outcomes: &[Outcome], clock: Clock) {
+    for o in outcomes {
+        match o {
+            Outcome::Ack(a) => log.writes.push(WriteAck {
+                id: a.id,
+                sent: clock.us(a.sent),
+                acked: clock.us(a.acked),
+                node: log.node_of_port(a.server_port),
+            }),
+            Outcome::Fail(f) => log.write_failures.push(WriteFailure {
+                id: f.id,
+                sent: clock.us(f.sent),
+                at: clock.us(f.at),
+                error: f
+                    .error
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(200)
+                    .collect(),
+            }),
+        }
+    }
+}
+
+/// The ids present on the final primary (read directly on its port).
+fn read_final_rows(cluster: &Cluster, log: &mut EventLog) {
+    let Some(p) = log.final_state.primary else {
+        log.final_state.read_error = Some("no final primary".into());
+        return;
+    };
+    let port = cluster.node(p).pg_port();
+    match (
+        workload::ids_in(port, WRITER_TABLE),
+        workload::ids_in(port, PROBE_TABLE),
+    ) {
+        (Ok(w), Ok(p)) => {
+            log.final_state.writer_present = Some(to_ranges(&w));
+            log.final_state.probe_present = Some(to_ranges(&p));
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            log.final_state.read_error = Some(format!("{e:#}"));
+        }
+    }
+}
+
+/// Every log of the cluster (agents, PostgreSQL, etcd, HAProxy) into `dir`,
+/// so a failed run can be diagnosed after its directory is gone.
+fn copy_logs(cluster: &Cluster, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files = cluster.log_paths();
+    for n in cluster.nodes() {
+        let pg = n.node_dir().join("postgresql.log");
+        if pg.is_file() {
+            files.push(pg);
+        }
+    }
+    for f in files {
+        let parent = f
+            .parent()
+            .and_then(Path::file_name)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // node1/warden.log -> node1-warden.log; etcd logs sit in the top dir.
+        let target = if name.starts_with("etcd") || name.starts_with("haproxy") {
+            dir.join(&name)
+        } else {
+            dir.join(format!("{parent}-{name}"))
+        };
+        if let Err(e) = std::fs::copy(&f, &target) {
+            eprintln!("warden-chaos: copying {}: {e}", f.display());
+        }
+    }
+    Ok(())
+}
