@@ -30,8 +30,9 @@ use crate::fault::FaultKind;
 
 /// Two consecutive acknowledged probes of a node count as one continuous
 /// writable period only if the next was sent at most this long after the
-/// previous was acknowledged (probes run every 50-100 ms; a longer silence
-/// means the probe was stuck and proves nothing about the time between).
+/// previous was acknowledged, and neither took longer than this (probes run
+/// every 50-100 ms; a longer silence or a long wait — a commit blocked on a
+/// synchronous standby — leaves the time in between unknown).
 pub const MAX_PROBE_LINK_US: Us = 1_000_000;
 /// Lists in the report are capped at this many entries.
 const LIST_CAP: usize = 100;
@@ -274,11 +275,13 @@ pub fn write_runs(log: &EventLog, rules: &Rules) -> Vec<WriteRun> {
             .map(|f| f.first_sent)
             .collect();
         let mut cur: Option<WriteRun> = None;
+        let slow = |sent: Us, acked: Us| acked.saturating_sub(sent) > rules.max_probe_link;
         for a in acks {
             if let Some(r) = cur.as_mut() {
                 let failed_between = failures.iter().any(|&f| r.last_sent < f && f < a.sent);
                 let silent = a.sent.saturating_sub(r.last_acked) > rules.max_probe_link;
-                if !failed_between && !silent {
+                let blocked = slow(r.last_sent, r.last_acked) || slow(a.sent, a.acked);
+                if !failed_between && !silent && !blocked {
                     r.last_sent = a.sent;
                     r.last_acked = a.acked;
                     r.acks += 1;
@@ -310,7 +313,7 @@ pub fn write_runs(log: &EventLog, rules: &Rules) -> Vec<WriteRun> {
 ///
 /// To speak about intervals we assume continuity within a run: a node whose
 /// probes were acknowledged one after another (every 50-100 ms, no failed
-/// attempt in between, no silence over [`MAX_PROBE_LINK_US`]) stayed
+/// attempt in between, no silence or wait over [`MAX_PROBE_LINK_US`]) stayed
 /// writable between those commits — no fence, restart and re-promotion fits
 /// in such a gap. A run's commits span at least `[first_acked, last_sent]`
 /// (the first commit happened before its ack arrived, the last after its

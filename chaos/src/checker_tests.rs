@@ -505,3 +505,35 @@ fn a_gap_that_never_closes_is_open_to_the_end() {
     assert_eq!(f.write_gap, Some(25 * S - 4_992 * MS));
     assert_eq!(f.failover, None);
 }
+
+/// A write that waited long (a commit blocked on a synchronous standby) says
+/// nothing about when in its window the node was writable: it ends the run
+/// on both sides instead of stretching it over the wait.
+#[test]
+fn a_blocked_write_does_not_stretch_a_run() {
+    let mut log = clean_log();
+    log.probes.retain(|p| p.node != 1);
+    // node1's probe sent at 1.0 s waits until 3.0 s; the next ones follow.
+    log.probes
+        .retain(|p| !(p.node == 0 && (1_000 * MS..3_000 * MS).contains(&p.sent)));
+    log.probes.push(ProbeAck {
+        node: 0,
+        id: 5_555,
+        sent: S,
+        acked: 3 * S,
+    });
+    // node2 accepted writes 1.5-2.5 s.
+    for k in 0..10u64 {
+        let t = 1_500 * MS + k * 100 * MS;
+        log.probes.push(ProbeAck {
+            node: 1,
+            id: 6_000 + k as i64,
+            sent: t,
+            acked: t + MS,
+        });
+    }
+    let (c, _) = run(&log);
+    assert!(c.split_brain.ok, "{:?}", c.split_brain.overlaps);
+    // 0-0.9 s, the blocked write alone, 3.0-4.9 s.
+    assert_eq!(c.split_brain.runs.iter().filter(|r| r.node == 0).count(), 3);
+}

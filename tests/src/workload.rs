@@ -9,10 +9,11 @@
 //! the log is shared, so even a writer stuck in a read cannot hold up a test:
 //! [`Writer::stop`] gives up waiting after a bound and returns what it has.
 //!
-//! A commit whose wait for a synchronous standby was cancelled (by the
-//! statement timeout) returns success with a warning, although no standby
-//! may have it; such an insert is recorded as a failure, never as an
-//! acknowledgement, so synchronous-mode tests count only durable writes.
+//! A commit whose wait for a synchronous standby was cancelled (a cancel
+//! request; `statement_timeout` does not cover the commit's wait) returns
+//! success with a warning, although no standby may have it; such an insert
+//! is recorded as a failure, never as an acknowledgement, so
+//! synchronous-mode tests count only durable writes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -90,7 +91,7 @@ impl Outcome {
 }
 
 /// Start of PostgreSQL's warning when a commit stops waiting for synchronous
-/// standbys (statement timeout, cancel): "canceling wait for synchronous
+/// standbys because of a cancel request: "canceling wait for synchronous
 /// replication due to user request" — committed locally, maybe on no standby.
 pub const SYNC_WAIT_CANCELLED: &str = "canceling wait for synchronous replication";
 
