@@ -156,9 +156,11 @@ pub struct FaultTiming {
     pub new_primary: Option<usize>,
     /// Injection to that acknowledgement.
     pub failover: Option<Us>,
-    /// Longest time without an acknowledged write around the fault.
+    /// Longest time without an acknowledged write, among the gaps that
+    /// ended (writes came back) before the next fault.
     pub write_gap: Option<Us>,
-    /// The gap was still open at the end of the run.
+    /// No write was acknowledged between this fault and the next one (or
+    /// the end of the run): the gap lasted at least that long.
     pub gap_open: bool,
 }
 
@@ -528,24 +530,26 @@ pub fn fault_timings(log: &EventLog) -> Vec<FaultTiming> {
                 && a.node != f.old_primary
                 && f.old_primary.is_some()
         });
-        // The longest ack-to-ack interval that ends after the injection and
-        // starts before the window's end (the first one always counts).
+        // The longest ack-to-ack interval closed by an acknowledgement inside
+        // this fault's window [injected, next injection): an outage belongs to
+        // the fault during which writes came back, never to two faults.
         let mut prev = acks
             .iter()
             .rev()
             .find(|a| a.acked < f.injected)
             .map_or(f.injected, |a| a.acked);
         let mut gap: Option<Us> = None;
-        for a in acks.iter().filter(|a| a.acked >= f.injected) {
-            if prev >= end && gap.is_some() {
-                break;
-            }
+        for a in acks
+            .iter()
+            .filter(|a| a.acked >= f.injected && a.acked < end)
+        {
             gap = Some(gap.unwrap_or(0).max(a.acked - prev));
             prev = a.acked;
         }
-        // No write was acknowledged after the fault: the gap lasted to the end.
+        // No write was acknowledged in the whole window: the gap is at least
+        // the window, still open at its end.
         let gap_open = gap.is_none();
-        let gap = gap.or_else(|| Some(log.ended.saturating_sub(prev)));
+        let gap = gap.or_else(|| Some(end.saturating_sub(prev)));
         out.push(FaultTiming {
             step: f.step,
             kind: f.kind,

@@ -537,3 +537,31 @@ fn a_blocked_write_does_not_stretch_a_run() {
     // 0-0.9 s, the blocked write alone, 3.0-4.9 s.
     assert_eq!(c.split_brain.runs.iter().filter(|r| r.node == 0).count(), 3);
 }
+
+/// An outage that starts just before the next fault and ends after it is
+/// that fault's, not the previous one's.
+#[test]
+fn a_gap_belongs_to_the_fault_during_which_writes_came_back() {
+    let mut log = clean_log();
+    log.writes.retain(|w| !(10 * S..14 * S).contains(&w.acked));
+    let ids: Vec<i64> = log.writes.iter().map(|w| w.id).collect();
+    log.final_state.writer_present = Some(to_ranges(&ids));
+    log.faults.push(FaultRecord {
+        step: 2,
+        kind: FaultKind::FreezePostgres,
+        target: "node2".into(),
+        old_primary: Some(1),
+        injected: 10 * S + 5 * MS,
+        healed: Some(13 * S),
+        converged: Some(15 * S),
+        converge_error: None,
+        error: None,
+        notes: vec![],
+    });
+    let (c, v) = run(&log);
+    assert!(v.pass, "{:?}", v.reasons);
+    // Writes at 9.990 s (acked 9.992 s), then 14.000 s (acked 14.002 s).
+    assert_eq!(c.faults[0].write_gap, Some(1_510 * MS));
+    assert_eq!(c.faults[1].write_gap, Some(4_010 * MS));
+    assert!(!c.faults[0].gap_open && !c.faults[1].gap_open);
+}

@@ -69,6 +69,13 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(10..=3600))]
     converge_timeout: u64,
+    /// Check an earlier run's events.json again and write its report into
+    /// --out, without starting anything.
+    #[arg(long, value_name = "EVENTS_JSON", conflicts_with_all = [
+        "seed", "duration", "faults", "smoke", "sync", "sync_strict", "failsafe",
+        "require_no_loss", "unsafe_test_rogue_primary",
+    ])]
+    recheck: Option<PathBuf>,
     /// TEST-ONLY, UNSAFE: allow the `rogue-promote` fault, which promotes a
     /// replica behind the agents' back so that two nodes accept writes. It
     /// exists to prove that the checker fails; a run with it must FAIL.
@@ -109,6 +116,8 @@ pub struct Options {
     pub converge_timeout: Duration,
     pub unsafe_test: bool,
     pub smoke: bool,
+    /// Re-check this events.json instead of running.
+    pub recheck: Option<PathBuf>,
 }
 
 impl Options {
@@ -170,6 +179,7 @@ impl Options {
             converge_timeout: Duration::from_secs(a.converge_timeout),
             unsafe_test: a.unsafe_test_rogue_primary,
             smoke: a.smoke,
+            recheck: a.recheck,
         })
     }
 }
@@ -269,6 +279,7 @@ mod tests {
         let e = usage_error(&["--unsafe-test-rogue-primary"]);
         assert!(e.contains("rogue-promote"), "{e}");
         assert!(usage_error(&["--faults", ""]).contains("fault"));
+        assert!(usage_error(&["--recheck", "e.json", "--sync"]).contains("--sync"));
     }
 
     #[test]

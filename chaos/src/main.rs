@@ -3,13 +3,14 @@
 //! Exit status: 0 PASS, 1 FAIL (also when the harness itself could not run),
 //! 2 bad usage. See chaos/README.md.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
 use warden_chaos::cli::Options;
-use warden_chaos::events::secs;
+use warden_chaos::events::{secs, EventLog};
 use warden_chaos::schedule::{Order, Schedule};
 use warden_chaos::{report, run};
 
@@ -65,6 +66,58 @@ fn print_schedule(o: &Options) {
     }
 }
 
+/// `--recheck`: the checker and the report on a stored event log.
+fn recheck(events: &Path, opts: &Options) -> ExitCode {
+    let log: EventLog = match std::fs::read_to_string(events)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("warden-chaos: error: --recheck {}: {e}", events.display());
+            return ExitCode::from(2);
+        }
+    };
+    let replay = log.info.as_ref().map_or_else(String::new, |i| {
+        format!("warden-chaos --seed {} ...", i.seed)
+    });
+    finish(&log, &report::build(&log, &replay), opts)
+}
+
+/// Print the per-kind timings and notes, write the outputs, print the
+/// verdict; the exit status.
+fn finish(log: &EventLog, report: &report::Report, opts: &Options) -> ExitCode {
+    for k in &report.checks.per_kind {
+        println!(
+            "  {:<20} x{}: failover median {} max {}; write gap median {} max {}",
+            k.kind.name(),
+            k.injected,
+            k.failover.median.map_or_else(|| "-".into(), secs),
+            k.failover.max.map_or_else(|| "-".into(), secs),
+            k.write_gap.median.map_or_else(|| "-".into(), secs),
+            k.write_gap.max.map_or_else(|| "-".into(), secs),
+        );
+    }
+    for n in &report.verdict.notes {
+        println!("note: {n}");
+    }
+    let written = report::write_all(&opts.out, log, report);
+    match &written {
+        Ok(files) => {
+            for f in files {
+                println!("wrote {}", f.display());
+            }
+        }
+        Err(e) => eprintln!("warden-chaos: error: writing the report: {e:#}"),
+    }
+    println!("{}", report.verdict_line);
+    if report.verdict.pass && written.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let opts = match Options::parse_from(std::env::args_os()) {
         Ok(o) => o,
@@ -77,6 +130,9 @@ fn main() -> ExitCode {
             opts.out.display()
         );
         return ExitCode::from(2);
+    }
+    if let Some(events) = &opts.recheck {
+        return recheck(events, &opts);
     }
     let start = Instant::now();
     // Our children get their own process groups: Ctrl-C reaches only us, and
@@ -94,34 +150,6 @@ fn main() -> ExitCode {
 
     let log = run::run(&opts, &stop, start);
     let report = report::build(&log, &replay(&opts));
-    for k in &report.checks.per_kind {
-        println!(
-            "  {:<20} x{}: failover median {} max {}; write gap median {} max {}",
-            k.kind.name(),
-            k.injected,
-            k.failover.median.map_or_else(|| "-".into(), secs),
-            k.failover.max.map_or_else(|| "-".into(), secs),
-            k.write_gap.median.map_or_else(|| "-".into(), secs),
-            k.write_gap.max.map_or_else(|| "-".into(), secs),
-        );
-    }
-    for n in &report.verdict.notes {
-        println!("note: {n}");
-    }
-    let written = report::write_all(&opts.out, &log, &report);
-    match &written {
-        Ok(files) => {
-            for f in files {
-                println!("wrote {}", f.display());
-            }
-        }
-        Err(e) => eprintln!("warden-chaos: error: writing the report: {e:#}"),
-    }
     println!("took {:.1} s", start.elapsed().as_secs_f64());
-    println!("{}", report.verdict_line);
-    if report.verdict.pass && written.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    finish(&log, &report, &opts)
 }

@@ -67,7 +67,7 @@ pub fn timeline(log: &EventLog, checks: &Checks) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11" shape-rendering="crispEdges">"#
     );
     let title = match &log.info {
         Some(i) => format!("Warden chaos run, seed {}", i.seed),
@@ -135,13 +135,23 @@ fn node_lane(
         esc(name)
     );
     let band = LANE - 14.0;
-    for sp in log.primary.iter().filter(|sp| sp.node == i) {
+    let mut spans: Vec<_> = log.primary.iter().filter(|sp| sp.node == i).collect();
+    spans.sort_by_key(|sp| sp.first_round);
+    for (k, sp) in spans.iter().enumerate() {
         let color = match sp.status {
             Some(200) => "#2e9e44",
             Some(_) => "#e8e8e8",
             None => "#9a9a9a",
         };
-        let (from, to) = (sp.first_round * round, (sp.last_round + 1) * round);
+        let (from, mut to) = (sp.first_round * round, (sp.last_round + 1) * round);
+        // Rounds skipped while a poll waited for its timeout: the answer
+        // stands until the next sample, if that came within a second.
+        if let Some(next) = spans.get(k + 1) {
+            let next_from = next.first_round * round;
+            if next_from > to && next_from - to <= 1_000_000 {
+                to = next_from;
+            }
+        }
         let _ = writeln!(
             s,
             r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{band:.1}" fill="{color}"><title>{} {}: {} to {}</title></rect>"#,
