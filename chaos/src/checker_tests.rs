@@ -20,6 +20,7 @@ fn info(sync: bool) -> RunInfo {
         ttl_s: 10,
         started_at: "2025-01-01T00:00:00Z".into(),
         unsafe_test: false,
+        dynamic_config: None,
     }
 }
 

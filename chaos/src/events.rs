@@ -43,6 +43,10 @@ pub struct RunInfo {
     pub started_at: String,
     /// The test-only unsafe fault was allowed.
     pub unsafe_test: bool,
+    /// The cluster's dynamic configuration (`GET /config`) when the workload
+    /// started: shows the mode the agents really run with.
+    #[serde(default)]
+    pub dynamic_config: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +171,8 @@ pub struct FinalState {
     pub converge_error: Option<String>,
     /// A write went through HAProxy after the final convergence.
     pub writes_after_convergence: bool,
+    /// The node that alone answered 200 on `/primary` at the end (also when
+    /// the cluster did not converge), whose rows are read.
     pub primary: Option<usize>,
     /// Ids of the writer's table present on the final primary, as inclusive
     /// ranges; `None` if they could not be read.

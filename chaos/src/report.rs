@@ -98,6 +98,26 @@ pub fn markdown(r: &Report, log: &EventLog) -> String {
         );
         let _ = writeln!(m, "| lease ttl | {} s |", i.ttl_s);
         let _ = writeln!(m, "| started | {} |", i.started_at);
+        if let Some(c) = &i.dynamic_config {
+            let keys = [
+                "ttl",
+                "loop_wait",
+                "retry_timeout",
+                "synchronous_mode",
+                "synchronous_mode_strict",
+                "failsafe_mode",
+            ];
+            let shown: Vec<String> = keys
+                .iter()
+                .filter(|k| !c[**k].is_null())
+                .map(|k| format!("{k}={}", c[*k]))
+                .collect();
+            let _ = writeln!(
+                m,
+                "| dynamic config (`GET /config`) | {} |",
+                shown.join(" ")
+            );
+        }
     }
     let c = &r.counts;
     let _ = writeln!(
@@ -295,6 +315,7 @@ pub(crate) mod tests {
                 ttl_s: 10,
                 started_at: "2025-01-01T00:00:00+00:00".into(),
                 unsafe_test: false,
+                dynamic_config: None,
             }),
             nodes: (0..3)
                 .map(|i| NodeInfo {

@@ -70,6 +70,7 @@ pub fn run(opts: &Options, stop: &AtomicBool, start: Instant) -> EventLog {
             ttl_s: u64::from(warden_tests::config::DEFAULT_TTL),
             started_at: String::new(),
             unsafe_test: opts.unsafe_test,
+            dynamic_config: None,
         }),
         ..EventLog::default()
     };
@@ -122,10 +123,12 @@ fn drive(
         ),
     );
     create_probe_table(cluster)?;
+    let config = dynamic_config(cluster, formed.primary, opts)?;
 
     let clock = Clock::start();
     if let Some(info) = log.info.as_mut() {
         info.started_at = chrono::Utc::now().to_rfc3339();
+        info.dynamic_config = Some(config);
     }
     let nodes: Vec<(usize, u16)> = cluster
         .nodes()
@@ -204,6 +207,9 @@ fn drive(
         Err(e) => {
             say(start, &format!("NOT converged: {e}"));
             log.final_state.converge_error = Some(e);
+            // Lost writes can still be counted on a node that alone answers
+            // 200 on /primary, converged or not.
+            log.final_state.primary = cluster.primary_index();
         }
     }
 
@@ -214,6 +220,26 @@ fn drive(
     record_writes(log, &outcomes, clock);
     read_final_rows(cluster, log);
     Ok(())
+}
+
+/// `GET /config` from the primary; an error unless it carries the mode the
+/// command line asked for (a run must not pass in a mode it did not test).
+fn dynamic_config(cluster: &Cluster, primary: usize, opts: &Options) -> Result<serde_json::Value> {
+    let node = cluster.node(primary);
+    let config: serde_json::Value =
+        poll_until(WARMUP_TIMEOUT, || node.get("/config").ok()?.json().ok())
+            .with_context(|| format!("GET /config from {}", node.name()))?;
+    let on = |key: &str| config[key] == true || config[key] == "on";
+    for (wanted, key) in [
+        (opts.sync, "synchronous_mode"),
+        (opts.sync_strict, "synchronous_mode_strict"),
+        (opts.failsafe, "failsafe_mode"),
+    ] {
+        if wanted && !on(key) {
+            anyhow::bail!("the dynamic configuration does not have {key} on: {config}");
+        }
+    }
+    Ok(config)
 }
 
 /// The direct writes' table, created through HAProxy and awaited on every
