@@ -10,8 +10,9 @@ use clap::{CommandFactory, Parser};
 use crate::fault::{FaultKind, ALL_KINDS, SAFE_KINDS};
 use crate::schedule::Order;
 
-/// The fixed seed of `--smoke`.
-pub const SMOKE_SEED: u64 = 20_250_501;
+/// The fixed seed of `--smoke`: it holds the primary kill (15.6 s) and the
+/// partition (16.5 s) past the lease ttl, so both end in a failover.
+pub const SMOKE_SEED: u64 = 14;
 /// The faults of `--smoke`: a primary kill, a partition, an etcd leader loss
 /// and a switchover, once each.
 pub const SMOKE_FAULTS: &[FaultKind] = &[
@@ -69,6 +70,9 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 120,
           value_parser = clap::value_parser!(u64).range(10..=3600))]
     converge_timeout: u64,
+    /// Print the schedule and exit without starting anything.
+    #[arg(long, conflicts_with = "recheck")]
+    dry_run: bool,
     /// Check an earlier run's events.json again and write its report into
     /// --out, without starting anything.
     #[arg(long, value_name = "EVENTS_JSON", conflicts_with_all = [
@@ -118,6 +122,8 @@ pub struct Options {
     pub smoke: bool,
     /// Re-check this events.json instead of running.
     pub recheck: Option<PathBuf>,
+    /// Only print the schedule.
+    pub dry_run: bool,
 }
 
 impl Options {
@@ -180,6 +186,7 @@ impl Options {
             unsafe_test: a.unsafe_test_rogue_primary,
             smoke: a.smoke,
             recheck: a.recheck,
+            dry_run: a.dry_run,
         })
     }
 }

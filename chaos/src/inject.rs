@@ -339,7 +339,7 @@ fn rogue_promote(
     let t = Instant::now();
     rec.injected = ctx.clock.us(t);
     let result = (|| -> Result<()> {
-        let promoted = sql::query_text(port, "SELECT pg_promote(true, 30)::text")?;
+        let promoted = sql::query_text(port, "SELECT pg_promote(true, 4)::text")?;
         if promoted.as_deref() != Some("true") {
             bail!("pg_promote() returned {promoted:?}");
         }

@@ -124,6 +124,11 @@ fn main() -> ExitCode {
         // Usage errors exit with 2, --help and --version with 0.
         Err(e) => e.exit(),
     };
+    if opts.dry_run {
+        println!("warden-chaos: {}", replay(&opts));
+        print_schedule(&opts);
+        return ExitCode::SUCCESS;
+    }
     if let Err(e) = std::fs::create_dir_all(&opts.out) {
         eprintln!(
             "warden-chaos: error: cannot create --out {}: {e}",

@@ -79,3 +79,33 @@ fn help_lists_the_faults_and_exits_0() {
         assert!(r.stdout.contains(f), "--help lacks {f}: {}", r.describe());
     }
 }
+
+/// The schedule depends only on the seed: two processes print the same one,
+/// another seed prints another, and nothing is started.
+#[test]
+fn dry_run_prints_the_same_schedule_for_the_same_seed() {
+    let a = chaos(&["--dry-run", "--seed", "77", "--duration", "600"]);
+    let b = chaos(&["--dry-run", "--seed", "77", "--duration", "600"]);
+    let c = chaos(&["--dry-run", "--seed", "78", "--duration", "600"]);
+    for r in [&a, &b, &c] {
+        assert_eq!(r.code(), Some(0), "{}", r.describe());
+        assert!(!r.stdout.contains("starting"), "{}", r.describe());
+    }
+    assert!(a.stdout.contains("step 1: "), "{}", a.describe());
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(
+        a.stdout.replace("77", "78"),
+        c.stdout,
+        "seeds 77 and 78 gave the same steps"
+    );
+    let smoke = chaos(&["--smoke", "--dry-run"]);
+    assert_eq!(smoke.code(), Some(0), "{}", smoke.describe());
+    for kind in [
+        "kill-primary",
+        "partition-primary",
+        "kill-etcd-leader",
+        "switchover",
+    ] {
+        assert!(smoke.stdout.contains(kind), "{}", smoke.describe());
+    }
+}
