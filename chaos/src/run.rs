@@ -315,7 +315,7 @@ fn run_schedule(
             say(
                 start,
                 &format!(
-                    "  {} {}: injected at {:.1} s{error}",
+                    "  {} {}: injected at t={:.1} s{error}",
                     r.kind,
                     r.target,
                     r.injected as f64 / 1e6
@@ -331,7 +331,7 @@ fn run_schedule(
                 say(
                     start,
                     &format!(
-                        "  converged at {:.1} s: primary {}",
+                        "  converged at t={:.1} s: primary {}",
                         at as f64 / 1e6,
                         ctx.cluster.node(p).name()
                     ),
