@@ -70,6 +70,8 @@ pub struct Agent {
     incoming: Vec<Request>,
     /// The YAML file the config came from, re-read on `POST /reload` and SIGHUP.
     config_path: Option<PathBuf>,
+    /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
+    pub(super) sync_names: Option<String>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -131,6 +133,7 @@ impl Agent {
             requests: None,
             incoming: Vec::new(),
             config_path: None,
+            sync_names: None,
         }
     }
 
