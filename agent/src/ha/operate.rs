@@ -306,6 +306,12 @@ impl Agent {
         let Some(probe) = obs.local.probe.as_ref().filter(|p| !p.in_recovery) else {
             return Ok(());
         };
+        if d.synchronous_mode == warden_consensus::dynamic_config::SynchronousMode::Quorum
+            && !self.quorum_warned
+        {
+            self.quorum_warned = true;
+            tracing::warn!("synchronous_mode: quorum is not implemented yet; running as `on` (every synchronous standby must acknowledge)");
+        }
         let leader_wal = probe.wal_position.unwrap_or(0);
         let standbys: Vec<super::sync::Standby> = probe
             .replication

@@ -72,6 +72,8 @@ pub struct Agent {
     config_path: Option<PathBuf>,
     /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
     pub(super) sync_names: Option<String>,
+    /// `synchronous_mode: quorum` was reported as running like `on`.
+    pub(super) quorum_warned: bool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -134,6 +136,7 @@ impl Agent {
             incoming: Vec::new(),
             config_path: None,
             sync_names: None,
+            quorum_warned: false,
         }
     }
 
