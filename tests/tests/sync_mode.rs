@@ -68,6 +68,20 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
     assert_eq!(cluster.node(si).status("/async"), Some(503));
     assert_eq!(cluster.node(other).status("/sync"), Some(503));
     assert_eq!(cluster.node(other).status("/async"), Some(200));
+    // wardenctl list shows it.
+    let mut cmd = warden_tests::bins::wardenctl_command().expect("wardenctl");
+    cmd.arg("-c")
+        .arg(cluster.node(0).config_path())
+        .args(["list", "-f", "json"]);
+    let out = warden_tests::process::run_bounded(&mut cmd, Duration::from_secs(30)).unwrap();
+    let rows: Vec<Value> = serde_json::from_str(out.stdout.trim()).expect("list -f json");
+    let role_of = |name: &str| {
+        rows.iter()
+            .find(|r| r["Member"] == name)
+            .map(|r| r["Role"].clone())
+    };
+    assert_eq!(role_of(&standby), Some(json!("Sync Standby")), "{rows:?}");
+    assert_eq!(role_of(cluster.node(other).name()), Some(json!("Replica")));
 
     // The synchronous standby dies: the other replica takes its place; writes go on.
     cluster.node_mut(si).kill_hard();
