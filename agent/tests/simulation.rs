@@ -1774,6 +1774,9 @@ impl World {
                 .and_then(|_| Self::index(name))
         };
         match action {
+            // Synchronous mode is not modelled: it is off in the simulation, where the
+            // executor's step is a no-op.
+            Action::SyncReplication => Outcome::Done(0),
             Action::HandOver { .. }
             | Action::ClearFailover
             | Action::Restart { .. }

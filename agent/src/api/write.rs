@@ -320,6 +320,15 @@ async fn failover_impossible(
             ));
         }
     }
+    // Synchronous mode: only a standby listed in /sync has every acknowledged commit.
+    let sync_ok = |n: &str| crate::ha::decide::sync_allows(cluster, n);
+    if let Some(c) = candidate {
+        if !sync_ok(c) && cluster.members.contains_key(c) {
+            return Some(format!(
+                "candidate name does not match with sync_standby: {c:?} is not listed in /sync"
+            ));
+        }
+    }
     let names: Vec<&String> = cluster.members.keys().collect();
     let targets: Vec<(&String, String)> = match candidate {
         Some(c) => match cluster.members.get_key_value(c) {
@@ -338,10 +347,15 @@ async fn failover_impossible(
         None => cluster
             .members
             .iter()
-            .filter(|(n, _)| Some(n.as_str()) != cluster.leader_name())
+            .filter(|(n, _)| Some(n.as_str()) != cluster.leader_name() && sync_ok(n))
             .map(|(n, m)| (n, m.value.api_url.clone()))
             .collect(),
     };
+    if targets.is_empty() && cluster.dynamic_config().synchronous_mode.is_enabled() {
+        return Some(format!(
+            "{action} is not possible: can not find sync_standby"
+        ));
+    }
     if targets.is_empty() {
         return Some(format!(
             "{action} is not possible: cluster does not have members except leader"

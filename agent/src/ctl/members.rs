@@ -80,7 +80,14 @@ pub fn rows(cluster: &Cluster) -> Vec<MemberRow> {
     } else {
         Vec::new()
     };
-    let sync_role = if config.synchronous_mode.as_str() == "quorum" {
+    // Quorum standbys only where the /sync key says a quorum is in force (Warden runs
+    // `quorum` as `on` for now and writes quorum 0).
+    let quorum = cluster
+        .sync
+        .as_ref()
+        .and_then(|s| s.value.quorum)
+        .is_some_and(|q| q > 0);
+    let sync_role = if config.synchronous_mode.as_str() == "quorum" && quorum {
         "Quorum Standby"
     } else {
         "Sync Standby"

@@ -60,6 +60,9 @@ pub enum Action {
     },
     /// Primary: publish our WAL position to `status`.
     WriteStatus,
+    /// Primary: manage synchronous replication (`synchronous_standby_names` and the
+    /// `/sync` key, in the safe order), or clear both when synchronous mode is off.
+    SyncReplication,
     /// Planned switchover from this primary: CHECKPOINT, fast shutdown, wait until the
     /// candidate has received the shutdown checkpoint, hand the leader key over, and
     /// restart as the candidate's replica (no rewind needed). Aborts (restarting as

@@ -208,7 +208,11 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
                 return d;
             }
             decision(
-                vec![Action::RenewLeader, Action::WriteStatus],
+                vec![
+                    Action::RenewLeader,
+                    Action::SyncReplication,
+                    Action::WriteStatus,
+                ],
                 "paused: keeping the leader key",
             )
         }
@@ -239,7 +243,13 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
             let named =
                 failover_request(c).and_then(|f| f.member.as_deref()) == Some(o.me.as_str());
             match probe {
-                Some(p) if p.in_recovery && named && o.lease_renewed && o.tags.may_become_leader() => {
+                Some(p)
+                    if p.in_recovery
+                        && named
+                        && o.lease_renewed
+                        && o.tags.may_become_leader()
+                        && sync_allows(c, &o.me) =>
+                {
                     decision(
                         vec![
                             Action::AcquireLeader,
@@ -382,6 +392,9 @@ fn switchover_candidate(
         .and_then(|p| p.wal_position)
         .unwrap_or(0);
     let check = |p: &Peer| -> Result<(), String> {
+        if !sync_allows(c, &p.name) {
+            return Err(format!("{} is not a synchronous standby", p.name));
+        }
         let Some(s) = p.status.as_ref() else {
             return Err(format!("{} did not answer", p.name));
         };
@@ -539,6 +552,7 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
         vec![
             Action::RenewLeader,
             Action::ConfigurePrimary,
+            Action::SyncReplication,
             Action::EnsureSlots { members: others },
             Action::WriteStatus,
         ],
@@ -637,6 +651,9 @@ fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Stri
     if !o.tags.may_become_leader() {
         return Some("tagged nofailover (or failover_priority 0)".into());
     }
+    if let Some(why) = sync_refusal(c, &o.me) {
+        return Some(why);
+    }
     if let Some(why) = &o.watchdog_missing {
         return Some(format!(
             "watchdog.mode is required but the watchdog is unusable ({why})"
@@ -654,10 +671,29 @@ fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Stri
     })
 }
 
+/// Synchronous mode: only the last leader and the standbys listed in `/sync` may be
+/// promoted automatically; they alone have every acknowledged commit.
+pub fn sync_allows(c: &Cluster, name: &str) -> bool {
+    if !c.dynamic_config().synchronous_mode.is_enabled() {
+        return true;
+    }
+    c.sync.as_ref().is_some_and(|s| {
+        s.value.leader.as_deref() == Some(name) || s.value.standbys().contains(&name)
+    })
+}
+
+fn sync_refusal(c: &Cluster, me: &str) -> Option<String> {
+    (!sync_allows(c, me))
+        .then(|| "synchronous mode is on and we are not a synchronous standby in /sync".to_string())
+}
+
 /// Why this replica must not race for the vacant leader key, or `None` if it may.
 pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
     if !o.tags.may_become_leader() {
         return Some("tagged nofailover (or failover_priority 0)".into());
+    }
+    if let Some(why) = sync_refusal(c, &o.me) {
+        return Some(why);
     }
     if let Some(why) = &o.watchdog_missing {
         return Some(format!(
@@ -704,7 +740,15 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
             || history_tl.is_none();
         lag_ok && tl_ok
     };
-    better_peer(&o.tags, mine, &o.peers, peer_may_race)
+    let peers: Vec<Peer> = o
+        .peers
+        .iter()
+        // Only a peer that may itself be promoted is worth deferring to; a running
+        // primary always blocks the race.
+        .filter(|p| sync_allows(c, &p.name) || p.status.as_ref().is_some_and(|s| s.is_primary))
+        .cloned()
+        .collect();
+    better_peer(&o.tags, mine, &peers, peer_may_race)
 }
 
 /// A peer we should leave the race to: a running primary, or an eligible peer that is

@@ -55,6 +55,7 @@ impl Agent {
         match action {
             Action::Fatal(msg) => Err(ActError::Fatal(msg.clone())),
             Action::HandOver { candidate } => self.hand_over(candidate, obs).await,
+            Action::SyncReplication => self.sync_replication(obs).await,
             Action::ClearFailover => {
                 self.clear_failover(cluster).await;
                 Ok(())
@@ -272,18 +273,31 @@ impl Agent {
         standby: Option<&Option<Upstream>>,
     ) -> Result<bool, ActError> {
         let dynamic = self.dynamic(cluster);
+        // Synchronous mode: the leader's choice on a primary; on a replica nothing (or
+        // `*` in strict mode), so a promotion never starts with a stale list.
+        let sync_names = if !dynamic.synchronous_mode.is_enabled() {
+            None
+        } else if standby.is_some() {
+            Some(super::sync::render_names(
+                &[],
+                dynamic.synchronous_mode_strict,
+            ))
+        } else {
+            self.sync_names.clone()
+        };
         self.pg.write_pgpass().map_err(failed)?;
         self.pg
             .write_config(
                 &dynamic.postgresql.parameters,
                 dynamic.postgresql.pg_hba.as_deref(),
                 standby,
+                sync_names.as_deref(),
             )
             .map_err(failed)
     }
 
     /// Rewrites the config of a running server and reloads it if anything changed.
-    async fn configure(
+    pub(super) async fn configure(
         &mut self,
         cluster: Option<&Cluster>,
         standby: Option<&Option<Upstream>>,
@@ -309,10 +323,13 @@ impl Agent {
         let job = async {
             pg.initdb().await?;
             pg.write_pgpass()?;
+            // Bootstrap: no standby exists yet, so no synchronous names (strict mode
+            // included: initdb's roles must be created without waiting).
             pg.write_config(
                 &dcs_cfg.postgresql.parameters,
                 dcs_cfg.postgresql.pg_hba.as_deref(),
                 None,
+                Some(""),
             )?;
             pg.start()?;
             pg.wait_ready(START_TIMEOUT).await?;
@@ -427,6 +444,29 @@ impl Agent {
                 .delete_if_value(&self.keys.leader(), self.cfg.name.as_bytes())
                 .await;
             return Err(failed(why));
+        }
+        let dynamic = self.dynamic(obs.cluster.as_ref());
+        if dynamic.synchronous_mode.is_enabled() {
+            // Before the first commit on the new timeline, /sync names only us: until a
+            // standby is confirmed synchronous, nobody else may be promoted.
+            let claimed = match obs.cluster.as_ref() {
+                Some(c) => self.write_sync_key(c, &[]).await,
+                None => Err(failed("no DCS view")),
+            };
+            if let Err(ActError::Failed(why) | ActError::Fatal(why)) = claimed {
+                tracing::error!(reason = %why, "cannot claim /sync before promoting; releasing the leader key");
+                self.holds_leader = false;
+                self.shared.deadline.clear();
+                let _ = self
+                    .dcs
+                    .delete_if_value(&self.keys.leader(), self.cfg.name.as_bytes())
+                    .await;
+                return Err(failed(format!("promotion postponed: {why}")));
+            }
+            self.sync_names = Some(super::sync::render_names(
+                &[],
+                dynamic.synchronous_mode_strict,
+            ));
         }
         tracing::warn!(old_timeline, lsn, "promoting PostgreSQL");
         self.pg

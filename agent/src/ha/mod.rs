@@ -11,6 +11,7 @@ pub mod peers;
 pub mod publish;
 pub mod request;
 pub mod run;
+pub mod sync;
 
 pub use action::{Action, StartAs};
 pub use decide::{decide, Decision};

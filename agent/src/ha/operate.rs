@@ -276,3 +276,121 @@ async fn wait_for_position(
         tokio::time::sleep(HANDOVER_POLL).await;
     }
 }
+
+impl Agent {
+    /// Synchronous mode on the leader: carries out [`super::sync::plan`] — shrink `/sync`,
+    /// then `synchronous_standby_names`, then grow `/sync` — one key write per turn (the
+    /// next turn reads the new revision). With synchronous mode off, drops both.
+    pub(super) async fn sync_replication(&mut self, obs: &Observation) -> Result<(), ActError> {
+        let Some(c) = obs.cluster.as_ref() else {
+            return Ok(());
+        };
+        let d = self.dynamic(Some(c));
+        if !d.synchronous_mode.is_enabled() {
+            if self.sync_names.take().is_some() {
+                tracing::info!(
+                    "synchronous mode is off: back to the configured synchronous_standby_names"
+                );
+                self.configure(Some(c), None).await?;
+            }
+            if let Some(s) = &c.sync {
+                if s.value.leader.as_deref() == Some(self.cfg.name.as_str()) {
+                    self.dcs
+                        .delete(&self.keys.sync())
+                        .await
+                        .map_err(|e| failed(format!("cannot delete /sync: {e}")))?;
+                }
+            }
+            return Ok(());
+        }
+        let Some(probe) = obs.local.probe.as_ref().filter(|p| !p.in_recovery) else {
+            return Ok(());
+        };
+        if d.synchronous_mode == warden_consensus::dynamic_config::SynchronousMode::Quorum
+            && !self.quorum_warned
+        {
+            self.quorum_warned = true;
+            tracing::warn!("synchronous_mode: quorum is not implemented yet; running as `on` (every synchronous standby must acknowledge)");
+        }
+        let leader_wal = probe.wal_position.unwrap_or(0);
+        let standbys: Vec<super::sync::Standby> = probe
+            .replication
+            .iter()
+            .filter_map(|row| {
+                super::sync::Standby::from_row(row, leader_wal, |name| {
+                    let m = c.member(name)?;
+                    let priority = m
+                        .tags
+                        .as_ref()
+                        .and_then(|t| t.get("sync_priority"))
+                        .and_then(serde_json::Value::as_u64)
+                        .map_or(1, |p| u32::try_from(p).unwrap_or(u32::MAX));
+                    Some((m.tag_bool("nosync"), priority))
+                })
+            })
+            .collect();
+        let mine = c
+            .sync
+            .as_ref()
+            .filter(|s| s.value.leader.as_deref() == Some(self.cfg.name.as_str()));
+        let in_key: Vec<String> = mine
+            .map(|s| s.value.standbys().iter().map(|n| n.to_string()).collect())
+            .unwrap_or_default();
+        let settings = super::sync::SyncSettings {
+            mode: d.synchronous_mode,
+            strict: d.synchronous_mode_strict,
+            node_count: d.synchronous_node_count,
+            max_lag: d.maximum_lag_on_syncnode,
+        };
+        let plan = super::sync::plan(&standbys, &in_key, settings);
+        // /sync must name us as leader before anything else relies on it.
+        let key_is_ours = mine.is_some();
+        if let Some(set) = plan
+            .shrink_key_to
+            .as_ref()
+            .or((!key_is_ours).then_some(&in_key))
+        {
+            tracing::warn!(standbys = ?set, "synchronous standbys in /sync reduced");
+            return self.write_sync_key(c, set).await;
+        }
+        if self.sync_names.as_deref() != Some(plan.names.as_str()) {
+            tracing::info!(names = %plan.names, "setting synchronous_standby_names");
+            self.sync_names = Some(plan.names.clone());
+            self.configure(Some(c), None).await?;
+        }
+        if let Some(set) = &plan.grow_key_to {
+            tracing::info!(standbys = ?set, "synchronous standbys confirmed; recording them in /sync");
+            self.write_sync_key(c, set).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes `/sync` = us as leader with `standbys`, by compare-and-swap on what we read.
+    pub(super) async fn write_sync_key(
+        &self,
+        c: &Cluster,
+        standbys: &[String],
+    ) -> Result<(), ActError> {
+        let value = warden_consensus::types::SyncState {
+            leader: Some(self.cfg.name.clone()),
+            quorum: Some(0),
+            sync_standby: (!standbys.is_empty()).then(|| standbys.join(",")),
+            extra: serde_json::Map::new(),
+        };
+        let body = serde_json::to_vec(&value).map_err(failed)?;
+        let written = match &c.sync {
+            Some(s) => {
+                self.dcs
+                    .compare_and_swap(&self.keys.sync(), body, s.mod_revision, None)
+                    .await
+            }
+            None => self.dcs.create(&self.keys.sync(), body, None).await,
+        }
+        .map_err(|e| failed(format!("cannot write /sync: {e}")))?;
+        if written {
+            Ok(())
+        } else {
+            Err(failed("/sync changed concurrently; retrying next turn"))
+        }
+    }
+}

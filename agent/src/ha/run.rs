@@ -70,6 +70,10 @@ pub struct Agent {
     incoming: Vec<Request>,
     /// The YAML file the config came from, re-read on `POST /reload` and SIGHUP.
     config_path: Option<PathBuf>,
+    /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
+    pub(super) sync_names: Option<String>,
+    /// `synchronous_mode: quorum` was reported as running like `on`.
+    pub(super) quorum_warned: bool,
 }
 
 impl std::fmt::Debug for Agent {
@@ -131,6 +135,8 @@ impl Agent {
             requests: None,
             incoming: Vec::new(),
             config_path: None,
+            sync_names: None,
+            quorum_warned: false,
         }
     }
 

@@ -56,6 +56,9 @@ pub struct Managed {
     pub cluster_name: String,
     /// `Some` for a replica (with or without an upstream to stream from).
     pub standby: Option<Option<Upstream>>,
+    /// `synchronous_standby_names` chosen by the agent (synchronous mode); `None`
+    /// leaves the configured value.
+    pub synchronous_standby_names: Option<String>,
 }
 
 /// Renders a JSON parameter value the way PostgreSQL expects it in a config file.
@@ -97,6 +100,9 @@ pub fn effective_parameters(
     // a restart, so managing it per role would leave a promoted node "pending restart".
     for k in ["primary_conninfo", "primary_slot_name"] {
         out.remove(k);
+    }
+    if let Some(names) = &managed.synchronous_standby_names {
+        out.insert("synchronous_standby_names".into(), names.clone());
     }
     if let Some(Some(up)) = &managed.standby {
         out.insert("primary_conninfo".into(), up.conninfo());
@@ -171,6 +177,7 @@ mod tests {
 
     fn managed(standby: Option<Option<Upstream>>) -> Managed {
         Managed {
+            synchronous_standby_names: None,
             listen_addresses: "127.0.0.1".into(),
             port: 5432,
             cluster_name: "demo".into(),

@@ -237,6 +237,7 @@ impl Postgres {
         dcs_params: &BTreeMap<String, Value>,
         dcs_hba: Option<&[String]>,
         standby: Option<&Option<Upstream>>,
+        synchronous_standby_names: Option<&str>,
     ) -> Result<bool, PgError> {
         let s = &self.settings;
         let data = &s.data_dir;
@@ -247,6 +248,7 @@ impl Postgres {
             std::fs::rename(&main, &base).map_err(|e| files_err("cannot keep", &main, &e))?;
         }
         let managed = Managed {
+            synchronous_standby_names: synchronous_standby_names.map(str::to_string),
             listen_addresses: s.listen_hosts.join(","),
             port: s.port,
             cluster_name: s.scope.clone(),

@@ -25,6 +25,8 @@ pub struct ReplicationRow {
     pub state: Option<String>,
     pub sync_state: Option<String>,
     pub sync_priority: Option<i32>,
+    /// How far the standby has flushed WAL.
+    pub flush_lsn: Option<u64>,
 }
 
 /// What one probe of a running PostgreSQL found.
@@ -204,8 +206,8 @@ impl Sql {
         p.timeline = u32::try_from(row.get::<_, i32>(1)).ok();
         let rows = self
             .query(
-                "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority \
-                 FROM pg_stat_replication ORDER BY application_name",
+                "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
+                 flush_lsn::text FROM pg_stat_replication ORDER BY application_name",
             )
             .await?;
         p.replication = rows
@@ -217,6 +219,7 @@ impl Sql {
                 state: r.get(3),
                 sync_state: r.get(4),
                 sync_priority: r.get(5),
+                flush_lsn: lsn(r, 6),
             })
             .collect();
         Ok(())

@@ -1,0 +1,246 @@
+//! Synchronous replication (`synchronous_mode`): which standbys the leader makes
+//! synchronous, and in which order `synchronous_standby_names` and the `/sync` key change.
+//!
+//! The safety rule (Patroni's): only members listed in `/sync` may be promoted
+//! automatically, so every commit acknowledged to a client must be on every member listed
+//! there. That holds if
+//! - `synchronous_standby_names` always requires an acknowledgement from *every* listed
+//!   standby (`FIRST n (s1, ..., sn)` with exactly n names), and
+//! - a standby is added to `/sync` only after PostgreSQL reports it `sync` and
+//!   streaming (caught up, and acknowledging every commit since), and
+//! - a standby is removed from `/sync` before it is removed from
+//!   `synchronous_standby_names`.
+//!
+//! Everything here is pure; the executor reads the probe and the DCS, calls [`plan`],
+//! and carries out the steps in the order given.
+
+use crate::pg::sql::ReplicationRow;
+use warden_consensus::dynamic_config::SynchronousMode;
+
+/// A standby connected to the leader, as `pg_stat_replication` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standby {
+    pub name: String,
+    /// `state = 'streaming'` (caught up; not `catchup` or `startup`).
+    pub streaming: bool,
+    /// PostgreSQL counts it as synchronous right now (`sync_state = 'sync'`). Not
+    /// `quorum`: under `ANY k (...)` (never written by Warden, but possibly left by a
+    /// user) one standby's acknowledgement does not mean every other's.
+    pub sync: bool,
+    /// Bytes behind the leader's current WAL position (flush position), if known.
+    pub lag: Option<u64>,
+    /// Tagged `nosync`: never made synchronous.
+    pub nosync: bool,
+    /// The `sync_priority` tag: higher is preferred; 0 means never (as `nosync`).
+    pub priority: u32,
+}
+
+impl Standby {
+    /// From a `pg_stat_replication` row; `None` for rows that are not cluster members.
+    pub fn from_row(
+        row: &ReplicationRow,
+        leader_wal: u64,
+        member: impl Fn(&str) -> Option<(bool, u32)>,
+    ) -> Option<Standby> {
+        let name = row.application_name.clone()?;
+        let (nosync, priority) = member(&name)?;
+        Some(Standby {
+            streaming: row.state.as_deref() == Some("streaming"),
+            sync: row.sync_state.as_deref() == Some("sync"),
+            lag: row.flush_lsn.map(|f| leader_wal.saturating_sub(f)),
+            nosync,
+            priority,
+            name,
+        })
+    }
+}
+
+/// The settings that govern the choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncSettings {
+    pub mode: SynchronousMode,
+    pub strict: bool,
+    pub node_count: u32,
+    /// `maximum_lag_on_syncnode`; negative: no limit.
+    pub max_lag: i64,
+}
+
+/// What the leader should do this turn, in this order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// First: shrink `/sync` to these (removing standbys that are no longer wanted),
+    /// if different from what it holds.
+    pub shrink_key_to: Option<Vec<String>>,
+    /// Then: `synchronous_standby_names` (`""`: asynchronous).
+    pub names: String,
+    /// Last: grow `/sync` to these (adding standbys PostgreSQL confirms as synchronous).
+    pub grow_key_to: Option<Vec<String>>,
+}
+
+/// The standbys the leader wants synchronous: streaming, not `nosync`, within
+/// `maximum_lag_on_syncnode`; the current synchronous ones first (no churn), then by
+/// `sync_priority`, lag and name. At most `node_count`.
+pub fn pick(standbys: &[Standby], settings: SyncSettings) -> Vec<String> {
+    let mut eligible: Vec<&Standby> = standbys
+        .iter()
+        .filter(|s| s.streaming && !s.nosync && s.priority > 0)
+        .filter(|s| {
+            settings.max_lag < 0
+                || s.lag
+                    .is_some_and(|l| i64::try_from(l).is_ok_and(|l| l <= settings.max_lag))
+        })
+        .collect();
+    eligible.sort_by(|a, b| {
+        b.sync
+            .cmp(&a.sync)
+            .then(b.priority.cmp(&a.priority))
+            .then(a.lag.unwrap_or(u64::MAX).cmp(&b.lag.unwrap_or(u64::MAX)))
+            .then(a.name.cmp(&b.name))
+    });
+    let n = usize::try_from(settings.node_count.max(1)).unwrap_or(1);
+    let mut names: Vec<String> = eligible
+        .into_iter()
+        .take(n)
+        .map(|s| s.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `synchronous_standby_names` requiring every one of `names` to acknowledge. Empty:
+/// `*` in strict mode (no commit without some standby; none is promotable), else `""`.
+pub fn render_names(names: &[String], strict: bool) -> String {
+    if names.is_empty() {
+        return if strict { "*".into() } else { String::new() };
+    }
+    let quoted: Vec<String> = names
+        .iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect();
+    format!("FIRST {} ({})", names.len(), quoted.join(", "))
+}
+
+/// The plan for this turn, given the standbys now in `/sync` (`in_key`).
+pub fn plan(standbys: &[Standby], in_key: &[String], settings: SyncSettings) -> Plan {
+    let wanted = pick(standbys, settings);
+    let mut kept: Vec<String> = in_key
+        .iter()
+        .filter(|n| wanted.contains(n))
+        .cloned()
+        .collect();
+    kept.sort();
+    let mut current: Vec<String> = in_key.to_vec();
+    current.sort();
+    let shrink_key_to = (kept != current).then(|| kept.clone());
+    // Confirmed: wanted, reported synchronous and streaming by PostgreSQL. (The names
+    // just written may not be in force yet: they are confirmed at a later turn.)
+    let mut grown = kept.clone();
+    for s in standbys {
+        if wanted.contains(&s.name) && s.sync && s.streaming && !grown.contains(&s.name) {
+            grown.push(s.name.clone());
+        }
+    }
+    grown.sort();
+    let grow_key_to = (grown != kept).then_some(grown);
+    Plan {
+        shrink_key_to,
+        names: render_names(&wanted, settings.strict),
+        grow_key_to,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sb(name: &str, streaming: bool, sync: bool, lag: u64) -> Standby {
+        Standby {
+            name: name.into(),
+            streaming,
+            sync,
+            lag: Some(lag),
+            nosync: false,
+            priority: 1,
+        }
+    }
+
+    fn settings(count: u32, strict: bool) -> SyncSettings {
+        SyncSettings {
+            mode: SynchronousMode::On,
+            strict,
+            node_count: count,
+            max_lag: -1,
+        }
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_new_standby_is_named_first_and_enters_the_key_only_once_confirmed() {
+        let s = [sb("b", true, false, 0)];
+        let p = plan(&s, &[], settings(1, false));
+        assert_eq!(p.names, "FIRST 1 (\"b\")");
+        assert_eq!(p.shrink_key_to, None);
+        assert_eq!(p.grow_key_to, None, "not confirmed yet");
+        let s = [sb("b", true, true, 0)];
+        let p = plan(&s, &[], settings(1, false));
+        assert_eq!(p.grow_key_to, Some(names(&["b"])));
+    }
+
+    #[test]
+    fn a_disconnected_standby_leaves_the_key_before_the_names() {
+        // b is gone, c streams: b must leave /sync first; c is named, not yet in /sync.
+        let s = [sb("c", true, false, 0)];
+        let p = plan(&s, &names(&["b"]), settings(1, false));
+        assert_eq!(p.shrink_key_to, Some(vec![]));
+        assert_eq!(p.names, "FIRST 1 (\"c\")");
+        assert_eq!(p.grow_key_to, None);
+    }
+
+    #[test]
+    fn no_candidate_means_async_or_blocked_in_strict_mode() {
+        let p = plan(&[], &names(&["b"]), settings(1, false));
+        assert_eq!(p.shrink_key_to, Some(vec![]));
+        assert_eq!(p.names, "");
+        let p = plan(&[], &[], settings(1, true));
+        assert_eq!(p.names, "*");
+        assert_eq!(p.shrink_key_to, None);
+    }
+
+    #[test]
+    fn current_sync_standby_is_kept_over_a_higher_priority_newcomer() {
+        let mut c = sb("c", true, false, 0);
+        c.priority = 5;
+        let s = [sb("b", true, true, 0), c];
+        let p = plan(&s, &names(&["b"]), settings(1, false));
+        assert_eq!(p.names, "FIRST 1 (\"b\")");
+        assert_eq!((p.shrink_key_to, p.grow_key_to), (None, None));
+    }
+
+    #[test]
+    fn nosync_priority_zero_lagging_and_catching_up_standbys_are_not_picked() {
+        let mut nosync = sb("a", true, false, 0);
+        nosync.nosync = true;
+        let mut zero = sb("b", true, false, 0);
+        zero.priority = 0;
+        let lagging = sb("c", true, false, 10_000);
+        let catchup = sb("d", false, false, 0);
+        let mut st = settings(4, false);
+        st.max_lag = 1000;
+        assert!(pick(&[nosync, zero, lagging, catchup], st).is_empty());
+    }
+
+    #[test]
+    fn two_sync_standbys_are_both_required() {
+        let s = [
+            sb("b", true, true, 0),
+            sb("c", true, true, 5),
+            sb("d", true, false, 1),
+        ];
+        let p = plan(&s, &names(&["b"]), settings(2, false));
+        assert_eq!(p.names, "FIRST 2 (\"b\", \"c\")");
+        assert_eq!(p.grow_key_to, Some(names(&["b", "c"])));
+    }
+}
