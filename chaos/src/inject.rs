@@ -406,8 +406,9 @@ fn repeated_failovers(ctx: &mut Ctx<'_>, step: &Step, primary: usize) -> Vec<Fau
         match next {
             Some(n) => {
                 rec.notes.push(format!("{} took writes", ctx.name(n)));
+                let failed = rec.error.is_some();
                 out.push(rec);
-                if rec_failed(&out) {
+                if failed {
                     break;
                 }
                 victim = n;
@@ -422,10 +423,6 @@ fn repeated_failovers(ctx: &mut Ctx<'_>, step: &Step, primary: usize) -> Vec<Fau
         }
     }
     out
-}
-
-fn rec_failed(records: &[FaultRecord]) -> bool {
-    records.last().is_some_and(|r| r.error.is_some())
 }
 
 /// Wait for convergence and for writes through HAProxy to resume; record
