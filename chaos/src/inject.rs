@@ -32,6 +32,8 @@ const WRITES_RESUME_TIMEOUT: Duration = Duration::from_secs(30);
 const ETCD_HEALTHY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound of `POST /switchover` (the agent answers once it is done).
 const SWITCHOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound for the leader to list a synchronous standby (sync mode).
+const SYNC_STANDBY_TIMEOUT: Duration = Duration::from_secs(20);
 /// `rogue-promote`: bound for both nodes to acknowledge direct writes.
 const ROGUE_EVIDENCE_TIMEOUT: Duration = Duration::from_secs(20);
 /// `rogue-promote`: acknowledged direct writes wanted from each node.
@@ -46,6 +48,9 @@ pub struct Ctx<'a> {
     pub probes: &'a Probes,
     pub stop: &'a AtomicBool,
     pub converge_timeout: Duration,
+    /// `synchronous_mode` is on: only a synchronous standby may take a
+    /// switchover.
+    pub sync: bool,
 }
 
 impl Ctx<'_> {
@@ -287,7 +292,11 @@ fn switchover(ctx: &mut Ctx<'_>, step: &Step, primary: usize, rec: &mut FaultRec
         ));
     }
     rec.old_primary = Some(li);
-    let r = ctx.replicas(li);
+    let r = if ctx.sync {
+        sync_standbys(ctx, li)?
+    } else {
+        ctx.replicas(li)
+    };
     let candidate = ctx.name(r[step.pick as usize % r.len()]);
     rec.target = format!("{leader} -> {candidate}");
     let url = format!("{}/switchover", ctx.cluster.node(li).api_url());
@@ -311,6 +320,29 @@ fn switchover(ctx: &mut Ctx<'_>, step: &Step, primary: usize, rec: &mut FaultRec
         bail!("switchover refused: {} {}", resp.status, resp.body.trim());
     }
     Ok(())
+}
+
+/// The members `/cluster` (asked of the leader) lists as synchronous
+/// standbys, in node order: in synchronous mode only they may take over.
+fn sync_standbys(ctx: &Ctx<'_>, leader: usize) -> Result<Vec<usize>> {
+    let api = ctx.cluster.node(leader);
+    let found = poll_until(SYNC_STANDBY_TIMEOUT, || {
+        let v = api.get("/cluster").ok()?.json().ok()?;
+        let mut idx: Vec<usize> = v["members"]
+            .as_array()?
+            .iter()
+            .filter(|m| m["role"] == "sync_standby")
+            .filter_map(|m| ctx.cluster.index_of(m["name"].as_str()?))
+            .collect();
+        idx.sort_unstable();
+        (!idx.is_empty()).then_some(idx)
+    });
+    found.with_context(|| {
+        format!(
+            "{} lists no synchronous standby within {SYNC_STANDBY_TIMEOUT:?}",
+            api.name()
+        )
+    })
 }
 
 /// TEST-ONLY: promote a replica behind the agents' back.

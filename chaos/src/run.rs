@@ -289,6 +289,7 @@ fn run_schedule(
         probes,
         stop,
         converge_timeout: opts.converge_timeout,
+        sync: opts.sync,
     };
     loop {
         let step = schedule.next_step();

@@ -73,7 +73,11 @@ impl Step {
         match self.kind {
             FaultKind::KillReplica => format!("replica #{nth} of 2 (node order)"),
             FaultKind::RoguePromote => format!("replica #{nth} of 2 (node order), agent frozen"),
-            FaultKind::Switchover => format!("leader -> replica #{nth} of 2 (node order)"),
+            FaultKind::Switchover => {
+                format!(
+                    "leader -> replica #{nth} of 2 (node order; of the sync standbys with --sync)"
+                )
+            }
             FaultKind::KillEtcdMember => format!("etcd follower #{nth} of 2 (member order)"),
             FaultKind::KillEtcdLeader => "the etcd raft leader".into(),
             FaultKind::EtcdOutage => "every etcd member".into(),
@@ -266,7 +270,8 @@ mod tests {
         };
         assert_eq!(
             s.to_string(),
-            "step 2: switchover on leader -> replica #2 of 2 (node order), after 2.5 s"
+            "step 2: switchover on leader -> replica #2 of 2 (node order; of the sync standbys \
+             with --sync), after 2.5 s"
         );
     }
 }
