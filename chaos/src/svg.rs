@@ -13,7 +13,11 @@ use crate::events::{EventLog, Us};
 
 /// Gaps between acknowledged writes shorter than this are not drawn.
 pub const GAP_SHOWN_US: Us = 300_000;
-const WIDTH: f64 = 1200.0;
+/// Narrowest timeline; longer runs get [`PX_PER_SECOND`], up to [`MAX_WIDTH`].
+const MIN_WIDTH: f64 = 1200.0;
+const MAX_WIDTH: f64 = 16_000.0;
+/// So that a 30-minute run's faults stay apart (the viewer scrolls).
+const PX_PER_SECOND: f64 = 4.0;
 const LEFT: f64 = 120.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 60.0;
@@ -30,11 +34,22 @@ pub fn esc(s: &str) -> String {
 
 struct Scale {
     end: Us,
+    width: f64,
 }
 
 impl Scale {
+    fn new(end: Us) -> Scale {
+        let width = (LEFT + RIGHT + PX_PER_SECOND * end as f64 / 1e6).clamp(MIN_WIDTH, MAX_WIDTH);
+        Scale { end, width }
+    }
+
+    /// Width of the plotting area.
+    fn plot(&self) -> f64 {
+        self.width - LEFT - RIGHT
+    }
+
     fn x(&self, t: Us) -> f64 {
-        let w = WIDTH - LEFT - RIGHT;
+        let w = self.plot();
         LEFT + w * (t.min(self.end) as f64 / self.end.max(1) as f64)
     }
 
@@ -43,12 +58,12 @@ impl Scale {
     }
 }
 
-/// A tick step giving at most about 15 ticks.
-fn tick_step(end: Us) -> Us {
+/// A tick step giving at most about `max_ticks` ticks.
+fn tick_step(end: Us, max_ticks: u64) -> Us {
     let secs = end / 1_000_000;
     [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600]
         .into_iter()
-        .find(|s| secs / s <= 15)
+        .find(|s| secs / s <= max_ticks)
         .unwrap_or(7200)
         * 1_000_000
 }
@@ -59,7 +74,8 @@ pub fn timeline(log: &EventLog, checks: &Checks) -> String {
         .ended
         .max(log.writes.last().map_or(0, |w| w.acked))
         .max(1_000_000);
-    let sc = Scale { end };
+    let sc = Scale::new(end);
+    let width = sc.width;
     let n = log.nodes.len();
     let writes_y = TOP + n as f64 * (LANE + LANE_GAP);
     let axis_y = writes_y + 30.0 + LANE_GAP;
@@ -67,7 +83,7 @@ pub fn timeline(log: &EventLog, checks: &Checks) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11" shape-rendering="crispEdges">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height}" viewBox="0 0 {width:.0} {height}" font-family="sans-serif" font-size="11" shape-rendering="crispEdges">"#
     );
     let title = match &log.info {
         Some(i) => format!("Warden chaos run, seed {}", i.seed),
@@ -76,7 +92,7 @@ pub fn timeline(log: &EventLog, checks: &Checks) -> String {
     let _ = writeln!(s, r#"<title>{}</title>"#, esc(&title));
     let _ = writeln!(
         s,
-        r#"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>"#
+        r#"<rect x="0" y="0" width="{width:.0}" height="{height}" fill="white"/>"#
     );
     legend(&mut s);
     for (i, node) in log.nodes.iter().enumerate() {
@@ -126,7 +142,7 @@ fn node_lane(
     let _ = writeln!(
         s,
         r##"<rect x="{LEFT}" y="{y:.1}" width="{:.1}" height="{LANE}" fill="#fafafa" stroke="#cccccc"/>"##,
-        WIDTH - LEFT - RIGHT
+        sc.plot()
     );
     let _ = writeln!(
         s,
@@ -184,7 +200,7 @@ fn writes_lane(s: &mut String, log: &EventLog, sc: &Scale, y: f64) {
     let _ = writeln!(
         s,
         r##"<rect x="{LEFT}" y="{y:.1}" width="{:.1}" height="30" fill="#fafafa" stroke="#cccccc"/><text x="10" y="{:.1}" font-size="13">writes</text>"##,
-        WIDTH - LEFT - RIGHT,
+        sc.plot(),
         y + 19.0
     );
     let mut acks: Vec<Us> = log.writes.iter().map(|w| w.acked).collect();
@@ -279,9 +295,10 @@ fn axis(s: &mut String, sc: &Scale, y: f64) {
     let _ = writeln!(
         s,
         r#"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="black"/>"#,
-        WIDTH - RIGHT
+        sc.width - RIGHT
     );
-    let step = tick_step(sc.end);
+    // A label every 80 px at most.
+    let step = tick_step(sc.end, (sc.plot() / 80.0) as u64);
     let mut t = 0;
     while t <= sc.end {
         let x = sc.x(t);
@@ -297,7 +314,7 @@ fn axis(s: &mut String, sc: &Scale, y: f64) {
     let _ = writeln!(
         s,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">time since the workload started</text>"#,
-        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
+        LEFT + sc.plot() / 2.0,
         y + 34.0
     );
     s.push_str("</g>\n");
@@ -382,10 +399,15 @@ mod tests {
 
     #[test]
     fn ticks_stay_readable() {
-        assert_eq!(tick_step(10_000_000), 1_000_000);
-        assert_eq!(tick_step(100_000_000), 10_000_000);
-        assert_eq!(tick_step(1_800_000_000), 120_000_000);
-        assert_eq!(tick_step(3_600_000_000), 300_000_000);
+        assert_eq!(tick_step(10_000_000, 13), 1_000_000);
+        assert_eq!(tick_step(100_000_000, 13), 10_000_000);
+        assert_eq!(tick_step(1_800_000_000, 15), 120_000_000);
+        assert_eq!(tick_step(1_800_000_000, 90), 30_000_000);
+        assert_eq!(tick_step(3_600_000_000, 15), 300_000_000);
+        // 4 px per second; a minute gets the minimum width.
+        assert_eq!(Scale::new(1_800_000_000).width, 7340.0);
+        assert_eq!(Scale::new(600_000_000).width, 2540.0);
+        assert_eq!(Scale::new(60_000_000).width, MIN_WIDTH);
         assert_eq!(esc("a<b>&\"c\""), "a&lt;b&gt;&amp;&quot;c&quot;");
     }
 }
