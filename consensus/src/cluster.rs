@@ -166,6 +166,16 @@ impl Cluster {
     pub fn history_timeline(&self) -> Option<u32> {
         self.history.last().map(|h| h.timeline)
     }
+
+    /// The newest timeline the cluster is known to have reached: one past the last
+    /// timeline `/history` records as ended, or the highest timeline a member key
+    /// reports if that is newer (the promoted node may have died before writing
+    /// `/history`). `None` when neither says anything.
+    pub fn timeline(&self) -> Option<u32> {
+        let from_history = self.history_timeline().map(|t| t.saturating_add(1));
+        let from_members = self.members.values().filter_map(|m| m.value.timeline).max();
+        from_history.max(from_members)
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +256,34 @@ mod tests {
         let c = Cluster::from_snapshot(&keys, &snap);
         assert!(c.config.is_none());
         assert!(c.errors[0].contains("ttl"), "{:?}", c.errors);
+    }
+
+    #[test]
+    fn cluster_timeline_is_the_newest_of_history_and_member_keys() {
+        let keys = Keys::new("/service/", "demo");
+        let member = |tl: u32| {
+            format!(
+                r#"{{"conn_url":"postgres://127.0.0.1:5432/postgres","api_url":"http://127.0.0.1:8008/patroni","state":"running","role":"replica","version":"4.0.1","timeline":{tl}}}"#
+            )
+        };
+        let snap =
+            |kvs: Vec<KeyValue>| Cluster::from_snapshot(&keys, &Snapshot { revision: 1, kvs });
+        assert_eq!(snap(vec![]).timeline(), None);
+        // /history records timeline 2 as ended: the cluster is on 3.
+        let history = kv(
+            "/service/demo/history",
+            r#"[[1,100,"r",null,"n2"],[2,200,"r",null,"n3"]]"#,
+            2,
+        );
+        let c = snap(vec![
+            history.clone(),
+            kv("/service/demo/members/n1", &member(1), 3),
+        ]);
+        assert_eq!(c.timeline(), Some(3));
+        // A member already on 4 (its promotion not in /history yet) wins.
+        let c = snap(vec![history, kv("/service/demo/members/n1", &member(4), 3)]);
+        assert_eq!(c.timeline(), Some(4), "{:?}", c.errors);
+        let c = snap(vec![kv("/service/demo/members/n1", &member(1), 3)]);
+        assert_eq!(c.timeline(), Some(1));
     }
 }

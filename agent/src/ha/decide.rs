@@ -607,6 +607,15 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
     if !probe.in_recovery {
+        if let Some(why) = timeline_refusal(c, probe.timeline) {
+            // Another node was promoted while we were away (frozen, cut off): our
+            // primary's writes since are on a dead branch. Taking the key back would
+            // discard that promotion.
+            return decision(
+                vec![Action::Demote { upstream: None }],
+                format!("running as primary but not taking the vacant leader key: {why}; demoting"),
+            );
+        }
         return decision(
             vec![
                 Action::AcquireLeader,
@@ -719,26 +728,16 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
             ));
         }
     }
-    if cfg.check_timeline {
-        if let (Some(hist), Some(tl)) = (c.history_timeline(), probe.timeline) {
-            if tl <= hist {
-                return Some(format!(
-                    "timeline {tl} is not ahead of the cluster history ({hist})"
-                ));
-            }
-        }
+    if let Some(why) = timeline_refusal(c, probe.newest_timeline.or(probe.timeline)) {
+        return Some(why);
     }
     let optime = c.status.as_ref().and_then(|s| s.optime);
-    let history_tl = c.history_timeline();
     // The same lag and timeline rules we apply to ourselves decide whether a peer
     // could win the race; only such a peer is worth deferring to.
     let peer_may_race = |s: &PeerStatus| {
         let lag_ok =
             optime.is_none_or(|o| o.saturating_sub(s.wal_position) <= cfg.maximum_lag_on_failover);
-        let tl_ok = !cfg.check_timeline
-            || matches!((history_tl, s.timeline), (Some(h), Some(t)) if t > h)
-            || history_tl.is_none();
-        lag_ok && tl_ok
+        lag_ok && timeline_refusal(c, s.timeline).is_none()
     };
     let peers: Vec<Peer> = o
         .peers
@@ -749,6 +748,27 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
         .cloned()
         .collect();
     better_peer(&o.tags, mine, &peers, peer_may_race)
+}
+
+/// Why a node on `timeline` must not be promoted automatically, if it must not.
+///
+/// Always (unlike Patroni, where this needs `check_timeline`): a node whose newest
+/// known timeline is behind the cluster's has not followed the last promotion.
+/// PostgreSQL would promote it onto the next timeline ID it knows to be free, which
+/// the cluster has already used; two different histories under one timeline ID make
+/// later rewinds and streaming go wrong (replicas stuck on "incorrect prev-link").
+/// With `check_timeline` an unknown timeline is refused too, as in Patroni.
+fn timeline_refusal(c: &Cluster, timeline: Option<u32>) -> Option<String> {
+    let cluster_tl = c.timeline()?;
+    match timeline {
+        Some(tl) if tl < cluster_tl => Some(format!(
+            "timeline {tl} is behind the cluster's timeline {cluster_tl}: this node has not followed the last promotion"
+        )),
+        None if c.dynamic_config().check_timeline => {
+            Some("check_timeline is on and our timeline is unknown".into())
+        }
+        _ => None,
+    }
 }
 
 /// A peer we should leave the race to: a running primary, or an eligible peer that is

@@ -360,6 +360,78 @@ fn peer_that_could_not_win_is_not_deferred_to() {
     );
 }
 
+fn history_up_to(ended: u32) -> Vec<warden_consensus::types::HistoryEntry> {
+    (1..=ended)
+        .map(|t| warden_consensus::types::HistoryEntry {
+            timeline: t,
+            lsn: u64::from(t) * 10,
+            reason: "no recovery target specified".into(),
+            timestamp: None,
+            new_leader: None,
+        })
+        .collect()
+}
+
+#[test]
+fn replica_behind_the_cluster_timeline_never_races() {
+    // Seen in chaos runs: a former primary (timeline 1, never rewound) came back while
+    // the leaders of timelines 2 and 3 were killed in turn. It has the highest LSN, but
+    // promoting it would reuse timeline 2. Not racing, even without check_timeline.
+    let mut c = cluster(Some("42"), None);
+    c.history = history_up_to(2);
+    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 500)));
+    o.peers = vec![peer("n1", 100, false)];
+    let d = decide(&o);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(
+        d.note
+            .contains("timeline 1 is behind the cluster's timeline 3"),
+        "{}",
+        d.note
+    );
+    // On the current timeline it races, and it does not defer to a peer that is ahead
+    // by LSN but behind by timeline.
+    o.local.probe.as_mut().unwrap().timeline = Some(3);
+    o.peers = vec![peer("n1", 900, false)];
+    assert_eq!(
+        decide(&o).actions[0],
+        Action::AcquireLeader,
+        "{}",
+        decide(&o).note
+    );
+    // A replica whose control file still names timeline 1 (no restartpoint since the
+    // switch) but which holds the history file of timeline 3 promotes onto 4: it races.
+    o.local.probe.as_mut().unwrap().timeline = Some(1);
+    o.local.probe.as_mut().unwrap().newest_timeline = Some(3);
+    assert_eq!(
+        decide(&o).actions[0],
+        Action::AcquireLeader,
+        "{}",
+        decide(&o).note
+    );
+    // A timeline known only from a member key (its promotion not yet in /history) counts.
+    let c = o.cluster.as_mut().unwrap();
+    c.members.get_mut("n1").unwrap().value.timeline = Some(4);
+    assert!(decide(&o).actions.is_empty(), "{}", decide(&o).note);
+}
+
+#[test]
+fn running_primary_behind_the_cluster_timeline_demotes_instead_of_taking_the_key() {
+    let mut c = cluster(Some("42"), None);
+    c.history = history_up_to(1);
+    let o = obs(Some(c), DataDir::Initialized, Some(probe(false, 500)));
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote { upstream: None }],
+        "{}",
+        d.note
+    );
+    let mut o = o;
+    o.local.probe.as_mut().unwrap().timeline = Some(2);
+    assert_eq!(decide(&o).actions[0], Action::AcquireLeader);
+}
+
 #[test]
 fn nofailover_never_races() {
     let mut o = obs(

@@ -44,8 +44,8 @@ pub struct Agent {
     pub(super) rewound: bool,
     /// When our primary was first seen down while we held the leader key.
     primary_down_since: Option<Instant>,
-    /// When our running replica was first seen not streaming.
-    not_streaming_since: Option<Instant>,
+    /// When our running replica was first seen not streaming, and the leader then.
+    not_streaming_since: Option<(Instant, Option<String>)>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
@@ -288,7 +288,18 @@ impl Agent {
             .as_ref()
             .is_some_and(|p| p.in_recovery && !p.streaming)
         {
-            self.not_streaming_since.get_or_insert_with(Instant::now);
+            // Measured per leader: time spent without an upstream before this
+            // leader existed says nothing about whether we can stream from it.
+            let leader = cluster
+                .as_ref()
+                .and_then(|c| c.leader_name().map(str::to_string));
+            if self
+                .not_streaming_since
+                .as_ref()
+                .is_none_or(|(_, l)| *l != leader)
+            {
+                self.not_streaming_since = Some((Instant::now(), leader));
+            }
         } else {
             self.not_streaming_since = None;
         }
@@ -325,7 +336,7 @@ impl Agent {
             failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: self.watchdog_missing.clone(),
-            not_streaming_for: self.not_streaming_since.map(|t| t.elapsed()),
+            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| t.elapsed()),
         };
         let d = decide(&obs);
         if d.note != self.last_note {

@@ -34,6 +34,11 @@ pub struct ReplicationRow {
 pub struct Probe {
     pub in_recovery: bool,
     pub timeline: Option<u32>,
+    /// The newest timeline this node knows of: [`Probe::timeline`] or the newest
+    /// timeline history file in `pg_wal` (a replica fetches it from its upstream when
+    /// it follows a promotion). PostgreSQL promotes onto the next ID after this one,
+    /// so it decides whether a promotion would reuse a timeline ID.
+    pub newest_timeline: Option<u32>,
     /// Primary: current WAL insert position. Replica: the larger of received and replayed.
     pub wal_position: Option<u64>,
     pub receive_lsn: Option<u64>,
@@ -204,6 +209,7 @@ impl Sql {
         let row = first(&rows)?;
         p.wal_position = lsn(row, 0);
         p.timeline = u32::try_from(row.get::<_, i32>(1)).ok();
+        p.newest_timeline = p.timeline;
         let rows = self
             .query(
                 "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
@@ -230,7 +236,9 @@ impl Sql {
             .query(
                 "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text, \
                  pg_last_xact_replay_timestamp()::text, pg_is_wal_replay_paused(), \
-                 (SELECT timeline_id FROM pg_control_checkpoint())",
+                 (SELECT timeline_id FROM pg_control_checkpoint()), \
+                 (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
+                  WHERE name ~ '^[0-9A-F]{8}\\.history$')",
             )
             .await?;
         let row = first(&rows)?;
@@ -240,6 +248,9 @@ impl Sql {
         p.replay_paused = row.get(3);
         p.timeline = row
             .get::<_, Option<i32>>(4)
+            .and_then(|t| u32::try_from(t).ok());
+        let newest_history = row
+            .get::<_, Option<i32>>(5)
             .and_then(|t| u32::try_from(t).ok());
         p.wal_position = p.receive_lsn.max(p.replay_lsn);
         let rows = self
@@ -262,6 +273,7 @@ impl Sql {
                 p.upstream = u16::try_from(port).ok().map(|port| (h, port));
             }
         }
+        p.newest_timeline = p.timeline.max(newest_history);
         Ok(())
     }
 }
