@@ -33,8 +33,8 @@
 //! Time is a `u64` count of simulated milliseconds; nothing sleeps and nothing reads a
 //! clock, so a seed replays exactly. After every event the safety invariants are checked
 //! ([`World::check_safety`]); at the end, all faults healed for a minute, liveness
-//! ([`World::check_liveness`]). Other nodes that end up unable to stream from the final
-//! primary are counted and reported, not asserted.
+//! ([`World::check_liveness`]): one writable primary holding the leader key, and every
+//! other node a replica streaming from it (so no node is left on a diverged timeline).
 //!
 //! Environment:
 //! - `WARDEN_SIM_SEED=1234`: run only that seed and print its whole trace, e.g.
@@ -700,6 +700,8 @@ struct Agent {
     rewound: bool,
     bootstrapped_here: bool,
     primary_down_since: Option<u64>,
+    /// `not_streaming_since` (node clock), with the leader it was measured against.
+    not_streaming_since: Option<(u64, Option<String>)>,
     /// Start (node clock) of this turn's successful failsafe confirmation round.
     failsafe_round: Option<u64>,
     /// The last cluster read from the DCS (`shared.cluster`): failsafe mode asks the
@@ -745,6 +747,7 @@ impl Agent {
             rewound: false,
             bootstrapped_here: false,
             primary_down_since: None,
+            not_streaming_since: None,
             failsafe_round: None,
             last_cluster: None,
             watchdog_open: false,
@@ -860,8 +863,6 @@ impl Stats {
         self.watchdog_resets_failsafe += o.watchdog_resets_failsafe;
         self.failsafe_holds += o.failsafe_holds;
         self.faults += o.faults;
-        self.stuck_replicas += o.stuck_replicas;
-        self.stuck_diverged += o.stuck_diverged;
     }
 }
 
@@ -871,8 +872,7 @@ impl std::fmt::Display for Stats {
             f,
             "{} events, {} turns, {} faults, {} failovers, {} fences by the timer, {} kills by \
              the guard, {} watchdog resets ({} of a running agent, {} of them holding in \
-             failsafe mode), {} failsafe holds, {} other nodes not streaming from the final \
-             primary ({} of them diverged)",
+             failsafe mode), {} failsafe holds",
             self.events,
             self.turns,
             self.faults,
@@ -883,8 +883,6 @@ impl std::fmt::Display for Stats {
             self.watchdog_resets_live,
             self.watchdog_resets_failsafe,
             self.failsafe_holds,
-            self.stuck_replicas,
-            self.stuck_diverged,
         )
     }
 }
@@ -909,10 +907,6 @@ struct Stats {
     watchdog_resets_failsafe: u64,
     failsafe_holds: u64,
     faults: u64,
-    /// Other nodes not streaming from the final primary ...
-    stuck_replicas: u64,
-    /// ... of which running replicas whose WAL diverged from the primary's.
-    stuck_diverged: u64,
 }
 
 struct World {
@@ -1533,6 +1527,8 @@ impl World {
             system_identifier: a.system_identifier.clone(),
             was_primary,
             running,
+            stopped_timeline: (!running && data == DataDir::Initialized && !pg.backup_label)
+                .then(|| timeline(epochs, pg)),
             probe,
             rewound: a.rewound,
         }
@@ -1672,6 +1668,24 @@ impl World {
         } else {
             a.primary_down_since = None;
         }
+        if local
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.in_recovery && !p.streaming)
+        {
+            let leader = t
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader_name().map(str::to_string));
+            if a.not_streaming_since
+                .as_ref()
+                .is_none_or(|(_, l)| *l != leader)
+            {
+                a.not_streaming_since = Some((lnow, leader));
+            }
+        } else {
+            a.not_streaming_since = None;
+        }
         let mut peers = std::mem::take(&mut t.peers);
         if fixes.race_eligible_peers {
             let mine = local
@@ -1724,8 +1738,10 @@ impl World {
             failsafe_confirmed: t.failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: None,
-            // Not modelled: the stuck-replica rewind rule never fires in the simulation.
-            not_streaming_for: None,
+            not_streaming_for: a
+                .not_streaming_since
+                .as_ref()
+                .map(|(s, _)| Duration::from_millis(lnow - s)),
         };
         let mut d = decide(&obs);
         let restart = [Action::RenewLeader, Action::StartPostgres(StartAs::Primary)];
@@ -2265,6 +2281,7 @@ impl World {
             running: false,
             probe: None,
             rewound: a.rewound,
+            stopped_timeline: None,
         };
         self.write_member(n, &local);
     }
@@ -2698,7 +2715,8 @@ impl World {
     }
 
     /// With every fault healed long enough: exactly one writable primary, holding the
-    /// leader key; and at least one failover happened in this run.
+    /// leader key, every other node streaming from it; and at least one failover
+    /// happened in this run.
     fn check_liveness(&mut self) -> Result<(), String> {
         let now = self.now;
         let writable: Vec<usize> = (0..NODES)
@@ -2727,26 +2745,19 @@ impl World {
             if pg.ready(now) && pg.in_recovery && pg.streaming && pg.upstream == Some(p) {
                 continue;
             }
-            let diverged =
-                pg.ready(now) && stream(&self.epochs, pg.wal, self.nodes[p].pg.wal, 0).is_none();
-            self.stats.stuck_diverged += u64::from(diverged);
             let why = if !pg.ready(now) {
                 "PostgreSQL not running"
             } else if pg.upstream != Some(p) {
                 "not configured to follow the primary"
-            } else if diverged {
+            } else if stream(&self.epochs, pg.wal, self.nodes[p].pg.wal, 0).is_none() {
                 "its WAL diverged from the primary's (it cannot stream)"
             } else {
                 "not streaming"
             };
-            self.stats.stuck_replicas += 1;
-            self.log(
-                Some(r),
-                format!(
-                    "diagnostic: not a replica streaming from {}: {why}",
-                    NAMES[p]
-                ),
-            );
+            return Err(format!(
+                "{settle}s after all faults healed {} is not a replica streaming from {}: {why}",
+                NAMES[r], NAMES[p]
+            ));
         }
         Ok(())
     }

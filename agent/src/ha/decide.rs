@@ -469,6 +469,26 @@ fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
                     format!("former primary rejoining: pg_rewind from {l}, then follow it"),
                 );
             }
+            let leader_tl = c.member(l).and_then(|m| m.timeline);
+            if let (Some(mine), Some(theirs)) = (o.local.stopped_timeline, leader_tl) {
+                if mine < theirs && o.use_pg_rewind {
+                    // E.g. a replica stopped for a rewind that then failed (its source
+                    // died): started as is it may never get past the fork point
+                    // ("requested timeline does not contain minimum recovery point").
+                    // pg_rewind is a no-op when nothing diverged.
+                    return decision(
+                        vec![
+                            Action::Rewind {
+                                from: l.to_string(),
+                            },
+                            start,
+                        ],
+                        format!(
+                            "stopped on timeline {mine}, behind {l}'s {theirs}: pg_rewind from {l}, then follow it"
+                        ),
+                    );
+                }
+            }
             decision(
                 vec![start],
                 format!("starting PostgreSQL as a replica of {l}"),
@@ -533,6 +553,15 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
     if probe.in_recovery {
+        if let Some(why) = timeline_refusal(c, probe.newest_timeline.or(probe.timeline)) {
+            // E.g. we took the key on a snapshot that went stale while we were frozen,
+            // and another node was promoted meanwhile: promoting would reuse its
+            // timeline ID. Let a node that followed it lead.
+            return decision(
+                vec![Action::ReleaseLeader],
+                format!("holding the leader key but not promoting: {why}; releasing the key"),
+            );
+        }
         return decision(
             vec![
                 Action::RenewLeader,

@@ -67,6 +67,7 @@ fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observa
             running: probe.is_some(),
             probe,
             rewound: false,
+            stopped_timeline: None,
         },
         peers: vec![],
         bootstrapped_here: false,
@@ -180,6 +181,33 @@ fn stopped_replica_restarts_following_the_leader() {
             upstream: Some("n1".into())
         })]
     );
+}
+
+#[test]
+fn stopped_replica_behind_the_leaders_timeline_rewinds_before_following() {
+    // Seen in chaos runs: a replica stopped for a rewind whose source then died
+    // crash-looped on "requested timeline 2 does not contain minimum recovery point".
+    let mut c = cluster(Some("42"), Some("n1"));
+    c.members.get_mut("n1").unwrap().value.timeline = Some(2);
+    let mut o = obs(Some(c), DataDir::Initialized, None);
+    o.local.stopped_timeline = Some(1);
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Rewind { from: "n1".into() },
+            Action::StartPostgres(StartAs::Replica {
+                upstream: Some("n1".into())
+            })
+        ],
+        "{}",
+        d.note
+    );
+    o.local.stopped_timeline = Some(2);
+    assert_eq!(decide(&o).actions.len(), 1, "same timeline: just start");
+    o.local.stopped_timeline = Some(1);
+    o.use_pg_rewind = false;
+    assert_eq!(decide(&o).actions.len(), 1, "use_pg_rewind off: just start");
 }
 
 #[test]
@@ -413,6 +441,25 @@ fn replica_behind_the_cluster_timeline_never_races() {
     let c = o.cluster.as_mut().unwrap();
     c.members.get_mut("n1").unwrap().value.timeline = Some(4);
     assert!(decide(&o).actions.is_empty(), "{}", decide(&o).note);
+}
+
+#[test]
+fn leader_behind_the_cluster_timeline_releases_the_key_instead_of_promoting() {
+    // Simulation seed 785: a node raced on a snapshot that went stale while it was
+    // frozen, won the key, and next turn would have promoted onto a used timeline.
+    let mut c = cluster(Some("42"), Some("n2"));
+    c.history = history_up_to(6);
+    let mut me = probe(true, 500);
+    me.timeline = Some(6);
+    let mut o = obs(Some(c), DataDir::Initialized, Some(me));
+    let d = decide(&o);
+    assert_eq!(d.actions, vec![Action::ReleaseLeader], "{}", d.note);
+    o.local.probe.as_mut().unwrap().timeline = Some(7);
+    assert!(
+        matches!(decide(&o).actions[1], Action::Promote { .. }),
+        "{}",
+        decide(&o).note
+    );
 }
 
 #[test]

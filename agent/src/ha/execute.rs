@@ -484,18 +484,9 @@ impl Agent {
             }
         });
         self.callbacks.fire("on_role_change", "primary");
-        self.configure(obs.cluster.as_ref(), None).await?;
-        // pg_rewind reads the source's timeline from its control file, which names the
-        // new timeline only after the first checkpoint: without it a former primary
-        // would be "rewound" against the old timeline and never catch up.
-        if let Err(e) = self
-            .pg
-            .sql()
-            .query_with_timeout("CHECKPOINT", CHECKPOINT_TIMEOUT)
-            .await
-        {
-            tracing::warn!(error = %e, "checkpoint after promotion failed");
-        }
+        // Record the new timeline before anything slow (reconfiguring, the checkpoint):
+        // should we die now, the others know the timeline is taken and none of them
+        // promotes onto it again.
         let mut history = obs
             .cluster
             .as_ref()
@@ -513,6 +504,18 @@ impl Agent {
         let body = serde_json::to_vec(&history).map_err(failed)?;
         if let Err(e) = self.dcs.put(&self.keys.history(), body, None).await {
             tracing::warn!(error = %e, "could not record the promotion in history");
+        }
+        self.configure(obs.cluster.as_ref(), None).await?;
+        // pg_rewind reads the source's timeline from its control file, which names the
+        // new timeline only after the first checkpoint: without it a former primary
+        // would be "rewound" against the old timeline and never catch up.
+        if let Err(e) = self
+            .pg
+            .sql()
+            .query_with_timeout("CHECKPOINT", CHECKPOINT_TIMEOUT)
+            .await
+        {
+            tracing::warn!(error = %e, "checkpoint after promotion failed");
         }
         Ok(())
     }

@@ -42,6 +42,11 @@ pub struct Local {
     /// Since it last ran as primary, this data directory was rewound (or found not to
     /// need it), so it may follow the new leader.
     pub rewound: bool,
+    /// Stopped (not a fresh clone): the newest timeline the control file names (its
+    /// last checkpoint's or its minimum recovery point's). Behind the leader's, the
+    /// data may hold WAL past the fork point; PostgreSQL then refuses to start on the
+    /// leader's timeline until pg_rewind has run.
+    pub stopped_timeline: Option<u32>,
 }
 
 /// Another member's `/patroni`, asked during a leader race.

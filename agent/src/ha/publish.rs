@@ -121,6 +121,7 @@ impl Agent {
             running: false,
             probe: None,
             rewound: self.rewound,
+            stopped_timeline: None,
         };
         self.write_member(&local).await;
         let state = self.state.clone();

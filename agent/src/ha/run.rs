@@ -670,6 +670,7 @@ impl Agent {
         let data = self.pg.data_dir_state();
         let running = self.pg.is_running();
         let mut was_primary = false;
+        let mut stopped_timeline = None;
         if data == DataDir::Initialized && (self.system_identifier.is_none() || !running) {
             match self.pg.programs.controldata().await {
                 Ok(cd) => {
@@ -684,6 +685,13 @@ impl Agent {
                                 "in production" | "shut down" | "in crash recovery"
                             )
                         });
+                    if !running && !fresh_clone {
+                        let tli =
+                            |key: &str| cd.get(key).and_then(|v| v.trim().parse::<u32>().ok());
+                        // 0 means "no minimum recovery point".
+                        stopped_timeline = tli("Latest checkpoint's TimeLineID")
+                            .max(tli("Min recovery ending loc's timeline").filter(|&t| t > 0));
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
             }
@@ -719,6 +727,7 @@ impl Agent {
             running,
             probe,
             rewound: self.rewound,
+            stopped_timeline,
         }
     }
 
