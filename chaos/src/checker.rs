@@ -694,14 +694,16 @@ fn first_ids(writer: &[i64], probe: &[i64]) -> String {
 pub fn verdict_line(log: &EventLog, checks: &Checks, v: &Verdict) -> String {
     if v.pass {
         let seed = log.info.as_ref().map_or(0, |i| i.seed);
-        let mode = log
-            .info
-            .as_ref()
-            .map_or("async", |i| match (i.sync, i.sync_strict) {
-                (true, true) => "sync-strict",
-                (true, false) => "sync",
-                _ => "async",
-            });
+        let mode =
+            log.info
+                .as_ref()
+                .map_or("async", |i| match (i.sync, i.sync_quorum, i.sync_strict) {
+                    (true, true, true) => "quorum-strict",
+                    (true, true, false) => "quorum",
+                    (true, false, true) => "sync-strict",
+                    (true, false, false) => "sync",
+                    _ => "async",
+                });
         format!(
             "VERDICT: PASS seed={seed} mode={mode} faults={} writes={} lost={}{} \
              split-brain=0 two-primaries=0 converged-in={}",

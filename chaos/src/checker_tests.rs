@@ -14,6 +14,7 @@ fn info(sync: bool) -> RunInfo {
         seed: 42,
         sync,
         sync_strict: false,
+        sync_quorum: false,
         failsafe: false,
         require_no_loss: false,
         converge_bound_s: 60,

@@ -57,6 +57,10 @@ struct Args {
     /// Also `synchronous_mode_strict: true` (implies --sync).
     #[arg(long)]
     sync_strict: bool,
+    /// `synchronous_mode: quorum` instead of `on` (implies --sync): any
+    /// `synchronous_node_count` standbys acknowledge each commit.
+    #[arg(long)]
+    sync_quorum: bool,
     /// `failsafe_mode: true` in bootstrap.dcs (matters for etcd-outage).
     #[arg(long)]
     failsafe: bool,
@@ -76,7 +80,7 @@ struct Args {
     /// Check an earlier run's events.json again and write its report into
     /// --out, without starting anything.
     #[arg(long, value_name = "EVENTS_JSON", conflicts_with_all = [
-        "seed", "duration", "faults", "smoke", "sync", "sync_strict", "failsafe",
+        "seed", "duration", "faults", "smoke", "sync", "sync_strict", "sync_quorum", "failsafe",
         "require_no_loss", "unsafe_test_rogue_primary",
     ])]
     recheck: Option<PathBuf>,
@@ -114,6 +118,7 @@ pub struct Options {
     pub duration: Option<Duration>,
     pub sync: bool,
     pub sync_strict: bool,
+    pub sync_quorum: bool,
     pub failsafe: bool,
     pub require_no_loss: bool,
     pub out: PathBuf,
@@ -177,8 +182,9 @@ impl Options {
             seed,
             order,
             duration,
-            sync: a.sync || a.sync_strict,
+            sync: a.sync || a.sync_strict || a.sync_quorum,
             sync_strict: a.sync_strict,
+            sync_quorum: a.sync_quorum,
             failsafe: a.failsafe,
             require_no_loss: a.require_no_loss,
             out: a.out.unwrap_or_else(default_out),
@@ -254,6 +260,9 @@ mod tests {
         );
         assert_eq!(o.duration, Some(Duration::from_secs(60)));
         assert!(o.sync && o.sync_strict && o.failsafe && o.require_no_loss);
+        assert!(!o.sync_quorum);
+        let q = parse(&["--sync-quorum", "--out", "/tmp/x"]).unwrap();
+        assert!(q.sync && q.sync_quorum && !q.sync_strict);
         assert_eq!(o.out, PathBuf::from("/tmp/x"));
         assert_eq!(o.converge_timeout, Duration::from_secs(30));
         let o = parse(&["--faults", "switchover"]).unwrap();

@@ -31,6 +31,9 @@ pub struct RunInfo {
     pub sync: bool,
     /// `synchronous_mode_strict: true`.
     pub sync_strict: bool,
+    /// `synchronous_mode: quorum` (with `sync`). Absent in reports of older runs.
+    #[serde(default)]
+    pub sync_quorum: bool,
     /// `failsafe_mode: true`.
     pub failsafe: bool,
     /// Lost acknowledged writes fail the run even in asynchronous mode.

@@ -322,8 +322,8 @@ fn switchover(ctx: &mut Ctx<'_>, step: &Step, primary: usize, rec: &mut FaultRec
     Ok(())
 }
 
-/// The members `/cluster` (asked of the leader) lists as synchronous
-/// standbys, in node order: in synchronous mode only they may take over.
+/// The members `/cluster` (asked of the leader) lists as synchronous (or
+/// quorum) standbys, in node order: in synchronous mode only they may take over.
 fn sync_standbys(ctx: &Ctx<'_>, leader: usize) -> Result<Vec<usize>> {
     let api = ctx.cluster.node(leader);
     let found = poll_until(SYNC_STANDBY_TIMEOUT, || {
@@ -331,7 +331,8 @@ fn sync_standbys(ctx: &Ctx<'_>, leader: usize) -> Result<Vec<usize>> {
         let mut idx: Vec<usize> = v["members"]
             .as_array()?
             .iter()
-            .filter(|m| m["role"] == "sync_standby")
+            // Patroni's names: `quorum_standby` under `synchronous_mode: quorum`.
+            .filter(|m| m["role"] == "sync_standby" || m["role"] == "quorum_standby")
             .filter_map(|m| ctx.cluster.index_of(m["name"].as_str()?))
             .collect();
         idx.sort_unstable();

@@ -29,7 +29,8 @@ fn replay(o: &Options) -> String {
     }
     for (on, flag) in [
         (o.sync_strict, "--sync-strict"),
-        (o.sync && !o.sync_strict, "--sync"),
+        (o.sync_quorum, "--sync-quorum"),
+        (o.sync && !o.sync_strict && !o.sync_quorum, "--sync"),
         (o.failsafe, "--failsafe"),
         (o.require_no_loss, "--require-no-loss"),
         (o.unsafe_test, "--unsafe-test-rogue-primary"),

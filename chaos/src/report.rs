@@ -82,9 +82,11 @@ pub fn markdown(r: &Report, log: &EventLog) -> String {
         r.verdict_line
     );
     if let Some(i) = &r.run {
-        let mode = match (i.sync, i.sync_strict) {
-            (true, true) => "synchronous (strict)",
-            (true, false) => "synchronous",
+        let mode = match (i.sync, i.sync_quorum, i.sync_strict) {
+            (true, true, true) => "synchronous, quorum (strict)",
+            (true, true, false) => "synchronous, quorum",
+            (true, false, true) => "synchronous (strict)",
+            (true, false, false) => "synchronous",
             _ => "asynchronous",
         };
         let _ = writeln!(m, "| | |\n|---|---|");
@@ -309,6 +311,7 @@ pub(crate) mod tests {
                 seed: 5,
                 sync: false,
                 sync_strict: false,
+                sync_quorum: false,
                 failsafe: false,
                 require_no_loss: false,
                 converge_bound_s: 60,

@@ -38,12 +38,15 @@ pub fn say(start: Instant, msg: &str) {
 /// flags go into every node's `bootstrap.dcs`.
 pub fn spec(opts: &Options) -> ClusterSpec {
     let (sync, strict, failsafe) = (opts.sync, opts.sync_strict, opts.failsafe);
+    let quorum = opts.sync_quorum;
     ClusterSpec::new(3)
         .scope(SCOPE)
         .etcd_members(3)
         .with_proxies()
         .customize(move |_, mut c| {
-            if sync {
+            if quorum {
+                c = c.set("bootstrap.dcs.synchronous_mode", "quorum");
+            } else if sync {
                 c = c.set("bootstrap.dcs.synchronous_mode", true);
             }
             if strict {
@@ -64,6 +67,7 @@ pub fn run(opts: &Options, stop: &AtomicBool, start: Instant) -> EventLog {
             seed: opts.seed,
             sync: opts.sync,
             sync_strict: opts.sync_strict,
+            sync_quorum: opts.sync_quorum,
             failsafe: opts.failsafe,
             require_no_loss: opts.require_no_loss,
             converge_bound_s: opts.converge_timeout.as_secs(),
@@ -229,7 +233,7 @@ fn dynamic_config(cluster: &Cluster, primary: usize, opts: &Options) -> Result<s
     let config: serde_json::Value =
         poll_until(WARMUP_TIMEOUT, || node.get("/config").ok()?.json().ok())
             .with_context(|| format!("GET /config from {}", node.name()))?;
-    let on = |key: &str| config[key] == true || config[key] == "on";
+    let on = |key: &str| config[key] == true || config[key] == "on" || config[key] == "quorum";
     for (wanted, key) in [
         (opts.sync, "synchronous_mode"),
         (opts.sync_strict, "synchronous_mode_strict"),
