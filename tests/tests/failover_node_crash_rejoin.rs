@@ -98,7 +98,10 @@ fn crashed_primary_with_diverged_timeline_rejoins_by_rewind() {
     // /patroni may still show the replica's last probe for a moment after
     // the promotion is published; wait for the new timeline to appear.
     let new_tl = wait_until(Duration::from_secs(30), "new primary's timeline", || {
-        cluster.node(new).timeline().filter(|&t| t > before.timeline)
+        cluster
+            .node(new)
+            .timeline()
+            .filter(|&t| t > before.timeline)
     });
     assert_eq!(new_tl, before.timeline + 1);
 
