@@ -189,7 +189,13 @@ impl Agent {
             let until_due = self
                 .next_scheduled(last_cluster.as_ref())
                 .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
-            let wait = until_due.map_or(loop_wait, |d| d.min(loop_wait));
+            let mut wait = until_due.map_or(loop_wait, |d| d.min(loop_wait));
+            // Renew at least every third of the lease's ttl (DESIGN §3): right after an
+            // edit of ttl and loop_wait our lease still has the old, possibly shorter,
+            // ttl, and a full new loop_wait would let its deadline pass.
+            if let Some((_, ttl)) = self.lease {
+                wait = wait.min(ttl / 3);
+            }
             if watch.is_none() {
                 let rev = last_cluster.as_ref().map_or(0, |c| c.revision);
                 watch = self.dcs.watch(self.keys.prefix(), rev).await.ok();
