@@ -4,6 +4,7 @@
 use crate::state::NodeStatus;
 use std::collections::BTreeMap;
 use std::time::Instant;
+use warden_consensus::dynamic_config::SynchronousMode;
 
 /// The health checks, after Patroni's path aliases are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,7 +14,12 @@ pub enum Check {
     Leader,
     Replica,
     ReadOnly,
+    /// A synchronous standby (`synchronous_mode: on`).
     Sync,
+    /// A quorum standby (`synchronous_mode: quorum`).
+    Quorum,
+    ReadOnlySync,
+    ReadOnlyQuorum,
     Async,
     Health,
     Liveness,
@@ -30,6 +36,9 @@ impl Check {
             "/replica" => Check::Replica,
             "/read-only" => Check::ReadOnly,
             "/sync" | "/synchronous" => Check::Sync,
+            "/quorum" => Check::Quorum,
+            "/read-only-sync" | "/read-only-synchronous" => Check::ReadOnlySync,
+            "/read-only-quorum" => Check::ReadOnlyQuorum,
             "/async" | "/asynchronous" => Check::Async,
             "/health" => Check::Health,
             "/liveness" => Check::Liveness,
@@ -137,11 +146,17 @@ pub fn replica_lag(s: &NodeStatus) -> Option<u64> {
     Some(cluster_pos.saturating_sub(mine))
 }
 
-fn is_sync_standby(s: &NodeStatus) -> bool {
-    s.cluster
+/// `Some(quorum)` when synchronous mode is on and `/sync` lists us: whether as a
+/// quorum standby (`synchronous_mode: quorum`) or a synchronous one. Patroni answers
+/// `/sync` only for the latter and `/quorum` only for the former.
+pub fn sync_role(s: &NodeStatus) -> Option<bool> {
+    let c = s.cluster.as_ref()?;
+    let mode = c.dynamic_config().synchronous_mode;
+    let listed = c
+        .sync
         .as_ref()
-        .and_then(|c| c.sync.as_ref())
-        .is_some_and(|sync| sync.value.standbys().contains(&s.name.as_str()))
+        .is_some_and(|sync| sync.value.standbys().contains(&s.name.as_str()));
+    (mode.is_enabled() && listed).then_some(mode == SynchronousMode::Quorum)
 }
 
 fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
@@ -191,8 +206,11 @@ pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, no
         Check::Leader => primary,
         Check::Replica => replica_ok(s, f),
         Check::ReadOnly => primary || replica_ok(s, f),
-        Check::Sync => replica_ok(s, f) && is_sync_standby(s),
-        Check::Async => replica_ok(s, f) && !is_sync_standby(s),
+        Check::Sync => replica_ok(s, f) && sync_role(s) == Some(false),
+        Check::Quorum => replica_ok(s, f) && sync_role(s) == Some(true),
+        Check::ReadOnlySync => primary || (replica_ok(s, f) && sync_role(s) == Some(false)),
+        Check::ReadOnlyQuorum => primary || (replica_ok(s, f) && sync_role(s) == Some(true)),
+        Check::Async => replica_ok(s, f) && sync_role(s).is_none(),
         Check::Health => running(s),
         Check::Liveness => {
             let limit = if s.is_leader { s.ttl } else { s.ttl * 2 };
@@ -337,6 +355,68 @@ mod tests {
         assert_eq!(eval(Check::Liveness, None, &s, false), 503);
         s.last_turn = None;
         assert_eq!(eval(Check::Liveness, None, &s, false), 503);
+    }
+
+    #[test]
+    fn sync_and_quorum_standbys() {
+        let mut s = status(true, false);
+        let mut c = warden_consensus::Cluster::default();
+        let mode = |m: serde_json::Value| warden_consensus::Versioned {
+            value: warden_consensus::DynamicConfig::from_json(
+                &serde_json::json!({"synchronous_mode": m}),
+            )
+            .unwrap(),
+            mod_revision: 1,
+        };
+        c.sync = Some(warden_consensus::Versioned {
+            value: warden_consensus::types::SyncState {
+                leader: Some("n0".into()),
+                quorum: Some(1),
+                sync_standby: Some("n1,n2".into()),
+                extra: serde_json::Map::new(),
+            },
+            mod_revision: 2,
+        });
+        c.config = Some(mode(serde_json::json!("quorum")));
+        s.cluster = Some(c.clone());
+        for (check, code) in [
+            (Check::Quorum, 200),
+            (Check::ReadOnlyQuorum, 200),
+            (Check::Sync, 503),
+            (Check::ReadOnlySync, 503),
+            (Check::Async, 503),
+        ] {
+            assert_eq!(
+                eval(check, None, &s, false),
+                code,
+                "{check:?} in quorum mode"
+            );
+        }
+        c.config = Some(mode(serde_json::json!(true)));
+        s.cluster = Some(c.clone());
+        for (check, code) in [
+            (Check::Quorum, 503),
+            (Check::Sync, 200),
+            (Check::ReadOnlySync, 200),
+            (Check::Async, 503),
+        ] {
+            assert_eq!(eval(check, None, &s, false), code, "{check:?} in on mode");
+        }
+        // Synchronous mode off: a leftover /sync does not make a synchronous standby.
+        c.config = None;
+        s.cluster = Some(c);
+        assert_eq!(eval(Check::Sync, None, &s, false), 503);
+        assert_eq!(eval(Check::Async, None, &s, false), 200);
+        // The primary is read-only-sync and read-only-quorum, never sync or quorum.
+        let p = status(false, true);
+        assert_eq!(eval(Check::ReadOnlyQuorum, None, &p, true), 200);
+        assert_eq!(eval(Check::ReadOnlySync, None, &p, true), 200);
+        assert_eq!(eval(Check::Quorum, None, &p, true), 503);
+        assert_eq!(Check::from_path("/quorum"), Some(Check::Quorum));
+        assert_eq!(
+            Check::from_path("/read-only-synchronous"),
+            Some(Check::ReadOnlySync)
+        );
     }
 
     #[test]

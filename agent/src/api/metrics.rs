@@ -31,11 +31,7 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
     let probe = s.probe.as_ref();
     let primary = s.is_leader && probe.is_some_and(|p| !p.in_recovery);
     let replica = probe.is_some_and(|p| p.in_recovery);
-    let sync = s
-        .cluster
-        .as_ref()
-        .and_then(|c| c.sync.as_ref())
-        .is_some_and(|x| x.value.standbys().contains(&s.name.as_str()));
+    let sync_role = super::health::sync_role(s);
     let n = |v: Option<u64>| v.and_then(|x| i64::try_from(x).ok()).unwrap_or(0);
     gauge(
         "patroni_version",
@@ -60,7 +56,12 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
     gauge(
         "patroni_sync_standby",
         "1 if this node is a synchronous standby",
-        i64::from(sync && replica),
+        i64::from(sync_role == Some(false) && replica),
+    );
+    gauge(
+        "patroni_quorum_standby",
+        "1 if this node is a quorum standby",
+        i64::from(sync_role == Some(true) && replica),
     );
     gauge(
         "patroni_standby_leader",

@@ -56,6 +56,12 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> Value {
             } else {
                 "in archive recovery"
             });
+            // Patroni marks a replica listed in /sync, by the mode in force.
+            match super::health::sync_role(s) {
+                Some(true) => b["quorum_standby"] = json!(true),
+                Some(false) => b["sync_standby"] = json!(true),
+                None => {}
+            }
         } else {
             b["xlog"] = json!({"location": p.wal_position.unwrap_or(0)});
             b["replication"] = serde_json::to_value(&p.replication).unwrap_or_default();
@@ -75,11 +81,18 @@ pub fn cluster(s: &NodeStatus) -> Value {
         return json!({"members": [], "scope": s.scope});
     };
     let leader = c.leader_name();
+    let mode = c.dynamic_config().synchronous_mode;
     let sync: Vec<&str> = c
         .sync
         .as_ref()
+        .filter(|_| mode.is_enabled())
         .map(|x| x.value.standbys())
         .unwrap_or_default();
+    let sync_role = if mode == warden_consensus::dynamic_config::SynchronousMode::Quorum {
+        "quorum_standby"
+    } else {
+        "sync_standby"
+    };
     let cluster_lsn = cluster_position(c);
     let members: Vec<Value> = c
         .members
@@ -89,7 +102,7 @@ pub fn cluster(s: &NodeStatus) -> Value {
             let role = if Some(name.as_str()) == leader {
                 "leader"
             } else if sync.contains(&name.as_str()) {
-                "sync_standby"
+                sync_role
             } else {
                 "replica"
             };

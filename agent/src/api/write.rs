@@ -362,18 +362,7 @@ async fn failover_impossible(
         ));
     }
     let checks = targets.into_iter().map(|(name, url)| {
-        let tags = Tags {
-            nofailover: cluster
-                .member(name)
-                .is_some_and(|m| m.tag_bool("nofailover")),
-            failover_priority: cluster
-                .member(name)
-                .and_then(|m| m.tags.as_ref())
-                .and_then(|t| t.get("failover_priority"))
-                .and_then(Value::as_u64)
-                .and_then(|p| u32::try_from(p).ok()),
-            clonefrom: false,
-        };
+        let tags = member_tags(cluster, name);
         async move {
             let body = crate::http_client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
                 .await
@@ -388,7 +377,12 @@ async fn failover_impossible(
         .into_iter()
         .any(|r| r.is_some());
     if good {
-        None
+        match candidate {
+            Some(c) if cluster.leader.is_none() => quorum_unreachable(cluster, c)
+                .await
+                .map(|why| format!("{action} is not possible: {why}")),
+            _ => None,
+        }
     } else if let Some(c) = candidate {
         Some(format!(
             "{action} is not possible: candidate {c:?} is not a healthy replica that may be promoted (not running, not answering, or tagged nofailover)"
@@ -398,6 +392,58 @@ async fn failover_impossible(
             "{action} is not possible: no good candidates have been found"
         ))
     }
+}
+
+fn member_tags(cluster: &Cluster, name: &str) -> Tags {
+    Tags {
+        nofailover: cluster
+            .member(name)
+            .is_some_and(|m| m.tag_bool("nofailover")),
+        failover_priority: cluster
+            .member(name)
+            .and_then(|m| m.tags.as_ref())
+            .and_then(|t| t.get("failover_priority"))
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok()),
+        clonefrom: false,
+    }
+}
+
+/// Quorum commit, with no leader to hand over: the candidate of a failover is promoted
+/// only once enough `/sync` members vouch that it has every acknowledged commit (the
+/// race rule, `decide::quorum_refusal`). Asked now, so a request nobody may carry out is
+/// refused instead of stored.
+async fn quorum_unreachable(cluster: &Cluster, candidate: &str) -> Option<String> {
+    if crate::ha::decide::quorum_in_force(cluster) == 0 {
+        return None;
+    }
+    let sync = &cluster.sync.as_ref()?.value;
+    let mut names: Vec<&str> = sync.standbys();
+    names.extend(sync.leader.as_deref());
+    names.push(candidate);
+    names.sort_unstable();
+    names.dedup();
+    let asks = names.into_iter().filter_map(|name| {
+        let url = cluster.member(name)?.api_url.clone();
+        let tags = member_tags(cluster, name);
+        Some(async move {
+            let status = crate::http_client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
+                .await
+                .ok()
+                .and_then(|body| crate::ha::peers::parse_status(&body, &tags));
+            crate::ha::observation::Peer {
+                name: name.to_string(),
+                status,
+            }
+        })
+    });
+    let peers = futures_util::future::join_all(asks).await;
+    let mine = peers
+        .iter()
+        .find(|p| p.name == candidate)
+        .and_then(|p| p.status.as_ref())
+        .map(|s| s.wal_position)?;
+    crate::ha::decide::quorum_refusal(cluster, candidate, mine, &peers)
 }
 
 /// Waits for the outcome as Patroni does: a new leader (200), the request cleared with

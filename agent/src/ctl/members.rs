@@ -80,18 +80,14 @@ pub fn rows(cluster: &Cluster) -> Vec<MemberRow> {
     } else {
         Vec::new()
     };
-    // Quorum standbys only where the /sync key says a quorum is in force (Warden runs
-    // `quorum` as `on` for now and writes quorum 0).
-    let quorum = cluster
-        .sync
-        .as_ref()
-        .and_then(|s| s.value.quorum)
-        .is_some_and(|q| q > 0);
-    let sync_role = if config.synchronous_mode.as_str() == "quorum" && quorum {
-        "Quorum Standby"
-    } else {
-        "Sync Standby"
-    };
+    // As patronictl: the members /sync lists are quorum standbys whenever quorum mode is
+    // configured (whatever quorum the key holds at this instant).
+    let sync_role =
+        if config.synchronous_mode == warden_consensus::dynamic_config::SynchronousMode::Quorum {
+            "Quorum Standby"
+        } else {
+            "Sync Standby"
+        };
     let top = cluster_lsn(cluster);
     cluster
         .members
@@ -524,6 +520,33 @@ mod tests {
         assert!(out.contains("127.0.0.1:5432"), "{out}");
         let json = render("demo", &c, false, Layout::Format(Format::Json));
         assert!(!json.contains("Maintenance"), "{json}");
+    }
+
+    #[test]
+    fn quorum_mode_lists_quorum_standbys() {
+        let keys = Keys::new("/service/", "demo");
+        let snap = snapshot(&[
+            ("initialize", "1"),
+            ("config", r#"{"synchronous_mode":"quorum"}"#),
+            ("leader", "a"),
+            ("sync", r#"{"leader":"a","quorum":1,"sync_standby":"b,c"}"#),
+            ("members/a", &member("primary", 5432, "")),
+            ("members/b", &member("replica", 5433, "")),
+            ("members/c", &member("replica", 5434, "")),
+        ]);
+        let c = Cluster::from_snapshot(&keys, &snap);
+        let roles: Vec<String> = rows(&c).into_iter().map(|r| r.role).collect();
+        assert_eq!(roles, ["Leader", "Quorum Standby", "Quorum Standby"]);
+        // As patronictl: quorum mode names them so even while the quorum is 0.
+        let snap = snapshot(&[
+            ("config", r#"{"synchronous_mode":"quorum"}"#),
+            ("leader", "a"),
+            ("sync", r#"{"leader":"a","quorum":0,"sync_standby":"b"}"#),
+            ("members/a", &member("primary", 5432, "")),
+            ("members/b", &member("replica", 5433, "")),
+        ]);
+        let c = Cluster::from_snapshot(&keys, &snap);
+        assert_eq!(rows(&c)[1].role, "Quorum Standby");
     }
 
     #[test]

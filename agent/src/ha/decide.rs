@@ -248,7 +248,10 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
                         && named
                         && o.lease_renewed
                         && o.tags.may_become_leader()
-                        && sync_allows(c, &o.me) =>
+                        && sync_allows(c, &o.me)
+                        && !(candidate_needs_votes(c)
+                            && quorum_refusal(c, &o.me, p.wal_position.unwrap_or(0), &o.peers)
+                                .is_some()) =>
                 {
                     decision(
                         vec![
@@ -699,14 +702,19 @@ fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Stri
     }
     let cfg = c.dynamic_config();
     let mine = probe.wal_position.unwrap_or(0);
-    let optime = c.status.as_ref().and_then(|s| s.optime)?;
-    let lag = optime.saturating_sub(mine);
-    (lag > cfg.maximum_lag_on_failover).then(|| {
-        format!(
-            "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({})",
-            cfg.maximum_lag_on_failover
-        )
-    })
+    if let Some(optime) = c.status.as_ref().and_then(|s| s.optime) {
+        let lag = optime.saturating_sub(mine);
+        if lag > cfg.maximum_lag_on_failover {
+            return Some(format!(
+                "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({})",
+                cfg.maximum_lag_on_failover
+            ));
+        }
+    }
+    if candidate_needs_votes(c) {
+        return quorum_refusal(c, &o.me, mine, &o.peers);
+    }
+    None
 }
 
 /// Synchronous mode: only the last leader and the standbys listed in `/sync` may be
@@ -717,6 +725,53 @@ pub fn sync_allows(c: &Cluster, name: &str) -> bool {
     }
     c.sync.as_ref().is_some_and(|s| {
         s.value.leader.as_deref() == Some(name) || s.value.standbys().contains(&name)
+    })
+}
+
+/// The `quorum` of `/sync` while synchronous mode is on: a candidate must see that many
+/// `/sync` members (voters and the last leader) besides itself. Warden writes it only in
+/// quorum mode, but honours it in any synchronous mode, so a key left by quorum mode
+/// stays safe while the mode changes.
+pub fn quorum_in_force(c: &Cluster) -> u32 {
+    if !c.dynamic_config().synchronous_mode.is_enabled() {
+        return 0;
+    }
+    c.sync.as_ref().and_then(|s| s.value.quorum).unwrap_or(0)
+}
+
+/// A named candidate of a manual failover (no leader handed over, so nobody confirmed
+/// it has every commit) needs quorum votes like any racer. The candidate of a
+/// switchover does not: the old leader confirmed it received the shutdown checkpoint.
+pub fn candidate_needs_votes(c: &Cluster) -> bool {
+    quorum_in_force(c) > 0 && failover_request(c).is_some_and(|f| f.leader.is_none())
+}
+
+/// Quorum commit (Patroni's rule): every acknowledged commit is on all but at most
+/// `quorum` of the `/sync` members, so a candidate is sure to have it only after it
+/// heard from `quorum` other members that are not ahead of it (each a vote; it counts
+/// itself). The last leader needs no votes: it has every commit it acknowledged. Only
+/// members that may be promoted and run PostgreSQL vote.
+pub fn quorum_refusal(c: &Cluster, me: &str, mine: u64, peers: &[Peer]) -> Option<String> {
+    let quorum = usize::try_from(quorum_in_force(c)).unwrap_or(usize::MAX);
+    let sync = &c.sync.as_ref()?.value;
+    if quorum == 0 || sync.leader.as_deref() == Some(me) {
+        return None;
+    }
+    let mut members = sync.standbys();
+    members.extend(sync.leader.as_deref());
+    let votes = peers
+        .iter()
+        .filter(|p| p.name != me && members.contains(&p.name.as_str()))
+        .filter(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                !s.is_primary && s.may_become_leader && s.wal_position > 0 && s.wal_position <= mine
+            })
+        })
+        .count();
+    (votes < quorum).then(|| {
+        format!(
+            "quorum commit: {votes} of the other /sync members answered and are not ahead of us; {quorum} needed to be sure we have every acknowledged commit"
+        )
     })
 }
 
@@ -777,6 +832,7 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
         .cloned()
         .collect();
     better_peer(&o.tags, mine, &peers, peer_may_race)
+        .or_else(|| quorum_refusal(c, &o.me, mine, &o.peers))
 }
 
 /// Why a node on `timeline` must not be promoted automatically, if it must not.

@@ -9,8 +9,11 @@ pub mod observation;
 pub mod operate;
 pub mod peers;
 pub mod publish;
+pub mod quorum;
+pub mod replication;
 pub mod request;
 pub mod run;
+pub mod standby_watch;
 pub mod sync;
 
 pub use action::{Action, StartAs};

@@ -72,8 +72,13 @@ pub struct Agent {
     config_path: Option<PathBuf>,
     /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
     pub(super) sync_names: Option<String>,
-    /// `synchronous_mode: quorum` was reported as running like `on`.
-    pub(super) quorum_warned: bool,
+    /// Quorum mode: the `synchronous_standby_names` in force and the WAL flush position
+    /// when we first saw it in force (standbys past it hold every earlier commit).
+    pub(super) quorum_mark: Option<(String, u64)>,
+    /// Synchronous replication has not reached its target: turn again soon.
+    pub(super) sync_recheck: bool,
+    /// Synchronous standbys that were streaming at the last turn, watched between turns.
+    pub(super) watched_standbys: Vec<String>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -136,7 +141,9 @@ impl Agent {
             incoming: Vec::new(),
             config_path: None,
             sync_names: None,
-            quorum_warned: false,
+            quorum_mark: None,
+            sync_recheck: false,
+            watched_standbys: Vec::new(),
         }
     }
 
@@ -189,22 +196,41 @@ impl Agent {
             let until_due = self
                 .next_scheduled(last_cluster.as_ref())
                 .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
-            let wait = until_due.map_or(loop_wait, |d| d.min(loop_wait));
+            let mut wait = until_due.map_or(loop_wait, |d| d.min(loop_wait));
+            // Renew at least every third of the lease's ttl (DESIGN §3): right after an
+            // edit of ttl and loop_wait our lease still has the old, possibly shorter,
+            // ttl, and a full new loop_wait would let its deadline pass.
+            if let Some((_, ttl)) = self.lease {
+                wait = wait.min(ttl / 3);
+            }
+            if self.sync_recheck {
+                wait = wait.min(SYNC_RECHECK);
+            }
             if watch.is_none() {
                 let rev = last_cluster.as_ref().map_or(0, |c| c.revision);
                 watch = self.dcs.watch(self.keys.prefix(), rev).await.ok();
             }
+            let watched: &[String] = if self.holds_leader {
+                &self.watched_standbys
+            } else {
+                &[]
+            };
+            let lost = super::standby_watch::lost_standby(self.pg.sql(), watched);
             let wake = wait_for_wakeup(
                 &self.keys,
                 watch.as_mut(),
                 self.requests.as_mut(),
                 wait,
                 &shutdown,
+                lost,
             )
             .await;
             match wake {
                 Wakeup::WatchBroken => watch = None,
                 Wakeup::Request(r) => self.incoming.push(r),
+                Wakeup::StandbyLost(name) => {
+                    tracing::warn!(standby = %name, "a synchronous standby stopped streaming; acting now");
+                }
                 Wakeup::Tick | Wakeup::Change | Wakeup::Shutdown => {}
             }
         }
@@ -267,8 +293,10 @@ impl Agent {
             .as_ref()
             .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())
             && local.probe.as_ref().is_some_and(|p| p.in_recovery)
-            // The named candidate of a switchover does not compare itself with peers.
-            && !named_candidate;
+            // The named candidate of a switchover does not compare itself with peers,
+            // unless quorum commit needs their votes.
+            && (!named_candidate
+                || cluster.as_ref().is_some_and(super::decide::candidate_needs_votes));
         let switchover_due = cluster.as_ref().is_some_and(|c| {
             c.leader_name() == Some(self.cfg.name.as_str()) && switchover_due(c, chrono::Utc::now())
         });
@@ -394,6 +422,10 @@ impl Agent {
         if !self.holds_leader {
             // Not leading: the watchdog is disarmed (magic close) when dropped.
             self.watchdog = None;
+            // Synchronous replication state is the leader's; a later leadership starts
+            // afresh (an old quorum mark would count stale flushes as confirmation).
+            self.quorum_mark = None;
+            self.sync_recheck = false;
         }
         self.publish(cluster.as_ref(), &local, &d.note).await;
         self.feed_guard(ttl).await;
@@ -784,7 +816,13 @@ enum Wakeup {
     WatchBroken,
     Shutdown,
     Request(Request),
+    /// A watched synchronous standby stopped streaming.
+    StandbyLost(String),
 }
+
+/// Synchronous replication not yet at its target (a standby to confirm): the next turn
+/// comes this soon rather than `loop_wait` later.
+const SYNC_RECHECK: Duration = Duration::from_secs(1);
 
 /// The leader's switchover request is due now (or has no schedule).
 fn switchover_due(c: &Cluster, now: chrono::DateTime<chrono::Utc>) -> bool {
@@ -805,9 +843,11 @@ async fn wait_for_wakeup(
     requests: Option<&mut RequestRx>,
     loop_wait: Duration,
     shutdown: &CancellationToken,
+    lost_standby: impl std::future::Future<Output = String>,
 ) -> Wakeup {
     let tick = tokio::time::sleep(loop_wait);
     tokio::pin!(tick);
+    tokio::pin!(lost_standby);
     // A closed queue (the API has stopped) never wakes us.
     let next_request = async {
         match requests {
@@ -824,6 +864,7 @@ async fn wait_for_wakeup(
             () = &mut tick => Wakeup::Tick,
             () = shutdown.cancelled() => Wakeup::Shutdown,
             r = &mut next_request => Wakeup::Request(r),
+            name = &mut lost_standby => Wakeup::StandbyLost(name),
         };
     };
     let relevant = [
@@ -838,6 +879,7 @@ async fn wait_for_wakeup(
             () = &mut tick => return Wakeup::Tick,
             () = shutdown.cancelled() => return Wakeup::Shutdown,
             r = &mut next_request => return Wakeup::Request(r),
+            name = &mut lost_standby => return Wakeup::StandbyLost(name),
             ev = rx.recv() => match ev {
                 Some(WatchEvent::Change { kind, key }) if relevant.contains(&key) => {
                     // The leader re-asserts its key every turn (an update): waking on

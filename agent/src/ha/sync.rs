@@ -24,14 +24,24 @@ pub struct Standby {
     /// `state = 'streaming'` (caught up; not `catchup` or `startup`).
     pub streaming: bool,
     /// PostgreSQL counts it as synchronous right now (`sync_state = 'sync'`). Not
-    /// `quorum`: under `ANY k (...)` (never written by Warden, but possibly left by a
-    /// user) one standby's acknowledgement does not mean every other's.
+    /// `quorum`: under `ANY k (...)` (quorum mode's names) one standby's
+    /// acknowledgement does not mean every other's.
     pub sync: bool,
     /// Bytes behind the leader's current WAL position (flush position), if known.
     pub lag: Option<u64>,
     /// Tagged `nosync`: never made synchronous.
     pub nosync: bool,
+    /// Tagged `nofailover`: in quorum mode a voter only when needed for the count.
+    pub nofailover: bool,
     /// The `sync_priority` tag: higher is preferred; 0 means never (as `nosync`).
+    pub priority: u32,
+}
+
+/// A member's tags that matter for synchronous replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncTags {
+    pub nosync: bool,
+    pub nofailover: bool,
     pub priority: u32,
 }
 
@@ -40,16 +50,17 @@ impl Standby {
     pub fn from_row(
         row: &ReplicationRow,
         leader_wal: u64,
-        member: impl Fn(&str) -> Option<(bool, u32)>,
+        member: impl Fn(&str) -> Option<SyncTags>,
     ) -> Option<Standby> {
         let name = row.application_name.clone()?;
-        let (nosync, priority) = member(&name)?;
+        let tags = member(&name)?;
         Some(Standby {
             streaming: row.state.as_deref() == Some("streaming"),
             sync: row.sync_state.as_deref() == Some("sync"),
             lag: row.flush_lsn.map(|f| leader_wal.saturating_sub(f)),
-            nosync,
-            priority,
+            nosync: tags.nosync,
+            nofailover: tags.nofailover,
+            priority: tags.priority,
             name,
         })
     }
@@ -160,6 +171,7 @@ mod tests {
             sync,
             lag: Some(lag),
             nosync: false,
+            nofailover: false,
             priority: 1,
         }
     }

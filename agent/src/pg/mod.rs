@@ -6,6 +6,7 @@ pub mod lsn;
 pub mod process;
 pub mod runas;
 pub mod sql;
+pub mod standbys;
 
 use conf::{Managed, Upstream};
 use process::{ProcessError, Programs, StopMode};
