@@ -165,9 +165,26 @@ pub struct Failover {
     pub extra: Map<String, Value>,
 }
 
+/// Warden's own field of the failover key (Patroni keeps unknown fields): the shutdown
+/// checkpoint LSN the old leader saw the candidate receive before it released the
+/// leader key in a planned switchover.
+pub const HANDOVER_LSN_FIELD: &str = "warden_handover_lsn";
+
 impl Failover {
     pub fn is_empty(&self) -> bool {
         self.leader.is_none() && self.member.is_none() && self.scheduled_at.is_none()
+    }
+
+    /// Set by the old leader of a switchover once the candidate confirmed it holds
+    /// every byte of WAL the old primary wrote; absent if the leader never got there
+    /// (e.g. it crashed first).
+    pub fn handover_lsn(&self) -> Option<u64> {
+        self.extra.get(HANDOVER_LSN_FIELD).and_then(Value::as_u64)
+    }
+
+    pub fn set_handover_lsn(&mut self, lsn: u64) {
+        self.extra
+            .insert(HANDOVER_LSN_FIELD.into(), Value::from(lsn));
     }
 }
 

@@ -711,6 +711,13 @@ fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Stri
             ));
         }
     }
+    if let Some(lsn) = failover_request(c).and_then(|f| f.handover_lsn()) {
+        if mine < lsn {
+            return Some(format!(
+                "the old leader handed over at {lsn}, but we hold WAL only up to {mine}"
+            ));
+        }
+    }
     if candidate_needs_votes(c) {
         return quorum_refusal(c, &o.me, mine, &o.peers);
     }
@@ -739,11 +746,13 @@ pub fn quorum_in_force(c: &Cluster) -> u32 {
     c.sync.as_ref().and_then(|s| s.value.quorum).unwrap_or(0)
 }
 
-/// A named candidate of a manual failover (no leader handed over, so nobody confirmed
-/// it has every commit) needs quorum votes like any racer. The candidate of a
-/// switchover does not: the old leader confirmed it received the shutdown checkpoint.
+/// A named candidate needs quorum votes like any racer unless the old leader handed
+/// over to it: then the old leader confirmed it received the shutdown checkpoint and
+/// said so in the failover key. A manual failover (no leader), or a switchover whose
+/// leader crashed before the hand-over, leaves nobody who confirmed that the candidate
+/// has every commit.
 pub fn candidate_needs_votes(c: &Cluster) -> bool {
-    quorum_in_force(c) > 0 && failover_request(c).is_some_and(|f| f.leader.is_none())
+    quorum_in_force(c) > 0 && failover_request(c).is_some_and(|f| f.handover_lsn().is_none())
 }
 
 /// Quorum commit (Patroni's rule): every acknowledged commit is on all but at most

@@ -1154,7 +1154,7 @@ fn a_quorum_left_in_sync_binds_on_mode_too() {
 }
 
 #[test]
-fn quorum_mode_manual_failover_candidate_needs_votes_but_a_switchover_candidate_does_not() {
+fn quorum_mode_candidate_needs_votes_unless_the_old_leader_handed_over() {
     let c = with_quorum(cluster(Some("42"), None), "n2,n3", 1);
     // POST /failover {candidate: n2}: nobody confirmed n2 has every commit.
     let failover = with_failover(c.clone(), None, Some("n2"), None);
@@ -1164,9 +1164,22 @@ fn quorum_mode_manual_failover_candidate_needs_votes_but_a_switchover_candidate_
     assert!(d.note.contains("quorum commit"), "{}", d.note);
     let d = quorum_racer(failover, vec![peer("n3", 1000, false)]);
     assert!(d.actions.contains(&Action::AcquireLeader), "{d:?}");
-    // A switchover from n1: n1 confirmed n2 holds its shutdown checkpoint.
-    let switchover = with_failover(c, Some("n1"), Some("n2"), None);
+    // A switchover from n1 whose leader vanished before handing over (crashed): nobody
+    // confirmed n2 has every commit either.
+    let mut switchover = with_failover(c, Some("n1"), Some("n2"), None);
+    assert!(candidate_needs_votes(&switchover));
+    let d = quorum_racer(switchover.clone(), vec![]);
+    assert!(d.actions.is_empty(), "{d:?}");
+    // n1 handed over: it confirmed n2 holds its shutdown checkpoint and marked it.
+    let f = switchover.failover.as_mut().unwrap();
+    f.value.set_handover_lsn(1000);
     assert!(!candidate_needs_votes(&switchover));
-    let d = quorum_racer(switchover, vec![]);
+    let d = quorum_racer(switchover.clone(), vec![]);
     assert!(d.actions.contains(&Action::AcquireLeader), "{d:?}");
+    // A mark past what we hold: refused (never expected: the old leader checked it).
+    let f = switchover.failover.as_mut().unwrap();
+    f.value.set_handover_lsn(5000);
+    let d = quorum_racer(switchover, vec![]);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.note.contains("handed over at 5000"), "{}", d.note);
 }

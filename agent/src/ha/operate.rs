@@ -94,6 +94,7 @@ impl Agent {
             )));
         }
 
+        self.mark_handover(cluster, checkpoint.0).await;
         match self
             .dcs
             .delete_if_value(&self.keys.leader(), self.cfg.name.as_bytes())
@@ -114,6 +115,37 @@ impl Agent {
         self.state = "starting".into();
         self.callbacks.fire("on_role_change", "replica");
         Ok(())
+    }
+
+    /// Tells the candidate (in the failover key) that it was confirmed to hold `lsn`,
+    /// the shutdown checkpoint: under quorum commit it then needs no votes. Without
+    /// this mark it asks for votes, which is slower but just as safe.
+    async fn mark_handover(&self, cluster: Option<&Cluster>, lsn: u64) {
+        let Some(f) = cluster.and_then(|c| c.failover.as_ref()) else {
+            return;
+        };
+        let mut value = f.value.clone();
+        value.set_handover_lsn(lsn);
+        let written = match serde_json::to_vec(&value) {
+            Ok(body) => {
+                self.dcs
+                    .compare_and_swap(&self.keys.failover(), body, f.mod_revision, None)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "switchover: cannot encode the failover key");
+                return;
+            }
+        };
+        match written {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "switchover: the failover key changed meanwhile; the candidate will ask for votes"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "switchover: could not mark the hand-over in the failover key")
+            }
+        }
     }
 
     /// The location of the checkpoint written by a clean shutdown.
