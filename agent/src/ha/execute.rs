@@ -283,7 +283,13 @@ impl Agent {
                 dynamic.synchronous_mode_strict,
             ))
         } else {
-            self.sync_names.clone()
+            Some(self.sync_names.clone().unwrap_or_else(|| {
+                super::sync::names_until_planned(
+                    cluster.and_then(|c| c.sync.as_ref()).map(|s| &s.value),
+                    &self.cfg.name,
+                    dynamic.synchronous_mode_strict,
+                )
+            }))
         };
         self.pg.write_pgpass().map_err(failed)?;
         self.pg

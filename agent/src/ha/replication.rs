@@ -28,7 +28,7 @@ impl Agent {
         };
         let d = self.dynamic(Some(c));
         if !d.synchronous_mode.is_enabled() {
-            self.quorum_mark = None;
+            self.names_mark = None;
             return self.sync_off(c).await;
         }
         let Some(probe) = obs.local.probe.as_ref().filter(|p| !p.in_recovery) else {
@@ -44,8 +44,7 @@ impl Agent {
         let result = if d.synchronous_mode == SynchronousMode::Quorum {
             self.quorum_replication(c, probe, &standbys, &d).await
         } else {
-            self.quorum_mark = None;
-            self.sync_on(c, &standbys, settings).await
+            self.sync_on(c, probe, &standbys, settings).await
         };
         // Watch the standbys the names now in place depend on (see `standby_watch`).
         if let Some(names) = &self.sync_names {
@@ -77,6 +76,7 @@ impl Agent {
     async fn sync_on(
         &mut self,
         c: &Cluster,
+        probe: &Probe,
         standbys: &[Standby],
         settings: SyncSettings,
     ) -> Result<(), ActError> {
@@ -103,11 +103,19 @@ impl Agent {
         if self.sync_names.as_deref() != Some(plan.names.as_str()) {
             tracing::info!(names = %plan.names, "setting synchronous_standby_names");
             self.sync_names = Some(plan.names.clone());
+            self.names_mark = None;
             self.configure(Some(c), None).await?;
         }
         let mut in_key_now = in_key;
         in_key_now.sort();
-        if let Some(set) = &plan.grow_key_to {
+        let grow = match &plan.grow_key_to {
+            Some(set) => {
+                self.confirmed_growth(probe, &in_key_now, set, &plan.names)
+                    .await?
+            }
+            None => None,
+        };
+        if let Some(set) = &grow {
             tracing::info!(standbys = ?set, "synchronous standbys confirmed; recording them in /sync");
             self.write_sync_key(c, set).await?;
             in_key_now.clone_from(set);
@@ -115,6 +123,46 @@ impl Agent {
         // A standby named but not confirmed yet: look again in a second, not a loop_wait.
         self.sync_recheck = in_key_now != wanted;
         Ok(())
+    }
+
+    /// The part of a planned `/sync` growth that is safe now. PostgreSQL reports a
+    /// standby `sync` as soon as the names list it, but commits acknowledged before
+    /// those names took effect may not be on it: a new standby joins `/sync` only once
+    /// it flushed past the primary's flush position of the moment we first saw the
+    /// names in force (a later moment than they took effect, so on the safe side).
+    async fn confirmed_growth(
+        &mut self,
+        probe: &Probe,
+        in_key: &[String],
+        planned: &[String],
+        names: &str,
+    ) -> Result<Option<Vec<String>>, ActError> {
+        let (text, flush) = self
+            .pg
+            .sql()
+            .sync_names_in_force()
+            .await
+            .map_err(|e| failed(format!("cannot read synchronous_standby_names: {e}")))?;
+        if self.names_mark.as_ref().map(|(t, _)| t) != Some(&text) {
+            self.names_mark = Some((text.clone(), flush));
+        }
+        let mark = self
+            .names_mark
+            .as_ref()
+            .filter(|_| text == names)
+            .map(|(_, m)| *m);
+        let flushed = |name: &str| {
+            probe.replication.iter().any(|r| {
+                r.application_name.as_deref() == Some(name)
+                    && matches!((r.flush_lsn, mark), (Some(f), Some(m)) if f >= m)
+            })
+        };
+        let set: Vec<String> = planned
+            .iter()
+            .filter(|n| in_key.contains(n) || flushed(n))
+            .cloned()
+            .collect();
+        Ok((set.as_slice() != in_key).then_some(set))
     }
 
     /// `synchronous_mode: quorum`: reads the names PostgreSQL enforces (and takes their
@@ -136,10 +184,10 @@ impl Agent {
             tracing::warn!(names = %text, "cannot parse synchronous_standby_names; treating it as asynchronous");
             Names::none()
         });
-        if self.quorum_mark.as_ref().map(|(t, _)| t) != Some(&text) {
-            self.quorum_mark = Some((text.clone(), flush));
+        if self.names_mark.as_ref().map(|(t, _)| t) != Some(&text) {
+            self.names_mark = Some((text.clone(), flush));
         }
-        let mark = self.quorum_mark.as_ref().map_or(u64::MAX, |(_, m)| *m);
+        let mark = self.names_mark.as_ref().map_or(u64::MAX, |(_, m)| *m);
         // The probe's flush positions are older than the mark: at worst too low.
         let confirmed: BTreeSet<String> = probe
             .replication
@@ -186,7 +234,7 @@ impl Agent {
                     self.sync_names = Some(names);
                     // A fresh mark once these are seen in force, even if the same text
                     // was in force before (it may have been replaced meanwhile).
-                    self.quorum_mark = None;
+                    self.names_mark = None;
                     self.configure(Some(c), None).await?;
                 }
             }

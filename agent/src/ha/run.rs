@@ -72,9 +72,10 @@ pub struct Agent {
     config_path: Option<PathBuf>,
     /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
     pub(super) sync_names: Option<String>,
-    /// Quorum mode: the `synchronous_standby_names` in force and the WAL flush position
-    /// when we first saw it in force (standbys past it hold every earlier commit).
-    pub(super) quorum_mark: Option<(String, u64)>,
+    /// Synchronous mode: the `synchronous_standby_names` in force and the WAL flush
+    /// position when we first saw it in force (standbys past it hold every earlier
+    /// commit).
+    pub(super) names_mark: Option<(String, u64)>,
     /// Synchronous replication has not reached its target: turn again soon.
     pub(super) sync_recheck: bool,
     /// Synchronous standbys that were streaming at the last turn, watched between turns.
@@ -141,7 +142,7 @@ impl Agent {
             incoming: Vec::new(),
             config_path: None,
             sync_names: None,
-            quorum_mark: None,
+            names_mark: None,
             sync_recheck: false,
             watched_standbys: Vec::new(),
         }
@@ -423,8 +424,8 @@ impl Agent {
             // Not leading: the watchdog is disarmed (magic close) when dropped.
             self.watchdog = None;
             // Synchronous replication state is the leader's; a later leadership starts
-            // afresh (an old quorum mark would count stale flushes as confirmation).
-            self.quorum_mark = None;
+            // afresh (an old mark would count stale flushes as confirmation).
+            self.names_mark = None;
             self.sync_recheck = false;
         }
         self.publish(cluster.as_ref(), &local, &d.note).await;

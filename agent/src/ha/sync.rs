@@ -16,6 +16,7 @@
 
 use crate::pg::sql::ReplicationRow;
 use warden_consensus::dynamic_config::SynchronousMode;
+use warden_consensus::types::SyncState;
 
 /// A standby connected to the leader, as `pg_stat_replication` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +132,19 @@ pub fn render_names(names: &[String], strict: bool) -> String {
     format!("FIRST {} ({})", names.len(), quoted.join(", "))
 }
 
+/// `synchronous_standby_names` for a primary started before its leader turn chose any
+/// (e.g. the agent restarted while holding the key): every standby `/sync` lists for us
+/// must acknowledge each commit, the strictest reading of the key in either mode, so no
+/// commit is acknowledged that a listed standby (one that may be promoted) lacks. The
+/// next turn's plan relaxes it as the mode allows.
+pub fn names_until_planned(sync: Option<&SyncState>, me: &str, strict: bool) -> String {
+    let listed: Vec<String> = sync
+        .filter(|s| s.leader.as_deref() == Some(me))
+        .map(|s| s.standbys().into_iter().map(str::to_string).collect())
+        .unwrap_or_default();
+    render_names(&listed, strict)
+}
+
 /// The plan for this turn, given the standbys now in `/sync` (`in_key`).
 pub fn plan(standbys: &[Standby], in_key: &[String], settings: SyncSettings) -> Plan {
     let wanted = pick(standbys, settings);
@@ -174,6 +188,19 @@ mod tests {
             nofailover: false,
             priority: 1,
         }
+    }
+
+    #[test]
+    fn a_primary_started_before_planning_waits_for_every_standby_listed_for_it() {
+        let key: SyncState =
+            serde_json::from_str(r#"{"leader":"n1","quorum":1,"sync_standby":"n2,n3"}"#).unwrap();
+        assert_eq!(
+            names_until_planned(Some(&key), "n1", false),
+            r#"FIRST 2 ("n2", "n3")"#
+        );
+        // Listed for another leader: nothing of ours to protect.
+        assert_eq!(names_until_planned(Some(&key), "n2", false), "");
+        assert_eq!(names_until_planned(None, "n1", true), "*");
     }
 
     fn settings(count: u32, strict: bool) -> SyncSettings {
