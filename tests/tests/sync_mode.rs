@@ -358,26 +358,11 @@ fn quorum_commit(cluster: &mut Cluster, li: usize) {
     cluster.node_mut(li).kill_hard();
     let killed = Instant::now();
     let acks = workload::acks_of(&writer.stop());
-    let (new_leader, _) = wait_until(T, "a new leader", || {
-        cluster
-            .leader_key()
-            .ok()
-            .flatten()
-            .filter(|kv| kv.value != leader)
-            .map(|kv| (kv.value, kv.create_revision))
-    });
-    assert!(voters.contains(&new_leader), "{new_leader} was not a voter");
-    let ni = cluster.index_of(&new_leader).unwrap();
-    wait_until(T, "the new primary answers", || {
-        cluster.node(ni).is_primary().then_some(())
-    });
+    let new_leader = voter_takes_over(cluster, &voters, Some(&leader), &acks);
     println!(
         "quorum commit: {new_leader} primary {:.1} s after the crash",
         killed.elapsed().as_secs_f64()
     );
-    let present = workload::ids_in(cluster.node(ni).pg_port(), QUORUM_TABLE).unwrap();
-    let lost = workload::lost(&acks, &present);
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     println!(
         "quorum commit: {} acknowledged writes, none lost after the crash",
         acks.len()
@@ -390,6 +375,33 @@ fn quorum_commit(cluster: &mut Cluster, li: usize) {
     let voters = wait_quorum(cluster, &new_leader);
     println!("quorum commit: converged again, ANY 1 of {voters:?}");
     lone_voter_waits_for_a_quorum(cluster, &new_leader, &voters);
+}
+
+/// Waits for a leader other than `old` to answer as primary, checks it was a voter
+/// and holds every acknowledged write of `QUORUM_TABLE`; returns its name.
+fn voter_takes_over(
+    cluster: &Cluster,
+    voters: &[String],
+    old: Option<&str>,
+    acks: &[workload::Ack],
+) -> String {
+    let new_leader = wait_until(T, "a new leader", || {
+        cluster
+            .leader_key()
+            .ok()
+            .flatten()
+            .map(|kv| kv.value)
+            .filter(|v| Some(v.as_str()) != old)
+    });
+    assert!(voters.contains(&new_leader), "{new_leader} was not a voter");
+    let ni = cluster.index_of(&new_leader).unwrap();
+    wait_until(T, "the new primary answers", || {
+        cluster.node(ni).is_primary().then_some(())
+    });
+    let present = workload::ids_in(cluster.node(ni).pg_port(), QUORUM_TABLE).unwrap();
+    let lost = workload::lost(acks, &present);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    new_leader
 }
 
 /// ANY 1 of (a, b), quorum 1: the primary and b crash. a alone cannot tell whether a
@@ -431,25 +443,11 @@ fn lone_voter_waits_for_a_quorum(cluster: &mut Cluster, leader: &str, voters: &[
     );
     cluster.node_mut(b).start().expect("restart the voter");
     let back = Instant::now();
-    let (new_leader, _) = wait_until(T, "a new leader", || {
-        cluster
-            .leader_key()
-            .ok()
-            .flatten()
-            .map(|kv| (kv.value, kv.create_revision))
-    });
-    assert!(voters.contains(&new_leader), "{new_leader} was not a voter");
-    let ni = cluster.index_of(&new_leader).unwrap();
-    wait_until(T, "the new primary answers", || {
-        cluster.node(ni).is_primary().then_some(())
-    });
+    let new_leader = voter_takes_over(cluster, voters, None, &acks);
     println!(
         "quorum commit: {new_leader} primary {:.1} s after the second voter came back",
         back.elapsed().as_secs_f64()
     );
-    let present = workload::ids_in(cluster.node(ni).pg_port(), QUORUM_TABLE).unwrap();
-    let lost = workload::lost(&acks, &present);
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     println!(
         "quorum commit: {} acknowledged writes, none lost after losing the primary and a voter",
         acks.len()

@@ -689,27 +689,9 @@ fn cfg_failsafe_excludes(o: &Observation, c: &Cluster) -> bool {
 /// leader confirmed it has all the WAL), but still only if it may lead and is not too
 /// far behind the last leader position.
 fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
-    if !o.tags.may_become_leader() {
-        return Some("tagged nofailover (or failover_priority 0)".into());
-    }
-    if let Some(why) = sync_refusal(c, &o.me) {
-        return Some(why);
-    }
-    if let Some(why) = &o.watchdog_missing {
-        return Some(format!(
-            "watchdog.mode is required but the watchdog is unusable ({why})"
-        ));
-    }
-    let cfg = c.dynamic_config();
     let mine = probe.wal_position.unwrap_or(0);
-    if let Some(optime) = c.status.as_ref().and_then(|s| s.optime) {
-        let lag = optime.saturating_sub(mine);
-        if lag > cfg.maximum_lag_on_failover {
-            return Some(format!(
-                "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({})",
-                cfg.maximum_lag_on_failover
-            ));
-        }
+    if let Some(why) = promotable_refusal(o, c, mine) {
+        return Some(why);
     }
     if let Some(lsn) = failover_request(c).and_then(|f| f.handover_lsn()) {
         if mine < lsn {
@@ -722,6 +704,31 @@ fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Stri
         return quorum_refusal(c, &o.me, mine, &o.peers);
     }
     None
+}
+
+/// What rules out promoting us at all, racer or named candidate: tags, synchronous
+/// mode, a required watchdog, and lag behind the last leader position (`mine` is our
+/// WAL position).
+fn promotable_refusal(o: &Observation, c: &Cluster, mine: u64) -> Option<String> {
+    if !o.tags.may_become_leader() {
+        return Some("tagged nofailover (or failover_priority 0)".into());
+    }
+    if let Some(why) = sync_refusal(c, &o.me) {
+        return Some(why);
+    }
+    if let Some(why) = &o.watchdog_missing {
+        return Some(format!(
+            "watchdog.mode is required but the watchdog is unusable ({why})"
+        ));
+    }
+    let max_lag = c.dynamic_config().maximum_lag_on_failover;
+    let optime = c.status.as_ref().and_then(|s| s.optime)?;
+    let lag = optime.saturating_sub(mine);
+    (lag > max_lag).then(|| {
+        format!(
+            "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({max_lag})"
+        )
+    })
 }
 
 /// Synchronous mode: only the last leader and the standbys listed in `/sync` may be
@@ -791,16 +798,9 @@ fn sync_refusal(c: &Cluster, me: &str) -> Option<String> {
 
 /// Why this replica must not race for the vacant leader key, or `None` if it may.
 pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
-    if !o.tags.may_become_leader() {
-        return Some("tagged nofailover (or failover_priority 0)".into());
-    }
-    if let Some(why) = sync_refusal(c, &o.me) {
+    let mine = probe.wal_position.unwrap_or(0);
+    if let Some(why) = promotable_refusal(o, c, mine) {
         return Some(why);
-    }
-    if let Some(why) = &o.watchdog_missing {
-        return Some(format!(
-            "watchdog.mode is required but the watchdog is unusable ({why})"
-        ));
     }
     if cfg_failsafe_excludes(o, c) {
         return Some("failsafe mode is on and we are not listed in /failsafe".into());
@@ -811,16 +811,6 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
         return Some("the leader confirmed itself to us in failsafe mode within ttl".into());
     }
     let cfg = c.dynamic_config();
-    let mine = probe.wal_position.unwrap_or(0);
-    if let Some(optime) = c.status.as_ref().and_then(|s| s.optime) {
-        let lag = optime.saturating_sub(mine);
-        if lag > cfg.maximum_lag_on_failover {
-            return Some(format!(
-                "lag {lag} bytes behind the last leader position exceeds maximum_lag_on_failover ({})",
-                cfg.maximum_lag_on_failover
-            ));
-        }
-    }
     if let Some(why) = timeline_refusal(c, probe.newest_timeline.or(probe.timeline)) {
         return Some(why);
     }

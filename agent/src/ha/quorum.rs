@@ -361,15 +361,7 @@ fn write_key(steps: &mut Vec<Step>, key: Key) -> Key {
 /// are needed to reach `synchronous_node_count` (Patroni's choice: a voter that may
 /// never be promoted only makes promotions harder).
 pub fn pick(standbys: &[Standby], settings: SyncSettings) -> BTreeSet<String> {
-    let mut eligible: Vec<&Standby> = standbys
-        .iter()
-        .filter(|s| s.streaming && !s.nosync && s.priority > 0)
-        .filter(|s| {
-            settings.max_lag < 0
-                || s.lag
-                    .is_some_and(|l| i64::try_from(l).is_ok_and(|l| l <= settings.max_lag))
-        })
-        .collect();
+    let mut eligible = super::sync::eligible(standbys, settings);
     eligible.sort_by(|a, b| {
         a.nofailover
             .cmp(&b.nofailover)

@@ -125,6 +125,25 @@ impl Agent {
         Ok(())
     }
 
+    /// The `synchronous_standby_names` PostgreSQL enforces, and their mark: the WAL
+    /// flush position when we first saw them in force. A standby flushed past the mark
+    /// holds every commit acknowledged before them.
+    async fn names_in_force(&mut self) -> Result<(String, u64), ActError> {
+        let (text, flush) = self
+            .pg
+            .sql()
+            .sync_names_in_force()
+            .await
+            .map_err(|e| failed(format!("cannot read synchronous_standby_names: {e}")))?;
+        match &self.names_mark {
+            Some((t, mark)) if *t == text => Ok((text, *mark)),
+            _ => {
+                self.names_mark = Some((text.clone(), flush));
+                Ok((text, flush))
+            }
+        }
+    }
+
     /// The part of a planned `/sync` growth that is safe now. PostgreSQL reports a
     /// standby `sync` as soon as the names list it, but commits acknowledged before
     /// those names took effect may not be on it: a new standby joins `/sync` only once
@@ -137,20 +156,8 @@ impl Agent {
         planned: &[String],
         names: &str,
     ) -> Result<Option<Vec<String>>, ActError> {
-        let (text, flush) = self
-            .pg
-            .sql()
-            .sync_names_in_force()
-            .await
-            .map_err(|e| failed(format!("cannot read synchronous_standby_names: {e}")))?;
-        if self.names_mark.as_ref().map(|(t, _)| t) != Some(&text) {
-            self.names_mark = Some((text.clone(), flush));
-        }
-        let mark = self
-            .names_mark
-            .as_ref()
-            .filter(|_| text == names)
-            .map(|(_, m)| *m);
+        let (text, mark) = self.names_in_force().await?;
+        let mark = (text == names).then_some(mark);
         let flushed = |name: &str| {
             probe.replication.iter().any(|r| {
                 r.application_name.as_deref() == Some(name)
@@ -174,20 +181,11 @@ impl Agent {
         standbys: &[Standby],
         d: &DynamicConfig,
     ) -> Result<(), ActError> {
-        let (text, flush) = self
-            .pg
-            .sql()
-            .sync_names_in_force()
-            .await
-            .map_err(|e| failed(format!("cannot read synchronous_standby_names: {e}")))?;
+        let (text, mark) = self.names_in_force().await?;
         let in_force = Names::parse(&text).unwrap_or_else(|| {
             tracing::warn!(names = %text, "cannot parse synchronous_standby_names; treating it as asynchronous");
             Names::none()
         });
-        if self.names_mark.as_ref().map(|(t, _)| t) != Some(&text) {
-            self.names_mark = Some((text.clone(), flush));
-        }
-        let mark = self.names_mark.as_ref().map_or(u64::MAX, |(_, m)| *m);
         // The probe's flush positions are older than the mark: at worst too low.
         let confirmed: BTreeSet<String> = probe
             .replication

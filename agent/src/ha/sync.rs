@@ -89,11 +89,10 @@ pub struct Plan {
     pub grow_key_to: Option<Vec<String>>,
 }
 
-/// The standbys the leader wants synchronous: streaming, not `nosync`, within
-/// `maximum_lag_on_syncnode`; the current synchronous ones first (no churn), then by
-/// `sync_priority`, lag and name. At most `node_count`.
-pub fn pick(standbys: &[Standby], settings: SyncSettings) -> Vec<String> {
-    let mut eligible: Vec<&Standby> = standbys
+/// The standbys that may be made synchronous (in either mode): streaming, not `nosync`,
+/// `sync_priority` above 0, within `maximum_lag_on_syncnode`.
+pub fn eligible(standbys: &[Standby], settings: SyncSettings) -> Vec<&Standby> {
+    standbys
         .iter()
         .filter(|s| s.streaming && !s.nosync && s.priority > 0)
         .filter(|s| {
@@ -101,7 +100,14 @@ pub fn pick(standbys: &[Standby], settings: SyncSettings) -> Vec<String> {
                 || s.lag
                     .is_some_and(|l| i64::try_from(l).is_ok_and(|l| l <= settings.max_lag))
         })
-        .collect();
+        .collect()
+}
+
+/// The standbys the leader wants synchronous: [`eligible`] ones, the current
+/// synchronous ones first (no churn), then by `sync_priority`, lag and name. At most
+/// `node_count`.
+pub fn pick(standbys: &[Standby], settings: SyncSettings) -> Vec<String> {
+    let mut eligible = eligible(standbys, settings);
     eligible.sort_by(|a, b| {
         b.sync
             .cmp(&a.sync)
