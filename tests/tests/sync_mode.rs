@@ -178,18 +178,7 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
     });
     // Writes go on back to back through the kill: the longest gap between two
     // acknowledgements is how long commits were blocked.
-    let writer = Writer::start(
-        cluster.node(li).pg_port(),
-        TABLE,
-        WriterOptions {
-            first_id: 5_000_000,
-            ..WriterOptions::default()
-        },
-    )
-    .expect("start writing to the primary");
-    wait_until(Duration::from_secs(20), "writes acknowledged", || {
-        (writer.acks().len() >= 20).then_some(())
-    });
+    let writer = writing(&cluster, li, TABLE, 5_000_000, 20);
     let kill = Instant::now();
     cluster.node_mut(si).kill_hard();
     let killed = kill.elapsed();
@@ -224,11 +213,7 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
 
     // The primary crashes under a write stream: only the synchronous standby may be
     // promoted, and it has every acknowledged write.
-    let writer = Writer::start(cluster.node(li).pg_port(), TABLE, WriterOptions::default())
-        .expect("start writing to the primary");
-    wait_until(Duration::from_secs(20), "writes acknowledged", || {
-        (writer.acks().len() >= 50).then_some(())
-    });
+    let writer = writing(&cluster, li, TABLE, 1, 50);
     let sync_now = wait_sync_standby(&cluster, &leader);
     cluster.node_mut(li).kill_hard();
     let acks = workload::acks_of(&writer.stop());
@@ -346,15 +331,7 @@ fn quorum_commit(cluster: &mut Cluster, li: usize) {
 
     // The primary crashes under a write stream: a voter that heard from the other is
     // promoted, with every acknowledged write.
-    let writer = Writer::start(
-        cluster.node(li).pg_port(),
-        QUORUM_TABLE,
-        WriterOptions::default(),
-    )
-    .expect("start writing to the primary");
-    wait_until(Duration::from_secs(20), "writes acknowledged", || {
-        (writer.acks().len() >= 50).then_some(())
-    });
+    let writer = writing(cluster, li, QUORUM_TABLE, 1, 50);
     cluster.node_mut(li).kill_hard();
     let killed = Instant::now();
     let acks = workload::acks_of(&writer.stop());
@@ -375,6 +352,24 @@ fn quorum_commit(cluster: &mut Cluster, li: usize) {
     let voters = wait_quorum(cluster, &new_leader);
     println!("quorum commit: converged again, ANY 1 of {voters:?}");
     lone_voter_waits_for_a_quorum(cluster, &new_leader, &voters);
+}
+
+/// A writer on node `i`'s PostgreSQL inserting ids from `first_id` into `table`, once
+/// it has `acks` acknowledgements.
+fn writing(cluster: &Cluster, i: usize, table: &str, first_id: i64, acks: usize) -> Writer {
+    let writer = Writer::start(
+        cluster.node(i).pg_port(),
+        table,
+        WriterOptions {
+            first_id,
+            ..WriterOptions::default()
+        },
+    )
+    .expect("start writing to the primary");
+    wait_until(Duration::from_secs(20), "writes acknowledged", || {
+        (writer.acks().len() >= acks).then_some(())
+    });
+    writer
 }
 
 /// Waits for a leader other than `old` to answer as primary, checks it was a voter
@@ -413,18 +408,7 @@ fn lone_voter_waits_for_a_quorum(cluster: &mut Cluster, leader: &str, voters: &[
         cluster.index_of(&voters[0]).unwrap(),
         cluster.index_of(&voters[1]).unwrap(),
     );
-    let writer = Writer::start(
-        cluster.node(li).pg_port(),
-        QUORUM_TABLE,
-        WriterOptions {
-            first_id: 1_000_000,
-            ..WriterOptions::default()
-        },
-    )
-    .expect("start writing to the primary");
-    wait_until(Duration::from_secs(20), "writes acknowledged", || {
-        (writer.acks().len() >= 50).then_some(())
-    });
+    let writer = writing(cluster, li, QUORUM_TABLE, 1_000_000, 50);
     cluster.node_mut(b).kill_hard();
     cluster.node_mut(li).kill_hard();
     let acks = workload::acks_of(&writer.stop());
