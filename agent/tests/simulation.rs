@@ -366,6 +366,21 @@ impl Store {
         Ok(())
     }
 
+    /// `create_revision == 0` and `mod_revision(guard) == rev` transaction.
+    fn create_unless_changed(
+        &mut self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<i64>,
+        guard: (&str, i64),
+    ) -> Result<bool, DcsError> {
+        if self.kvs.get(guard.0).map_or(0, |kv| kv.mod_revision) != guard.1 {
+            self.lease_id(lease)?;
+            return Ok(false);
+        }
+        self.create(key, value, lease)
+    }
+
     /// `create_revision == 0` transaction.
     fn create(&mut self, key: &str, value: Vec<u8>, lease: Option<i64>) -> Result<bool, DcsError> {
         let lease = self.lease_id(lease)?;
@@ -478,8 +493,9 @@ fn merge(into: &mut Cluster, part: &Cluster) {
     if part.sync.is_some() {
         into.sync.clone_from(&part.sync);
     }
-    if !part.history.is_empty() {
+    if part.history_revision != 0 {
         into.history.clone_from(&part.history);
+        into.history_revision = part.history_revision;
     }
     if part.status.is_some() {
         into.status.clone_from(&part.status);
@@ -1884,17 +1900,26 @@ impl World {
                     return Outcome::Failed(0, "no lease".into());
                 };
                 let key = self.store.keys.leader();
+                let history = self.store.keys.history();
+                let seen = obs.cluster.as_ref().map_or(0, |c| c.history_revision);
                 match self.call(n, |s, _| {
-                    s.create(&key, me.as_bytes().to_vec(), Some(lease))
+                    s.create_unless_changed(
+                        &key,
+                        me.as_bytes().to_vec(),
+                        Some(lease),
+                        (&history, seen),
+                    )
                 }) {
                     (Some(Ok(true)), t) => {
                         self.leadership_confirmed(n);
                         self.log(Some(n), format!("acquired the leader key (lease {lease})"));
                         Outcome::Done(t)
                     }
-                    (Some(Ok(false)), t) => {
-                        Outcome::Failed(t, "another member took the leader key first".into())
-                    }
+                    (Some(Ok(false)), t) => Outcome::Failed(
+                        t,
+                        "another member took the leader key first, or /history changed since we looked"
+                            .into(),
+                    ),
                     (Some(Err(e)), t) => Outcome::Failed(t, format!("{e:?}")),
                     (None, t) => Outcome::Failed(t, "etcd unreachable".into()),
                 }

@@ -39,6 +39,8 @@ pub struct Cluster {
     pub failover: Option<Versioned<Failover>>,
     pub sync: Option<Versioned<SyncState>>,
     pub history: Vec<HistoryEntry>,
+    /// `mod_revision` of the `history` key (0: absent), to guard the leader race.
+    pub history_revision: i64,
     pub status: Option<Status>,
     pub failsafe: Option<BTreeMap<String, String>>,
     /// Keys under the prefix whose values could not be understood, with the reason.
@@ -120,7 +122,11 @@ impl Cluster {
                     mod_revision: rev,
                 });
             }
-            "history" => self.history = serde_json::from_str(text).map_err(|e| e.to_string())?,
+            "history" => {
+                // Before parsing: a race guarded by it must see even a bad value change.
+                self.history_revision = rev;
+                self.history = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            }
             "status" => self.status = Some(serde_json::from_str(text).map_err(|e| e.to_string())?),
             "failsafe" => {
                 self.failsafe = Some(serde_json::from_str(text).map_err(|e| e.to_string())?)

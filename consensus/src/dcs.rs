@@ -104,6 +104,16 @@ pub trait Dcs: Send + Sync + std::fmt::Debug {
         value: Vec<u8>,
         lease: Option<LeaseId>,
     ) -> Result<bool, DcsError>;
+    /// [`Dcs::create`], and only if `guard`'s `mod_revision` still equals the one given
+    /// (0: absent). The leader race uses it with `/history`, so that a racer whose view
+    /// went stale (another member promoted meanwhile) cannot take the key.
+    async fn create_unless_changed(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+        guard: (&str, i64),
+    ) -> Result<bool, DcsError>;
     /// Writes only if the key's `mod_revision` still equals `mod_revision` (0: key absent).
     async fn compare_and_swap(
         &self,

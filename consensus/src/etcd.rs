@@ -270,6 +270,22 @@ impl Dcs for EtcdDcs {
         self.txn(txn).await
     }
 
+    async fn create_unless_changed(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+        guard: (&str, i64),
+    ) -> Result<bool, DcsError> {
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key, CompareOp::Equal, 0),
+                Compare::mod_revision(guard.0, CompareOp::Equal, guard.1),
+            ])
+            .and_then([TxnOp::put(key, value, put_opts(lease))]);
+        self.txn(txn).await
+    }
+
     async fn compare_and_swap(
         &self,
         key: &str,

@@ -204,6 +204,23 @@ impl Dcs for MemoryDcs {
         Ok(true)
     }
 
+    async fn create_unless_changed(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+        guard: (&str, i64),
+    ) -> Result<bool, DcsError> {
+        let mut st = self.live()?;
+        let lease = st.check_lease(lease)?;
+        let guard_rev = st.kvs.get(guard.0).map_or(0, |kv| kv.mod_revision);
+        if st.kvs.contains_key(key) || guard_rev != guard.1 {
+            return Ok(false);
+        }
+        st.write(key, value, lease);
+        Ok(true)
+    }
+
     async fn compare_and_swap(
         &self,
         key: &str,
@@ -285,6 +302,33 @@ impl Dcs for MemoryDcs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn create_unless_changed_needs_the_key_absent_and_the_guard_unchanged() {
+        let dcs = MemoryDcs::new();
+        let guard = "/s/c/history";
+        // Absent guard: revision 0.
+        assert!(!dcs
+            .create_unless_changed("/s/c/leader", b"n1".to_vec(), None, (guard, 7))
+            .await
+            .unwrap());
+        dcs.put(guard, b"[]".to_vec(), None).await.unwrap();
+        let rev = dcs.get_prefix(guard).await.unwrap().kvs[0].mod_revision;
+        assert!(!dcs
+            .create_unless_changed("/s/c/leader", b"n1".to_vec(), None, (guard, 0))
+            .await
+            .unwrap());
+        assert!(dcs
+            .create_unless_changed("/s/c/leader", b"n1".to_vec(), None, (guard, rev))
+            .await
+            .unwrap());
+        assert!(!dcs
+            .create_unless_changed("/s/c/leader", b"n2".to_vec(), None, (guard, rev))
+            .await
+            .unwrap());
+        let kvs = dcs.get_prefix("/s/c/leader").await.unwrap().kvs;
+        assert_eq!(kvs[0].value, b"n1");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn leased_keys_vanish_when_the_lease_expires() {

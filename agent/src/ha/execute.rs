@@ -85,17 +85,24 @@ impl Agent {
             Action::Clone { from } => self.clone_from(from, cluster).await,
             Action::AcquireLeader => {
                 let (lease, ttl) = self.renewed_lease()?;
+                // Guarded by /history as we saw it: if another member was promoted
+                // since (we may have been paused between looking and acting), our
+                // decision rests on a stale timeline and must be taken again.
+                let seen = obs.cluster.as_ref().map_or(0, |c| c.history_revision);
                 let won = self
                     .dcs
-                    .create(
+                    .create_unless_changed(
                         &self.keys.leader(),
                         self.cfg.name.clone().into_bytes(),
                         Some(lease),
+                        (&self.keys.history(), seen),
                     )
                     .await
                     .map_err(failed)?;
                 if !won {
-                    return Err(failed("another member took the leader key first"));
+                    return Err(failed(
+                        "another member took the leader key first, or /history changed since we looked",
+                    ));
                 }
                 self.leadership_confirmed(ttl);
                 tracing::info!("acquired the leader key");
