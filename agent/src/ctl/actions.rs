@@ -364,10 +364,13 @@ impl Ctl<'_> {
             }
         }
         if !is_switchover && !force && config.synchronous_mode.is_enabled() {
-            let sync = view.cluster.sync.as_ref().map(|s| s.value.standbys());
+            let sync = view.cluster.sync.as_ref().map(|s| &s.value);
             if let (Some(sync), Some(c)) = (sync, candidate.as_deref()) {
-                if !sync.is_empty()
-                    && !sync.contains(&c)
+                // As patronictl: the last leader in /sync counts as synchronous too.
+                let standbys = sync.standbys();
+                if !standbys.is_empty()
+                    && !standbys.contains(&c)
+                    && sync.leader.as_deref() != Some(c)
                     && !self.io.confirm(&format!(
                         "Are you sure you want to failover to the asynchronous node {c}?"
                     ))?

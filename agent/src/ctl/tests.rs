@@ -1109,3 +1109,37 @@ async fn reinit_wait_follows_the_member_until_it_runs_again() {
         o.out
     );
 }
+
+#[tokio::test]
+async fn failover_to_an_asynchronous_node_asks_first() {
+    let f = Fixture::new(always(200, "ok"), &[]).await;
+    put(
+        &f.dcs,
+        "config",
+        r#"{"ttl":30,"loop_wait":10,"retry_timeout":10,"synchronous_mode":true}"#,
+    )
+    .await;
+    put(
+        &f.dcs,
+        "sync",
+        r#"{"leader":"node1","sync_standby":"node2"}"#,
+    )
+    .await;
+    let question = "Are you sure you want to failover to the asynchronous node node3?";
+    let o = f.run(&["failover", "--candidate", "node3"], "n\nn\n").await;
+    assert!(o.out.contains(question), "{}", o.out);
+    assert!(o.error().contains("aborting failover"), "{}", o.error());
+    assert!(f.requests().is_empty(), "{:?}", f.requests());
+    // The synchronous standby: no such question (only the usual confirmation).
+    let o = f.run(&["failover", "--candidate", "node2"], "n\n").await;
+    assert!(!o.out.contains("asynchronous node"), "{}", o.out);
+    // The last leader in /sync counts as synchronous, as in patronictl.
+    put(
+        &f.dcs,
+        "sync",
+        r#"{"leader":"node3","sync_standby":"node2"}"#,
+    )
+    .await;
+    let o = f.run(&["failover", "--candidate", "node3"], "n\n").await;
+    assert!(!o.out.contains("asynchronous node"), "{}", o.out);
+}
