@@ -321,7 +321,7 @@ async fn failover_impossible(
         }
     }
     // Synchronous mode: only a standby listed in /sync has every acknowledged commit.
-    let sync_ok = |n: &str| crate::ha::decide::sync_allows(cluster, n);
+    let sync_ok = |n: &str| crate::ha::race::sync_allows(cluster, n);
     if let Some(c) = candidate {
         if !sync_ok(c) && cluster.members.contains_key(c) {
             return Some(format!(
@@ -414,7 +414,7 @@ fn member_tags(cluster: &Cluster, name: &str) -> Tags {
 /// race rule, `decide::quorum_refusal`). Asked now, so a request nobody may carry out is
 /// refused instead of stored.
 async fn quorum_unreachable(cluster: &Cluster, candidate: &str) -> Option<String> {
-    if crate::ha::decide::quorum_in_force(cluster) == 0 {
+    if crate::ha::race::quorum_in_force(cluster) == 0 {
         return None;
     }
     let sync = &cluster.sync.as_ref()?.value;
@@ -443,7 +443,7 @@ async fn quorum_unreachable(cluster: &Cluster, candidate: &str) -> Option<String
         .find(|p| p.name == candidate)
         .and_then(|p| p.status.as_ref())
         .map(|s| s.wal_position)?;
-    crate::ha::decide::quorum_refusal(cluster, candidate, mine, &peers)
+    crate::ha::race::quorum_refusal(cluster, candidate, mine, &peers)
 }
 
 /// Waits for the outcome as Patroni does: a new leader (200), the request cleared with

@@ -2,7 +2,7 @@
 //! actions. No processes, no clock.
 
 use super::*;
-use crate::ha::observation::{Local, PeerStatus};
+use crate::ha::observation::{Local, Peer, PeerStatus, Tags};
 use warden_consensus::types::{Member, Role, Status};
 use warden_consensus::{DynamicConfig, LeaderKey, Versioned};
 

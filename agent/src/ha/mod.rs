@@ -10,10 +10,12 @@ pub mod operate;
 pub mod peers;
 pub mod publish;
 pub mod quorum;
+pub mod race;
 pub mod replication;
 pub mod request;
 pub mod run;
 pub mod standby_watch;
+pub mod switchover;
 pub mod sync;
 
 pub use action::{Action, StartAs};

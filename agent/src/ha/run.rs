@@ -297,7 +297,7 @@ impl Agent {
             // The named candidate of a switchover does not compare itself with peers,
             // unless quorum commit needs their votes.
             && (!named_candidate
-                || cluster.as_ref().is_some_and(super::decide::candidate_needs_votes));
+                || cluster.as_ref().is_some_and(super::race::candidate_needs_votes));
         let switchover_due = cluster.as_ref().is_some_and(|c| {
             c.leader_name() == Some(self.cfg.name.as_str()) && switchover_due(c, chrono::Utc::now())
         });
