@@ -20,6 +20,7 @@ pub mod edit;
 pub mod io;
 pub mod members;
 pub mod output;
+mod switch;
 #[cfg(test)]
 mod tests;
 
