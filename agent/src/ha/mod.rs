@@ -5,6 +5,7 @@ pub mod callbacks;
 pub mod decide;
 pub mod execute;
 pub mod fence;
+mod intake;
 pub mod observation;
 pub mod operate;
 pub mod peers;

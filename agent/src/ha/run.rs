@@ -2,7 +2,7 @@
 //! the watch reports a change to the leader, failover, config or initialize keys.
 
 use super::observation::{Local, ManualTask, Observation, Tags};
-use super::request::{self, Kind, Reply, Request, RequestRx};
+use super::request::{Request, RequestRx};
 use super::{decide, peers, Action};
 use crate::config::Config;
 use crate::pg::{DataDir, Postgres};
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
@@ -65,11 +65,11 @@ pub struct Agent {
     /// `watchdog.mode: required` and the device is unusable: why.
     watchdog_missing: Option<String>,
     /// Operator requests from the REST API.
-    requests: Option<RequestRx>,
+    pub(super) requests: Option<RequestRx>,
     /// Requests received while waiting between turns, handled at the next turn.
-    incoming: Vec<Request>,
+    pub(super) incoming: Vec<Request>,
     /// The YAML file the config came from, re-read on `POST /reload` and SIGHUP.
-    config_path: Option<PathBuf>,
+    pub(super) config_path: Option<PathBuf>,
     /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
     pub(super) sync_names: Option<String>,
     /// Synchronous mode: the `synchronous_standby_names` in force and the WAL flush
@@ -439,169 +439,6 @@ impl Agent {
         let d = self.dynamic(cluster);
         self.dcs
             .set_request_timeout(crate::cli::request_timeout(d.retry_timeout));
-    }
-
-    /// The earliest scheduled switchover (if we lead) or restart, to wake up for.
-    fn next_scheduled(&self, cluster: Option<&Cluster>) -> Option<chrono::DateTime<chrono::Utc>> {
-        let restart = self.shared.snapshot().scheduled_restart.map(|r| r.at);
-        let switchover = cluster
-            .filter(|c| c.leader_name() == Some(self.cfg.name.as_str()))
-            .and_then(|c| c.failover.as_ref())
-            .and_then(|f| f.value.scheduled_at.as_deref())
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&chrono::Utc));
-        [restart, switchover].into_iter().flatten().min()
-    }
-
-    /// Picks up at most one operator request (or a due scheduled restart) and turns it
-    /// into a task for the decision, answering refusals at once. A reload is carried out
-    /// here and does not count as a task.
-    async fn take_request(
-        &mut self,
-        cluster: Option<&Cluster>,
-        local: &Local,
-    ) -> (
-        Option<ManualTask>,
-        Option<(oneshot::Sender<Reply>, ManualTask)>,
-    ) {
-        if let Some(rx) = self.requests.as_mut() {
-            while let Ok(r) = rx.try_recv() {
-                self.incoming.push(r);
-            }
-        }
-        if let Some(pos) = self.incoming.iter().position(|r| r.kind == Kind::Reload) {
-            self.incoming.remove(pos);
-            self.reload_config();
-        }
-        let mut req = if self.incoming.is_empty() {
-            None
-        } else {
-            Some(self.incoming.remove(0))
-        };
-        if req.is_none() {
-            let due = self
-                .shared
-                .snapshot()
-                .scheduled_restart
-                .filter(|r| r.at <= chrono::Utc::now());
-            if let Some(r) = due {
-                self.shared.update(|s| s.scheduled_restart = None);
-                tracing::info!(at = %r.at, "running the scheduled restart");
-                req = Some(Request {
-                    kind: Kind::Restart(r.spec),
-                    reply: None,
-                });
-            }
-        }
-        let Some(Request { kind, reply }) = req else {
-            return (None, None);
-        };
-        let refuse = |reply: Option<oneshot::Sender<Reply>>, status: u16, msg: String| {
-            tracing::info!(reason = %msg, "operator request refused");
-            if let Some(tx) = reply {
-                let _ = tx.send(Err((status, msg)));
-            }
-        };
-        let task = match kind {
-            Kind::Reload => {
-                self.reload_config();
-                return (None, None);
-            }
-            Kind::Restart(spec) => {
-                let facts = request::LocalFacts {
-                    is_primary: local.probe.as_ref().is_some_and(|p| !p.in_recovery),
-                    server_version: local.probe.as_ref().map(|p| p.server_version),
-                    pending_restart: local.probe.as_ref().is_some_and(|p| p.pending_restart),
-                };
-                if let Some(why) = request::restart_refusal(&spec, facts) {
-                    tracing::info!(reason = %why, "restart filters not met");
-                    refuse(reply, 503, "restart conditions are not satisfied".into());
-                    return (None, None);
-                }
-                ManualTask::Restart {
-                    timeout: spec.timeout,
-                }
-            }
-            Kind::Reinitialize { from_leader } => {
-                let Some(c) = cluster else {
-                    refuse(
-                        reply,
-                        503,
-                        "DCS is not accessible, can not reinitialize".into(),
-                    );
-                    return (None, None);
-                };
-                match request::reinit_source(&self.cfg.name, c, from_leader) {
-                    Ok(from) => ManualTask::Reinitialize { from },
-                    Err(why) => {
-                        refuse(reply, 503, why);
-                        return (None, None);
-                    }
-                }
-            }
-        };
-        let reply = reply.map(|tx| (tx, task.clone()));
-        (Some(task), reply)
-    }
-
-    /// Re-reads the config file and applies what can change on a running agent: local
-    /// PostgreSQL parameters and pg_hba (written and reloaded by the next turn), tags,
-    /// callbacks and REST API credentials. Identity settings need a restart.
-    fn reload_config(&mut self) {
-        let Some(path) = self.config_path.clone() else {
-            tracing::info!("reload requested, but the agent has no config file to re-read");
-            return;
-        };
-        let new = match crate::config::load(&path) {
-            Ok(l) => l.config,
-            Err(e) => {
-                tracing::error!(error = %e, "reload: the config file is invalid; keeping the running configuration");
-                return;
-            }
-        };
-        let old = &self.cfg;
-        let fixed = [
-            ("name", old.name != new.name),
-            ("scope", old.scope != new.scope),
-            ("namespace", old.namespace != new.namespace),
-            (
-                "postgresql.data_dir",
-                old.postgresql.data_dir != new.postgresql.data_dir,
-            ),
-            (
-                "postgresql.listen",
-                old.postgresql.port != new.postgresql.port
-                    || old.postgresql.listen_hosts != new.postgresql.listen_hosts,
-            ),
-            ("restapi.listen", old.restapi.listen != new.restapi.listen),
-            ("etcd3.hosts", old.etcd3.hosts != new.etcd3.hosts),
-        ];
-        for (key, changed) in fixed {
-            if changed {
-                tracing::warn!(key, "reload: this setting changes only when the agent restarts; keeping the running value");
-            }
-        }
-        if fixed.iter().any(|(_, c)| *c) {
-            return;
-        }
-        self.pg
-            .settings
-            .parameters
-            .clone_from(&new.postgresql.parameters);
-        self.pg.settings.pg_hba.clone_from(&new.postgresql.pg_hba);
-        self.callbacks = super::callbacks::Callbacks::new(
-            new.postgresql.callbacks.clone(),
-            new.postgresql.pre_promote.clone(),
-            new.scope.clone(),
-        );
-        let tags = new.tags.to_member_json();
-        let auth = new.restapi.authentication.clone();
-        self.shared.update(|s| {
-            s.tags = tags;
-            s.auth = auth;
-        });
-        self.cfg = Arc::new(new);
-        tracing::info!(path = %path.display(), "configuration reloaded");
     }
 
     /// Failsafe mode with the DCS unreachable and us running the primary: ask the members
