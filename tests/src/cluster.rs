@@ -560,6 +560,19 @@ impl Cluster {
         serde_json::from_str(&kv.value).ok()
     }
 
+    /// Every node has a member key and it satisfies `check`.
+    pub fn every_member(&self, check: impl Fn(&Value) -> bool) -> bool {
+        self.nodes
+            .iter()
+            .all(|n| self.member_key(n.name()).is_some_and(|m| check(&m)))
+    }
+
+    /// Waits until [`Cluster::every_member`] holds (e.g. every member flags
+    /// `pending_restart`); panics with the logs after `timeout`.
+    pub fn wait_every_member(&self, timeout: Duration, what: &str, check: impl Fn(&Value) -> bool) {
+        wait::wait_until(timeout, what, || self.every_member(&check).then_some(()));
+    }
+
     pub fn leader_key(&self) -> Result<Option<crate::etcd::KeyValue>> {
         self.etcd.get(&format!("{}leader", self.key_prefix()))
     }

@@ -252,6 +252,11 @@ impl Node {
         })
     }
 
+    /// A PostgreSQL setting as `SHOW` reports it, over SQL.
+    pub fn show(&self, setting: &str) -> Option<String> {
+        sql::query_text(self.pg_port(), &format!("SHOW {setting}")).ok()?
+    }
+
     /// `system_identifier` from `pg_control_system()`, over SQL.
     pub fn system_identifier(&self) -> Result<String> {
         sql::query_text(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use warden_tests::process::{run_bounded, RunOutput};
-use warden_tests::{bins, sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::{bins, Cluster, ClusterSpec};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const T: Duration = Duration::from_secs(60);
@@ -37,10 +37,6 @@ fn config(cluster: &Cluster) -> Value {
     let key = format!("{}config", cluster.key_prefix());
     let kv = cluster.etcd().get(&key).unwrap().expect("config key");
     serde_json::from_str(&kv.value).unwrap()
-}
-
-fn max_connections(cluster: &Cluster, i: usize) -> Option<String> {
-    sql::query_text(cluster.node(i).pg_port(), "SHOW max_connections").ok()?
 }
 
 #[test]
@@ -88,7 +84,10 @@ fn patronictl_switchover_edit_config_and_restart_pending() {
     assert_eq!(config(&cluster)["loop_wait"], 2);
 
     // edit-config -p max_connections: every member flags a pending restart, naming it.
-    let before = max_connections(&cluster, 0).expect("SHOW max_connections");
+    let before = cluster
+        .node(0)
+        .show("max_connections")
+        .expect("SHOW max_connections");
     let wanted = (before.parse::<u32>().unwrap() + 17).to_string();
     let out = patronictl(
         &cluster,
@@ -105,25 +104,12 @@ fn patronictl_switchover_edit_config_and_restart_pending() {
         "edit-config -p: {}",
         out.describe()
     );
-    let names: Vec<String> = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.name().to_string())
-        .collect();
-    wait_until(
+    cluster.wait_every_member(
         T,
         "every member flags pending_restart for max_connections",
-        || {
-            names
-                .iter()
-                .all(|n| {
-                    cluster.member_key(n).is_some_and(|m| {
-                        m["pending_restart"] == true
-                            && m["pending_restart_reason"]["max_connections"]["new_value"]
-                                == wanted.as_str()
-                    })
-                })
-                .then_some(())
+        |m| {
+            m["pending_restart"] == true
+                && m["pending_restart_reason"]["max_connections"]["new_value"] == wanted.as_str()
         },
     );
     let out = patronictl(&cluster, &["list", &scope]);
@@ -145,19 +131,12 @@ fn patronictl_switchover_edit_config_and_restart_pending() {
         "not every member restarted: {}",
         out.describe()
     );
-    wait_until(T, "no member flags pending_restart any more", || {
-        names
-            .iter()
-            .all(|n| {
-                cluster
-                    .member_key(n)
-                    .is_some_and(|m| m.get("pending_restart").is_none())
-            })
-            .then_some(())
+    cluster.wait_every_member(T, "no member flags pending_restart any more", |m| {
+        m.get("pending_restart").is_none()
     });
     for i in 0..3 {
         assert_eq!(
-            max_connections(&cluster, i).as_deref(),
+            cluster.node(i).show("max_connections").as_deref(),
             Some(wanted.as_str())
         );
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use warden_tests::process::{run_bounded_input, RunOutput};
 use warden_tests::workload::{self, Writer, WriterOptions};
-use warden_tests::{bins, sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::{bins, wait_until, Cluster, ClusterSpec};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const T: Duration = Duration::from_secs(60);
@@ -26,10 +26,6 @@ fn wardenctl(cluster: &Cluster, args: &[&str]) -> RunOutput {
 
 fn ok(out: &RunOutput) -> bool {
     out.status.is_some_and(|s| s.success())
-}
-
-fn max_connections(cluster: &Cluster, i: usize) -> Option<String> {
-    sql::query_text(cluster.node(i).pg_port(), "SHOW max_connections").ok()?
 }
 
 #[test]
@@ -90,7 +86,12 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     assert_eq!(cluster.wait_leader(T).0, third);
 
     // edit-config -p max_connections -> pending_restart everywhere; restart --pending.
-    let before: u32 = max_connections(&cluster, 0).unwrap().parse().unwrap();
+    let before: u32 = cluster
+        .node(0)
+        .show("max_connections")
+        .unwrap()
+        .parse()
+        .unwrap();
     let wanted = (before + 11).to_string();
     let out = wardenctl(
         &cluster,
@@ -103,36 +104,17 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
         ],
     );
     assert!(ok(&out), "edit-config -p: {}", out.describe());
-    let names: Vec<String> = cluster
-        .nodes()
-        .iter()
-        .map(|n| n.name().to_string())
-        .collect();
-    wait_until(T, "every member flags pending_restart", || {
-        names
-            .iter()
-            .all(|n| {
-                cluster
-                    .member_key(n)
-                    .is_some_and(|m| m["pending_restart"] == true)
-            })
-            .then_some(())
+    cluster.wait_every_member(T, "every member flags pending_restart", |m| {
+        m["pending_restart"] == true
     });
     let out = wardenctl(&cluster, &["restart", &scope, "--pending", "--force"]);
     assert!(ok(&out), "restart --pending: {}", out.describe());
-    wait_until(T, "no member flags pending_restart", || {
-        names
-            .iter()
-            .all(|n| {
-                cluster
-                    .member_key(n)
-                    .is_some_and(|m| m.get("pending_restart").is_none())
-            })
-            .then_some(())
+    cluster.wait_every_member(T, "no member flags pending_restart", |m| {
+        m.get("pending_restart").is_none()
     });
     for i in 0..3 {
         assert_eq!(
-            max_connections(&cluster, i).as_deref(),
+            cluster.node(i).show("max_connections").as_deref(),
             Some(wanted.as_str())
         );
     }
@@ -185,9 +167,7 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     // pause --wait / resume --wait.
     let out = wardenctl(&cluster, &["pause", &scope, "--wait"]);
     assert!(ok(&out), "pause: {}", out.describe());
-    assert!(names
-        .iter()
-        .all(|n| cluster.member_key(n).is_some_and(|m| m["pause"] == true)));
+    assert!(cluster.every_member(|m| m["pause"] == true));
     let out = wardenctl(&cluster, &["list", &scope]);
     assert!(
         out.stdout.contains("Maintenance mode: on"),
@@ -202,9 +182,7 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     );
     let out = wardenctl(&cluster, &["resume", &scope, "--wait"]);
     assert!(ok(&out), "resume: {}", out.describe());
-    assert!(names.iter().all(|n| cluster
-        .member_key(n)
-        .is_some_and(|m| m.get("pause").is_none())));
+    assert!(cluster.every_member(|m| m.get("pause").is_none()));
 
     let outcomes = writer.stop();
     let acks = workload::acks_of(&outcomes);
