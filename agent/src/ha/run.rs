@@ -231,6 +231,10 @@ impl Agent {
                 Wakeup::Request(r) => self.incoming.push(r),
                 Wakeup::StandbyLost(name) => {
                     tracing::warn!(standby = %name, "a synchronous standby stopped streaming; acting now");
+                    // Once per loss: if this turn cannot act (e.g. the DCS is cut off
+                    // too), waking again every period would only repeat it. The next
+                    // turn that manages replication sets the list afresh.
+                    self.watched_standbys.retain(|w| *w != name);
                 }
                 Wakeup::Tick | Wakeup::Change | Wakeup::Shutdown => {}
             }
