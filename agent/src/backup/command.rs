@@ -163,3 +163,39 @@ pub fn fetch_exit(result: &Result<(), FetchError>) -> u8 {
         Err(FetchError::Corrupt { .. }) => FETCH_ABORT,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::codec::CodecError;
+    use crate::backup::layout::BadWalName;
+    use crate::backup::repo::RepoError;
+
+    #[test]
+    fn fetch_exit_codes() {
+        let name = || "000000010000000000000003".to_owned();
+        assert_eq!(fetch_exit(&Ok(())), 0);
+        assert_eq!(fetch_exit(&Err(FetchError::NotFound { name: name() })), 1);
+        assert_eq!(
+            fetch_exit(&Err(FetchError::BadName(BadWalName("x".into())))),
+            1
+        );
+        let timeout = RepoError::Timeout {
+            op: "get",
+            path: name(),
+            after: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            fetch_exit(&Err(FetchError::Repo {
+                name: name(),
+                source: timeout
+            })),
+            FETCH_UNAVAILABLE
+        );
+        let corrupt = FetchError::Corrupt {
+            name: name(),
+            source: CodecError::Tampered,
+        };
+        assert!(fetch_exit(&Err(corrupt)) > 125, "must abort recovery");
+    }
+}

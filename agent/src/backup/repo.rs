@@ -267,3 +267,39 @@ mod tests {
         assert!(dir.path().join("repo/a/c/z").is_file());
     }
 }
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+    use crate::config::S3Config;
+
+    /// A server that accepts connections and never answers must fail the call within
+    /// the configured bound, not hang the archiver.
+    #[tokio::test]
+    async fn a_silent_s3_server_fails_within_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let repo = Repository::open(&RepositoryConfig {
+            kind: RepositoryKind::S3(S3Config {
+                bucket: "b".into(),
+                endpoint: Some(format!("http://127.0.0.1:{port}")),
+                region: Some("us-east-1".into()),
+                prefix: String::new(),
+                access_key_id: Some("id".into()),
+                secret_access_key: Some(crate::config::Secret("secret".into())),
+                allow_http: true,
+            }),
+            timeout: Duration::from_millis(500),
+        })
+        .unwrap();
+        let started = std::time::Instant::now();
+        let result = repo.head("x").await;
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+        drop(listener);
+    }
+}
