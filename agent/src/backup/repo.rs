@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
 
 use crate::config::{RepositoryConfig, RepositoryKind};
 
@@ -164,8 +166,8 @@ impl Repository {
             .map(|_| ())
     }
 
-    /// The whole object. Objects read this way are bounded by what the caller stores
-    /// (a WAL segment); large ones will be streamed.
+    /// The whole object in memory: for small objects (a WAL segment); large ones go
+    /// through [`Repository::download`].
     pub async fn get(&self, path: &str) -> Result<Bytes, RepoError> {
         let full = self.full(path);
         self.bounded("get", path, async {
@@ -217,12 +219,140 @@ impl Repository {
         Ok(found)
     }
 
+    /// Starts a streamed upload to `path` (S3 multipart; a temporary file for a
+    /// directory): nothing is visible at `path` until [`Upload::finish`], and memory
+    /// stays bounded by a few parts however large the object.
+    pub async fn upload(&self, path: &str) -> Result<Upload, RepoError> {
+        let full = self.full(path);
+        let inner = self
+            .bounded("upload", path, self.store.put_multipart(&full))
+            .await?;
+        Ok(Upload {
+            writer: Some(WriteMultipart::new(inner)),
+            path: path.to_owned(),
+            timeout: self.timeout,
+        })
+    }
+
+    /// Reads `path` as a stream of chunks, each chunk bounded by the timeout (a
+    /// large object may take longer in total, but never stalls).
+    pub async fn download(&self, path: &str) -> Result<Download, RepoError> {
+        let full = self.full(path);
+        let result = self.bounded("get", path, self.store.get(&full)).await?;
+        Ok(Download {
+            stream: result.into_stream(),
+            path: path.to_owned(),
+            timeout: self.timeout,
+        })
+    }
+
     /// Deletes `path`; deleting a missing object is not an error.
     pub async fn delete(&self, path: &str) -> Result<(), RepoError> {
         let full = self.full(path);
         match self.bounded("delete", path, self.store.delete(&full)).await {
             Ok(()) | Err(RepoError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Parts uploaded at once by an [`Upload`].
+const UPLOAD_CONCURRENCY: usize = 4;
+
+fn timed_out(op: &'static str, path: &str, after: Duration) -> RepoError {
+    RepoError::Timeout {
+        op,
+        path: path.to_owned(),
+        after,
+    }
+}
+
+fn store_error(op: &'static str, path: &str, source: object_store::Error) -> RepoError {
+    RepoError::Store {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A streamed upload from [`Repository::upload`]. Dropping it without
+/// [`Upload::finish`] leaves nothing at the path (call [`Upload::abort`] to also free
+/// the parts already sent).
+pub struct Upload {
+    /// `None` once finished or aborted.
+    writer: Option<WriteMultipart>,
+    path: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload").field("path", &self.path).finish()
+    }
+}
+
+impl Upload {
+    /// Queues `data`, first waiting (bounded) until fewer than a few parts are in
+    /// flight, so a slow repository slows the writer down instead of filling memory.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), RepoError> {
+        let writer = self.writer.as_mut().expect("upload already finished");
+        match tokio::time::timeout(self.timeout, writer.wait_for_capacity(UPLOAD_CONCURRENCY)).await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(store_error("upload", &self.path, e)),
+            Err(_) => return Err(timed_out("upload", &self.path, self.timeout)),
+        }
+        writer.write(data);
+        Ok(())
+    }
+
+    /// Sends the last part and completes the object; only now is it visible.
+    pub async fn finish(mut self) -> Result<(), RepoError> {
+        let writer = self.writer.take().expect("upload already finished");
+        match tokio::time::timeout(self.timeout, writer.finish()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(store_error("upload", &self.path, e)),
+            Err(_) => Err(timed_out("upload", &self.path, self.timeout)),
+        }
+    }
+
+    /// Gives up: frees the parts sent so far (bounded; errors only logged).
+    pub async fn abort(mut self) {
+        if let Some(writer) = self.writer.take() {
+            match tokio::time::timeout(self.timeout, writer.abort()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(path = %self.path, error = %e, "aborting an upload failed")
+                }
+                Err(_) => tracing::warn!(path = %self.path, "aborting an upload timed out"),
+            }
+        }
+    }
+}
+
+/// A streamed read from [`Repository::download`].
+pub struct Download {
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    path: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Download {
+    /// The next chunk, `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, RepoError> {
+        match tokio::time::timeout(self.timeout, self.stream.next()).await {
+            Ok(None) => Ok(None),
+            Ok(Some(Ok(b))) => Ok(Some(b)),
+            Ok(Some(Err(e))) => Err(store_error("get", &self.path, e)),
+            Err(_) => Err(timed_out("get", &self.path, self.timeout)),
         }
     }
 }
@@ -265,6 +395,36 @@ mod tests {
         repo.delete("a/b/x").await.unwrap();
         assert!(!repo.exists("a/b/x").await.unwrap());
         assert!(dir.path().join("repo/a/c/z").is_file());
+    }
+
+    #[tokio::test]
+    async fn streamed_upload_and_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = fs_repo(dir.path());
+        let mut up = repo.upload("big/object").await.unwrap();
+        let piece: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        for _ in 0..12 {
+            up.write(&piece).await.unwrap();
+        }
+        assert!(
+            !repo.exists("big/object").await.unwrap(),
+            "visible only once finished"
+        );
+        up.finish().await.unwrap();
+        assert_eq!(repo.head("big/object").await.unwrap(), Some(12 << 20));
+        let mut down = repo.download("big/object").await.unwrap();
+        let mut total = 0usize;
+        while let Some(chunk) = down.next_chunk().await.unwrap() {
+            assert!(chunk
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == ((total + i) % 256) as u8));
+            total += chunk.len();
+        }
+        assert_eq!(total, 12 << 20);
+        let abandoned = repo.upload("big/abandoned").await.unwrap();
+        abandoned.abort().await;
+        assert!(!repo.exists("big/abandoned").await.unwrap());
     }
 }
 
