@@ -140,6 +140,18 @@ fn write_config(dir: &Path, data_dir: &Path, repo: &Repo) -> PathBuf {
     config
 }
 
+/// The `warden` binary at a path the `postgres` user can reach: the build tree may sit
+/// under a directory only root may enter, the test directory never does. A hard link
+/// when possible (no copy of a large debug binary).
+fn reachable_warden(dir: &Path) -> PathBuf {
+    let built = bins::warden_bin().unwrap();
+    let here = dir.join("warden");
+    if std::fs::hard_link(&built, &here).is_err() {
+        std::fs::copy(&built, &here).unwrap();
+    }
+    here
+}
+
 /// `warden <args>` in `cwd` (PostgreSQL runs the archive commands in the data dir).
 fn warden(cwd: &Path, args: &[&str]) -> RunOutput {
     let mut cmd = Command::new(bins::warden_bin().unwrap());
@@ -152,7 +164,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     let mut primary = PgServer::init(&root.join("primary")).unwrap();
     let config = write_config(root, &primary.data_dir(), repo);
     let cfg = config.display().to_string();
-    let warden_bin = bins::warden_bin().unwrap();
+    let warden_bin = reachable_warden(root);
     primary
         .configure(&[
             "archive_mode = on".into(),
