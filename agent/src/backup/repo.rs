@@ -17,7 +17,9 @@ use futures_util::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart};
+use object_store::{
+    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig, WriteMultipart,
+};
 
 use crate::config::{RepositoryConfig, RepositoryKind};
 
@@ -164,6 +166,29 @@ impl Repository {
         self.bounded("put", path, self.store.put(&full, data.into()))
             .await
             .map(|_| ())
+    }
+
+    /// Stores `data` at `path` only if no object is there (create-only: a directory
+    /// publishes with a hard link, S3 sends `If-None-Match: *`), so two writers racing
+    /// for one name cannot overwrite each other. `Ok(false)`: an object already exists.
+    pub async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<bool, RepoError> {
+        let full = self.full(path);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .bounded("put", path, self.store.put_opts(&full, data.into(), opts))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(RepoError::Store {
+                source:
+                    object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The whole object in memory: for small objects (a WAL segment); large ones go
@@ -385,6 +410,19 @@ mod tests {
             .unwrap();
         repo.put("a/b/y", Bytes::from_static(b"hi")).await.unwrap();
         repo.put("a/c/z", Bytes::from_static(b"z")).await.unwrap();
+        assert!(!repo
+            .put_if_absent("a/c/z", Bytes::from_static(b"new"))
+            .await
+            .unwrap());
+        assert!(repo
+            .put_if_absent("a/c/w", Bytes::from_static(b"w"))
+            .await
+            .unwrap());
+        assert_eq!(
+            &repo.get("a/c/z").await.unwrap()[..],
+            b"z",
+            "never overwritten"
+        );
         assert_eq!(repo.head("a/b/x").await.unwrap(), Some(5));
         assert!(repo.exists("a/b/y").await.unwrap());
         assert_eq!(&repo.get("a/b/x").await.unwrap()[..], b"hello");

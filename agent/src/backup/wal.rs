@@ -152,10 +152,16 @@ impl Archive {
             other => seal_err(other),
         })?;
         let (sealed, info) = sealer.finish().map_err(seal_err)?;
-        self.repo
-            .put(&object, Bytes::from(sealed))
+        let created = self
+            .repo
+            .put_if_absent(&object, Bytes::from(sealed))
             .await
             .map_err(repo_err)?;
+        if !created {
+            // Another writer stored it between our check and our PUT.
+            let local_digest = info.digest;
+            return self.compare_existing(&name, &object, local_digest).await;
+        }
         tracing::info!(
             segment = %name,
             bytes = info.len,
