@@ -54,6 +54,7 @@ impl EncryptionKey {
                     path: path.to_owned(),
                     source,
                 })?;
+                warn_if_exposed(path);
                 Self::parse(
                     &text,
                     &format!("backup.encryption_key_file ({})", path.display()),
@@ -94,6 +95,22 @@ impl EncryptionKey {
 
     pub(super) fn bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+}
+
+/// A key file others can read is worth a warning (not an error: some setups give a
+/// group of service users access on purpose).
+fn warn_if_exposed(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the backup encryption key file is readable by other users; chmod 600 it"
+            );
+        }
     }
 }
 

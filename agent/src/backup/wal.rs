@@ -349,4 +349,32 @@ mod tests {
         let e = a.push(&seg).await.unwrap_err();
         assert!(matches!(e, PushError::ExistingCorrupt { .. }), "{e}");
     }
+
+    #[tokio::test]
+    async fn history_partial_and_backup_files_round_trip_and_other_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = archive(dir.path());
+        for name in [
+            "00000002.history",
+            "000000010000000000000004.partial",
+            "000000010000000000000002.00000028.backup",
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("contents of {name}")).unwrap();
+            assert_eq!(a.push(&path).await.unwrap(), Pushed::Stored, "{name}");
+            let dest = dir.path().join("restored");
+            a.fetch(name, &dest).await.unwrap();
+            assert_eq!(
+                std::fs::read_to_string(&dest).unwrap(),
+                format!("contents of {name}")
+            );
+        }
+        assert!(dir
+            .path()
+            .join("repo/demo/42/wal/00000002/00000002.history")
+            .is_file());
+        let odd = dir.path().join("postmaster.pid");
+        std::fs::write(&odd, "1").unwrap();
+        assert!(matches!(a.push(&odd).await, Err(PushError::BadName(_))));
+    }
 }
