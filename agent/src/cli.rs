@@ -24,7 +24,13 @@ enum LogFormat {
 /// Warden: a high-availability agent for PostgreSQL, compatible with Patroni's
 /// configuration, etcd keys and REST API.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version)]
+#[command(
+    name = "warden",
+    version,
+    after_help = "Archive commands (for PostgreSQL; see `warden wal-push --help`):\n  \
+                  warden wal-push [-c CONFIG] PATH        archive_command = '... %p'\n  \
+                  warden wal-fetch [-c CONFIG] NAME DEST  restore_command = '... %f %p'"
+)]
 struct Cli {
     /// Patroni-format YAML configuration file.
     config: PathBuf,

@@ -40,7 +40,7 @@ pub const FETCH_UNAVAILABLE: u8 = 3;
 pub const FETCH_ABORT: u8 = 200;
 
 #[derive(Debug, Parser)]
-#[command(name = "warden wal-push")]
+#[command(name = "warden wal-push", bin_name = "warden wal-push")]
 /// Archive one WAL file into the backup repository (for `archive_command`).
 struct PushArgs {
     /// Warden config file (with a `backup` section).
@@ -51,7 +51,7 @@ struct PushArgs {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "warden wal-fetch")]
+#[command(name = "warden wal-fetch", bin_name = "warden wal-fetch")]
 /// Restore one WAL file from the backup repository (for `restore_command`).
 struct FetchArgs {
     /// Warden config file (with a `backup` section).
@@ -120,8 +120,8 @@ fn push_main(args: &PushArgs) -> ExitCode {
     match result {
         Ok(Pushed::Stored | Pushed::AlreadyArchived) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("wal-push {}: {e:#}", args.path.display());
-            eprintln!("warden wal-push: error: {e:#}");
+            tracing::error!("wal-push {}: {e}", args.path.display());
+            eprintln!("warden wal-push {}: error: {e}", args.path.display());
             ExitCode::from(1)
         }
     }
@@ -131,14 +131,14 @@ fn fetch_main(args: &FetchArgs) -> ExitCode {
     let archive = match archive(&args.config) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("warden wal-fetch {}: error: {e:#}", args.name);
+            eprintln!("warden wal-fetch {}: error: {e}", args.name);
             return ExitCode::from(FETCH_ABORT);
         }
     };
     let result = match runtime() {
         Ok(rt) => rt.block_on(archive.fetch(&args.name, &args.dest)),
         Err(e) => {
-            eprintln!("warden wal-fetch {}: error: {e:#}", args.name);
+            eprintln!("warden wal-fetch {}: error: {e}", args.name);
             return ExitCode::from(FETCH_UNAVAILABLE);
         }
     };
