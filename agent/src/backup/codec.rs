@@ -290,13 +290,12 @@ impl<R: Read> Read for Opener<R> {
             return Ok(0);
         }
         let n = self.zstd.read(buf).map_err(|e| {
-            // zstd reports its own problems as plain io errors; ours pass through.
+            // Ours (including the source's read errors) pass through tagged; anything
+            // else comes from zstd itself: the compressed data is bad.
             if e.get_ref().is_some_and(|i| i.is::<CodecError>()) {
                 e
-            } else if e.kind() == io::ErrorKind::Other {
-                io_err(CodecError::Decompress(e.to_string()))
             } else {
-                e
+                io_err(CodecError::Decompress(e.to_string()))
             }
         })?;
         if n > 0 {
@@ -369,7 +368,9 @@ impl<R: Read> DecryptReader<R> {
                 Ok(0) => self.source_done = true,
                 Ok(n) => self.sealed.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                // Tagged, so that above zstd a failed read of the source is told
+                // apart from corrupt data (zstd's own errors are untagged).
+                Err(e) => return Err(io_err(CodecError::Io(e))),
             }
         }
         Ok(())
@@ -588,6 +589,30 @@ mod tests {
             open_bytes(&k, "wal/1/B", &sealed),
             Err(CodecError::Tampered)
         ));
+    }
+
+    /// A source that fails after some bytes: the failure must stay an I/O error (a
+    /// retry may help), never look like corruption.
+    #[test]
+    fn a_failing_source_is_not_corruption() {
+        struct Failing(Vec<u8>, usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.1 >= self.0.len() / 2 {
+                    return Err(io::Error::other("connection reset"));
+                }
+                let n = buf.len().min(self.0.len() / 2 - self.1);
+                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+                self.1 += n;
+                Ok(n)
+            }
+        }
+        let k = key(1);
+        let (sealed, _) = seal_bytes(&k, 1, "ctx", &noise(4 * CHUNK)).unwrap();
+        let mut opener = open(&k, "ctx", Failing(sealed, 0)).unwrap();
+        let e = CodecError::from_io(opener.read_to_end(&mut Vec::new()).unwrap_err());
+        assert!(matches!(e, CodecError::Io(_)), "{e}");
+        assert!(!e.is_corruption());
     }
 
     #[test]
