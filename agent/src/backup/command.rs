@@ -120,7 +120,8 @@ fn push_main(args: &PushArgs) -> ExitCode {
     match result {
         Ok(Pushed::Stored | Pushed::AlreadyArchived) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("wal-push {}: {e}", args.path.display());
+            // Plain stderr (PostgreSQL's log), not tracing: it also covers failures
+            // before logging is set up (an unreadable config).
             eprintln!("warden wal-push {}: error: {e}", args.path.display());
             ExitCode::from(1)
         }
