@@ -48,6 +48,15 @@ if ! "$VENV/bin/python" -c 'import patroni, psycopg2, etcd' >/dev/null 2>&1 \
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'patroni[etcd3]>=4,<5' psycopg2-binary
 fi
+# moto_server (S3-compatible, in memory) for the backup repository tests; boto3 comes
+# with it and lets tests reach into a bucket without Warden's code.
+if ! "$VENV/bin/python" -c 'import moto.server, flask, boto3' >/dev/null 2>&1 \
+    || [ ! -x "$VENV/bin/moto_server" ]; then
+    echo "dev-setup: installing moto[server] into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi
 "$VENV/bin/patronictl" version >/dev/null 2>&1 \
     || { echo "dev-setup: $VENV/bin/patronictl does not run" >&2; exit 1; }
-echo "dev-setup: ok (patronictl: $VENV/bin/patronictl)"
+"$VENV/bin/moto_server" --help >/dev/null 2>&1 \
+    || { echo "dev-setup: $VENV/bin/moto_server does not run" >&2; exit 1; }
+echo "dev-setup: ok (patronictl: $VENV/bin/patronictl, moto_server: $VENV/bin/moto_server)"

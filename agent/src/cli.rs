@@ -1,4 +1,5 @@
-//! The `warden` command line: validate a config, or run the agent until SIGTERM/SIGINT.
+//! The `warden` command line: validate a config, or run the agent until SIGTERM/SIGINT;
+//! `warden wal-push|wal-fetch` (see `backup::command`) and `warden guard` are routed first.
 
 use crate::config::{self, Config};
 use crate::ha::run::Agent;
@@ -23,7 +24,13 @@ enum LogFormat {
 /// Warden: a high-availability agent for PostgreSQL, compatible with Patroni's
 /// configuration, etcd keys and REST API.
 #[derive(Debug, Parser)]
-#[command(name = "warden", version)]
+#[command(
+    name = "warden",
+    version,
+    after_help = "Archive commands (for PostgreSQL; see `warden wal-push --help`):\n  \
+                  warden wal-push [-c CONFIG] PATH        archive_command = '... %p'\n  \
+                  warden wal-fetch [-c CONFIG] NAME DEST  restore_command = '... %f %p'"
+)]
 struct Cli {
     /// Patroni-format YAML configuration file.
     config: PathBuf,
@@ -40,6 +47,10 @@ pub fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("guard") {
         let code = warden_fencing::guard::run(std::io::BufReader::new(std::io::stdin()));
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    // `warden wal-push` / `warden wal-fetch`: PostgreSQL's archive and restore commands.
+    if let Some(sub @ ("wal-push" | "wal-fetch")) = std::env::args().nth(1).as_deref() {
+        return crate::backup::command::main(sub);
     }
     let cli = Cli::parse();
     let loaded = match config::load(&cli.config) {

@@ -8,6 +8,7 @@
 //! naming its dotted key path.
 
 mod address;
+mod backup;
 mod error;
 mod postgresql;
 mod reader;
@@ -21,8 +22,9 @@ use serde_yaml::{Mapping, Value};
 
 pub use error::{ConfigError, ConfigProblem};
 pub use types::{
-    BootstrapConfig, Config, Credentials, EtcdConfig, HostPort, InitdbOption, LogConfig, PgAuth,
-    PostgresqlConfig, RestApiConfig, Tags, WatchdogConfig, WatchdogMode,
+    BackupConfig, BootstrapConfig, Config, Credentials, EtcdConfig, HostPort, InitdbOption,
+    LogConfig, PgAuth, PostgresqlConfig, RepositoryConfig, RepositoryKind, RestApiConfig, S3Config,
+    Secret, Tags, WatchdogConfig, WatchdogMode,
 };
 
 use reader::{Reader, Section};
@@ -110,6 +112,7 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
     let postgresql = postgresql::postgresql(r, root, name.as_deref());
     let tags = sections::tags(r, root);
     let watchdog = sections::watchdog(r, root);
+    let backup = backup::backup(r, root);
     Some(Config {
         scope: scope?,
         namespace,
@@ -121,6 +124,7 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
         postgresql: postgresql?,
         tags,
         watchdog,
+        backup: backup?,
     })
 }
 

@@ -49,6 +49,7 @@ pub(super) const TOP: &[Key] = &[
     patroni("ctl", ""),
     patroni("citus", ""),
     warden("watchdog"),
+    warden("backup"),
     patroni("etcd", OTHER_DCS),
     patroni("consul", OTHER_DCS),
     patroni("kubernetes", OTHER_DCS),
@@ -59,6 +60,26 @@ pub(super) const TOP: &[Key] = &[
     patroni("loop_wait", DYNAMIC),
     patroni("retry_timeout", DYNAMIC),
     patroni("maximum_lag_on_failover", DYNAMIC),
+];
+
+pub(super) const BACKUP: &[Key] = &[
+    warden("repository"),
+    warden("encryption_key_file"),
+    warden("compression_level"),
+];
+
+/// Both repository kinds' keys; `backup.rs` reports keys of the other kind by name.
+pub(super) const REPOSITORY: &[Key] = &[
+    warden("type"),
+    warden("timeout"),
+    warden("path"),
+    warden("bucket"),
+    warden("endpoint"),
+    warden("region"),
+    warden("prefix"),
+    warden("access_key_id"),
+    warden("secret_access_key"),
+    warden("allow_http"),
 ];
 
 pub(super) const LOG: &[Key] = &[

@@ -23,6 +23,8 @@ pub struct Config {
     pub postgresql: PostgresqlConfig,
     pub tags: Tags,
     pub watchdog: WatchdogConfig,
+    /// `backup` (Warden only); `None` when the section is absent.
+    pub backup: Option<BackupConfig>,
 }
 
 /// `watchdog`, as in Patroni: a hardware (or softdog) timer that resets the machine if
@@ -325,5 +327,61 @@ mod tests {
             json,
             serde_json::json!({"clonefrom": true, "failover_priority": 2, "zone": "a"})
         );
+    }
+}
+
+/// `backup` (Warden only): where WAL and backups go and how they are sealed. Absent:
+/// no backup feature is used and nothing else changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    pub repository: RepositoryConfig,
+    /// File holding the 32-byte key (64 hex digits). `None`: the key comes from the
+    /// `WARDEN_BACKUP_KEY` environment variable. Only the path is kept here, never the
+    /// key, so the config can be printed and logged.
+    pub encryption_key_file: Option<PathBuf>,
+    /// zstd level, 1..=19.
+    pub compression_level: i32,
+}
+
+/// `backup.repository`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositoryConfig {
+    pub kind: RepositoryKind,
+    /// Bound for every single repository call (one PUT, one GET, one listing page).
+    pub timeout: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryKind {
+    /// A directory (local disk or a mounted filesystem).
+    Filesystem {
+        path: PathBuf,
+    },
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket. Credentials left unset come from the standard AWS
+/// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `None`: AWS itself (or `AWS_ENDPOINT`).
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Key prefix inside the bucket, without leading or trailing `/`; may be empty.
+    pub prefix: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// Allow `http://` endpoints (test servers, a local MinIO).
+    pub allow_http: bool,
+}
+
+/// A secret string whose `Debug` output hides the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
     }
 }

@@ -2,6 +2,7 @@
 //! files and programs.
 
 pub mod conf;
+pub mod control;
 pub mod lsn;
 pub mod process;
 pub mod runas;

@@ -1,0 +1,19 @@
+//! Backups and WAL archiving (issue 6). This is the foundation: the repository, the
+//! object codec and layout, and WAL push/fetch for `archive_command` and
+//! `restore_command`. Base backups, retention, restore and drills build on these.
+//!
+//! - `repo`: one [`repo::Repository`] over a directory or an S3-compatible bucket,
+//!   every call bounded.
+//! - `codec`: streaming zstd + XChaCha20-Poly1305 STREAM, with the plaintext SHA-256
+//!   sealed in each object.
+//! - `layout`: object paths (`<scope>/<system_identifier>/wal/<timeline>/<file>`).
+//! - `key`: the encryption key (file or `WARDEN_BACKUP_KEY`), never logged.
+//! - `wal`: push and fetch with PostgreSQL's archiver rules.
+//! - `command`: `warden wal-push` and `warden wal-fetch`.
+
+pub mod codec;
+pub mod command;
+pub mod key;
+pub mod layout;
+pub mod repo;
+pub mod wal;
