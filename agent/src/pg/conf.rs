@@ -92,6 +92,12 @@ pub fn effective_parameters(
     out.entry("cluster_name".into())
         .or_insert_with(|| managed.cluster_name.clone());
     out.insert("hot_standby".into(), "on".into());
+    // A default the user may override. When the leader names a new synchronous standby
+    // in place of a dead one, commits that waited for the dead one are released only
+    // when the new one next reports its flush position; with every writer blocked no
+    // new WAL prompts that, so it comes after this interval (PostgreSQL's default 10 s).
+    out.entry("wal_receiver_status_interval".into())
+        .or_insert_with(|| "1s".into());
     // Replication needs at least `replica`; `logical` is a superset and stays.
     if out.get("wal_level").is_none_or(|l| l == "minimal") {
         out.insert("wal_level".into(), "replica".into());
@@ -203,7 +209,13 @@ mod tests {
         assert_eq!(p["work_mem"], "8MB");
         assert_eq!(p["port"], "5432");
         assert_eq!(p["wal_level"], "replica");
+        assert_eq!(p["wal_receiver_status_interval"], "1s");
         assert!(!p.contains_key("primary_conninfo"));
+        // The user's value wins over the default.
+        let local: BTreeMap<String, String> =
+            [("wal_receiver_status_interval".to_string(), "5s".to_string())].into();
+        let p = effective_parameters(&dcs, &local, &managed(None));
+        assert_eq!(p["wal_receiver_status_interval"], "5s");
     }
 
     #[test]
