@@ -56,6 +56,10 @@ impl ReceiveWal {
         &self.spool
     }
 
+    pub fn run_as(&self) -> Option<super::runas::RunAs> {
+        self.programs.run_as
+    }
+
     pub fn slot(&self) -> &str {
         &self.slot
     }
@@ -107,5 +111,69 @@ impl ReceiveWal {
             program: PROGRAM.into(),
             source,
         })
+    }
+}
+
+impl ReceiveWal {
+    /// The local server's timeline switches, oldest first: `(timeline, where it
+    /// ended, the timeline after it)`, from the newest `<tli>.history` in `pg_wal`.
+    /// Empty on timeline 1 or when nothing is readable.
+    pub fn timeline_switches(&self) -> Vec<(u32, u64, u32)> {
+        let pg_wal = self.programs.data_dir.join("pg_wal");
+        let Ok(entries) = std::fs::read_dir(&pg_wal) else {
+            return Vec::new();
+        };
+        let newest = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|n| {
+                let tli = n.strip_suffix(".history")?;
+                (tli.len() == 8).then(|| u32::from_str_radix(tli, 16).ok())?
+            })
+            .max();
+        let Some(newest) = newest else {
+            return Vec::new();
+        };
+        let path = pg_wal.join(format!("{newest:08X}.history"));
+        std::fs::read_to_string(path)
+            .map(|text| parse_history(&text, newest))
+            .unwrap_or_default()
+    }
+}
+
+/// PostgreSQL's timeline history format: `parent_tli<TAB>X/Y<TAB>reason` per line,
+/// the file itself named after the newest timeline.
+pub fn parse_history(text: &str, own_tli: u32) -> Vec<(u32, u64, u32)> {
+    let lines: Vec<(u32, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let tli = f.next()?.parse().ok()?;
+            let (hi, lo) = f.next()?.split_once('/')?;
+            let lsn =
+                (u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?;
+            Some((tli, lsn))
+        })
+        .collect();
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, &(tli, lsn))| {
+            let next = lines.get(i + 1).map_or(own_tli, |n| n.0);
+            (tli, lsn, next)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn history_lines() {
+        let text =
+            "1\t0/8000000\tno recovery target specified\n\n2\t0/A0000A8\tbefore 2000-01-01\n";
+        assert_eq!(
+            super::parse_history(text, 3),
+            vec![(1, 0x800_0000, 2), (2, 0xA00_00A8, 3)]
+        );
     }
 }

@@ -114,6 +114,44 @@ pub fn end_lsn(name: &str, segment_size: u64) -> Option<u64> {
     Some((log * per_log + seg + 1) * segment_size)
 }
 
+/// `pg_receivewal` resumes on the timeline of the newest file in the spool. When that
+/// timeline ended exactly where streaming resumes (a promotion right after a segment
+/// switch), the server has nothing more to send on it, and `pg_receivewal` (15) fails
+/// on the empty answer instead of following the switch, at every restart. Then it must
+/// start on the next timeline, at the same position: an empty `.partial` of that
+/// timeline there makes it do so (it pads the file and fills it from the segment's
+/// start). Returns that file's name.
+///
+/// `files`: spool names with their sizes; `switches`: the server's `(timeline, end,
+/// next timeline)` list.
+pub fn resume_on_next_timeline(
+    files: &[(String, u64)],
+    switches: &[(u32, u64, u32)],
+) -> Option<String> {
+    let ((pos, tli), size, partial) = files
+        .iter()
+        .filter_map(|(n, size)| {
+            let w = WalName::parse(n).ok()?;
+            Some((position(&w)?, *size, w.kind == WalKind::Partial))
+        })
+        .max_by_key(|(p, _, _)| *p)?;
+    if size == 0 || size > 1 << 32 || !(1u64 << 32).is_multiple_of(size) {
+        return None;
+    }
+    let per_log = (1u64 << 32) / size;
+    let segno = (pos >> 32) * per_log + (pos & 0xFFFF_FFFF);
+    let start = if partial { segno } else { segno + 1 } * size;
+    let &(_, _, next) = switches
+        .iter()
+        .find(|&&(t, end, _)| t == tli && end == start)?;
+    let start_seg = start / size;
+    Some(format!(
+        "{next:08X}{:08X}{:08X}.partial",
+        start_seg / per_log,
+        start_seg % per_log
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +249,28 @@ mod tests {
             Some(0x2_0000_0000)
         );
         assert_eq!(end_lsn("00000002.history", mib16), None);
+    }
+
+    #[test]
+    fn a_timeline_that_ended_at_the_resume_point_is_skipped() {
+        let mib16 = 16 << 20;
+        let files = vec![("000000010000000000000007".to_string(), mib16)];
+        // Timeline 1 ended at 0/8000000, exactly after segment 7.
+        let switches = [(1, 0x800_0000, 2)];
+        assert_eq!(
+            resume_on_next_timeline(&files, &switches).as_deref(),
+            Some("000000020000000000000008.partial")
+        );
+        // Ended inside segment 8: pg_receivewal streams up to it and follows.
+        assert_eq!(resume_on_next_timeline(&files, &[(1, 0x800_00A8, 2)]), None);
+        // Already on timeline 2.
+        let files = vec![("000000020000000000000008.partial".to_string(), 0)];
+        assert_eq!(resume_on_next_timeline(&files, &switches), None);
+        // A .partial resumes at its own start.
+        let files = vec![("000000010000000000000008.partial".to_string(), mib16)];
+        assert_eq!(
+            resume_on_next_timeline(&files, &[(1, 0x800_0000, 2)]).as_deref(),
+            Some("000000020000000000000008.partial")
+        );
     }
 }

@@ -162,6 +162,7 @@ impl Worker {
             .await
             .map_err(|e| e.to_string())?;
         self.seed().await?;
+        self.skip_ended_timeline()?;
         let mut child = self.receiver.spawn().map_err(|e| e.to_string())?;
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_stderr(stderr));
@@ -218,6 +219,27 @@ impl Worker {
             .map_err(|e| format!("fetching the resume point {name}: {e}"))?;
         tracing::info!(segment = %name, "resuming the archive after its newest segment");
         self.uploaded.insert(name);
+        Ok(())
+    }
+
+    /// See [`spool::resume_on_next_timeline`].
+    fn skip_ended_timeline(&self) -> Result<(), String> {
+        let dir = self.receiver.spool();
+        let files: Vec<(String, u64)> = spool_names(dir)?
+            .into_iter()
+            .map(|n| {
+                let size = std::fs::metadata(dir.join(&n)).map_or(0, |m| m.len());
+                (n, size)
+            })
+            .collect();
+        let switches = self.receiver.timeline_switches();
+        if let Some(name) = spool::resume_on_next_timeline(&files, &switches) {
+            let path = dir.join(&name);
+            std::fs::File::create(&path)
+                .and_then(|_| crate::pg::runas::chown(&path, self.receiver.run_as()))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!(file = %name, "the spool's timeline ended where streaming resumes; starting on the next timeline");
+        }
         Ok(())
     }
 
