@@ -63,8 +63,18 @@ impl Agent {
 
     /// Ourselves, from this turn's probe.
     fn me(&self, local: &Local) -> Candidate {
+        // A replica whose upstream just went away (the primary died; it may be about
+        // to be promoted) keeps the role for a ttl rather than churning the key, the
+        // slot and the stream.
+        let briefly_not_streaming = self
+            .not_streaming_since
+            .as_ref()
+            .is_some_and(|(t, _)| t.elapsed() < self.shared.snapshot().ttl);
         let (role, healthy) = match &local.probe {
-            Some(p) if p.in_recovery => (elect::Role::Replica, p.streaming),
+            Some(p) if p.in_recovery => (
+                elect::Role::Replica,
+                p.streaming || (self.archiver.is_some() && briefly_not_streaming),
+            ),
             Some(_) => (elect::Role::Primary, self.holds_leader),
             None => (elect::Role::Other, false),
         };

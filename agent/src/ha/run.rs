@@ -45,7 +45,7 @@ pub struct Agent {
     /// When our primary was first seen down while we held the leader key.
     primary_down_since: Option<Instant>,
     /// When our running replica was first seen not streaming, and the leader then.
-    not_streaming_since: Option<(Instant, Option<String>)>,
+    pub(super) not_streaming_since: Option<(Instant, Option<String>)>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
