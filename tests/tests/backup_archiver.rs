@@ -7,9 +7,9 @@
 //! - WAL written on the primary (then `pg_switch_wal()`) appears in the repository.
 //! - The archiver's node is killed: another member takes the key once the dead
 //!   agent's lease expires and archiving goes on with no gap in segment names.
-//! - The primary is killed: the survivor is promoted and the new timeline's
-//!   `.history`, the old timeline's final `.partial` and new segments appear, still
-//!   without a gap.
+//! - WAL is written after the last switch, then the primary is killed: the survivor
+//!   is promoted and the new timeline's `.history`, the old timeline's final
+//!   `.partial` and new segments appear, still without a gap.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -157,13 +157,14 @@ fn archiver_streams_wal_hands_over_and_follows_a_failover_without_gaps() {
     let port = cluster.node(primary).pg_port();
     sql::execute(port, "CREATE TABLE archived (round int, n int)").unwrap();
 
-    // The archiver is a streaming replica, the same in etcd and in /patroni.
+    // The archiver is a streaming replica, the same in etcd and in /patroni. (The
+    // primary may hold the key first, while no replica streams yet; it hands over.)
     let all = [0, 1, 2];
-    let first = wait_until(HANDOVER_TIMEOUT, "one member archives", || {
+    let first = wait_until(HANDOVER_TIMEOUT, "a replica archives", || {
         let i = archiver_by_api(&cluster, &all)?;
-        (archiver_key(&cluster).as_deref() == Some(cluster.node(i).name())).then_some(i)
+        (i != primary && archiver_key(&cluster).as_deref() == Some(cluster.node(i).name()))
+            .then_some(i)
     });
-    assert_ne!(first, primary, "a replica is preferred as the archiver");
     let first_name = cluster.node(first).name().to_string();
     println!("archiver: {first_name}");
 
@@ -196,6 +197,27 @@ fn archiver_streams_wal_hands_over_and_follows_a_failover_without_gaps() {
     let tl1 = segments_by_timeline(&names)["00000001"].clone();
     assert_contiguous(&tl1, &names);
 
+    // WAL after the last switch, on the archiver's node too: timeline 1 then ends
+    // inside a segment, whose tail must be archived as `.partial`.
+    sql::execute(
+        port,
+        "INSERT INTO archived SELECT 99, g FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    let replica_port = cluster.node(second).pg_port();
+    wait_until(
+        ARCHIVE_TIMEOUT,
+        "the last rows on the archiver's node",
+        || {
+            let n = sql::query_text(
+                replica_port,
+                "SELECT count(*)::text FROM archived WHERE round = 99",
+            )
+            .ok()??;
+            (n == "1000").then_some(())
+        },
+    );
+
     // Failover: kill the primary; the archiver is promoted, keeps the role (no
     // healthy replica is left) and follows the timeline switch.
     cluster
@@ -225,14 +247,14 @@ fn archiver_streams_wal_hands_over_and_follows_a_failover_without_gaps() {
         .map(|n| segno(n))
         .collect();
     let switch_seg = tl2[0];
-    assert!(
-        partial.contains(&switch_seg) || *tl1.last().unwrap() + 1 == switch_seg,
-        "timeline 2 starts at segment {switch_seg}, timeline 1 ends at {:?} (partials {partial:?}): {names:?}",
-        tl1.last()
+    assert_eq!(
+        partial,
+        vec![*tl1.last().unwrap() + 1],
+        "timeline 1's final .partial follows its last complete segment: {names:?}"
     );
-    assert!(
-        *tl1.last().unwrap() + 1 >= switch_seg,
-        "segments missing between the timelines: {names:?}"
+    assert_eq!(
+        switch_seg, partial[0],
+        "timeline 2 starts in the segment where timeline 1 ended: {names:?}"
     );
     println!("archived: {names:?}");
 }
