@@ -137,13 +137,14 @@ impl Agent {
                     healthy = me.healthy,
                     "releasing the archiver key"
                 );
-                // Stop first: the next holder must not race our last uploads for long.
-                self.stop_archiver().await;
+                // Stop streaming before the key goes, so two streams overlap as little
+                // as possible.
+                self.stop_archiver();
                 if let Err(e) = self.dcs.delete_if_value(&key, name.as_bytes()).await {
                     tracing::warn!(error = %e, "cannot release the archiver key; it expires with our lease");
                 }
             }
-            Step::Idle => self.stop_archiver().await,
+            Step::Idle => self.stop_archiver(),
         }
         if self.archiver.is_none() {
             self.drop_leftover_slot(local).await;
@@ -182,9 +183,9 @@ impl Agent {
         }
     }
 
-    pub(super) async fn stop_archiver(&mut self) {
+    pub(super) fn stop_archiver(&mut self) {
         if let Some(s) = self.archiver.take() {
-            s.stop().await;
+            s.stop();
             self.shared.update(|st| {
                 st.archiver = false;
                 st.archive = None;

@@ -618,7 +618,7 @@ impl Agent {
     async fn shutdown(&mut self) {
         // The archiver streams from our PostgreSQL: stop it first (its key goes with
         // our lease below).
-        self.stop_archiver().await;
+        self.stop_archiver();
         tracing::info!("shutting down: stopping PostgreSQL");
         self.state = "stopping".into();
         self.shared.update(|s| s.state = "stopping".into());

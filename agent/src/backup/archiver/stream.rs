@@ -39,8 +39,7 @@ const HEALTHY_RUN: Duration = Duration::from_secs(30);
 pub const MAX_FAILURES: u32 = 5;
 /// Longest stderr line forwarded to the log.
 const LINE_MAX: usize = 512;
-/// Bound on stopping: the child is killed, the last uploads are bounded by the
-/// repository's own timeout per call.
+/// Bound on the last uploads after a stop (the child is killed at once).
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What the worker reports (the REST API and metrics read it).
@@ -55,8 +54,7 @@ pub struct Status {
     pub last_error: Option<String>,
 }
 
-/// A running worker; dropping it without [`Streamer::stop`] kills the child (the
-/// task's `kill_on_drop`), but `stop` also finishes uploads.
+/// A running worker. Dropping it leaves the task running: always [`Streamer::stop`] it.
 #[derive(Debug)]
 pub struct Streamer {
     cancel: CancellationToken,
@@ -91,14 +89,21 @@ impl Streamer {
         lock(&self.status).failures >= MAX_FAILURES
     }
 
-    /// Stops `pg_receivewal` and uploads what it completed.
-    pub async fn stop(self) {
+    /// Stops `pg_receivewal` at once and lets the last uploads finish in the
+    /// background, bounded by [`STOP_TIMEOUT`]. It does not wait: the HA loop calls it
+    /// and must not stall behind the repository (a leader still renews its lease). A
+    /// next archiver racing those uploads is harmless: identical content is success.
+    pub fn stop(self) {
         self.cancel.cancel();
         let abort = self.task.abort_handle();
-        if tokio::time::timeout(STOP_TIMEOUT, self.task).await.is_err() {
-            tracing::warn!("the archiver did not stop in time; aborting it");
-            abort.abort();
-        }
+        tokio::spawn(async move {
+            if tokio::time::timeout(STOP_TIMEOUT, self.task).await.is_err() {
+                tracing::warn!(
+                    "the archiver's last uploads did not finish in time; abandoning them"
+                );
+                abort.abort();
+            }
+        });
     }
 }
 
