@@ -201,4 +201,44 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn archive_gauges_only_on_the_archiver() {
+        let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
+        let text = render(&s, Duration::ZERO);
+        assert!(
+            text.contains("warden_archiver{scope=\"demo\",name=\"n1\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("warden_archive_lag_bytes"), "{text}");
+
+        s.archiver = true;
+        s.archive = Some(crate::backup::archiver::stream::Status {
+            last_uploaded: Some((
+                "000000010000000000000003".into(),
+                std::time::SystemTime::now(),
+            )),
+            archived_lsn: Some(0x400_0000),
+            failures: 2,
+            last_error: None,
+        });
+        let text = render(&s, Duration::ZERO);
+        assert!(
+            text.contains("warden_archiver{scope=\"demo\",name=\"n1\"} 1"),
+            "{text}"
+        );
+        // No probe: the lag is unknown.
+        assert!(
+            text.contains("warden_archive_lag_bytes{scope=\"demo\",name=\"n1\"} -1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_archive_failures{scope=\"demo\",name=\"n1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_archive_last_upload_age_seconds{scope=\"demo\",name=\"n1\"} 0"),
+            "{text}"
+        );
+    }
 }

@@ -230,3 +230,44 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(json: serde_json::Value) -> Member {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn candidates_from_member_keys() {
+        let base = serde_json::json!({
+            "conn_url": "postgres://h:5432/postgres", "api_url": "http://h:8008/patroni",
+            "state": "running", "role": "replica", "version": "4.0.0",
+            "replication_state": "streaming", "warden_archive": true,
+        });
+        let c = candidate("n2", &member(base.clone()));
+        assert_eq!(c.role, elect::Role::Replica);
+        assert!(c.healthy && c.eligible, "{c:?}");
+
+        let mut m = base.clone();
+        m["replication_state"] = "in archive recovery".into();
+        assert!(!candidate("n2", &member(m)).healthy);
+
+        let mut m = base.clone();
+        m["tags"] = serde_json::json!({"noarchive": true});
+        assert!(!candidate("n2", &member(m)).eligible);
+
+        // A Patroni member (no backup section announced) never archives.
+        let mut m = base.clone();
+        m.as_object_mut().unwrap().remove("warden_archive");
+        assert!(!candidate("n2", &member(m)).eligible);
+
+        let mut m = base;
+        m["role"] = "primary".into();
+        m.as_object_mut().unwrap().remove("replication_state");
+        let c = candidate("n1", &member(m));
+        assert_eq!(c.role, elect::Role::Primary);
+        assert!(c.healthy);
+    }
+}
