@@ -173,11 +173,11 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let guard =
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
     let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
-    let result = Agent::new(cfg, dcs, postgres, shared)
+    let agent = Agent::new(cfg, dcs, postgres, shared)
         .with_guard(guard)
-        .with_requests(requests_rx, Some(config_path))
-        .run(shutdown)
-        .await;
+        .with_requests(requests_rx, Some(config_path));
+    // Boxed: the loop's future is large and lives for the whole run.
+    let result = Box::pin(agent.run(shutdown)).await;
     timer.abort();
     api_stop.cancel();
     let _ = api.await;

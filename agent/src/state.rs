@@ -38,6 +38,10 @@ pub struct NodeStatus {
     pub scheduled_restart: Option<crate::ha::request::ScheduledRestart>,
     /// `restapi.authentication`: required on every mutating endpoint when set.
     pub auth: Option<crate::config::Credentials>,
+    /// We hold `warden/archiver` and run the streaming archiver.
+    pub archiver: bool,
+    /// The streaming archiver's last report, while we run it.
+    pub archive: Option<crate::backup::archiver::stream::Status>,
 }
 
 impl NodeStatus {
@@ -65,6 +69,8 @@ impl NodeStatus {
             failsafe_leader: None,
             scheduled_restart: None,
             auth: None,
+            archiver: false,
+            archive: None,
         }
     }
 

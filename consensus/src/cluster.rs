@@ -43,6 +43,8 @@ pub struct Cluster {
     pub history_revision: i64,
     pub status: Option<Status>,
     pub failsafe: Option<BTreeMap<String, String>>,
+    /// `warden/archiver`: the member archiving WAL (Warden only).
+    pub archiver: Option<String>,
     /// Keys under the prefix whose values could not be understood, with the reason.
     pub errors: Vec<String>,
 }
@@ -131,6 +133,12 @@ impl Cluster {
             "failsafe" => {
                 self.failsafe = Some(serde_json::from_str(text).map_err(|e| e.to_string())?)
             }
+            "warden/archiver" => {
+                if text.is_empty() {
+                    return Err("archiver key holds an empty name".into());
+                }
+                self.archiver = Some(text.to_string());
+            }
             _ => {
                 if let Some(name) = rel.strip_prefix("members/") {
                     let m: Member = serde_json::from_str(text).map_err(|e| e.to_string())?;
@@ -142,7 +150,7 @@ impl Cluster {
                         },
                     );
                 }
-                // Other keys (e.g. a future `warden/archiver`) are not ours to judge here.
+                // Other keys are not ours to judge here.
             }
         }
         Ok(())

@@ -47,6 +47,10 @@ impl Keys {
     pub fn failsafe(&self) -> String {
         self.key("failsafe")
     }
+    /// Warden's own key: the member archiving WAL, under that member's lease.
+    pub fn archiver(&self) -> String {
+        self.key("warden/archiver")
+    }
     pub fn members_prefix(&self) -> String {
         self.key("members/")
     }
@@ -82,6 +86,7 @@ mod tests {
         assert_eq!(k.leader(), "/service/demo/leader");
         assert_eq!(k.member("node1"), "/service/demo/members/node1");
         assert_eq!(k.initialize(), "/service/demo/initialize");
+        assert_eq!(k.archiver(), "/service/demo/warden/archiver");
         assert_eq!(k.relative("/service/demo/members/n2"), Some("members/n2"));
         assert_eq!(k.relative("/service/other/leader"), None);
     }

@@ -132,10 +132,54 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         "create_revision of the leader key while held",
         s.fencing_token.unwrap_or(0),
     );
+    archive_gauges(s, &mut gauge);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// The streaming archiver's gauges. `warden_archiver` is on every member, so summing it
+/// over the cluster should give exactly 1; the others only on the archiver.
+fn archive_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
+    gauge(
+        "warden_archiver",
+        "1 if this member holds warden/archiver and streams WAL into the repository",
+        i64::from(s.archiver),
+    );
+    let Some(a) = &s.archive else { return };
+    let age = a
+        .last_uploaded
+        .as_ref()
+        .and_then(|(_, at)| at.elapsed().ok())
+        .map_or(-1, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    gauge(
+        "warden_archive_last_upload_age_seconds",
+        "Seconds since the archiver last uploaded a WAL file (-1: none yet)",
+        age,
+    );
+    // What this node has of the WAL, against the end of the last archived segment.
+    let here = s.probe.as_ref().and_then(|p| {
+        if p.in_recovery {
+            p.receive_lsn.or(p.replay_lsn)
+        } else {
+            p.wal_position
+        }
+    });
+    let lag = match (here, a.archived_lsn) {
+        (Some(h), Some(done)) => i64::try_from(h.saturating_sub(done)).unwrap_or(i64::MAX),
+        _ => -1,
+    };
+    gauge(
+        "warden_archive_lag_bytes",
+        "WAL this node has beyond the last archived segment (-1: unknown)",
+        lag,
+    );
+    gauge(
+        "warden_archive_failures",
+        "Failed pg_receivewal runs in a row",
+        i64::from(a.failures),
+    );
 }
 
 #[cfg(test)]
@@ -154,6 +198,46 @@ mod tests {
         assert!(text.contains("# TYPE patroni_primary gauge"), "{text}");
         assert!(
             text.contains("patroni_primary{scope=\"demo\",name=\"n1\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn archive_gauges_only_on_the_archiver() {
+        let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
+        let text = render(&s, Duration::ZERO);
+        assert!(
+            text.contains("warden_archiver{scope=\"demo\",name=\"n1\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("warden_archive_lag_bytes"), "{text}");
+
+        s.archiver = true;
+        s.archive = Some(crate::backup::archiver::stream::Status {
+            last_uploaded: Some((
+                "000000010000000000000003".into(),
+                std::time::SystemTime::now(),
+            )),
+            archived_lsn: Some(0x400_0000),
+            failures: 2,
+            last_error: None,
+        });
+        let text = render(&s, Duration::ZERO);
+        assert!(
+            text.contains("warden_archiver{scope=\"demo\",name=\"n1\"} 1"),
+            "{text}"
+        );
+        // No probe: the lag is unknown.
+        assert!(
+            text.contains("warden_archive_lag_bytes{scope=\"demo\",name=\"n1\"} -1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_archive_failures{scope=\"demo\",name=\"n1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_archive_last_upload_age_seconds{scope=\"demo\",name=\"n1\"} 0"),
             "{text}"
         );
     }

@@ -18,8 +18,16 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> Value {
         "role": role,
         "dcs_last_seen": s.dcs_last_seen,
         "patroni": {"version": PATRONI_COMPAT_VERSION, "scope": s.scope, "name": s.name, "warden_version": env!("CARGO_PKG_VERSION")},
-        "warden": {"note": s.note, "leader": s.is_leader, "lease_valid": lease_valid, "fencing_token": s.fencing_token},
+        "warden": {"note": s.note, "leader": s.is_leader, "lease_valid": lease_valid, "fencing_token": s.fencing_token, "archiver": s.archiver},
     });
+    if let Some(a) = &s.archive {
+        b["warden"]["archive"] = json!({
+            "last_segment": a.last_uploaded.as_ref().map(|(n, _)| n),
+            "archived_lsn": a.archived_lsn,
+            "failures": a.failures,
+            "last_error": a.last_error,
+        });
+    }
     if let Some(sysid) = &s.system_identifier {
         b["database_system_identifier"] = json!(sysid);
     }

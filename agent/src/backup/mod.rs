@@ -10,7 +10,9 @@
 //! - `key`: the encryption key (file or `WARDEN_BACKUP_KEY`), never logged.
 //! - `wal`: push and fetch with PostgreSQL's archiver rules.
 //! - `command`: `warden wal-push` and `warden wal-fetch`.
+//! - `archiver`: the elected archiver streaming WAL into the repository.
 
+pub mod archiver;
 pub mod codec;
 pub mod command;
 pub mod key;

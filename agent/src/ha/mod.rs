@@ -1,6 +1,7 @@
 //! High availability: the pure decision core and the loop that feeds and executes it.
 
 pub mod action;
+pub mod archiver;
 pub mod callbacks;
 pub mod decide;
 pub mod execute;

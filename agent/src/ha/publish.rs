@@ -34,6 +34,9 @@ impl Agent {
             "version": PATRONI_COMPAT_VERSION,
             "warden_version": env!("CARGO_PKG_VERSION"),
         });
+        if self.may_archive() {
+            m[super::archiver::MEMBER_FIELD] = json!(true);
+        }
         let tags = self.cfg.tags.to_member_json();
         if !tags.is_empty() {
             m["tags"] = Value::Object(tags);

@@ -45,7 +45,7 @@ pub struct Agent {
     /// When our primary was first seen down while we held the leader key.
     primary_down_since: Option<Instant>,
     /// When our running replica was first seen not streaming, and the leader then.
-    not_streaming_since: Option<(Instant, Option<String>)>,
+    pub(super) not_streaming_since: Option<(Instant, Option<String>)>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
@@ -80,6 +80,10 @@ pub struct Agent {
     pub(super) sync_recheck: bool,
     /// Synchronous standbys that were streaming at the last turn, watched between turns.
     pub(super) watched_standbys: Vec<String>,
+    /// The streaming WAL archiver, while we hold `warden/archiver`.
+    pub(super) archiver: Option<crate::backup::archiver::stream::Streamer>,
+    /// Out of the archiver election until then (our archiver failed).
+    pub(super) archiver_cooldown: Option<Instant>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -145,6 +149,8 @@ impl Agent {
             names_mark: None,
             sync_recheck: false,
             watched_standbys: Vec::new(),
+            archiver: None,
+            archiver_cooldown: None,
         }
     }
 
@@ -434,6 +440,8 @@ impl Agent {
         }
         self.publish(cluster.as_ref(), &local, &d.note).await;
         self.feed_guard(ttl).await;
+        // Boxed: it holds repository and child-process futures the turn need not carry.
+        Box::pin(self.archiver_turn(cluster.as_ref(), &local)).await;
         Ok(cluster)
     }
 
@@ -608,6 +616,9 @@ impl Agent {
     /// Clean stop: PostgreSQL first, then the leader key (so a replica can take over at
     /// once, not a TTL later), then the lease (which removes our member key).
     async fn shutdown(&mut self) {
+        // The archiver streams from our PostgreSQL: stop it first (its key goes with
+        // our lease below).
+        self.stop_archiver();
         tracing::info!("shutting down: stopping PostgreSQL");
         self.state = "stopping".into();
         self.shared.update(|s| s.state = "stopping".into());

@@ -5,6 +5,7 @@ pub mod conf;
 pub mod control;
 pub mod lsn;
 pub mod process;
+pub mod receivewal;
 pub mod runas;
 pub mod sql;
 pub mod standbys;
