@@ -8,10 +8,11 @@
 set -euo pipefail
 
 # etcd-server, haproxy: run by the demo and the integration tests.
-# protobuf-compiler: etcd-client's build script needs protoc.
+# protobuf-compiler, libprotobuf-dev: etcd-client's build script needs protoc and the
+# well-known .proto files (google/protobuf/*.proto), which only libprotobuf-dev ships.
 # redis-server: Redis mode tests. iproute2: network-namespace partitions.
 # python3-venv: the venv holding patronictl for interoperability tests.
-PACKAGES=(etcd-server haproxy protobuf-compiler redis-server iproute2 python3-venv)
+PACKAGES=(etcd-server haproxy protobuf-compiler libprotobuf-dev redis-server iproute2 python3-venv)
 VENV="${WARDEN_VENV:-${HOME:-/root}/.cache/warden-venv}"
 
 SUDO=()

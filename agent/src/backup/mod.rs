@@ -11,8 +11,10 @@
 //! - `wal`: push and fetch with PostgreSQL's archiver rules.
 //! - `command`: `warden wal-push` and `warden wal-fetch`.
 //! - `archiver`: the elected archiver streaming WAL into the repository.
+//! - `catalog`: committed backups, dumps and drill results (records written last).
 
 pub mod archiver;
+pub mod catalog;
 pub mod codec;
 pub mod command;
 pub mod key;

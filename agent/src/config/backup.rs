@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::backup_jobs as jobs;
 use super::reader::{Reader, Section};
 use super::schema;
-use super::types::{BackupConfig, RepositoryConfig, RepositoryKind, S3Config, Secret};
+use super::types::{BackupConfig, RepositoryConfig, RepositoryKind, Retention, S3Config, Secret};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_COMPRESSION: i32 = 3;
@@ -56,10 +57,36 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         None => Some(DEFAULT_COMPRESSION),
         Some(v) => compression_level(r, v),
     };
+    let schedule = match s.get("schedule") {
+        None => Some(None),
+        Some(v) => jobs::schedule(r, "backup.schedule", v).map(Some),
+    };
+    let retention = match s.get("retention") {
+        None => Some(Retention::default()),
+        Some(v) => jobs::retention(r, v),
+    };
+    let dump = match s.get("dump") {
+        None => Some(None),
+        Some(v) => jobs::dump(r, v).map(Some),
+    };
+    let drill = jobs::drill(r, s.get("drill"));
+    let heartbeat = jobs::heartbeat(r, s.get("heartbeat"));
+    let webhook_url = jobs::webhook_url(r, s.get("webhook_url"));
+    let wal_wait_timeout = jobs::wal_wait_timeout(r, &s);
+    let partial_upload_interval =
+        jobs::partial_upload_interval(r, s.get("partial_upload_interval"));
     Some(Some(BackupConfig {
         repository: repository?,
         encryption_key_file: encryption_key_file?,
         compression_level: compression_level?,
+        schedule: schedule?,
+        retention: retention?,
+        dump: dump?,
+        drill: drill?,
+        heartbeat: heartbeat?,
+        webhook_url: webhook_url?,
+        wal_wait_timeout: wal_wait_timeout?,
+        partial_upload_interval: partial_upload_interval?,
     }))
 }
 
@@ -207,7 +234,7 @@ fn absolute_path(r: &mut Reader, key: &str, value: &Value) -> Option<PathBuf> {
     Some(path)
 }
 
-fn duration(r: &mut Reader, key: &str, value: &Value) -> Option<Duration> {
+pub(super) fn duration(r: &mut Reader, key: &str, value: &Value) -> Option<Duration> {
     let text = r.string(key, value)?;
     // A bare number means seconds, like Patroni's timeouts.
     let parsed = match text.trim().parse::<u64>() {

@@ -9,6 +9,7 @@
 
 mod address;
 mod backup;
+pub mod backup_jobs;
 mod error;
 mod postgresql;
 mod reader;
@@ -26,6 +27,7 @@ pub use types::{
     LogConfig, PgAuth, PostgresqlConfig, RepositoryConfig, RepositoryKind, RestApiConfig, S3Config,
     Secret, Tags, WatchdogConfig, WatchdogMode,
 };
+pub use types::{CronSchedule, DrillCheck, DrillConfig, DumpConfig, Retention};
 
 use reader::{Reader, Section};
 
@@ -130,3 +132,5 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod backup_jobs_tests;

@@ -66,6 +66,32 @@ pub(super) const BACKUP: &[Key] = &[
     warden("repository"),
     warden("encryption_key_file"),
     warden("compression_level"),
+    warden("schedule"),
+    warden("retention"),
+    warden("dump"),
+    warden("drill"),
+    warden("heartbeat"),
+    warden("webhook_url"),
+    warden("wal_wait_timeout"),
+    warden("partial_upload_interval"),
+];
+
+pub(super) const RETENTION: &[Key] = &[
+    warden("keep_last"),
+    warden("keep_daily"),
+    warden("keep_weekly"),
+    warden("keep_monthly"),
+];
+
+pub(super) const DUMP: &[Key] = &[warden("schedule"), warden("databases")];
+
+pub(super) const DRILL: &[Key] = &[warden("schedule"), warden("checks"), warden("timeout")];
+
+pub(super) const DRILL_CHECK: &[Key] = &[
+    warden("name"),
+    warden("database"),
+    warden("sql"),
+    warden("expect"),
 ];
 
 /// Both repository kinds' keys; `backup.rs` reports keys of the other kind by name.

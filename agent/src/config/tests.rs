@@ -54,7 +54,7 @@ tags: {nofailover: false, noloadbalance: false, clonefrom: false, nosync: false}
 "#;
 
 /// Smallest valid config; tests append or replace lines.
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
 scope: demo
 name: node1
 restapi:
@@ -82,14 +82,14 @@ fn example(bin: &Path) -> String {
     CONTRACT_EXAMPLE.replace("BIN_DIR", bin.to_str().unwrap())
 }
 
-fn ok(yaml: &str) -> Loaded {
+pub(super) fn ok(yaml: &str) -> Loaded {
     match parse(yaml) {
         Ok(loaded) => loaded,
         Err(e) => panic!("unexpected error:\n{e}"),
     }
 }
 
-fn problems(yaml: &str) -> Vec<String> {
+pub(super) fn problems(yaml: &str) -> Vec<String> {
     match parse(yaml) {
         Ok(loaded) => panic!("expected problems, got {:?}", loaded.config),
         Err(e) => e.problems().iter().map(ToString::to_string).collect(),
@@ -104,7 +104,7 @@ fn assert_has(list: &[String], expected: &str) {
     );
 }
 
-fn assert_has_prefix(list: &[String], prefix: &str) {
+pub(super) fn assert_has_prefix(list: &[String], prefix: &str) {
     assert!(
         list.iter().any(|p| p.starts_with(prefix)),
         "nothing starts with {prefix:?} in:\n{}",
@@ -899,7 +899,7 @@ fn backup_problems_name_their_keys() {
         r#"  repository: {type: s3, bucket: pg, endpoint: 'http://h:1', path: /x, timeout: soon}
   encryption_key_file: relative.key
   compression_level: 40
-  retention: 3
+  retention_days: 3
 "#,
     ));
     assert_has_prefix(&list, "backup.repository.endpoint: is plain http://");
@@ -916,7 +916,7 @@ fn backup_problems_name_their_keys() {
         &list,
         "backup.compression_level: must be a zstd level from 1 to 19, got 40",
     );
-    assert_has_prefix(&list, "backup.retention: unknown key");
+    assert_has_prefix(&list, "backup.retention_days: unknown key");
 
     let list = problems(&with_backup("  repository: {type: tape}\n"));
     assert_has(

@@ -341,6 +341,80 @@ pub struct BackupConfig {
     pub encryption_key_file: Option<PathBuf>,
     /// zstd level, 1..=19.
     pub compression_level: i32,
+    /// `backup.schedule`: cron expression (UTC) for base backups; `None`: on demand only.
+    pub schedule: Option<CronSchedule>,
+    /// `backup.retention`; all `None`: keep everything.
+    pub retention: Retention,
+    /// `backup.dump`: scheduled logical dumps; `None`: none.
+    pub dump: Option<DumpConfig>,
+    /// `backup.drill`.
+    pub drill: DrillConfig,
+    /// `backup.heartbeat`: the leader writes `now()` into `warden.heartbeat` this often,
+    /// so a restore can tell how recent the data it reached is (drill RPO). `None`: off.
+    pub heartbeat: Option<std::time::Duration>,
+    /// `backup.webhook_url`: Slack-compatible JSON POSTed on backup, archive or drill
+    /// failure. Secret-bearing (Slack URLs carry a token), so never logged.
+    pub webhook_url: Option<Secret>,
+    /// `backup.wal_wait_timeout`: how long a finished base backup waits for the WAL it
+    /// needs to reach the repository before it is abandoned (not committed).
+    pub wal_wait_timeout: std::time::Duration,
+    /// `backup.partial_upload_interval`: how often the archiver uploads the segment it
+    /// is still receiving (`.partial`), bounding the archive's RPO; `None`: only complete
+    /// segments are uploaded.
+    pub partial_upload_interval: Option<std::time::Duration>,
+}
+
+/// A validated cron expression (5 fields, or 6 with seconds first), evaluated in UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronSchedule(pub String);
+
+/// `backup.retention`, with restic's meanings: `keep_last` newest backups; for each
+/// of the newest `keep_daily` days (weeks, months) that have a backup, the newest
+/// backup of that day. A backup kept by any rule is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub keep_last: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+}
+
+impl Retention {
+    /// No rule set: nothing is ever pruned.
+    pub fn keeps_everything(&self) -> bool {
+        self.keep_last.is_none()
+            && self.keep_daily.is_none()
+            && self.keep_weekly.is_none()
+            && self.keep_monthly.is_none()
+    }
+}
+
+/// `backup.dump`: `pg_dump --format=custom` of each database on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpConfig {
+    pub schedule: CronSchedule,
+    /// Empty: every database that accepts connections except template0/template1.
+    pub databases: Vec<String>,
+}
+
+/// `backup.drill`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillConfig {
+    /// `None`: only `wardenctl drill`.
+    pub schedule: Option<CronSchedule>,
+    /// Validation queries run against the restored server.
+    pub checks: Vec<DrillCheck>,
+    /// Bound on the whole drill (fetch, replay, checks).
+    pub timeout: std::time::Duration,
+}
+
+/// One validation query and the text its first column of its first row must equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillCheck {
+    pub name: String,
+    pub database: String,
+    pub sql: String,
+    pub expect: String,
 }
 
 /// `backup.repository`.
