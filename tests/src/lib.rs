@@ -41,6 +41,7 @@ pub mod proxy;
 pub mod s3;
 pub mod sql;
 pub mod wait;
+pub mod walfile;
 pub mod workdir;
 pub mod workload;
 

@@ -35,6 +35,11 @@ fn archived(repo: &Path) -> Vec<String> {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
+                // The live copies of segments still being received are not archived
+                // files (see backup_live_partial.rs).
+                if p.file_name().is_some_and(|n| n == "wal_live") {
+                    continue;
+                }
                 walk(&p, out);
             } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
                 out.push(n.to_string());

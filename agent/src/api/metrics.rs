@@ -221,6 +221,7 @@ mod tests {
             archived_lsn: Some(0x400_0000),
             failures: 2,
             last_error: None,
+            last_live_upload: None,
         });
         let text = render(&s, Duration::ZERO);
         assert!(

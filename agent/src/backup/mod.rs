@@ -9,6 +9,7 @@
 //! - `layout`: object paths (`<scope>/<system_identifier>/wal/<timeline>/<file>`).
 //! - `key`: the encryption key (file or `WARDEN_BACKUP_KEY`), never logged.
 //! - `wal`: push and fetch with PostgreSQL's archiver rules.
+//! - `wal_live`: the archiver's live `.partial`, uploaded every second or so.
 //! - `command`: `warden wal-push` and `warden wal-fetch`.
 //! - `archiver`: the elected archiver streaming WAL into the repository.
 //! - `catalog`: committed backups, dumps and drill results (records written last).
@@ -21,3 +22,4 @@ pub mod key;
 pub mod layout;
 pub mod repo;
 pub mod wal;
+pub mod wal_live;

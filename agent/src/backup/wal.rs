@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::codec::{self, CodecError, Digest32};
 use super::key::EncryptionKey;
-use super::layout::{BadWalName, Layout, WalName};
+use super::layout::{BadWalName, Layout, WalKind, WalName};
 use super::repo::{RepoError, Repository};
 
 /// What a push needs besides the file.
@@ -209,21 +209,7 @@ impl Archive {
     /// Restores the archived file `name` (PostgreSQL's `%f`) to `dest` (`%p`).
     pub async fn fetch(&self, name: &str, dest: &Path) -> Result<(), FetchError> {
         let name = WalName::parse(name)?;
-        let object = self.layout.wal(&name);
-        let sealed = match self.repo.get(&object).await {
-            Ok(b) => b,
-            Err(RepoError::NotFound { .. }) => {
-                return Err(FetchError::NotFound {
-                    name: name.to_string(),
-                })
-            }
-            Err(source) => {
-                return Err(FetchError::Repo {
-                    name: name.to_string(),
-                    source,
-                })
-            }
-        };
+        let (object, sealed) = self.find(&name).await?;
         let local = |path: &Path, source| FetchError::Local {
             name: name.to_string(),
             path: path.to_owned(),
@@ -261,6 +247,37 @@ impl Archive {
             .map_err(|e| local(dir, e))?;
         tracing::debug!(segment = %name, "restored from the repository");
         Ok(())
+    }
+}
+
+impl Archive {
+    /// The archived object for `name`; for a segment not archived yet, the archiver's
+    /// live copy of it (see `wal_live`), so a restore reaches the newest WAL.
+    async fn find(&self, name: &WalName) -> Result<(String, Bytes), FetchError> {
+        let mut candidates = vec![self.layout.wal(name)];
+        if name.kind == WalKind::Segment {
+            candidates.push(self.layout.wal_live(name));
+        }
+        for (i, object) in candidates.iter().enumerate() {
+            match self.repo.get(object).await {
+                Ok(b) => {
+                    if i > 0 {
+                        tracing::info!(segment = %name, "serving the archiver's live partial copy");
+                    }
+                    return Ok((object.clone(), b));
+                }
+                Err(RepoError::NotFound { .. }) => {}
+                Err(source) => {
+                    return Err(FetchError::Repo {
+                        name: name.to_string(),
+                        source,
+                    })
+                }
+            }
+        }
+        Err(FetchError::NotFound {
+            name: name.to_string(),
+        })
     }
 }
 

@@ -174,7 +174,12 @@ impl Agent {
                     .map_or_else(|| spool_name.clone().into(), |p| p.join(&spool_name));
                 let receiver =
                     ReceiveWal::new(&self.pg.settings, self.pg.programs.clone(), SLOT, spool);
-                self.archiver = Some(Streamer::start(archive, receiver));
+                let live_every = self
+                    .cfg
+                    .backup
+                    .as_ref()
+                    .and_then(|b| b.partial_upload_interval);
+                self.archiver = Some(Streamer::start(archive, receiver, live_every));
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot archive WAL");

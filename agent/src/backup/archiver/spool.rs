@@ -82,6 +82,22 @@ pub fn plan(names: &[String]) -> Vec<Ready> {
     histories
 }
 
+/// The `.partial` `pg_receivewal` is writing now: the one on the newest timeline (an
+/// older timeline's `.partial` is final and goes up through [`plan`]).
+pub fn live_partial(names: &[String]) -> Option<String> {
+    let parsed: Vec<WalName> = names
+        .iter()
+        .filter_map(|n| WalName::parse(n).ok())
+        .collect();
+    let top_timeline = parsed.iter().map(timeline).max()?;
+    parsed
+        .iter()
+        .filter(|n| n.kind == WalKind::Partial && timeline(n) == top_timeline)
+        .filter_map(|n| position(n).map(|p| (p, n.to_string())))
+        .max()
+        .map(|(_, n)| n)
+}
+
 /// Whether the spool holds anything `pg_receivewal` can resume from.
 pub fn has_start(names: &[String]) -> bool {
     names
@@ -272,5 +288,29 @@ mod tests {
             resume_on_next_timeline(&files, &[(1, 0x800_0000, 2)]).as_deref(),
             Some("000000020000000000000008.partial")
         );
+    }
+
+    #[test]
+    fn live_partial_is_the_newest_timelines_partial() {
+        let names = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            live_partial(&names(&[
+                "000000010000000000000004",
+                "000000010000000000000005.partial",
+                "00000002.history",
+                "000000020000000000000005.partial",
+            ])),
+            Some("000000020000000000000005.partial".into())
+        );
+        // The old timeline's final .partial is not live once the next timeline began.
+        assert_eq!(
+            live_partial(&names(&[
+                "000000010000000000000005.partial",
+                "000000020000000000000005",
+            ])),
+            None
+        );
+        assert_eq!(live_partial(&names(&["000000010000000000000004"])), None);
+        assert_eq!(live_partial(&[]), None);
     }
 }

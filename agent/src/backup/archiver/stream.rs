@@ -52,6 +52,8 @@ pub struct Status {
     /// Failed starts or runs of `pg_receivewal` in a row.
     pub failures: u32,
     pub last_error: Option<String>,
+    /// Last upload of the live `.partial` (see `wal_live`) and when.
+    pub last_live_upload: Option<(String, SystemTime)>,
 }
 
 /// A running worker. Dropping it leaves the task running: always [`Streamer::stop`] it.
@@ -63,7 +65,9 @@ pub struct Streamer {
 }
 
 impl Streamer {
-    pub fn start(archive: Archive, receiver: ReceiveWal) -> Self {
+    /// `live_every`: how often the segment still being received is uploaded as its
+    /// live copy (`None`: only complete segments).
+    pub fn start(archive: Archive, receiver: ReceiveWal, live_every: Option<Duration>) -> Self {
         let cancel = CancellationToken::new();
         let status = Arc::new(Mutex::new(Status::default()));
         let worker = Worker {
@@ -71,6 +75,8 @@ impl Streamer {
             receiver,
             status: status.clone(),
             uploaded: HashSet::new(),
+            live_every,
+            live: None,
         };
         let task = tokio::spawn(worker.run(cancel.clone()));
         Self {
@@ -118,6 +124,10 @@ struct Worker {
     status: Arc<Mutex<Status>>,
     /// In the repository but still in the spool (kept as the resume point).
     uploaded: HashSet<String>,
+    live_every: Option<Duration>,
+    /// The live `.partial` last uploaded (name and modification time) and when we
+    /// started reading it, so an unchanged file is not uploaded again.
+    live: Option<LiveStamp>,
 }
 
 impl Worker {
@@ -172,8 +182,19 @@ impl Worker {
         if let Some(stderr) = child.stderr.take() {
             tokio::spawn(forward_stderr(stderr));
         }
+        // Intervals, not a sleep per pass: a sleep re-created on every select! would
+        // never fire while the (shorter) live tick keeps winning.
+        let mut scan_tick = tokio::time::interval(SCAN_EVERY);
+        scan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A disabled live upload still needs a timer for select!; its branch is off.
+        let mut live_tick =
+            tokio::time::interval(self.live_every.unwrap_or(Duration::from_secs(3600)));
+        live_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = live_tick.tick(), if self.live_every.is_some() => {
+                    self.upload_live().await;
+                }
                 () = cancel.cancelled() => {
                     // The data it wrote is fsynced (--synchronous); a kill loses nothing
                     // the slot was told about.
@@ -187,7 +208,7 @@ impl Worker {
                         Err(e) => Err(format!("pg_receivewal: {e}")),
                     };
                 }
-                () = tokio::time::sleep(SCAN_EVERY) => {
+                _ = scan_tick.tick() => {
                     if self.upload_ready().await {
                         // Uploads are flowing: the stream is healthy.
                         lock(&self.status).failures = 0;
@@ -267,6 +288,7 @@ impl Worker {
                         any = true;
                         self.uploaded.insert(ready.name.clone());
                         self.record_upload(&ready.name, &path);
+                        self.drop_live(&ready.name).await;
                     }
                     Err(e) => {
                         if matches!(e, PushError::Conflict { .. }) {
@@ -294,6 +316,46 @@ impl Worker {
         any
     }
 
+    /// Uploads the segment `pg_receivewal` is writing, if it changed since last time.
+    /// Failures are logged and retried at the next tick: the complete segment still
+    /// goes up through the normal path.
+    async fn upload_live(&mut self) {
+        let dir = self.receiver.spool().to_owned();
+        let Ok(names) = spool_names(&dir) else { return };
+        let Some(name) = spool::live_partial(&names) else {
+            return;
+        };
+        let path = dir.join(&name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            return;
+        };
+        let stamp = LiveStamp {
+            name: name.clone(),
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            read_at: SystemTime::now(),
+        };
+        if self.live.as_ref().is_some_and(|last| last.covers(&stamp)) {
+            return;
+        }
+        match self.archive.push_live(&path).await {
+            Ok(_) => {
+                self.live = Some(stamp);
+                lock(&self.status).last_live_upload = Some((name, SystemTime::now()));
+            }
+            Err(e) => tracing::warn!(error = %e, "archiver: live partial upload failed; retrying"),
+        }
+    }
+
+    /// The live copy of a segment just archived is obsolete.
+    async fn drop_live(&mut self, archived: &str) {
+        let Ok(name) = crate::backup::layout::WalName::parse(archived) else {
+            return;
+        };
+        if let Err(e) = self.archive.drop_live(&name).await {
+            tracing::warn!(segment = archived, error = %e, "archiver: cannot delete the obsolete live copy");
+        }
+    }
+
     fn record_upload(&self, name: &str, path: &Path) {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut s = lock(&self.status);
@@ -302,6 +364,28 @@ impl Worker {
             s.archived_lsn = Some(s.archived_lsn.map_or(end, |a| a.max(end)));
         }
         s.last_error = None;
+    }
+}
+
+/// When the live file was read, to tell whether a later look at it can skip it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LiveStamp {
+    name: String,
+    modified: SystemTime,
+    read_at: SystemTime,
+}
+
+/// File timestamps are coarse (a kernel tick): a write just after our read can keep
+/// the same mtime. Only a file whose mtime is well before the last read is known to
+/// be fully uploaded.
+const MTIME_SLACK: Duration = Duration::from_millis(100);
+
+impl LiveStamp {
+    /// Whether the upload that read `self` already holds everything `now` would.
+    fn covers(&self, now: &LiveStamp) -> bool {
+        self.name == now.name
+            && self.modified == now.modified
+            && self.modified + MTIME_SLACK < self.read_at
     }
 }
 
