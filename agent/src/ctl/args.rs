@@ -72,6 +72,12 @@ pub enum Command {
     Version(VersionArgs),
     /// Delete all of a cluster's keys from the DCS (asks to confirm three times).
     Remove(RemoveArgs),
+    /// Restore a base backup from the repository into a new data directory, with
+    /// point-in-time recovery (Warden only).
+    Restore(super::restore::RestoreArgs),
+    /// Restore drill: restore the latest backup into a scratch directory, start it,
+    /// run the checks, report RTO and RPO, clean up (Warden only).
+    Drill(super::restore::DrillArgs),
     /// patronictl command not supported by wardenctl.
     Dsn(Unsupported),
     /// patronictl command not supported by wardenctl.
@@ -101,6 +107,8 @@ impl Command {
             Command::History(_) => "history",
             Command::Version(_) => "version",
             Command::Remove(_) => "remove",
+            Command::Restore(_) => "restore",
+            Command::Drill(_) => "drill",
             Command::Dsn(_) => "dsn",
             Command::Query(_) => "query",
             Command::DemoteCluster(_) => "demote-cluster",

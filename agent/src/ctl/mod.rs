@@ -20,6 +20,7 @@ pub mod edit;
 pub mod io;
 pub mod members;
 pub mod output;
+pub mod restore;
 mod switch;
 #[cfg(test)]
 mod tests;
@@ -226,6 +227,8 @@ impl<'a> Ctl<'a> {
             Command::History(a) => self.history(a).await,
             Command::Version(a) => self.version(a).await,
             Command::Remove(a) => self.remove(a).await,
+            Command::Restore(a) => self.restore(a).await,
+            Command::Drill(a) => self.drill(a).await,
             other @ (Command::Dsn(_)
             | Command::Query(_)
             | Command::DemoteCluster(_)

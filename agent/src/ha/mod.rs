@@ -6,6 +6,7 @@ pub mod callbacks;
 pub mod decide;
 pub mod execute;
 pub mod fence;
+mod heartbeat;
 mod intake;
 pub mod observation;
 pub mod operate;

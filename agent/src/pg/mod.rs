@@ -58,7 +58,7 @@ pub struct Settings {
 
 impl Settings {
     /// A libpq connection string for the agent's own connection to its PostgreSQL.
-    fn local_conn_string(&self) -> String {
+    pub fn local_conn_string(&self) -> String {
         let host = if self.use_unix_socket {
             self.parameters
                 .get("unix_socket_directories")

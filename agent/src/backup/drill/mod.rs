@@ -1,0 +1,219 @@
+//! Restore drills: prove the latest backup (or a named one) restores and serves.
+//!
+//! 1. Restore it into a scratch directory (`scratch`), with no recovery target, so
+//!    PostgreSQL replays every archived WAL file, then promotes.
+//! 2. Start PostgreSQL there on a free loopback port (`archive_mode=off`, no
+//!    replication) and wait until recovery ended (bounded by `backup.drill.timeout`).
+//! 3. Run `backup.drill.checks` (`checks`): the first column of the first row, as
+//!    text, must equal `expect`.
+//! 4. Read the newest heartbeat (`warden.heartbeat`): RPO = drill start − that.
+//!    RTO = fetch (restore) + replay + checks, each measured.
+//! 5. Write a [`DrillRecord`] to the catalog, ok or failed with the error; stop the
+//!    server and remove the directory on every path.
+
+pub mod checks;
+pub mod scratch;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use chrono::{DateTime, Utc};
+
+use crate::backup::catalog::{id_at, Catalog, DrillRecord, FORMAT};
+use crate::backup::heartbeat;
+use crate::backup::restore::{self, Recovery, Target};
+use crate::config::DrillCheck;
+
+/// What a drill needs besides the catalog.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    /// Backup id, or `None` for the newest.
+    pub backup: Option<String>,
+    /// The member running it (recorded).
+    pub member: String,
+    /// PostgreSQL's binaries.
+    pub bin_dir: PathBuf,
+    /// `restore_command` for the restored copy.
+    pub restore_command: String,
+    pub checks: Vec<DrillCheck>,
+    pub timeout: Duration,
+    /// Superuser name and password for the checks (the restored copy has the source's
+    /// roles and `pg_hba.conf`).
+    pub user: String,
+    pub password: Option<String>,
+    /// Where the scratch directory goes (`None`: the system's temp dir).
+    pub scratch_parent: Option<PathBuf>,
+}
+
+/// Runs one drill and records its result in the catalog. `Err` only when the record
+/// itself cannot be written; a failed drill is `Ok` with `ok == false`.
+pub async fn run(catalog: &Catalog, opts: &DrillOptions) -> Result<DrillRecord> {
+    let started_at = Utc::now();
+    let mut record = DrillRecord {
+        format: FORMAT,
+        id: id_at(started_at),
+        member: opts.member.clone(),
+        backup_id: opts.backup.clone(),
+        started_at,
+        finished_at: started_at,
+        ok: false,
+        error: None,
+        fetch_seconds: None,
+        replay_seconds: None,
+        checks_seconds: None,
+        rto_seconds: None,
+        restored_heartbeat: None,
+        rpo_seconds: None,
+        checks: Vec::new(),
+    };
+    let mut scratch = None;
+    let outcome = tokio::time::timeout(
+        opts.timeout,
+        drill(catalog, opts, started_at, &mut record, &mut scratch),
+    )
+    .await
+    .unwrap_or_else(|_| Err(anyhow!("the drill timed out after {:?}", opts.timeout)));
+    // Clean up before recording: the record says whether the cleanup worked too.
+    let cleaned = match scratch.as_mut().map(scratch::Scratch::cleanup) {
+        Some(Err(e)) => Err(e),
+        _ => Ok(()),
+    };
+    let result = outcome.and(cleaned);
+    record.ok = result.is_ok();
+    record.error = result.err().map(|e| format!("{e:#}"));
+    record.finished_at = Utc::now();
+    if let (Some(f), Some(r), Some(c)) = (
+        record.fetch_seconds,
+        record.replay_seconds,
+        record.checks_seconds,
+    ) {
+        record.rto_seconds = Some(f + r + c);
+    }
+    match &record.error {
+        None => {
+            tracing::info!(id = %record.id, rto = ?record.rto_seconds, rpo = ?record.rpo_seconds, "restore drill passed")
+        }
+        Some(e) => tracing::error!(id = %record.id, error = %e, "restore drill failed"),
+    }
+    catalog
+        .put_record(&catalog.drill_path(&record.id), &record)
+        .await
+        .map_err(|e| anyhow!("recording the drill result: {e}"))?;
+    Ok(record)
+}
+
+async fn drill(
+    catalog: &Catalog,
+    opts: &DrillOptions,
+    started_at: DateTime<Utc>,
+    record: &mut DrillRecord,
+    slot: &mut Option<scratch::Scratch>,
+) -> Result<()> {
+    let backup = catalog
+        .backup(opts.backup.as_deref().unwrap_or("latest"))
+        .await?;
+    record.backup_id = Some(backup.id.clone());
+    let scratch = slot.insert(scratch::Scratch::create(opts.scratch_parent.as_deref())?);
+    let data = scratch.data_dir();
+    let recovery = Recovery {
+        target: Target::Latest,
+        restore_command: opts.restore_command.clone(),
+        action: "promote",
+        archive_off: true,
+    };
+    let report = restore::restore(catalog, &backup, &data, &recovery).await?;
+    record.fetch_seconds = Some(report.total_seconds);
+    scratch.run_as = restore::owner_for(&data)?;
+
+    let replay_started = Instant::now();
+    scratch.start(&opts.bin_dir)?;
+    let port = scratch.port;
+    let conn = |db: &str| {
+        let mut s = format!(
+            "host=127.0.0.1 port={} user='{}' dbname='{}' connect_timeout=3 application_name=warden-drill",
+            port,
+            opts.user.replace('\'', "\\'"),
+            db.replace('\'', "\\'")
+        );
+        if let Some(p) = &opts.password {
+            s.push_str(&format!(
+                " password='{}'",
+                p.replace('\\', "\\\\").replace('\'', "\\'")
+            ));
+        }
+        s
+    };
+    // Recovery ends with a promotion: poll until the server is out of recovery.
+    loop {
+        scratch.check_alive()?;
+        if let Ok(v) =
+            checks::first_value(&conn("postgres"), "SELECT pg_is_in_recovery()::text").await
+        {
+            if v.as_deref() == Some("false") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    record.replay_seconds = Some(replay_started.elapsed().as_secs_f64());
+
+    let checks_started = Instant::now();
+    record.checks = checks::run(&opts.checks, conn).await;
+    if let Ok(Some(ts)) = checks::first_value(&conn("postgres"), heartbeat::NEWEST).await {
+        if let Ok(t) = DateTime::parse_from_rfc3339(&ts) {
+            let t = t.with_timezone(&Utc);
+            record.restored_heartbeat = Some(t);
+            record.rpo_seconds =
+                Some((started_at - t).num_microseconds().unwrap_or(0) as f64 / 1e6);
+        }
+    }
+    record.checks_seconds = Some(checks_started.elapsed().as_secs_f64());
+    let failed: Vec<String> = record
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{} (got {:?})", c.name, c.got))
+        .collect();
+    if !failed.is_empty() {
+        bail!("checks failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// A drill result in a few lines, for `wardenctl drill`.
+pub fn render(r: &DrillRecord) -> String {
+    let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1} s"));
+    let mut out = format!(
+        "Drill {} of backup {}: {}\n",
+        r.id,
+        r.backup_id.as_deref().unwrap_or("-"),
+        if r.ok { "OK" } else { "FAILED" }
+    );
+    if let Some(e) = &r.error {
+        out.push_str(&format!("  error: {e}\n"));
+    }
+    out.push_str(&format!(
+        "  RTO {} = fetch {} + replay {} + checks {}\n",
+        secs(r.rto_seconds),
+        secs(r.fetch_seconds),
+        secs(r.replay_seconds),
+        secs(r.checks_seconds)
+    ));
+    match (r.rpo_seconds, r.restored_heartbeat) {
+        (Some(rpo), Some(t)) => out.push_str(&format!(
+            "  RPO {rpo:.1} s (newest heartbeat in the restored copy: {})\n",
+            t.to_rfc3339()
+        )),
+        _ => out.push_str("  RPO unknown (no heartbeat in the restored copy)\n"),
+    }
+    for c in &r.checks {
+        out.push_str(&format!(
+            "  check {}: {} (got {:?})\n",
+            c.name,
+            if c.ok { "ok" } else { "FAILED" },
+            c.got
+        ));
+    }
+    out
+}
