@@ -27,7 +27,7 @@ pub use types::{
     LogConfig, PgAuth, PostgresqlConfig, RepositoryConfig, RepositoryKind, RestApiConfig, S3Config,
     Secret, Tags, WatchdogConfig, WatchdogMode,
 };
-pub use types::{CronSchedule, DrillCheck, DrillConfig, DumpConfig, Retention};
+pub use types::{CronSchedule, DrillCheck, DrillConfig, DumpConfig, RestoreBootstrap, Retention};
 
 use reader::{Reader, Section};
 
@@ -131,6 +131,8 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod backup_jobs_tests;
+#[cfg(test)]
+mod bootstrap_restore_tests;
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,10 @@ use super::address;
 use super::reader::{describe_yaml, key_text, Reader, Section};
 use super::schema;
 use super::sections::{credentials, host_port};
-use super::types::{BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig};
+use super::types::{
+    BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig, RestoreBootstrap,
+};
+use crate::backup::restore::Target;
 
 pub(super) fn postgresql(
     r: &mut Reader,
@@ -325,7 +328,13 @@ pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapC
         Some(Value::String(name)) if name != "initdb" => vec![name.clone()],
         _ => Vec::new(),
     };
-    r.check_keys(&s, schema::BOOTSTRAP, &method);
+    let restore = if method.first().map(String::as_str) == Some(RESTORE_METHOD) {
+        r.check_keys(&s, schema::BOOTSTRAP_RESTORE, &[]);
+        Some(restore_method(r, s.get(RESTORE_METHOD))?)
+    } else {
+        r.check_keys(&s, schema::BOOTSTRAP, &method);
+        None
+    };
     let dcs = match s.get("dcs") {
         Some(v) => dcs(r, v),
         None => Some(DynamicConfig::default()),
@@ -337,7 +346,66 @@ pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapC
     Some(BootstrapConfig {
         dcs: dcs?,
         initdb: initdb?,
+        restore,
     })
+}
+
+/// `bootstrap.method` value that restores from the backup repository.
+pub const RESTORE_METHOD: &str = "warden_restore";
+
+/// `bootstrap.warden_restore` (optional: absent means the latest backup, all WAL).
+fn restore_method(r: &mut Reader, value: Option<&Value>) -> Option<RestoreBootstrap> {
+    const PATH: &str = "bootstrap.warden_restore";
+    let mut out = RestoreBootstrap {
+        backup: "latest".into(),
+        target: Target::Latest,
+        system_identifier: None,
+    };
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Some(out);
+    };
+    let s = r.section(PATH, value)?;
+    r.check_keys(&s, schema::WARDEN_RESTORE, &[]);
+    let text = |r: &mut Reader, key: &str| {
+        s.get(key)
+            .and_then(|v| r.string(&format!("{PATH}.{key}"), v))
+    };
+    if let Some(b) = text(r, "backup") {
+        out.backup = b;
+    }
+    let time = text(r, "target_time");
+    let lsn = text(r, "target_lsn");
+    let name = text(r, "target_name");
+    let mut immediate = false;
+    r.bool_key(&s, "immediate", &mut immediate);
+    match Target::from_options(time.as_deref(), lsn.as_deref(), name.as_deref(), immediate) {
+        Ok(t) => out.target = t,
+        Err(e) => {
+            r.error(
+                PATH,
+                e.to_string()
+                    .replace("--target-", "target_")
+                    .replace("--immediate", "immediate"),
+            );
+            return None;
+        }
+    }
+    if let Some(v) = s.get("system_identifier") {
+        match text(r, "system_identifier").map(|t| t.parse::<u64>()) {
+            Some(Ok(id)) => out.system_identifier = Some(id),
+            _ => {
+                r.error(
+                    format!("{PATH}.system_identifier"),
+                    format!(
+                        "expected a number (pg_controldata's system identifier), got {}",
+                        describe_yaml(v)
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// `bootstrap.dcs` is written to the cluster's `config` key, so unlike a value read

@@ -98,6 +98,19 @@ pub struct BootstrapConfig {
     /// Written to the `config` key by the member that initialises the cluster.
     pub dcs: DynamicConfig,
     pub initdb: Vec<InitdbOption>,
+    /// `bootstrap.method: warden_restore`: the member that wins the initialize race
+    /// restores a backup from the repository instead of running initdb.
+    pub restore: Option<RestoreBootstrap>,
+}
+
+/// `bootstrap.warden_restore`: which backup, and how far to recover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreBootstrap {
+    /// A backup id or `latest`.
+    pub backup: String,
+    pub target: crate::backup::restore::Target,
+    /// Needed only when the repository holds several clusters under this scope.
+    pub system_identifier: Option<u64>,
 }
 
 /// One `bootstrap.initdb` item: `- data-checksums` or `- encoding: UTF8`.

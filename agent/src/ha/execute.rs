@@ -332,8 +332,20 @@ impl Agent {
         self.state = "initializing new cluster".into();
         self.publish_state().await;
         let dcs_cfg = self.cfg.bootstrap.dcs.clone();
+        let cfg = self.cfg.clone();
+        let config_path = self.config_path.clone();
         let pg = &mut self.pg;
         let job = async {
+            if let Some(spec) = &cfg.bootstrap.restore {
+                return super::restore_bootstrap::run(
+                    pg,
+                    &cfg,
+                    config_path.as_deref(),
+                    spec,
+                    &dcs_cfg,
+                )
+                .await;
+            }
             pg.initdb().await?;
             pg.write_pgpass()?;
             // Bootstrap: no standby exists yet, so no synchronous names (strict mode

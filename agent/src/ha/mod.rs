@@ -16,6 +16,7 @@ pub mod quorum;
 pub mod race;
 pub mod replication;
 pub mod request;
+mod restore_bootstrap;
 pub mod run;
 pub mod standby_watch;
 pub mod switchover;
