@@ -52,6 +52,9 @@ pub struct DrillArgs {
     /// The cluster's system identifier (as for `restore`).
     #[arg(long = "system-identifier", value_name = "ID")]
     pub system_identifier: Option<u64>,
+    /// Parent directory of the scratch directory (default: the system's temp dir).
+    #[arg(long = "scratch-dir", value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
     /// Print the drill record as JSON.
     #[arg(long = "json")]
     pub json: bool,
@@ -148,7 +151,8 @@ impl Ctl<'_> {
     pub async fn drill(&mut self, a: DrillArgs) -> Result<()> {
         let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
         let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
-        let opts = drill_options(&cfg, &cfg_path, a.backup);
+        let mut opts = drill_options(&cfg, &cfg_path, a.backup);
+        opts.scratch_parent = a.scratch_dir;
         let record = drill::run(&catalog, &opts).await?;
         if a.json {
             self.io.println(serde_json::to_string_pretty(&record)?)?;
