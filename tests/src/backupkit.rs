@@ -85,7 +85,7 @@ pub fn switch_and_wait_archived(port: u16, repo: &Path) -> String {
         .unwrap()
         .unwrap();
     wait_until(ARCHIVE_TIMEOUT, &format!("{seg} in the repository"), || {
-        archived(repo).iter().any(|n| *n == seg).then_some(())
+        archived(repo).contains(&seg).then_some(())
     });
     seg
 }
