@@ -2,8 +2,10 @@
 //!
 //! 1. Restore it into a scratch directory (`scratch`), with no recovery target, so
 //!    PostgreSQL replays every archived WAL file, then promotes.
-//! 2. Start PostgreSQL there on a free loopback port (`archive_mode=off`, no
-//!    replication) and wait until recovery ended (bounded by `backup.drill.timeout`).
+//! 2. Start PostgreSQL there on a free loopback port (`archive_mode=off`, no unix
+//!    socket, no upstream: `primary_conninfo` is blanked by the restore) and wait until
+//!    recovery ended (bounded by `backup.drill.timeout`). Settings such as
+//!    `max_wal_senders` keep the source's values: recovery refuses lower ones.
 //! 3. Run `backup.drill.checks` (`checks`): the first column of the first row, as
 //!    text, must equal `expect`.
 //! 4. Read the newest heartbeat (`warden.heartbeat`): RPO = drill start − that.
@@ -183,7 +185,7 @@ async fn drill(
 
 /// A drill result in a few lines, for `wardenctl drill`.
 pub fn render(r: &DrillRecord) -> String {
-    let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1} s"));
+    let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.2} s"));
     let mut out = format!(
         "Drill {} of backup {}: {}\n",
         r.id,
@@ -202,7 +204,7 @@ pub fn render(r: &DrillRecord) -> String {
     ));
     match (r.rpo_seconds, r.restored_heartbeat) {
         (Some(rpo), Some(t)) => out.push_str(&format!(
-            "  RPO {rpo:.1} s (newest heartbeat in the restored copy: {})\n",
+            "  RPO {rpo:.2} s (newest heartbeat in the restored copy: {})\n",
             t.to_rfc3339()
         )),
         _ => out.push_str("  RPO unknown (no heartbeat in the restored copy)\n"),

@@ -68,8 +68,6 @@ impl Scratch {
             ("listen_addresses", "127.0.0.1".into()),
             ("unix_socket_directories", String::new()),
             ("archive_mode", "off".into()),
-            ("max_wal_senders", "0".into()),
-            ("hot_standby", "on".into()),
             ("cluster_name", "warden-drill".into()),
             ("restart_after_crash", "off".into()),
         ] {
