@@ -151,7 +151,7 @@ impl Ctl<'_> {
     pub async fn drill(&mut self, a: DrillArgs) -> Result<()> {
         let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
         let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
-        let mut opts = drill_options(&cfg, &cfg_path, a.backup);
+        let mut opts = DrillOptions::from_config(&cfg, &cfg_path, a.backup);
         opts.scratch_parent = a.scratch_dir;
         let record = drill::run(&catalog, &opts).await?;
         if a.json {
@@ -166,22 +166,5 @@ impl Ctl<'_> {
             );
         }
         Ok(())
-    }
-}
-
-/// Drill settings from the config (also used by the scheduled drill job).
-pub fn drill_options(cfg: &Config, cfg_path: &Path, backup: Option<String>) -> DrillOptions {
-    let b = cfg.backup.as_ref().expect("checked: backup section");
-    let su = &cfg.postgresql.authentication.superuser;
-    DrillOptions {
-        backup,
-        member: cfg.name.clone(),
-        bin_dir: cfg.postgresql.bin_dir.clone().unwrap_or_default(),
-        restore_command: restore::recovery::restore_command(&source::warden_binary(), cfg_path),
-        checks: b.drill.checks.clone(),
-        timeout: b.drill.timeout,
-        user: su.username.clone(),
-        password: su.password.clone(),
-        scratch_parent: None,
     }
 }

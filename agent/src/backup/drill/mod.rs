@@ -16,7 +16,7 @@
 pub mod checks;
 pub mod scratch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use crate::backup::catalog::{id_at, Catalog, DrillRecord, FORMAT};
 use crate::backup::heartbeat;
 use crate::backup::restore::{self, Recovery, Target};
-use crate::config::DrillCheck;
+use crate::config::{Config, DrillCheck, DrillConfig};
 
 /// What a drill needs besides the catalog.
 #[derive(Debug, Clone)]
@@ -46,6 +46,53 @@ pub struct DrillOptions {
     pub password: Option<String>,
     /// Where the scratch directory goes (`None`: the system's temp dir).
     pub scratch_parent: Option<PathBuf>,
+}
+
+impl DrillOptions {
+    /// The settings of `cfg` (which must have a backup section); `config_path` is the
+    /// file `restore_command` hands to `warden wal-fetch`.
+    pub fn from_config(cfg: &Config, config_path: &Path, backup: Option<String>) -> Self {
+        let drill = cfg
+            .backup
+            .as_ref()
+            .map(|b| b.drill.clone())
+            .unwrap_or(DrillConfig {
+                schedule: None,
+                checks: Vec::new(),
+                timeout: Duration::from_secs(3600),
+            });
+        let su = &cfg.postgresql.authentication.superuser;
+        DrillOptions {
+            backup,
+            member: cfg.name.clone(),
+            bin_dir: cfg.postgresql.bin_dir.clone().unwrap_or_default(),
+            restore_command: restore::recovery::restore_command(
+                &restore::source::warden_binary(),
+                config_path,
+            ),
+            checks: drill.checks,
+            timeout: drill.timeout,
+            user: su.username.clone(),
+            password: su.password.clone(),
+            scratch_parent: None,
+        }
+    }
+}
+
+/// A scheduled drill (`backup.drill.schedule`), run by the member holding the
+/// archiver key: the newest backup, the result logged and recorded.
+pub async fn scheduled(cfg: std::sync::Arc<Config>, config_path: PathBuf) {
+    let catalog = match restore::source::catalog(&cfg, None, None).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "scheduled drill not started");
+            return;
+        }
+    };
+    let opts = DrillOptions::from_config(&cfg, &config_path, None);
+    if let Err(e) = run(&catalog, &opts).await {
+        tracing::error!(error = %format!("{e:#}"), "scheduled drill");
+    }
 }
 
 /// Runs one drill and records its result in the catalog. `Err` only when the record
