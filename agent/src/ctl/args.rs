@@ -72,6 +72,8 @@ pub enum Command {
     Version(VersionArgs),
     /// Delete all of a cluster's keys from the DCS (asks to confirm three times).
     Remove(RemoveArgs),
+    /// Base backups (Warden only): `backup create`, `backup list`.
+    Backup(BackupArgs),
     /// Restore a base backup from the repository into a new data directory, with
     /// point-in-time recovery (Warden only).
     Restore(super::restore::RestoreArgs),
@@ -107,6 +109,7 @@ impl Command {
             Command::History(_) => "history",
             Command::Version(_) => "version",
             Command::Remove(_) => "remove",
+            Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Drill(_) => "drill",
             Command::Dsn(_) => "dsn",
@@ -150,6 +153,45 @@ impl RoleFilter {
             RoleFilter::Any => "any",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a base backup now, on the member holding the archiver key.
+    Create(BackupCreateArgs),
+    /// The committed backups (and dumps, and the last drill) in the repository;
+    /// needs -c with the agent's `backup` section.
+    List(BackupListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCreateArgs {
+    /// Cluster name (default: the config's scope).
+    pub cluster_name: Option<String>,
+    /// Wait until the backup is committed or failed, showing progress (the default).
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+    /// Return once the archiver accepted the request.
+    #[arg(long = "no-wait", overrides_with = "wait")]
+    pub no_wait: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupListArgs {
+    /// Cluster name (default: the config's scope).
+    pub cluster_name: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

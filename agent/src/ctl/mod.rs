@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod api;
 pub mod args;
+pub mod backup;
 pub mod commands;
 pub mod config;
 pub mod edit;
@@ -229,6 +230,7 @@ impl<'a> Ctl<'a> {
             Command::Remove(a) => self.remove(a).await,
             Command::Restore(a) => self.restore(a).await,
             Command::Drill(a) => self.drill(a).await,
+            Command::Backup(a) => self.backup(a).await,
             other @ (Command::Dsn(_)
             | Command::Query(_)
             | Command::DemoteCluster(_)

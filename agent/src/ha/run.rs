@@ -86,6 +86,10 @@ pub struct Agent {
     pub(super) archiver_cooldown: Option<Instant>,
     /// The heartbeat writer, while we lead a writable primary (`backup.heartbeat`).
     pub(super) heartbeat: Option<crate::backup::heartbeat::Heartbeat>,
+    /// Base backups of this member (with a backup section).
+    pub(super) backups: Option<Arc<crate::backup::base::Service>>,
+    /// Scheduled backup jobs, while we hold `warden/archiver`.
+    pub(super) jobs: Option<crate::backup::jobs::Runner>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -154,6 +158,8 @@ impl Agent {
             archiver: None,
             archiver_cooldown: None,
             heartbeat: None,
+            backups: None,
+            jobs: None,
         }
     }
 
@@ -166,6 +172,12 @@ impl Agent {
     }
 
     /// Attaches the fencing guard process, fed once per turn.
+    /// Base backups run by this member while it is the archiver.
+    pub fn with_backups(mut self, service: Arc<crate::backup::base::Service>) -> Self {
+        self.backups = Some(service);
+        self
+    }
+
     pub fn with_guard(mut self, guard: super::fence::Guard) -> Self {
         self.guard = Some(guard);
         self

@@ -58,7 +58,7 @@ pub struct Settings {
 
 impl Settings {
     /// A libpq connection string for the agent's own connection to its PostgreSQL.
-    pub fn local_conn_string(&self) -> String {
+    pub(crate) fn local_conn_string(&self) -> String {
         let host = if self.use_unix_socket {
             self.parameters
                 .get("unix_socket_directories")
@@ -95,6 +95,20 @@ impl Settings {
             s.push_str(&format!(" password='{}'", libpq_escape(p)));
         }
         s
+    }
+}
+
+impl Settings {
+    /// A replication connection to the local PostgreSQL over TCP, without the
+    /// password (pass it as `PGPASSWORD`, never on a command line).
+    pub(crate) fn local_replication_conninfo(&self, application_name: &str) -> String {
+        format!(
+            "host='{}' port={} user='{}' application_name='{}' connect_timeout=5",
+            libpq_escape(&local_tcp_host(&self.listen_hosts)),
+            self.port,
+            libpq_escape(&self.replication.username),
+            libpq_escape(application_name),
+        )
     }
 }
 
