@@ -151,3 +151,18 @@ pub fn archived_records(repo: &Path, kind: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Waits until a replica (not `primary`) says it is the archiver (`/patroni`), so a
+/// backup does not race the hand-over from the primary (which holds the key while no
+/// replica streams yet).
+pub fn wait_replica_archiver(cluster: &crate::Cluster, primary: usize) -> usize {
+    wait_until(Duration::from_secs(60), "a replica archives", || {
+        (0..cluster.nodes().len()).find(|&i| {
+            i != primary
+                && cluster
+                    .node(i)
+                    .patroni()
+                    .is_some_and(|p| p["warden"]["archiver"] == true)
+        })
+    })
+}

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use warden_tests::backupkit::{
-    postgres_processes_with, repository, switch_and_wait_archived, wardenctl, wardenctl_json,
+    postgres_processes_with, repository, switch_and_wait_archived, wait_replica_archiver,
+    wardenctl, wardenctl_json,
 };
 use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
 use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
@@ -47,6 +48,7 @@ fn drill_reports_rto_and_rpo_and_cleans_up_also_when_a_check_fails() {
     let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
     let port = cluster.node(primary).pg_port();
     let config = cluster.node(primary).config_path();
+    wait_replica_archiver(&cluster, primary);
     sql::execute(
         port,
         "CREATE TABLE drill_data AS SELECT g AS n FROM generate_series(1, 100) g",

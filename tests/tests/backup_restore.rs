@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use warden_tests::backupkit::{
-    archived, assert_no_gap, repository, switch_and_wait_archived, wardenctl, wardenctl_json,
+    archived, assert_no_gap, repository, switch_and_wait_archived, wait_replica_archiver,
+    wardenctl, wardenctl_json,
 };
 use warden_tests::bins::warden_bin;
 use warden_tests::config::pg_bin_dir;
@@ -38,19 +39,6 @@ fn server_now(port: u16) -> String {
     )
     .unwrap()
     .unwrap()
-}
-
-/// Waits until a replica (not `primary`) says it is the archiver.
-fn wait_replica_archiver(cluster: &Cluster, primary: usize) -> usize {
-    wait_until(ROLE_TIMEOUT, "a replica archives", || {
-        (0..cluster.nodes().len()).find(|&i| {
-            i != primary
-                && cluster
-                    .node(i)
-                    .patroni()
-                    .is_some_and(|p| p["warden"]["archiver"] == true)
-        })
-    })
 }
 
 fn marks(port: u16) -> String {
