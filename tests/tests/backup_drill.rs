@@ -124,3 +124,48 @@ fn drill_reports_rto_and_rpo_and_cleans_up_also_when_a_check_fails() {
     });
     println!("drill records: {drills:?}");
 }
+
+/// `backup.drill.schedule`: the archiver runs drills on its own; the result shows in
+/// `wardenctl backup list --json` as `last_drill`.
+#[test]
+fn a_scheduled_drill_runs_on_the_archiver() {
+    let work = WorkDir::temp().unwrap();
+    let (repo, yaml) = repository(work.path()).unwrap();
+    let yaml = format!(
+        "{yaml}{}",
+        CHECKS.replace(
+            "    timeout:",
+            "    schedule: \"*/10 * * * * *\"\n    timeout:"
+        )
+    );
+    let cluster = Cluster::start(
+        ClusterSpec::new(2)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let port = cluster.node(primary).pg_port();
+    let config = cluster.node(primary).config_path();
+    let archiver = wait_replica_archiver(&cluster, primary);
+    sql::execute(
+        port,
+        "CREATE TABLE drill_data AS SELECT g AS n FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    wardenctl_json(&config, &["backup", "create", "--json"]).expect("backup");
+    switch_and_wait_archived(port, &repo);
+    let last = wait_until(
+        Duration::from_secs(120),
+        "a passing scheduled drill",
+        || {
+            let list = wardenctl_json(&config, &["backup", "list", "--json"]).ok()?;
+            let last = list["last_drill"].clone();
+            (last["ok"] == true).then_some(last)
+        },
+    );
+    println!("scheduled drill: {last}");
+    assert_eq!(last["member"].as_str(), Some(cluster.node(archiver).name()));
+    assert!(last["rto_seconds"].as_f64().is_some(), "{last}");
+}

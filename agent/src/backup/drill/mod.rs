@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backup::catalog::{id_at, Catalog, DrillRecord, FORMAT};
 use crate::backup::heartbeat;
+use crate::backup::jobs::Job;
 use crate::backup::restore::{self, Recovery, Target};
 use crate::config::{Config, DrillCheck, DrillConfig};
 
@@ -93,6 +94,24 @@ pub async fn scheduled(cfg: std::sync::Arc<Config>, config_path: PathBuf) {
     if let Err(e) = run(&catalog, &opts).await {
         tracing::error!(error = %format!("{e:#}"), "scheduled drill");
     }
+}
+
+/// The scheduled drill job for the jobs runner, when `backup.drill.schedule` is set.
+/// `config_path`: the agent's config file, for the restored copy's `restore_command`.
+pub fn job(cfg: &std::sync::Arc<Config>, config_path: Option<&Path>) -> Option<Job> {
+    let schedule = cfg.backup.as_ref()?.drill.schedule.clone()?;
+    let Some(path) = config_path.and_then(|p| std::fs::canonicalize(p).ok()) else {
+        tracing::warn!(
+            "backup.drill.schedule is set but the config file path is unknown: no scheduled drills"
+        );
+        return None;
+    };
+    let cfg = cfg.clone();
+    Some(Job {
+        name: "restore drill".into(),
+        schedule,
+        run: std::sync::Arc::new(move || Box::pin(scheduled(cfg.clone(), path.clone()))),
+    })
 }
 
 /// Runs one drill and records its result in the catalog. `Err` only when the record
@@ -265,4 +284,34 @@ pub fn render(r: &DrillRecord) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_job_only_with_a_schedule_and_a_config_file() {
+        let yaml = "scope: demo\nname: n1\nrestapi: {listen: 127.0.0.1:8008}\n\
+                    etcd3: {host: 127.0.0.1:2379}\npostgresql:\n  listen: 127.0.0.1:5432\n  \
+                    data_dir: /nonexistent/d\n  authentication:\n    superuser: {username: p}\n    \
+                    replication: {username: r}\nbackup:\n  repository: {type: filesystem, path: /r}\n";
+        let parse = |text: &str| {
+            let f = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(f.path(), text).unwrap();
+            crate::config::load(f.path()).unwrap().config
+        };
+        let plain = parse(yaml);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        assert!(job(&std::sync::Arc::new(plain), Some(file.path())).is_none());
+        let scheduled = format!("{yaml}  drill: {{schedule: \"0 5 * * 0\"}}\n");
+        let cfg = std::sync::Arc::new(parse(&scheduled));
+        assert!(
+            job(&cfg, None).is_none(),
+            "no config path, no restore_command"
+        );
+        let j = job(&cfg, Some(file.path())).unwrap();
+        assert_eq!(j.name, "restore drill");
+        assert_eq!(j.schedule.0, "0 5 * * 0");
+    }
 }
