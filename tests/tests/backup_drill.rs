@@ -69,8 +69,13 @@ fn drill_reports_rto_and_rpo_and_cleans_up_also_when_a_check_fails() {
     let scratch = work.path().join("scratch");
     create_node_dir(&scratch).unwrap();
     let scratch_arg = scratch.to_str().unwrap();
-    let drill = wardenctl_json(&config, &["drill", "--json", "--scratch-dir", scratch_arg])
-        .expect("the drill passes");
+    // Human output; the record it wrote is read back with `backup list --json`.
+    let out = wardenctl(&config, &["drill", "--scratch-dir", scratch_arg]).unwrap();
+    println!("wardenctl drill:\n{}", out.stdout);
+    assert_eq!(out.code(), Some(0), "the drill passes: {}", out.describe());
+    assert!(out.stdout.contains(": OK"), "{}", out.describe());
+    let drill =
+        wardenctl_json(&config, &["backup", "list", "--json"]).unwrap()["last_drill"].clone();
     println!("drill: {drill}");
     assert_eq!(drill["ok"], true, "{drill}");
     let (fetch, replay, checks) = (

@@ -210,6 +210,36 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
     let again = wardenctl(&config, &["restore", "--to", data.to_str().unwrap()]).unwrap();
     assert!(again.stderr.contains("not empty"), "{}", again.describe());
 
+    // Human output, and --immediate (the end of the backup: neither A nor the table).
+    let immediate = work.path().join("immediate");
+    create_node_dir(&immediate).unwrap();
+    let out = wardenctl(
+        &config,
+        &[
+            "restore",
+            "--immediate",
+            "--to",
+            immediate.join("data").to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    println!("wardenctl restore --immediate:\n{}", out.stdout);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("recovery target: immediate"),
+        "{}",
+        out.describe()
+    );
+    let early = start_restored(&immediate);
+    assert_eq!(
+        sql::query_text(early.port(), "SELECT to_regclass('marks') IS NULL")
+            .unwrap()
+            .as_deref(),
+        Some("t"),
+        "--immediate stops before the writes after the backup"
+    );
+    drop(early);
+
     let server = start_restored(&dest);
     let rport = server.port();
     assert_eq!(marks(rport), "A", "recovered to the point between A and B");
