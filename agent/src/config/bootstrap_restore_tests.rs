@@ -57,3 +57,38 @@ fn restore_method_problems_are_named() {
     ));
     assert!(p.iter().any(|e| e.contains("bakup")), "{p:?}");
 }
+
+#[test]
+fn create_replica_methods() {
+    use crate::config::ReplicaMethod;
+    let with = |methods: &str| {
+        ok(&MINIMAL.replace(
+            "postgresql:\n",
+            &format!("postgresql:\n  create_replica_methods: {methods}\n"),
+        ))
+    };
+    let loaded = with("[warden_restore, basebackup]");
+    assert_eq!(
+        loaded.config.postgresql.create_replica_methods,
+        vec![ReplicaMethod::WardenRestore, ReplicaMethod::Basebackup]
+    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let loaded = with("[wal_e, basebackup]");
+    assert_eq!(
+        loaded.config.postgresql.create_replica_methods,
+        vec![ReplicaMethod::Basebackup]
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("custom method wal_e skipped")),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(ok(MINIMAL)
+        .config
+        .postgresql
+        .create_replica_methods
+        .is_empty());
+}

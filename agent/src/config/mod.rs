@@ -27,7 +27,9 @@ pub use types::{
     LogConfig, PgAuth, PostgresqlConfig, RepositoryConfig, RepositoryKind, RestApiConfig, S3Config,
     Secret, Tags, WatchdogConfig, WatchdogMode,
 };
-pub use types::{CronSchedule, DrillCheck, DrillConfig, DumpConfig, RestoreBootstrap, Retention};
+pub use types::{
+    CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap, Retention,
+};
 
 use reader::{Reader, Section};
 

@@ -12,7 +12,8 @@ use super::reader::{describe_yaml, key_text, Reader, Section};
 use super::schema;
 use super::sections::{credentials, host_port};
 use super::types::{
-    BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig, RestoreBootstrap,
+    BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig, ReplicaMethod,
+    RestoreBootstrap,
 };
 use crate::backup::restore::Target;
 
@@ -29,9 +30,11 @@ pub(super) fn postgresql(
         Some(Value::Sequence(items)) => items
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
+            .filter(|m| m != RESTORE_METHOD)
             .collect(),
         _ => Vec::new(),
     };
+    let create_replica_methods = replica_methods(r, s.get("create_replica_methods"));
     r.check_keys(&s, schema::POSTGRESQL, &methods);
 
     let listen = r
@@ -92,7 +95,30 @@ pub(super) fn postgresql(
         use_pg_rewind,
         callbacks,
         pre_promote,
+        create_replica_methods: create_replica_methods?,
     })
+}
+
+/// `postgresql.create_replica_methods`: `basebackup` and `warden_restore` are
+/// implemented; a custom (command-based) Patroni method is skipped with a warning.
+fn replica_methods(r: &mut Reader, value: Option<&Value>) -> Option<Vec<ReplicaMethod>> {
+    const PATH: &str = "postgresql.create_replica_methods";
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Some(Vec::new());
+    };
+    let items = r.string_list(PATH, value)?;
+    let mut out = Vec::new();
+    for m in items {
+        match m.as_str() {
+            "basebackup" => out.push(ReplicaMethod::Basebackup),
+            RESTORE_METHOD => out.push(ReplicaMethod::WardenRestore),
+            other => r.not_implemented(
+                PATH,
+                &format!("custom method {other} skipped; Warden implements basebackup and {RESTORE_METHOD}"),
+            ),
+        }
+    }
+    Some(out)
 }
 
 /// Patroni's callback events; anything else under `callbacks` is a typo.

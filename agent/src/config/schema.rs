@@ -212,10 +212,7 @@ pub(super) const POSTGRESQL: &[Key] = &[
     warden("use_unix_socket"),
     warden("use_pg_rewind"),
     warden("callbacks"),
-    patroni(
-        "create_replica_methods",
-        "replicas are cloned with pg_basebackup",
-    ),
+    warden("create_replica_methods"),
     patroni(
         "create_replica_method",
         "replicas are cloned with pg_basebackup",

@@ -163,6 +163,18 @@ pub struct PostgresqlConfig {
     pub callbacks: BTreeMap<String, String>,
     /// `postgresql.pre_promote`: a command whose non-zero exit aborts a promotion.
     pub pre_promote: Option<String>,
+    /// `postgresql.create_replica_methods`: how a replica is created, tried in order
+    /// (Patroni's semantics). Empty: `basebackup`.
+    pub create_replica_methods: Vec<ReplicaMethod>,
+}
+
+/// A way to create a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaMethod {
+    /// `pg_basebackup` from the leader.
+    Basebackup,
+    /// The newest base backup from the repository, then archived WAL, then streaming.
+    WardenRestore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -123,6 +123,7 @@ impl Ctl<'_> {
             ),
             action: "promote",
             archive_off: true,
+            standby: false,
         };
         let report = restore::restore(&catalog, &backup, &dir, &recovery).await?;
         if a.json {

@@ -17,6 +17,7 @@ pub mod race;
 pub mod replication;
 pub mod request;
 mod restore_bootstrap;
+mod restore_replica;
 pub mod run;
 pub mod standby_watch;
 pub mod switchover;

@@ -64,6 +64,7 @@ pub(super) async fn run(
         action: "promote",
         // Archiving is Warden's (the elected archiver), not archive_command's.
         archive_off: false,
+        standby: false,
     };
     let report = restore::restore(&catalog, &backup, &dir, &rec)
         .await

@@ -189,6 +189,7 @@ async fn drill(
         restore_command: opts.restore_command.clone(),
         action: "promote",
         archive_off: true,
+        standby: false,
     };
     let report = restore::restore(catalog, &backup, &data, &recovery).await?;
     record.fetch_seconds = Some(report.total_seconds);

@@ -43,6 +43,10 @@ pub struct Recovery {
     /// Keep `archive_mode = off` on the restored copy (the default; only a new cluster
     /// bootstrapped from the repository turns archiving back on through Warden).
     pub archive_off: bool,
+    /// A new replica (`create_replica_methods: [warden_restore]`): `standby.signal`,
+    /// and only `restore_command` (no target, no promotion; the agent's managed
+    /// configuration supplies `primary_conninfo`).
+    pub standby: bool,
 }
 
 /// `warden wal-fetch -c CONFIG %f %p`, words quoted for the shell PostgreSQL uses.
@@ -75,6 +79,11 @@ pub fn render_block(recovery: &Recovery) -> String {
     let mut lines = vec![BEGIN.to_owned()];
     let mut set = |k: &str, v: &str| lines.push(format!("{k} = {}", quote(v)));
     set("restore_command", &recovery.restore_command);
+    if recovery.standby {
+        set("recovery_target_timeline", "latest");
+        lines.push(END.to_owned());
+        return lines.join("\n") + "\n";
+    }
     for (k, v) in recovery.target.settings() {
         set(k, &v);
     }
@@ -124,7 +133,12 @@ pub fn configure(dir: &Path, recovery: &Recovery) -> std::io::Result<()> {
     }
     text.push_str(&render_block(recovery));
     fs::write(&auto, text)?;
-    fs::write(dir.join("recovery.signal"), "")?;
+    let signal = if recovery.standby {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    };
+    fs::write(dir.join(signal), "")?;
     Ok(())
 }
 
@@ -153,6 +167,7 @@ mod tests {
             ),
             action: "promote",
             archive_off: true,
+            standby: false,
         }
     }
 
@@ -170,6 +185,21 @@ mod tests {
         assert!(block.contains("archive_mode = 'off'"));
         assert!(block.contains("primary_conninfo = ''"));
         assert!(block.trim_end().ends_with(END));
+    }
+
+    #[test]
+    fn a_standby_keeps_its_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = recovery(Target::Latest);
+        r.standby = true;
+        configure(dir.path(), &r).unwrap();
+        let text = fs::read_to_string(dir.path().join("postgresql.auto.conf")).unwrap();
+        assert!(text.contains("restore_command"), "{text}");
+        for absent in ["primary_conninfo", "recovery_target_action", "archive_mode"] {
+            assert!(!text.contains(absent), "{text}");
+        }
+        assert!(dir.path().join("standby.signal").exists());
+        assert!(!dir.path().join("recovery.signal").exists());
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn recovery() -> Recovery {
         restore_command: "true".into(),
         action: "promote",
         archive_off: true,
+        standby: false,
     }
 }
 
