@@ -82,3 +82,65 @@ fn a_new_cluster_is_bootstrapped_from_the_repository() {
     );
     sql::execute(leader.pg_port(), "INSERT INTO survivors VALUES ('new')").unwrap();
 }
+
+/// `postgresql.create_replica_methods: [warden_restore, basebackup]`: with no backup
+/// yet the replica falls back to pg_basebackup; once a backup exists, a re-created
+/// replica comes from the repository, replays the archived WAL after the backup, and
+/// then streams from the leader.
+#[test]
+fn a_replica_is_created_from_the_repository() {
+    use warden_tests::backupkit::{wait_replica_archiver, wardenctl};
+    let work = WorkDir::temp().unwrap();
+    let (repo, yaml) = repository(work.path()).unwrap();
+    let yaml =
+        format!("{yaml}postgresql:\n  create_replica_methods: [warden_restore, basebackup]\n");
+    let cluster = Cluster::start(
+        ClusterSpec::new(2)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let replica = 1 - primary;
+    let log = cluster.node(replica).log_path();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("creating the replica failed") && text.contains("pg_basebackup from"),
+        "no backup yet: the first method fails and basebackup is used"
+    );
+    wait_replica_archiver(&cluster, primary);
+    let port = cluster.node(primary).pg_port();
+    let config = cluster.node(primary).config_path();
+    sql::execute(
+        port,
+        "CREATE TABLE survivors (name text); INSERT INTO survivors VALUES ('in-backup')",
+    )
+    .unwrap();
+    wardenctl_json(&config, &["backup", "create", "--json"]).expect("backup");
+    sql::execute(port, "INSERT INTO survivors VALUES ('in-wal')").unwrap();
+    switch_and_wait_archived(port, &repo);
+
+    let name = cluster.node(replica).name().to_string();
+    let out = wardenctl(
+        &config,
+        &["reinit", cluster.scope(), &name, "--force", "--wait"],
+    )
+    .unwrap();
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let rport = cluster.node(replica).pg_port();
+    wait_until(FORM_TIMEOUT, "the re-created replica has the rows", || {
+        (rows(rport).as_deref() == Some("in-backup,in-wal")).then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("restored the newest backup as a replica"),
+        "the replica came from the repository"
+    );
+    // Then it streams from the leader.
+    sql::execute(port, "INSERT INTO survivors VALUES ('streamed')").unwrap();
+    wait_until(FORM_TIMEOUT, "the replica streams", || {
+        (rows(rport).as_deref() == Some("in-backup,in-wal,streamed")).then_some(())
+    });
+    assert!(sql::is_in_recovery(rport).unwrap());
+}
