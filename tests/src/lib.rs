@@ -24,6 +24,7 @@
 //! println!("formed in {took:?}, primary {}", cluster.primary().unwrap().name());
 //! ```
 
+pub mod backupkit;
 pub mod bins;
 pub mod cluster;
 pub mod config;

@@ -80,6 +80,12 @@ impl PgServer {
         Ok(server)
     }
 
+    /// A data directory that already exists at `<dir>/data` (a restored copy),
+    /// to be served on a new port.
+    pub fn existing(dir: &Path) -> Result<PgServer> {
+        Self::at(dir)
+    }
+
     fn at(dir: &Path) -> Result<PgServer> {
         Ok(PgServer {
             dir: dir.to_path_buf(),

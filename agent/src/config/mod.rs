@@ -27,7 +27,9 @@ pub use types::{
     LogConfig, PgAuth, PostgresqlConfig, RepositoryConfig, RepositoryKind, RestApiConfig, S3Config,
     Secret, Tags, WatchdogConfig, WatchdogMode,
 };
-pub use types::{CronSchedule, DrillCheck, DrillConfig, DumpConfig, Retention};
+pub use types::{
+    CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap, Retention,
+};
 
 use reader::{Reader, Section};
 
@@ -171,5 +173,7 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
 
 #[cfg(test)]
 mod backup_jobs_tests;
+#[cfg(test)]
+mod bootstrap_restore_tests;
 #[cfg(test)]
 mod tests;

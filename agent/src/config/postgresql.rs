@@ -11,7 +11,11 @@ use super::address;
 use super::reader::{describe_yaml, key_text, Reader, Section};
 use super::schema;
 use super::sections::{credentials, host_port};
-use super::types::{BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig};
+use super::types::{
+    BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig, ReplicaMethod,
+    RestoreBootstrap,
+};
+use crate::backup::restore::Target;
 
 pub(super) fn postgresql(
     r: &mut Reader,
@@ -26,9 +30,11 @@ pub(super) fn postgresql(
         Some(Value::Sequence(items)) => items
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
+            .filter(|m| m != RESTORE_METHOD)
             .collect(),
         _ => Vec::new(),
     };
+    let create_replica_methods = replica_methods(r, s.get("create_replica_methods"));
     r.check_keys(&s, schema::POSTGRESQL, &methods);
 
     let listen = r
@@ -89,7 +95,30 @@ pub(super) fn postgresql(
         use_pg_rewind,
         callbacks,
         pre_promote,
+        create_replica_methods: create_replica_methods?,
     })
+}
+
+/// `postgresql.create_replica_methods`: `basebackup` and `warden_restore` are
+/// implemented; a custom (command-based) Patroni method is skipped with a warning.
+fn replica_methods(r: &mut Reader, value: Option<&Value>) -> Option<Vec<ReplicaMethod>> {
+    const PATH: &str = "postgresql.create_replica_methods";
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Some(Vec::new());
+    };
+    let items = r.string_list(PATH, value)?;
+    let mut out = Vec::new();
+    for m in items {
+        match m.as_str() {
+            "basebackup" => out.push(ReplicaMethod::Basebackup),
+            RESTORE_METHOD => out.push(ReplicaMethod::WardenRestore),
+            other => r.not_implemented(
+                PATH,
+                &format!("custom method {other} skipped; Warden implements basebackup and {RESTORE_METHOD}"),
+            ),
+        }
+    }
+    Some(out)
 }
 
 /// Patroni's callback events; anything else under `callbacks` is a typo.
@@ -325,7 +354,13 @@ pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapC
         Some(Value::String(name)) if name != "initdb" => vec![name.clone()],
         _ => Vec::new(),
     };
-    r.check_keys(&s, schema::BOOTSTRAP, &method);
+    let restore = if method.first().map(String::as_str) == Some(RESTORE_METHOD) {
+        r.check_keys(&s, schema::BOOTSTRAP_RESTORE, &[]);
+        Some(restore_method(r, s.get(RESTORE_METHOD))?)
+    } else {
+        r.check_keys(&s, schema::BOOTSTRAP, &method);
+        None
+    };
     let dcs = match s.get("dcs") {
         Some(v) => dcs(r, v),
         None => Some(DynamicConfig::default()),
@@ -337,7 +372,66 @@ pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapC
     Some(BootstrapConfig {
         dcs: dcs?,
         initdb: initdb?,
+        restore,
     })
+}
+
+/// `bootstrap.method` value that restores from the backup repository.
+pub const RESTORE_METHOD: &str = "warden_restore";
+
+/// `bootstrap.warden_restore` (optional: absent means the latest backup, all WAL).
+fn restore_method(r: &mut Reader, value: Option<&Value>) -> Option<RestoreBootstrap> {
+    const PATH: &str = "bootstrap.warden_restore";
+    let mut out = RestoreBootstrap {
+        backup: "latest".into(),
+        target: Target::Latest,
+        system_identifier: None,
+    };
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Some(out);
+    };
+    let s = r.section(PATH, value)?;
+    r.check_keys(&s, schema::WARDEN_RESTORE, &[]);
+    let text = |r: &mut Reader, key: &str| {
+        s.get(key)
+            .and_then(|v| r.string(&format!("{PATH}.{key}"), v))
+    };
+    if let Some(b) = text(r, "backup") {
+        out.backup = b;
+    }
+    let time = text(r, "target_time");
+    let lsn = text(r, "target_lsn");
+    let name = text(r, "target_name");
+    let mut immediate = false;
+    r.bool_key(&s, "immediate", &mut immediate);
+    match Target::from_options(time.as_deref(), lsn.as_deref(), name.as_deref(), immediate) {
+        Ok(t) => out.target = t,
+        Err(e) => {
+            r.error(
+                PATH,
+                e.to_string()
+                    .replace("--target-", "target_")
+                    .replace("--immediate", "immediate"),
+            );
+            return None;
+        }
+    }
+    if let Some(v) = s.get("system_identifier") {
+        match text(r, "system_identifier").map(|t| t.parse::<u64>()) {
+            Some(Ok(id)) => out.system_identifier = Some(id),
+            _ => {
+                r.error(
+                    format!("{PATH}.system_identifier"),
+                    format!(
+                        "expected a number (pg_controldata's system identifier), got {}",
+                        describe_yaml(v)
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
 }
 
 /// `bootstrap.dcs` is written to the cluster's `config` key, so unlike a value read

@@ -168,6 +168,28 @@ pub(super) const ETCD3: &[Key] = &[
     patroni("use_proxies", ""),
 ];
 
+/// `bootstrap` when `method: warden_restore` (the method and its section are Warden's).
+pub(super) const BOOTSTRAP_RESTORE: &[Key] = &[
+    warden("dcs"),
+    warden("initdb"),
+    warden("method"),
+    warden("warden_restore"),
+    patroni("post_bootstrap", ""),
+    patroni("post_init", ""),
+    patroni("users", "removed in Patroni 4"),
+    patroni("pg_hba", "removed in Patroni 4; use postgresql.pg_hba"),
+];
+
+/// `bootstrap.warden_restore`.
+pub(super) const WARDEN_RESTORE: &[Key] = &[
+    warden("backup"),
+    warden("target_time"),
+    warden("target_lsn"),
+    warden("target_name"),
+    warden("immediate"),
+    warden("system_identifier"),
+];
+
 pub(super) const BOOTSTRAP: &[Key] = &[
     warden("dcs"),
     warden("initdb"),
@@ -190,10 +212,7 @@ pub(super) const POSTGRESQL: &[Key] = &[
     warden("use_unix_socket"),
     warden("use_pg_rewind"),
     warden("callbacks"),
-    patroni(
-        "create_replica_methods",
-        "replicas are cloned with pg_basebackup",
-    ),
+    warden("create_replica_methods"),
     patroni(
         "create_replica_method",
         "replicas are cloned with pg_basebackup",

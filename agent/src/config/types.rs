@@ -98,6 +98,19 @@ pub struct BootstrapConfig {
     /// Written to the `config` key by the member that initialises the cluster.
     pub dcs: DynamicConfig,
     pub initdb: Vec<InitdbOption>,
+    /// `bootstrap.method: warden_restore`: the member that wins the initialize race
+    /// restores a backup from the repository instead of running initdb.
+    pub restore: Option<RestoreBootstrap>,
+}
+
+/// `bootstrap.warden_restore`: which backup, and how far to recover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreBootstrap {
+    /// A backup id or `latest`.
+    pub backup: String,
+    pub target: crate::backup::restore::Target,
+    /// Needed only when the repository holds several clusters under this scope.
+    pub system_identifier: Option<u64>,
 }
 
 /// One `bootstrap.initdb` item: `- data-checksums` or `- encoding: UTF8`.
@@ -150,6 +163,18 @@ pub struct PostgresqlConfig {
     pub callbacks: BTreeMap<String, String>,
     /// `postgresql.pre_promote`: a command whose non-zero exit aborts a promotion.
     pub pre_promote: Option<String>,
+    /// `postgresql.create_replica_methods`: how a replica is created, tried in order
+    /// (Patroni's semantics). Empty: `basebackup`.
+    pub create_replica_methods: Vec<ReplicaMethod>,
+}
+
+/// A way to create a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaMethod {
+    /// `pg_basebackup` from the leader.
+    Basebackup,
+    /// The newest base backup from the repository, then archived WAL, then streaming.
+    WardenRestore,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

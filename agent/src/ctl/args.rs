@@ -74,6 +74,12 @@ pub enum Command {
     Remove(RemoveArgs),
     /// Base backups (Warden only): `backup create`, `backup list`.
     Backup(BackupArgs),
+    /// Restore a base backup from the repository into a new data directory, with
+    /// point-in-time recovery (Warden only).
+    Restore(super::restore::RestoreArgs),
+    /// Restore drill: restore the latest backup into a scratch directory, start it,
+    /// run the checks, report RTO and RPO, clean up (Warden only).
+    Drill(super::restore::DrillArgs),
     /// patronictl command not supported by wardenctl.
     Dsn(Unsupported),
     /// patronictl command not supported by wardenctl.
@@ -104,6 +110,8 @@ impl Command {
             Command::Version(_) => "version",
             Command::Remove(_) => "remove",
             Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
+            Command::Drill(_) => "drill",
             Command::Dsn(_) => "dsn",
             Command::Query(_) => "query",
             Command::DemoteCluster(_) => "demote-cluster",

@@ -21,6 +21,7 @@ pub mod edit;
 pub mod io;
 pub mod members;
 pub mod output;
+pub mod restore;
 mod switch;
 #[cfg(test)]
 mod tests;
@@ -227,6 +228,8 @@ impl<'a> Ctl<'a> {
             Command::History(a) => self.history(a).await,
             Command::Version(a) => self.version(a).await,
             Command::Remove(a) => self.remove(a).await,
+            Command::Restore(a) => self.restore(a).await,
+            Command::Drill(a) => self.drill(a).await,
             Command::Backup(a) => self.backup(a).await,
             other @ (Command::Dsn(_)
             | Command::Query(_)

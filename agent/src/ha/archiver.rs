@@ -195,7 +195,11 @@ impl Agent {
             return;
         }
         if let Some(service) = &self.backups {
-            let jobs = crate::backup::jobs::standard(&self.cfg, service);
+            let mut jobs = crate::backup::jobs::standard(&self.cfg, service);
+            jobs.extend(crate::backup::drill::job(
+                &self.cfg,
+                self.config_path.as_deref(),
+            ));
             if !jobs.is_empty() {
                 tracing::info!(jobs = jobs.len(), "starting scheduled backup jobs");
             }

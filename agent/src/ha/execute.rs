@@ -3,6 +3,7 @@
 use super::action::{Action, StartAs};
 use super::observation::Observation;
 use super::run::Agent;
+use crate::config::ReplicaMethod;
 use crate::pg::conf::{slot_name, Upstream};
 use crate::pg::process::StopMode;
 use std::future::Future;
@@ -332,8 +333,20 @@ impl Agent {
         self.state = "initializing new cluster".into();
         self.publish_state().await;
         let dcs_cfg = self.cfg.bootstrap.dcs.clone();
+        let cfg = self.cfg.clone();
+        let config_path = self.config_path.clone();
         let pg = &mut self.pg;
         let job = async {
+            if let Some(spec) = &cfg.bootstrap.restore {
+                return super::restore_bootstrap::run(
+                    pg,
+                    &cfg,
+                    config_path.as_deref(),
+                    spec,
+                    &dcs_cfg,
+                )
+                .await;
+            }
             pg.initdb().await?;
             pg.write_pgpass()?;
             // Bootstrap: no standby exists yet, so no synchronous names (strict mode
@@ -421,24 +434,59 @@ impl Agent {
         self.state = "creating replica".into();
         self.publish_state().await;
         self.pg.write_pgpass().map_err(failed)?;
-        tracing::info!(from, host, port, "cloning with pg_basebackup");
-        let pg = &self.pg;
-        let job = pg.basebackup(&host, port, CLONE_TIMEOUT);
-        let dcs = self.dcs.clone();
-        let lease = self.lease.map(|(id, _)| id);
-        match keep_lease_during(dcs, lease, self.cfg.bootstrap.dcs.loop_wait, job).await {
-            Ok(()) => {
-                tracing::info!(from, "clone finished");
-                // A fresh copy of the leader never needs a rewind.
-                self.rewound = true;
-                self.state = "stopped".into();
-                Ok(())
-            }
-            Err(e) => {
-                self.state = "stopped".into();
-                Err(failed(format!("clone from {from} failed: {e}")))
+        let methods = if self.cfg.postgresql.create_replica_methods.is_empty() {
+            vec![ReplicaMethod::Basebackup]
+        } else {
+            self.cfg.postgresql.create_replica_methods.clone()
+        };
+        let sysid: Option<u64> = cluster
+            .and_then(|c| c.initialize.as_deref())
+            .and_then(|s| s.parse().ok());
+        let mut errors = Vec::new();
+        for method in methods {
+            let dcs = self.dcs.clone();
+            let lease = self.lease.map(|(id, _)| id);
+            let loop_wait = self.cfg.bootstrap.dcs.loop_wait;
+            let result = match method {
+                ReplicaMethod::WardenRestore => {
+                    tracing::info!("creating the replica from the backup repository");
+                    let job = super::restore_replica::run(
+                        &self.pg,
+                        &self.cfg,
+                        self.config_path.as_deref(),
+                        sysid,
+                    );
+                    keep_lease_during(dcs, lease, loop_wait, job)
+                        .await
+                        .map(|id| format!("restored backup {id}"))
+                }
+                ReplicaMethod::Basebackup => {
+                    tracing::info!(from, host, port, "cloning with pg_basebackup");
+                    let job = self.pg.basebackup(&host, port, CLONE_TIMEOUT);
+                    keep_lease_during(dcs, lease, loop_wait, job)
+                        .await
+                        .map(|()| format!("pg_basebackup from {from}"))
+                }
+            };
+            match result {
+                Ok(how) => {
+                    tracing::info!(from, how, "replica created");
+                    // A fresh copy of the leader never needs a rewind.
+                    self.rewound = true;
+                    self.state = "stopped".into();
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(?method, error = %e, "creating the replica failed");
+                    errors.push(format!("{method:?}: {e}"));
+                }
             }
         }
+        self.state = "stopped".into();
+        Err(failed(format!(
+            "creating a replica of {from} failed: {}",
+            errors.join("; ")
+        )))
     }
 
     async fn promote(&mut self, reason: &str, obs: &Observation) -> Result<(), ActError> {

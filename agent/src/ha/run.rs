@@ -84,6 +84,8 @@ pub struct Agent {
     pub(super) archiver: Option<crate::backup::archiver::stream::Streamer>,
     /// Out of the archiver election until then (our archiver failed).
     pub(super) archiver_cooldown: Option<Instant>,
+    /// The heartbeat writer, while we lead a writable primary (`backup.heartbeat`).
+    pub(super) heartbeat: Option<crate::backup::heartbeat::Heartbeat>,
     /// Base backups of this member (with a backup section).
     pub(super) backups: Option<Arc<crate::backup::base::Service>>,
     /// Scheduled backup jobs, while we hold `warden/archiver`.
@@ -155,6 +157,7 @@ impl Agent {
             watched_standbys: Vec::new(),
             archiver: None,
             archiver_cooldown: None,
+            heartbeat: None,
             backups: None,
             jobs: None,
         }
@@ -454,6 +457,7 @@ impl Agent {
         self.feed_guard(ttl).await;
         // Boxed: it holds repository and child-process futures the turn need not carry.
         Box::pin(self.archiver_turn(cluster.as_ref(), &local)).await;
+        self.heartbeat_turn(&local);
         Ok(cluster)
     }
 
@@ -631,6 +635,7 @@ impl Agent {
         // The archiver streams from our PostgreSQL: stop it first (its key goes with
         // our lease below).
         self.stop_archiver();
+        self.heartbeat = None;
         tracing::info!("shutting down: stopping PostgreSQL");
         self.state = "stopping".into();
         self.shared.update(|s| s.state = "stopping".into());

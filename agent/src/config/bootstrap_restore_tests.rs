@@ -1,0 +1,94 @@
+//! `bootstrap.method: warden_restore` and its section.
+
+use super::tests::{ok, problems, MINIMAL};
+use crate::backup::restore::Target;
+use crate::pg::lsn::Lsn;
+
+#[test]
+fn restore_method_defaults_to_latest_and_all_wal() {
+    let loaded = ok(&format!("{MINIMAL}bootstrap:\n  method: warden_restore\n"));
+    let r = loaded.config.bootstrap.restore.unwrap();
+    assert_eq!(r.backup, "latest");
+    assert_eq!(r.target, Target::Latest);
+    assert_eq!(r.system_identifier, None);
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("bootstrap.method")),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn restore_method_section() {
+    let c = ok(&format!(
+        "{MINIMAL}bootstrap:\n  method: warden_restore\n  warden_restore:\n    backup: \
+         20261202T120000Z\n    target_lsn: 0/3000060\n    system_identifier: 7312345678901234567\n"
+    ))
+    .config;
+    let r = c.bootstrap.restore.unwrap();
+    assert_eq!(r.backup, "20261202T120000Z");
+    assert_eq!(r.target, Target::Lsn(Lsn(0x300_0060)));
+    assert_eq!(r.system_identifier, Some(7_312_345_678_901_234_567));
+    // initdb stays the default.
+    assert_eq!(ok(MINIMAL).config.bootstrap.restore, None);
+}
+
+#[test]
+fn restore_method_problems_are_named() {
+    let p = problems(&format!(
+        "{MINIMAL}bootstrap:\n  method: warden_restore\n  warden_restore:\n    target_time: \
+         soon\n"
+    ));
+    assert!(
+        p.iter()
+            .any(|e| e.contains("bootstrap.warden_restore") && e.contains("target_time")),
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}bootstrap:\n  method: warden_restore\n  warden_restore:\n    immediate: true\n    \
+         target_name: x\n"
+    ));
+    assert!(p.iter().any(|e| e.contains("conflicting")), "{p:?}");
+    let p = problems(&format!(
+        "{MINIMAL}bootstrap:\n  method: warden_restore\n  warden_restore:\n    bakup: latest\n"
+    ));
+    assert!(p.iter().any(|e| e.contains("bakup")), "{p:?}");
+}
+
+#[test]
+fn create_replica_methods() {
+    use crate::config::ReplicaMethod;
+    let with = |methods: &str| {
+        ok(&MINIMAL.replace(
+            "postgresql:\n",
+            &format!("postgresql:\n  create_replica_methods: {methods}\n"),
+        ))
+    };
+    let loaded = with("[warden_restore, basebackup]");
+    assert_eq!(
+        loaded.config.postgresql.create_replica_methods,
+        vec![ReplicaMethod::WardenRestore, ReplicaMethod::Basebackup]
+    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let loaded = with("[wal_e, basebackup]");
+    assert_eq!(
+        loaded.config.postgresql.create_replica_methods,
+        vec![ReplicaMethod::Basebackup]
+    );
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("custom method wal_e skipped")),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(ok(MINIMAL)
+        .config
+        .postgresql
+        .create_replica_methods
+        .is_empty());
+}

@@ -1,0 +1,171 @@
+//! `wardenctl restore` and `wardenctl drill`: local operations on the backup
+//! repository, with the Warden config (`-c`, its `backup` section) for the
+//! repository, key and scope.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+use super::Ctl;
+use crate::backup::catalog::CatalogError;
+use crate::backup::drill::{self, DrillOptions};
+use crate::backup::restore::{self, source, target, Recovery, Target};
+use crate::config::Config;
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup id, or `latest` (with --target-time: the newest backup that finished
+    /// before the target).
+    #[arg(long = "backup", value_name = "ID|latest", default_value = "latest")]
+    pub backup: String,
+    /// Recover up to this time (RFC 3339, or 'YYYY-MM-DD HH:MM:SS[+HH]'; UTC without
+    /// an offset).
+    #[arg(long = "target-time", value_name = "TIME")]
+    pub target_time: Option<String>,
+    /// Recover up to this WAL position (e.g. 0/3000060).
+    #[arg(long = "target-lsn", value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// Recover up to this restore point (pg_create_restore_point).
+    #[arg(long = "target-name", value_name = "NAME")]
+    pub target_name: Option<String>,
+    /// Stop as soon as the backup is consistent.
+    #[arg(long = "immediate")]
+    pub immediate: bool,
+    /// The new data directory (must not exist, or be empty).
+    #[arg(long = "to", value_name = "DIR")]
+    pub to: PathBuf,
+    /// The cluster's system identifier, when the repository holds several under the
+    /// scope (default: the local data directory's, else the only one).
+    #[arg(long = "system-identifier", value_name = "ID")]
+    pub system_identifier: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Backup id (default: the newest).
+    #[arg(long = "backup", value_name = "ID")]
+    pub backup: Option<String>,
+    /// The cluster's system identifier (as for `restore`).
+    #[arg(long = "system-identifier", value_name = "ID")]
+    pub system_identifier: Option<u64>,
+    /// Parent directory of the scratch directory (default: the system's temp dir).
+    #[arg(long = "scratch-dir", value_name = "DIR")]
+    pub scratch_dir: Option<PathBuf>,
+    /// Print the drill record as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// The full Warden config `-c` names (restore and drill need its backup section).
+fn warden_config(file: Option<&Path>) -> Result<(Config, PathBuf)> {
+    let file = file.ok_or_else(|| {
+        anyhow!("restore and drill need the Warden config with a backup section: pass -c CONFIG")
+    })?;
+    let path =
+        std::fs::canonicalize(file).with_context(|| format!("config file {}", file.display()))?;
+    let loaded = crate::config::load(&path)?;
+    if loaded.config.backup.is_none() {
+        bail!("{}: no backup section (backup.repository)", path.display());
+    }
+    Ok((loaded.config, path))
+}
+
+/// `--to` must be new or empty; checked before anything is fetched.
+fn check_target_dir(dir: &Path) -> Result<PathBuf> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(dir)
+    };
+    if let Ok(mut entries) = std::fs::read_dir(&abs) {
+        if entries.next().is_some() {
+            bail!(
+                "--to {}: the directory is not empty; restore into a new or empty directory",
+                abs.display()
+            );
+        }
+    } else if abs.exists() {
+        bail!("--to {}: not a directory", abs.display());
+    }
+    Ok(abs)
+}
+
+impl Ctl<'_> {
+    pub async fn restore(&mut self, a: RestoreArgs) -> Result<()> {
+        let target = Target::from_options(
+            a.target_time.as_deref(),
+            a.target_lsn.as_deref(),
+            a.target_name.as_deref(),
+            a.immediate,
+        )?;
+        let dir = check_target_dir(&a.to)?;
+        let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
+        let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
+        let backup = if a.backup == "latest" {
+            let all = catalog.backups().await?;
+            target::choose_backup(&all, &target)?
+                .cloned()
+                .ok_or(CatalogError::NoBackup)?
+        } else {
+            let b = catalog.backup(&a.backup).await?;
+            target.check_reachable(&b)?;
+            b
+        };
+        let recovery = Recovery {
+            target,
+            restore_command: restore::recovery::restore_command(
+                &source::warden_binary(),
+                &cfg_path,
+            ),
+            action: "promote",
+            archive_off: true,
+            standby: false,
+        };
+        let report = restore::restore(&catalog, &backup, &dir, &recovery).await?;
+        if a.json {
+            self.io.println(serde_json::to_string_pretty(&report)?)?;
+        } else {
+            self.io.println(format!(
+                "Restored backup {} into {} ({} files, {:.1} MB; stored {:.1} MB)\n  \
+                 fetch {:.1} s, extract {:.1} s, total {:.1} s\n  \
+                 recovery target: {}; on start PostgreSQL replays archived WAL with\n  \
+                 restore_command = '{}'\n  and promotes at the target (archive_mode = off).",
+                report.backup_id,
+                report.dir.display(),
+                report.files,
+                report.bytes as f64 / 1e6,
+                report.stored_bytes as f64 / 1e6,
+                report.fetch_seconds,
+                report.extract_seconds,
+                report.total_seconds,
+                report.target,
+                recovery.restore_command
+            ))?;
+        }
+        Ok(())
+    }
+
+    pub async fn drill(&mut self, a: DrillArgs) -> Result<()> {
+        let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
+        let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
+        let mut opts = DrillOptions::from_config(&cfg, &cfg_path, a.backup);
+        opts.scratch_parent = a.scratch_dir;
+        let record = drill::run(&catalog, &opts).await?;
+        if a.json {
+            self.io.println(serde_json::to_string_pretty(&record)?)?;
+        } else {
+            self.io.println(drill::render(&record).trim_end())?;
+        }
+        if !record.ok {
+            bail!(
+                "the drill failed: {}",
+                record.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! `postgresql.create_replica_methods: [warden_restore, basebackup]`: a new replica
+//! is created from the newest base backup in the repository instead of a
+//! `pg_basebackup` of the leader, sparing the leader the copy. It starts as a standby
+//! that replays archived WAL (`restore_command = warden wal-fetch ...`) and then
+//! streams from the leader (the agent's managed `primary_conninfo`). Patroni's
+//! semantics: methods are tried in order until one succeeds.
+
+use std::path::Path;
+
+use crate::backup::restore::{self, recovery, source, Recovery, Target};
+use crate::config::Config;
+use crate::pg::{PgError, Postgres};
+
+fn failed(what: &str, e: impl std::fmt::Display) -> PgError {
+    PgError::Files(format!("replica from the repository: {what}: {e:#}"))
+}
+
+/// Restores the newest backup of the cluster `system_identifier` into the data
+/// directory as a standby. Returns the backup's id.
+pub(super) async fn run(
+    pg: &Postgres,
+    cfg: &Config,
+    config_path: Option<&Path>,
+    system_identifier: Option<u64>,
+) -> Result<String, PgError> {
+    let config_path = config_path
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .ok_or_else(|| failed("restore_command", "the agent's config file path is unknown"))?;
+    let catalog = source::catalog(cfg, None, system_identifier)
+        .await
+        .map_err(|e| failed("opening the repository", e))?;
+    let backup = catalog
+        .backup("latest")
+        .await
+        .map_err(|e| failed("finding a backup", e))?;
+    let dir = pg.settings.data_dir.clone();
+    if dir.exists() {
+        // A leftover of a failed clone: kept aside, as for pg_basebackup.
+        let aside = crate::pg::aside_path(&dir);
+        std::fs::rename(&dir, &aside).map_err(|e| failed("moving the old directory aside", e))?;
+        tracing::warn!(from = %dir.display(), to = %aside.display(), "moved an unusable data directory aside");
+    }
+    let rec = Recovery {
+        target: Target::Latest,
+        restore_command: recovery::restore_command(&source::warden_binary(), &config_path),
+        action: "promote",
+        archive_off: false,
+        standby: true,
+    };
+    let report = restore::restore(&catalog, &backup, &dir, &rec)
+        .await
+        .map_err(|e| failed("restoring", e))?;
+    tracing::info!(backup = %backup.id, bytes = report.bytes, seconds = report.total_seconds, "restored the newest backup as a replica");
+    Ok(backup.id)
+}

@@ -1,0 +1,168 @@
+//! Helpers for the backup tests (restore, PITR, drills, bootstrap): a shared
+//! filesystem repository and key, `wardenctl` runs against a node's config, and
+//! what the repository's WAL directory holds.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::bins::wardenctl_command;
+use crate::process::{run_bounded, RunOutput};
+use crate::workdir::{chown_to_postgres, create_node_dir};
+use crate::{sql, wait_until};
+
+pub const KEY: &str = "3c9a1e7b5d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a2b";
+/// Bound for a wardenctl command that restores or drills a tiny cluster.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(180);
+pub const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `<dir>/repo` (owned by postgres) and a key file; the `backup:` YAML for both.
+pub fn repository(dir: &Path) -> Result<(PathBuf, String)> {
+    let repo = dir.join("repo");
+    create_node_dir(&repo)?;
+    let key = dir.join("backup.key");
+    std::fs::write(&key, format!("{KEY}\n"))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    chown_to_postgres(&key)?;
+    let yaml = format!(
+        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
+         encryption_key_file: {}\n",
+        repo.display(),
+        key.display()
+    );
+    Ok((repo, yaml))
+}
+
+/// Runs `wardenctl -c CONFIG ARGS...`, bounded.
+pub fn wardenctl(config: &Path, args: &[&str]) -> Result<RunOutput> {
+    let mut cmd = wardenctl_command()?;
+    cmd.arg("-c").arg(config).args(args);
+    run_bounded(&mut cmd, CTL_TIMEOUT)
+}
+
+/// [`wardenctl`] that must succeed; its stdout parsed as JSON.
+pub fn wardenctl_json(config: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let out = wardenctl(config, args)?;
+    if out.code() != Some(0) {
+        bail!("wardenctl {args:?} failed: {}", out.describe());
+    }
+    Ok(serde_json::from_str(&out.stdout)?)
+}
+
+/// Every archived file name under the repository, sorted.
+pub fn archived(repo: &Path) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                // Only WAL: backups live beside it.
+                if p.file_name()
+                    .is_some_and(|n| n == "backups" || n == "drills")
+                {
+                    continue;
+                }
+                walk(&p, out);
+            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+                out.push(n.to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(repo, &mut out);
+    out.sort();
+    out
+}
+
+/// Ends the current WAL segment on the primary at `port` and waits until the
+/// repository holds it.
+pub fn switch_and_wait_archived(port: u16, repo: &Path) -> String {
+    let seg = sql::query_text(port, "SELECT pg_walfile_name(pg_switch_wal())")
+        .unwrap()
+        .unwrap();
+    wait_until(ARCHIVE_TIMEOUT, &format!("{seg} in the repository"), || {
+        archived(repo).contains(&seg).then_some(())
+    });
+    seg
+}
+
+/// Segment number of a 24-hex segment name (16 MiB segments).
+pub fn segno(name: &str) -> u64 {
+    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+    log * 0x100 + seg
+}
+
+/// Panics if the complete segments of `timeline` (8 hex digits) have a gap.
+pub fn assert_no_gap(names: &[String], timeline: &str) {
+    let mut segs: Vec<u64> = names
+        .iter()
+        .filter(|n| n.len() == 24 && n.starts_with(timeline))
+        .map(|n| segno(n))
+        .collect();
+    segs.sort_unstable();
+    for w in segs.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "gap in timeline {timeline}: {names:?}");
+    }
+}
+
+/// Postgres processes whose command line mentions `needle` (a data directory).
+pub fn postgres_processes_with(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains("postgres") && text.contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Object names under every `<kind>/` directory of the repository (`drills`,
+/// `backups`).
+pub fn archived_records(repo: &Path, kind: &str) -> Vec<String> {
+    fn walk(dir: &Path, kind: &str, inside: bool, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if p.is_dir() {
+                walk(&p, kind, inside || name == kind, out);
+            } else if inside {
+                out.push(name);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(repo, kind, false, &mut out);
+    out.sort();
+    out
+}
+
+/// Waits until a replica (not `primary`) says it is the archiver (`/patroni`), so a
+/// backup does not race the hand-over from the primary (which holds the key while no
+/// replica streams yet).
+pub fn wait_replica_archiver(cluster: &crate::Cluster, primary: usize) -> usize {
+    wait_until(Duration::from_secs(60), "a replica archives", || {
+        (0..cluster.nodes().len()).find(|&i| {
+            i != primary
+                && cluster
+                    .node(i)
+                    .patroni()
+                    .is_some_and(|p| p["warden"]["archiver"] == true)
+        })
+    })
+}
