@@ -20,4 +20,6 @@ pub mod command;
 pub mod key;
 pub mod layout;
 pub mod repo;
+pub mod retention;
 pub mod wal;
+pub mod walchain;

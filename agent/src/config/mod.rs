@@ -131,6 +131,6 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod backup_jobs_tests;
+#[cfg(test)]
+mod tests;
