@@ -19,6 +19,7 @@ pub mod codec;
 pub mod command;
 pub mod key;
 pub mod layout;
+pub mod prune;
 pub mod repo;
 pub mod retention;
 pub mod wal;
