@@ -366,7 +366,7 @@ mod tests {
 
         // Missing history file of the newest timeline: its WAL cannot be followed,
         // which is a problem of its own.
-        let mut d = a.clone();
+        let mut d = a;
         d.histories.remove(&3);
         let c = check(&d, Start { tli: 1, segno: 3 }, SZ);
         assert_eq!(c.timeline, 2);
