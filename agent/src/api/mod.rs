@@ -5,6 +5,7 @@ pub mod auth;
 pub mod config_edit;
 pub mod health;
 pub mod metrics;
+mod metrics_backup;
 pub mod views;
 pub mod write;
 

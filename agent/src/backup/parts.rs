@@ -257,7 +257,6 @@ impl PartsReader {
     }
 }
 
-
 impl Read for PartsReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {
