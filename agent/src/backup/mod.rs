@@ -17,6 +17,7 @@ pub mod archiver;
 pub mod catalog;
 pub mod codec;
 pub mod command;
+pub mod dump;
 pub mod facts;
 pub mod key;
 pub mod layout;
