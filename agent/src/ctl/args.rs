@@ -72,6 +72,10 @@ pub enum Command {
     Version(VersionArgs),
     /// Delete all of a cluster's keys from the DCS (asks to confirm three times).
     Remove(RemoveArgs),
+    /// Base backups and logical dumps in the repository (needs -c with the agent's
+    /// config for backup.repository and the key).
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// patronictl command not supported by wardenctl.
     Dsn(Unsupported),
     /// patronictl command not supported by wardenctl.
@@ -101,6 +105,7 @@ impl Command {
             Command::History(_) => "history",
             Command::Version(_) => "version",
             Command::Remove(_) => "remove",
+            Command::Backup(_) => "backup",
             Command::Dsn(_) => "dsn",
             Command::Query(_) => "query",
             Command::DemoteCluster(_) => "demote-cluster",
@@ -526,4 +531,46 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
     }
+}
+
+/// `wardenctl backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Re-read a backup (default: every backup and dump) and check its parts,
+    /// per-file checksums, manifest and WAL continuity to the newest archived WAL.
+    /// Exit 1 on any problem.
+    Verify(BackupVerifyArgs),
+    /// Delete one backup or dump, or (--prune) what backup.retention does not keep,
+    /// incomplete leftovers and WAL no kept backup needs. A dry run unless --confirm.
+    Delete(BackupDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    /// Backup id, or `latest` (default: every backup and dump).
+    pub id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Cluster name (default: the config's scope).
+    #[arg(long = "cluster", value_name = "CLUSTER_NAME")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupDeleteArgs {
+    /// Backup (or dump) id to delete.
+    pub id: Option<String>,
+    /// Apply backup.retention instead of deleting one id.
+    #[arg(long)]
+    pub prune: bool,
+    /// Really delete (without it: print what would be deleted).
+    #[arg(long)]
+    pub confirm: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Cluster name (default: the config's scope).
+    #[arg(long = "cluster", value_name = "CLUSTER_NAME")]
+    pub cluster: Option<String>,
 }

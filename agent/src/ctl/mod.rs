@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod api;
 pub mod args;
+mod backup_ops;
 pub mod commands;
 pub mod config;
 pub mod edit;
@@ -226,6 +227,8 @@ impl<'a> Ctl<'a> {
             Command::History(a) => self.history(a).await,
             Command::Version(a) => self.version(a).await,
             Command::Remove(a) => self.remove(a).await,
+            Command::Backup(args::BackupCommand::Verify(a)) => self.backup_verify(a).await,
+            Command::Backup(args::BackupCommand::Delete(a)) => self.backup_delete(a).await,
             other @ (Command::Dsn(_)
             | Command::Query(_)
             | Command::DemoteCluster(_)

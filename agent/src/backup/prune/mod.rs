@@ -205,3 +205,25 @@ pub async fn execute(catalog: &Catalog, plan: &Plan) -> Result<(), RepoError> {
     }
     Ok(())
 }
+
+/// The automatic prune after a successful scheduled backup: `backup.retention` being
+/// set is the confirmation. `None` when no rule is set (nothing is pruned).
+pub async fn after_backup(
+    catalog: &Catalog,
+    retention: &Retention,
+) -> anyhow::Result<Option<Report>> {
+    if retention.keeps_everything() {
+        return Ok(None);
+    }
+    let plan = plan_prune(catalog, retention, super::walchain::DEFAULT_SEGMENT_SIZE).await?;
+    execute(catalog, &plan).await?;
+    let report = Report::of(&plan, false);
+    tracing::info!(
+        backups = report.backups_deleted.len(),
+        dumps = report.dumps_deleted.len(),
+        leftovers = report.leftovers_deleted.len(),
+        wal = report.wal_deleted,
+        "retention prune after the backup"
+    );
+    Ok(Some(report))
+}
