@@ -159,11 +159,20 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     ));
     shared.update(|s| s.auth = cfg.restapi.authentication.clone());
     let (requests, requests_rx) = crate::ha::request::channel();
+    let backups = cfg.backup.as_ref().map(|_| {
+        crate::backup::base::Service::new(
+            cfg.clone(),
+            postgres.settings.clone(),
+            postgres.programs.clone(),
+            shared.clone(),
+        )
+    });
     let api_ctx = crate::api::write::Context {
         shared: shared.clone(),
         dcs: dcs.clone(),
         keys: warden_consensus::Keys::new(&cfg.namespace, &cfg.scope),
         requests: requests.clone(),
+        backups: backups.clone(),
     };
     let api_stop = CancellationToken::new();
     let api = tokio::spawn(crate::api::serve(listener, api_ctx, api_stop.clone()));
@@ -173,9 +182,12 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let guard =
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
     let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
-    let agent = Agent::new(cfg, dcs, postgres, shared)
+    let mut agent = Agent::new(cfg, dcs, postgres, shared)
         .with_guard(guard)
         .with_requests(requests_rx, Some(config_path));
+    if let Some(service) = backups {
+        agent = agent.with_backups(service);
+    }
     // Boxed: the loop's future is large and lives for the whole run.
     let result = Box::pin(agent.run(shutdown)).await;
     timer.abort();

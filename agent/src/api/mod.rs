@@ -2,6 +2,7 @@
 //! status. The only module of the agent that knows HTTP serving.
 
 pub mod auth;
+pub mod backup;
 pub mod config_edit;
 pub mod health;
 pub mod metrics;
@@ -103,6 +104,10 @@ use write::MAX_REQUEST_BODY;
 
 async fn route(req: Request<Incoming>, ctx: &write::Context) -> Reply {
     let req = match write::handle(req, ctx).await {
+        Ok(reply) => return reply,
+        Err(req) => req,
+    };
+    let req = match backup::handle(req, ctx).await {
         Ok(reply) => return reply,
         Err(req) => req,
     };

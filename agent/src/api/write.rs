@@ -47,6 +47,8 @@ pub struct Context {
     pub dcs: Arc<dyn Dcs>,
     pub keys: Keys,
     pub requests: RequestTx,
+    /// Base backups (`POST /backup`); `None` without a backup section.
+    pub backups: Option<Arc<crate::backup::base::Service>>,
 }
 
 /// Handles a mutating request, or returns `None` when the method/path is not one.
@@ -95,7 +97,7 @@ pub async fn handle(
 
 /// Checks `restapi.authentication` on a mutating request: `Some` is the 401 answer (with
 /// the `WWW-Authenticate` challenge) to send instead of acting.
-pub(super) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<Reply> {
+pub(crate) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<Reply> {
     let creds = shared.snapshot().auth;
     let e = super::auth::check(
         creds.as_ref(),

@@ -14,11 +14,13 @@
 //! - `catalog`: committed backups, dumps and drill results (records written last).
 
 pub mod archiver;
+pub mod base;
 pub mod catalog;
 pub mod codec;
 pub mod command;
 pub mod dump;
 pub mod facts;
+pub mod jobs;
 pub mod key;
 pub mod layout;
 pub mod notify;

@@ -100,6 +100,45 @@ fn parse_from(yaml: &str, file: Option<&Path>) -> Result<Loaded, ConfigError> {
     }
 }
 
+/// Only the `backup` section of the YAML file at `path` (for `wardenctl backup ...`,
+/// which may be given a config whose other sections it does not need). `Ok(None)`: the
+/// file has no backup section.
+pub fn load_backup_section(path: &Path) -> Result<Option<BackupConfig>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |problems: Vec<ConfigProblem>| ConfigError::Invalid {
+        file: Some(path.to_owned()),
+        problems,
+    };
+    let syntax = |e: serde_yaml::Error| {
+        invalid(vec![ConfigProblem {
+            key: "(yaml)".to_owned(),
+            message: format!("invalid YAML: {e}"),
+        }])
+    };
+    let mut root: Value = serde_yaml::from_str(&text).map_err(syntax)?;
+    root.apply_merge().map_err(syntax)?;
+    let empty = Mapping::new();
+    let map = match &root {
+        Value::Mapping(map) => map,
+        _ => &empty,
+    };
+    let mut r = Reader::default();
+    let section = backup::backup(
+        &mut r,
+        &Section {
+            path: String::new(),
+            map,
+        },
+    );
+    match section {
+        Some(b) if r.problems.is_empty() => Ok(b),
+        _ => Err(invalid(r.problems)),
+    }
+}
+
 /// Reads every section before combining, so that one missing section does not hide
 /// the problems of the others.
 fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {

@@ -72,10 +72,8 @@ pub enum Command {
     Version(VersionArgs),
     /// Delete all of a cluster's keys from the DCS (asks to confirm three times).
     Remove(RemoveArgs),
-    /// Base backups and logical dumps in the repository (needs -c with the agent's
-    /// config for backup.repository and the key).
-    #[command(subcommand)]
-    Backup(BackupCommand),
+    /// Base backups (Warden only): `backup create`, `backup list`.
+    Backup(BackupArgs),
     /// patronictl command not supported by wardenctl.
     Dsn(Unsupported),
     /// patronictl command not supported by wardenctl.
@@ -147,6 +145,52 @@ impl RoleFilter {
             RoleFilter::Any => "any",
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a base backup now, on the member holding the archiver key.
+    Create(BackupCreateArgs),
+    /// The committed backups (and dumps, and the last drill) in the repository;
+    /// needs -c with the agent's `backup` section.
+    List(BackupListArgs),
+    /// Re-read a backup (default: every backup and dump) and check its parts,
+    /// per-file checksums, manifest and WAL continuity to the newest archived WAL.
+    /// Exit 1 on any problem. Needs -c like `list`.
+    Verify(BackupVerifyArgs),
+    /// Delete one backup or dump, or (--prune) what backup.retention does not keep,
+    /// incomplete leftovers and WAL no kept backup needs. A dry run unless --confirm.
+    Delete(BackupDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupCreateArgs {
+    /// Cluster name (default: the config's scope).
+    pub cluster_name: Option<String>,
+    /// Wait until the backup is committed or failed, showing progress (the default).
+    #[arg(long, overrides_with = "no_wait")]
+    pub wait: bool,
+    /// Return once the archiver accepted the request.
+    #[arg(long = "no-wait", overrides_with = "wait")]
+    pub no_wait: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupListArgs {
+    /// Cluster name (default: the config's scope).
+    pub cluster_name: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -531,18 +575,6 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
     }
-}
-
-/// `wardenctl backup ...`.
-#[derive(Debug, Subcommand)]
-pub enum BackupCommand {
-    /// Re-read a backup (default: every backup and dump) and check its parts,
-    /// per-file checksums, manifest and WAL continuity to the newest archived WAL.
-    /// Exit 1 on any problem.
-    Verify(BackupVerifyArgs),
-    /// Delete one backup or dump, or (--prune) what backup.retention does not keep,
-    /// incomplete leftovers and WAL no kept backup needs. A dry run unless --confirm.
-    Delete(BackupDeleteArgs),
 }
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //! repository directly (no agent involved), with the repository and key from the
 //! agent's config file (`-c`) and the cluster's system identifier from the DCS.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 
 use super::args::{BackupDeleteArgs, BackupVerifyArgs};
 use super::Ctl;
@@ -19,12 +19,15 @@ impl Ctl<'_> {
         let path = self.config.file.as_ref().ok_or_else(|| {
             anyhow!("backup commands need the agent's config file (-c CONFIG) for backup.repository and the key")
         })?;
-        let loaded =
-            crate::config::load(path).with_context(|| format!("reading {}", path.display()))?;
-        loaded
-            .config
-            .backup
-            .ok_or_else(|| anyhow!("{}: no backup section", path.display()))
+        crate::config::load_backup_section(path)
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} has no backup section: wardenctl needs backup.repository and the \
+                     encryption key to read the repository",
+                    path.display()
+                )
+            })
     }
 
     /// The catalog of cluster `scope`: repository and key from the config file, the

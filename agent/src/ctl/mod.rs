@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod api;
 pub mod args;
+pub mod backup;
 mod backup_ops;
 pub mod commands;
 pub mod config;
@@ -227,8 +228,7 @@ impl<'a> Ctl<'a> {
             Command::History(a) => self.history(a).await,
             Command::Version(a) => self.version(a).await,
             Command::Remove(a) => self.remove(a).await,
-            Command::Backup(args::BackupCommand::Verify(a)) => self.backup_verify(a).await,
-            Command::Backup(args::BackupCommand::Delete(a)) => self.backup_delete(a).await,
+            Command::Backup(a) => self.backup(a).await,
             other @ (Command::Dsn(_)
             | Command::Query(_)
             | Command::DemoteCluster(_)

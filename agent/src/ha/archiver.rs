@@ -176,6 +176,7 @@ impl Agent {
                 let receiver =
                     ReceiveWal::new(&self.pg.settings, self.pg.programs.clone(), SLOT, spool);
                 self.archiver = Some(Streamer::start(archive, receiver));
+                self.start_jobs();
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot archive WAL");
@@ -184,7 +185,33 @@ impl Agent {
         }
     }
 
+    /// Scheduled backup jobs run only alongside the streamer (the archiver key).
+    fn start_jobs(&mut self) {
+        if self.jobs.is_some() {
+            return;
+        }
+        if let Some(service) = &self.backups {
+            let jobs = crate::backup::jobs::standard(&self.cfg, service);
+            if !jobs.is_empty() {
+                tracing::info!(jobs = jobs.len(), "starting scheduled backup jobs");
+            }
+            self.jobs = Some(crate::backup::jobs::Runner::start(jobs));
+        }
+    }
+
+    fn stop_jobs(&mut self) {
+        if let Some(jobs) = self.jobs.take() {
+            jobs.stop();
+        }
+        // A backup must not go on on a member that is no longer the archiver (its
+        // WAL wait would rely on an archiver that moved elsewhere).
+        if let Some(service) = &self.backups {
+            service.cancel_running();
+        }
+    }
+
     pub(super) fn stop_archiver(&mut self) {
+        self.stop_jobs();
         if let Some(s) = self.archiver.take() {
             s.stop();
             self.shared.update(|st| {

@@ -84,6 +84,10 @@ pub struct Agent {
     pub(super) archiver: Option<crate::backup::archiver::stream::Streamer>,
     /// Out of the archiver election until then (our archiver failed).
     pub(super) archiver_cooldown: Option<Instant>,
+    /// Base backups of this member (with a backup section).
+    pub(super) backups: Option<Arc<crate::backup::base::Service>>,
+    /// Scheduled backup jobs, while we hold `warden/archiver`.
+    pub(super) jobs: Option<crate::backup::jobs::Runner>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -151,6 +155,8 @@ impl Agent {
             watched_standbys: Vec::new(),
             archiver: None,
             archiver_cooldown: None,
+            backups: None,
+            jobs: None,
         }
     }
 
@@ -163,6 +169,12 @@ impl Agent {
     }
 
     /// Attaches the fencing guard process, fed once per turn.
+    /// Base backups run by this member while it is the archiver.
+    pub fn with_backups(mut self, service: Arc<crate::backup::base::Service>) -> Self {
+        self.backups = Some(service);
+        self
+    }
+
     pub fn with_guard(mut self, guard: super::fence::Guard) -> Self {
         self.guard = Some(guard);
         self

@@ -107,6 +107,20 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// A replication connection to the local PostgreSQL over TCP, without the
+    /// password (pass it as `PGPASSWORD`, never on a command line).
+    pub(crate) fn local_replication_conninfo(&self, application_name: &str) -> String {
+        format!(
+            "host='{}' port={} user='{}' application_name='{}' connect_timeout=5",
+            libpq_escape(&local_tcp_host(&self.listen_hosts)),
+            self.port,
+            libpq_escape(&self.replication.username),
+            libpq_escape(application_name),
+        )
+    }
+}
+
 /// Escapes a value for a single-quoted libpq connection-string parameter.
 fn libpq_escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\'', "\\'")

@@ -1,0 +1,132 @@
+//! `POST /backup` (start a base backup on this member, which must be the archiver)
+//! and `GET /backup` (what is running and how the last one ended).
+
+use super::write::{unauthorized, Context, MAX_REQUEST_BODY};
+use super::{json, text, Reply};
+use crate::backup::base::StartError;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use serde_json::Value;
+
+pub const PATH: &str = "/backup";
+
+/// Handles `/backup`, or gives the request back.
+pub async fn handle(req: Request<Incoming>, ctx: &Context) -> Result<Reply, Request<Incoming>> {
+    if req.uri().path().trim_end_matches('/') != PATH {
+        return Err(req);
+    }
+    let method = req.method().clone();
+    Ok(match method {
+        Method::GET | Method::HEAD => status(ctx, method == Method::GET),
+        Method::POST => {
+            if let Some(r) = unauthorized(&req, &ctx.shared) {
+                return Ok(r);
+            }
+            match read_empty_body(req).await {
+                Ok(()) => start(ctx).await,
+                Err(r) => r,
+            }
+        }
+        other => text(405, &format!("method {other} is not supported on {PATH}")),
+    })
+}
+
+/// `POST /backup` takes no parameters: an empty body or `{}`.
+async fn read_empty_body(req: Request<Incoming>) -> Result<(), Reply> {
+    let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
+        .collect()
+        .await
+        .map_err(|e| text(400, &format!("cannot read the request body: {e}")))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) if m.is_empty() => Ok(()),
+        Ok(Value::Object(m)) => Err(text(
+            400,
+            &format!(
+                "body: POST /backup takes no parameters, got {}",
+                m.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        Ok(_) => Err(text(400, "body: expected nothing or an empty JSON object")),
+        Err(e) => Err(text(400, &format!("body: invalid JSON: {e}"))),
+    }
+}
+
+fn status(ctx: &Context, with_body: bool) -> Reply {
+    let s = ctx.shared.snapshot();
+    let holder = s.cluster.as_ref().and_then(|c| c.archiver.clone());
+    let Some(service) = &ctx.backups else {
+        return text(
+            503,
+            "this member has no backup section in its configuration",
+        );
+    };
+    let mut v = serde_json::to_value(service.progress()).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("member".into(), s.name.clone().into());
+        m.insert("is_archiver".into(), s.archiver.into());
+        m.insert("archiver".into(), holder.map_or(Value::Null, Value::from));
+    }
+    json(200, &v, with_body)
+}
+
+/// The archiver key as the DCS has it now (the cached view may be a turn old).
+async fn archiver_now(ctx: &Context) -> Option<String> {
+    let key = ctx.keys.archiver();
+    let snapshot = ctx.dcs.get_prefix(&key).await.ok()?;
+    snapshot
+        .kvs
+        .into_iter()
+        .find(|kv| kv.key == key)
+        .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+async fn start(ctx: &Context) -> Reply {
+    let Some(service) = &ctx.backups else {
+        return text(
+            503,
+            "this member has no backup section in its configuration",
+        );
+    };
+    let s = ctx.shared.snapshot();
+    if !s.archiver {
+        let holder = match archiver_now(ctx).await {
+            Some(h) => Some(h),
+            None => s.cluster.as_ref().and_then(|c| c.archiver.clone()),
+        };
+        return match holder {
+            Some(h) if h != s.name => text(
+                409,
+                &format!(
+                    "{} is not the archiver; base backups run on the archiver, {h}: send the \
+                     request there",
+                    s.name
+                ),
+            ),
+            _ => text(
+                503,
+                &format!(
+                    "{} is not archiving WAL (no member holds the archiver key yet, or its \
+                     archiver is starting); try again shortly",
+                    s.name
+                ),
+            ),
+        };
+    }
+    match service.start("api").await {
+        Ok((id, _)) => json(
+            202,
+            &serde_json::json!({"id": id, "member": s.name, "status": "started"}),
+            true,
+        ),
+        Err(StartError::Busy(id)) => text(
+            409,
+            &format!("backup {id} is already running on {}", s.name),
+        ),
+        Err(StartError::Setup(e)) => text(503, &format!("cannot start a backup: {e}")),
+    }
+}

@@ -1,0 +1,191 @@
+//! Scheduled backup jobs, run by the member holding the archiver key.
+//!
+//! A job is a name, a cron schedule (UTC) and a function. [`Runner::start`] runs one
+//! task per job: sleep until the next occurrence, run the job, repeat. The agent starts
+//! the runner when it takes the archiver key and stops it when it loses the key (the
+//! base backup in flight is cancelled separately, through its `Service`).
+//!
+//! To add a job (dumps, drills), push another [`Job`] in [`standard`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::base::{Service, StartError};
+use crate::config::{Config, CronSchedule};
+
+pub type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub type JobFn = Arc<dyn Fn() -> JobFuture + Send + Sync>;
+
+/// One scheduled job.
+#[derive(Clone)]
+pub struct Job {
+    pub name: String,
+    pub schedule: CronSchedule,
+    pub run: JobFn,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("name", &self.name)
+            .field("schedule", &self.schedule)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The jobs `cfg` asks for: the base backup schedule (more to come: dumps, drills).
+pub fn standard(cfg: &Config, backups: &Arc<Service>) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let Some(b) = &cfg.backup else {
+        return jobs;
+    };
+    if let Some(schedule) = &b.schedule {
+        let service = backups.clone();
+        jobs.push(Job {
+            name: "base backup".into(),
+            schedule: schedule.clone(),
+            run: Arc::new(move || {
+                let service = service.clone();
+                Box::pin(async move { scheduled_backup(&service).await })
+            }),
+        });
+    }
+    jobs
+}
+
+/// One scheduled base backup: skipped (not queued) while another one runs.
+async fn scheduled_backup(service: &Arc<Service>) {
+    match service.start("schedule").await {
+        Ok((_, handle)) => {
+            // The outcome is logged and kept in the progress by the service.
+            let _ = handle.await;
+        }
+        Err(StartError::Busy(id)) => {
+            tracing::warn!(
+                running = id,
+                "scheduled base backup skipped: one is running"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "scheduled base backup not started"),
+    }
+}
+
+/// The next time `schedule` fires strictly after `after`.
+pub fn next_after(schedule: &CronSchedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    schedule.cron().find_next_occurrence(&after, false).ok()
+}
+
+/// Running job tasks. Dropping it leaves them running: call [`Runner::stop`].
+#[derive(Debug)]
+pub struct Runner {
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Runner {
+    pub fn start(jobs: Vec<Job>) -> Self {
+        let cancel = CancellationToken::new();
+        let tasks = jobs
+            .into_iter()
+            .map(|job| tokio::spawn(run_job(job, cancel.clone())))
+            .collect();
+        Self { cancel, tasks }
+    }
+
+    /// Stops scheduling at once; a job in progress is dropped at its next await
+    /// (work that must clean up runs in its own task, like the base backup).
+    pub fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn run_job(job: Job, cancel: CancellationToken) {
+    let mut after = Utc::now();
+    loop {
+        let Some(next) = next_after(&job.schedule, after) else {
+            tracing::warn!(
+                job = job.name,
+                schedule = job.schedule.0,
+                "the schedule never fires again"
+            );
+            return;
+        };
+        tracing::debug!(job = job.name, %next, "next run");
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return,
+        }
+        tracing::info!(job = job.name, "scheduled job starting");
+        tokio::select! {
+            () = (job.run)() => {}
+            () = cancel.cancelled() => return,
+        }
+        // A job that ran past later occurrences does not run again for each of them.
+        after = next.max(Utc::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    #[test]
+    fn next_occurrence_in_utc() {
+        let s: CronSchedule = "15 3 * * *".parse().unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 12, 2, 3, 15, 0).unwrap();
+        assert_eq!(
+            next_after(&s, t),
+            Some(Utc.with_ymd_and_hms(2026, 12, 3, 3, 15, 0).unwrap()),
+            "strictly after"
+        );
+        let s: CronSchedule = "*/5 * * * * *".parse().unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 12, 2, 3, 15, 1).unwrap();
+        assert_eq!(
+            next_after(&s, t),
+            Some(Utc.with_ymd_and_hms(2026, 12, 2, 3, 15, 5).unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_runs_on_schedule_and_stops_with_the_runner() {
+        let count = Arc::new(AtomicU32::new(0));
+        let c = count.clone();
+        let job = Job {
+            name: "tick".into(),
+            schedule: "* * * * * *".parse().unwrap(),
+            run: Arc::new(move || {
+                let c = c.clone();
+                Box::pin(async move {
+                    c.fetch_add(1, Ordering::SeqCst);
+                })
+            }),
+        };
+        let runner = Runner::start(vec![job]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count.load(Ordering::SeqCst) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the job did not fire twice"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        runner.stop();
+        // Let an already-woken task observe the stop, then nothing more may happen.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped_at = count.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(count.load(Ordering::SeqCst), stopped_at);
+    }
+}

@@ -1,0 +1,400 @@
+//! `wardenctl backup create` (asks the archiver's REST API) and `wardenctl backup
+//! list` (reads the catalog in the repository directly, with the `backup` section of
+//! the `-c` config and the system identifier from the DCS).
+
+use super::args::{BackupArgs, BackupCommand, BackupCreateArgs, BackupListArgs};
+use super::commands::timestamp;
+use super::output::{Align, TextTable};
+use super::Ctl;
+use crate::backup::catalog::{BackupRecord, Catalog, DrillRecord, DumpRecord};
+use crate::backup::key::EncryptionKey;
+use crate::backup::layout::Layout;
+use crate::backup::repo::Repository;
+use crate::http_client::Method;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Consecutive failed status reads before `create --wait` gives up.
+const MAX_STATUS_FAILURES: u32 = 30;
+/// A progress line at least this often while waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// `1.5 GiB`, `640 KiB`, `12 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn seconds(r: &BackupRecord) -> f64 {
+    (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0
+}
+
+/// One backup as `backup list --json` shows it (without the per-file list).
+pub fn backup_summary(r: &BackupRecord) -> Value {
+    json!({
+        "id": r.id,
+        "member": r.member,
+        "pg_version": r.pg_version,
+        "timeline": r.timeline,
+        "start_lsn": r.start_lsn,
+        "end_lsn": r.end_lsn,
+        "start_wal": r.start_wal,
+        "end_wal": r.end_wal,
+        "size": r.size,
+        "stored_size": r.stored_size,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "duration_seconds": seconds(r),
+        "parts": r.parts.len(),
+        "files": r.files.len(),
+    })
+}
+
+fn dump_summary(d: &DumpRecord) -> Value {
+    json!({
+        "id": d.id,
+        "member": d.member,
+        "started_at": d.started_at,
+        "finished_at": d.finished_at,
+        "databases": d.databases.iter().map(|db| json!({
+            "name": db.name, "size": db.size, "stored_size": db.stored_size,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The backups table.
+pub fn backups_table(title: &str, backups: &[BackupRecord]) -> String {
+    let mut t = TextTable {
+        title: title.to_string(),
+        columns: [
+            "ID",
+            "Member",
+            "TL",
+            "Start LSN",
+            "End LSN",
+            "Size",
+            "Stored",
+            "Duration",
+        ]
+        .map(String::from)
+        .to_vec(),
+        align: vec![
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+        ],
+        rows: Vec::new(),
+    };
+    for r in backups {
+        t.rows.push(vec![
+            r.id.clone(),
+            r.member.clone(),
+            r.timeline.to_string(),
+            r.start_lsn.clone(),
+            r.end_lsn.clone(),
+            human_bytes(r.size),
+            human_bytes(r.stored_size),
+            format!("{:.1}s", seconds(r)),
+        ]);
+    }
+    t.render()
+}
+
+impl Ctl<'_> {
+    pub async fn backup(&mut self, a: BackupArgs) -> Result<()> {
+        match a.command {
+            BackupCommand::Create(a) => self.backup_create(a).await,
+            BackupCommand::List(a) => self.backup_list(a).await,
+            BackupCommand::Verify(a) => self.backup_verify(a).await,
+            BackupCommand::Delete(a) => self.backup_delete(a).await,
+        }
+    }
+
+    async fn backup_create(&mut self, a: BackupCreateArgs) -> Result<()> {
+        let scope = self.config.scope_for(a.cluster_name.as_deref())?;
+        let view = self.read_existing(&scope).await?;
+        let archiver = view.cluster.archiver.clone().ok_or_else(|| {
+            anyhow!(
+                "no member holds the archiver key ({}warden/archiver): base backups run on \
+                 the archiver; are the members configured with a backup section, and is one \
+                 of them running?",
+                view.keys.prefix()
+            )
+        })?;
+        let api_url = view
+            .cluster
+            .member(&archiver)
+            .map(|m| m.api_url.clone())
+            .ok_or_else(|| anyhow!("the archiver {archiver} has no member key"))?;
+        let resp = self
+            .api
+            .call(
+                Method::POST,
+                &archiver,
+                &api_url,
+                "backup",
+                Some(&json!({})),
+                None,
+            )
+            .await
+            .with_context(|| format!("asking {archiver} to start a backup"))?;
+        if resp.status != 202 {
+            bail!("{}", super::api::failed_line("backup", &archiver, &resp));
+        }
+        let started: Value = serde_json::from_slice(&resp.body)
+            .with_context(|| format!("{archiver} answered with something that is not JSON"))?;
+        let id = started["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{archiver} did not say which backup it started"))?
+            .to_string();
+        if a.no_wait {
+            if a.json {
+                self.io
+                    .println(json!({"id": id, "member": archiver, "status": "started"}))?;
+            } else {
+                self.io
+                    .println(format!("Backup {id} started on {archiver}"))?;
+            }
+            return Ok(());
+        }
+        if !a.json {
+            self.io
+                .println(format!("{} Backup {id} started on {archiver}", timestamp()))?;
+        }
+        let outcome = self
+            .follow_backup(&archiver, &api_url, &id, !a.json)
+            .await?;
+        let ok = outcome["ok"].as_bool() == Some(true);
+        if a.json {
+            let mut v = outcome.clone();
+            v["member"] = archiver.clone().into();
+            self.io.println(v)?;
+        }
+        if !ok {
+            bail!(
+                "backup {id} on {archiver} failed: {}",
+                outcome["error"].as_str().unwrap_or("(no reason given)")
+            );
+        }
+        if !a.json {
+            self.io.println(format!(
+                "{} Backup {id} committed on {archiver}: {} in {:.1}s ({:.1} MB/s)",
+                timestamp(),
+                human_bytes(outcome["bytes"].as_u64().unwrap_or(0)),
+                outcome["seconds"].as_f64().unwrap_or(0.0),
+                outcome["mb_per_s"].as_f64().unwrap_or(0.0),
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Polls `GET /backup` until backup `id` ended; returns its outcome.
+    async fn follow_backup(
+        &mut self,
+        member: &str,
+        api_url: &str,
+        id: &str,
+        show: bool,
+    ) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + self.timing.reinit_deadline;
+        let mut failures = 0u32;
+        let mut last_phase = String::new();
+        let mut last_line = tokio::time::Instant::now();
+        loop {
+            match self
+                .api
+                .call(Method::GET, member, api_url, "backup", None, None)
+                .await
+            {
+                Ok(r) if r.status == 200 => {
+                    failures = 0;
+                    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                    if v["last"]["id"].as_str() == Some(id) {
+                        return Ok(v["last"].clone());
+                    }
+                    if v["id"].as_str() == Some(id) {
+                        let phase = v["phase"].as_str().unwrap_or("").to_string();
+                        if show && (phase != last_phase || last_line.elapsed() >= PROGRESS_EVERY) {
+                            self.io.println(format!(
+                                "{} {id}: {phase}, {} streamed, {:.0}s, {:.1} MB/s",
+                                timestamp(),
+                                human_bytes(v["bytes"].as_u64().unwrap_or(0)),
+                                v["elapsed_seconds"].as_f64().unwrap_or(0.0),
+                                v["mb_per_s"].as_f64().unwrap_or(0.0),
+                            ))?;
+                            last_phase = phase;
+                            last_line = tokio::time::Instant::now();
+                        }
+                    } else {
+                        bail!(
+                            "{member} no longer reports backup {id} (the agent restarted?); \
+                             check `wardenctl backup list` and the agent's log"
+                        );
+                    }
+                }
+                Ok(r) => {
+                    failures += 1;
+                    if failures >= MAX_STATUS_FAILURES {
+                        bail!("{}", super::api::failed_line("backup status", member, &r));
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures >= MAX_STATUS_FAILURES {
+                        bail!("cannot read the backup status from {member}: {e}");
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "backup {id} on {member} did not finish within {}; it may still be \
+                     running (GET {api_url} /backup)",
+                    humantime::format_duration(self.timing.reinit_deadline)
+                );
+            }
+            tokio::time::sleep(self.timing.poll).await;
+        }
+    }
+
+    /// The catalog of `scope`: the backup section of the -c config, the system
+    /// identifier from the DCS.
+    async fn open_catalog(&mut self, scope: &str) -> Result<(Catalog, u64)> {
+        let file = self.config.file.clone().ok_or_else(|| {
+            anyhow!(
+                "reading the repository needs the agent's config file with its backup \
+                 section: pass -c CONFIG"
+            )
+        })?;
+        let backup = crate::config::load_backup_section(&file)
+            .map_err(|e| anyhow!("{e}"))?
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} has no backup section: wardenctl needs backup.repository and the \
+                     encryption key to read the repository",
+                    file.display()
+                )
+            })?;
+        let view = self.read_existing(scope).await?;
+        let sysid: u64 = view
+            .cluster
+            .initialize
+            .as_deref()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                anyhow!(
+                    "cluster {scope:?} has no system identifier in the DCS ({}initialize): \
+                     is it bootstrapped?",
+                    view.keys.prefix()
+                )
+            })?;
+        let catalog = Catalog {
+            repo: Repository::open(&backup.repository)?,
+            layout: Layout::new(scope, sysid),
+            key: EncryptionKey::load(backup.encryption_key_file.as_deref())?,
+        };
+        Ok((catalog, sysid))
+    }
+
+    async fn backup_list(&mut self, a: BackupListArgs) -> Result<()> {
+        let scope = self.config.scope_for(a.cluster_name.as_deref())?;
+        let (catalog, sysid) = self.open_catalog(&scope).await?;
+        let where_ = catalog.repo.url().to_string();
+        let backups = catalog
+            .backups()
+            .await
+            .with_context(|| format!("reading the backups in {where_}"))?;
+        let dumps = catalog
+            .dumps()
+            .await
+            .with_context(|| format!("reading the dumps in {where_}"))?;
+        let drill: Option<DrillRecord> = catalog
+            .drills()
+            .await
+            .with_context(|| format!("reading the drill results in {where_}"))?
+            .pop();
+        if a.json {
+            self.io.println(serde_json::to_string_pretty(&json!({
+                "cluster": scope,
+                "system_identifier": sysid.to_string(),
+                "repository": where_,
+                "backups": backups.iter().map(backup_summary).collect::<Vec<_>>(),
+                "dumps": dumps.iter().map(dump_summary).collect::<Vec<_>>(),
+                "last_drill": drill,
+            }))?)?;
+            return Ok(());
+        }
+        let title = format!("Backups: {scope} ({where_})");
+        self.io.println(backups_table(&title, &backups))?;
+        if backups.is_empty() {
+            self.io.println("No committed base backup.")?;
+        }
+        if !dumps.is_empty() {
+            let mut t = TextTable {
+                title: "Dumps".into(),
+                columns: ["ID", "Member", "Databases", "Size", "Stored"]
+                    .map(String::from)
+                    .to_vec(),
+                align: vec![
+                    Align::Left,
+                    Align::Left,
+                    Align::Left,
+                    Align::Right,
+                    Align::Right,
+                ],
+                rows: Vec::new(),
+            };
+            for d in &dumps {
+                t.rows.push(vec![
+                    d.id.clone(),
+                    d.member.clone(),
+                    d.databases
+                        .iter()
+                        .map(|db| db.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    human_bytes(d.databases.iter().map(|db| db.size).sum()),
+                    human_bytes(d.databases.iter().map(|db| db.stored_size).sum()),
+                ]);
+            }
+            self.io.println(t.render())?;
+        }
+        if let Some(d) = drill {
+            self.io.println(format!(
+                "Last drill: {} {} (backup {}){}",
+                d.id,
+                if d.ok { "passed" } else { "FAILED" },
+                d.backup_id.as_deref().unwrap_or("-"),
+                d.error.map(|e| format!(": {e}")).unwrap_or_default()
+            ))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_people_write_them() {
+        assert_eq!(human_bytes(12), "12 B");
+        assert_eq!(human_bytes(640 * 1024), "640.0 KiB");
+        assert_eq!(human_bytes(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+    }
+}

@@ -1,0 +1,358 @@
+//! Base backups (issue 6): a 3-node cluster under a write load, one repository
+//! (a directory, then a real S3 server) shared by every member.
+//!
+//! - `wardenctl backup create` runs the backup on the archiver, a replica, and waits
+//!   for the committed record.
+//! - The record's parts are sealed (not a plain tar); opened and concatenated they
+//!   are a tar stream whose files match the record's per-file SHA-256; the manifest
+//!   object exists; every WAL segment from `start_wal` to `end_wal` is archived.
+//! - `wardenctl backup list` (table and JSON) shows the backup.
+//! - Bad input: `POST /backup` on a member that is not the archiver names the
+//!   archiver; `wardenctl backup list` with a config without a backup section says so.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use warden_agent::backup::catalog::{BackupRecord, Catalog, MANIFEST};
+use warden_agent::backup::codec;
+use warden_agent::backup::key::EncryptionKey;
+use warden_agent::backup::layout::{Layout, WalName};
+use warden_agent::backup::repo::Repository;
+use warden_tests::process::{run_bounded, RunOutput};
+use warden_tests::s3::{self, S3Server};
+use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
+use warden_tests::workload::{Writer, WriterOptions};
+use warden_tests::{bins, http, wait_until, Cluster, ClusterSpec};
+
+const KEY: &str = "3c9a1e7b5d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c";
+const BUCKET: &str = "warden-base";
+const FORM_TIMEOUT: Duration = Duration::from_secs(90);
+/// A lease expiry plus pg_receivewal's start.
+const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(60);
+const CTL_TIMEOUT: Duration = Duration::from_secs(240);
+
+enum Repo {
+    Fs(PathBuf),
+    S3(S3Server),
+}
+
+impl Repo {
+    fn yaml(&self) -> String {
+        match self {
+            Repo::Fs(path) => format!(
+                "  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n",
+                path.display()
+            ),
+            Repo::S3(server) => format!(
+                "  repository:\n    type: s3\n    bucket: {BUCKET}\n    endpoint: {}\n    \
+                 allow_http: true\n    region: {}\n    prefix: base/test\n    \
+                 access_key_id: {}\n    secret_access_key: {}\n    timeout: 10s\n",
+                server.endpoint(),
+                s3::REGION,
+                s3::ACCESS_KEY_ID,
+                s3::SECRET_ACCESS_KEY
+            ),
+        }
+    }
+}
+
+fn key_file(dir: &Path) -> PathBuf {
+    let path = dir.join("backup.key");
+    std::fs::write(&path, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown_to_postgres(&path).unwrap();
+    path
+}
+
+fn wardenctl(config: &Path, args: &[&str]) -> RunOutput {
+    let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
+    cmd.arg("-c").arg(config).args(args);
+    let out = run_bounded(&mut cmd, CTL_TIMEOUT).expect("run wardenctl");
+    println!("wardenctl {}: {}", args.join(" "), out.describe());
+    out
+}
+
+fn ok(out: &RunOutput) -> bool {
+    out.status.is_some_and(|s| s.success())
+}
+
+fn archiver_key(cluster: &Cluster) -> Option<String> {
+    cluster
+        .etcd()
+        .get(&format!("{}warden/archiver", cluster.key_prefix()))
+        .ok()
+        .flatten()
+        .map(|kv| kv.value)
+}
+
+/// Segment number of a 24-hex segment name (16 MiB segments).
+fn segno(name: &str) -> u64 {
+    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+    log * 0x100 + seg
+}
+
+fn segment(timeline: &str, n: u64) -> String {
+    format!("{timeline}{:08X}{:08X}", n / 0x100, n % 0x100)
+}
+
+/// Everything the test checks in the repository, through the agent's repository
+/// and codec (the format under test).
+struct Check {
+    rt: tokio::runtime::Runtime,
+    catalog: Catalog,
+}
+
+impl Check {
+    fn new(config: &Path, scope: &str, sysid: u64) -> Check {
+        let backup = warden_agent::config::load_backup_section(config)
+            .unwrap()
+            .expect("the node config has a backup section");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let catalog = Catalog {
+            repo: Repository::open(&backup.repository).unwrap(),
+            layout: Layout::new(scope, sysid),
+            key: EncryptionKey::parse(KEY, "test").unwrap(),
+        };
+        Check { rt, catalog }
+    }
+
+    fn backups(&self) -> Vec<BackupRecord> {
+        self.rt.block_on(self.catalog.backups()).unwrap()
+    }
+
+    fn get(&self, path: &str) -> Vec<u8> {
+        self.rt
+            .block_on(self.catalog.repo.get(path))
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .to_vec()
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.rt.block_on(self.catalog.repo.exists(path)).unwrap()
+    }
+
+    /// The record's parts, each sealed, opened and joined: the tar stream.
+    fn tar_stream(&self, r: &BackupRecord) -> Vec<u8> {
+        let dir = self.catalog.backup_dir(&r.id);
+        let mut stream = Vec::new();
+        assert!(!r.parts.is_empty());
+        for p in &r.parts {
+            let path = format!("{dir}/{}", p.name);
+            let sealed = self.get(&path);
+            assert_eq!(sealed.len() as u64, p.stored_size, "{path}");
+            assert!(sealed.starts_with(b"WRDNBK01"), "{path} is sealed");
+            assert!(
+                !sealed.windows(5).any(|w| w == b"ustar"),
+                "{path} holds plain tar headers"
+            );
+            let (plain, digest) = codec::open_bytes(&self.catalog.key, &path, &sealed)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert_eq!(plain.len() as u64, p.plain_size, "{path}");
+            assert_eq!(hex::encode(digest), p.sha256, "{path}");
+            stream.extend_from_slice(&plain);
+        }
+        stream
+    }
+
+    fn verify(&self, r: &BackupRecord) {
+        let stream = self.tar_stream(r);
+        assert_eq!(stream.len() as u64, r.size);
+        // Every regular file in the stream, checksummed here, independently.
+        let mut in_tar: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        let mut archive = tar::Archive::new(&stream[..]);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            in_tar.insert(
+                path,
+                (data.len() as u64, hex::encode(Sha256::digest(&data))),
+            );
+        }
+        for must in ["PG_VERSION", "global/pg_control", "backup_label", MANIFEST] {
+            assert!(in_tar.contains_key(must), "{must} missing from the stream");
+        }
+        let recorded: BTreeMap<String, (u64, String)> = r
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), (f.size, f.sha256.clone())))
+            .collect();
+        assert_eq!(recorded, in_tar, "per-file checksums match the stream");
+
+        // The manifest object is the manifest of the stream.
+        let mpath = format!("{}/{MANIFEST}", self.catalog.backup_dir(&r.id));
+        let (manifest, _) =
+            codec::open_bytes(&self.catalog.key, &mpath, &self.get(&mpath)).unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(&manifest)),
+            in_tar[MANIFEST].1,
+            "the manifest object is the stream's backup_manifest"
+        );
+        let m: Value = serde_json::from_slice(&manifest).unwrap();
+        assert_eq!(m["WAL-Ranges"][0]["Start-LSN"], r.start_lsn.as_str());
+        assert_eq!(m["WAL-Ranges"][0]["End-LSN"], r.end_lsn.as_str());
+
+        // Every segment the backup needs is archived.
+        let tli = &r.start_wal[..8];
+        assert_eq!(tli, format!("{:08X}", r.timeline));
+        assert!(segno(&r.start_wal) <= segno(&r.end_wal));
+        for n in segno(&r.start_wal)..=segno(&r.end_wal) {
+            let name = WalName::parse(&segment(tli, n)).unwrap();
+            let path = self.catalog.layout.wal(&name);
+            assert!(
+                self.exists(&path),
+                "{path} (needed by the backup) is archived"
+            );
+        }
+    }
+}
+
+fn scenario(work: &WorkDir, repo: &Repo) {
+    let yaml = format!(
+        "backup:\n{}  encryption_key_file: {}\n  wal_wait_timeout: 120s\n",
+        repo.yaml(),
+        key_file(work.path()).display()
+    );
+    let cluster = Cluster::start(
+        ClusterSpec::new(3)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let formed = cluster.assert_converged(FORM_TIMEOUT);
+    let primary = formed.primary;
+    let leader = cluster.node(primary).name().to_string();
+    let writer = Writer::start(
+        cluster.node(primary).pg_port(),
+        "backup_writes",
+        WriterOptions {
+            pause_after_ack: Duration::from_millis(5),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+
+    let archiver = wait_until(ARCHIVER_TIMEOUT, "a replica holds the archiver key", || {
+        archiver_key(&cluster).filter(|a| *a != leader)
+    });
+    let archiver_node = cluster.index_of(&archiver).unwrap();
+    wait_until(ARCHIVER_TIMEOUT, "the archiver reports archiving", || {
+        cluster
+            .node(archiver_node)
+            .patroni()
+            .is_some_and(|p| p["warden"]["archiver"] == true)
+            .then_some(())
+    });
+    let config = cluster.node(0).config_path();
+
+    // A member that is not the archiver refuses, naming the archiver.
+    let refused = http::post_json(
+        &format!("{}/backup", cluster.node(primary).api_url()),
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains(&archiver), "{}", refused.body);
+    // A body with parameters is refused with what was wrong.
+    let bad = http::post_json(
+        &format!("{}/backup", cluster.node(archiver_node).api_url()),
+        &serde_json::json!({"label": "x"}),
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("label"), "{}", bad.body);
+
+    let out = wardenctl(&config, &["backup", "create"]);
+    assert!(ok(&out), "backup create failed");
+    assert!(out.stdout.contains("committed"), "{}", out.stdout);
+    let writes = writer.acks().len();
+    assert!(writes > 0, "the write load ran during the backup");
+
+    let sysid: u64 = cluster
+        .node(primary)
+        .system_identifier()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let check = Check::new(&config, cluster.scope(), sysid);
+    let backups = check.backups();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let r = &backups[0];
+    assert_eq!(r.member, archiver, "taken on the archiver");
+    assert_ne!(r.member, leader, "not on the leader");
+    assert_eq!(r.system_identifier, sysid);
+    assert!(r.pg_version >= 150_000, "{}", r.pg_version);
+    check.verify(r);
+
+    let out = wardenctl(&config, &["backup", "list"]);
+    assert!(ok(&out));
+    assert!(
+        out.stdout.contains(&r.id) && out.stdout.contains(&archiver),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains(&r.end_lsn), "{}", out.stdout);
+    let out = wardenctl(&config, &["backup", "list", "--json"]);
+    assert!(ok(&out));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["backups"][0]["id"], r.id.as_str());
+    assert_eq!(v["backups"][0]["member"], archiver.as_str());
+    assert_eq!(v["backups"][0]["size"], r.size);
+    assert_eq!(v["backups"][0]["end_wal"], r.end_wal.as_str());
+    assert_eq!(v["system_identifier"], sysid.to_string());
+
+    // `GET /backup` on the archiver reports the committed backup.
+    let status = http::get(&format!("{}/backup", cluster.node(archiver_node).api_url()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["last"]["id"], r.id.as_str());
+    assert_eq!(status["last"]["ok"], true);
+    assert_eq!(status["running"], false);
+
+    // wardenctl with a config that has no backup section says what is missing.
+    let bare = work.path().join("bare.yml");
+    std::fs::write(
+        &bare,
+        format!(
+            "scope: {}\netcd3:\n  hosts: {}\n",
+            cluster.scope(),
+            cluster.node(0).config().etcd_hosts
+        ),
+    )
+    .unwrap();
+    let out = wardenctl(&bare, &["backup", "list"]);
+    assert!(!ok(&out));
+    assert!(out.stderr.contains("no backup section"), "{}", out.stderr);
+    drop(writer);
+}
+
+#[test]
+fn base_backup_on_the_archiver_replica_filesystem() {
+    let work = WorkDir::temp().unwrap();
+    let repo = work.path().join("repo");
+    create_node_dir(&repo).unwrap();
+    scenario(&work, &Repo::Fs(repo));
+}
+
+#[test]
+fn base_backup_on_the_archiver_replica_s3() {
+    let work = WorkDir::temp().unwrap();
+    let server = S3Server::start(&work.path().join("moto")).unwrap();
+    server.create_bucket(BUCKET).unwrap();
+    scenario(&work, &Repo::S3(server));
+}
