@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod backup;
+mod backup_dump;
 pub mod config_edit;
 pub mod health;
 pub mod metrics;

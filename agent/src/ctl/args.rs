@@ -179,6 +179,9 @@ pub struct BackupCreateArgs {
     /// Return once the archiver accepted the request.
     #[arg(long = "no-wait", overrides_with = "wait")]
     pub no_wait: bool,
+    /// A logical dump (pg_dump of backup.dump.databases) instead of a base backup.
+    #[arg(long)]
+    pub dump: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

@@ -127,6 +127,9 @@ impl Ctl<'_> {
     }
 
     async fn backup_create(&mut self, a: BackupCreateArgs) -> Result<()> {
+        if a.dump {
+            return self.dump_create(a).await;
+        }
         let scope = self.config.scope_for(a.cluster_name.as_deref())?;
         let view = self.read_existing(&scope).await?;
         let archiver = view.cluster.archiver.clone().ok_or_else(|| {

@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, bail, Result};
 
-use super::args::{BackupDeleteArgs, BackupVerifyArgs};
+use super::args::{BackupCreateArgs, BackupDeleteArgs, BackupVerifyArgs};
 use super::Ctl;
 use crate::backup::catalog::Catalog;
 use crate::backup::key::EncryptionKey;
@@ -12,6 +12,8 @@ use crate::backup::layout::Layout;
 use crate::backup::repo::Repository;
 use crate::backup::{prune, verify, walchain};
 use crate::config::BackupConfig;
+use crate::http_client::Method;
+use serde_json::{json, Value};
 
 impl Ctl<'_> {
     /// The agent config's `backup` section (the file given with `-c`).
@@ -101,5 +103,104 @@ impl Ctl<'_> {
             write!(self.io.out, "{}", report.human())?;
         }
         Ok(())
+    }
+
+    /// `backup create --dump`: asks the archiver for a logical dump and (unless
+    /// --no-wait) waits for its outcome in `GET /backup`'s `dump`.
+    pub async fn dump_create(&mut self, a: BackupCreateArgs) -> Result<()> {
+        let scope = self.config.scope_for(a.cluster_name.as_deref())?;
+        let view = self.read_existing(&scope).await?;
+        let archiver = view.cluster.archiver.clone().ok_or_else(|| {
+            anyhow!("no member holds the archiver key: dumps run on the archiver")
+        })?;
+        let api_url = view
+            .cluster
+            .member(&archiver)
+            .map(|m| m.api_url.clone())
+            .ok_or_else(|| anyhow!("the archiver {archiver} has no member key"))?;
+        let resp = self
+            .api
+            .call(
+                Method::POST,
+                &archiver,
+                &api_url,
+                "backup",
+                Some(&json!({"kind": "dump"})),
+                None,
+            )
+            .await?;
+        if resp.status != 202 {
+            bail!("{}", super::api::failed_line("dump", &archiver, &resp));
+        }
+        let started: Value = serde_json::from_slice(&resp.body)?;
+        let id = started["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("{archiver} did not say which dump it started"))?
+            .to_string();
+        if a.no_wait {
+            return self.say(
+                a.json,
+                json!({"id": id, "member": archiver, "status": "started"}),
+                format!("Dump {id} started on {archiver}"),
+            );
+        }
+        let deadline = tokio::time::Instant::now() + self.timing.reinit_deadline;
+        let mut failures = 0u32;
+        loop {
+            match self
+                .api
+                .call(Method::GET, &archiver, &api_url, "backup", None, None)
+                .await
+            {
+                Ok(r) if r.status == 200 => {
+                    failures = 0;
+                    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+                    let last = &v["dump"]["last"];
+                    if last["id"].as_str() == Some(id.as_str()) {
+                        let ok = last["ok"].as_bool() == Some(true);
+                        let line = if ok {
+                            format!(
+                                "Dump {id} committed on {archiver}: {} verified with pg_restore --list ({} TOC entries)",
+                                last["databases"].as_array().map(|d| d.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
+                                last["toc_entries"]
+                            )
+                        } else {
+                            String::new()
+                        };
+                        if a.json || ok {
+                            self.say(a.json, last.clone(), line)?;
+                        }
+                        if !ok {
+                            bail!(
+                                "dump {id} on {archiver} failed: {}",
+                                last["error"].as_str().unwrap_or("(no reason given)")
+                            );
+                        }
+                        return Ok(());
+                    }
+                    if v["dump"]["running"].as_str() != Some(id.as_str()) {
+                        bail!("{archiver} no longer reports dump {id} (the agent restarted?)");
+                    }
+                }
+                Ok(_) | Err(_) => {
+                    failures += 1;
+                    if failures >= 30 {
+                        bail!("cannot read the dump status from {archiver}");
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("dump {id} on {archiver} did not finish in time; it may still be running");
+            }
+            tokio::time::sleep(self.timing.poll).await;
+        }
+    }
+
+    fn say(&mut self, as_json: bool, v: Value, line: String) -> Result<()> {
+        if as_json {
+            self.io.println(v)
+        } else {
+            self.io.println(line)
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! leftovers after a day.
 
 mod process;
+pub mod run;
 
 use chrono::Utc;
 
@@ -85,10 +86,15 @@ impl DumpJob {
         Ok((self.databases.clone(), version))
     }
 
-    /// Dumps, verifies and commits; returns the record.
+    /// Dumps, verifies and commits under a fresh id; returns the record.
     pub async fn run(&self) -> Result<DumpRecord, DumpError> {
+        self.run_as(&catalog::id_at(Utc::now())).await
+    }
+
+    /// The same under `id` (the start time, from [`catalog::id_at`]).
+    pub async fn run_as(&self, id: &str) -> Result<DumpRecord, DumpError> {
+        let id = id.to_owned();
         let started_at = Utc::now();
-        let id = catalog::id_at(started_at);
         let (dbs, pg_version) = self.inventory().await?;
         if dbs.is_empty() {
             return Err(DumpError::Inventory("no database to dump".into()));
