@@ -107,6 +107,9 @@ impl Archived {
 pub struct Start {
     pub tli: u32,
     pub segno: u64,
+    /// The last segment the backup needs at least (its `end_wal`): checked even
+    /// when nothing newer is archived.
+    pub needed_to: u64,
 }
 
 /// The result of a continuity check.
@@ -209,26 +212,16 @@ pub fn check(a: &Archived, start: Start, seg_size: u64) -> Continuity {
                 .and_then(|s| s.iter().rev().find(|&&p| tli_for(p) == t).copied())
         })
         .max();
-    let end = match (end_full, end_partial) {
-        (Some(f), Some(p)) => f.max(p),
-        (Some(f), None) => f,
-        (None, Some(p)) => p,
-        (None, None) => {
-            out.missing
-                .push(segment_name(start.tli, start.segno, seg_size));
-            return out;
-        }
+    let newest = match (end_full, end_partial) {
+        (Some(f), Some(p)) => Some(f.max(p)),
+        (f, p) => f.or(p),
     };
-    if end < start.segno {
-        out.missing
-            .push(segment_name(start.tli, start.segno, seg_size));
-        return out;
-    }
+    let end = newest.unwrap_or(0).max(start.needed_to).max(start.segno);
     for n in start.segno..=end {
         let tli = tli_for(n);
         out.checked += 1;
         let full = a.segments.get(&tli).is_some_and(|s| s.contains(&n));
-        let partial = n == end && a.partials.get(&tli).is_some_and(|s| s.contains(&n));
+        let partial = Some(n) == newest && a.partials.get(&tli).is_some_and(|s| s.contains(&n));
         if full || partial {
             out.newest = Some(if full {
                 segment_name(tli, n, seg_size)
@@ -299,7 +292,15 @@ mod tests {
             ],
             &[],
         );
-        let c = check(&a, Start { tli: 1, segno: 2 }, SZ);
+        let c = check(
+            &a,
+            Start {
+                tli: 1,
+                segno: 2,
+                needed_to: 2,
+            },
+            SZ,
+        );
         assert!(c.missing.is_empty(), "{c:?}");
         assert_eq!(c.checked, 3);
         assert_eq!(
@@ -318,10 +319,26 @@ mod tests {
             ],
             &[],
         );
-        let c = check(&a, Start { tli: 1, segno: 2 }, SZ);
+        let c = check(
+            &a,
+            Start {
+                tli: 1,
+                segno: 2,
+                needed_to: 2,
+            },
+            SZ,
+        );
         assert_eq!(c.missing, vec!["000000010000000000000003"]);
         // The start itself missing is a gap too.
-        let c = check(&a, Start { tli: 1, segno: 1 }, SZ);
+        let c = check(
+            &a,
+            Start {
+                tli: 1,
+                segno: 1,
+                needed_to: 1,
+            },
+            SZ,
+        );
         assert_eq!(
             c.missing,
             vec!["000000010000000000000001", "000000010000000000000003"]
@@ -329,8 +346,31 @@ mod tests {
     }
 
     #[test]
+    fn the_backups_own_range_is_needed_even_when_it_is_the_newest() {
+        let a = archived(&["000000010000000000000002"], &[]);
+        let c = check(
+            &a,
+            Start {
+                tli: 1,
+                segno: 2,
+                needed_to: 3,
+            },
+            SZ,
+        );
+        assert_eq!(c.missing, vec!["000000010000000000000003"]);
+    }
+
+    #[test]
     fn no_wal_at_all_reports_the_start() {
-        let c = check(&Archived::default(), Start { tli: 1, segno: 2 }, SZ);
+        let c = check(
+            &Archived::default(),
+            Start {
+                tli: 1,
+                segno: 2,
+                needed_to: 2,
+            },
+            SZ,
+        );
         assert_eq!(c.missing, vec!["000000010000000000000002"]);
     }
 
@@ -352,7 +392,15 @@ mod tests {
                 (3, "1\t0/4000100\tx\n2\t0/6000200\ty\n"),
             ],
         );
-        let c = check(&a, Start { tli: 1, segno: 3 }, SZ);
+        let c = check(
+            &a,
+            Start {
+                tli: 1,
+                segno: 3,
+                needed_to: 3,
+            },
+            SZ,
+        );
         assert_eq!(c.timeline, 3);
         assert!(c.missing.is_empty(), "{c:?}");
         assert_eq!(c.checked, 5);
@@ -361,14 +409,30 @@ mod tests {
         // Without timeline 2's segment 5 the chain has a gap, named on timeline 2.
         let mut b = a.clone();
         b.segments.get_mut(&2).unwrap().remove(&5);
-        let c = check(&b, Start { tli: 1, segno: 3 }, SZ);
+        let c = check(
+            &b,
+            Start {
+                tli: 1,
+                segno: 3,
+                needed_to: 3,
+            },
+            SZ,
+        );
         assert_eq!(c.missing, vec!["000000020000000000000005"]);
 
         // Missing history file of the newest timeline: its WAL cannot be followed,
         // which is a problem of its own.
         let mut d = a;
         d.histories.remove(&3);
-        let c = check(&d, Start { tli: 1, segno: 3 }, SZ);
+        let c = check(
+            &d,
+            Start {
+                tli: 1,
+                segno: 3,
+                needed_to: 3,
+            },
+            SZ,
+        );
         assert_eq!(c.timeline, 2);
         assert_eq!(
             c.problems,
@@ -386,7 +450,15 @@ mod tests {
             ],
             &[(2, "1\t0/2000000\tx\n")],
         );
-        let c = check(&a, Start { tli: 1, segno: 5 }, SZ);
+        let c = check(
+            &a,
+            Start {
+                tli: 1,
+                segno: 5,
+                needed_to: 5,
+            },
+            SZ,
+        );
         assert_eq!(c.timeline, 1);
         assert!(c.missing.is_empty(), "{c:?}");
     }

@@ -303,7 +303,9 @@ pub async fn verify_parts(
             ));
         }
         if entries == 0 {
-            return Err("pg_restore --list listed no entries".into());
+            return Err(
+                "pg_restore --list listed no entries (an empty database, or not a dump)".into(),
+            );
         }
         Ok(entries)
     });

@@ -71,7 +71,20 @@ pub fn continuity(
         });
         return Continuity::default();
     };
-    let c = walchain::check(archived, Start { tli, segno }, DEFAULT_SEGMENT_SIZE);
+    // The end must be on the start's timeline (a backup does not span a switch).
+    let needed_to = WalName::parse(&b.end_wal)
+        .ok()
+        .and_then(|n| walchain::segno(&n, DEFAULT_SEGMENT_SIZE))
+        .map_or(segno, |(n, _)| n.max(segno));
+    let c = walchain::check(
+        archived,
+        Start {
+            tli,
+            segno,
+            needed_to,
+        },
+        DEFAULT_SEGMENT_SIZE,
+    );
     for m in &c.missing {
         let object = WalName::parse(m)
             .map(|n| catalog.layout.wal(&n))
