@@ -245,7 +245,7 @@ fn verify_retention_dumps_and_metrics() {
         kept.start_wal
     );
     assert!(
-        segs.iter().any(|s| *s == kept.start_wal),
+        segs.contains(&kept.start_wal),
         "the kept backup's first segment was deleted: {segs:?}"
     );
     assert!(
