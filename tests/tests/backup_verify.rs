@@ -143,6 +143,10 @@ fn verify_retention_dumps_and_metrics() {
     // Three backups, with WAL in between.
     for round in 0..3 {
         sql::execute(port, &format!("INSERT INTO kept SELECT {round}")).unwrap();
+        // A checkpoint on the primary lets the replica's next restartpoint (where a
+        // backup from a standby starts) move on, so the backups start on different
+        // segments and the prune has WAL to delete.
+        sql::execute(port, "CHECKPOINT").unwrap();
         sql::query_text(port, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
         let out = wardenctl(&config, &["backup", "create"]);
         assert_eq!(out.code(), Some(0), "backup create {round}");
@@ -249,8 +253,18 @@ fn verify_retention_dumps_and_metrics() {
         "the kept backup's first segment was deleted: {segs:?}"
     );
     assert!(
-        before.iter().any(|p| p.contains(&backups[0].start_wal)),
-        "the oldest backup's WAL was there before"
+        kept.start_wal > backups[0].start_wal,
+        "the backups start on different segments: {} / {}",
+        backups[0].start_wal,
+        kept.start_wal
+    );
+    assert!(
+        before.iter().any(|p| p.ends_with(&backups[0].start_wal)),
+        "the oldest backup's first segment was archived"
+    );
+    assert!(
+        !segs.contains(&backups[0].start_wal),
+        "the oldest backup's first segment (needed by no kept backup) is deleted: {segs:?}"
     );
     let out = wardenctl(&config, &["backup", "verify"]);
     assert_eq!(out.code(), Some(0), "the kept backup still verifies");

@@ -148,13 +148,24 @@ pub fn check_tar(reader: &mut dyn Read, files: &[FileSum]) -> (usize, Vec<(Strin
     if let Err(e) = walked {
         problems.push((String::new(), format!("the tar stream cannot be read: {e}")));
     }
-    for (path, _) in want {
-        let why = if broken {
-            "not verified: the stream broke before it"
-        } else {
-            "in the record but missing from the backup"
-        };
-        problems.push((path.to_owned(), why.to_owned()));
+    if broken {
+        // One line for all of them: the cause is the broken part, reported above.
+        if !want.is_empty() {
+            problems.push((
+                String::new(),
+                format!(
+                    "{} file(s) of the record not verified: the stream broke before them",
+                    want.len()
+                ),
+            ));
+        }
+    } else {
+        for (path, _) in want {
+            problems.push((
+                path.to_owned(),
+                "in the record but missing from the backup".to_owned(),
+            ));
+        }
     }
     (ok, problems)
 }
@@ -222,7 +233,7 @@ mod tests {
         assert!(
             problems
                 .iter()
-                .any(|p| p.0 == "b" && p.1.contains("not verified")),
+                .any(|p| p.0.is_empty() && p.1.starts_with("1 file(s) of the record not verified")),
             "{problems:?}"
         );
     }

@@ -231,9 +231,14 @@ async fn verify_backup(
     }
 }
 
-/// Files inside the tar stream are named `base.tar:<path>` in problems.
+/// Files inside the tar stream are named `base.tar:<path>` in problems (the stream
+/// itself `base.tar`).
 fn tar_file_label(path: &str) -> String {
-    format!("base.tar:{path}")
+    if path.is_empty() {
+        "base.tar".to_owned()
+    } else {
+        format!("base.tar:{path}")
+    }
 }
 
 async fn verify_dump(catalog: &Catalog, d: &DumpRecord) -> DumpReport {
