@@ -295,6 +295,32 @@ fn verify_retention_dumps_and_metrics() {
         out.stdout
     );
 
+    // Bad input is refused, naming what is wrong.
+    let out = wardenctl(&config, &["backup", "delete"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("or --prune"), "{}", out.stderr);
+    let out = wardenctl(&config, &["backup", "delete", &kept.id, "--prune"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("not both"), "{}", out.stderr);
+    let out = wardenctl(&config, &["backup", "delete", "20200101T000000Z"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("20200101T000000Z"), "{}", out.stderr);
+    let api = cluster.node(archiver).api_url();
+    let bad = http::post_json(
+        &format!("{api}/backup"),
+        &serde_json::json!({"kind": "full"}),
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("kind"), "{}", bad.body);
+    let bad = http::post_json(
+        &format!("{api}/backup"),
+        &serde_json::json!({"kind": "dump", "databases": ["x"]}),
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("databases"), "{}", bad.body);
+
     // A dump on demand: two databases, listed, restorable.
     let out = wardenctl(&config, &["backup", "create", "--dump"]);
     assert_eq!(out.code(), Some(0), "dump");

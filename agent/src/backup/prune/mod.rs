@@ -227,3 +227,6 @@ pub async fn after_backup(
     );
     Ok(Some(report))
 }
+
+#[cfg(test)]
+mod tests;
