@@ -23,8 +23,9 @@ pub async fn handle(req: Request<Incoming>, ctx: &Context) -> Result<Reply, Requ
             if let Some(r) = unauthorized(&req, &ctx.shared) {
                 return Ok(r);
             }
-            match read_empty_body(req).await {
-                Ok(()) => start(ctx).await,
+            match read_body(req).await {
+                Ok(Kind::Base) => start(ctx).await,
+                Ok(Kind::Dump) => super::backup_dump::start(ctx).await,
                 Err(r) => r,
             }
         }
@@ -32,26 +33,42 @@ pub async fn handle(req: Request<Incoming>, ctx: &Context) -> Result<Reply, Requ
     })
 }
 
-/// `POST /backup` takes no parameters: an empty body or `{}`.
-async fn read_empty_body(req: Request<Incoming>) -> Result<(), Reply> {
+/// What `POST /backup` starts.
+enum Kind {
+    Base,
+    Dump,
+}
+
+/// `POST /backup` takes an empty body or `{}` (a base backup), or
+/// `{"kind": "base"|"dump"}`.
+async fn read_body(req: Request<Incoming>) -> Result<Kind, Reply> {
     let body = http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
         .await
         .map_err(|e| text(400, &format!("cannot read the request body: {e}")))?
         .to_bytes();
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
+        return Ok(Kind::Base);
     }
     match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(m)) if m.is_empty() => Ok(()),
-        Ok(Value::Object(m)) => Err(text(
-            400,
-            &format!(
-                "body: POST /backup takes no parameters, got {}",
-                m.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        )),
-        Ok(_) => Err(text(400, "body: expected nothing or an empty JSON object")),
+        Ok(Value::Object(m)) => {
+            if let Some(k) = m.keys().find(|k| *k != "kind") {
+                return Err(text(
+                    400,
+                    &format!("body: unknown parameter {k:?} (POST /backup takes only \"kind\")"),
+                ));
+            }
+            match m.get("kind") {
+                None => Ok(Kind::Base),
+                Some(Value::String(k)) if k == "base" => Ok(Kind::Base),
+                Some(Value::String(k)) if k == "dump" => Ok(Kind::Dump),
+                Some(other) => Err(text(
+                    400,
+                    &format!("body: kind must be \"base\" or \"dump\", got {other}"),
+                )),
+            }
+        }
+        Ok(_) => Err(text(400, "body: expected nothing or a JSON object")),
         Err(e) => Err(text(400, &format!("body: invalid JSON: {e}"))),
     }
 }
@@ -70,12 +87,16 @@ fn status(ctx: &Context, with_body: bool) -> Reply {
         m.insert("member".into(), s.name.clone().into());
         m.insert("is_archiver".into(), s.archiver.into());
         m.insert("archiver".into(), holder.map_or(Value::Null, Value::from));
+        m.insert(
+            "dump".into(),
+            serde_json::to_value(crate::backup::dump::run::state()).unwrap_or(Value::Null),
+        );
     }
     json(200, &v, with_body)
 }
 
 /// The archiver key as the DCS has it now (the cached view may be a turn old).
-async fn archiver_now(ctx: &Context) -> Option<String> {
+pub(super) async fn archiver_now(ctx: &Context) -> Option<String> {
     let key = ctx.keys.archiver();
     let snapshot = ctx.dcs.get_prefix(&key).await.ok()?;
     snapshot

@@ -10,9 +10,9 @@ use prometheus_client::registry::Registry;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Labels {
-    scope: String,
-    name: String,
+pub(super) struct Labels {
+    pub(super) scope: String,
+    pub(super) name: String,
 }
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -133,6 +133,12 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         s.fencing_token.unwrap_or(0),
     );
     archive_gauges(s, &mut gauge);
+    super::metrics_backup::gauges(
+        &mut registry,
+        &labels,
+        &crate::backup::facts::snapshot(),
+        chrono::Utc::now(),
+    );
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
@@ -174,6 +180,18 @@ fn archive_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
         "warden_archive_lag_bytes",
         "WAL this node has beyond the last archived segment (-1: unknown)",
         lag,
+    );
+    // Seconds: how long the oldest unarchived WAL has waited, i.e. the time since the
+    // last upload while there is WAL beyond it; 0 when everything is archived.
+    let lag_seconds = match lag {
+        l if l > 0 => age,
+        0 => 0,
+        _ => -1,
+    };
+    gauge(
+        "warden_archive_lag_seconds",
+        "Seconds since the last upload while unarchived WAL exists; 0 when none (-1: unknown)",
+        lag_seconds,
     );
     gauge(
         "warden_archive_failures",
@@ -235,6 +253,10 @@ mod tests {
         );
         assert!(
             text.contains("warden_archive_failures{scope=\"demo\",name=\"n1\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("warden_archive_lag_seconds{scope=\"demo\",name=\"n1\"} -1"),
             "{text}"
         );
         assert!(

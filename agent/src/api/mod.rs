@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod backup;
+mod backup_dump;
 pub mod config_edit;
 pub mod health;
 pub mod metrics;
+mod metrics_backup;
 pub mod views;
 pub mod write;
 

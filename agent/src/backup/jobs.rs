@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::base::{Service, StartError};
-use crate::config::{Config, CronSchedule};
+use super::catalog::Catalog;
+use crate::config::{Config, CronSchedule, Retention};
 
 pub type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub type JobFn = Arc<dyn Fn() -> JobFuture + Send + Sync>;
@@ -38,32 +39,80 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// The jobs `cfg` asks for: the base backup schedule (more to come: dumps, drills).
+/// The jobs `cfg` asks for: the base backup schedule, the logical dump schedule
+/// (more to come: drills).
 pub fn standard(cfg: &Config, backups: &Arc<Service>) -> Vec<Job> {
     let mut jobs = Vec::new();
     let Some(b) = &cfg.backup else {
         return jobs;
     };
+    let retention = Arc::new(b.retention.clone());
     if let Some(schedule) = &b.schedule {
         let service = backups.clone();
+        let retention = retention.clone();
         jobs.push(Job {
             name: "base backup".into(),
             schedule: schedule.clone(),
             run: Arc::new(move || {
                 let service = service.clone();
-                Box::pin(async move { scheduled_backup(&service).await })
+                let retention = retention.clone();
+                Box::pin(async move { scheduled_backup(&service, &retention).await })
+            }),
+        });
+    }
+    if let Some(dump) = &b.dump {
+        let service = backups.clone();
+        jobs.push(Job {
+            name: "logical dump".into(),
+            schedule: dump.schedule.clone(),
+            run: Arc::new(move || {
+                let service = service.clone();
+                let retention = retention.clone();
+                Box::pin(async move { scheduled_dump(&service, retention).await })
             }),
         });
     }
     jobs
 }
 
-/// One scheduled base backup: skipped (not queued) while another one runs.
-async fn scheduled_backup(service: &Arc<Service>) {
+/// After a scheduled job committed: the retention prune (`backup.retention` set is
+/// the confirmation; no rule, no prune). Errors are logged: the next run retries.
+async fn prune_after(catalog: Catalog, retention: &Retention) {
+    if let Err(e) = super::prune::after_backup(&catalog, retention).await {
+        tracing::error!(error = %format!("{e:#}"), "retention prune after the scheduled job failed");
+    }
+}
+
+/// One scheduled logical dump: skipped while another one runs.
+async fn scheduled_dump(service: &Arc<Service>, retention: Arc<Retention>) {
+    let job = match service.dump_job() {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "scheduled dump not started");
+            return;
+        }
+    };
+    let catalog = job.catalog.clone();
+    let after = move |_| async move { prune_after(catalog, &retention).await };
+    match super::dump::run::start(job, "schedule", after) {
+        Ok((_, handle)) => {
+            let _ = handle.await;
+        }
+        Err(running) => tracing::warn!(running, "scheduled dump skipped: one is running"),
+    }
+}
+
+/// One scheduled base backup: skipped (not queued) while another one runs; then the
+/// retention prune.
+async fn scheduled_backup(service: &Arc<Service>, retention: &Retention) {
     match service.start("schedule").await {
         Ok((_, handle)) => {
             // The outcome is logged and kept in the progress by the service.
-            let _ = handle.await;
+            if let Ok(Ok(record)) = handle.await {
+                if let Ok(catalog) = service.catalog_for(record.system_identifier) {
+                    prune_after(catalog, retention).await;
+                }
+            }
         }
         Err(StartError::Busy(id)) => {
             tracing::warn!(

@@ -168,6 +168,13 @@ pub enum BackupCommand {
     /// The committed backups (and dumps, and the last drill) in the repository;
     /// needs -c with the agent's `backup` section.
     List(BackupListArgs),
+    /// Re-read a backup (default: every backup and dump) and check its parts,
+    /// per-file checksums, manifest and WAL continuity to the newest archived WAL.
+    /// Exit 1 on any problem. Needs -c like `list`.
+    Verify(BackupVerifyArgs),
+    /// Delete one backup or dump, or (--prune) what backup.retention does not keep,
+    /// incomplete leftovers and WAL no kept backup needs. A dry run unless --confirm.
+    Delete(BackupDeleteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +187,9 @@ pub struct BackupCreateArgs {
     /// Return once the archiver accepted the request.
     #[arg(long = "no-wait", overrides_with = "wait")]
     pub no_wait: bool,
+    /// A logical dump (pg_dump of backup.dump.databases) instead of a base backup.
+    #[arg(long)]
+    pub dump: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -576,4 +586,34 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupVerifyArgs {
+    /// Backup id, or `latest` (default: every backup and dump).
+    pub id: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Cluster name (default: the config's scope).
+    #[arg(long = "cluster", value_name = "CLUSTER_NAME")]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupDeleteArgs {
+    /// Backup (or dump) id to delete.
+    pub id: Option<String>,
+    /// Apply backup.retention instead of deleting one id.
+    #[arg(long)]
+    pub prune: bool,
+    /// Really delete (without it: print what would be deleted).
+    #[arg(long)]
+    pub confirm: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Cluster name (default: the config's scope).
+    #[arg(long = "cluster", value_name = "CLUSTER_NAME")]
+    pub cluster: Option<String>,
 }

@@ -121,10 +121,15 @@ impl Ctl<'_> {
         match a.command {
             BackupCommand::Create(a) => self.backup_create(a).await,
             BackupCommand::List(a) => self.backup_list(a).await,
+            BackupCommand::Verify(a) => self.backup_verify(a).await,
+            BackupCommand::Delete(a) => self.backup_delete(a).await,
         }
     }
 
     async fn backup_create(&mut self, a: BackupCreateArgs) -> Result<()> {
+        if a.dump {
+            return self.dump_create(a).await;
+        }
         let scope = self.config.scope_for(a.cluster_name.as_deref())?;
         let view = self.read_existing(&scope).await?;
         let archiver = view.cluster.archiver.clone().ok_or_else(|| {

@@ -15,6 +15,7 @@ pub mod actions;
 pub mod api;
 pub mod args;
 pub mod backup;
+mod backup_ops;
 pub mod commands;
 pub mod config;
 pub mod edit;

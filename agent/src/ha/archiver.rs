@@ -93,6 +93,7 @@ impl Agent {
         if self.cfg.backup.is_none() {
             return;
         }
+        self.start_backup_side_tasks();
         // Without a DCS view nothing changes: the key lives or dies with our lease.
         let Some(c) = cluster else { return };
         let me = self.me(local);
@@ -247,6 +248,24 @@ impl Agent {
             key: EncryptionKey::load(backup.encryption_key_file.as_deref())?,
             compression_level: backup.compression_level,
         })
+    }
+
+    /// Once per process, when the system identifier is known: the failure webhook and
+    /// the background catalog reader behind the backup metrics (every member with a
+    /// backup section reports the cluster's backups).
+    fn start_backup_side_tasks(&self) {
+        if crate::backup::facts::refresher_started() {
+            return;
+        }
+        let Ok(a) = self.archive_target() else { return };
+        if let Some(url) = self.cfg.backup.as_ref().and_then(|b| b.webhook_url.clone()) {
+            crate::backup::notify::install(url, &self.cfg.scope, &self.cfg.name);
+        }
+        crate::backup::facts::ensure_refresher(crate::backup::catalog::Catalog {
+            repo: a.repo,
+            layout: a.layout,
+            key: a.key,
+        });
     }
 
     /// A former archiver's slot would hold WAL on this node forever.

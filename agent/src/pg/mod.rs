@@ -58,7 +58,13 @@ pub struct Settings {
 
 impl Settings {
     /// A libpq connection string for the agent's own connection to its PostgreSQL.
-    pub(crate) fn local_conn_string(&self) -> String {
+    pub fn local_conn_string(&self) -> String {
+        self.local_conn_string_to("postgres", true)
+    }
+
+    /// The same for database `dbname`; `with_password: false` for a program's command
+    /// line (visible in `ps`): pass the password as `PGPASSWORD` instead.
+    pub fn local_conn_string_to(&self, dbname: &str, with_password: bool) -> String {
         let host = if self.use_unix_socket {
             self.parameters
                 .get("unix_socket_directories")
@@ -71,10 +77,13 @@ impl Settings {
             local_tcp_host(&self.listen_hosts)
         };
         let mut s = format!(
-            "host='{}' port={} user='{}' dbname=postgres application_name='warden' connect_timeout=3",
-            host, self.port, self.superuser.username
+            "host='{}' port={} user='{}' dbname='{}' application_name='warden' connect_timeout=3",
+            host,
+            self.port,
+            self.superuser.username,
+            libpq_escape(dbname)
         );
-        if let Some(p) = &self.superuser.password {
+        if let Some(p) = self.superuser.password.as_ref().filter(|_| with_password) {
             s.push_str(&format!(" password='{}'", libpq_escape(p)));
         }
         s

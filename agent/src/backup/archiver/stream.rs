@@ -155,6 +155,12 @@ impl Worker {
                 s.failures
             };
             tracing::warn!(error = %why, failures, retry_in = ?backoff, "archiver: streaming stopped");
+            if failures == MAX_FAILURES {
+                crate::backup::notify::alert(
+                    crate::backup::notify::Kind::Archive,
+                    &format!("WAL streaming failed {failures} times in a row; giving the archiver role up: {why}"),
+                );
+            }
             tokio::select! {
                 () = cancel.cancelled() => break,
                 () = tokio::time::sleep(backoff) => {}
@@ -293,6 +299,10 @@ impl Worker {
                     Err(e) => {
                         if matches!(e, PushError::Conflict { .. }) {
                             tracing::error!(error = %e, "ARCHIVE CONFLICT: a different file of this name is already archived; not overwriting, archiving is stuck until an operator looks");
+                            crate::backup::notify::alert(
+                                crate::backup::notify::Kind::Archive,
+                                &e.to_string(),
+                            );
                         } else {
                             tracing::warn!(error = %e, "archiver: upload failed; retrying");
                         }

@@ -160,6 +160,32 @@ impl Service {
         })
     }
 
+    /// The catalog of this member's cluster.
+    pub fn catalog_for(&self, system_identifier: u64) -> anyhow::Result<Catalog> {
+        open_catalog(&self.cfg, system_identifier)
+    }
+
+    /// A logical dump job against this member's PostgreSQL (`backup.dump`).
+    pub fn dump_job(&self) -> Result<super::dump::DumpJob, StartError> {
+        let t = self.target()?;
+        let databases = self
+            .cfg
+            .backup
+            .as_ref()
+            .and_then(|b| b.dump.as_ref())
+            .map(|d| d.databases.clone())
+            .unwrap_or_default();
+        Ok(super::dump::DumpJob {
+            catalog: t.catalog,
+            programs: t.programs,
+            settings: t.settings,
+            compression_level: t.compression_level,
+            databases,
+            member: t.member,
+            system_identifier: t.system_identifier,
+        })
+    }
+
     /// A fresh id: the start time, never the same as the previous backup's.
     async fn new_id(&self) -> String {
         let last = self.progress.snapshot().last.map(|o| o.id);
@@ -208,6 +234,8 @@ impl Service {
                         mb_per_s = out.as_ref().map(|o| o.mb_per_s),
                         "base backup committed"
                     );
+                    // The metrics' catalog snapshot is re-read now, not in a minute.
+                    crate::backup::facts::job_succeeded();
                     let hooks: Vec<AfterBackup> = me
                         .after
                         .lock()
@@ -220,8 +248,18 @@ impl Service {
                 }
                 Err(e) => {
                     let msg = e.to_string();
+                    let cancelled = matches!(e, BaseError::Cancelled);
                     tracing::error!(id = job_id, error = %msg, "base backup failed");
                     me.progress.end(Some(msg.clone()));
+                    // A cancel (the archiver role moved, the agent stops) is not a
+                    // failure to alert on.
+                    if !cancelled {
+                        crate::backup::facts::job_failed(chrono::Utc::now());
+                        crate::backup::notify::alert(
+                            crate::backup::notify::Kind::Backup,
+                            &format!("base backup {job_id}: {msg}"),
+                        );
+                    }
                     Err(msg)
                 }
             }

@@ -1,0 +1,356 @@
+//! Verify, retention, logical dumps and backup metrics on a real 2-member cluster
+//! with a filesystem repository (the replica archives and takes the backups).
+//!
+//! - Three real base backups; `wardenctl backup verify` passes (exit 0).
+//! - `/metrics` on the archiver shows the last backup's age once it is committed.
+//! - `backup delete --prune` with `keep_last: 1` is a dry run: it lists the two older
+//!   backups and deletes nothing. With `--confirm` they and the WAL only they needed
+//!   are deleted (timeline history files stay); the kept backup still verifies.
+//! - A flipped byte in a part object: verify exits 1 naming that object. One archived
+//!   WAL segment deleted: verify exits 1 naming the missing segment.
+//! - `wardenctl backup create --dump`: a dump of two databases (one with a space in
+//!   its name) is committed, listed by `backup list`, and its parts, decrypted, are
+//!   accepted by `pg_restore --list` run here.
+//!
+//! (A WAL segment pushed twice with different content is refused: `backup_wal.rs`.)
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use warden_agent::backup::catalog::{Catalog, DumpRecord};
+use warden_agent::backup::codec;
+use warden_agent::backup::key::EncryptionKey;
+use warden_agent::backup::layout::Layout;
+use warden_agent::backup::repo::Repository;
+use warden_tests::config::{pg_bin_dir, SUPERUSER, SUPERUSER_PASSWORD};
+use warden_tests::process::{run_bounded, RunOutput};
+use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
+use warden_tests::{bins, http, sql, wait_until, Cluster, ClusterSpec};
+
+const KEY: &str = "7d1f3a5c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c5e7092b4d6f8a1c3e5b7";
+const FORM_TIMEOUT: Duration = Duration::from_secs(90);
+const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(60);
+const CTL_TIMEOUT: Duration = Duration::from_secs(240);
+const METRICS_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn key_file(dir: &Path) -> PathBuf {
+    let path = dir.join("backup.key");
+    std::fs::write(&path, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    chown_to_postgres(&path).unwrap();
+    path
+}
+
+fn wardenctl(config: &Path, args: &[&str]) -> RunOutput {
+    let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
+    cmd.arg("-c").arg(config).args(args);
+    let out = run_bounded(&mut cmd, CTL_TIMEOUT).expect("run wardenctl");
+    println!("wardenctl {}: {}", args.join(" "), out.describe());
+    out
+}
+
+/// Every object path under `dir`, relative to it.
+fn objects(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn wal_segments(repo: &Path) -> Vec<String> {
+    objects(repo)
+        .into_iter()
+        .filter_map(|p| p.rsplit('/').next().map(str::to_owned))
+        .filter(|n| n.len() == 24 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+fn metric(text: &str, name: &str) -> Option<i64> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn verify_retention_dumps_and_metrics() {
+    let work = WorkDir::temp().unwrap();
+    let repo = work.path().join("repo");
+    create_node_dir(&repo).unwrap();
+    let yaml = format!(
+        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
+         encryption_key_file: {}\n  wal_wait_timeout: 120s\n  retention: {{keep_last: 1}}\n  \
+         dump: {{schedule: \"0 0 1 1 *\", databases: [postgres, \"app db\"]}}\n",
+        repo.display(),
+        key_file(work.path()).display()
+    );
+    let cluster = Cluster::start(
+        ClusterSpec::new(2)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let formed = cluster.assert_converged(FORM_TIMEOUT);
+    let primary = formed.primary;
+    let port = cluster.node(primary).pg_port();
+    let archiver = wait_until(ARCHIVER_TIMEOUT, "the replica archives", || {
+        (0..2).find(|&i| {
+            i != primary
+                && cluster
+                    .node(i)
+                    .patroni()
+                    .is_some_and(|p| p["warden"]["archiver"] == true)
+        })
+    });
+    let config = cluster.node(0).config_path();
+    sql::execute(port, "CREATE DATABASE \"app db\"").unwrap();
+    // A dump must list at least one TOC entry: the database holds a table.
+    let mut app = postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user(SUPERUSER)
+        .password(SUPERUSER_PASSWORD)
+        .dbname("app db")
+        .connect_timeout(Duration::from_secs(5))
+        .connect(postgres::NoTls)
+        .unwrap();
+    app.batch_execute("CREATE TABLE app_t (n int); INSERT INTO app_t VALUES (1)")
+        .unwrap();
+    drop(app);
+    sql::execute(
+        port,
+        "CREATE TABLE kept (n int); INSERT INTO kept SELECT generate_series(1, 1000)",
+    )
+    .unwrap();
+
+    // Three backups, with WAL in between.
+    for round in 0..3 {
+        sql::execute(port, &format!("INSERT INTO kept SELECT {round}")).unwrap();
+        // A checkpoint on the primary lets the replica's next restartpoint (where a
+        // backup from a standby starts) move on, so the backups start on different
+        // segments and the prune has WAL to delete.
+        sql::execute(port, "CHECKPOINT").unwrap();
+        sql::query_text(port, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+        let out = wardenctl(&config, &["backup", "create"]);
+        assert_eq!(out.code(), Some(0), "backup create {round}");
+    }
+    let sysid: u64 = cluster
+        .node(primary)
+        .system_identifier()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backup = warden_agent::config::load_backup_section(&config)
+        .unwrap()
+        .unwrap();
+    let catalog = Catalog {
+        repo: Repository::open(&backup.repository).unwrap(),
+        layout: Layout::new(cluster.scope(), sysid),
+        key: EncryptionKey::parse(KEY, "test").unwrap(),
+    };
+    let backups = rt.block_on(catalog.backups()).unwrap();
+    assert_eq!(backups.len(), 3);
+    let cluster_dir = format!("{}/{sysid}", cluster.scope());
+
+    // Verify: all good.
+    let out = wardenctl(&config, &["backup", "verify"]);
+    assert_eq!(out.code(), Some(0), "verify of sound backups");
+    assert!(out.stdout.contains("verify: OK"), "{}", out.stdout);
+    let out = wardenctl(&config, &["backup", "verify", "latest", "--json"]);
+    assert_eq!(out.code(), Some(0));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["backups"][0]["id"], backups[2].id.as_str());
+    assert_eq!(
+        v["backups"][0]["files_checked"].as_u64(),
+        Some(backups[2].files.len() as u64)
+    );
+
+    // Metrics on the archiver: the last backup's age, from the catalog snapshot.
+    let url = format!("{}/metrics", cluster.node(archiver).api_url());
+    let age = wait_until(METRICS_TIMEOUT, "backup age in /metrics", || {
+        let text = http::get(&url).ok()?.body;
+        metric(&text, "warden_backup_last_success_age_seconds").filter(|a| *a >= 0)
+    });
+    assert!(age < 600, "age {age}");
+    let text = http::get(&url).unwrap().body;
+    assert_eq!(
+        metric(&text, "warden_backup_last_success_timestamp_seconds"),
+        Some(backups[2].finished_at.timestamp()),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "warden_archive_lag_seconds").is_some(),
+        "{text}"
+    );
+
+    // Retention, dry run: names the two older backups, deletes nothing.
+    let before = objects(&repo);
+    let out = wardenctl(&config, &["backup", "delete", "--prune"]);
+    assert_eq!(out.code(), Some(0));
+    for old in &backups[..2] {
+        assert!(
+            out.stdout
+                .contains(&format!("would delete backup {}", old.id)),
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(out.stdout.contains("dry run"), "{}", out.stdout);
+    assert_eq!(objects(&repo), before, "a dry run deletes nothing");
+
+    // Confirmed: the older backups and the WAL only they needed go.
+    let out = wardenctl(
+        &config,
+        &["backup", "delete", "--prune", "--confirm", "--json"],
+    );
+    assert_eq!(out.code(), Some(0));
+    let report: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["backups_deleted"].as_array().unwrap().len(), 2);
+    let left = rt.block_on(catalog.backups()).unwrap();
+    assert_eq!(left.len(), 1);
+    let kept = &left[0];
+    assert_eq!(kept.id, backups[2].id, "the newest is kept");
+    let after = objects(&repo);
+    for old in &backups[..2] {
+        assert!(
+            !after
+                .iter()
+                .any(|p| p.contains(&format!("backups/{}/", old.id))),
+            "objects of {} remain: {after:?}",
+            old.id
+        );
+    }
+    let segs = wal_segments(&repo);
+    assert!(
+        segs.iter().all(|s| s[8..] >= kept.start_wal[8..]),
+        "WAL before {} remains: {segs:?}",
+        kept.start_wal
+    );
+    assert!(
+        segs.contains(&kept.start_wal),
+        "the kept backup's first segment was deleted: {segs:?}"
+    );
+    assert!(
+        kept.start_wal > backups[0].start_wal,
+        "the backups start on different segments: {} / {}",
+        backups[0].start_wal,
+        kept.start_wal
+    );
+    assert!(
+        before.iter().any(|p| p.ends_with(&backups[0].start_wal)),
+        "the oldest backup's first segment was archived"
+    );
+    assert!(
+        !segs.contains(&backups[0].start_wal),
+        "the oldest backup's first segment (needed by no kept backup) is deleted: {segs:?}"
+    );
+    let out = wardenctl(&config, &["backup", "verify"]);
+    assert_eq!(out.code(), Some(0), "the kept backup still verifies");
+
+    // A flipped byte in a part: named.
+    let part = format!("{cluster_dir}/backups/{}/{}", kept.id, kept.parts[0].name);
+    let part_file = repo.join(&part);
+    let original = std::fs::read(&part_file).unwrap();
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&part_file, &bad).unwrap();
+    let out = wardenctl(&config, &["backup", "verify", &kept.id]);
+    assert_eq!(out.code(), Some(1), "verify must fail on a corrupt part");
+    assert!(out.stdout.contains(&part), "{}", out.stdout);
+    std::fs::write(&part_file, &original).unwrap();
+
+    // A missing WAL segment the backup needs: the gap is named.
+    let gap = kept.end_wal.clone();
+    let gap_file = repo.join(format!("{cluster_dir}/wal/{}/{gap}", &gap[..8]));
+    std::fs::remove_file(&gap_file).unwrap();
+    let out = wardenctl(&config, &["backup", "verify", "latest"]);
+    assert_eq!(out.code(), Some(1), "verify must fail on a WAL gap");
+    assert!(
+        out.stdout
+            .contains(&format!("WAL segment {gap} is missing")),
+        "{}",
+        out.stdout
+    );
+
+    // Bad input is refused, naming what is wrong.
+    let out = wardenctl(&config, &["backup", "delete"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("or --prune"), "{}", out.stderr);
+    let out = wardenctl(&config, &["backup", "delete", &kept.id, "--prune"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("not both"), "{}", out.stderr);
+    let out = wardenctl(&config, &["backup", "delete", "20200101T000000Z"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("20200101T000000Z"), "{}", out.stderr);
+    let api = cluster.node(archiver).api_url();
+    let bad = http::post_json(
+        &format!("{api}/backup"),
+        &serde_json::json!({"kind": "full"}),
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("kind"), "{}", bad.body);
+    let bad = http::post_json(
+        &format!("{api}/backup"),
+        &serde_json::json!({"kind": "dump", "databases": ["x"]}),
+    )
+    .unwrap();
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("databases"), "{}", bad.body);
+
+    // A dump on demand: two databases, listed, restorable.
+    let out = wardenctl(&config, &["backup", "create", "--dump"]);
+    assert_eq!(out.code(), Some(0), "dump");
+    assert!(out.stdout.contains("committed"), "{}", out.stdout);
+    let dumps: Vec<DumpRecord> = rt.block_on(catalog.dumps()).unwrap();
+    assert_eq!(dumps.len(), 1);
+    let d = &dumps[0];
+    let names: Vec<&str> = d.databases.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, vec!["postgres", "app db"]);
+    let out = wardenctl(&config, &["backup", "list"]);
+    assert!(out.stdout.contains(&d.id), "{}", out.stdout);
+    let pg = d.databases.iter().find(|x| x.name == "postgres").unwrap();
+    assert!(pg.toc_entries > 0);
+    // Independently: decrypt the parts and run pg_restore --list here.
+    let mut plain = Vec::new();
+    for p in &pg.parts {
+        let path = format!("{cluster_dir}/dumps/{}/{}", d.id, p.name);
+        let sealed = rt.block_on(catalog.repo.get(&path)).unwrap();
+        let (bytes, _) = codec::open_bytes(&catalog.key, &path, &sealed).unwrap();
+        plain.extend_from_slice(&bytes);
+    }
+    let dump_file = work.path().join("postgres.dump");
+    std::fs::write(&dump_file, &plain).unwrap();
+    let mut list = Command::new(pg_bin_dir().join("pg_restore"));
+    list.arg("--list").arg(&dump_file);
+    let listed = run_bounded(&mut list, Duration::from_secs(60)).unwrap();
+    assert_eq!(listed.code(), Some(0), "{}", listed.describe());
+    assert!(
+        listed.stdout.contains("TABLE public kept"),
+        "{}",
+        listed.stdout
+    );
+}
