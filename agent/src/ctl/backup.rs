@@ -192,7 +192,7 @@ impl Ctl<'_> {
         }
         if !a.json {
             self.io.println(format!(
-                "{} Backup {id} committed on {archiver}: {} in {:.1}s ({:.1} MB/s)",
+                "{} Backup {id} committed on {archiver}: {} in {:.1}s ({:.1} MiB/s)",
                 timestamp(),
                 human_bytes(outcome["bytes"].as_u64().unwrap_or(0)),
                 outcome["seconds"].as_f64().unwrap_or(0.0),
@@ -230,7 +230,7 @@ impl Ctl<'_> {
                         let phase = v["phase"].as_str().unwrap_or("").to_string();
                         if show && (phase != last_phase || last_line.elapsed() >= PROGRESS_EVERY) {
                             self.io.println(format!(
-                                "{} {id}: {phase}, {} streamed, {:.0}s, {:.1} MB/s",
+                                "{} {id}: {phase}, {} streamed, {:.0}s, {:.1} MiB/s",
                                 timestamp(),
                                 human_bytes(v["bytes"].as_u64().unwrap_or(0)),
                                 v["elapsed_seconds"].as_f64().unwrap_or(0.0),
