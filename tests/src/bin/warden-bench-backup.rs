@@ -35,16 +35,18 @@ const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(90);
 /// Loading, replaying and archiving a few GB on a small machine.
 const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// `--scale N` (pgbench scale) and `--rounds N` (pairs of backups measured).
-fn parse_args() -> Result<(u32, u32)> {
-    let usage = "usage: warden-bench-backup [--scale N] [--rounds N]";
+/// `--scale N` (pgbench scale), `--rounds N` (pairs of backups measured) and
+/// `--compression-level N` (`backup.compression_level`).
+fn parse_args() -> Result<(u32, u32, u32)> {
+    let usage = "usage: warden-bench-backup [--scale N] [--rounds N] [--compression-level N]";
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut scale, mut rounds) = (150u32, 3u32);
+    let (mut scale, mut rounds, mut level) = (150u32, 3u32, 3u32);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let target = match flag.as_str() {
             "--scale" => &mut scale,
             "--rounds" => &mut rounds,
+            "--compression-level" => &mut level,
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0)
@@ -59,7 +61,22 @@ fn parse_args() -> Result<(u32, u32)> {
             .with_context(|| format!("{flag}: {v:?} is not a number"))?;
         ensure!(*target > 0, "{flag} must be at least 1");
     }
-    Ok((scale, rounds))
+    Ok((scale, rounds, level))
+}
+
+/// CPU seconds used by `pid` and its reaped children (pg_basebackup), from
+/// /proc/PID/stat (utime, stime, cutime, cstime in clock ticks of 1/100 s).
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f
+        .get(11..15)?
+        .iter()
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    Some(ticks as f64 / 100.0)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -209,10 +226,11 @@ fn restore_throughput(_cluster: &Cluster, _backup_id: &str) -> Option<(u64, f64)
 }
 
 fn run() -> Result<()> {
-    let (scale, rounds) = parse_args()?;
+    let (scale, rounds, level) = parse_args()?;
     println!(
-        "warden-bench-backup: pgbench scale {scale}, {rounds} rounds, 2 nodes, filesystem \
-         repository"
+        "warden-bench-backup: pgbench scale {scale}, {rounds} rounds, compression level \
+         {level}, 2 nodes, filesystem repository, {} CPUs",
+        std::thread::available_parallelism().map_or(0, std::num::NonZeroUsize::get)
     );
     let work = WorkDir::temp()?;
     let repo = work.path().join("repo");
@@ -223,7 +241,7 @@ fn run() -> Result<()> {
     chown_to_postgres(&key)?;
     let yaml = format!(
         "backup:\n  repository:\n    type: filesystem\n    path: {}\n  encryption_key_file: \
-         {}\n  wal_wait_timeout: 600s\n",
+         {}\n  wal_wait_timeout: 600s\n  compression_level: {level}\n",
         repo.display(),
         key.display()
     );
@@ -291,7 +309,13 @@ fn run() -> Result<()> {
              = {raw:.1} MiB/s",
             mib(bytes)
         );
+        let agent = cluster
+            .node(replica)
+            .pid()
+            .context("the replica's agent pid")?;
+        let cpu_before = cpu_seconds(agent);
         let out = warden_backup(&cluster.node(replica).api_url())?;
+        let cpu = cpu_before.zip(cpu_seconds(agent)).map(|(a, b)| b - a);
         let wbytes = out["bytes"].as_u64().unwrap_or(0);
         let stream_s = out["stream_seconds"].as_f64().unwrap_or(f64::NAN);
         let total_s = out["seconds"].as_f64().unwrap_or(f64::NAN);
@@ -302,6 +326,13 @@ fn run() -> Result<()> {
             mib(wbytes) / stream_s,
             mib(wbytes) / total_s
         );
+        if let Some(cpu) = cpu {
+            println!(
+                "round {round}: the agent and its pg_basebackup used {cpu:.1} CPU-seconds \
+                 ({:.2} per GiB)",
+                cpu / (mib(wbytes) / 1024.0)
+            );
+        }
         raws.push(raw);
         streams.push(mib(wbytes) / stream_s);
         totals.push(mib(wbytes) / total_s);

@@ -183,3 +183,4 @@ mod tests {
         assert!(scan(cut, Vec::new(), Arc::new(AtomicU64::new(0))).is_err());
     }
 }
+
