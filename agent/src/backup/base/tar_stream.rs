@@ -183,4 +183,3 @@ mod tests {
         assert!(scan(cut, Vec::new(), Arc::new(AtomicU64::new(0))).is_err());
     }
 }
-
