@@ -389,6 +389,44 @@ impl Ctl<'_> {
 mod tests {
     use super::*;
 
+    use crate::ctl::args::{BackupCommand, Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<BackupCommand, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("wardenctl").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Backup(b) => Ok(b.command),
+            other => panic!("parsed as {}", other.name()),
+        }
+    }
+
+    #[test]
+    fn backup_command_line() {
+        match parse(&["backup", "create", "demo", "--no-wait", "--json"]).unwrap() {
+            BackupCommand::Create(a) => {
+                assert_eq!(a.cluster_name.as_deref(), Some("demo"));
+                assert!(a.no_wait && a.json);
+            }
+            BackupCommand::List(_) => panic!("create parsed as list"),
+        }
+        // The last of --wait / --no-wait wins.
+        match parse(&["backup", "create", "--no-wait", "--wait"]).unwrap() {
+            BackupCommand::Create(a) => assert!(a.wait && !a.no_wait),
+            BackupCommand::List(_) => panic!("create parsed as list"),
+        }
+        match parse(&["-c", "/etc/w.yml", "backup", "list", "--json"]).unwrap() {
+            BackupCommand::List(a) => assert!(a.json && a.cluster_name.is_none()),
+            BackupCommand::Create(_) => panic!("list parsed as create"),
+        }
+        let e = parse(&["backup", "list", "--format", "x"]).unwrap_err();
+        assert!(e.to_string().contains("--format"), "{e}");
+        let e = parse(&["backup"]).unwrap_err();
+        assert!(
+            e.to_string().contains("create") && e.to_string().contains("list"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn sizes_read_like_people_write_them() {
         assert_eq!(human_bytes(12), "12 B");

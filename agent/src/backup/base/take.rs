@@ -308,13 +308,17 @@ async fn stream(
         first_error.map_or(Ok(()), Err)
     };
     let upload = parts::upload_parts(&t.catalog.repo, rx);
-    let joined = tokio::select! {
-        r = async { tokio::join!(upload, scan, seal) } => Some(r),
-        () = cancel.cancelled() => None,
-    };
-    let Some((uploaded, scanned, sealed)) = joined else {
-        let _ = child.start_kill();
-        return Err(BaseError::Cancelled);
+    let work = async { tokio::join!(upload, scan, seal) };
+    tokio::pin!(work);
+    let (uploaded, scanned, sealed) = tokio::select! {
+        r = &mut work => r,
+        () = cancel.cancelled() => {
+            let _ = child.start_kill();
+            // The stream now ends early: let the stages wind down, so the uploads in
+            // progress are aborted rather than left behind (bounded).
+            let _ = tokio::time::timeout(EXIT_TIMEOUT, &mut work).await;
+            return Err(BaseError::Cancelled);
+        }
     };
     let scanned =
         scanned.unwrap_or_else(|e| Err(io::Error::other(format!("the reader panicked: {e}"))));
