@@ -13,6 +13,8 @@
 //!   record and no objects.
 //! - `backup.schedule` fires on the archiver, and stops there once the member gives
 //!   the archiver key up (tagged `noarchive` and reloaded): the next archiver goes on.
+//! - Giving the key up in the middle of a backup cancels it: it ends as failed
+//!   ("cancelled") and its objects are deleted.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -551,4 +553,61 @@ fn base_backup_on_the_archiver_replica_s3() {
     let server = S3Server::start(&work.path().join("moto")).unwrap();
     server.create_bucket(BUCKET).unwrap();
     scenario(&work, &Repo::S3(server));
+}
+
+#[test]
+fn losing_the_archiver_key_cancels_a_running_backup_and_cleans_up() {
+    let work = WorkDir::temp().unwrap();
+    let repo = work.path().join("repo");
+    create_node_dir(&repo).unwrap();
+    let yaml = backup_yaml(&repo, &key_file(work.path()), "");
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(2)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let primary = cluster.primary_index().unwrap();
+    // Enough data that the backup is still streaming when the key goes.
+    sql::execute(
+        cluster.node(primary).pg_port(),
+        "CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g + 1)::text) AS t \
+         FROM generate_series(1, 1500000) g",
+    )
+    .unwrap();
+    let archiver = wait_archiver_replica(&cluster, &[]);
+    let api = cluster.node(archiver).api_url();
+    let started = http::post_json(&format!("{api}/backup"), &serde_json::json!({})).unwrap();
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.json().unwrap()["id"].as_str().unwrap().to_string();
+    wait_until(Duration::from_secs(30), "the backup streaming", || {
+        let s = http::get(&format!("{api}/backup")).ok()?.json().ok()?;
+        (s["phase"] == "streaming" && s["bytes"].as_u64()? > 0).then_some(())
+    });
+
+    let node = cluster.node_mut(archiver);
+    node.config_mut()
+        .tags
+        .insert("noarchive".into(), true.into());
+    node.write_config().unwrap();
+    let reload = http::post_json(&format!("{api}/reload"), &serde_json::json!({})).unwrap();
+    assert!(reload.status < 300, "{}", reload.body);
+
+    let last = wait_until(Duration::from_secs(60), "the backup to end", || {
+        let s = http::get(&format!("{api}/backup")).ok()?.json().ok()?;
+        (s["last"]["id"] == id.as_str()).then(|| s["last"].clone())
+    });
+    assert_eq!(last["ok"], false, "{last}");
+    assert!(
+        last["error"].as_str().unwrap_or("").contains("cancelled"),
+        "{last}"
+    );
+    let sysid = cluster.node(archiver).system_identifier().unwrap();
+    let dir = repo.join(cluster.scope()).join(&sysid).join("backups");
+    assert_eq!(
+        files_under(&dir),
+        Vec::<PathBuf>::new(),
+        "leftovers deleted"
+    );
 }
