@@ -412,16 +412,16 @@ mod tests {
                 assert_eq!(a.cluster_name.as_deref(), Some("demo"));
                 assert!(a.no_wait && a.json);
             }
-            BackupCommand::List(_) => panic!("create parsed as list"),
+            other => panic!("create parsed as {other:?}"),
         }
         // The last of --wait / --no-wait wins.
         match parse(&["backup", "create", "--no-wait", "--wait"]).unwrap() {
             BackupCommand::Create(a) => assert!(a.wait && !a.no_wait),
-            BackupCommand::List(_) => panic!("create parsed as list"),
+            other => panic!("create parsed as {other:?}"),
         }
         match parse(&["-c", "/etc/w.yml", "backup", "list", "--json"]).unwrap() {
             BackupCommand::List(a) => assert!(a.json && a.cluster_name.is_none()),
-            BackupCommand::Create(_) => panic!("list parsed as create"),
+            other => panic!("list parsed as {other:?}"),
         }
         let e = parse(&["backup", "list", "--format", "x"]).unwrap_err();
         assert!(e.to_string().contains("--format"), "{e}");

@@ -174,14 +174,14 @@ impl Service {
 
     /// The catalog of this member's cluster.
     pub fn catalog_for(&self, system_identifier: u64) -> anyhow::Result<Catalog> {
-        open_catalog(&self.cfg, system_identifier)
+        open_catalog(&self.config(), system_identifier)
     }
 
     /// A logical dump job against this member's PostgreSQL (`backup.dump`).
     pub fn dump_job(&self) -> Result<super::dump::DumpJob, StartError> {
         let t = self.target()?;
         let databases = self
-            .cfg
+            .config()
             .backup
             .as_ref()
             .and_then(|b| b.dump.as_ref())
