@@ -60,10 +60,11 @@ pub fn archived(repo: &Path) -> Vec<String> {
         for e in entries.flatten() {
             let p = e.path();
             if p.is_dir() {
-                // Only WAL: backups live beside it.
-                if p.file_name()
-                    .is_some_and(|n| n == "backups" || n == "drills")
-                {
+                // Only archived WAL: backups, dumps, drills and the archiver's live
+                // copy of the segment still being received live beside it.
+                if p.file_name().is_some_and(|n| {
+                    n == "backups" || n == "drills" || n == "dumps" || n == "wal_live"
+                }) {
                     continue;
                 }
                 walk(&p, out);
