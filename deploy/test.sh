@@ -11,6 +11,7 @@ target_dir="$(cargo metadata --format-version 1 --no-deps | grep -o '"target_dir
 export WARDEN_BIN_DIR="$target_dir/debug"
 export WARDEN_PATRONICTL="${WARDEN_VENV:-${HOME:-/root}/.cache/warden-venv}/bin/patronictl"
 # Two cores: each cluster test runs 3 PostgreSQL + etcd + HAProxy; more than
-# two such tests at once only makes them slower and flakier.
-# --no-fail-fast: report every failing test binary, not just the first.
-exec cargo test --workspace --no-fail-fast -- --test-threads=2
+# two such tests at once only makes them slower and flakier. run_tests.py runs
+# the test binaries two at a time (one test thread each for the integration
+# binaries), reports every failing binary, and exits non-zero if any failed.
+exec python3 deploy/run_tests.py
