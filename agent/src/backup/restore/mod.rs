@@ -150,6 +150,40 @@ pub async fn restore(
     let started = Instant::now();
     let owner = owner_for(dir)?;
     prepare(dir)?;
+    let result = restore_into(catalog, backup, dir, recovery, owner, started).await;
+    if result.is_err() {
+        // The directory was empty: leave it so, not half restored (a retry would
+        // otherwise be refused as "not empty", and nobody must start on it).
+        empty_dir(dir);
+    }
+    result
+}
+
+fn empty_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(err) = removed {
+            tracing::warn!(path = %p.display(), error = %err, "cannot remove what a failed restore wrote");
+        }
+    }
+}
+
+async fn restore_into(
+    catalog: &Catalog,
+    backup: &BackupRecord,
+    dir: &Path,
+    recovery: &Recovery,
+    owner: Option<RunAs>,
+    started: Instant,
+) -> Result<RestoreReport, RestoreError> {
     let backup_dir = catalog.backup_dir(&backup.id);
     let parts: Vec<(String, crate::backup::catalog::Part)> = backup
         .parts
