@@ -168,17 +168,15 @@ impl Read for PartsReader {
             }
             let (index, opener) = self.current.as_mut().expect("set above");
             let object = &self.parts[*index].0;
-            let n = opener.read(out).map_err(|e| {
-                let source = CodecError::from_io(e);
-                if let CodecError::Io(inner) = &source {
-                    if inner.to_string() == "the download stopped" {
-                        return wrap(RestoreError::Tar("the download stopped".into()));
-                    }
+            let n = opener.read(out).map_err(|e| match CodecError::from_io(e) {
+                // Reading the download failed (its own error is reported first).
+                CodecError::Io(inner) => {
+                    wrap(RestoreError::Tar(format!("reading {object}: {inner}")))
                 }
-                wrap(RestoreError::Corrupt {
+                source => wrap(RestoreError::Corrupt {
                     object: object.clone(),
                     source,
-                })
+                }),
             })?;
             if n > 0 {
                 self.plain_bytes += n as u64;

@@ -236,10 +236,17 @@ async fn restore_into(
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).map_err(io_err(&p))?;
     }
     recovery::configure(dir, recovery).map_err(io_err(dir))?;
-    if let Some(o) = owner {
-        chown_tree(dir, o)?;
-    }
-    sync_tree(dir)?;
+    // Walking and syncing a large directory blocks: not on the async workers (the
+    // agent's HA loop shares them during a bootstrap or a drill).
+    let finish_dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if let Some(o) = owner {
+            chown_tree(&finish_dir, o)?;
+        }
+        sync_tree(&finish_dir)
+    })
+    .await
+    .map_err(|e| RestoreError::Tar(format!("finishing the directory: {e}")))??;
     let report = RestoreReport {
         backup_id: backup.id.clone(),
         dir: dir.to_path_buf(),
