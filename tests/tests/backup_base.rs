@@ -9,6 +9,12 @@
 //! - `wardenctl backup list` (table and JSON) shows the backup.
 //! - Bad input: `POST /backup` on a member that is not the archiver names the
 //!   archiver; `wardenctl backup list` with a config without a backup section says so.
+//! - A backup whose WAL does not arrive in time fails, names the segment, leaves no
+//!   record and no objects.
+//! - `backup.schedule` fires on the archiver, and stops there once the member gives
+//!   the archiver key up (tagged `noarchive` and reloaded): the next archiver goes on.
+//! - Giving the key up in the middle of a backup cancels it: it ends as failed
+//!   ("cancelled") and its objects are deleted.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -27,7 +33,7 @@ use warden_tests::process::{run_bounded, RunOutput};
 use warden_tests::s3::{self, S3Server};
 use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
 use warden_tests::workload::{Writer, WriterOptions};
-use warden_tests::{bins, http, wait_until, Cluster, ClusterSpec};
+use warden_tests::{bins, http, sql, wait_until, Cluster, ClusterSpec};
 
 const KEY: &str = "3c9a1e7b5d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c";
 const BUCKET: &str = "warden-base";
@@ -35,6 +41,8 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 /// A lease expiry plus pg_receivewal's start.
 const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(60);
 const CTL_TIMEOUT: Duration = Duration::from_secs(240);
+/// A few schedule periods (10 s) plus a backup.
+const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(90);
 
 enum Repo {
     Fs(PathBuf),
@@ -236,6 +244,13 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     let formed = cluster.assert_converged(FORM_TIMEOUT);
     let primary = formed.primary;
     let leader = cluster.node(primary).name().to_string();
+    // More than one 64 MiB part: about 100 MiB of table.
+    sql::execute(
+        cluster.node(primary).pg_port(),
+        "CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g + 1)::text) AS t \
+         FROM generate_series(1, 800000) g",
+    )
+    .unwrap();
     let writer = Writer::start(
         cluster.node(primary).pg_port(),
         "backup_writes",
@@ -296,6 +311,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     assert_ne!(r.member, leader, "not on the leader");
     assert_eq!(r.system_identifier, sysid);
     assert!(r.pg_version >= 150_000, "{}", r.pg_version);
+    assert!(r.parts.len() >= 2, "{} parts", r.parts.len());
     check.verify(r);
 
     let out = wardenctl(&config, &["backup", "list"]);
@@ -341,6 +357,188 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     drop(writer);
 }
 
+fn backup_yaml(repo: &Path, key: &Path, extra: &str) -> String {
+    format!(
+        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
+         encryption_key_file: {}\n{extra}",
+        repo.display(),
+        key.display()
+    )
+}
+
+/// Every object (file) under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Waits for a replica to hold the archiver key and report archiving; its index.
+fn wait_archiver_replica(cluster: &Cluster, not: &[&str]) -> usize {
+    wait_until(ARCHIVER_TIMEOUT, "a replica archives", || {
+        let name = archiver_key(cluster)?;
+        let i = cluster.index_of(&name)?;
+        let p = cluster.node(i).patroni()?;
+        (!not.contains(&name.as_str()) && p["role"] == "replica" && p["warden"]["archiver"] == true)
+            .then_some(i)
+    })
+}
+
+#[test]
+fn a_backup_whose_wal_does_not_arrive_fails_and_leaves_nothing() {
+    let work = WorkDir::temp().unwrap();
+    let repo = work.path().join("repo");
+    create_node_dir(&repo).unwrap();
+    let yaml = backup_yaml(&repo, &key_file(work.path()), "  wal_wait_timeout: 3s\n");
+    let cluster = Cluster::start(
+        ClusterSpec::new(2)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let archiver = wait_archiver_replica(&cluster, &[]);
+    let config = cluster.node(0).config_path();
+    // The archive loses every complete segment (the archiver never uploads one twice),
+    // so the first segment the backup needs — where the last checkpoint began, in a
+    // complete segment — never arrives.
+    let sysid = cluster.node(archiver).system_identifier().unwrap();
+    let wal = repo.join(cluster.scope()).join(&sysid).join("wal");
+    let primary = cluster.primary_index().unwrap();
+    let current = sql::query_text(
+        cluster.node(primary).pg_port(),
+        "SELECT pg_walfile_name(pg_current_wal_lsn())",
+    )
+    .unwrap()
+    .unwrap();
+    wait_until(ARCHIVER_TIMEOUT, "every complete segment archived", || {
+        files_under(&wal)
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
+            .any(|n| n.len() == 24 && segno(&n) + 1 >= segno(&current))
+            .then_some(())
+    });
+    std::fs::remove_dir_all(&wal).unwrap();
+    let out = wardenctl(&config, &["backup", "create"]);
+    assert!(!ok(&out), "the backup must fail");
+    assert!(
+        out.stderr.contains("was not archived within 3s")
+            && out.stderr.contains("WAL segment 0000000"),
+        "{}",
+        out.stderr
+    );
+    let status = http::get(&format!("{}/backup", cluster.node(archiver).api_url()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["last"]["ok"], false, "{status}");
+    let backups = repo.join(cluster.scope()).join(&sysid).join("backups");
+    assert_eq!(
+        files_under(&backups),
+        Vec::<PathBuf>::new(),
+        "leftovers deleted"
+    );
+    let out = wardenctl(&config, &["backup", "list", "--json"]);
+    assert!(ok(&out));
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["backups"], serde_json::json!([]), "no record");
+}
+
+#[test]
+fn scheduled_backups_run_on_the_archiver_and_follow_the_key() {
+    let work = WorkDir::temp().unwrap();
+    let repo = work.path().join("repo");
+    create_node_dir(&repo).unwrap();
+    let yaml = backup_yaml(
+        &repo,
+        &key_file(work.path()),
+        "  schedule: \"*/10 * * * * *\"\n",
+    );
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(3)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    cluster.assert_converged(FORM_TIMEOUT);
+    let first = wait_archiver_replica(&cluster, &[]);
+    let first_name = cluster.node(first).name().to_string();
+    let config = cluster.node(0).config_path();
+    let sysid: u64 = cluster
+        .node(first)
+        .system_identifier()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let check = Check::new(&config, cluster.scope(), sysid);
+    wait_until(
+        SCHEDULE_TIMEOUT,
+        "a scheduled backup by the archiver",
+        || {
+            check
+                .backups()
+                .iter()
+                .any(|b| b.member == first_name)
+                .then_some(())
+        },
+    );
+
+    // The archiver gives the key up: its schedule stops, the next archiver's runs.
+    let node = cluster.node_mut(first);
+    node.config_mut()
+        .tags
+        .insert("noarchive".into(), true.into());
+    node.write_config().unwrap();
+    let reload = http::post_json(
+        &format!("{}/reload", node.api_url()),
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    assert!(reload.status < 300, "{}", reload.body);
+    let second = wait_archiver_replica(&cluster, &[&first_name]);
+    let second_name = cluster.node(second).name().to_string();
+    let handed_over = chrono::Utc::now();
+    wait_until(
+        SCHEDULE_TIMEOUT,
+        "a scheduled backup by the next archiver",
+        || {
+            check
+                .backups()
+                .iter()
+                .any(|b| b.member == second_name)
+                .then_some(())
+        },
+    );
+    let late: Vec<String> = check
+        .backups()
+        .iter()
+        .filter(|b| b.member == first_name && b.started_at > handed_over)
+        .map(|b| b.id.clone())
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{first_name} went on after losing the key: {late:?}"
+    );
+    let status = http::get(&format!("{}/backup", cluster.node(first).api_url()))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["running"], false, "{status}");
+    for b in check.backups() {
+        check.verify(&b);
+    }
+}
+
 #[test]
 fn base_backup_on_the_archiver_replica_filesystem() {
     let work = WorkDir::temp().unwrap();
@@ -355,4 +553,61 @@ fn base_backup_on_the_archiver_replica_s3() {
     let server = S3Server::start(&work.path().join("moto")).unwrap();
     server.create_bucket(BUCKET).unwrap();
     scenario(&work, &Repo::S3(server));
+}
+
+#[test]
+fn losing_the_archiver_key_cancels_a_running_backup_and_cleans_up() {
+    let work = WorkDir::temp().unwrap();
+    let repo = work.path().join("repo");
+    create_node_dir(&repo).unwrap();
+    let yaml = backup_yaml(&repo, &key_file(work.path()), "");
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(2)
+            .without_haproxy()
+            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
+    )
+    .expect("start cluster");
+    cluster.wait_formed(FORM_TIMEOUT);
+    let primary = cluster.primary_index().unwrap();
+    // Enough data that the backup is still streaming when the key goes.
+    sql::execute(
+        cluster.node(primary).pg_port(),
+        "CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g + 1)::text) AS t \
+         FROM generate_series(1, 1500000) g",
+    )
+    .unwrap();
+    let archiver = wait_archiver_replica(&cluster, &[]);
+    let api = cluster.node(archiver).api_url();
+    let started = http::post_json(&format!("{api}/backup"), &serde_json::json!({})).unwrap();
+    assert_eq!(started.status, 202, "{}", started.body);
+    let id = started.json().unwrap()["id"].as_str().unwrap().to_string();
+    wait_until(Duration::from_secs(30), "the backup streaming", || {
+        let s = http::get(&format!("{api}/backup")).ok()?.json().ok()?;
+        (s["phase"] == "streaming" && s["bytes"].as_u64()? > 0).then_some(())
+    });
+
+    let node = cluster.node_mut(archiver);
+    node.config_mut()
+        .tags
+        .insert("noarchive".into(), true.into());
+    node.write_config().unwrap();
+    let reload = http::post_json(&format!("{api}/reload"), &serde_json::json!({})).unwrap();
+    assert!(reload.status < 300, "{}", reload.body);
+
+    let last = wait_until(Duration::from_secs(60), "the backup to end", || {
+        let s = http::get(&format!("{api}/backup")).ok()?.json().ok()?;
+        (s["last"]["id"] == id.as_str()).then(|| s["last"].clone())
+    });
+    assert_eq!(last["ok"], false, "{last}");
+    assert!(
+        last["error"].as_str().unwrap_or("").contains("cancelled"),
+        "{last}"
+    );
+    let sysid = cluster.node(archiver).system_identifier().unwrap();
+    let dir = repo.join(cluster.scope()).join(&sysid).join("backups");
+    assert_eq!(
+        files_under(&dir),
+        Vec::<PathBuf>::new(),
+        "leftovers deleted"
+    );
 }

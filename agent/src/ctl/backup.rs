@@ -192,7 +192,7 @@ impl Ctl<'_> {
         }
         if !a.json {
             self.io.println(format!(
-                "{} Backup {id} committed on {archiver}: {} in {:.1}s ({:.1} MB/s)",
+                "{} Backup {id} committed on {archiver}: {} in {:.1}s ({:.1} MiB/s)",
                 timestamp(),
                 human_bytes(outcome["bytes"].as_u64().unwrap_or(0)),
                 outcome["seconds"].as_f64().unwrap_or(0.0),
@@ -230,7 +230,7 @@ impl Ctl<'_> {
                         let phase = v["phase"].as_str().unwrap_or("").to_string();
                         if show && (phase != last_phase || last_line.elapsed() >= PROGRESS_EVERY) {
                             self.io.println(format!(
-                                "{} {id}: {phase}, {} streamed, {:.0}s, {:.1} MB/s",
+                                "{} {id}: {phase}, {} streamed, {:.0}s, {:.1} MiB/s",
                                 timestamp(),
                                 human_bytes(v["bytes"].as_u64().unwrap_or(0)),
                                 v["elapsed_seconds"].as_f64().unwrap_or(0.0),
@@ -388,6 +388,44 @@ impl Ctl<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::ctl::args::{BackupCommand, Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<BackupCommand, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("wardenctl").chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Backup(b) => Ok(b.command),
+            other => panic!("parsed as {}", other.name()),
+        }
+    }
+
+    #[test]
+    fn backup_command_line() {
+        match parse(&["backup", "create", "demo", "--no-wait", "--json"]).unwrap() {
+            BackupCommand::Create(a) => {
+                assert_eq!(a.cluster_name.as_deref(), Some("demo"));
+                assert!(a.no_wait && a.json);
+            }
+            BackupCommand::List(_) => panic!("create parsed as list"),
+        }
+        // The last of --wait / --no-wait wins.
+        match parse(&["backup", "create", "--no-wait", "--wait"]).unwrap() {
+            BackupCommand::Create(a) => assert!(a.wait && !a.no_wait),
+            BackupCommand::List(_) => panic!("create parsed as list"),
+        }
+        match parse(&["-c", "/etc/w.yml", "backup", "list", "--json"]).unwrap() {
+            BackupCommand::List(a) => assert!(a.json && a.cluster_name.is_none()),
+            BackupCommand::Create(_) => panic!("list parsed as create"),
+        }
+        let e = parse(&["backup", "list", "--format", "x"]).unwrap_err();
+        assert!(e.to_string().contains("--format"), "{e}");
+        let e = parse(&["backup"]).unwrap_err();
+        assert!(
+            e.to_string().contains("create") && e.to_string().contains("list"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn sizes_read_like_people_write_them() {

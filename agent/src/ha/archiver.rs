@@ -202,6 +202,14 @@ impl Agent {
         }
     }
 
+    /// After a reload: the schedules may have changed. A backup in flight goes on.
+    pub(super) fn reschedule_jobs(&mut self) {
+        if let Some(jobs) = self.jobs.take() {
+            jobs.stop();
+            self.start_jobs();
+        }
+    }
+
     fn stop_jobs(&mut self) {
         if let Some(jobs) = self.jobs.take() {
             jobs.stop();

@@ -173,6 +173,10 @@ impl Agent {
             s.auth = auth;
         });
         self.cfg = Arc::new(new);
+        if let Some(service) = &self.backups {
+            service.set_config(self.cfg.clone());
+        }
+        self.reschedule_jobs();
         tracing::info!(path = %path.display(), "configuration reloaded");
     }
 }

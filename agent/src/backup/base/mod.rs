@@ -51,7 +51,8 @@ pub enum StartError {
 
 /// Starts, tracks and cancels this member's base backups.
 pub struct Service {
-    cfg: Arc<Config>,
+    /// Replaced on reload (`set_config`).
+    cfg: Mutex<Arc<Config>>,
     settings: Settings,
     programs: Programs,
     shared: Arc<Shared>,
@@ -59,7 +60,7 @@ pub struct Service {
     /// Cancels the running backup.
     running: Mutex<Option<CancellationToken>>,
     after: Mutex<Vec<AfterBackup>>,
-    /// Plaintext bytes per part (tests use small parts).
+    /// Plaintext bytes per part.
     part_size: u64,
 }
 
@@ -93,19 +94,30 @@ impl Service {
         shared: Arc<Shared>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            cfg,
+            cfg: Mutex::new(cfg),
             settings,
             programs,
             shared,
             progress: Progress::default(),
             running: Mutex::new(None),
             after: Mutex::new(Vec::new()),
-            part_size: std::env::var("WARDEN_BACKUP_PART_SIZE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(parts::PART_SIZE),
+            part_size: parts::PART_SIZE,
         })
+    }
+
+    /// The configuration after a reload; the next backup uses it.
+    pub fn set_config(&self, cfg: Arc<Config>) {
+        *self
+            .cfg
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cfg;
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.cfg
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Runs `hook` after every committed backup, in the order added.
@@ -134,10 +146,11 @@ impl Service {
     }
 
     fn target(&self) -> Result<Target, StartError> {
-        let backup =
-            self.cfg.backup.as_ref().ok_or_else(|| {
-                StartError::Setup("no backup section in the configuration".into())
-            })?;
+        let cfg = self.config();
+        let backup = cfg
+            .backup
+            .as_ref()
+            .ok_or_else(|| StartError::Setup("no backup section in the configuration".into()))?;
         let sysid: u64 = self
             .shared
             .snapshot()
@@ -145,14 +158,13 @@ impl Service {
             .as_deref()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| StartError::Setup("the system identifier is not known yet".into()))?;
-        let catalog =
-            open_catalog(&self.cfg, sysid).map_err(|e| StartError::Setup(format!("{e:#}")))?;
+        let catalog = open_catalog(&cfg, sysid).map_err(|e| StartError::Setup(format!("{e:#}")))?;
         Ok(Target {
             catalog,
             system_identifier: sysid,
             compression_level: backup.compression_level,
             wal_wait_timeout: backup.wal_wait_timeout,
-            member: self.cfg.name.clone(),
+            member: cfg.name.clone(),
             settings: self.settings.clone(),
             programs: self.programs.clone(),
             shared: self.shared.clone(),

@@ -33,6 +33,10 @@ pub struct Outcome {
     /// Plaintext bytes of the tar stream.
     pub bytes: u64,
     pub mb_per_s: f64,
+    /// Seconds spent streaming pg_basebackup's output (the rest is the WAL wait and
+    /// the commit), and the streaming rate.
+    pub stream_seconds: Option<f64>,
+    pub stream_mb_per_s: Option<f64>,
 }
 
 /// The running backup, if any.
@@ -43,6 +47,9 @@ struct Running {
     phase: Phase,
     started: Instant,
     started_at: DateTime<Utc>,
+    /// When streaming began and ended.
+    stream_started: Option<Instant>,
+    stream_seconds: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -103,12 +110,22 @@ impl Progress {
             phase: Phase::Starting,
             started: Instant::now(),
             started_at: Utc::now(),
+            stream_started: None,
+            stream_seconds: None,
         });
         Ok(())
     }
 
     pub fn set_phase(&self, phase: Phase) {
         if let Some(r) = self.lock().running.as_mut() {
+            match (r.phase, phase) {
+                (Phase::Streaming, Phase::Streaming) => {}
+                (_, Phase::Streaming) => r.stream_started = Some(Instant::now()),
+                (Phase::Streaming, _) => {
+                    r.stream_seconds = r.stream_started.map(|t| t.elapsed().as_secs_f64());
+                }
+                _ => {}
+            }
             r.phase = phase;
         }
     }
@@ -128,6 +145,7 @@ impl Progress {
         let r = g.running.take()?;
         let seconds = r.started.elapsed().as_secs_f64();
         let bytes = self.bytes.load(Ordering::Relaxed);
+        let stream_seconds = r.stream_seconds;
         let outcome = Outcome {
             id: r.id,
             ok: error.is_none(),
@@ -136,6 +154,8 @@ impl Progress {
             seconds,
             bytes,
             mb_per_s: mb_per_s(bytes, seconds),
+            stream_seconds,
+            stream_mb_per_s: stream_seconds.map(|s| mb_per_s(bytes, s)),
         };
         g.last = Some(outcome.clone());
         Some(outcome)
@@ -187,6 +207,7 @@ mod tests {
         let p = Progress::default();
         p.begin("a", "api").unwrap();
         assert_eq!(p.begin("b", "schedule"), Err("a".to_string()));
+        p.set_phase(Phase::Streaming);
         p.add_bytes(2 * 1_048_576);
         p.set_phase(Phase::WaitingForWal);
         let s = p.snapshot();
@@ -196,6 +217,7 @@ mod tests {
         let out = p.end(Some("boom".into())).unwrap();
         assert!(!out.ok);
         assert_eq!(out.bytes, 2 * 1_048_576);
+        assert!(out.stream_seconds.is_some_and(|s| s <= out.seconds));
         let s = p.snapshot();
         assert!(!s.running);
         assert_eq!(s.last.unwrap().error.as_deref(), Some("boom"));

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::parts::{self, PartWriter, UploadError};
+use super::parts::{self, SealSpec, Splitter, UploadError};
 use super::progress::{Phase, Progress};
 use super::tar_stream::{self, Scanned};
 use super::wal_range;
@@ -37,6 +37,8 @@ const WAL_POLL: Duration = Duration::from_millis(500);
 /// While waiting, ask the primary for another segment switch this often (the first
 /// may have come before our standby had replayed up to the backup's end).
 const SWITCH_EVERY: Duration = Duration::from_secs(10);
+/// Pipe buffer asked for pg_basebackup's stdout.
+const PIPE_SIZE: i32 = 1024 * 1024;
 /// stderr lines of pg_basebackup kept for the error message.
 const STDERR_LINES: usize = 8;
 
@@ -257,32 +259,70 @@ async fn stream(
         .ok_or_else(|| BaseError::PgBasebackup("no stderr".into()))?;
     let stderr = tokio::spawn(stderr_tail(stderr));
 
+    // Fewer, larger reads from pg_basebackup (best effort: the default is 64 KiB).
+    let _ = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    // Three stages on separate cores: read + parse + checksum files (a blocking
+    // thread), compress + encrypt parts (a few workers, parts are independent), upload
+    // (async).
     let (tx, rx) = mpsc::channel(parts::CHANNEL_CAPACITY);
-    let writer = PartWriter::new(
-        tx,
-        t.catalog.key.clone(),
-        t.compression_level,
-        dir.to_owned(),
-        t.part_size,
-    );
+    let spec = SealSpec {
+        key: t.catalog.key.clone(),
+        level: t.compression_level,
+        dir: dir.to_owned(),
+    };
+    let mut senders = Vec::new();
+    let mut sealers = Vec::new();
+    for _ in 0..parts::workers() {
+        let (wtx, wrx) = std::sync::mpsc::sync_channel(parts::RAW_CAPACITY);
+        senders.push(wtx);
+        let (tx, spec) = (tx.clone(), spec.clone());
+        sealers.push(tokio::task::spawn_blocking(move || {
+            parts::seal_worker(&wrx, &tx, &spec)
+        }));
+    }
+    drop(tx);
+    let part_size = t.part_size;
     let counter = progress.byte_counter();
     let scan = tokio::task::spawn_blocking(move || -> io::Result<Scanned> {
-        let (scanned, writer) = tar_stream::scan(stdout, writer, counter)?;
-        writer.finish()?;
+        let splitter = Splitter::new(senders, part_size);
+        let (scanned, splitter) = tar_stream::scan(stdout, splitter, counter)?;
+        splitter.finish()?;
         Ok(scanned)
     });
-    let upload = parts::upload_parts(&t.catalog.repo, rx);
-    let joined = tokio::select! {
-        r = async { tokio::join!(upload, scan) } => Some(r),
-        () = cancel.cancelled() => None,
+    let seal = async {
+        let mut first_error = None;
+        for h in sealers {
+            let r = h
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(format!("a sealer panicked: {e}"))));
+            if let Err(e) = r {
+                // A broken pipe is a consequence (the uploader stopped); keep the cause.
+                if first_error
+                    .as_ref()
+                    .is_none_or(|f: &io::Error| f.kind() == io::ErrorKind::BrokenPipe)
+                {
+                    first_error = Some(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     };
-    let Some((uploaded, scanned)) = joined else {
-        let _ = child.start_kill();
-        return Err(BaseError::Cancelled);
+    let upload = parts::upload_parts(&t.catalog.repo, rx);
+    let work = async { tokio::join!(upload, scan, seal) };
+    tokio::pin!(work);
+    let (uploaded, scanned, sealed) = tokio::select! {
+        r = &mut work => r,
+        () = cancel.cancelled() => {
+            let _ = child.start_kill();
+            // The stream now ends early: let the stages wind down, so the uploads in
+            // progress are aborted rather than left behind (bounded).
+            let _ = tokio::time::timeout(EXIT_TIMEOUT, &mut work).await;
+            return Err(BaseError::Cancelled);
+        }
     };
     let scanned =
         scanned.unwrap_or_else(|e| Err(io::Error::other(format!("the reader panicked: {e}"))));
-    let failed = uploaded.is_err() || scanned.is_err();
+    let failed = uploaded.is_err() || scanned.is_err() || sealed.is_err();
     if failed {
         // Our side gave up: pg_basebackup must not go on (or wait on a full pipe).
         let _ = child.start_kill();
@@ -293,7 +333,18 @@ async fn stream(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let parts = uploaded?;
+    let parts = match uploaded {
+        // The stream broke mid-part: the reader's error (below) says why.
+        Err(UploadError::Unfinished(_)) if scanned.is_err() => None,
+        Err(e) => return Err(e.into()),
+        Ok(p) => Some(p),
+    };
+    match &sealed {
+        // The reading side stopped first: its error (below) says why.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+        Err(e) => return Err(BaseError::Stream(format!("sealing: {e}"))),
+        Ok(_) => {}
+    }
     let exited_ok = matches!(&status, Ok(Ok(s)) if s.success());
     let scanned = match scanned {
         Err(e) if !failed || exited_ok => return Err(BaseError::Stream(e.to_string())),
@@ -304,6 +355,7 @@ async fn stream(
         Err(_) => return Err(BaseError::PgBasebackup(tail)),
         Ok(scanned) => scanned,
     };
+    let parts = parts.ok_or_else(|| BaseError::Stream("the last part is unfinished".into()))?;
     match status {
         Ok(Ok(s)) if s.success() => Ok((scanned, parts)),
         Ok(Ok(s)) => Err(BaseError::PgBasebackup(format!("{s}: {tail}"))),
