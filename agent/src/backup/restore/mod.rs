@@ -192,7 +192,9 @@ async fn restore_into(
         .collect();
     let paths: Vec<String> = parts.iter().map(|(p, _)| p.clone()).collect();
     let (tx, rx) = mpsc::channel(fetch::CHANNEL_CAPACITY);
-    let reader = fetch::PartsReader::new(catalog.key.clone(), parts, rx);
+    let parts_reader = fetch::PartsReader::new(catalog.key.clone(), parts, rx);
+    let download_wait = parts_reader.waited.clone();
+    let reader = fetch::decode_ahead(parts_reader).map_err(io_err(dir))?;
     let files = backup.files.clone();
     let target_dir = dir.to_path_buf();
     let extractor = tokio::task::spawn_blocking(move || {
@@ -206,8 +208,8 @@ async fn restore_into(
         .map_err(|e| RestoreError::Tar(format!("extractor failed: {e}")))?;
     // A download failure explains an extraction failure ("the download stopped").
     let (fetch_wait, stored_bytes) = download?;
-    let (extracted, reader) = extracted?;
-    let waited = Duration::from_nanos(reader.waited.load(std::sync::atomic::Ordering::Relaxed));
+    let (extracted, _) = extracted?;
+    let waited = Duration::from_nanos(download_wait.load(std::sync::atomic::Ordering::Relaxed));
 
     if !extracted.had_manifest {
         let path = format!("{backup_dir}/{MANIFEST}");
