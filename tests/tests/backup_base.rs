@@ -245,12 +245,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     let primary = formed.primary;
     let leader = cluster.node(primary).name().to_string();
     // More than one 64 MiB part: about 100 MiB of table.
-    sql::execute(
-        cluster.node(primary).pg_port(),
-        "CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g + 1)::text) AS t \
-         FROM generate_series(1, 800000) g",
-    )
-    .unwrap();
+    fill(cluster.node(primary).pg_port(), 800_000);
     let writer = Writer::start(
         cluster.node(primary).pg_port(),
         "backup_writes",
@@ -355,6 +350,18 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     assert!(!ok(&out));
     assert!(out.stderr.contains("no backup section"), "{}", out.stderr);
     drop(writer);
+}
+
+/// A table of about 120 bytes per row. The kit's statement timeout is lifted: a
+/// large insert on a busy machine may take longer.
+fn fill(port: u16, rows: u64) {
+    sql::connect(port)
+        .unwrap()
+        .batch_execute(&format!(
+            "SET statement_timeout = 0; CREATE TABLE filler AS SELECT g, md5(g::text) || \
+             md5((g + 1)::text) AS t FROM generate_series(1, {rows}) g"
+        ))
+        .unwrap();
 }
 
 fn backup_yaml(repo: &Path, key: &Path, extra: &str) -> String {
@@ -570,12 +577,7 @@ fn losing_the_archiver_key_cancels_a_running_backup_and_cleans_up() {
     cluster.wait_formed(FORM_TIMEOUT);
     let primary = cluster.primary_index().unwrap();
     // Enough data that the backup is still streaming when the key goes.
-    sql::execute(
-        cluster.node(primary).pg_port(),
-        "CREATE TABLE filler AS SELECT g, md5(g::text) || md5((g + 1)::text) AS t \
-         FROM generate_series(1, 1500000) g",
-    )
-    .unwrap();
+    fill(cluster.node(primary).pg_port(), 1_500_000);
     let archiver = wait_archiver_replica(&cluster, &[]);
     let api = cluster.node(archiver).api_url();
     let started = http::post_json(&format!("{api}/backup"), &serde_json::json!({})).unwrap();
