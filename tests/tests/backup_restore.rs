@@ -117,6 +117,11 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
     )
     .unwrap();
     let between = server_now(port);
+    // The same point as a restore point name and as an LSN.
+    sql::execute(port, "SELECT pg_create_restore_point('between-a-and-b')").unwrap();
+    let lsn = sql::query_text(port, "SELECT pg_current_wal_lsn()::text")
+        .unwrap()
+        .unwrap();
     sql::execute(port, "INSERT INTO marks VALUES ('B')").unwrap();
     switch_and_wait_archived(port, &repo);
 
@@ -239,6 +244,16 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
         "--immediate stops before the writes after the backup"
     );
     drop(early);
+
+    for (flag, value) in [
+        ("--target-name", "between-a-and-b"),
+        ("--target-lsn", lsn.as_str()),
+    ] {
+        let dir = work.path().join(&flag[2..]);
+        restore(&config, &dir, &[flag, value]);
+        let copy = start_restored(&dir);
+        assert_eq!(marks(copy.port()), "A", "{flag} {value}");
+    }
 
     let server = start_restored(&dest);
     let rport = server.port();

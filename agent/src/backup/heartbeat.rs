@@ -17,8 +17,10 @@ use std::time::Duration;
 
 use crate::pg::sql::Sql;
 
-pub const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS warden; \
-     CREATE TABLE IF NOT EXISTS warden.heartbeat (id int PRIMARY KEY, ts timestamptz NOT NULL)";
+pub const CREATE: [&str; 2] = [
+    "CREATE SCHEMA IF NOT EXISTS warden",
+    "CREATE TABLE IF NOT EXISTS warden.heartbeat (id int PRIMARY KEY, ts timestamptz NOT NULL)",
+];
 pub const BEAT: &str = "INSERT INTO warden.heartbeat (id, ts) VALUES (1, now()) \
      ON CONFLICT (id) DO UPDATE SET ts = excluded.ts";
 /// The newest heartbeat of a restored server, as text (`NULL`: none yet).
@@ -60,8 +62,7 @@ impl Heartbeat {
                 tick.tick().await;
                 let result = async {
                     if !created {
-                        // Two statements: the simple protocol is needed, so one each.
-                        for stmt in CREATE.split("; ") {
+                        for stmt in CREATE {
                             sql.execute(stmt).await?;
                         }
                         created = true;

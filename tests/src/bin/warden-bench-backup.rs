@@ -219,10 +219,47 @@ fn warden_backup(api_url: &str) -> Result<Value> {
     Ok(outcome)
 }
 
-/// Hook for the restore helper: restore `backup_id` and return (bytes, seconds) to
-/// print a restore throughput next to the backup figures. `None`: not measured.
-fn restore_throughput(_cluster: &Cluster, _backup_id: &str) -> Option<(u64, f64)> {
-    None
+/// Restores `backup_id` with `wardenctl restore --immediate` into a scratch directory
+/// and returns (tar bytes, seconds of the restore: download, open, check, extract,
+/// sync); the directory is removed afterwards. `None` (with the reason printed) when
+/// the restore failed.
+fn restore_throughput(cluster: &Cluster, backup_id: &str) -> Option<(u64, f64)> {
+    let dir = cluster.dir().join("bench-restore");
+    let run = || -> Result<(u64, f64)> {
+        create_node_dir(&dir)?;
+        let data = dir.join("data");
+        let report = warden_tests::backupkit::wardenctl_json(
+            &cluster.node(0).config_path(),
+            &[
+                "restore",
+                "--backup",
+                backup_id,
+                "--immediate",
+                "--json",
+                "--to",
+                data.to_str().context("path")?,
+            ],
+        )?;
+        let bytes = report["bytes"].as_u64().context("no bytes in the report")?;
+        let seconds = report["total_seconds"]
+            .as_f64()
+            .context("no total_seconds in the report")?;
+        println!(
+            "restore report: fetch {:.1}s (waiting for the repository), extract {:.1}s, total {seconds:.1}s",
+            report["fetch_seconds"].as_f64().unwrap_or(0.0),
+            report["extract_seconds"].as_f64().unwrap_or(0.0)
+        );
+        Ok((bytes, seconds))
+    };
+    let result = run();
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Ok(r) => Some(r),
+        Err(e) => {
+            println!("restore failed: {e:#}");
+            None
+        }
+    }
 }
 
 fn run() -> Result<()> {

@@ -143,9 +143,12 @@ pub async fn run(catalog: &Catalog, opts: &DrillOptions) -> Result<DrillRecord> 
     .await
     .unwrap_or_else(|_| Err(anyhow!("the drill timed out after {:?}", opts.timeout)));
     // Clean up before recording: the record says whether the cleanup worked too.
-    let cleaned = match scratch.as_mut().map(scratch::Scratch::cleanup) {
-        Some(Err(e)) => Err(e),
-        _ => Ok(()),
+    // Stopping PostgreSQL waits (bounded): not on the async workers.
+    let cleaned = match scratch.take() {
+        Some(mut s) => tokio::task::spawn_blocking(move || s.cleanup())
+            .await
+            .unwrap_or_else(|e| Err(anyhow!("drill cleanup: {e}"))),
+        None => Ok(()),
     };
     let result = outcome.and(cleaned);
     record.ok = result.is_ok();

@@ -168,17 +168,15 @@ impl Read for PartsReader {
             }
             let (index, opener) = self.current.as_mut().expect("set above");
             let object = &self.parts[*index].0;
-            let n = opener.read(out).map_err(|e| {
-                let source = CodecError::from_io(e);
-                if let CodecError::Io(inner) = &source {
-                    if inner.to_string() == "the download stopped" {
-                        return wrap(RestoreError::Tar("the download stopped".into()));
-                    }
+            let n = opener.read(out).map_err(|e| match CodecError::from_io(e) {
+                // Reading the download failed (its own error is reported first).
+                CodecError::Io(inner) => {
+                    wrap(RestoreError::Tar(format!("reading {object}: {inner}")))
                 }
-                wrap(RestoreError::Corrupt {
+                source => wrap(RestoreError::Corrupt {
                     object: object.clone(),
                     source,
-                })
+                }),
             })?;
             if n > 0 {
                 self.plain_bytes += n as u64;
@@ -196,5 +194,87 @@ impl Read for PartsReader {
             }
             self.current = None;
         }
+    }
+}
+
+/// Plaintext chunks handed from the decoding thread to the extractor.
+const PLAIN_CHUNK: usize = 256 * 1024;
+const PLAIN_CAPACITY: usize = 16;
+
+/// Runs `parts` (authenticate, decompress, check) on a thread of its own, so opening
+/// the parts and unpacking the files use two cores; returns the plaintext stream.
+/// Memory stays bounded: at most `PLAIN_CAPACITY` chunks of `PLAIN_CHUNK` in flight.
+pub(super) fn decode_ahead(mut parts: PartsReader) -> io::Result<PlainReader> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(PLAIN_CAPACITY);
+    std::thread::Builder::new()
+        .name("restore-decode".into())
+        .spawn(move || loop {
+            let mut buf = vec![0u8; PLAIN_CHUNK];
+            let msg = match read_some(&mut parts, &mut buf) {
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) => Err(e),
+            };
+            let last = !matches!(&msg, Ok(b) if !b.is_empty());
+            // The extractor hung up (it failed): stop quietly, its error is reported.
+            if tx.send(msg).is_err() || last {
+                return;
+            }
+        })?;
+    Ok(PlainReader {
+        rx,
+        buf: Vec::new(),
+        pos: 0,
+        done: false,
+    })
+}
+
+/// Fills `buf` as far as the stream allows (fewer, larger messages).
+fn read_some<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The plaintext tar stream from [`decode_ahead`]; an empty chunk marks its end.
+pub(super) struct PlainReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for PlainReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(b)) if b.is_empty() => self.done = true,
+                Ok(Ok(b)) => {
+                    self.buf = b;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => return Err(io::Error::other("the decoding thread stopped")),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }

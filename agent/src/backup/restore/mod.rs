@@ -150,6 +150,40 @@ pub async fn restore(
     let started = Instant::now();
     let owner = owner_for(dir)?;
     prepare(dir)?;
+    let result = restore_into(catalog, backup, dir, recovery, owner, started).await;
+    if result.is_err() {
+        // The directory was empty: leave it so, not half restored (a retry would
+        // otherwise be refused as "not empty", and nobody must start on it).
+        empty_dir(dir);
+    }
+    result
+}
+
+fn empty_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let removed = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        if let Err(err) = removed {
+            tracing::warn!(path = %p.display(), error = %err, "cannot remove what a failed restore wrote");
+        }
+    }
+}
+
+async fn restore_into(
+    catalog: &Catalog,
+    backup: &BackupRecord,
+    dir: &Path,
+    recovery: &Recovery,
+    owner: Option<RunAs>,
+    started: Instant,
+) -> Result<RestoreReport, RestoreError> {
     let backup_dir = catalog.backup_dir(&backup.id);
     let parts: Vec<(String, crate::backup::catalog::Part)> = backup
         .parts
@@ -158,7 +192,9 @@ pub async fn restore(
         .collect();
     let paths: Vec<String> = parts.iter().map(|(p, _)| p.clone()).collect();
     let (tx, rx) = mpsc::channel(fetch::CHANNEL_CAPACITY);
-    let reader = fetch::PartsReader::new(catalog.key.clone(), parts, rx);
+    let parts_reader = fetch::PartsReader::new(catalog.key.clone(), parts, rx);
+    let download_wait = parts_reader.waited.clone();
+    let reader = fetch::decode_ahead(parts_reader).map_err(io_err(dir))?;
     let files = backup.files.clone();
     let target_dir = dir.to_path_buf();
     let extractor = tokio::task::spawn_blocking(move || {
@@ -172,8 +208,8 @@ pub async fn restore(
         .map_err(|e| RestoreError::Tar(format!("extractor failed: {e}")))?;
     // A download failure explains an extraction failure ("the download stopped").
     let (fetch_wait, stored_bytes) = download?;
-    let (extracted, reader) = extracted?;
-    let waited = Duration::from_nanos(reader.waited.load(std::sync::atomic::Ordering::Relaxed));
+    let (extracted, _) = extracted?;
+    let waited = Duration::from_nanos(download_wait.load(std::sync::atomic::Ordering::Relaxed));
 
     if !extracted.had_manifest {
         let path = format!("{backup_dir}/{MANIFEST}");
@@ -202,10 +238,17 @@ pub async fn restore(
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).map_err(io_err(&p))?;
     }
     recovery::configure(dir, recovery).map_err(io_err(dir))?;
-    if let Some(o) = owner {
-        chown_tree(dir, o)?;
-    }
-    sync_tree(dir)?;
+    // Walking and syncing a large directory blocks: not on the async workers (the
+    // agent's HA loop shares them during a bootstrap or a drill).
+    let finish_dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        if let Some(o) = owner {
+            chown_tree(&finish_dir, o)?;
+        }
+        sync_tree(&finish_dir)
+    })
+    .await
+    .map_err(|e| RestoreError::Tar(format!("finishing the directory: {e}")))??;
     let report = RestoreReport {
         backup_id: backup.id.clone(),
         dir: dir.to_path_buf(),

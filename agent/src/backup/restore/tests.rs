@@ -155,6 +155,11 @@ async fn a_swapped_or_tampered_part_is_refused() {
     let e = restore(&cat, &record, &tmp.path().join("a"), &recovery())
         .await
         .unwrap_err();
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("a")).unwrap().count(),
+        0,
+        "a failed restore leaves the directory empty"
+    );
     assert!(
         matches!(e, RestoreError::Corrupt { ref object, .. } if *object == p1),
         "{e}"
