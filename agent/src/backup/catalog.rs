@@ -127,7 +127,7 @@ pub struct DrillRecord {
     pub checks_seconds: Option<f64>,
     pub rto_seconds: Option<f64>,
     /// Newest heartbeat found in the restored server and how far it was behind the
-    /// drill's start (the RPO the archive would have given at that moment).
+    /// end of replay (the RPO the archive would have given at that moment).
     pub restored_heartbeat: Option<DateTime<Utc>>,
     pub rpo_seconds: Option<f64>,
     pub checks: Vec<CheckResult>,
