@@ -154,6 +154,17 @@ impl Runner {
             t.abort();
         }
     }
+
+    /// [`Runner::stop`], then waits until every job task has ended: after it returns,
+    /// nothing of this runner can fire.
+    pub async fn stop_and_wait(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.abort();
+            // An aborted task ends at its next await; Err is the cancellation itself.
+            let _ = t.await;
+        }
+    }
 }
 
 async fn run_job(job: Job, cancel: CancellationToken) {
@@ -230,11 +241,12 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        runner.stop();
-        // Let an already-woken task observe the stop, then nothing more may happen.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::timeout(Duration::from_secs(10), runner.stop_and_wait())
+            .await
+            .expect("the job tasks end once the runner is stopped");
+        // Every job task has ended: whatever the count is now, it stays.
         let stopped_at = count.load(Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tokio::task::yield_now().await;
         assert_eq!(count.load(Ordering::SeqCst), stopped_at);
     }
 }
