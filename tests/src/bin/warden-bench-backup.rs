@@ -26,6 +26,7 @@ use warden_tests::backupkit::key_file;
 use warden_tests::config::{
     pg_bin_dir, REPLICATION_PASSWORD, REPLICATION_USER, SUPERUSER, SUPERUSER_PASSWORD,
 };
+use warden_tests::stats::median;
 use warden_tests::workdir::{create_node_dir, postgres_owner, WorkDir};
 use warden_tests::{http, sql, wait, Cluster, ClusterSpec};
 
@@ -76,16 +77,6 @@ fn cpu_seconds(pid: i32) -> Option<f64> {
         .filter_map(|v| v.parse::<u64>().ok())
         .sum();
     Some(ticks as f64 / 100.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() -> ExitCode {
