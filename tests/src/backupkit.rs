@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 
 use crate::bins::wardenctl_command;
 use crate::process::{run_bounded, RunOutput};
+use crate::s3::{self, S3Server};
 use crate::workdir::{chown_to_postgres, create_node_dir};
 use crate::{sql, wait_until, Cluster, ClusterSpec};
 
@@ -45,6 +46,20 @@ pub fn backup_yaml(repo: &Path, key: &Path, extra: &str) -> String {
          encryption_key_file: {}\n{extra}",
         repo.display(),
         key.display()
+    )
+}
+
+/// The `repository:` lines (indented for a `backup:` section) for `bucket` on the
+/// S3 server `server`, objects under `prefix`, 10 s per operation.
+pub fn s3_repository_yaml(server: &S3Server, bucket: &str, prefix: &str) -> String {
+    format!(
+        "  repository:\n    type: s3\n    bucket: {bucket}\n    endpoint: {}\n    \
+         allow_http: true\n    region: {}\n    prefix: {prefix}\n    \
+         access_key_id: {}\n    secret_access_key: {}\n    timeout: 10s\n",
+        server.endpoint(),
+        s3::REGION,
+        s3::ACCESS_KEY_ID,
+        s3::SECRET_ACCESS_KEY
     )
 }
 
@@ -210,6 +225,27 @@ pub fn archived_records(repo: &Path, kind: &str) -> Vec<String> {
     walk(repo, kind, false, &mut out);
     out.sort();
     out
+}
+
+/// The system identifier of member `i`'s data directory, as the repository layout
+/// names it.
+pub fn sysid(cluster: &Cluster, i: usize) -> u64 {
+    cluster
+        .node(i)
+        .system_identifier()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The member holding the archiver key in etcd, if any.
+pub fn archiver_key(cluster: &Cluster) -> Option<String> {
+    cluster
+        .etcd()
+        .get(&format!("{}warden/archiver", cluster.key_prefix()))
+        .ok()
+        .flatten()
+        .map(|kv| kv.value)
 }
 
 /// Waits until a replica (not `primary`) says it is the archiver (`/patroni`), so a

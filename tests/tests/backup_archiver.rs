@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use warden_tests::backupkit::{
-    archived, repository, segno, start_formed, wait_archived, ARCHIVE_TIMEOUT,
+    archived, archiver_key, repository, segno, start_formed, wait_archived, ARCHIVE_TIMEOUT,
 };
 use warden_tests::workdir::WorkDir;
 use warden_tests::{sql, wait_until, Cluster};
@@ -74,15 +74,6 @@ fn archiver_by_api(cluster: &Cluster, alive: &[usize]) -> Option<usize> {
         })
         .collect();
     (flagged.len() == 1).then(|| flagged[0])
-}
-
-fn archiver_key(cluster: &Cluster) -> Option<String> {
-    cluster
-        .etcd()
-        .get(&format!("{}warden/archiver", cluster.key_prefix()))
-        .ok()
-        .flatten()
-        .map(|kv| kv.value)
 }
 
 #[test]
