@@ -4,29 +4,8 @@
 
 use super::*;
 use crate::backup::catalog::{FileSum, Part};
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::Layout;
-use crate::backup::repo::Repository;
-use crate::config::{RepositoryConfig, RepositoryKind};
+use crate::backup::testkit::catalog;
 use sha2::{Digest, Sha256};
-
-fn catalog(dir: &Path) -> Catalog {
-    Catalog {
-        repo: Repository::open(&RepositoryConfig {
-            kind: RepositoryKind::Filesystem {
-                path: dir.join("repo"),
-            },
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap(),
-        layout: Layout::new("demo", 42),
-        key: EncryptionKey::parse(
-            "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13",
-            "test",
-        )
-        .unwrap(),
-    }
-}
 
 fn tar_stream() -> (Vec<u8>, Vec<FileSum>) {
     let mut b = tar::Builder::new(Vec::new());

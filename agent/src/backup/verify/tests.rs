@@ -3,32 +3,11 @@
 
 use super::*;
 use crate::backup::catalog::{FileSum, BACKUP_RECORD, FORMAT};
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::{Layout, WalName};
-use crate::backup::repo::Repository;
-use crate::config::{RepositoryConfig, RepositoryKind};
+use crate::backup::layout::WalName;
+use crate::backup::testkit::catalog;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 const ID: &str = "20261202T100000Z";
-
-fn catalog(dir: &std::path::Path) -> Catalog {
-    Catalog {
-        repo: Repository::open(&RepositoryConfig {
-            kind: RepositoryKind::Filesystem {
-                path: dir.join("repo"),
-            },
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap(),
-        layout: Layout::new("demo", 42),
-        key: EncryptionKey::parse(
-            "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13",
-            "test",
-        )
-        .unwrap(),
-    }
-}
 
 async fn put_sealed(c: &Catalog, path: &str, plain: &[u8]) -> Part {
     let (sealed, s) = codec::seal_bytes(&c.key, 3, path, plain).unwrap();
