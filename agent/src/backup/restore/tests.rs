@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::backup::catalog::{FileSum, Part};
-use crate::backup::testkit::catalog;
+use crate::backup::testkit::{backup_record, catalog};
 use sha2::{Digest, Sha256};
 
 fn tar_stream() -> (Vec<u8>, Vec<FileSum>) {
@@ -51,23 +51,13 @@ async fn store(cat: &Catalog, stream: &[u8], files: Vec<FileSum>, slice: usize) 
     cat.repo.put(&manifest, sealed.into()).await.unwrap();
     let now = chrono::Utc::now();
     BackupRecord {
-        format: 1,
-        id: id.into(),
         member: "n1".into(),
-        system_identifier: 42,
-        pg_version: 150000,
-        started_at: now,
-        finished_at: now,
-        timeline: 1,
         start_lsn: "0/2000028".into(),
         end_lsn: "0/2000100".into(),
-        start_wal: "000000010000000000000002".into(),
-        end_wal: "000000010000000000000002".into(),
         size: stream.len() as u64,
-        stored_size: 0,
-        compression_level: 3,
         parts,
         files,
+        ..backup_record(id, now, "000000010000000000000002")
     }
 }
 

@@ -2,9 +2,9 @@
 //! the real codec), so the part, file and WAL checks are exercised without PostgreSQL.
 
 use super::*;
-use crate::backup::catalog::{FileSum, BACKUP_RECORD, FORMAT};
+use crate::backup::catalog::{FileSum, BACKUP_RECORD};
 use crate::backup::layout::WalName;
-use crate::backup::testkit::catalog;
+use crate::backup::testkit::{backup_record, catalog};
 use sha2::{Digest, Sha256};
 
 const ID: &str = "20261202T100000Z";
@@ -49,21 +49,10 @@ async fn setup(c: &Catalog) {
     }
     let t = chrono::Utc::now();
     let record = BackupRecord {
-        format: FORMAT,
-        id: ID.into(),
-        member: "m".into(),
-        system_identifier: 42,
-        pg_version: 150000,
-        started_at: t,
-        finished_at: t,
-        timeline: 1,
         start_lsn: "0/2000028".into(),
         end_lsn: "0/2000100".into(),
-        start_wal: "000000010000000000000002".into(),
-        end_wal: "000000010000000000000002".into(),
         size: stream.len() as u64,
         stored_size: parts.iter().map(|p| p.stored_size).sum(),
-        compression_level: 3,
         parts,
         files: files
             .iter()
@@ -73,6 +62,7 @@ async fn setup(c: &Catalog) {
                 sha256: hex::encode(Sha256::digest(d)),
             })
             .collect(),
+        ..backup_record(ID, t, "000000010000000000000002")
     };
     c.put_record(&format!("{dir}/{BACKUP_RECORD}"), &record)
         .await
