@@ -41,6 +41,7 @@ pub mod process;
 pub mod proxy;
 pub mod s3;
 pub mod sql;
+pub mod stats;
 pub mod wait;
 pub mod walfile;
 pub mod workdir;

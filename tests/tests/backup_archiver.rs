@@ -12,52 +12,18 @@
 //!   `.partial` and new segments appear, still without a gap.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
-use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::backupkit::{
+    archived, archiver_key, repository, segno, start_formed, wait_archived, ARCHIVE_TIMEOUT,
+};
+use warden_tests::workdir::WorkDir;
+use warden_tests::{sql, wait_until, Cluster};
 
-const KEY: &str = "9a4c2e7b1f3d5a8c0e6b2d4f7a9c1e3b5d7f0a2c4e6b8d1f3a5c7e9b0d2f4a61";
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 /// A lease expiry (ttl 10) plus a turn plus pg_receivewal's start.
 const HANDOVER_TIMEOUT: Duration = Duration::from_secs(40);
-const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Every archived file name in the repository, by timeline directory.
-fn archived(repo: &Path) -> Vec<String> {
-    fn walk(dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                // The live copies of segments still being received are not archived
-                // files (see backup_live_partial.rs).
-                if p.file_name().is_some_and(|n| n == "wal_live") {
-                    continue;
-                }
-                walk(&p, out);
-            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
-                out.push(n.to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(repo, &mut out);
-    out.sort();
-    out
-}
-
-/// Segment number of a 24-hex segment name (16 MiB segments).
-fn segno(name: &str) -> u64 {
-    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
-    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
-    log * 0x100 + seg
-}
 
 /// Complete segments per timeline, as segment numbers.
 fn segments_by_timeline(names: &[String]) -> BTreeMap<String, Vec<u64>> {
@@ -110,55 +76,11 @@ fn archiver_by_api(cluster: &Cluster, alive: &[usize]) -> Option<usize> {
     (flagged.len() == 1).then(|| flagged[0])
 }
 
-fn archiver_key(cluster: &Cluster) -> Option<String> {
-    cluster
-        .etcd()
-        .get(&format!("{}warden/archiver", cluster.key_prefix()))
-        .ok()
-        .flatten()
-        .map(|kv| kv.value)
-}
-
-fn wait_archived(repo: &Path, name: &str) {
-    wait_until(
-        ARCHIVE_TIMEOUT,
-        &format!("{name} in the repository"),
-        || archived(repo).iter().any(|n| n == name).then_some(()),
-    );
-}
-
-fn backup_yaml(repo: &Path, key_file: &Path) -> String {
-    format!(
-        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
-         encryption_key_file: {}\n",
-        repo.display(),
-        key_file.display()
-    )
-}
-
-fn key_file(dir: &Path) -> PathBuf {
-    let path = dir.join("backup.key");
-    std::fs::write(&path, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&path).unwrap();
-    path
-}
-
 #[test]
 fn archiver_streams_wal_hands_over_and_follows_a_failover_without_gaps() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
-    let yaml = backup_yaml(&repo, &key_file(work.path()));
-    let mut cluster = Cluster::start(
-        ClusterSpec::new(3)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let formed = cluster.assert_converged(FORM_TIMEOUT);
-    let primary = formed.primary;
+    let (repo, yaml) = repository(work.path()).unwrap();
+    let (mut cluster, primary) = start_formed(3, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
     sql::execute(port, "CREATE TABLE archived (round int, n int)").unwrap();
 

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -29,18 +28,20 @@ use warden_agent::backup::codec;
 use warden_agent::backup::key::EncryptionKey;
 use warden_agent::backup::layout::{Layout, WalName};
 use warden_agent::backup::repo::Repository;
-use warden_tests::process::{run_bounded, RunOutput};
-use warden_tests::s3::{self, S3Server};
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
+use warden_tests::backupkit::{
+    self, archiver_key, backup_spec, key_file, repository, s3_repository_yaml, segment, segno,
+    start_formed, sysid, wardenctl_logged,
+};
+use warden_tests::process::RunOutput;
+use warden_tests::s3::S3Server;
+use warden_tests::workdir::{create_node_dir, WorkDir};
 use warden_tests::workload::{Writer, WriterOptions};
-use warden_tests::{bins, http, sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::{http, sql, wait_until, Cluster};
 
-const KEY: &str = "3c9a1e7b5d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c";
 const BUCKET: &str = "warden-base";
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 /// A lease expiry plus pg_receivewal's start.
 const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(60);
-const CTL_TIMEOUT: Duration = Duration::from_secs(240);
 /// A few schedule periods (10 s) plus a backup.
 const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -56,57 +57,13 @@ impl Repo {
                 "  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n",
                 path.display()
             ),
-            Repo::S3(server) => format!(
-                "  repository:\n    type: s3\n    bucket: {BUCKET}\n    endpoint: {}\n    \
-                 allow_http: true\n    region: {}\n    prefix: base/test\n    \
-                 access_key_id: {}\n    secret_access_key: {}\n    timeout: 10s\n",
-                server.endpoint(),
-                s3::REGION,
-                s3::ACCESS_KEY_ID,
-                s3::SECRET_ACCESS_KEY
-            ),
+            Repo::S3(server) => s3_repository_yaml(server, BUCKET, "base/test"),
         }
     }
 }
 
-fn key_file(dir: &Path) -> PathBuf {
-    let path = dir.join("backup.key");
-    std::fs::write(&path, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&path).unwrap();
-    path
-}
-
-fn wardenctl(config: &Path, args: &[&str]) -> RunOutput {
-    let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
-    cmd.arg("-c").arg(config).args(args);
-    let out = run_bounded(&mut cmd, CTL_TIMEOUT).expect("run wardenctl");
-    println!("wardenctl {}: {}", args.join(" "), out.describe());
-    out
-}
-
 fn ok(out: &RunOutput) -> bool {
     out.status.is_some_and(|s| s.success())
-}
-
-fn archiver_key(cluster: &Cluster) -> Option<String> {
-    cluster
-        .etcd()
-        .get(&format!("{}warden/archiver", cluster.key_prefix()))
-        .ok()
-        .flatten()
-        .map(|kv| kv.value)
-}
-
-/// Segment number of a 24-hex segment name (16 MiB segments).
-fn segno(name: &str) -> u64 {
-    let log = u64::from_str_radix(&name[8..16], 16).unwrap();
-    let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
-    log * 0x100 + seg
-}
-
-fn segment(timeline: &str, n: u64) -> String {
-    format!("{timeline}{:08X}{:08X}", n / 0x100, n % 0x100)
 }
 
 /// Everything the test checks in the repository, through the agent's repository
@@ -128,7 +85,7 @@ impl Check {
         let catalog = Catalog {
             repo: Repository::open(&backup.repository).unwrap(),
             layout: Layout::new(scope, sysid),
-            key: EncryptionKey::parse(KEY, "test").unwrap(),
+            key: EncryptionKey::parse(backupkit::KEY, "test").unwrap(),
         };
         Check { rt, catalog }
     }
@@ -232,17 +189,9 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     let yaml = format!(
         "backup:\n{}  encryption_key_file: {}\n  wal_wait_timeout: 120s\n",
         repo.yaml(),
-        key_file(work.path()).display()
+        key_file(work.path()).unwrap().display()
     );
-    let cluster = Cluster::start(
-        ClusterSpec::new(3)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let formed = cluster.assert_converged(FORM_TIMEOUT);
-    let primary = formed.primary;
+    let (cluster, primary) = start_formed(3, yaml, FORM_TIMEOUT);
     let leader = cluster.node(primary).name().to_string();
     // More than one 64 MiB part: about 100 MiB of table.
     fill(cluster.node(primary).pg_port(), 800_000);
@@ -286,18 +235,13 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("label"), "{}", bad.body);
 
-    let out = wardenctl(&config, &["backup", "create"]);
+    let out = wardenctl_logged(&config, &["backup", "create"]);
     assert!(ok(&out), "backup create failed");
     assert!(out.stdout.contains("committed"), "{}", out.stdout);
     let writes = writer.acks().len();
     assert!(writes > 0, "the write load ran during the backup");
 
-    let sysid: u64 = cluster
-        .node(primary)
-        .system_identifier()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sysid = sysid(&cluster, primary);
     let check = Check::new(&config, cluster.scope(), sysid);
     let backups = check.backups();
     assert_eq!(backups.len(), 1, "{backups:?}");
@@ -309,7 +253,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     assert!(r.parts.len() >= 2, "{} parts", r.parts.len());
     check.verify(r);
 
-    let out = wardenctl(&config, &["backup", "list"]);
+    let out = wardenctl_logged(&config, &["backup", "list"]);
     assert!(ok(&out));
     assert!(
         out.stdout.contains(&r.id) && out.stdout.contains(&archiver),
@@ -317,7 +261,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
         out.stdout
     );
     assert!(out.stdout.contains(&r.end_lsn), "{}", out.stdout);
-    let out = wardenctl(&config, &["backup", "list", "--json"]);
+    let out = wardenctl_logged(&config, &["backup", "list", "--json"]);
     assert!(ok(&out));
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["backups"][0]["id"], r.id.as_str());
@@ -346,7 +290,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
         ),
     )
     .unwrap();
-    let out = wardenctl(&bare, &["backup", "list"]);
+    let out = wardenctl_logged(&bare, &["backup", "list"]);
     assert!(!ok(&out));
     assert!(out.stderr.contains("no backup section"), "{}", out.stderr);
     drop(writer);
@@ -362,15 +306,6 @@ fn fill(port: u16, rows: u64) {
              md5((g + 1)::text) AS t FROM generate_series(1, {rows}) g"
         ))
         .unwrap();
-}
-
-fn backup_yaml(repo: &Path, key: &Path, extra: &str) -> String {
-    format!(
-        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
-         encryption_key_file: {}\n{extra}",
-        repo.display(),
-        key.display()
-    )
 }
 
 /// Every object (file) under `dir`.
@@ -403,15 +338,9 @@ fn wait_archiver_replica(cluster: &Cluster, not: &[&str]) -> usize {
 #[test]
 fn a_backup_whose_wal_does_not_arrive_fails_and_leaves_nothing() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
-    let yaml = backup_yaml(&repo, &key_file(work.path()), "  wal_wait_timeout: 3s\n");
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
+    let (repo, yaml) = repository(work.path()).unwrap();
+    let yaml = format!("{yaml}  wal_wait_timeout: 3s\n");
+    let cluster = Cluster::start(backup_spec(2, yaml)).expect("start cluster");
     cluster.wait_formed(FORM_TIMEOUT);
     let archiver = wait_archiver_replica(&cluster, &[]);
     let config = cluster.node(0).config_path();
@@ -435,7 +364,7 @@ fn a_backup_whose_wal_does_not_arrive_fails_and_leaves_nothing() {
             .then_some(())
     });
     std::fs::remove_dir_all(&wal).unwrap();
-    let out = wardenctl(&config, &["backup", "create"]);
+    let out = wardenctl_logged(&config, &["backup", "create"]);
     assert!(!ok(&out), "the backup must fail");
     assert!(
         out.stderr.contains("was not archived within 3s")
@@ -454,7 +383,7 @@ fn a_backup_whose_wal_does_not_arrive_fails_and_leaves_nothing() {
         Vec::<PathBuf>::new(),
         "leftovers deleted"
     );
-    let out = wardenctl(&config, &["backup", "list", "--json"]);
+    let out = wardenctl_logged(&config, &["backup", "list", "--json"]);
     assert!(ok(&out));
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["backups"], serde_json::json!([]), "no record");
@@ -463,21 +392,9 @@ fn a_backup_whose_wal_does_not_arrive_fails_and_leaves_nothing() {
 #[test]
 fn scheduled_backups_run_on_the_archiver_and_follow_the_key() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
-    let yaml = backup_yaml(
-        &repo,
-        &key_file(work.path()),
-        "  schedule: \"*/10 * * * * *\"\n",
-    );
-    let mut cluster = Cluster::start(
-        ClusterSpec::new(3)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    cluster.assert_converged(FORM_TIMEOUT);
+    let (_repo, yaml) = repository(work.path()).unwrap();
+    let yaml = format!("{yaml}  schedule: \"*/10 * * * * *\"\n");
+    let (mut cluster, _) = start_formed(3, yaml, FORM_TIMEOUT);
     let first = wait_archiver_replica(&cluster, &[]);
     let first_name = cluster.node(first).name().to_string();
     let config = cluster.node(0).config_path();
@@ -565,15 +482,8 @@ fn base_backup_on_the_archiver_replica_s3() {
 #[test]
 fn losing_the_archiver_key_cancels_a_running_backup_and_cleans_up() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
-    let yaml = backup_yaml(&repo, &key_file(work.path()), "");
-    let mut cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
+    let (repo, yaml) = repository(work.path()).unwrap();
+    let mut cluster = Cluster::start(backup_spec(2, yaml)).expect("start cluster");
     cluster.wait_formed(FORM_TIMEOUT);
     let primary = cluster.primary_index().unwrap();
     // Enough data that the backup is still streaming when the key goes.

@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use warden_tests::backupkit::{repository, switch_and_wait_archived, wardenctl_json};
+use warden_tests::backupkit::{
+    backup_spec, repository, start_formed, switch_and_wait_archived, wardenctl_json,
+};
 use warden_tests::workdir::WorkDir;
-use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::{sql, wait_until, Cluster};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
 const SCOPE: &str = "phoenix";
@@ -29,13 +31,7 @@ fn a_new_cluster_is_bootstrapped_from_the_repository() {
     let (repo, yaml) = repository(work.path()).unwrap();
 
     let a_yaml = yaml.clone();
-    let mut a = Cluster::start(
-        ClusterSpec::new(1)
-            .scope(SCOPE)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&a_yaml).unwrap()),
-    )
-    .expect("start cluster A");
+    let mut a = Cluster::start(backup_spec(1, a_yaml).scope(SCOPE)).expect("start cluster A");
     a.wait_formed(FORM_TIMEOUT);
     let port = a.node(0).pg_port();
     let sysid = a.node(0).system_identifier().unwrap();
@@ -51,13 +47,7 @@ fn a_new_cluster_is_bootstrapped_from_the_repository() {
     drop(a);
 
     let b_yaml = format!("{yaml}bootstrap:\n  method: warden_restore\n");
-    let b = Cluster::start(
-        ClusterSpec::new(2)
-            .scope(SCOPE)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&b_yaml).unwrap()),
-    )
-    .expect("start cluster B");
+    let b = Cluster::start(backup_spec(2, b_yaml).scope(SCOPE)).expect("start cluster B");
     b.wait_formed(FORM_TIMEOUT);
     let formed = b.assert_converged(FORM_TIMEOUT);
     let leader = b.node(formed.primary);
@@ -94,14 +84,7 @@ fn a_replica_is_created_from_the_repository() {
     let (repo, yaml) = repository(work.path()).unwrap();
     let yaml =
         format!("{yaml}postgresql:\n  create_replica_methods: [warden_restore, basebackup]\n");
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let (cluster, primary) = start_formed(2, yaml, FORM_TIMEOUT);
     let replica = 1 - primary;
     let log = cluster.node(replica).log_path();
     let text = std::fs::read_to_string(&log).unwrap();

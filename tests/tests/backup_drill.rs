@@ -8,11 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use warden_tests::backupkit::{
-    postgres_processes_with, repository, switch_and_wait_archived, wait_replica_archiver,
-    wardenctl, wardenctl_json,
+    postgres_processes_with, repository, start_formed, switch_and_wait_archived,
+    wait_replica_archiver, wardenctl, wardenctl_json,
 };
 use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
-use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::{sql, wait_until};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,14 +38,7 @@ fn drill_reports_rto_and_rpo_and_cleans_up_also_when_a_check_fails() {
     let work = WorkDir::temp().unwrap();
     let (repo, yaml) = repository(work.path()).unwrap();
     let yaml = format!("{yaml}{CHECKS}");
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let (cluster, primary) = start_formed(2, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
     let config = cluster.node(primary).config_path();
     wait_replica_archiver(&cluster, primary);
@@ -143,14 +136,7 @@ fn a_scheduled_drill_runs_on_the_archiver() {
             "    schedule: \"*/10 * * * * *\"\n    timeout:"
         )
     );
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let (cluster, primary) = start_formed(2, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
     let config = cluster.node(primary).config_path();
     let archiver = wait_replica_archiver(&cluster, primary);

@@ -6,26 +6,16 @@
 //! The check is independent of Warden's own bookkeeping: the fetched file is read by
 //! `pg_waldump`, and it must hold the commit's WAL.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
-use warden_tests::{sql, wait_until, walfile, Cluster, ClusterSpec};
+use warden_tests::backupkit::{repository, start_formed, wait_replica_archiver};
+use warden_tests::workdir::{create_node_dir, WorkDir};
+use warden_tests::{sql, wait_until, walfile};
 
-const KEY: &str = "3b5d7f9a2c4e6b8d0f1a3c5e7b9d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b57";
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
-const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(40);
 /// The live copy goes up every 300 ms here; 15 s is slack for a loaded machine.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
-
-fn key_file(dir: &Path) -> PathBuf {
-    let path = dir.join("backup.key");
-    std::fs::write(&path, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&path).unwrap();
-    path
-}
 
 fn live_objects(repo: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -52,32 +42,11 @@ fn live_objects(repo: &Path) -> Vec<String> {
 #[test]
 fn committed_wal_reaches_the_repository_before_its_segment_completes() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
-    let yaml = format!(
-        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
-         encryption_key_file: {}\n  partial_upload_interval: 300ms\n",
-        repo.display(),
-        key_file(work.path()).display()
-    );
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let formed = cluster.assert_converged(FORM_TIMEOUT);
-    let primary = formed.primary;
-    let replica = 1 - primary;
+    let (repo, yaml) = repository(work.path()).unwrap();
+    let yaml = format!("{yaml}  partial_upload_interval: 300ms\n");
+    let (cluster, primary) = start_formed(2, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
-    wait_until(ARCHIVER_TIMEOUT, "the replica archives", || {
-        cluster
-            .node(replica)
-            .patroni()
-            .is_some_and(|p| p["warden"]["archiver"] == true)
-            .then_some(())
-    });
+    wait_replica_archiver(&cluster, primary);
     // Start on a fresh segment so the write below cannot complete one.
     sql::query_text(port, "SELECT pg_switch_wal()").unwrap();
     sql::execute(

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use warden_tests::backupkit::{
-    archived, assert_no_gap, repository, switch_and_wait_archived, wait_replica_archiver,
-    wardenctl, wardenctl_json,
+    archived, assert_no_gap, backup_spec, repository, start_formed, switch_and_wait_archived,
+    wait_replica_archiver, wardenctl, wardenctl_json,
 };
 use warden_tests::bins::warden_bin;
 use warden_tests::config::pg_bin_dir;
@@ -25,7 +25,7 @@ use warden_tests::pgserver::{pg_command, PgServer};
 use warden_tests::process::run_bounded;
 use warden_tests::workdir::{create_node_dir, WorkDir};
 use warden_tests::workload::{Writer, WriterOptions};
-use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::{sql, wait_until, Cluster};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const ROLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -77,14 +77,7 @@ fn restore(config: &Path, dir: &Path, extra: &[&str]) -> serde_json::Value {
 fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
     let work = WorkDir::temp().unwrap();
     let (repo, yaml) = repository(work.path()).unwrap();
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let (cluster, primary) = start_formed(2, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
     let archiver = wait_replica_archiver(&cluster, primary);
     let config = cluster.node(primary).config_path();
@@ -277,14 +270,7 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
 fn pitr_across_a_failover_reaches_the_new_timeline() {
     let work = WorkDir::temp().unwrap();
     let (repo, yaml) = repository(work.path()).unwrap();
-    let mut cluster = Cluster::start(
-        ClusterSpec::new(3)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let primary = cluster.assert_converged(FORM_TIMEOUT).primary;
+    let (mut cluster, primary) = start_formed(3, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
     wait_replica_archiver(&cluster, primary);
     let survivor = (0..3).find(|&i| i != primary).unwrap();
@@ -355,12 +341,7 @@ fn restore_from_an_s3_repository() {
         s3::ACCESS_KEY_ID,
         s3::SECRET_ACCESS_KEY
     );
-    let cluster = Cluster::start(
-        ClusterSpec::new(1)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
+    let cluster = Cluster::start(backup_spec(1, yaml)).expect("start cluster");
     cluster.wait_formed(FORM_TIMEOUT);
     let port = cluster.node(0).pg_port();
     let config = cluster.node(0).config_path();

@@ -4,14 +4,13 @@
 //! (the configured retention is the confirmation) leaves only the newest of each.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
-use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::backupkit::{backup_spec, repository};
+use warden_tests::workdir::WorkDir;
+use warden_tests::{sql, wait_until, Cluster};
 
-const KEY: &str = "1b3d5f7a9c2e4b6d8f0a1c3e5b7d9f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b3d";
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const SCHEDULE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -42,25 +41,12 @@ fn committed(repo: &Path, kind: &str, record: &str) -> BTreeSet<String> {
 #[test]
 fn scheduled_backups_and_dumps_are_pruned_to_the_retention() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
-    let key = work.path().join("backup.key");
-    std::fs::write(&key, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&key).unwrap();
+    let (repo, yaml) = repository(work.path()).unwrap();
     let yaml = format!(
-        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
-         encryption_key_file: {}\n  wal_wait_timeout: 60s\n  schedule: \"*/10 * * * * *\"\n  \
-         retention: {{keep_last: 1}}\n  dump: {{schedule: \"*/10 * * * * *\"}}\n",
-        repo.display(),
-        key.display()
+        "{yaml}  wal_wait_timeout: 60s\n  schedule: \"*/10 * * * * *\"\n  \
+         retention: {{keep_last: 1}}\n  dump: {{schedule: \"*/10 * * * * *\"}}\n"
     );
-    let cluster = Cluster::start(
-        ClusterSpec::new(1)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
+    let cluster = Cluster::start(backup_spec(1, yaml)).expect("start cluster");
     cluster.wait_formed(FORM_TIMEOUT);
     let port = cluster.node(0).pg_port();
     sql::execute(port, "CREATE TABLE t AS SELECT generate_series(1, 100) n").unwrap();

@@ -14,8 +14,7 @@
 //!
 //! (A WAL segment pushed twice with different content is refused: `backup_wal.rs`.)
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,32 +24,16 @@ use warden_agent::backup::codec;
 use warden_agent::backup::key::EncryptionKey;
 use warden_agent::backup::layout::Layout;
 use warden_agent::backup::repo::Repository;
+use warden_tests::backupkit::{
+    self, repository, start_formed, sysid, wait_replica_archiver, wardenctl_logged,
+};
 use warden_tests::config::{pg_bin_dir, SUPERUSER, SUPERUSER_PASSWORD};
-use warden_tests::process::{run_bounded, RunOutput};
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
-use warden_tests::{bins, http, sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::process::run_bounded;
+use warden_tests::workdir::WorkDir;
+use warden_tests::{http, sql, wait_until};
 
-const KEY: &str = "7d1f3a5c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f1a3c5e7092b4d6f8a1c3e5b7";
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
-const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(60);
-const CTL_TIMEOUT: Duration = Duration::from_secs(240);
 const METRICS_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn key_file(dir: &Path) -> PathBuf {
-    let path = dir.join("backup.key");
-    std::fs::write(&path, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&path).unwrap();
-    path
-}
-
-fn wardenctl(config: &Path, args: &[&str]) -> RunOutput {
-    let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
-    cmd.arg("-c").arg(config).args(args);
-    let out = run_bounded(&mut cmd, CTL_TIMEOUT).expect("run wardenctl");
-    println!("wardenctl {}: {}", args.join(" "), out.describe());
-    out
-}
 
 /// Every object path under `dir`, relative to it.
 fn objects(dir: &Path) -> Vec<String> {
@@ -91,34 +74,14 @@ fn metric(text: &str, name: &str) -> Option<i64> {
 #[test]
 fn verify_retention_dumps_and_metrics() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
+    let (repo, yaml) = repository(work.path()).unwrap();
     let yaml = format!(
-        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
-         encryption_key_file: {}\n  wal_wait_timeout: 120s\n  retention: {{keep_last: 1}}\n  \
-         dump: {{schedule: \"0 0 1 1 *\", databases: [postgres, \"app db\"]}}\n",
-        repo.display(),
-        key_file(work.path()).display()
+        "{yaml}  wal_wait_timeout: 120s\n  retention: {{keep_last: 1}}\n  \
+         dump: {{schedule: \"0 0 1 1 *\", databases: [postgres, \"app db\"]}}\n"
     );
-    let cluster = Cluster::start(
-        ClusterSpec::new(2)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
-    cluster.wait_formed(FORM_TIMEOUT);
-    let formed = cluster.assert_converged(FORM_TIMEOUT);
-    let primary = formed.primary;
+    let (cluster, primary) = start_formed(2, yaml, FORM_TIMEOUT);
     let port = cluster.node(primary).pg_port();
-    let archiver = wait_until(ARCHIVER_TIMEOUT, "the replica archives", || {
-        (0..2).find(|&i| {
-            i != primary
-                && cluster
-                    .node(i)
-                    .patroni()
-                    .is_some_and(|p| p["warden"]["archiver"] == true)
-        })
-    });
+    let archiver = wait_replica_archiver(&cluster, primary);
     let config = cluster.node(0).config_path();
     sql::execute(port, "CREATE DATABASE \"app db\"").unwrap();
     // A dump must list at least one TOC entry: the database holds a table.
@@ -148,15 +111,10 @@ fn verify_retention_dumps_and_metrics() {
         // segments and the prune has WAL to delete.
         sql::execute(port, "CHECKPOINT").unwrap();
         sql::query_text(port, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
-        let out = wardenctl(&config, &["backup", "create"]);
+        let out = wardenctl_logged(&config, &["backup", "create"]);
         assert_eq!(out.code(), Some(0), "backup create {round}");
     }
-    let sysid: u64 = cluster
-        .node(primary)
-        .system_identifier()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let sysid = sysid(&cluster, primary);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,17 +125,17 @@ fn verify_retention_dumps_and_metrics() {
     let catalog = Catalog {
         repo: Repository::open(&backup.repository).unwrap(),
         layout: Layout::new(cluster.scope(), sysid),
-        key: EncryptionKey::parse(KEY, "test").unwrap(),
+        key: EncryptionKey::parse(backupkit::KEY, "test").unwrap(),
     };
     let backups = rt.block_on(catalog.backups()).unwrap();
     assert_eq!(backups.len(), 3);
     let cluster_dir = format!("{}/{sysid}", cluster.scope());
 
     // Verify: all good.
-    let out = wardenctl(&config, &["backup", "verify"]);
+    let out = wardenctl_logged(&config, &["backup", "verify"]);
     assert_eq!(out.code(), Some(0), "verify of sound backups");
     assert!(out.stdout.contains("verify: OK"), "{}", out.stdout);
-    let out = wardenctl(&config, &["backup", "verify", "latest", "--json"]);
+    let out = wardenctl_logged(&config, &["backup", "verify", "latest", "--json"]);
     assert_eq!(out.code(), Some(0));
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["backups"][0]["id"], backups[2].id.as_str());
@@ -206,7 +164,7 @@ fn verify_retention_dumps_and_metrics() {
 
     // Retention, dry run: names the two older backups, deletes nothing.
     let before = objects(&repo);
-    let out = wardenctl(&config, &["backup", "delete", "--prune"]);
+    let out = wardenctl_logged(&config, &["backup", "delete", "--prune"]);
     assert_eq!(out.code(), Some(0));
     for old in &backups[..2] {
         assert!(
@@ -220,7 +178,7 @@ fn verify_retention_dumps_and_metrics() {
     assert_eq!(objects(&repo), before, "a dry run deletes nothing");
 
     // Confirmed: the older backups and the WAL only they needed go.
-    let out = wardenctl(
+    let out = wardenctl_logged(
         &config,
         &["backup", "delete", "--prune", "--confirm", "--json"],
     );
@@ -266,7 +224,7 @@ fn verify_retention_dumps_and_metrics() {
         !segs.contains(&backups[0].start_wal),
         "the oldest backup's first segment (needed by no kept backup) is deleted: {segs:?}"
     );
-    let out = wardenctl(&config, &["backup", "verify"]);
+    let out = wardenctl_logged(&config, &["backup", "verify"]);
     assert_eq!(out.code(), Some(0), "the kept backup still verifies");
 
     // A flipped byte in a part: named.
@@ -277,7 +235,7 @@ fn verify_retention_dumps_and_metrics() {
     let mid = bad.len() / 2;
     bad[mid] ^= 0x40;
     std::fs::write(&part_file, &bad).unwrap();
-    let out = wardenctl(&config, &["backup", "verify", &kept.id]);
+    let out = wardenctl_logged(&config, &["backup", "verify", &kept.id]);
     assert_eq!(out.code(), Some(1), "verify must fail on a corrupt part");
     assert!(out.stdout.contains(&part), "{}", out.stdout);
     std::fs::write(&part_file, &original).unwrap();
@@ -286,7 +244,7 @@ fn verify_retention_dumps_and_metrics() {
     let gap = kept.end_wal.clone();
     let gap_file = repo.join(format!("{cluster_dir}/wal/{}/{gap}", &gap[..8]));
     std::fs::remove_file(&gap_file).unwrap();
-    let out = wardenctl(&config, &["backup", "verify", "latest"]);
+    let out = wardenctl_logged(&config, &["backup", "verify", "latest"]);
     assert_eq!(out.code(), Some(1), "verify must fail on a WAL gap");
     assert!(
         out.stdout
@@ -296,13 +254,13 @@ fn verify_retention_dumps_and_metrics() {
     );
 
     // Bad input is refused, naming what is wrong.
-    let out = wardenctl(&config, &["backup", "delete"]);
+    let out = wardenctl_logged(&config, &["backup", "delete"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("or --prune"), "{}", out.stderr);
-    let out = wardenctl(&config, &["backup", "delete", &kept.id, "--prune"]);
+    let out = wardenctl_logged(&config, &["backup", "delete", &kept.id, "--prune"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("not both"), "{}", out.stderr);
-    let out = wardenctl(&config, &["backup", "delete", "20200101T000000Z"]);
+    let out = wardenctl_logged(&config, &["backup", "delete", "20200101T000000Z"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("20200101T000000Z"), "{}", out.stderr);
     let api = cluster.node(archiver).api_url();
@@ -322,7 +280,7 @@ fn verify_retention_dumps_and_metrics() {
     assert!(bad.body.contains("databases"), "{}", bad.body);
 
     // A dump on demand: two databases, listed, restorable.
-    let out = wardenctl(&config, &["backup", "create", "--dump"]);
+    let out = wardenctl_logged(&config, &["backup", "create", "--dump"]);
     assert_eq!(out.code(), Some(0), "dump");
     assert!(out.stdout.contains("committed"), "{}", out.stdout);
     let dumps: Vec<DumpRecord> = rt.block_on(catalog.dumps()).unwrap();
@@ -330,7 +288,7 @@ fn verify_retention_dumps_and_metrics() {
     let d = &dumps[0];
     let names: Vec<&str> = d.databases.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(names, vec!["postgres", "app db"]);
-    let out = wardenctl(&config, &["backup", "list"]);
+    let out = wardenctl_logged(&config, &["backup", "list"]);
     assert!(out.stdout.contains(&d.id), "{}", out.stdout);
     let pg = d.databases.iter().find(|x| x.name == "postgres").unwrap();
     assert!(pg.toc_entries > 0);

@@ -3,19 +3,18 @@
 //! identical and of different content; a restore from `pg_basebackup -X none` plus
 //! archived WAL; a tampered object refused by wal-fetch.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use warden_tests::backupkit::{key_file, s3_repository_yaml};
 use warden_tests::pgserver::PgServer;
 use warden_tests::process::{run_bounded, RunOutput};
 use warden_tests::s3::{self, S3Server};
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
+use warden_tests::workdir::{create_node_dir, WorkDir};
 use warden_tests::{bins, http, sql, wait};
 
 const SCOPE: &str = "archtest";
-const KEY: &str = "5f0c2b9e81d4a7c36e19b0f2d8a4c75e3b6f1d9a0c2e4b7d8f1a3c5e7092b4d6";
 const BUCKET: &str = "warden-archive";
 const ARCHIVE_TIMEOUT: Duration = Duration::from_secs(30);
 const RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,15 +33,7 @@ impl Repo {
                 "  repository:\n    type: filesystem\n    path: {}\n",
                 path.display()
             ),
-            Repo::S3(server) => format!(
-                "  repository:\n    type: s3\n    bucket: {BUCKET}\n    endpoint: {}\n    \
-                 allow_http: true\n    region: {}\n    prefix: test/prefix\n    \
-                 access_key_id: {}\n    secret_access_key: {}\n    timeout: 10s\n",
-                server.endpoint(),
-                s3::REGION,
-                s3::ACCESS_KEY_ID,
-                s3::SECRET_ACCESS_KEY
-            ),
+            Repo::S3(server) => s3_repository_yaml(server, BUCKET, "test/prefix"),
         }
     }
 
@@ -122,10 +113,7 @@ fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 /// A Warden config for the archive commands: the agent sections are required by the
 /// loader but nothing here starts an agent.
 fn write_config(dir: &Path, data_dir: &Path, repo: &Repo) -> PathBuf {
-    let key_file = dir.join("backup.key");
-    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&key_file).unwrap();
+    let key_file = key_file(dir).unwrap();
     let config = dir.join("warden.yml");
     let yaml = format!(
         "scope: {SCOPE}\nname: n1\nlog: {{level: WARNING}}\nrestapi: {{listen: 127.0.0.1:1}}\n\

@@ -11,17 +11,15 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use warden_tests::backupkit::{archived, backup_spec, repository};
 use warden_tests::process::run_bounded;
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
-use warden_tests::{bins, sql, wait_until, Cluster, ClusterSpec};
+use warden_tests::workdir::{create_node_dir, WorkDir};
+use warden_tests::{bins, sql, wait_until, Cluster};
 
-const KEY: &str = "3c9e1a7f5b2d8c4e0a6f1b3d5e7c9a2b4d6f8e0c1a3b5d7f9e2c4a6b8d0f1e35";
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const ALERT_TIMEOUT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "T0KEN-must-not-be-logged";
@@ -65,32 +63,13 @@ fn listener() -> (String, mpsc::Receiver<serde_json::Value>) {
     (url, rx)
 }
 
-fn key_file(dir: &Path) -> std::path::PathBuf {
-    let path = dir.join("backup.key");
-    std::fs::write(&path, format!("{KEY}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    chown_to_postgres(&path).unwrap();
-    path
-}
-
 #[test]
 fn an_archive_conflict_is_posted_to_the_webhook() {
     let work = WorkDir::temp().unwrap();
-    let repo = work.path().join("repo");
-    create_node_dir(&repo).unwrap();
+    let (repo, yaml) = repository(work.path()).unwrap();
     let (url, alerts) = listener();
-    let yaml = format!(
-        "backup:\n  repository:\n    type: filesystem\n    path: {}\n    timeout: 10s\n  \
-         encryption_key_file: {}\n  webhook_url: {url}\n",
-        repo.display(),
-        key_file(work.path()).display()
-    );
-    let cluster = Cluster::start(
-        ClusterSpec::new(1)
-            .without_haproxy()
-            .customize(move |_, c| c.merge_yaml(&yaml).unwrap()),
-    )
-    .expect("start cluster");
+    let yaml = format!("{yaml}  webhook_url: {url}\n");
+    let cluster = Cluster::start(backup_spec(1, yaml)).expect("start cluster");
     cluster.wait_formed(FORM_TIMEOUT);
     let node = cluster.node(0);
     let port = node.pg_port();
@@ -104,10 +83,7 @@ fn an_archive_conflict_is_posted_to_the_webhook() {
         .unwrap()
         .unwrap();
     wait_until(ALERT_TIMEOUT, "the first segment archived", || {
-        walk(&repo)
-            .iter()
-            .any(|p| p.ends_with(&first))
-            .then_some(())
+        archived(&repo).contains(&first).then_some(())
     });
 
     // Plant a different file under the name of the segment being written now.
@@ -152,19 +128,4 @@ fn an_archive_conflict_is_posted_to_the_webhook() {
     let log = std::fs::read_to_string(node.log_path()).unwrap_or_default();
     assert!(log.contains("ARCHIVE CONFLICT"), "the conflict is logged");
     assert!(!log.contains(TOKEN), "the webhook URL leaked into the log");
-}
-
-fn walk(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p.display().to_string());
-            }
-        }
-    }
-    out
 }

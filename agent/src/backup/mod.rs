@@ -32,6 +32,8 @@ pub mod prune;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod verify;
 pub mod wal;
 pub mod wal_live;

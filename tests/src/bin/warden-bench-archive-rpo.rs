@@ -14,18 +14,17 @@
 //! and 1s: `backup.partial_upload_interval`). Set WARDEN_BIN_DIR to use prebuilt
 //! binaries.
 
-use std::os::unix::fs::PermissionsExt;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, WorkDir};
+use warden_tests::backupkit::key_file;
+use warden_tests::workdir::{create_node_dir, WorkDir};
 use warden_tests::{sql, wait, walfile, Cluster, ClusterSpec};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
-const KEY: &str = "5d7f9a2c4e6b8d0f1a3c5e7b9d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d79";
 const WRITE_EVERY: Duration = Duration::from_millis(20);
 const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 const SEGMENT: u64 = 16 * 1024 * 1024;
@@ -90,10 +89,7 @@ fn run() -> Result<()> {
     let work = WorkDir::temp()?;
     let repo = work.path().join("repo");
     create_node_dir(&repo)?;
-    let key = work.path().join("backup.key");
-    std::fs::write(&key, format!("{KEY}\n"))?;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    chown_to_postgres(&key)?;
+    let key = key_file(work.path())?;
     let yaml = format!(
         "backup:\n  repository: {{type: filesystem, path: {}}}\n  encryption_key_file: {}\n  \
          partial_upload_interval: {}\n",

@@ -15,7 +15,6 @@
 //! prebuilt (release) binaries: the agent's codec is much slower in a debug build.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -23,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
+use warden_tests::backupkit::key_file;
 use warden_tests::config::{
     pg_bin_dir, REPLICATION_PASSWORD, REPLICATION_USER, SUPERUSER, SUPERUSER_PASSWORD,
 };
-use warden_tests::workdir::{chown_to_postgres, create_node_dir, postgres_owner, WorkDir};
+use warden_tests::stats::median;
+use warden_tests::workdir::{create_node_dir, postgres_owner, WorkDir};
 use warden_tests::{http, sql, wait, Cluster, ClusterSpec};
 
-const KEY: &str = "5e2a9c4b7d1f3a6c8e0b2d4f6a8c1e3b5d7f9a0c2e4b6d8f1a3c5e7b9d0f2a4c";
 const FORM_TIMEOUT: Duration = Duration::from_secs(120);
 const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(90);
 /// Loading, replaying and archiving a few GB on a small machine.
@@ -77,16 +77,6 @@ fn cpu_seconds(pid: i32) -> Option<f64> {
         .filter_map(|v| v.parse::<u64>().ok())
         .sum();
     Some(ticks as f64 / 100.0)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() -> ExitCode {
@@ -272,10 +262,7 @@ fn run() -> Result<()> {
     let work = WorkDir::temp()?;
     let repo = work.path().join("repo");
     create_node_dir(&repo)?;
-    let key = work.path().join("backup.key");
-    std::fs::write(&key, format!("{KEY}\n"))?;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    chown_to_postgres(&key)?;
+    let key = key_file(work.path())?;
     let yaml = format!(
         "backup:\n  repository:\n    type: filesystem\n    path: {}\n  encryption_key_file: \
          {}\n  wal_wait_timeout: 600s\n  compression_level: {level}\n",

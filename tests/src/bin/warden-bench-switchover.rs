@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::json;
+use warden_tests::stats::median;
 use warden_tests::workload::{self, Writer, WriterOptions};
 use warden_tests::{http, wait, Cluster, ClusterSpec};
 
@@ -52,16 +53,6 @@ fn main() -> ExitCode {
             eprintln!("warden-bench-switchover: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::backup::catalog::FORMAT;
+use crate::backup::testkit::backup_record as backup;
 use chrono::TimeZone;
 
 const C: &str = "demo/42";
@@ -7,28 +8,6 @@ const SZ: u64 = walchain::DEFAULT_SEGMENT_SIZE;
 
 fn at(d: u32, h: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap()
-}
-
-fn backup(id: &str, finished: DateTime<Utc>, start_wal: &str) -> BackupRecord {
-    BackupRecord {
-        format: FORMAT,
-        id: id.into(),
-        member: "m".into(),
-        system_identifier: 42,
-        pg_version: 150000,
-        started_at: finished,
-        finished_at: finished,
-        timeline: 1,
-        start_lsn: "0/0".into(),
-        end_lsn: "0/0".into(),
-        start_wal: start_wal.into(),
-        end_wal: start_wal.into(),
-        size: 0,
-        stored_size: 0,
-        compression_level: 3,
-        parts: vec![],
-        files: vec![],
-    }
 }
 
 fn dump(id: &str, finished: DateTime<Utc>) -> DumpRecord {

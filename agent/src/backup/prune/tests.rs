@@ -1,54 +1,14 @@
 //! Planning from and executing against a real filesystem repository.
 
 use super::*;
-use crate::backup::catalog::{BackupRecord, BACKUP_RECORD, FORMAT};
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::Layout;
-use crate::backup::repo::Repository;
-use crate::config::{RepositoryConfig, RepositoryKind};
+use crate::backup::catalog::{BackupRecord, BACKUP_RECORD};
+use crate::backup::testkit::{backup_record, catalog};
 use bytes::Bytes;
 use chrono::TimeZone;
-use std::time::Duration;
-
-fn catalog(dir: &std::path::Path) -> Catalog {
-    Catalog {
-        repo: Repository::open(&RepositoryConfig {
-            kind: RepositoryKind::Filesystem {
-                path: dir.join("repo"),
-            },
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap(),
-        layout: Layout::new("demo", 42),
-        key: EncryptionKey::parse(
-            "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13",
-            "test",
-        )
-        .unwrap(),
-    }
-}
 
 fn record(id: &str, day: u32, start_wal: &str) -> BackupRecord {
     let t = Utc.with_ymd_and_hms(2026, 12, day, 1, 0, 0).unwrap();
-    BackupRecord {
-        format: FORMAT,
-        id: id.into(),
-        member: "m".into(),
-        system_identifier: 42,
-        pg_version: 150000,
-        started_at: t,
-        finished_at: t,
-        timeline: 1,
-        start_lsn: "0/0".into(),
-        end_lsn: "0/0".into(),
-        start_wal: start_wal.into(),
-        end_wal: start_wal.into(),
-        size: 0,
-        stored_size: 0,
-        compression_level: 3,
-        parts: vec![],
-        files: vec![],
-    }
+    backup_record(id, t, start_wal)
 }
 
 #[tokio::test]

@@ -4,29 +4,8 @@
 
 use super::*;
 use crate::backup::catalog::{FileSum, Part};
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::Layout;
-use crate::backup::repo::Repository;
-use crate::config::{RepositoryConfig, RepositoryKind};
+use crate::backup::testkit::{backup_record, catalog};
 use sha2::{Digest, Sha256};
-
-fn catalog(dir: &Path) -> Catalog {
-    Catalog {
-        repo: Repository::open(&RepositoryConfig {
-            kind: RepositoryKind::Filesystem {
-                path: dir.join("repo"),
-            },
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap(),
-        layout: Layout::new("demo", 42),
-        key: EncryptionKey::parse(
-            "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13",
-            "test",
-        )
-        .unwrap(),
-    }
-}
 
 fn tar_stream() -> (Vec<u8>, Vec<FileSum>) {
     let mut b = tar::Builder::new(Vec::new());
@@ -72,23 +51,13 @@ async fn store(cat: &Catalog, stream: &[u8], files: Vec<FileSum>, slice: usize) 
     cat.repo.put(&manifest, sealed.into()).await.unwrap();
     let now = chrono::Utc::now();
     BackupRecord {
-        format: 1,
-        id: id.into(),
         member: "n1".into(),
-        system_identifier: 42,
-        pg_version: 150000,
-        started_at: now,
-        finished_at: now,
-        timeline: 1,
         start_lsn: "0/2000028".into(),
         end_lsn: "0/2000100".into(),
-        start_wal: "000000010000000000000002".into(),
-        end_wal: "000000010000000000000002".into(),
         size: stream.len() as u64,
-        stored_size: 0,
-        compression_level: 3,
         parts,
         files,
+        ..backup_record(id, now, "000000010000000000000002")
     }
 }
 

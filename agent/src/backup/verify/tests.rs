@@ -2,33 +2,12 @@
 //! the real codec), so the part, file and WAL checks are exercised without PostgreSQL.
 
 use super::*;
-use crate::backup::catalog::{FileSum, BACKUP_RECORD, FORMAT};
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::{Layout, WalName};
-use crate::backup::repo::Repository;
-use crate::config::{RepositoryConfig, RepositoryKind};
+use crate::backup::catalog::{FileSum, BACKUP_RECORD};
+use crate::backup::layout::WalName;
+use crate::backup::testkit::{backup_record, catalog};
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 const ID: &str = "20261202T100000Z";
-
-fn catalog(dir: &std::path::Path) -> Catalog {
-    Catalog {
-        repo: Repository::open(&RepositoryConfig {
-            kind: RepositoryKind::Filesystem {
-                path: dir.join("repo"),
-            },
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap(),
-        layout: Layout::new("demo", 42),
-        key: EncryptionKey::parse(
-            "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13",
-            "test",
-        )
-        .unwrap(),
-    }
-}
 
 async fn put_sealed(c: &Catalog, path: &str, plain: &[u8]) -> Part {
     let (sealed, s) = codec::seal_bytes(&c.key, 3, path, plain).unwrap();
@@ -70,21 +49,10 @@ async fn setup(c: &Catalog) {
     }
     let t = chrono::Utc::now();
     let record = BackupRecord {
-        format: FORMAT,
-        id: ID.into(),
-        member: "m".into(),
-        system_identifier: 42,
-        pg_version: 150000,
-        started_at: t,
-        finished_at: t,
-        timeline: 1,
         start_lsn: "0/2000028".into(),
         end_lsn: "0/2000100".into(),
-        start_wal: "000000010000000000000002".into(),
-        end_wal: "000000010000000000000002".into(),
         size: stream.len() as u64,
         stored_size: parts.iter().map(|p| p.stored_size).sum(),
-        compression_level: 3,
         parts,
         files: files
             .iter()
@@ -94,6 +62,7 @@ async fn setup(c: &Catalog) {
                 sha256: hex::encode(Sha256::digest(d)),
             })
             .collect(),
+        ..backup_record(ID, t, "000000010000000000000002")
     };
     c.put_record(&format!("{dir}/{BACKUP_RECORD}"), &record)
         .await
