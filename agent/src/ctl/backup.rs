@@ -126,15 +126,20 @@ impl Ctl<'_> {
         }
     }
 
-    async fn backup_create(&mut self, a: BackupCreateArgs) -> Result<()> {
-        if a.dump {
-            return self.dump_create(a).await;
-        }
-        let scope = self.config.scope_for(a.cluster_name.as_deref())?;
+    /// Asks the member holding the archiver key to start a `kind` job (`backup` or
+    /// `dump`, `body` for `POST /backup`). Returns the archiver, its API URL and the
+    /// id it started.
+    pub(super) async fn start_on_archiver(
+        &mut self,
+        cluster_name: Option<&str>,
+        kind: &str,
+        body: Value,
+    ) -> Result<(String, String, String)> {
+        let scope = self.config.scope_for(cluster_name)?;
         let view = self.read_existing(&scope).await?;
         let archiver = view.cluster.archiver.clone().ok_or_else(|| {
             anyhow!(
-                "no member holds the archiver key ({}warden/archiver): base backups run on \
+                "no member holds the archiver key ({}warden/archiver): {kind}s run on \
                  the archiver; are the members configured with a backup section, and is one \
                  of them running?",
                 view.keys.prefix()
@@ -152,20 +157,30 @@ impl Ctl<'_> {
                 &archiver,
                 &api_url,
                 "backup",
-                Some(&json!({})),
+                Some(&body),
                 None,
             )
             .await
-            .with_context(|| format!("asking {archiver} to start a backup"))?;
+            .with_context(|| format!("asking {archiver} to start a {kind}"))?;
         if resp.status != 202 {
-            bail!("{}", super::api::failed_line("backup", &archiver, &resp));
+            bail!("{}", super::api::failed_line(kind, &archiver, &resp));
         }
         let started: Value = serde_json::from_slice(&resp.body)
             .with_context(|| format!("{archiver} answered with something that is not JSON"))?;
         let id = started["id"]
             .as_str()
-            .ok_or_else(|| anyhow!("{archiver} did not say which backup it started"))?
+            .ok_or_else(|| anyhow!("{archiver} did not say which {kind} it started"))?
             .to_string();
+        Ok((archiver, api_url, id))
+    }
+
+    async fn backup_create(&mut self, a: BackupCreateArgs) -> Result<()> {
+        if a.dump {
+            return self.dump_create(a).await;
+        }
+        let (archiver, api_url, id) = self
+            .start_on_archiver(a.cluster_name.as_deref(), "backup", json!({}))
+            .await?;
         if a.no_wait {
             if a.json {
                 self.io

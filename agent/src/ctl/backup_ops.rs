@@ -108,35 +108,9 @@ impl Ctl<'_> {
     /// `backup create --dump`: asks the archiver for a logical dump and (unless
     /// --no-wait) waits for its outcome in `GET /backup`'s `dump`.
     pub async fn dump_create(&mut self, a: BackupCreateArgs) -> Result<()> {
-        let scope = self.config.scope_for(a.cluster_name.as_deref())?;
-        let view = self.read_existing(&scope).await?;
-        let archiver = view.cluster.archiver.clone().ok_or_else(|| {
-            anyhow!("no member holds the archiver key: dumps run on the archiver")
-        })?;
-        let api_url = view
-            .cluster
-            .member(&archiver)
-            .map(|m| m.api_url.clone())
-            .ok_or_else(|| anyhow!("the archiver {archiver} has no member key"))?;
-        let resp = self
-            .api
-            .call(
-                Method::POST,
-                &archiver,
-                &api_url,
-                "backup",
-                Some(&json!({"kind": "dump"})),
-                None,
-            )
+        let (archiver, api_url, id) = self
+            .start_on_archiver(a.cluster_name.as_deref(), "dump", json!({"kind": "dump"}))
             .await?;
-        if resp.status != 202 {
-            bail!("{}", super::api::failed_line("dump", &archiver, &resp));
-        }
-        let started: Value = serde_json::from_slice(&resp.body)?;
-        let id = started["id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("{archiver} did not say which dump it started"))?
-            .to_string();
         if a.no_wait {
             return self.say(
                 a.json,
