@@ -93,6 +93,11 @@ impl Layout {
         }
     }
 
+    /// The cluster's system identifier (from `global/pg_control`).
+    pub fn system_identifier(&self) -> u64 {
+        self.system_identifier
+    }
+
     /// `<scope>/<system_identifier>`: everything of this cluster.
     pub fn cluster(&self) -> String {
         format!("{}/{}", self.scope, self.system_identifier)

@@ -6,10 +6,7 @@ use super::args::{BackupArgs, BackupCommand, BackupCreateArgs, BackupListArgs};
 use super::commands::timestamp;
 use super::output::{Align, TextTable};
 use super::Ctl;
-use crate::backup::catalog::{BackupRecord, Catalog, DrillRecord, DumpRecord};
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::Layout;
-use crate::backup::repo::Repository;
+use crate::backup::catalog::{BackupRecord, DrillRecord, DumpRecord};
 use crate::http_client::Method;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -290,48 +287,10 @@ impl Ctl<'_> {
         }
     }
 
-    /// The catalog of `scope`: the backup section of the -c config, the system
-    /// identifier from the DCS.
-    async fn open_catalog(&mut self, scope: &str) -> Result<(Catalog, u64)> {
-        let file = self.config.file.clone().ok_or_else(|| {
-            anyhow!(
-                "reading the repository needs the agent's config file with its backup \
-                 section: pass -c CONFIG"
-            )
-        })?;
-        let backup = crate::config::load_backup_section(&file)
-            .map_err(|e| anyhow!("{e}"))?
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} has no backup section: wardenctl needs backup.repository and the \
-                     encryption key to read the repository",
-                    file.display()
-                )
-            })?;
-        let view = self.read_existing(scope).await?;
-        let sysid: u64 = view
-            .cluster
-            .initialize
-            .as_deref()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| {
-                anyhow!(
-                    "cluster {scope:?} has no system identifier in the DCS ({}initialize): \
-                     is it bootstrapped?",
-                    view.keys.prefix()
-                )
-            })?;
-        let catalog = Catalog {
-            repo: Repository::open(&backup.repository)?,
-            layout: Layout::new(scope, sysid),
-            key: EncryptionKey::load(backup.encryption_key_file.as_deref())?,
-        };
-        Ok((catalog, sysid))
-    }
-
     async fn backup_list(&mut self, a: BackupListArgs) -> Result<()> {
         let scope = self.config.scope_for(a.cluster_name.as_deref())?;
-        let (catalog, sysid) = self.open_catalog(&scope).await?;
+        let (catalog, _) = self.backup_catalog(Some(&scope)).await?;
+        let sysid = catalog.layout.system_identifier();
         let where_ = catalog.repo.url().to_string();
         let backups = catalog
             .backups()

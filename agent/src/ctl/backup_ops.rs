@@ -48,7 +48,9 @@ impl Ctl<'_> {
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| {
                 anyhow!(
-                    "cluster {scope:?} has no system identifier in the DCS yet (initialize key)"
+                    "cluster {scope:?} has no system identifier in the DCS ({}initialize): \
+                     is it bootstrapped?",
+                    view.keys.prefix()
                 )
             })?;
         let catalog = Catalog {

@@ -348,17 +348,7 @@ impl Agent {
                 .await;
             }
             pg.initdb().await?;
-            pg.write_pgpass()?;
-            // Bootstrap: no standby exists yet, so no synchronous names (strict mode
-            // included: initdb's roles must be created without waiting).
-            pg.write_config(
-                &dcs_cfg.postgresql.parameters,
-                dcs_cfg.postgresql.pg_hba.as_deref(),
-                None,
-                Some(""),
-            )?;
-            pg.start()?;
-            pg.wait_ready(START_TIMEOUT).await?;
+            start_bootstrapped(pg, &dcs_cfg).await?;
             pg.create_roles().await
         };
         let dcs = self.dcs.clone();
@@ -750,4 +740,22 @@ pub(super) async fn keep_lease_during<T>(
         }
     }));
     job.await
+}
+
+/// Starts a freshly bootstrapped PostgreSQL (after initdb, or a restore from the
+/// repository): no standby exists yet, so no synchronous names (strict mode included:
+/// the agent's roles must be created without waiting).
+pub(super) async fn start_bootstrapped(
+    pg: &mut crate::pg::Postgres,
+    dcs_cfg: &warden_consensus::dynamic_config::DynamicConfig,
+) -> Result<(), crate::pg::PgError> {
+    pg.write_pgpass()?;
+    pg.write_config(
+        &dcs_cfg.postgresql.parameters,
+        dcs_cfg.postgresql.pg_hba.as_deref(),
+        None,
+        Some(""),
+    )?;
+    pg.start()?;
+    pg.wait_ready(START_TIMEOUT).await
 }

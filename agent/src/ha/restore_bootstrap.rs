@@ -18,7 +18,6 @@ use warden_consensus::dynamic_config::DynamicConfig;
 
 /// Bound for replaying the archive up to the target.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn failed(what: &str, e: impl std::fmt::Display) -> PgError {
     PgError::Files(format!("bootstrap from the repository: {what}: {e:#}"))
@@ -75,15 +74,7 @@ pub(super) async fn run(
         seconds = report.total_seconds,
         "backup restored; replaying archived WAL"
     );
-    pg.write_pgpass()?;
-    pg.write_config(
-        &dcs_cfg.postgresql.parameters,
-        dcs_cfg.postgresql.pg_hba.as_deref(),
-        None,
-        Some(""),
-    )?;
-    pg.start()?;
-    pg.wait_ready(START_TIMEOUT).await?;
+    super::execute::start_bootstrapped(pg, dcs_cfg).await?;
     let started = Instant::now();
     loop {
         if !pg.is_running() {

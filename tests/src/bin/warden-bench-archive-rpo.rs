@@ -154,8 +154,10 @@ fn run() -> Result<()> {
     create_node_dir(&scratch)?;
     let mut samples = Vec::new();
     let end_at = Instant::now() + Duration::from_secs(args.seconds);
-    // Let the load settle before sampling.
-    std::thread::sleep(Duration::from_secs(2));
+    // Sample only once the load runs (a hundred commits, about 2 s).
+    wait::wait_until(FORM_TIMEOUT, "the writer's first commits", || {
+        (acks.lock().unwrap().len() >= 100).then_some(())
+    });
     while Instant::now() < end_at {
         let t = Instant::now();
         let newest = acks
