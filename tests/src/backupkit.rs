@@ -262,3 +262,21 @@ pub fn wait_replica_archiver(cluster: &Cluster, primary: usize) -> usize {
         })
     })
 }
+
+/// Waits until `pg_receivewal` streams from the server on `port` through the archiver's
+/// slot. Before that, a segment switched on the server may end before the position an
+/// empty archive starts from, and would never be archived.
+pub fn wait_archiver_streaming(port: u16) {
+    wait_until(
+        ARCHIVER_TIMEOUT,
+        "pg_receivewal streaming through its slot",
+        || {
+            let active = sql::query_text(
+                port,
+                "SELECT active::text FROM pg_replication_slots WHERE slot_name = 'warden_archiver'",
+            )
+            .ok()??;
+            (active == "true").then_some(())
+        },
+    );
+}

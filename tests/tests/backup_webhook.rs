@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use warden_tests::backupkit::{archived, backup_spec, repository};
+use warden_tests::backupkit::{archived, backup_spec, repository, wait_archiver_streaming};
 use warden_tests::process::run_bounded;
 use warden_tests::workdir::{create_node_dir, WorkDir};
 use warden_tests::{bins, sql, wait_until, Cluster};
@@ -78,6 +78,7 @@ fn an_archive_conflict_is_posted_to_the_webhook() {
             .filter(|p| p["warden"]["archiver"] == true)
             .map(|_| ())
     });
+    wait_archiver_streaming(port);
     // A first segment goes up normally.
     let first = sql::query_text(port, "SELECT pg_walfile_name(pg_switch_wal())")
         .unwrap()
