@@ -3,7 +3,6 @@
 
 use crate::config::{self, Config};
 use crate::ha::run::Agent;
-use crate::pg::{self, Postgres};
 use crate::state::{NodeStatus, Shared};
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, ValueEnum};
@@ -14,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use warden_consensus::etcd::EtcdDcs;
 use warden_consensus::Dcs;
+use warden_pg::{self as pg, Postgres};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {

@@ -12,5 +12,4 @@ pub mod ctl;
 pub mod ha;
 pub mod http_client;
 pub mod logging;
-pub mod pg;
 pub mod state;

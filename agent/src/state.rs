@@ -1,12 +1,12 @@
 //! The agent's cached status: written by the HA loop once per turn, read by the REST
 //! API and metrics. Health checks never run SQL; they read this.
 
-use crate::pg::sql::Probe;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_fencing::LeaseDeadline;
+use warden_pg::sql::Probe;
 
 #[derive(Debug, Clone)]
 pub struct NodeStatus {

@@ -286,7 +286,12 @@ impl EtcdCluster {
     fn gateway(&self, path: &str, body: &Value) -> Result<Value> {
         let mut last = None;
         for m in &self.members {
-            match http::post_json(&format!("{}{path}", m.client_url()), body) {
+            // The short bound: these reads sit in polling loops, some with a member frozen.
+            match http::post_json_with_timeout(
+                &format!("{}{path}", m.client_url()),
+                body,
+                http::TIMEOUT,
+            ) {
                 Ok(r) if r.status == 200 => return r.json(),
                 Ok(r) => last = Some(anyhow::anyhow!("{path}: status {} {}", r.status, r.body)),
                 Err(e) => last = Some(e),
@@ -324,7 +329,7 @@ impl EtcdCluster {
         let mut leader = None;
         for m in &self.members {
             let url = format!("{}/v3/maintenance/status", m.client_url());
-            match http::post_json(&url, &json!({})) {
+            match http::post_json_with_timeout(&url, &json!({}), http::TIMEOUT) {
                 Ok(r) if r.status == 200 => {
                     let v = r.json()?;
                     ids.push(uint(&v["header"]["member_id"]));

@@ -90,9 +90,14 @@ pub fn get_with_timeout(url: &str, timeout: Duration) -> Result<HttpResponse> {
     finish(url, agent_with_timeout(timeout).get(url).call())
 }
 
-/// `POST url` with a JSON body.
+/// Overall timeout of one `POST`: an action sent once, not a poll, so it may wait for a
+/// loaded machine (an agent answering while a base backup and a write load share two
+/// cores) without slowing any polling loop.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `POST url` with a JSON body, bounded by [`POST_TIMEOUT`].
 pub fn post_json(url: &str, body: &Value) -> Result<HttpResponse> {
-    finish(url, agent().post(url).send_json(body))
+    post_json_with_timeout(url, body, POST_TIMEOUT)
 }
 
 /// `POST url` with a JSON body and an overall `timeout`.

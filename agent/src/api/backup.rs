@@ -95,10 +95,18 @@ fn status(ctx: &Context, with_body: bool) -> Reply {
     json(200, &v, with_body)
 }
 
-/// The archiver key as the DCS has it now (the cached view may be a turn old).
+/// How long a refusal waits for the DCS before it names the archiver from the cached
+/// view instead: a loaded etcd must not turn a quick 409 into a client timeout.
+const ARCHIVER_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The archiver key as the DCS has it now (the cached view may be a turn old); `None`
+/// when the DCS does not answer within [`ARCHIVER_LOOKUP_TIMEOUT`].
 pub(super) async fn archiver_now(ctx: &Context) -> Option<String> {
     let key = ctx.keys.archiver();
-    let snapshot = ctx.dcs.get_prefix(&key).await.ok()?;
+    let snapshot = tokio::time::timeout(ARCHIVER_LOOKUP_TIMEOUT, ctx.dcs.get_prefix(&key))
+        .await
+        .ok()?
+        .ok()?;
     snapshot
         .kvs
         .into_iter()

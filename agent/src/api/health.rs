@@ -241,8 +241,8 @@ pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, no
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::sql::Probe;
     use std::time::Duration;
+    use warden_pg::sql::Probe;
 
     fn status(in_recovery: bool, is_leader: bool) -> NodeStatus {
         let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());

@@ -102,7 +102,7 @@ fn archive(config_path: &Path) -> anyhow::Result<Archive> {
     } else {
         cfg.postgresql.data_dir.as_path()
     };
-    let system_identifier = crate::pg::control::system_identifier(data_dir)?;
+    let system_identifier = warden_pg::control::system_identifier(data_dir)?;
     Ok(Archive {
         repo,
         layout: Layout::new(&cfg.scope, system_identifier),

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use crate::pg::sql::Sql;
+use warden_pg::sql::Sql;
 
 pub const CREATE: [&str; 2] = [
     "CREATE SCHEMA IF NOT EXISTS warden",

@@ -2,7 +2,7 @@
 
 use super::tests::{ok, problems, MINIMAL};
 use crate::backup::restore::Target;
-use crate::pg::lsn::Lsn;
+use warden_pg::lsn::Lsn;
 
 #[test]
 fn restore_method_defaults_to_latest_and_all_wal() {

@@ -11,12 +11,12 @@ use crate::backup::key::EncryptionKey;
 use crate::backup::layout::Layout;
 use crate::backup::repo::Repository;
 use crate::backup::wal::Archive;
-use crate::pg::receivewal::ReceiveWal;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
 use warden_consensus::types::{Member, Role};
 use warden_consensus::Cluster;
+use warden_pg::receivewal::ReceiveWal;
 
 /// The physical slot the archiver streams through, on the archiving member. Member
 /// slots are named after members (`[a-z0-9_]`), so this name cannot collide with one

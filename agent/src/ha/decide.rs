@@ -6,9 +6,9 @@
 
 use super::action::{Action, StartAs};
 use super::observation::{ManualTask, Observation};
-use crate::pg::sql::Probe;
-use crate::pg::DataDir;
 use warden_consensus::Cluster;
+use warden_pg::sql::Probe;
+use warden_pg::DataDir;
 
 use super::race::*;
 use super::switchover::*;

@@ -4,8 +4,6 @@ use super::action::{Action, StartAs};
 use super::observation::Observation;
 use super::run::Agent;
 use crate::config::ReplicaMethod;
-use crate::pg::conf::{slot_name, Upstream};
-use crate::pg::process::StopMode;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +12,8 @@ use tokio_util::task::AbortOnDropHandle;
 use warden_consensus::types::{HistoryEntry, Status};
 use warden_consensus::Cluster;
 use warden_consensus::{Dcs, LeaseId};
+use warden_pg::conf::{slot_name, Upstream};
+use warden_pg::process::StopMode;
 
 /// How long a replication slot of a member that left the cluster is kept (Patroni's
 /// `member_slots_ttl` default), so a member that restarts finds its WAL still there.
@@ -286,13 +286,13 @@ impl Agent {
         let sync_names = if !dynamic.synchronous_mode.is_enabled() {
             None
         } else if standby.is_some() {
-            Some(super::sync::render_names(
+            Some(warden_pg::sync::render_names(
                 &[],
                 dynamic.synchronous_mode_strict,
             ))
         } else {
             Some(self.sync_names.clone().unwrap_or_else(|| {
-                super::sync::names_until_planned(
+                warden_pg::sync::names_until_planned(
                     cluster.and_then(|c| c.sync.as_ref()).map(|s| &s.value),
                     &self.cfg.name,
                     dynamic.synchronous_mode_strict,
@@ -369,7 +369,7 @@ impl Agent {
                     .await;
                 let dir = self.pg.settings.data_dir.clone();
                 if dir.exists() {
-                    let aside = crate::pg::aside_path(&dir);
+                    let aside = warden_pg::aside_path(&dir);
                     if std::fs::rename(&dir, &aside).is_ok() {
                         tracing::warn!(to = %aside.display(), "moved the failed bootstrap's data directory aside");
                     }
@@ -514,7 +514,7 @@ impl Agent {
                     .await;
                 return Err(failed(format!("promotion postponed: {why}")));
             }
-            self.sync_names = Some(super::sync::render_names(
+            self.sync_names = Some(warden_pg::sync::render_names(
                 &[],
                 dynamic.synchronous_mode_strict,
             ));
@@ -746,9 +746,9 @@ pub(super) async fn keep_lease_during<T>(
 /// repository): no standby exists yet, so no synchronous names (strict mode included:
 /// the agent's roles must be created without waiting).
 pub(super) async fn start_bootstrapped(
-    pg: &mut crate::pg::Postgres,
+    pg: &mut warden_pg::Postgres,
     dcs_cfg: &warden_consensus::dynamic_config::DynamicConfig,
-) -> Result<(), crate::pg::PgError> {
+) -> Result<(), warden_pg::PgError> {
     pg.write_pgpass()?;
     pg.write_config(
         &dcs_cfg.postgresql.parameters,

@@ -8,13 +8,13 @@
 //!    is frozen or dead, it kills the postmaster's process group a little later, still
 //!    before etcd can expire the lease.
 
-use crate::pg::process::Programs;
 use crate::state::Shared;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
+use warden_pg::process::Programs;
 
 /// How often the timer re-reads a deadline that may have moved.
 const TIMER_GRANULARITY: Duration = Duration::from_millis(100);
@@ -30,7 +30,7 @@ pub fn spawn_timer(shared: Arc<Shared>, programs: Programs) -> tokio::task::Join
                         "lease deadline passed without renewal: fencing PostgreSQL (read-only)"
                     );
                     shared.deadline.clear();
-                    if let Err(e) = crate::pg::fence(&programs) {
+                    if let Err(e) = warden_pg::fence(&programs) {
                         tracing::error!(error = %e, "fencing failed");
                     }
                     // Tell peers at once (via /patroni) that we no longer run a primary,

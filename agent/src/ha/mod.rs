@@ -12,7 +12,6 @@ pub mod observation;
 pub mod operate;
 pub mod peers;
 pub mod publish;
-pub mod quorum;
 pub mod race;
 pub mod replication;
 pub mod request;
@@ -21,7 +20,6 @@ mod restore_replica;
 pub mod run;
 pub mod standby_watch;
 pub mod switchover;
-pub mod sync;
 
 pub use action::{Action, StartAs};
 pub use decide::{decide, Decision};

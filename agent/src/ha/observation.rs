@@ -1,8 +1,8 @@
 //! What one turn of the HA loop knows: the input of [`super::decide`].
 
-use crate::pg::sql::Probe;
-use crate::pg::DataDir;
 use warden_consensus::Cluster;
+use warden_pg::sql::Probe;
+use warden_pg::DataDir;
 
 /// The member's failover-related tags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

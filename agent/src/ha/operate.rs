@@ -5,12 +5,12 @@ use super::execute::{keep_lease_during, ActError};
 use super::observation::{Observation, Tags};
 use super::run::Agent;
 use crate::http_client;
-use crate::pg::lsn::Lsn;
-use crate::pg::process::StopMode;
 use std::time::Duration;
 use tokio::time::Instant;
 use warden_consensus::types::Status;
 use warden_consensus::Cluster;
+use warden_pg::lsn::Lsn;
+use warden_pg::process::StopMode;
 
 /// How long the candidate has to report that it received our shutdown checkpoint.
 const HANDOVER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -217,7 +217,7 @@ impl Agent {
         let pg = &mut self.pg;
         let stop = async {
             pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
-            Ok::<_, crate::pg::PgError>(())
+            Ok::<_, warden_pg::PgError>(())
         };
         keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
             .await
@@ -269,7 +269,7 @@ impl Agent {
 /// can reach its PostgreSQL (its agent's `/patroni` is up to a loop old, which would
 /// cost the switchover up to `loop_wait`), else through its `/patroni`.
 async fn wait_for_position(
-    pg: &crate::pg::Postgres,
+    pg: &warden_pg::Postgres,
     api_url: &str,
     conn: Option<(String, u16)>,
     position: u64,

@@ -3,10 +3,10 @@
 
 use super::observation::Local;
 use super::run::{Agent, PATRONI_COMPAT_VERSION};
-use crate::pg::DataDir;
 use serde_json::{json, Value};
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
+use warden_pg::DataDir;
 
 impl Agent {
     fn role_of(local: &Local) -> Role {

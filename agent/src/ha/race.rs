@@ -4,8 +4,8 @@
 
 use super::observation::{Observation, Peer, PeerStatus, Tags};
 use super::switchover::failover_request;
-use crate::pg::sql::Probe;
 use warden_consensus::Cluster;
+use warden_pg::sql::Probe;
 
 /// In failsafe mode only members the last leader listed in `/failsafe` (and so asked
 /// for confirmation) may race; another could promote beside a leader holding on.

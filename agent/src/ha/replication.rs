@@ -1,17 +1,17 @@
 //! Synchronous replication on the leader, carried out: `synchronous_mode: on` through
-//! [`super::sync::plan`], `quorum` through [`super::quorum::plan`], each changing
+//! [`warden_pg::sync::plan`], `quorum` through [`warden_pg::quorum::plan`], each changing
 //! `synchronous_standby_names` and the `/sync` key in the order its plan gives.
 
 use super::execute::ActError;
 use super::observation::Observation;
-use super::quorum::{self, Names, Step};
 use super::run::Agent;
-use super::sync::{Standby, SyncSettings, SyncTags};
-use crate::pg::sql::Probe;
 use std::collections::BTreeSet;
 use warden_consensus::dynamic_config::SynchronousMode;
 use warden_consensus::types::SyncState;
 use warden_consensus::{Cluster, DynamicConfig, Versioned};
+use warden_pg::quorum::{self, Names, Step};
+use warden_pg::sql::Probe;
+use warden_pg::sync::{Standby, SyncSettings, SyncTags};
 
 fn failed(e: impl std::fmt::Display) -> ActError {
     ActError::Failed(e.to_string())
@@ -87,8 +87,8 @@ impl Agent {
         // A quorum left by quorum mode does not mean every listed standby has every
         // commit, which is what `on` reads into the list: start it afresh.
         let from_quorum = mine.is_some_and(|s| s.value.quorum.unwrap_or(0) > 0);
-        let plan = super::sync::plan(standbys, &in_key, settings);
-        let wanted = super::sync::pick(standbys, settings);
+        let plan = warden_pg::sync::plan(standbys, &in_key, settings);
+        let wanted = warden_pg::sync::pick(standbys, settings);
         // /sync must name us as leader before anything else relies on it.
         if mine.is_none() || from_quorum {
             tracing::warn!("claiming /sync for this leader, with no synchronous standby yet");

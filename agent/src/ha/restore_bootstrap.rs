@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use crate::backup::restore::{self, recovery, source, target, Recovery};
 use crate::config::{Config, RestoreBootstrap};
-use crate::pg::{PgError, Postgres};
 use warden_consensus::dynamic_config::DynamicConfig;
+use warden_pg::{PgError, Postgres};
 
 /// Bound for replaying the archive up to the target.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(6 * 3600);

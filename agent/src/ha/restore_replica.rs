@@ -9,7 +9,7 @@ use std::path::Path;
 
 use crate::backup::restore::{self, recovery, source, Recovery, Target};
 use crate::config::Config;
-use crate::pg::{PgError, Postgres};
+use warden_pg::{PgError, Postgres};
 
 fn failed(what: &str, e: impl std::fmt::Display) -> PgError {
     PgError::Files(format!("replica from the repository: {what}: {e:#}"))
@@ -36,7 +36,7 @@ pub(super) async fn run(
     let dir = pg.settings.data_dir.clone();
     if dir.exists() {
         // A leftover of a failed clone: kept aside, as for pg_basebackup.
-        let aside = crate::pg::aside_path(&dir);
+        let aside = warden_pg::aside_path(&dir);
         std::fs::rename(&dir, &aside).map_err(|e| failed("moving the old directory aside", e))?;
         tracing::warn!(from = %dir.display(), to = %aside.display(), "moved an unusable data directory aside");
     }

@@ -5,7 +5,6 @@ use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::{Request, RequestRx};
 use super::{decide, peers, Action};
 use crate::config::Config;
-use crate::pg::{DataDir, Postgres};
 use crate::state::Shared;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
+use warden_pg::{DataDir, Postgres};
 
 /// Reported as the member `version`: Patroni tooling takes its modern code paths for
 /// any version at or above 2.1.0, and Warden implements the 4.x contract.
@@ -642,7 +642,7 @@ impl Agent {
         let timeout = Duration::from_secs(60);
         if let Err(e) = self
             .pg
-            .stop(crate::pg::process::StopMode::Fast, timeout)
+            .stop(warden_pg::process::StopMode::Fast, timeout)
             .await
         {
             tracing::error!(error = %e, "PostgreSQL did not stop cleanly");

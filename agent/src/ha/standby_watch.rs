@@ -7,8 +7,8 @@
 //! watches is gone, the loop wakes at once and replaces it (in the usual safe order of
 //! `/sync` and `synchronous_standby_names`).
 
-use crate::pg::sql::Sql;
 use std::time::Duration;
+use warden_pg::sql::Sql;
 
 /// How often `pg_stat_replication` is read while the loop sleeps: one small query, and
 /// at most this long (plus a turn) of commits blocked by a dead standby.
@@ -41,8 +41,8 @@ pub async fn lost_standby(sql: &mut Sql, watched: &[String]) -> String {
 /// were streaming at this turn. Only they can go missing; a listed standby that is not
 /// streaming now is the next turn's business, and watching it would wake the loop
 /// every period.
-pub fn watch_list(names: &str, rows: &[crate::pg::sql::ReplicationRow]) -> Vec<String> {
-    let Some(listed) = super::quorum::Names::parse(names) else {
+pub fn watch_list(names: &str, rows: &[warden_pg::sql::ReplicationRow]) -> Vec<String> {
+    let Some(listed) = warden_pg::quorum::Names::parse(names) else {
         return Vec::new();
     };
     rows.iter()
@@ -55,7 +55,7 @@ pub fn watch_list(names: &str, rows: &[crate::pg::sql::ReplicationRow]) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::sql::ReplicationRow;
+    use warden_pg::sql::ReplicationRow;
 
     fn row(name: &str, state: &str) -> ReplicationRow {
         ReplicationRow {

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::spool;
 use crate::backup::wal::{Archive, PushError};
-use crate::pg::receivewal::ReceiveWal;
+use warden_pg::receivewal::ReceiveWal;
 
 /// How often the spool is looked at for completed files.
 const SCAN_EVERY: Duration = Duration::from_millis(500);
@@ -268,7 +268,7 @@ impl Worker {
         if let Some(name) = spool::resume_on_next_timeline(&files, &switches) {
             let path = dir.join(&name);
             std::fs::File::create(&path)
-                .and_then(|_| crate::pg::runas::chown(&path, self.receiver.run_as()))
+                .and_then(|_| warden_pg::runas::chown(&path, self.receiver.run_as()))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             tracing::info!(file = %name, "the spool's timeline ended where streaming resumes; starting on the next timeline");
         }

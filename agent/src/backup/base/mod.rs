@@ -29,11 +29,11 @@ use super::key::EncryptionKey;
 use super::layout::Layout;
 use super::repo::Repository;
 use crate::config::Config;
-use crate::pg::process::Programs;
-use crate::pg::Settings;
 use crate::state::Shared;
 pub use progress::{Progress, Snapshot};
 pub use take::{BaseError, Target};
+use warden_pg::process::Programs;
+use warden_pg::Settings;
 
 /// Something to run after each committed backup (retention, say). Errors are its own
 /// to log.

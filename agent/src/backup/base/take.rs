@@ -21,11 +21,11 @@ use crate::backup::catalog::{self, BackupRecord, Catalog, CatalogError, BACKUP_R
 use crate::backup::codec;
 use crate::backup::layout::WalName;
 use crate::backup::repo::RepoError;
-use crate::pg::lsn::Lsn;
-use crate::pg::process::Programs;
-use crate::pg::sql::Sql;
-use crate::pg::Settings;
 use crate::state::Shared;
+use warden_pg::lsn::Lsn;
+use warden_pg::process::Programs;
+use warden_pg::sql::Sql;
+use warden_pg::Settings;
 
 const PROGRAM: &str = "pg_basebackup";
 /// Bound on the SQL statements around the backup.

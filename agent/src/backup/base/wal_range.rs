@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::pg::lsn::Lsn;
+use warden_pg::lsn::Lsn;
 
 /// `WAL-Ranges` of a manifest: the backup must be replayed from `start` to at least
 /// `end` on `timeline`.

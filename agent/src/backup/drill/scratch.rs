@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::pg::runas::RunAs;
+use warden_pg::runas::RunAs;
 
 /// The scratch directory and the server running on it.
 #[derive(Debug)]

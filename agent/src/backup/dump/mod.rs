@@ -15,9 +15,9 @@ pub mod run;
 use chrono::Utc;
 
 use super::catalog::{self, Catalog, DumpRecord, DumpedDatabase, DUMP_RECORD, FORMAT};
-use crate::pg::process::Programs;
-use crate::pg::sql::Sql;
-use crate::pg::Settings;
+use warden_pg::process::Programs;
+use warden_pg::sql::Sql;
+use warden_pg::Settings;
 
 pub use process::DumpError;
 

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::backup::catalog::{BackupRecord, Catalog, CatalogError, MANIFEST};
 use crate::backup::codec::{self, CodecError};
 use crate::backup::repo::RepoError;
-use crate::pg::runas::RunAs;
+use warden_pg::runas::RunAs;
 
 pub use recovery::Recovery;
 pub use target::Target;

@@ -32,7 +32,7 @@ pub async fn catalog(
     let scope = scope.unwrap_or(&cfg.scope);
     let sysid = match system_identifier {
         Some(s) => s,
-        None => match crate::pg::control::system_identifier(&cfg.postgresql.data_dir) {
+        None => match warden_pg::control::system_identifier(&cfg.postgresql.data_dir) {
             Ok(s) => s,
             Err(_) => discover(&repo, scope).await?,
         },

@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 
 use crate::backup::catalog::BackupRecord;
-use crate::pg::lsn::Lsn;
+use warden_pg::lsn::Lsn;
 
 /// Where recovery stops. `Latest` replays every archived WAL file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 //! Everything here is pure; the executor reads the probe and the DCS, calls [`plan`],
 //! and carries out the steps in the order given.
 
-use crate::pg::sql::ReplicationRow;
+use crate::sql::ReplicationRow;
 use warden_consensus::dynamic_config::SynchronousMode;
 use warden_consensus::types::SyncState;
 

@@ -1,14 +1,17 @@
-//! The PostgreSQL adapter: the only part of the agent that knows SQL and PostgreSQL's
-//! files and programs.
+//! The PostgreSQL engine: the only crate that knows SQL and PostgreSQL's files and
+//! programs (adapter), and PostgreSQL's replication policy (the `synchronous_mode` and
+//! quorum planners of `synchronous_standby_names` and `/sync`).
 
 pub mod conf;
 pub mod control;
 pub mod lsn;
 pub mod process;
+pub mod quorum;
 pub mod receivewal;
 pub mod runas;
 pub mod sql;
 pub mod standbys;
+pub mod sync;
 
 use conf::{Managed, Upstream};
 use process::{ProcessError, Programs, StopMode};
@@ -110,7 +113,7 @@ impl Settings {
 impl Settings {
     /// A replication connection to the local PostgreSQL over TCP, without the
     /// password (pass it as `PGPASSWORD`, never on a command line).
-    pub(crate) fn local_replication_conninfo(&self, application_name: &str) -> String {
+    pub fn local_replication_conninfo(&self, application_name: &str) -> String {
         format!(
             "host='{}' port={} user='{}' application_name='{}' connect_timeout=5",
             libpq_escape(&local_tcp_host(&self.listen_hosts)),
