@@ -1,7 +1,6 @@
 //! The `warden` command line: validate a config, or run the agent until SIGTERM/SIGINT;
 //! `warden wal-push|wal-fetch` (see `backup::command`) and `warden guard` are routed first.
 
-use crate::config::{self, Config};
 use crate::ha::run::Agent;
 use crate::state::{NodeStatus, Shared};
 use anyhow::{anyhow, bail, Context};
@@ -11,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use warden_config::{self as config, Config};
 use warden_consensus::etcd::EtcdDcs;
 use warden_consensus::Dcs;
 use warden_pg::{self as pg, Postgres};

@@ -87,7 +87,7 @@ impl std::fmt::Debug for BasicAuth {
 
 impl BasicAuth {
     /// From `restapi.authentication` (a missing password is the empty one).
-    pub fn from_credentials(c: &crate::config::Credentials) -> Self {
+    pub fn from_credentials(c: &warden_config::Credentials) -> Self {
         Self {
             username: c.username.clone(),
             password: c.password.clone().unwrap_or_default(),

@@ -7,7 +7,6 @@
 pub mod api;
 pub mod backup;
 pub mod cli;
-pub mod config;
 pub mod ctl;
 pub mod ha;
 pub mod http_client;

@@ -37,7 +37,7 @@ pub struct NodeStatus {
     /// A restart planned by `POST /restart` with a `schedule`.
     pub scheduled_restart: Option<crate::ha::request::ScheduledRestart>,
     /// `restapi.authentication`: required on every mutating endpoint when set.
-    pub auth: Option<crate::config::Credentials>,
+    pub auth: Option<warden_config::Credentials>,
     /// We hold `warden/archiver` and run the streaming archiver.
     pub archiver: bool,
     /// The streaming archiver's last report, while we run it.

@@ -75,7 +75,7 @@ struct Check {
 
 impl Check {
     fn new(config: &Path, scope: &str, sysid: u64) -> Check {
-        let backup = warden_agent::config::load_backup_section(config)
+        let backup = warden_config::load_backup_section(config)
             .unwrap()
             .expect("the node config has a backup section");
         let rt = tokio::runtime::Builder::new_current_thread()

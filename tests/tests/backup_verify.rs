@@ -119,7 +119,7 @@ fn verify_retention_dumps_and_metrics() {
         .enable_all()
         .build()
         .unwrap();
-    let backup = warden_agent::config::load_backup_section(&config)
+    let backup = warden_config::load_backup_section(&config)
         .unwrap()
         .unwrap();
     let catalog = Catalog {

@@ -12,6 +12,7 @@ pub mod runas;
 pub mod sql;
 pub mod standbys;
 pub mod sync;
+pub mod target;
 
 use conf::{Managed, Upstream};
 use process::{ProcessError, Programs, StopMode};

@@ -5,7 +5,6 @@
 //! Pure: the caller passes the configured credentials and the request's
 //! `Authorization` header, and answers 401 with [`WWW_AUTHENTICATE`] on an error.
 
-use crate::config::Credentials;
 use base64::alphabet;
 use base64::engine::general_purpose::GeneralPurposeConfig;
 use base64::engine::{DecodePaddingMode, GeneralPurpose};
@@ -13,6 +12,7 @@ use base64::Engine as _;
 use hyper::header::HeaderValue;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use warden_config::Credentials;
 
 /// The `WWW-Authenticate` value of a 401 answer. Patroni's realm, so clients that match
 /// on it (or show it to a user) see the same thing.

@@ -22,7 +22,7 @@ use super::key::EncryptionKey;
 use super::layout::Layout;
 use super::repo::Repository;
 use super::wal::{Archive, FetchError, Pushed};
-use crate::config::{self, Config};
+use warden_config::{self as config, Config};
 
 /// Config file path when `-c` is not given.
 pub const CONFIG_ENV: &str = "WARDEN_CONFIG";

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::base::{Service, StartError};
 use super::catalog::Catalog;
-use crate::config::{Config, CronSchedule, Retention};
+use warden_config::{Config, CronSchedule, Retention};
 
 pub type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub type JobFn = Arc<dyn Fn() -> JobFuture + Send + Sync>;

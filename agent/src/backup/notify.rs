@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::config::Secret;
+use warden_config::Secret;
 
 /// Events waiting to be sent.
 pub const QUEUE_CAPACITY: usize = 16;

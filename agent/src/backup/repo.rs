@@ -21,7 +21,7 @@ use object_store::{
     ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig, WriteMultipart,
 };
 
-use crate::config::{RepositoryConfig, RepositoryKind};
+use warden_config::{RepositoryConfig, RepositoryKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -469,7 +469,7 @@ mod tests {
 #[cfg(test)]
 mod timeout_tests {
     use super::*;
-    use crate::config::S3Config;
+    use warden_config::S3Config;
 
     /// A server that accepts connections and never answers must fail the call within
     /// the configured bound, not hang the archiver.
@@ -484,7 +484,7 @@ mod timeout_tests {
                 region: Some("us-east-1".into()),
                 prefix: String::new(),
                 access_key_id: Some("id".into()),
-                secret_access_key: Some(crate::config::Secret("secret".into())),
+                secret_access_key: Some(warden_config::Secret("secret".into())),
                 allow_http: true,
             }),
             timeout: Duration::from_millis(500),

@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Datelike, Utc};
 
-use crate::config::Retention;
+use warden_config::Retention;
 
 /// Why an item is kept (for the dry-run listing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

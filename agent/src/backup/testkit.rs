@@ -11,7 +11,7 @@ use crate::backup::catalog::{BackupRecord, Catalog, FORMAT};
 use crate::backup::key::EncryptionKey;
 use crate::backup::layout::Layout;
 use crate::backup::repo::Repository;
-use crate::config::{RepositoryConfig, RepositoryKind};
+use warden_config::{RepositoryConfig, RepositoryKind};
 
 /// The unit tests' encryption key (64 hex digits).
 pub(crate) const KEY: &str = "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13";

@@ -295,8 +295,8 @@ fn existing_digest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{RepositoryConfig, RepositoryKind};
     use std::time::Duration;
+    use warden_config::{RepositoryConfig, RepositoryKind};
 
     const SEG: &str = "000000010000000000000003";
 

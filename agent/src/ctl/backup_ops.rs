@@ -11,9 +11,9 @@ use crate::backup::key::EncryptionKey;
 use crate::backup::layout::Layout;
 use crate::backup::repo::Repository;
 use crate::backup::{prune, verify, walchain};
-use crate::config::BackupConfig;
 use crate::http_client::Method;
 use serde_json::{json, Value};
+use warden_config::BackupConfig;
 
 impl Ctl<'_> {
     /// The agent config's `backup` section (the file given with `-c`).
@@ -21,7 +21,7 @@ impl Ctl<'_> {
         let path = self.config.file.as_ref().ok_or_else(|| {
             anyhow!("backup commands need the agent's config file (-c CONFIG) for backup.repository and the key")
         })?;
-        crate::config::load_backup_section(path)
+        warden_config::load_backup_section(path)
             .map_err(|e| anyhow!("{e}"))?
             .ok_or_else(|| {
                 anyhow!(

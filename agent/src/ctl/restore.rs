@@ -11,7 +11,7 @@ use super::Ctl;
 use crate::backup::catalog::CatalogError;
 use crate::backup::drill::{self, DrillOptions};
 use crate::backup::restore::{self, source, target, Recovery, Target};
-use crate::config::Config;
+use warden_config::Config;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -67,7 +67,7 @@ fn warden_config(file: Option<&Path>) -> Result<(Config, PathBuf)> {
     })?;
     let path =
         std::fs::canonicalize(file).with_context(|| format!("config file {}", file.display()))?;
-    let loaded = crate::config::load(&path)?;
+    let loaded = warden_config::load(&path)?;
     if loaded.config.backup.is_none() {
         bail!("{}: no backup section (backup.repository)", path.display());
     }
@@ -112,7 +112,7 @@ impl Ctl<'_> {
                 .ok_or(CatalogError::NoBackup)?
         } else {
             let b = catalog.backup(&a.backup).await?;
-            target.check_reachable(&b)?;
+            target::check_reachable(&target, &b)?;
             b
         };
         let recovery = Recovery {

@@ -3,12 +3,12 @@
 use super::action::{Action, StartAs};
 use super::observation::Observation;
 use super::run::Agent;
-use crate::config::ReplicaMethod;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
+use warden_config::ReplicaMethod;
 use warden_consensus::types::{HistoryEntry, Status};
 use warden_consensus::Cluster;
 use warden_consensus::{Dcs, LeaseId};
@@ -240,7 +240,7 @@ impl Agent {
     /// `ttl - safety_margin`, so a hung machine resets before its lease can expire.
     fn feed_watchdog(&mut self, ttl: Duration) {
         let wd = &self.cfg.watchdog;
-        if wd.mode == crate::config::WatchdogMode::Off {
+        if wd.mode == warden_config::WatchdogMode::Off {
             return;
         }
         if let Some(dog) = self.watchdog.as_mut() {

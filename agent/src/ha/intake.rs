@@ -124,7 +124,7 @@ impl Agent {
             tracing::info!("reload requested, but the agent has no config file to re-read");
             return;
         };
-        let new = match crate::config::load(&path) {
+        let new = match warden_config::load(&path) {
             Ok(l) => l.config,
             Err(e) => {
                 tracing::error!(error = %e, "reload: the config file is invalid; keeping the running configuration");

@@ -59,7 +59,7 @@ pub async fn confirm_failsafe(
     me: &str,
     my_api_url: &str,
     failsafe: &std::collections::BTreeMap<String, String>,
-    auth: Option<&crate::config::Credentials>,
+    auth: Option<&warden_config::Credentials>,
 ) -> bool {
     let body = serde_json::json!({"name": me, "api_url": my_api_url});
     let basic = auth.map(http_client::BasicAuth::from_credentials);

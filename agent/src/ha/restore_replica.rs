@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::backup::restore::{self, recovery, source, Recovery, Target};
-use crate::config::Config;
+use warden_config::Config;
 use warden_pg::{PgError, Postgres};
 
 fn failed(what: &str, e: impl std::fmt::Display) -> PgError {

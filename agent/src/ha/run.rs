@@ -4,7 +4,6 @@
 use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::{Request, RequestRx};
 use super::{decide, peers, Action};
-use crate::config::Config;
 use crate::state::Shared;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use warden_config::Config;
 use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
 use warden_pg::{DataDir, Postgres};
 
@@ -109,10 +109,10 @@ impl Agent {
             cfg.scope.clone(),
         );
         let watchdog_missing = match cfg.watchdog.mode {
-            crate::config::WatchdogMode::Off => None,
+            warden_config::WatchdogMode::Off => None,
             mode => match warden_fencing::watchdog::available(&cfg.watchdog.device) {
                 Ok(()) => None,
-                Err(why) if mode == crate::config::WatchdogMode::Required => {
+                Err(why) if mode == warden_config::WatchdogMode::Required => {
                     tracing::error!(reason = %why, "watchdog.mode is required but the watchdog is unusable: this member will not lead");
                     Some(why)
                 }

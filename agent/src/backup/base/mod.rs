@@ -28,10 +28,10 @@ use super::catalog::{self, BackupRecord, Catalog};
 use super::key::EncryptionKey;
 use super::layout::Layout;
 use super::repo::Repository;
-use crate::config::Config;
 use crate::state::Shared;
 pub use progress::{Progress, Snapshot};
 pub use take::{BaseError, Target};
+use warden_config::Config;
 use warden_pg::process::Programs;
 use warden_pg::Settings;
 

@@ -360,8 +360,8 @@ pub async fn upload_parts(
 mod tests {
     use super::*;
     use crate::backup::repo::Repository;
-    use crate::config::{RepositoryConfig, RepositoryKind};
     use std::time::Duration;
+    use warden_config::{RepositoryConfig, RepositoryKind};
 
     fn key() -> EncryptionKey {
         let hex: String = (0..32u8)

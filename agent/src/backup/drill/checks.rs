@@ -6,7 +6,7 @@ use anyhow::{anyhow, Result};
 use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 use crate::backup::catalog::CheckResult;
-use crate::config::DrillCheck;
+use warden_config::DrillCheck;
 
 /// Bound for connecting and for each query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -26,7 +26,7 @@ use crate::backup::catalog::{id_at, Catalog, DrillRecord, FORMAT};
 use crate::backup::heartbeat;
 use crate::backup::jobs::Job;
 use crate::backup::restore::{self, Recovery, Target};
-use crate::config::{Config, DrillCheck, DrillConfig};
+use warden_config::{Config, DrillCheck, DrillConfig};
 
 /// What a drill needs besides the catalog.
 #[derive(Debug, Clone)]
@@ -315,7 +315,7 @@ mod tests {
         let parse = |text: &str| {
             let f = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(f.path(), text).unwrap();
-            crate::config::load(f.path()).unwrap().config
+            warden_config::load(f.path()).unwrap().config
         };
         let plain = parse(yaml);
         let file = tempfile::NamedTempFile::new().unwrap();

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::catalog::{Catalog, CatalogError};
 use super::repo::RepoError;
-use crate::config::Retention;
 pub use plan::{Item, Leftover, Plan};
+use warden_config::Retention;
 
 /// Incomplete backups (dumps) younger than this may still be running.
 pub const LEFTOVER_AGE: chrono::Duration = chrono::Duration::days(1);

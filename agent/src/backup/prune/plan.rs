@@ -19,7 +19,7 @@ use crate::backup::catalog::{BackupRecord, DumpRecord, BACKUP_RECORD, DUMP_RECOR
 use crate::backup::layout::{WalKind, WalName};
 use crate::backup::retention::{self, Reason};
 use crate::backup::walchain;
-use crate::config::Retention;
+use warden_config::Retention;
 
 /// One backup or dump and what happens to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

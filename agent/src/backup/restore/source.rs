@@ -15,7 +15,7 @@ use crate::backup::catalog::Catalog;
 use crate::backup::key::EncryptionKey;
 use crate::backup::layout::Layout;
 use crate::backup::repo::Repository;
-use crate::config::Config;
+use warden_config::Config;
 
 /// The catalog of `scope` (default: the config's) in the config's repository.
 pub async fn catalog(

@@ -108,7 +108,7 @@ pub struct BootstrapConfig {
 pub struct RestoreBootstrap {
     /// A backup id or `latest`.
     pub backup: String,
-    pub target: crate::backup::restore::Target,
+    pub target: warden_pg::target::Target,
     /// Needed only when the repository holds several clusters under this scope.
     pub system_identifier: Option<u64>,
 }

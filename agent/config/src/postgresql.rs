@@ -15,7 +15,7 @@ use super::types::{
     BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig, ReplicaMethod,
     RestoreBootstrap,
 };
-use crate::backup::restore::Target;
+use warden_pg::target::Target;
 
 pub(super) fn postgresql(
     r: &mut Reader,

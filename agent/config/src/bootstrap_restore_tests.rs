@@ -1,8 +1,8 @@
 //! `bootstrap.method: warden_restore` and its section.
 
 use super::tests::{ok, problems, MINIMAL};
-use crate::backup::restore::Target;
 use warden_pg::lsn::Lsn;
+use warden_pg::target::Target;
 
 #[test]
 fn restore_method_defaults_to_latest_and_all_wal() {
@@ -60,7 +60,7 @@ fn restore_method_problems_are_named() {
 
 #[test]
 fn create_replica_methods() {
-    use crate::config::ReplicaMethod;
+    use crate::ReplicaMethod;
     let with = |methods: &str| {
         ok(&MINIMAL.replace(
             "postgresql:\n",
