@@ -50,7 +50,7 @@ pub fn main() -> ExitCode {
     }
     // `warden wal-push` / `warden wal-fetch`: PostgreSQL's archive and restore commands.
     if let Some(sub @ ("wal-push" | "wal-fetch")) = std::env::args().nth(1).as_deref() {
-        return crate::backup::command::main(sub);
+        return warden_backup::command::main(sub);
     }
     let cli = Cli::parse();
     let loaded = match config::load(&cli.config) {
@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
         Some(LogFormat::Human) => false,
         None => cfg.log.json,
     };
-    crate::logging::init(&cfg.log.level, json);
+    warden_config::logging::init(&cfg.log.level, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -160,7 +160,7 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     shared.update(|s| s.auth = cfg.restapi.authentication.clone());
     let (requests, requests_rx) = crate::ha::request::channel();
     let backups = cfg.backup.as_ref().map(|_| {
-        crate::backup::base::Service::new(
+        warden_backup::base::Service::new(
             cfg.clone(),
             postgres.settings.clone(),
             postgres.programs.clone(),

@@ -5,10 +5,9 @@
 //! the cached `state`. See ARCHITECTURE.md for the invariants.
 
 pub mod api;
-pub mod backup;
 pub mod cli;
 pub mod ctl;
 pub mod ha;
 pub mod http_client;
-pub mod logging;
+
 pub mod state;

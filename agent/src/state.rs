@@ -41,7 +41,7 @@ pub struct NodeStatus {
     /// We hold `warden/archiver` and run the streaming archiver.
     pub archiver: bool,
     /// The streaming archiver's last report, while we run it.
-    pub archive: Option<crate::backup::archiver::stream::Status>,
+    pub archive: Option<warden_backup::archiver::stream::Status>,
 }
 
 impl NodeStatus {
@@ -111,5 +111,21 @@ impl Shared {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard);
+    }
+}
+
+impl warden_backup::base::View for Shared {
+    fn system_identifier(&self) -> Option<u64> {
+        self.snapshot()
+            .system_identifier
+            .as_deref()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    fn leader_address(&self) -> Option<(String, u16)> {
+        let snapshot = self.snapshot();
+        let cluster = snapshot.cluster.as_ref()?;
+        let name = &cluster.leader.as_ref()?.name;
+        cluster.member(name)?.conn_host_port()
     }
 }

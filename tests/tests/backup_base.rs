@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use warden_agent::backup::catalog::{BackupRecord, Catalog, MANIFEST};
-use warden_agent::backup::codec;
-use warden_agent::backup::key::EncryptionKey;
-use warden_agent::backup::layout::{Layout, WalName};
-use warden_agent::backup::repo::Repository;
+use warden_backup::catalog::{BackupRecord, Catalog, MANIFEST};
+use warden_backup::codec;
+use warden_backup::key::EncryptionKey;
+use warden_backup::layout::{Layout, WalName};
+use warden_backup::repo::Repository;
 use warden_tests::backupkit::{
     self, archiver_key, backup_spec, key_file, repository, s3_repository_yaml, segment, segno,
     start_formed, sysid, wardenctl_logged,

@@ -19,11 +19,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use warden_agent::backup::catalog::{Catalog, DumpRecord};
-use warden_agent::backup::codec;
-use warden_agent::backup::key::EncryptionKey;
-use warden_agent::backup::layout::Layout;
-use warden_agent::backup::repo::Repository;
+use warden_backup::catalog::{Catalog, DumpRecord};
+use warden_backup::codec;
+use warden_backup::key::EncryptionKey;
+use warden_backup::layout::Layout;
+use warden_backup::repo::Repository;
 use warden_tests::backupkit::{
     self, repository, start_formed, sysid, wait_replica_archiver, wardenctl_logged,
 };

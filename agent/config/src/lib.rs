@@ -11,6 +11,7 @@ mod address;
 mod backup;
 pub mod backup_jobs;
 mod error;
+pub mod logging;
 mod postgresql;
 mod reader;
 mod schema;

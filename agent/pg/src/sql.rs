@@ -146,6 +146,31 @@ impl Sql {
         result
     }
 
+    /// What a base backup checks first: version, WAL segment size, recovery, and the
+    /// tablespaces other than the built-in two.
+    pub async fn backup_facts(&mut self) -> Result<BackupFacts, SqlError> {
+        let rows = self
+            .query(
+                "SELECT current_setting('server_version_num')::int, \
+                 (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
+                 pg_is_in_recovery(), \
+                 ARRAY(SELECT spcname::text FROM pg_tablespace \
+                       WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1)",
+            )
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| SqlError::Query("no answer to the version query".into()))?;
+        let get = |e: tokio_postgres::Error| SqlError::Query(e.to_string());
+        let version: i32 = row.try_get(0).map_err(get)?;
+        Ok(BackupFacts {
+            version: u32::try_from(version).unwrap_or(0),
+            wal_segment_size: row.try_get(1).map_err(get)?,
+            in_recovery: row.try_get(2).map_err(get)?,
+            tablespaces: row.try_get(3).map_err(get)?,
+        })
+    }
+
     pub async fn execute(&mut self, sql: &str) -> Result<(), SqlError> {
         self.query(sql).await.map(|_| ())
     }
@@ -316,4 +341,45 @@ mod tests {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
     }
+}
+
+/// The server facts a base backup checks before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFacts {
+    /// `server_version_num`.
+    pub version: u32,
+    /// Bytes, as `pg_settings` reports it (checked positive by the caller).
+    pub wal_segment_size: i64,
+    pub in_recovery: bool,
+    pub tablespaces: Vec<String>,
+}
+
+/// Bound for connecting in [`first_value`].
+const FIRST_VALUE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One query on a fresh connection (simple protocol, so any statement the operator
+/// wrote works): the first column of the first row as text (`None`: no row, or NULL).
+pub async fn first_value(
+    conn: &str,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Option<String>, SqlError> {
+    let connect = tokio_postgres::connect(conn, NoTls);
+    let (client, connection) = tokio::time::timeout(FIRST_VALUE_CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| SqlError::Connect("connecting timed out".into()))?
+        .map_err(|e| SqlError::Connect(e.to_string()))?;
+    let task = tokio::spawn(connection);
+    let result = tokio::time::timeout(timeout, client.simple_query(sql)).await;
+    drop(client);
+    task.abort();
+    let messages = result
+        .map_err(|_| SqlError::Timeout(timeout))?
+        .map_err(|e| SqlError::Query(format_db_error(&e)))?;
+    for m in messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+            return Ok(row.get(0).map(str::to_owned));
+        }
+    }
+    Ok(None)
 }

@@ -3,11 +3,11 @@
 
 use super::write::{unauthorized, Context, MAX_REQUEST_BODY};
 use super::{json, text, Reply};
-use crate::backup::base::StartError;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 use serde_json::Value;
+use warden_backup::base::StartError;
 
 pub const PATH: &str = "/backup";
 
@@ -89,7 +89,7 @@ fn status(ctx: &Context, with_body: bool) -> Reply {
         m.insert("archiver".into(), holder.map_or(Value::Null, Value::from));
         m.insert(
             "dump".into(),
-            serde_json::to_value(crate::backup::dump::run::state()).unwrap_or(Value::Null),
+            serde_json::to_value(warden_backup::dump::run::state()).unwrap_or(Value::Null),
         );
     }
     json(200, &v, with_body)

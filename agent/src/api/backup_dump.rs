@@ -32,7 +32,7 @@ pub(super) async fn start(ctx: &Context) -> Reply {
         Err(e) => return text(503, &format!("cannot start a dump: {e}")),
     };
     // On demand: no retention prune afterwards (only scheduled jobs prune).
-    match crate::backup::dump::run::start(job, "api", |_| async {}) {
+    match warden_backup::dump::run::start(job, "api", |_| async {}) {
         Ok((id, _)) => json(
             202,
             &serde_json::json!({"id": id, "member": s.name, "kind": "dump", "status": "started"}),

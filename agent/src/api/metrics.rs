@@ -136,7 +136,7 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
     super::metrics_backup::gauges(
         &mut registry,
         &labels,
-        &crate::backup::facts::snapshot(),
+        &warden_backup::facts::snapshot(),
         chrono::Utc::now(),
     );
     let mut out = String::new();
@@ -231,7 +231,7 @@ mod tests {
         assert!(!text.contains("warden_archive_lag_bytes"), "{text}");
 
         s.archiver = true;
-        s.archive = Some(crate::backup::archiver::stream::Status {
+        s.archive = Some(warden_backup::archiver::stream::Status {
             last_uploaded: Some((
                 "000000010000000000000003".into(),
                 std::time::SystemTime::now(),

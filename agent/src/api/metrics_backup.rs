@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::metrics::Labels;
-use crate::backup::facts::Facts;
+use warden_backup::facts::Facts;
 
 fn secs(t: DateTime<Utc>) -> i64 {
     t.timestamp()
@@ -28,7 +28,7 @@ pub(super) fn gauges(registry: &mut Registry, labels: &Labels, f: &Facts, now: D
         family.get_or_create(labels).set(value);
         registry.register(name, help, family);
     };
-    if let Some(n) = crate::backup::notify::installed() {
+    if let Some(n) = warden_backup::notify::installed() {
         let c = n.counters();
         let v = |a: &AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
         int(
@@ -106,9 +106,9 @@ pub(super) fn gauges(registry: &mut Registry, labels: &Labels, f: &Facts, now: D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::facts::Drill;
     use chrono::TimeZone;
     use prometheus_client::encoding::text::encode;
+    use warden_backup::facts::Drill;
 
     fn render(f: &Facts, now: DateTime<Utc>) -> String {
         let mut r = Registry::default();

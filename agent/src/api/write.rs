@@ -48,7 +48,7 @@ pub struct Context {
     pub keys: Keys,
     pub requests: RequestTx,
     /// Base backups (`POST /backup`); `None` without a backup section.
-    pub backups: Option<Arc<crate::backup::base::Service>>,
+    pub backups: Option<Arc<warden_backup::base::Service>>,
 }
 
 /// Handles a mutating request, or returns `None` when the method/path is not one.

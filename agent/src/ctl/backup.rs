@@ -6,11 +6,11 @@ use super::args::{BackupArgs, BackupCommand, BackupCreateArgs, BackupListArgs};
 use super::commands::timestamp;
 use super::output::{Align, TextTable};
 use super::Ctl;
-use crate::backup::catalog::{BackupRecord, DrillRecord, DumpRecord};
 use crate::http_client::Method;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
+use warden_backup::catalog::{BackupRecord, DrillRecord, DumpRecord};
 
 /// Consecutive failed status reads before `create --wait` gives up.
 const MAX_STATUS_FAILURES: u32 = 30;

@@ -6,13 +6,13 @@ use anyhow::{anyhow, bail, Result};
 
 use super::args::{BackupCreateArgs, BackupDeleteArgs, BackupVerifyArgs};
 use super::Ctl;
-use crate::backup::catalog::Catalog;
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::Layout;
-use crate::backup::repo::Repository;
-use crate::backup::{prune, verify, walchain};
 use crate::http_client::Method;
 use serde_json::{json, Value};
+use warden_backup::catalog::Catalog;
+use warden_backup::key::EncryptionKey;
+use warden_backup::layout::Layout;
+use warden_backup::repo::Repository;
+use warden_backup::{prune, verify, walchain};
 use warden_config::BackupConfig;
 
 impl Ctl<'_> {

@@ -8,9 +8,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 
 use super::Ctl;
-use crate::backup::catalog::CatalogError;
-use crate::backup::drill::{self, DrillOptions};
-use crate::backup::restore::{self, source, target, Recovery, Target};
+use warden_backup::catalog::CatalogError;
+use warden_backup::drill::{self, DrillOptions};
+use warden_backup::restore::{self, source, target, Recovery, Target};
 use warden_config::Config;
 
 #[derive(Debug, Args)]

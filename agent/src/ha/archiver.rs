@@ -5,15 +5,15 @@
 
 use super::observation::Local;
 use super::run::Agent;
-use crate::backup::archiver::elect::{self, Candidate, Step};
-use crate::backup::archiver::stream::Streamer;
-use crate::backup::key::EncryptionKey;
-use crate::backup::layout::Layout;
-use crate::backup::repo::Repository;
-use crate::backup::wal::Archive;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
+use warden_backup::archiver::elect::{self, Candidate, Step};
+use warden_backup::archiver::stream::Streamer;
+use warden_backup::key::EncryptionKey;
+use warden_backup::layout::Layout;
+use warden_backup::repo::Repository;
+use warden_backup::wal::Archive;
 use warden_consensus::types::{Member, Role};
 use warden_consensus::Cluster;
 use warden_pg::receivewal::ReceiveWal;
@@ -196,15 +196,15 @@ impl Agent {
             return;
         }
         if let Some(service) = &self.backups {
-            let mut jobs = crate::backup::jobs::standard(&self.cfg, service);
-            jobs.extend(crate::backup::drill::job(
+            let mut jobs = warden_backup::jobs::standard(&self.cfg, service);
+            jobs.extend(warden_backup::drill::job(
                 &self.cfg,
                 self.config_path.as_deref(),
             ));
             if !jobs.is_empty() {
                 tracing::info!(jobs = jobs.len(), "starting scheduled backup jobs");
             }
-            self.jobs = Some(crate::backup::jobs::Runner::start(jobs));
+            self.jobs = Some(warden_backup::jobs::Runner::start(jobs));
         }
     }
 
@@ -262,14 +262,14 @@ impl Agent {
     /// the background catalog reader behind the backup metrics (every member with a
     /// backup section reports the cluster's backups).
     fn start_backup_side_tasks(&self) {
-        if crate::backup::facts::refresher_started() {
+        if warden_backup::facts::refresher_started() {
             return;
         }
         let Ok(a) = self.archive_target() else { return };
         if let Some(url) = self.cfg.backup.as_ref().and_then(|b| b.webhook_url.clone()) {
-            crate::backup::notify::install(url, &self.cfg.scope, &self.cfg.name);
+            warden_backup::notify::install(url, &self.cfg.scope, &self.cfg.name);
         }
-        crate::backup::facts::ensure_refresher(crate::backup::catalog::Catalog {
+        warden_backup::facts::ensure_refresher(warden_backup::catalog::Catalog {
             repo: a.repo,
             layout: a.layout,
             key: a.key,

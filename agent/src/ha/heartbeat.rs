@@ -3,7 +3,7 @@
 
 use super::observation::Local;
 use super::run::Agent;
-use crate::backup::heartbeat::{self, Heartbeat};
+use warden_backup::heartbeat::{self, Heartbeat};
 
 impl Agent {
     pub(super) fn heartbeat_turn(&mut self, local: &Local) {

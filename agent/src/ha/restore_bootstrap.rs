@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::backup::restore::{self, recovery, source, target, Recovery};
+use warden_backup::restore::{self, recovery, source, target, Recovery};
 use warden_config::{Config, RestoreBootstrap};
 use warden_consensus::dynamic_config::DynamicConfig;
 use warden_pg::{PgError, Postgres};
@@ -50,7 +50,7 @@ pub(super) async fn run(
             .backup(&spec.backup)
             .await
             .map_err(|e| failed("reading the backup", e))?;
-        crate::backup::restore::target::check_reachable(&spec.target, &b)
+        warden_backup::restore::target::check_reachable(&spec.target, &b)
             .map_err(|e| failed("target", e))?;
         b
     };

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::backup::restore::{self, recovery, source, Recovery, Target};
+use warden_backup::restore::{self, recovery, source, Recovery, Target};
 use warden_config::Config;
 use warden_pg::{PgError, Postgres};
 

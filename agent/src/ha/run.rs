@@ -81,15 +81,15 @@ pub struct Agent {
     /// Synchronous standbys that were streaming at the last turn, watched between turns.
     pub(super) watched_standbys: Vec<String>,
     /// The streaming WAL archiver, while we hold `warden/archiver`.
-    pub(super) archiver: Option<crate::backup::archiver::stream::Streamer>,
+    pub(super) archiver: Option<warden_backup::archiver::stream::Streamer>,
     /// Out of the archiver election until then (our archiver failed).
     pub(super) archiver_cooldown: Option<Instant>,
     /// The heartbeat writer, while we lead a writable primary (`backup.heartbeat`).
-    pub(super) heartbeat: Option<crate::backup::heartbeat::Heartbeat>,
+    pub(super) heartbeat: Option<warden_backup::heartbeat::Heartbeat>,
     /// Base backups of this member (with a backup section).
-    pub(super) backups: Option<Arc<crate::backup::base::Service>>,
+    pub(super) backups: Option<Arc<warden_backup::base::Service>>,
     /// Scheduled backup jobs, while we hold `warden/archiver`.
-    pub(super) jobs: Option<crate::backup::jobs::Runner>,
+    pub(super) jobs: Option<warden_backup::jobs::Runner>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -173,7 +173,7 @@ impl Agent {
 
     /// Attaches the fencing guard process, fed once per turn.
     /// Base backups run by this member while it is the archiver.
-    pub fn with_backups(mut self, service: Arc<crate::backup::base::Service>) -> Self {
+    pub fn with_backups(mut self, service: Arc<warden_backup::base::Service>) -> Self {
         self.backups = Some(service);
         self
     }
