@@ -6,8 +6,6 @@
 
 pub mod api;
 pub mod cli;
-pub mod ctl;
 pub mod ha;
-pub mod http_client;
 
 pub mod state;

@@ -366,7 +366,7 @@ async fn failover_impossible(
     let checks = targets.into_iter().map(|(name, url)| {
         let tags = member_tags(cluster, name);
         async move {
-            let body = crate::http_client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
+            let body = warden_api::client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
                 .await
                 .ok()?;
             let s = crate::ha::peers::parse_status(&body, &tags)?;
@@ -429,7 +429,7 @@ async fn quorum_unreachable(cluster: &Cluster, candidate: &str) -> Option<String
         let url = cluster.member(name)?.api_url.clone();
         let tags = member_tags(cluster, name);
         Some(async move {
-            let status = crate::http_client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
+            let status = warden_api::client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
                 .await
                 .ok()
                 .and_then(|body| crate::ha::peers::parse_status(&body, &tags));

@@ -4,9 +4,9 @@
 use super::execute::{keep_lease_during, ActError};
 use super::observation::{Observation, Tags};
 use super::run::Agent;
-use crate::http_client;
 use std::time::Duration;
 use tokio::time::Instant;
+use warden_api::client as http_client;
 use warden_consensus::types::Status;
 use warden_consensus::Cluster;
 use warden_pg::lsn::Lsn;

@@ -2,8 +2,8 @@
 //! timeout, so a dead peer costs at most that timeout.
 
 use super::observation::{Peer, PeerStatus, Tags};
-use crate::http_client;
 use std::time::Duration;
+use warden_api::client as http_client;
 use warden_consensus::Cluster;
 
 /// Patroni's peers answer within 2 s; ours use the same bound.
@@ -62,7 +62,11 @@ pub async fn confirm_failsafe(
     auth: Option<&warden_config::Credentials>,
 ) -> bool {
     let body = serde_json::json!({"name": me, "api_url": my_api_url});
-    let basic = auth.map(http_client::BasicAuth::from_credentials);
+    // `restapi.authentication`; a missing password is the empty one.
+    let basic = auth.map(|c| http_client::BasicAuth {
+        username: c.username.clone(),
+        password: c.password.clone().unwrap_or_default(),
+    });
     let asks = failsafe.iter().filter(|(n, _)| n.as_str() != me).map(|(name, api_url)| {
         let url = failsafe_url(api_url);
         let (body, basic) = (&body, basic.as_ref());

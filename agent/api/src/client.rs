@@ -86,14 +86,6 @@ impl std::fmt::Debug for BasicAuth {
 }
 
 impl BasicAuth {
-    /// From `restapi.authentication` (a missing password is the empty one).
-    pub fn from_credentials(c: &warden_config::Credentials) -> Self {
-        Self {
-            username: c.username.clone(),
-            password: c.password.clone().unwrap_or_default(),
-        }
-    }
-
     /// The `Authorization` header value.
     pub fn header_value(&self) -> String {
         use base64::Engine as _;

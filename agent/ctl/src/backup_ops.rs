@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Result};
 
 use super::args::{BackupCreateArgs, BackupDeleteArgs, BackupVerifyArgs};
 use super::Ctl;
-use crate::http_client::Method;
 use serde_json::{json, Value};
+use warden_api::client::Method;
 use warden_backup::catalog::Catalog;
 use warden_backup::key::EncryptionKey;
 use warden_backup::layout::Layout;

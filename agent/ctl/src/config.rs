@@ -10,10 +10,10 @@
 //! `scope` + `etcd3` file must both work, and a key wardenctl does not need (or that
 //! the agent's own loader would reject) must not stop an operator in an incident.
 
-use crate::http_client::BasicAuth;
 use anyhow::{bail, Context, Result};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
+use warden_api::client::BasicAuth;
 
 pub const DEFAULT_NAMESPACE: &str = "/service/";
 const ETCD_DEFAULT_PORT: u16 = 2379;

@@ -6,10 +6,10 @@ use super::args::{BackupArgs, BackupCommand, BackupCreateArgs, BackupListArgs};
 use super::commands::timestamp;
 use super::output::{Align, TextTable};
 use super::Ctl;
-use crate::http_client::Method;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
+use warden_api::client::Method;
 use warden_backup::catalog::{BackupRecord, DrillRecord, DumpRecord};
 
 /// Consecutive failed status reads before `create --wait` gives up.
@@ -368,7 +368,7 @@ impl Ctl<'_> {
 mod tests {
     use super::*;
 
-    use crate::ctl::args::{BackupCommand, Cli, Command};
+    use crate::args::{BackupCommand, Cli, Command};
     use clap::Parser;
 
     fn parse(args: &[&str]) -> Result<BackupCommand, clap::Error> {

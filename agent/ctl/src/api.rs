@@ -1,10 +1,10 @@
 //! Calls to a member's REST API: the URL from its `api_url`, basic auth from the
 //! config, a timeout on every call, and the texts patronictl prints for the answers.
 
-use crate::http_client::Method;
-use crate::http_client::{self, BasicAuth, HttpError, Response};
 use serde_json::Value;
 use std::time::Duration;
+use warden_api::client::Method;
+use warden_api::client::{self as http_client, BasicAuth, HttpError, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

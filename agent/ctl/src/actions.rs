@@ -9,12 +9,12 @@ use super::args::{
 };
 use super::commands::timestamp;
 use super::{Ctl, View};
-use crate::http_client::Method;
 use anyhow::{bail, Result};
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
+use warden_api::client::Method;
 use warden_consensus::types::{Member, Role};
 
 /// `--scheduled`: `now` (or nothing) is immediate; otherwise an ISO 8601 timestamp,

@@ -5,7 +5,6 @@
 use super::args::Cli;
 use super::config::CtlConfig;
 use super::{io::Io, Ctl, Timing};
-use crate::http_client::BasicAuth;
 use anyhow::Result;
 use clap::Parser;
 use serde_json::{json, Value};
@@ -14,6 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use warden_api::client::BasicAuth;
 use warden_consensus::memory::MemoryDcs;
 use warden_consensus::{Dcs, Keys};
 

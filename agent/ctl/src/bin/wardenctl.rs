@@ -1,5 +1,5 @@
 //! `wardenctl`: the operator CLI, a drop-in for `patronictl` where the two overlap.
 
 fn main() -> std::process::ExitCode {
-    warden_agent::ctl::main()
+    warden_ctl::main()
 }

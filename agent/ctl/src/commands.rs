@@ -8,10 +8,10 @@ use super::args::{
 use super::members::{self, Layout};
 use super::output::{yaml_block, Rows};
 use super::{edit, Ctl};
-use crate::http_client::Method;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
+use warden_api::client::Method;
 
 /// Local time as patronictl prints it in `list -t` and progress lines.
 pub fn timestamp() -> String {

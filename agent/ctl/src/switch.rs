@@ -7,10 +7,10 @@ use super::api::{self, ApiError};
 use super::args::{FailoverArgs, SwitchoverArgs};
 use super::commands::timestamp;
 use super::{Ctl, View};
-use crate::http_client::Method;
 use anyhow::{bail, Result};
 use chrono::Local;
 use std::collections::BTreeMap;
+use warden_api::client::Method;
 use warden_consensus::types::{Failover, Role};
 
 impl Ctl<'_> {
