@@ -5,6 +5,7 @@
 pub mod conf;
 pub mod control;
 pub mod lsn;
+pub mod policy;
 pub mod process;
 pub mod quorum;
 pub mod receivewal;
@@ -23,6 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::time::Instant;
+use warden_ha::DataState;
 
 /// Credentials of one PostgreSQL role the agent uses.
 #[derive(Clone)]
@@ -155,15 +157,6 @@ fn files_err(what: &str, path: &Path, e: &std::io::Error) -> PgError {
     PgError::Files(format!("{what} {}: {e}", path.display()))
 }
 
-/// The state of the data directory on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataDir {
-    Missing,
-    /// Exists but holds no cluster (empty, or a leftover from a failed clone).
-    NoCluster,
-    Initialized,
-}
-
 #[derive(Debug)]
 pub struct Postgres {
     pub settings: Settings,
@@ -194,14 +187,14 @@ impl Postgres {
         }
     }
 
-    pub fn data_dir_state(&self) -> DataDir {
+    pub fn data_dir_state(&self) -> DataState {
         let d = &self.settings.data_dir;
         if process::is_initialized(d) {
-            DataDir::Initialized
+            DataState::Initialized
         } else if d.exists() {
-            DataDir::NoCluster
+            DataState::NoCluster
         } else {
-            DataDir::Missing
+            DataState::Missing
         }
     }
 

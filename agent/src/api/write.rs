@@ -444,7 +444,7 @@ async fn quorum_unreachable(cluster: &Cluster, candidate: &str) -> Option<String
         .iter()
         .find(|p| p.name == candidate)
         .and_then(|p| p.status.as_ref())
-        .map(|s| s.wal_position)?;
+        .map(|s| s.position)?;
     crate::ha::race::quorum_refusal(cluster, candidate, mine, &peers)
 }
 

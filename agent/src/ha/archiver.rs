@@ -70,7 +70,7 @@ impl Agent {
             .not_streaming_since
             .as_ref()
             .is_some_and(|(t, _)| t.elapsed() < self.shared.snapshot().ttl);
-        let (role, healthy) = match &local.probe {
+        let (role, healthy) = match &local.engine.probe {
             Some(p) if p.in_recovery => (
                 elect::Role::Replica,
                 p.streaming || (self.archiver.is_some() && briefly_not_streaming),
@@ -279,6 +279,7 @@ impl Agent {
     /// A former archiver's slot would hold WAL on this node forever.
     async fn drop_leftover_slot(&mut self, local: &Local) {
         let has_slot = local
+            .engine
             .probe
             .as_ref()
             .is_some_and(|p| p.physical_slots.contains_key(SLOT));

@@ -46,7 +46,7 @@ impl Agent {
         // lapsed: writable-primary actions need a valid local deadline right now.
         let needs_lease = matches!(
             action,
-            Action::Promote { .. } | Action::StartPostgres(StartAs::Primary) | Action::WriteStatus
+            Action::Promote { .. } | Action::Start(StartAs::Primary) | Action::WriteStatus
         );
         if needs_lease && !self.shared.deadline.valid_at(std::time::Instant::now()) {
             return Err(failed(
@@ -125,7 +125,7 @@ impl Agent {
                 self.leadership_confirmed(ttl);
                 Ok(())
             }
-            Action::StartPostgres(start_as) => {
+            Action::Start(start_as) => {
                 let upstream = match start_as {
                     StartAs::Primary => None,
                     StartAs::Replica { upstream } => {
@@ -183,7 +183,7 @@ impl Agent {
                 tracing::warn!("released the leader key");
                 Ok(())
             }
-            Action::Rewind { from } => {
+            Action::Repair { from } => {
                 let (host, port) = cluster
                     .and_then(|c| c.member(from))
                     .and_then(warden_consensus::types::Member::conn_host_port)
@@ -212,7 +212,7 @@ impl Agent {
                 self.replica_slots(leader, obs).await
             }
             Action::ConfigurePrimary => self.configure(cluster, None).await,
-            Action::EnsureSlots { members } => self.ensure_slots(members, obs).await,
+            Action::Retain { members } => self.ensure_slots(members, obs).await,
             Action::WriteStatus => self.write_status(obs).await,
         }
     }
@@ -480,7 +480,7 @@ impl Agent {
     }
 
     async fn promote(&mut self, reason: &str, obs: &Observation) -> Result<(), ActError> {
-        let probe = obs.local.probe.as_ref();
+        let probe = obs.local.engine.probe.as_ref();
         let old_timeline = probe.and_then(|p| p.timeline).unwrap_or(1);
         let lsn = probe
             .and_then(|p| p.replay_lsn.or(p.wal_position))
@@ -586,6 +586,7 @@ impl Agent {
         }
         let existing = obs
             .local
+            .engine
             .probe
             .as_ref()
             .map(|p| p.physical_slots.clone())
@@ -615,7 +616,7 @@ impl Agent {
     /// position the leader reports for it, never ahead of what we replayed. If we are
     /// promoted, the others then find their WAL still here.
     async fn replica_slots(&mut self, leader: &str, obs: &Observation) -> Result<(), ActError> {
-        let (Some(c), Some(p)) = (obs.cluster.as_ref(), obs.local.probe.as_ref()) else {
+        let (Some(c), Some(p)) = (obs.cluster.as_ref(), obs.local.engine.probe.as_ref()) else {
             return Ok(());
         };
         if !self.dynamic(Some(c)).postgresql.use_slots {
@@ -652,7 +653,7 @@ impl Agent {
     }
 
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
-        let Some(optime) = obs.local.probe.as_ref().and_then(|p| p.wal_position) else {
+        let Some(optime) = obs.local.engine.probe.as_ref().and_then(|p| p.wal_position) else {
             return Ok(());
         };
         let retain: Vec<String> = self.slots_seen.keys().cloned().collect();
@@ -660,6 +661,7 @@ impl Agent {
         // and a promoted replica still has the WAL the others need.
         let slots: std::collections::BTreeMap<String, u64> = obs
             .local
+            .engine
             .probe
             .as_ref()
             .map(|p| {

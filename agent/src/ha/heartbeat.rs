@@ -8,7 +8,7 @@ use warden_backup::heartbeat::{self, Heartbeat};
 impl Agent {
     pub(super) fn heartbeat_turn(&mut self, local: &Local) {
         let every = self.cfg.backup.as_ref().and_then(|b| b.heartbeat);
-        let writable = local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        let writable = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
         match every {
             Some(every) if self.holds_leader && writable => {
                 if self.heartbeat.is_none() {

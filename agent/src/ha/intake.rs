@@ -81,9 +81,13 @@ impl Agent {
             }
             Kind::Restart(spec) => {
                 let facts = request::LocalFacts {
-                    is_primary: local.probe.as_ref().is_some_and(|p| !p.in_recovery),
-                    server_version: local.probe.as_ref().map(|p| p.server_version),
-                    pending_restart: local.probe.as_ref().is_some_and(|p| p.pending_restart),
+                    is_primary: local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery),
+                    server_version: local.engine.probe.as_ref().map(|p| p.server_version),
+                    pending_restart: local
+                        .engine
+                        .probe
+                        .as_ref()
+                        .is_some_and(|p| p.pending_restart),
                 };
                 if let Some(why) = request::restart_refusal(&spec, facts) {
                     tracing::info!(reason = %why, "restart filters not met");

@@ -292,9 +292,9 @@ async fn wait_for_position(
         let last = match http_client::get_json(api_url, CANDIDATE_PROBE_TIMEOUT).await {
             Ok(body) => match super::peers::parse_status(&body, &Tags::default()) {
                 // The record starting at `position` is complete only past it.
-                Some(s) if s.wal_position > position => return Ok(()),
+                Some(s) if s.position > position => return Ok(()),
                 Some(s) if s.is_primary => return Err("the candidate runs as a primary".into()),
-                Some(s) => format!("it has WAL up to {}", Lsn(s.wal_position)),
+                Some(s) => format!("it has WAL up to {}", Lsn(s.position)),
                 None => "its status has no WAL position".into(),
             },
             Err(e) => format!("it did not answer: {e}"),

@@ -121,8 +121,8 @@ pub fn parse_status(body: &serde_json::Value, tags: &Tags) -> Option<PeerStatus>
     };
     Some(PeerStatus {
         is_primary,
-        wal_position: wal,
-        timeline: body
+        position: wal,
+        generation: body
             .get("timeline")
             .and_then(serde_json::Value::as_u64)
             .and_then(|t| u32::try_from(t).ok()),
@@ -154,14 +154,14 @@ mod tests {
         )
         .unwrap();
         assert!(p.is_primary);
-        assert_eq!(p.wal_position, 500);
+        assert_eq!(p.position, 500);
         let r = parse_status(
             &json!({"state":"running","role":"replica","xlog":{"received_location":300,"replayed_location":200}}),
             &t,
         )
         .unwrap();
         assert!(!r.is_primary);
-        assert_eq!(r.wal_position, 300);
+        assert_eq!(r.position, 300);
         assert!(parse_status(&json!({"role":"replica"}), &t).is_none());
     }
 }

@@ -6,14 +6,14 @@ use super::run::{Agent, PATRONI_COMPAT_VERSION};
 use serde_json::{json, Value};
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
-use warden_pg::DataDir;
+use warden_ha::DataState;
 
 impl Agent {
     fn role_of(local: &Local) -> Role {
-        match (&local.probe, local.data) {
+        match (&local.engine.probe, local.data) {
             (Some(p), _) if !p.in_recovery => Role::Primary,
             (Some(_), _) => Role::Replica,
-            (None, DataDir::Initialized) => {
+            (None, DataState::Initialized) => {
                 if local.was_primary {
                     Role::Demoted
                 } else {
@@ -41,7 +41,7 @@ impl Agent {
         if !tags.is_empty() {
             m["tags"] = Value::Object(tags);
         }
-        if let Some(p) = &local.probe {
+        if let Some(p) = &local.engine.probe {
             if let Some(x) = p.wal_position {
                 m["xlog_location"] = json!(x);
             }
@@ -99,7 +99,7 @@ impl Agent {
             s.state = state;
             s.role = role;
             s.running = local.running;
-            s.probe.clone_from(&local.probe);
+            s.probe.clone_from(&local.engine.probe);
             s.system_identifier.clone_from(&local.system_identifier);
             s.is_leader = is_leader;
             s.fencing_token = token;
@@ -122,9 +122,10 @@ impl Agent {
             system_identifier: self.system_identifier.clone(),
             was_primary: false,
             running: false,
-            probe: None,
-            rewound: self.rewound,
-            stopped_timeline: None,
+            engine: warden_pg::policy::PgLocal {
+                rewound: self.rewound,
+                ..Default::default()
+            },
         };
         self.write_member(&local).await;
         let state = self.state.clone();

@@ -31,7 +31,7 @@ impl Agent {
             self.names_mark = None;
             return self.sync_off(c).await;
         }
-        let Some(probe) = obs.local.probe.as_ref().filter(|p| !p.in_recovery) else {
+        let Some(probe) = obs.local.engine.probe.as_ref().filter(|p| !p.in_recovery) else {
             return Ok(());
         };
         let standbys = standbys(c, probe);

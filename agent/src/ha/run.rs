@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_config::Config;
 use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
-use warden_pg::{DataDir, Postgres};
+use warden_ha::DataState;
+use warden_pg::policy::PgLocal;
+use warden_pg::Postgres;
 
 /// Reported as the member `version`: Patroni tooling takes its modern code paths for
 /// any version at or above 2.1.0, and Warden implements the 4.x contract.
@@ -308,7 +310,7 @@ impl Agent {
         // our WAL position from /patroni, and a turn-old value would mislead them.
         self.shared.update(|s| {
             s.running = local.running;
-            s.probe.clone_from(&local.probe);
+            s.probe.clone_from(&local.engine.probe);
         });
         let named_candidate = cluster
             .as_ref()
@@ -318,7 +320,7 @@ impl Agent {
         let race_possible = cluster
             .as_ref()
             .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())
-            && local.probe.as_ref().is_some_and(|p| p.in_recovery)
+            && local.engine.probe.as_ref().is_some_and(|p| p.in_recovery)
             // The named candidate of a switchover does not compare itself with peers,
             // unless quorum commit needs their votes.
             && (!named_candidate
@@ -331,13 +333,14 @@ impl Agent {
             _ => Vec::new(),
         };
         let leads = cluster.as_ref().and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
-        let primary_ok = local.probe.as_ref().is_some_and(|p| !p.in_recovery);
-        if leads && !primary_ok && local.data == DataDir::Initialized {
+        let primary_ok = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        if leads && !primary_ok && local.data == DataState::Initialized {
             self.primary_down_since.get_or_insert_with(Instant::now);
         } else {
             self.primary_down_since = None;
         }
         if local
+            .engine
             .probe
             .as_ref()
             .is_some_and(|p| p.in_recovery && !p.streaming)
@@ -366,6 +369,12 @@ impl Agent {
             .snapshot()
             .failsafe_leader
             .is_some_and(|(_, at)| at.elapsed() < ttl);
+        let mut local = local;
+        local.engine.use_pg_rewind = self
+            .cfg
+            .postgresql
+            .use_pg_rewind
+            .unwrap_or(dynamic.postgresql.use_pg_rewind);
         let obs = Observation {
             now: chrono::Utc::now(),
             manual,
@@ -382,11 +391,6 @@ impl Agent {
             peers,
             bootstrapped_here: self.bootstrapped_here,
             primary_down_for: self.primary_down_since.map(|t| t.elapsed()),
-            use_pg_rewind: self
-                .cfg
-                .postgresql
-                .use_pg_rewind
-                .unwrap_or(dynamic.postgresql.use_pg_rewind),
             failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: self.watchdog_missing.clone(),
@@ -404,7 +408,7 @@ impl Agent {
                 action,
                 Action::Bootstrap
                     | Action::Clone { .. }
-                    | Action::StartPostgres(_)
+                    | Action::Start(_)
                     | Action::Promote { .. }
                     | Action::Demote { .. }
             );
@@ -569,7 +573,7 @@ impl Agent {
         let running = self.pg.is_running();
         let mut was_primary = false;
         let mut stopped_timeline = None;
-        if data == DataDir::Initialized && (self.system_identifier.is_none() || !running) {
+        if data == DataState::Initialized && (self.system_identifier.is_none() || !running) {
             match self.pg.programs.controldata().await {
                 Ok(cd) => {
                     self.system_identifier = cd.get("Database system identifier").cloned();
@@ -593,7 +597,7 @@ impl Agent {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
             }
-        } else if data != DataDir::Initialized {
+        } else if data != DataState::Initialized {
             self.system_identifier = None;
         }
         let probe = if running {
@@ -623,9 +627,13 @@ impl Agent {
             system_identifier: self.system_identifier.clone(),
             was_primary,
             running,
-            probe,
-            rewound: self.rewound,
-            stopped_timeline,
+            // `use_pg_rewind` needs the dynamic config: the turn sets it.
+            engine: PgLocal {
+                probe,
+                rewound: self.rewound,
+                stopped_timeline,
+                use_pg_rewind: false,
+            },
         }
     }
 

@@ -9,7 +9,7 @@ impl World {
         let cluster = obs.cluster.as_ref();
         let leader_only = matches!(
             action,
-            Action::Promote { .. } | Action::WriteStatus | Action::StartPostgres(StartAs::Primary)
+            Action::Promote { .. } | Action::WriteStatus | Action::Start(StartAs::Primary)
         );
         let now_i = self.instant(self.local_now(n));
         if self.fixes.leader_actions_need_lease
@@ -63,7 +63,7 @@ impl World {
                 self.keep_lease_during(n);
                 let now = self.now;
                 let pg = &mut self.nodes[n].pg;
-                pg.data = DataDir::Initialized;
+                pg.data = DataState::Initialized;
                 pg.wal = Wal {
                     epoch: 0,
                     lsn: 0x0100_0000,
@@ -167,7 +167,7 @@ impl World {
                     (None, t) => Outcome::Failed(t, "etcd unreachable".into()),
                 }
             }
-            Action::StartPostgres(start_as) => {
+            Action::Start(start_as) => {
                 // write_config: standby.signal exactly when starting as a replica.
                 let (standby, upstream) = match start_as {
                     StartAs::Primary => (false, None),
@@ -229,7 +229,7 @@ impl World {
                     (None, t) => Outcome::Failed(t, "etcd unreachable".into()),
                 }
             }
-            Action::Rewind { from } => {
+            Action::Repair { from } => {
                 let Some(src) = member(from) else {
                     return Outcome::Failed(1, format!("member {from} has no usable conn_url"));
                 };
@@ -288,7 +288,7 @@ impl World {
                 pg.upstream = None;
                 Outcome::Done(2)
             }
-            Action::EnsureSlots { .. } => {
+            Action::Retain { .. } => {
                 if self.nodes[n].pg.ready(self.now) {
                     Outcome::Done(self.rng.range(2, 6))
                 } else {
@@ -296,7 +296,8 @@ impl World {
                 }
             }
             Action::WriteStatus => {
-                let Some(optime) = obs.local.probe.as_ref().and_then(|p| p.wal_position) else {
+                let Some(optime) = obs.local.engine.probe.as_ref().and_then(|p| p.wal_position)
+                else {
                     return Outcome::Done(0);
                 };
                 let key = self.store.keys.status();
@@ -373,7 +374,7 @@ impl World {
     }
 
     pub(crate) fn promote(&mut self, n: usize, reason: &str, obs: &Observation) -> Outcome {
-        let probe = obs.local.probe.as_ref();
+        let probe = obs.local.engine.probe.as_ref();
         let old_timeline = probe.and_then(|p| p.timeline).unwrap_or(1);
         let lsn = probe
             .and_then(|p| p.replay_lsn.or(p.wal_position))
@@ -428,14 +429,14 @@ impl World {
     pub(crate) fn clone_from(&mut self, n: usize, src: usize) -> Result<(), String> {
         let now = self.now;
         if !self.net_ok(n, src) || !self.nodes[src].pg.ready(now) {
-            self.nodes[n].pg.data = DataDir::NoCluster;
+            self.nodes[n].pg.data = DataState::NoCluster;
             self.agent(n).state = "stopped";
             return Err(format!("clone from {} failed: cannot connect", NAMES[src]));
         }
         let tl = timeline(&self.epochs, &self.nodes[src].pg);
         let (target, source) = pair(&mut self.nodes, n, src);
         let pg = &mut target.pg;
-        pg.data = DataDir::Initialized;
+        pg.data = DataState::Initialized;
         pg.wal = source.pg.wal;
         pg.control_primary = !source.pg.in_recovery;
         pg.backup_label = true;
@@ -528,9 +529,10 @@ impl World {
             system_identifier: a.system_identifier.clone(),
             was_primary: false,
             running: false,
-            probe: None,
-            rewound: a.rewound,
-            stopped_timeline: None,
+            engine: PgLocal {
+                rewound: a.rewound,
+                ..PgLocal::default()
+            },
         };
         self.write_member(n, &local);
     }
@@ -543,6 +545,7 @@ impl World {
             a.state,
             role_of(local),
             local
+                .engine
                 .probe
                 .as_ref()
                 .map(|p| (p.wal_position, p.timeline, p.in_recovery, p.streaming)),

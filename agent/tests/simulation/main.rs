@@ -70,8 +70,9 @@ use warden_agent::state::NodeStatus;
 use warden_consensus::types::{HistoryEntry, Role, Status};
 use warden_consensus::{Cluster, DynamicConfig, KeyValue, Keys, Snapshot};
 use warden_fencing::{safety_margin, LeaseDeadline};
+use warden_ha::DataState;
+use warden_pg::policy::PgLocal;
 use warden_pg::sql::Probe;
-use warden_pg::DataDir;
 
 const NODES: usize = 3;
 
@@ -152,7 +153,7 @@ struct Fixes {
     /// already past, the fence timer clears it, and PostgreSQL starts writable with
     /// neither deadline nor guard).
     primary_down_needs_renewal: bool,
-    /// The executor refuses leader-only actions (`Promote`, `StartPostgres(Primary)`,
+    /// The executor refuses leader-only actions (`Promote`, `Start(Primary)`,
     /// `WriteStatus`) once our local deadline has passed: today a turn frozen mid-way
     /// resumes and finishes them with a stale observation (promoting, or overwriting the
     /// real leader's `/status` and `/failsafe`) after the key has moved on.
@@ -294,7 +295,7 @@ struct Wal {
 
 #[derive(Debug)]
 struct Pg {
-    data: DataDir,
+    data: DataState,
     wal: Wal,
     /// The control file says it last ran as a primary ("in production", "shut down",
     /// "in crash recovery").

@@ -35,7 +35,7 @@ pub(crate) fn stream(epochs: &[Epoch], mine: Wal, theirs: Wal, budget: u64) -> O
 impl Pg {
     pub(crate) fn empty() -> Self {
         Self {
-            data: DataDir::Missing,
+            data: DataState::Missing,
             wal: Wal { epoch: 0, lsn: 0 },
             control_primary: false,
             backup_label: false,

@@ -41,12 +41,12 @@ impl World {
                 let local = self.observe_local(n);
                 let a = self.agent(n);
                 a.shown.running = local.running;
-                a.shown.probe.clone_from(&local.probe);
+                a.shown.probe.clone_from(&local.engine.probe);
                 let race_possible = t
                     .cluster
                     .as_ref()
                     .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())
-                    && local.probe.as_ref().is_some_and(|p| p.in_recovery);
+                    && local.engine.probe.as_ref().is_some_and(|p| p.in_recovery);
                 let (peers, took) = match (&t.cluster, race_possible) {
                     (Some(c), true) => self.probe_peers(n, c, &mut t.peer_timelines),
                     _ => (Vec::new(), 0),
@@ -60,7 +60,7 @@ impl World {
                 let primary = t
                     .local
                     .as_ref()
-                    .is_some_and(|l| l.probe.as_ref().is_some_and(|p| !p.in_recovery));
+                    .is_some_and(|l| l.engine.probe.as_ref().is_some_and(|p| !p.in_recovery));
                 let (confirmed, took) = self.failsafe_round(n, t.cluster.is_some(), primary);
                 t.failsafe_confirmed = confirmed;
                 t.phase = Phase::Decide;
@@ -80,7 +80,7 @@ impl World {
                     action,
                     Action::Bootstrap
                         | Action::Clone { .. }
-                        | Action::StartPostgres(_)
+                        | Action::Start(_)
                         | Action::Promote { .. }
                         | Action::Demote { .. }
                 );
@@ -125,7 +125,7 @@ impl World {
                 a.shown.state = a.state.to_string();
                 a.shown.role = role_of(&local);
                 a.shown.running = local.running;
-                a.shown.probe = local.probe;
+                a.shown.probe = local.engine.probe;
                 a.shown.is_leader = a.holds_leader;
                 t.phase = Phase::FeedGuard;
                 Some(took)
@@ -182,10 +182,10 @@ impl World {
         let data = pg.data;
         let running = pg.running;
         let mut was_primary = false;
-        if data == DataDir::Initialized && (a.system_identifier.is_none() || !running) {
+        if data == DataState::Initialized && (a.system_identifier.is_none() || !running) {
             a.system_identifier = Some(SYSID.to_string());
             was_primary = !pg.backup_label && pg.control_primary;
-        } else if data != DataDir::Initialized {
+        } else if data != DataState::Initialized {
             a.system_identifier = None;
         }
         let probe = pg.ready(now).then(|| probe_of(epochs, pg));
@@ -204,10 +204,14 @@ impl World {
             system_identifier: a.system_identifier.clone(),
             was_primary,
             running,
-            stopped_timeline: (!running && data == DataDir::Initialized && !pg.backup_label)
-                .then(|| timeline(epochs, pg)),
-            probe,
-            rewound: a.rewound,
+            engine: PgLocal {
+                stopped_timeline: (!running && data == DataState::Initialized && !pg.backup_label)
+                    .then(|| timeline(epochs, pg)),
+                probe,
+                rewound: a.rewound,
+                // The decide phase sets it from the dynamic config.
+                use_pg_rewind: false,
+            },
         }
     }
 
@@ -326,11 +330,11 @@ impl World {
     }
 
     pub(crate) fn decide_phase(&mut self, n: usize, t: &mut Turn) {
-        let local = t.local.take().expect("observed");
+        let mut local = t.local.take().expect("observed");
         let lnow = self.local_now(n);
         let now_i = self.instant(lnow);
         let leads = t.cluster.as_ref().and_then(Cluster::leader_name) == Some(NAMES[n]);
-        let primary_ok = local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        let primary_ok = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
         let use_pg_rewind = t
             .cluster
             .as_ref()
@@ -338,6 +342,7 @@ impl World {
             .map_or(self.bootstrap_cfg.postgresql.use_pg_rewind, |c| {
                 c.value.postgresql.use_pg_rewind
             });
+        local.engine.use_pg_rewind = use_pg_rewind;
         let fixes = self.fixes;
         let a = self.agent(n);
         let failsafe_leader_active = a
@@ -345,12 +350,13 @@ impl World {
             .failsafe_leader
             .as_ref()
             .is_some_and(|(_, at)| now_i.saturating_duration_since(*at) < TTL);
-        if leads && !primary_ok && local.data == DataDir::Initialized {
+        if leads && !primary_ok && local.data == DataState::Initialized {
             a.primary_down_since.get_or_insert(lnow);
         } else {
             a.primary_down_since = None;
         }
         if local
+            .engine
             .probe
             .as_ref()
             .is_some_and(|p| p.in_recovery && !p.streaming)
@@ -371,6 +377,7 @@ impl World {
         let mut peers = std::mem::take(&mut t.peers);
         if fixes.race_eligible_peers {
             let mine = local
+                .engine
                 .probe
                 .as_ref()
                 .and_then(|p| p.wal_position)
@@ -393,7 +400,7 @@ impl World {
                 .filter(|f| !f.is_empty());
             peers.retain(|p| {
                 p.status.as_ref().is_none_or(|s| {
-                    let tie = s.wal_position == mine && s.priority == Tags::default().priority();
+                    let tie = s.position == mine && s.priority == Tags::default().priority();
                     let stale = superseded
                         .is_some_and(|h| t.peer_timelines.get(&p.name).is_some_and(|tl| *tl <= h));
                     let outsider = listed.as_ref().is_some_and(|f| !f.contains_key(&p.name));
@@ -416,7 +423,6 @@ impl World {
             primary_down_for: a
                 .primary_down_since
                 .map(|s| Duration::from_millis(lnow - s)),
-            use_pg_rewind,
             failsafe_confirmed: t.failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: None,
@@ -426,7 +432,7 @@ impl World {
                 .map(|(s, _)| Duration::from_millis(lnow - s)),
         };
         let mut d = decide(&obs);
-        let restart = [Action::RenewLeader, Action::StartPostgres(StartAs::Primary)];
+        let restart = [Action::RenewLeader, Action::Start(StartAs::Primary)];
         if self.fixes.primary_down_needs_renewal && !obs.lease_renewed && d.actions == restart {
             d.actions.clear();
             d.note = "lease not renewed this turn; not restarting the primary".into();

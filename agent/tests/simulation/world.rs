@@ -231,7 +231,7 @@ impl World {
             let pg = &self.nodes[r].pg;
             let upstream = pg
                 .upstream
-                .filter(|_| pg.ready(now) && pg.in_recovery && pg.data == DataDir::Initialized);
+                .filter(|_| pg.ready(now) && pg.in_recovery && pg.data == DataState::Initialized);
             let next = upstream
                 .filter(|&u| u != r && self.net_ok(r, u) && self.nodes[u].pg.ready(now))
                 .and_then(|u| stream(&self.epochs, pg.wal, self.nodes[u].pg.wal, budget));
@@ -388,7 +388,7 @@ impl World {
                 Some(
                     Action::AcquireLeader
                         | Action::Promote { .. }
-                        | Action::StartPostgres(StartAs::Primary)
+                        | Action::Start(StartAs::Primary)
                 )
             );
             if self.rng.chance(if aimed { 40 } else { 3 }) {
@@ -404,7 +404,7 @@ impl World {
 /// leader, so it must not race.
 pub(crate) fn failsafe_outsider(o: &Observation) -> Option<String> {
     let c = o.cluster.as_ref()?;
-    let racing = o.local.probe.as_ref().is_some_and(|p| p.in_recovery) && c.leader.is_none();
+    let racing = o.local.engine.probe.as_ref().is_some_and(|p| p.in_recovery) && c.leader.is_none();
     let listed = c.failsafe.as_ref().filter(|f| !f.is_empty())?;
     (racing && c.dynamic_config().failsafe_mode && !listed.contains_key(&o.me))
         .then(|| "not racing: failsafe mode and /failsafe does not list us".to_string())
@@ -432,11 +432,11 @@ pub(crate) fn pair(nodes: &mut [Node], a: usize, b: usize) -> (&mut Node, &Node)
 
 /// `publish.rs`: `role_of`.
 pub(crate) fn role_of(local: &Local) -> Role {
-    match (&local.probe, local.data) {
+    match (&local.engine.probe, local.data) {
         (Some(p), _) if !p.in_recovery => Role::Primary,
         (Some(_), _) => Role::Replica,
-        (None, DataDir::Initialized) if local.was_primary => Role::Demoted,
-        (None, DataDir::Initialized) => Role::Replica,
+        (None, DataState::Initialized) if local.was_primary => Role::Demoted,
+        (None, DataState::Initialized) => Role::Replica,
         (None, _) => Role::Uninitialized,
     }
 }
@@ -451,7 +451,7 @@ pub(crate) fn member_json(n: usize, state: &str, local: &Local) -> String {
     let mut m = format!(
         r#"{{"conn_url":"postgres://{name}:5432/postgres","api_url":"http://{name}:8008/patroni","state":"{state}","role":"{role}","version":"4.0.0""#
     );
-    if let Some(p) = &local.probe {
+    if let Some(p) = &local.engine.probe {
         let num = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
         m.push_str(&format!(
             r#","xlog_location":{},"timeline":{}"#,

@@ -1,8 +1,7 @@
-//! What one turn of the HA loop knows: the input of [`super::decide`].
+//! What one turn of the HA loop knows: the input of [`crate::decide`].
 
+use crate::engine::{DataState, Db, Engine};
 use warden_consensus::Cluster;
-use warden_pg::sql::Probe;
-use warden_pg::DataDir;
 
 /// The member's failover-related tags.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,26 +26,27 @@ impl Tags {
     }
 }
 
-/// The local PostgreSQL as seen this turn.
+/// The local database as seen this turn: what every engine reports, plus the engine's
+/// own facts (`E`), which only the engine's policy reads.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Local {
-    pub data: DataDir,
-    /// From the control file, when the data directory is initialised.
+pub struct Local<E> {
+    pub data: DataState,
+    /// The database's identity (PostgreSQL: the system identifier from the control
+    /// file), once it has data.
     pub system_identifier: Option<String>,
-    /// The control file says the cluster last ran as a primary (not in recovery).
+    /// The data last ran as a primary (PostgreSQL: the control file says so).
     pub was_primary: bool,
-    /// A postmaster is running on the data directory.
+    /// A server process is running on the data.
     pub running: bool,
-    /// `Some` when PostgreSQL answered the status queries.
-    pub probe: Option<Probe>,
-    /// Since it last ran as primary, this data directory was rewound (or found not to
-    /// need it), so it may follow the new leader.
-    pub rewound: bool,
-    /// Stopped (not a fresh clone): the newest timeline the control file names (its
-    /// last checkpoint's or its minimum recovery point's). Behind the leader's, the
-    /// data may hold WAL past the fork point; PostgreSQL then refuses to start on the
-    /// leader's timeline until pg_rewind has run.
-    pub stopped_timeline: Option<u32>,
+    /// The engine's facts and policy.
+    pub engine: E,
+}
+
+impl<E: Engine> Local<E> {
+    /// The database's state, when it answered this turn.
+    pub fn db(&self) -> Option<Db> {
+        self.engine.db()
+    }
 }
 
 /// Another member's `/patroni`, asked during a leader race.
@@ -57,11 +57,14 @@ pub struct Peer {
     pub status: Option<PeerStatus>,
 }
 
+/// What a peer's `/patroni` says, as far as the race needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
     pub is_primary: bool,
-    pub wal_position: u64,
-    pub timeline: Option<u32>,
+    /// Its position in the replication stream, in bytes (PostgreSQL: its WAL position).
+    pub position: u64,
+    /// Its promotion counter (PostgreSQL: its timeline), when it reports one.
+    pub generation: Option<u32>,
     pub may_become_leader: bool,
     pub priority: u32,
 }
@@ -74,7 +77,7 @@ pub enum ManualTask {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation {
+pub struct Observation<E> {
     /// Wall-clock time of this turn: scheduled switchovers are wall-clock times.
     pub now: chrono::DateTime<chrono::Utc>,
     /// An accepted operator request (restart, reinitialize) to carry out now.
@@ -87,7 +90,7 @@ pub struct Observation {
     pub lease_renewed: bool,
     /// Our local lease deadline has not passed.
     pub lease_valid: bool,
-    pub local: Local,
+    pub local: Local<E>,
     /// Filled while the leader key is vacant and we might race for it, and on the leader
     /// while a switchover is due (to check the candidate).
     pub peers: Vec<Peer>,
@@ -95,8 +98,6 @@ pub struct Observation {
     pub bootstrapped_here: bool,
     /// How long our PostgreSQL has been down or unanswering while we hold the leader key.
     pub primary_down_for: Option<std::time::Duration>,
-    /// `postgresql.use_pg_rewind` in force.
-    pub use_pg_rewind: bool,
     /// Failsafe mode, while the DCS is unreachable: `Some(true)` when every member listed
     /// in `/failsafe` confirmed over REST this turn that we may stay primary.
     pub failsafe_confirmed: Option<bool>,

@@ -2,15 +2,16 @@
 //! `failover` key's request, its schedule, the leader's hand-over and the candidate's
 //! race.
 
-use super::action::Action;
-use super::decide::{decision, Decision};
-use super::observation::{Observation, Peer};
-use super::race::sync_allows;
+use crate::action::Action;
+use crate::decide::{decision, Decision};
+use crate::engine::Engine;
+use crate::observation::{Observation, Peer};
+use crate::race::sync_allows;
 use warden_consensus::types::Failover;
 use warden_consensus::Cluster;
 
 /// The `failover` key's request, if there is one.
-pub(super) fn failover_request(c: &Cluster) -> Option<&Failover> {
+pub(crate) fn failover_request(c: &Cluster) -> Option<&Failover> {
     c.failover
         .as_ref()
         .map(|f| &f.value)
@@ -19,7 +20,11 @@ pub(super) fn failover_request(c: &Cluster) -> Option<&Failover> {
 
 /// Whether a scheduled switchover is due: `Ok(true)` now, `Ok(false)` later, `Err` stale
 /// or unreadable (Patroni drops a request more than two loop_waits late).
-pub(super) fn schedule_due(o: &Observation, c: &Cluster, f: &Failover) -> Result<bool, String> {
+pub(crate) fn schedule_due<E: Engine>(
+    o: &Observation<E>,
+    c: &Cluster,
+    f: &Failover,
+) -> Result<bool, String> {
     let Some(text) = f.scheduled_at.as_deref() else {
         return Ok(true);
     };
@@ -39,7 +44,11 @@ pub(super) fn schedule_due(o: &Observation, c: &Cluster, f: &Failover) -> Result
 
 /// On the leader with a running primary: act on the `failover` key. `None` when there
 /// is nothing to do (no request, or one scheduled for later).
-pub(super) fn leader_switchover(o: &Observation, c: &Cluster, paused: bool) -> Option<Decision> {
+pub(crate) fn leader_switchover<E: Engine>(
+    o: &Observation<E>,
+    c: &Cluster,
+    paused: bool,
+) -> Option<Decision> {
     let f = failover_request(c)?;
     let keep = |note: String| {
         Some(decision(
@@ -85,18 +94,13 @@ pub(super) fn leader_switchover(o: &Observation, c: &Cluster, paused: bool) -> O
 
 /// The member a switchover hands over to: the named one if it is a healthy replica close
 /// enough to us, else (when none was named) the best such replica.
-pub(super) fn switchover_candidate(
-    o: &Observation,
+pub(crate) fn switchover_candidate<E: Engine>(
+    o: &Observation<E>,
     c: &Cluster,
     named: Option<&str>,
 ) -> Result<String, String> {
     let max_lag = c.dynamic_config().maximum_lag_on_failover;
-    let mine = o
-        .local
-        .probe
-        .as_ref()
-        .and_then(|p| p.wal_position)
-        .unwrap_or(0);
+    let mine = o.local.db().and_then(|d| d.position).unwrap_or(0);
     let check = |p: &Peer| -> Result<(), String> {
         if !sync_allows(c, &p.name) {
             return Err(format!("{} is not a synchronous standby", p.name));
@@ -110,7 +114,7 @@ pub(super) fn switchover_candidate(
         if !s.may_become_leader {
             return Err(format!("{} is tagged nofailover", p.name));
         }
-        let lag = mine.saturating_sub(s.wal_position);
+        let lag = mine.saturating_sub(s.position);
         if lag > max_lag {
             return Err(format!(
                 "{} is {lag} bytes behind, more than maximum_lag_on_failover ({max_lag})",
@@ -132,7 +136,7 @@ pub(super) fn switchover_candidate(
             let s = p
                 .status
                 .as_ref()
-                .map_or((0, 0), |s| (s.wal_position, s.priority));
+                .map_or((0, 0), |s| (s.position, s.priority));
             (s.0, s.1, std::cmp::Reverse(p.name.clone()))
         })
         .map(|p| p.name.clone())
@@ -142,7 +146,7 @@ pub(super) fn switchover_candidate(
 /// With the leader key vacant and a `failover` request present: `Some(true)` if we are
 /// its candidate and should race regardless of peers, `Some(false)` if we must stay out
 /// of the race, `None` if the request does not apply (normal race rules).
-pub(super) fn failover_race(o: &Observation, c: &Cluster) -> Option<bool> {
+pub(crate) fn failover_race<E: Engine>(o: &Observation<E>, c: &Cluster) -> Option<bool> {
     let f = failover_request(c)?;
     if matches!(schedule_due(o, c, f), Ok(false)) {
         return None;

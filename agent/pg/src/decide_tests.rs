@@ -1,10 +1,16 @@
 //! Named scenarios for the decision core: each builds an observation and checks the
 //! actions. No processes, no clock.
 
-use super::*;
-use crate::ha::observation::{Local, Peer, PeerStatus, Tags};
+use super::PgLocal;
+use crate::sql::Probe;
 use warden_consensus::types::{Member, Role, Status};
+use warden_consensus::Cluster;
 use warden_consensus::{DynamicConfig, LeaderKey, Versioned};
+use warden_ha::race::candidate_needs_votes;
+use warden_ha::{
+    decide, Action, DataState, Decision, Local, ManualTask, Observation, Peer, PeerStatus, StartAs,
+    Tags,
+};
 
 fn member(role: Role, state: &str) -> Versioned<Member> {
     let m: Member = serde_json::from_value(serde_json::json!({
@@ -51,7 +57,7 @@ fn probe(in_recovery: bool, wal: u64) -> Probe {
     }
 }
 
-fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observation {
+fn obs(cluster: Option<Cluster>, data: DataState, probe: Option<Probe>) -> Observation<PgLocal> {
     Observation {
         now: chrono::DateTime::UNIX_EPOCH,
         manual: None,
@@ -62,17 +68,19 @@ fn obs(cluster: Option<Cluster>, data: DataDir, probe: Option<Probe>) -> Observa
         lease_valid: true,
         local: Local {
             data,
-            system_identifier: (data == DataDir::Initialized).then(|| "42".to_string()),
+            system_identifier: (data == DataState::Initialized).then(|| "42".to_string()),
             was_primary: false,
             running: probe.is_some(),
-            probe,
-            rewound: false,
-            stopped_timeline: None,
+            engine: PgLocal {
+                probe,
+                rewound: false,
+                stopped_timeline: None,
+                use_pg_rewind: true,
+            },
         },
         peers: vec![],
         bootstrapped_here: false,
         primary_down_for: None,
-        use_pg_rewind: true,
         failsafe_confirmed: None,
         failsafe_leader_active: false,
         watchdog_missing: None,
@@ -85,8 +93,8 @@ fn peer(name: &str, wal: u64, is_primary: bool) -> Peer {
         name: name.into(),
         status: Some(PeerStatus {
             is_primary,
-            wal_position: wal,
-            timeline: Some(1),
+            position: wal,
+            generation: Some(1),
             may_become_leader: true,
             priority: 1,
         }),
@@ -95,13 +103,17 @@ fn peer(name: &str, wal: u64, is_primary: bool) -> Peer {
 
 #[test]
 fn empty_cluster_empty_node_races_to_bootstrap() {
-    let d = decide(&obs(Some(Cluster::default()), DataDir::Missing, None));
+    let d = decide(&obs(Some(Cluster::default()), DataState::Missing, None));
     assert_eq!(d.actions, vec![Action::RaceInitialize, Action::Bootstrap]);
 }
 
 #[test]
 fn bootstrap_in_progress_elsewhere_means_wait() {
-    let d = decide(&obs(Some(cluster(Some(""), None)), DataDir::Missing, None));
+    let d = decide(&obs(
+        Some(cluster(Some(""), None)),
+        DataState::Missing,
+        None,
+    ));
     assert!(d.actions.is_empty());
     assert!(d.note.contains("bootstrap"), "{}", d.note);
 }
@@ -110,7 +122,7 @@ fn bootstrap_in_progress_elsewhere_means_wait() {
 fn bootstrap_winner_takes_leader_and_records_sysid() {
     let mut o = obs(
         Some(cluster(Some(""), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(false, 100)),
     );
     o.bootstrapped_here = true;
@@ -130,7 +142,7 @@ fn bootstrap_winner_takes_leader_and_records_sysid() {
 fn new_member_clones_from_running_leader() {
     let d = decide(&obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Missing,
+        DataState::Missing,
         None,
     ));
     assert_eq!(d.actions, vec![Action::Clone { from: "n1".into() }]);
@@ -141,7 +153,7 @@ fn new_member_prefers_clonefrom_replica() {
     let mut c = cluster(Some("42"), Some("n1"));
     c.members.get_mut("n3").unwrap().value.tags =
         Some(serde_json::from_str(r#"{"clonefrom":true}"#).unwrap());
-    let d = decide(&obs(Some(c), DataDir::Missing, None));
+    let d = decide(&obs(Some(c), DataState::Missing, None));
     assert_eq!(d.actions, vec![Action::Clone { from: "n3".into() }]);
 }
 
@@ -149,7 +161,7 @@ fn new_member_prefers_clonefrom_replica() {
 fn new_member_without_leader_waits() {
     let d = decide(&obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Missing,
+        DataState::Missing,
         None,
     ));
     assert!(d.actions.is_empty());
@@ -159,7 +171,7 @@ fn new_member_without_leader_waits() {
 fn foreign_data_directory_is_fatal() {
     let d = decide(&obs(
         Some(cluster(Some("99"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         None,
     ));
     match d.actions.as_slice() {
@@ -172,12 +184,12 @@ fn foreign_data_directory_is_fatal() {
 fn stopped_replica_restarts_following_the_leader() {
     let d = decide(&obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         None,
     ));
     assert_eq!(
         d.actions,
-        vec![Action::StartPostgres(StartAs::Replica {
+        vec![Action::Start(StartAs::Replica {
             upstream: Some("n1".into())
         })]
     );
@@ -189,24 +201,24 @@ fn stopped_replica_behind_the_leaders_timeline_rewinds_before_following() {
     // crash-looped on "requested timeline 2 does not contain minimum recovery point".
     let mut c = cluster(Some("42"), Some("n1"));
     c.members.get_mut("n1").unwrap().value.timeline = Some(2);
-    let mut o = obs(Some(c), DataDir::Initialized, None);
-    o.local.stopped_timeline = Some(1);
+    let mut o = obs(Some(c), DataState::Initialized, None);
+    o.local.engine.stopped_timeline = Some(1);
     let d = decide(&o);
     assert_eq!(
         d.actions,
         vec![
-            Action::Rewind { from: "n1".into() },
-            Action::StartPostgres(StartAs::Replica {
+            Action::Repair { from: "n1".into() },
+            Action::Start(StartAs::Replica {
                 upstream: Some("n1".into())
             })
         ],
         "{}",
         d.note
     );
-    o.local.stopped_timeline = Some(2);
+    o.local.engine.stopped_timeline = Some(2);
     assert_eq!(decide(&o).actions.len(), 1, "same timeline: just start");
-    o.local.stopped_timeline = Some(1);
-    o.use_pg_rewind = false;
+    o.local.engine.stopped_timeline = Some(1);
+    o.local.engine.use_pg_rewind = false;
     assert_eq!(decide(&o).actions.len(), 1, "use_pg_rewind off: just start");
 }
 
@@ -214,13 +226,13 @@ fn stopped_replica_behind_the_leaders_timeline_rewinds_before_following() {
 fn stopped_former_primary_holding_the_key_starts_as_primary() {
     let mut o = obs(
         Some(cluster(Some("42"), Some("n2"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         None,
     );
     o.local.was_primary = true;
     assert_eq!(
         decide(&o).actions,
-        vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)]
+        vec![Action::RenewLeader, Action::Start(StartAs::Primary)]
     );
 }
 
@@ -228,7 +240,7 @@ fn stopped_former_primary_holding_the_key_starts_as_primary() {
 fn starting_postgres_means_wait() {
     let mut o = obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         None,
     );
     o.local.running = true;
@@ -239,7 +251,7 @@ fn starting_postgres_means_wait() {
 fn steady_leader_renews_and_publishes() {
     let o = obs(
         Some(cluster(Some("42"), Some("n2"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(false, 100)),
     );
     let d = decide(&o);
@@ -249,7 +261,7 @@ fn steady_leader_renews_and_publishes() {
             Action::RenewLeader,
             Action::ConfigurePrimary,
             Action::SyncReplication,
-            Action::EnsureSlots {
+            Action::Retain {
                 members: vec!["n1".into(), "n3".into()]
             },
             Action::WriteStatus
@@ -261,7 +273,7 @@ fn steady_leader_renews_and_publishes() {
 fn leader_without_renewal_does_nothing() {
     let mut o = obs(
         Some(cluster(Some("42"), Some("n2"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(false, 100)),
     );
     o.lease_renewed = false;
@@ -272,7 +284,7 @@ fn leader_without_renewal_does_nothing() {
 fn steady_replica_follows_leader() {
     let o = obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     assert_eq!(
@@ -287,7 +299,7 @@ fn steady_replica_follows_leader() {
 fn primary_that_is_not_leader_demotes() {
     let o = obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(false, 100)),
     );
     assert_eq!(
@@ -302,7 +314,7 @@ fn primary_that_is_not_leader_demotes() {
 fn healthiest_replica_races_for_vacant_key() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.peers = vec![
@@ -321,7 +333,7 @@ fn healthiest_replica_races_for_vacant_key() {
 fn replica_behind_a_peer_does_not_race() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.peers = vec![peer("n3", 200, false)];
@@ -334,7 +346,7 @@ fn replica_behind_a_peer_does_not_race() {
 fn equal_peers_both_race_and_priority_breaks_ties() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.peers = vec![peer("n1", 100, false), peer("n3", 100, false)];
@@ -373,7 +385,7 @@ fn peer_that_could_not_win_is_not_deferred_to() {
     }];
     let mut me = probe(true, 100);
     me.timeline = Some(2);
-    let mut o = obs(Some(c), DataDir::Initialized, Some(me));
+    let mut o = obs(Some(c), DataState::Initialized, Some(me));
     o.peers = vec![peer("n3", 200, false)];
     assert_eq!(
         decide(&o).actions[0],
@@ -381,7 +393,7 @@ fn peer_that_could_not_win_is_not_deferred_to() {
         "{}",
         decide(&o).note
     );
-    o.peers[0].status.as_mut().unwrap().timeline = Some(2);
+    o.peers[0].status.as_mut().unwrap().generation = Some(2);
     assert!(
         decide(&o).note.contains("n3"),
         "an eligible peer further ahead wins"
@@ -407,7 +419,7 @@ fn replica_behind_the_cluster_timeline_never_races() {
     // promoting it would reuse timeline 2. Not racing, even without check_timeline.
     let mut c = cluster(Some("42"), None);
     c.history = history_up_to(2);
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 500)));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 500)));
     o.peers = vec![peer("n1", 100, false)];
     let d = decide(&o);
     assert!(d.actions.is_empty(), "{d:?}");
@@ -419,7 +431,7 @@ fn replica_behind_the_cluster_timeline_never_races() {
     );
     // On the current timeline it races, and it does not defer to a peer that is ahead
     // by LSN but behind by timeline.
-    o.local.probe.as_mut().unwrap().timeline = Some(3);
+    o.local.engine.probe.as_mut().unwrap().timeline = Some(3);
     o.peers = vec![peer("n1", 900, false)];
     assert_eq!(
         decide(&o).actions[0],
@@ -429,8 +441,8 @@ fn replica_behind_the_cluster_timeline_never_races() {
     );
     // A replica whose control file still names timeline 1 (no restartpoint since the
     // switch) but which holds the history file of timeline 3 promotes onto 4: it races.
-    o.local.probe.as_mut().unwrap().timeline = Some(1);
-    o.local.probe.as_mut().unwrap().newest_timeline = Some(3);
+    o.local.engine.probe.as_mut().unwrap().timeline = Some(1);
+    o.local.engine.probe.as_mut().unwrap().newest_timeline = Some(3);
     assert_eq!(
         decide(&o).actions[0],
         Action::AcquireLeader,
@@ -451,10 +463,10 @@ fn leader_behind_the_cluster_timeline_releases_the_key_instead_of_promoting() {
     c.history = history_up_to(6);
     let mut me = probe(true, 500);
     me.timeline = Some(6);
-    let mut o = obs(Some(c), DataDir::Initialized, Some(me));
+    let mut o = obs(Some(c), DataState::Initialized, Some(me));
     let d = decide(&o);
     assert_eq!(d.actions, vec![Action::ReleaseLeader], "{}", d.note);
-    o.local.probe.as_mut().unwrap().timeline = Some(7);
+    o.local.engine.probe.as_mut().unwrap().timeline = Some(7);
     assert!(
         matches!(decide(&o).actions[1], Action::Promote { .. }),
         "{}",
@@ -466,7 +478,7 @@ fn leader_behind_the_cluster_timeline_releases_the_key_instead_of_promoting() {
 fn running_primary_behind_the_cluster_timeline_demotes_instead_of_taking_the_key() {
     let mut c = cluster(Some("42"), None);
     c.history = history_up_to(1);
-    let o = obs(Some(c), DataDir::Initialized, Some(probe(false, 500)));
+    let o = obs(Some(c), DataState::Initialized, Some(probe(false, 500)));
     let d = decide(&o);
     assert_eq!(
         d.actions,
@@ -475,7 +487,7 @@ fn running_primary_behind_the_cluster_timeline_demotes_instead_of_taking_the_key
         d.note
     );
     let mut o = o;
-    o.local.probe.as_mut().unwrap().timeline = Some(2);
+    o.local.engine.probe.as_mut().unwrap().timeline = Some(2);
     assert_eq!(decide(&o).actions[0], Action::AcquireLeader);
 }
 
@@ -483,7 +495,7 @@ fn running_primary_behind_the_cluster_timeline_demotes_instead_of_taking_the_key
 fn nofailover_never_races() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.tags.nofailover = true;
@@ -497,7 +509,7 @@ fn lagging_replica_does_not_race() {
         optime: Some(100 + 2 * 1_048_576),
         ..Status::default()
     });
-    let o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
+    let o = obs(Some(c), DataState::Initialized, Some(probe(true, 100)));
     let d = decide(&o);
     assert!(d.actions.is_empty());
     assert!(d.note.contains("maximum_lag_on_failover"), "{}", d.note);
@@ -507,7 +519,7 @@ fn lagging_replica_does_not_race() {
 fn running_old_primary_blocks_the_race() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.peers = vec![peer("n1", 10, true)];
@@ -516,7 +528,7 @@ fn running_old_primary_blocks_the_race() {
 
 #[test]
 fn primary_without_dcs_demotes_only_after_its_deadline() {
-    let mut o = obs(None, DataDir::Initialized, Some(probe(false, 100)));
+    let mut o = obs(None, DataState::Initialized, Some(probe(false, 100)));
     assert!(decide(&o).actions.is_empty());
     o.lease_valid = false;
     assert_eq!(decide(&o).actions, vec![Action::Demote { upstream: None }]);
@@ -530,7 +542,7 @@ fn paused_cluster_takes_no_automatic_action() {
             .unwrap(),
         mod_revision: 1,
     });
-    let o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
+    let o = obs(Some(c), DataState::Initialized, Some(probe(true, 100)));
     assert!(decide(&o).actions.is_empty());
 }
 
@@ -549,12 +561,12 @@ fn with_start_timeout(mut c: Cluster, secs: u32) -> Cluster {
 #[test]
 fn crashed_primary_releases_the_key_after_primary_start_timeout() {
     let c = with_start_timeout(cluster(Some("42"), Some("n2")), 30);
-    let mut o = obs(Some(c), DataDir::Initialized, None);
+    let mut o = obs(Some(c), DataState::Initialized, None);
     o.local.was_primary = true;
     o.primary_down_for = Some(std::time::Duration::from_secs(29));
     assert_eq!(
         decide(&o).actions,
-        vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)]
+        vec![Action::RenewLeader, Action::Start(StartAs::Primary)]
     );
     o.primary_down_for = Some(std::time::Duration::from_secs(30));
     assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
@@ -563,7 +575,7 @@ fn crashed_primary_releases_the_key_after_primary_start_timeout() {
 #[test]
 fn zero_primary_start_timeout_fails_over_at_once() {
     let c = with_start_timeout(cluster(Some("42"), Some("n2")), 0);
-    let mut o = obs(Some(c), DataDir::Initialized, None);
+    let mut o = obs(Some(c), DataState::Initialized, None);
     o.local.was_primary = true;
     o.primary_down_for = Some(std::time::Duration::ZERO);
     assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
@@ -572,7 +584,7 @@ fn zero_primary_start_timeout_fails_over_at_once() {
 #[test]
 fn primary_in_crash_recovery_keeps_the_key_within_the_timeout() {
     let c = with_start_timeout(cluster(Some("42"), Some("n2")), 30);
-    let mut o = obs(Some(c), DataDir::Initialized, None);
+    let mut o = obs(Some(c), DataState::Initialized, None);
     o.local.was_primary = true;
     o.local.running = true;
     o.primary_down_for = Some(std::time::Duration::from_secs(3));
@@ -585,37 +597,37 @@ fn primary_in_crash_recovery_keeps_the_key_within_the_timeout() {
 fn former_primary_rewinds_before_following_the_new_leader() {
     let mut o = obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         None,
     );
     o.local.was_primary = true;
-    let follow = Action::StartPostgres(StartAs::Replica {
+    let follow = Action::Start(StartAs::Replica {
         upstream: Some("n1".into()),
     });
     assert_eq!(
         decide(&o).actions,
-        vec![Action::Rewind { from: "n1".into() }, follow.clone()]
+        vec![Action::Repair { from: "n1".into() }, follow.clone()]
     );
-    o.local.rewound = true;
+    o.local.engine.rewound = true;
     assert_eq!(decide(&o).actions, vec![follow.clone()]);
-    o.local.rewound = false;
-    o.use_pg_rewind = false;
+    o.local.engine.rewound = false;
+    o.local.engine.use_pg_rewind = false;
     assert_eq!(decide(&o).actions, vec![follow]);
 }
 
 #[test]
 fn without_dcs_a_stopped_node_only_starts_read_only() {
-    let mut o = obs(None, DataDir::Initialized, None);
+    let mut o = obs(None, DataState::Initialized, None);
     o.local.was_primary = true;
     assert_eq!(
         decide(&o).actions,
-        vec![Action::StartPostgres(StartAs::Replica { upstream: None })]
+        vec![Action::Start(StartAs::Replica { upstream: None })]
     );
 }
 
 #[test]
 fn failsafe_confirmation_keeps_the_primary_without_dcs() {
-    let mut o = obs(None, DataDir::Initialized, Some(probe(false, 100)));
+    let mut o = obs(None, DataState::Initialized, Some(probe(false, 100)));
     o.lease_valid = false;
     o.failsafe_confirmed = Some(true);
     assert_eq!(decide(&o).actions, vec![Action::FailsafeHold]);
@@ -639,7 +651,7 @@ fn failsafe_cluster(failsafe_mode: bool) -> Cluster {
 fn replica_does_not_race_while_the_leader_is_in_failsafe() {
     let mut o = obs(
         Some(failsafe_cluster(true)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.failsafe_leader_active = true;
@@ -653,7 +665,7 @@ fn a_failsafe_confirmation_outside_failsafe_mode_does_not_hold_off_the_race() {
     // Whoever got a member to accept a `POST /failsafe` while failsafe_mode is off
     // (it should have been refused) must not be able to stop a failover with it.
     for c in [cluster(Some("42"), None), failsafe_cluster(false)] {
-        let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
+        let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 100)));
         o.failsafe_leader_active = true;
         let d = decide(&o);
         assert!(
@@ -669,14 +681,14 @@ fn a_failsafe_confirmation_outside_failsafe_mode_does_not_hold_off_the_race() {
 fn required_watchdog_missing_means_never_lead() {
     let mut o = obs(
         Some(cluster(Some("42"), None)),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 100)),
     );
     o.watchdog_missing = Some("/dev/watchdog: No such file or directory".into());
     assert!(decide(&o).actions.is_empty());
     let mut o = obs(
         Some(cluster(Some("42"), Some("n2"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(false, 100)),
     );
     o.watchdog_missing = Some("/dev/watchdog: No such file or directory".into());
@@ -685,7 +697,7 @@ fn required_watchdog_missing_means_never_lead() {
 
 #[test]
 fn nofailover_member_does_not_bootstrap() {
-    let mut o = obs(Some(Cluster::default()), DataDir::Missing, None);
+    let mut o = obs(Some(Cluster::default()), DataState::Missing, None);
     o.tags.nofailover = true;
     assert!(decide(&o).actions.is_empty());
 }
@@ -697,7 +709,7 @@ fn replica_stuck_on_an_older_timeline_is_rewound() {
     let mut p = probe(true, 100);
     p.timeline = Some(2);
     p.streaming = false;
-    let mut o = obs(Some(c), DataDir::Initialized, Some(p));
+    let mut o = obs(Some(c), DataState::Initialized, Some(p));
     o.not_streaming_for = Some(std::time::Duration::from_secs(5));
     assert_eq!(
         decide(&o).actions,
@@ -713,13 +725,13 @@ fn replica_stuck_on_an_older_timeline_is_rewound() {
             Action::Demote {
                 upstream: Some("n1".into())
             },
-            Action::Rewind { from: "n1".into() },
-            Action::StartPostgres(StartAs::Replica {
+            Action::Repair { from: "n1".into() },
+            Action::Start(StartAs::Replica {
                 upstream: Some("n1".into())
             }),
         ]
     );
-    o.local.probe.as_mut().unwrap().timeline = Some(3);
+    o.local.engine.probe.as_mut().unwrap().timeline = Some(3);
     assert_eq!(
         decide(&o).actions,
         vec![Action::Follow {
@@ -748,8 +760,8 @@ fn with_failover(
 }
 
 /// n2 leads with a running primary at WAL 1000.
-fn leader_obs(c: Cluster) -> Observation {
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(false, 1000)));
+fn leader_obs(c: Cluster) -> Observation<PgLocal> {
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(false, 1000)));
     o.local.was_primary = true;
     o
 }
@@ -795,7 +807,7 @@ fn switchover_to_an_unfit_candidate_is_dropped_and_the_leader_stays() {
         (peer("n3", 1000, false), 1000 + 2 * 1024 * 1024),
     ] {
         let mut o = leader_obs(c.clone());
-        o.local.probe = Some(probe(false, ours));
+        o.local.engine.probe = Some(probe(false, ours));
         o.peers = vec![bad.clone()];
         let d = decide(&o);
         assert!(
@@ -871,13 +883,13 @@ fn named_candidate_races_without_deferring_and_others_stay_out() {
     // n2 is the candidate: races although n3 reports more WAL.
     let mut o = obs(
         Some(c.clone()),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 1000)),
     );
     o.peers = vec![peer("n3", 5000, false)];
     assert!(decide(&o).actions.contains(&Action::AcquireLeader));
     // n3 is not: stays out while the candidate runs.
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 5000)));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 5000)));
     o.me = "n3".into();
     let d = decide(&o);
     assert!(d.actions.is_empty(), "{d:?}");
@@ -887,7 +899,11 @@ fn named_candidate_races_without_deferring_and_others_stay_out() {
 fn former_leader_of_a_switchover_does_not_race() {
     let mut c = with_failover(cluster(Some("42"), None), Some("n2"), None, None);
     c.members.remove("n3");
-    let d = decide(&obs(Some(c), DataDir::Initialized, Some(probe(true, 1000))));
+    let d = decide(&obs(
+        Some(c),
+        DataState::Initialized,
+        Some(probe(true, 1000)),
+    ));
     assert!(d.actions.is_empty(), "{d:?}");
 }
 
@@ -915,20 +931,20 @@ fn paused_leader_with_dead_postgres_releases_the_key_and_replicas_do_not_race() 
         value: DynamicConfig::from_json(&serde_json::json!({"pause": true})).unwrap(),
         mod_revision: 1,
     });
-    let mut o = obs(Some(c.clone()), DataDir::Initialized, None);
+    let mut o = obs(Some(c.clone()), DataState::Initialized, None);
     o.local.was_primary = true;
     assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
     c.leader = None;
     let mut o = obs(
         Some(c.clone()),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 1000)),
     );
     o.me = "n3".into();
     assert!(decide(&o).actions.is_empty());
     // ... except the candidate of a manual switchover.
     let c = with_failover(c, Some("n2"), Some("n3"), None);
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 1000)));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 1000)));
     o.me = "n3".into();
     assert!(decide(&o).actions.contains(&Action::AcquireLeader));
 }
@@ -942,7 +958,7 @@ fn paused_replica_follows_a_new_leader_but_a_stopped_one_is_not_started() {
     });
     let d = decide(&obs(
         Some(c.clone()),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 10)),
     ));
     assert_eq!(
@@ -951,7 +967,7 @@ fn paused_replica_follows_a_new_leader_but_a_stopped_one_is_not_started() {
             leader: "n1".into()
         }]
     );
-    let d = decide(&obs(Some(c), DataDir::Initialized, None));
+    let d = decide(&obs(Some(c), DataState::Initialized, None));
     assert!(d.actions.is_empty(), "{d:?}");
 }
 
@@ -973,7 +989,7 @@ fn manual_restart_of_the_leader_renews_first_and_reinit_is_refused_to_it() {
     assert!(decide(&o).actions.is_empty());
     let mut o = obs(
         Some(cluster(Some("42"), Some("n1"))),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 5)),
     );
     o.manual = Some(ManualTask::Reinitialize { from: "n1".into() });
@@ -1007,7 +1023,7 @@ fn synchronous_mode_promotes_only_a_listed_standby() {
     // n2 is further ahead but not in /sync: it must not race ...
     let mut o = obs(
         Some(c.clone()),
-        DataDir::Initialized,
+        DataState::Initialized,
         Some(probe(true, 5000)),
     );
     o.peers = vec![peer("n3", 4000, false)];
@@ -1015,7 +1031,7 @@ fn synchronous_mode_promotes_only_a_listed_standby() {
     assert!(d.actions.is_empty(), "{d:?}");
     assert!(d.note.contains("synchronous"), "{}", d.note);
     // ... while n3 races, without deferring to n2's larger position.
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 4000)));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 4000)));
     o.me = "n3".into();
     o.peers = vec![peer("n2", 5000, false)];
     assert!(decide(&o).actions.contains(&Action::AcquireLeader));
@@ -1027,7 +1043,7 @@ fn synchronous_mode_without_a_sync_standby_promotes_nobody() {
     for me in ["n2", "n3"] {
         let mut o = obs(
             Some(c.clone()),
-            DataDir::Initialized,
+            DataState::Initialized,
             Some(probe(true, 100)),
         );
         o.me = me.into();
@@ -1036,7 +1052,7 @@ fn synchronous_mode_without_a_sync_standby_promotes_nobody() {
     // Off again: the normal race.
     let mut c = c;
     c.config = None;
-    let o = obs(Some(c), DataDir::Initialized, Some(probe(true, 100)));
+    let o = obs(Some(c), DataState::Initialized, Some(probe(true, 100)));
     assert!(decide(&o).actions.contains(&Action::AcquireLeader));
 }
 
@@ -1071,7 +1087,7 @@ fn with_quorum(c: Cluster, voters: &str, quorum: u32) -> Cluster {
 
 /// n2 (a voter) at WAL 1000, the leader key vacant.
 fn quorum_racer(c: Cluster, peers: Vec<Peer>) -> Decision {
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 1000)));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 1000)));
     o.peers = peers;
     decide(&o)
 }
@@ -1137,7 +1153,7 @@ fn quorum_mode_non_voters_do_not_race_and_the_former_leader_needs_no_votes() {
     assert!(d.actions.is_empty(), "{d:?}");
     assert!(d.note.contains("synchronous"), "{}", d.note);
     // n1 led: it has every commit it acknowledged.
-    let mut o = obs(Some(c), DataDir::Initialized, Some(probe(true, 1000)));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 1000)));
     o.me = "n1".into();
     assert!(decide(&o).actions.contains(&Action::AcquireLeader));
 }

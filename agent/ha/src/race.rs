@@ -2,22 +2,26 @@
 //! (tags, synchronous and quorum mode, watchdog, lag, timelines, failsafe membership)
 //! and which peer to leave the race to.
 
-use super::observation::{Observation, Peer, PeerStatus, Tags};
-use super::switchover::failover_request;
+use crate::engine::{Db, Engine};
+use crate::observation::{Observation, Peer, PeerStatus, Tags};
+use crate::switchover::failover_request;
 use warden_consensus::Cluster;
-use warden_pg::sql::Probe;
 
 /// In failsafe mode only members the last leader listed in `/failsafe` (and so asked
 /// for confirmation) may race; another could promote beside a leader holding on.
-pub(super) fn cfg_failsafe_excludes(o: &Observation, c: &Cluster) -> bool {
+pub(crate) fn cfg_failsafe_excludes<E: Engine>(o: &Observation<E>, c: &Cluster) -> bool {
     c.dynamic_config().failsafe_mode && c.failsafe.as_ref().is_some_and(|f| !f.contains_key(&o.me))
 }
 
 /// The named candidate of a manual switchover races without deferring to peers (the old
 /// leader confirmed it has all the WAL), but still only if it may lead and is not too
 /// far behind the last leader position.
-pub(super) fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
-    let mine = probe.wal_position.unwrap_or(0);
+pub(crate) fn candidate_refusal<E: Engine>(
+    o: &Observation<E>,
+    c: &Cluster,
+    db: &Db,
+) -> Option<String> {
+    let mine = db.position.unwrap_or(0);
     if let Some(why) = promotable_refusal(o, c, mine) {
         return Some(why);
     }
@@ -37,7 +41,11 @@ pub(super) fn candidate_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> 
 /// What rules out promoting us at all, racer or named candidate: tags, synchronous
 /// mode, a required watchdog, and lag behind the last leader position (`mine` is our
 /// WAL position).
-pub(super) fn promotable_refusal(o: &Observation, c: &Cluster, mine: u64) -> Option<String> {
+pub(crate) fn promotable_refusal<E: Engine>(
+    o: &Observation<E>,
+    c: &Cluster,
+    mine: u64,
+) -> Option<String> {
     if !o.tags.may_become_leader() {
         return Some("tagged nofailover (or failover_priority 0)".into());
     }
@@ -108,7 +116,7 @@ pub fn quorum_refusal(c: &Cluster, me: &str, mine: u64, peers: &[Peer]) -> Optio
         .filter(|p| p.name != me && members.contains(&p.name.as_str()))
         .filter(|p| {
             p.status.as_ref().is_some_and(|s| {
-                !s.is_primary && s.may_become_leader && s.wal_position > 0 && s.wal_position <= mine
+                !s.is_primary && s.may_become_leader && s.position > 0 && s.position <= mine
             })
         })
         .count();
@@ -119,14 +127,14 @@ pub fn quorum_refusal(c: &Cluster, me: &str, mine: u64, peers: &[Peer]) -> Optio
     })
 }
 
-pub(super) fn sync_refusal(c: &Cluster, me: &str) -> Option<String> {
+pub(crate) fn sync_refusal(c: &Cluster, me: &str) -> Option<String> {
     (!sync_allows(c, me))
         .then(|| "synchronous mode is on and we are not a synchronous standby in /sync".to_string())
 }
 
 /// Why this replica must not race for the vacant leader key, or `None` if it may.
-pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<String> {
-    let mine = probe.wal_position.unwrap_or(0);
+pub fn race_refusal<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Option<String> {
+    let mine = db.position.unwrap_or(0);
     if let Some(why) = promotable_refusal(o, c, mine) {
         return Some(why);
     }
@@ -139,7 +147,7 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
         return Some("the leader confirmed itself to us in failsafe mode within ttl".into());
     }
     let cfg = c.dynamic_config();
-    if let Some(why) = timeline_refusal(c, probe.newest_timeline.or(probe.timeline)) {
+    if let Some(why) = o.local.engine.promotion_refusal(c) {
         return Some(why);
     }
     let optime = c.status.as_ref().and_then(|s| s.optime);
@@ -147,8 +155,8 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
     // could win the race; only such a peer is worth deferring to.
     let peer_may_race = |s: &PeerStatus| {
         let lag_ok =
-            optime.is_none_or(|o| o.saturating_sub(s.wal_position) <= cfg.maximum_lag_on_failover);
-        lag_ok && timeline_refusal(c, s.timeline).is_none()
+            optime.is_none_or(|o| o.saturating_sub(s.position) <= cfg.maximum_lag_on_failover);
+        lag_ok && o.local.engine.peer_refusal(c, s).is_none()
     };
     let peers: Vec<Peer> = o
         .peers
@@ -162,32 +170,11 @@ pub fn race_refusal(o: &Observation, c: &Cluster, probe: &Probe) -> Option<Strin
         .or_else(|| quorum_refusal(c, &o.me, mine, &o.peers))
 }
 
-/// Why a node on `timeline` must not be promoted automatically, if it must not.
-///
-/// Always (unlike Patroni, where this needs `check_timeline`): a node whose newest
-/// known timeline is behind the cluster's has not followed the last promotion.
-/// PostgreSQL would promote it onto the next timeline ID it knows to be free, which
-/// the cluster has already used; two different histories under one timeline ID make
-/// later rewinds and streaming go wrong (replicas stuck on "incorrect prev-link").
-/// With `check_timeline` an unknown timeline is refused too, as in Patroni.
-pub(super) fn timeline_refusal(c: &Cluster, timeline: Option<u32>) -> Option<String> {
-    let cluster_tl = c.timeline()?;
-    match timeline {
-        Some(tl) if tl < cluster_tl => Some(format!(
-            "timeline {tl} is behind the cluster's timeline {cluster_tl}: this node has not followed the last promotion"
-        )),
-        None if c.dynamic_config().check_timeline => {
-            Some("check_timeline is on and our timeline is unknown".into())
-        }
-        _ => None,
-    }
-}
-
 /// A peer we should leave the race to: a running primary, or an eligible peer that is
 /// further ahead, or as far ahead with a higher `failover_priority`. Equal peers both
 /// race and the create-only transaction picks one (deferring to a peer that may itself
 /// be unable to race, e.g. by name, could leave the cluster without a leader).
-pub(super) fn better_peer(
+pub(crate) fn better_peer(
     tags: &Tags,
     mine: u64,
     peers: &[Peer],
@@ -201,13 +188,13 @@ pub(super) fn better_peer(
         if !s.may_become_leader || !peer_may_race(s) {
             continue;
         }
-        if s.wal_position > mine {
+        if s.position > mine {
             return Some(format!(
                 "{} has received more WAL ({} > {mine})",
-                p.name, s.wal_position
+                p.name, s.position
             ));
         }
-        if s.wal_position == mine && s.priority > tags.priority() {
+        if s.position == mine && s.priority > tags.priority() {
             return Some(format!(
                 "{} is as far ahead with a higher failover_priority",
                 p.name

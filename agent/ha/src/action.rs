@@ -1,6 +1,9 @@
-//! What the decision core asks the executor to do.
+//! What the decision core asks the executor to do. Key actions (the leader key,
+//! `initialize`, `failover`) come before database actions in every decision, and the
+//! executor stops at the first failed key action, so nothing becomes writable before
+//! this turn's key write succeeded.
 
-/// How a started PostgreSQL should run.
+/// How a started database should run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartAs {
     Primary,
@@ -14,13 +17,15 @@ pub enum StartAs {
 pub enum Action {
     /// Create `initialize` with an empty value: we win the right to run initdb.
     RaceInitialize,
-    /// initdb, start, create roles (runs while the lease keeps being renewed).
+    /// Create a new database (PostgreSQL: initdb, start, create roles); runs while the
+    /// lease keeps being renewed.
     Bootstrap,
-    /// Record the new cluster's system identifier in `initialize`.
+    /// Record the new cluster's identity in `initialize`.
     SetInitialize {
         system_identifier: String,
     },
-    /// pg_basebackup from the named member.
+    /// Copy the data from the named member (PostgreSQL: pg_basebackup or a configured
+    /// replica method).
     Clone {
         from: String,
     },
@@ -28,7 +33,7 @@ pub enum Action {
     AcquireLeader,
     /// Re-assert the leader key we hold (value == our name) on our current lease.
     RenewLeader,
-    StartPostgres(StartAs),
+    Start(StartAs),
     /// Promote our replica; `reason` goes into `history`.
     Promote {
         reason: String,
@@ -43,9 +48,9 @@ pub enum Action {
     FailsafeHold,
     /// Give up the leader key (our primary could not be restarted in time).
     ReleaseLeader,
-    /// pg_rewind the stopped former primary from the named member; if that fails,
-    /// move the data directory aside and clone afresh.
-    Rewind {
+    /// Make the stopped local data a valid replica of the named member (PostgreSQL:
+    /// pg_rewind; if that fails, move the data directory aside and clone afresh).
+    Repair {
         from: String,
     },
     /// Replica: make sure we stream from `leader` (rewrites config and reloads if needed).
@@ -54,14 +59,15 @@ pub enum Action {
     },
     /// Primary: make sure the config is the primary's (no recovery settings).
     ConfigurePrimary,
-    /// Primary: one physical slot per other member.
-    EnsureSlots {
+    /// Primary: keep what each other member needs to catch up from us (PostgreSQL: one
+    /// physical replication slot per member).
+    Retain {
         members: Vec<String>,
     },
     /// Primary: publish our WAL position to `status`.
     WriteStatus,
-    /// Primary: manage synchronous replication (`synchronous_standby_names` and the
-    /// `/sync` key, in the safe order), or clear both when synchronous mode is off.
+    /// Primary: manage synchronous replication (the engine's setting and the `/sync` key,
+    /// in the safe order), or clear both when synchronous mode is off.
     SyncReplication,
     /// Planned switchover from this primary: CHECKPOINT, fast shutdown, wait until the
     /// candidate has received the shutdown checkpoint, hand the leader key over, and

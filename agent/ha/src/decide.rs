@@ -4,14 +4,13 @@
 //! (e.g. `lease_valid`). Each branch returns a short note saying why, which the loop logs
 //! and `/patroni` shows.
 
-use super::action::{Action, StartAs};
-use super::observation::{ManualTask, Observation};
+use crate::action::{Action, StartAs};
+use crate::engine::{DataState, Db, Engine};
+use crate::observation::{ManualTask, Observation};
 use warden_consensus::Cluster;
-use warden_pg::sql::Probe;
-use warden_pg::DataDir;
 
-use super::race::*;
-use super::switchover::*;
+use crate::race::*;
+use crate::switchover::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -19,14 +18,14 @@ pub struct Decision {
     pub note: String,
 }
 
-pub(super) fn decision(actions: Vec<Action>, note: impl Into<String>) -> Decision {
+pub(crate) fn decision(actions: Vec<Action>, note: impl Into<String>) -> Decision {
     Decision {
         actions,
         note: note.into(),
     }
 }
 
-pub fn decide(o: &Observation) -> Decision {
+pub fn decide<E: Engine>(o: &Observation<E>) -> Decision {
     let Some(c) = o.cluster.as_ref() else {
         return dcs_unreachable(o);
     };
@@ -34,7 +33,7 @@ pub fn decide(o: &Observation) -> Decision {
     match c.initialize.as_deref() {
         None => return uninitialized_cluster(o, c),
         Some("") => {
-            if o.bootstrapped_here && o.local.probe.as_ref().is_some_and(|p| !p.in_recovery) {
+            if o.bootstrapped_here && o.local.db().is_some_and(|d| d.writable) {
                 let sysid = o.local.system_identifier.clone().unwrap_or_default();
                 return decision(
                     vec![
@@ -46,7 +45,7 @@ pub fn decide(o: &Observation) -> Decision {
                     "bootstrapped a new cluster: taking the leader key",
                 );
             }
-            if o.local.data != DataDir::Initialized {
+            if o.local.data != DataState::Initialized {
                 return decision(vec![], "waiting for the leader to bootstrap");
             }
         }
@@ -64,7 +63,7 @@ pub fn decide(o: &Observation) -> Decision {
         }
     }
 
-    if o.local.data != DataDir::Initialized {
+    if o.local.data != DataState::Initialized {
         return clone_replica(o, c);
     }
     if let Some(task) = &o.manual {
@@ -76,21 +75,21 @@ pub fn decide(o: &Observation) -> Decision {
     if !o.local.running {
         return start_stopped(o, c);
     }
-    let Some(probe) = o.local.probe.as_ref() else {
+    let Some(db) = o.local.db() else {
         if c.leader_name() == Some(o.me.as_str()) && o.local.was_primary {
             return primary_down(o, c, false);
         }
-        return decision(vec![], "PostgreSQL is starting");
+        return decision(vec![], "the database is starting");
     };
     match c.leader_name() {
-        Some(l) if l == o.me => as_leader(o, c, probe),
-        Some(l) => as_follower(o, c, probe, l),
-        None => vacant_leader(o, c, probe),
+        Some(l) if l == o.me => as_leader(o, c, &db),
+        Some(l) => as_follower(o, c, &db, l),
+        None => vacant_leader(o, c, &db),
     }
 }
 
-fn dcs_unreachable(o: &Observation) -> Decision {
-    let primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+fn dcs_unreachable<E: Engine>(o: &Observation<E>) -> Decision {
+    let primary = o.local.db().is_some_and(|d| d.writable);
     if primary && o.failsafe_confirmed == Some(true) {
         return decision(
             vec![Action::FailsafeHold],
@@ -103,10 +102,10 @@ fn dcs_unreachable(o: &Observation) -> Decision {
             "DCS unreachable and the lease deadline passed: demoting to read-only",
         );
     }
-    if !o.local.running && o.local.data == DataDir::Initialized {
+    if !o.local.running && o.local.data == DataState::Initialized {
         // Without the DCS we cannot know who leads: only ever come back read-only.
         return decision(
-            vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
+            vec![Action::Start(StartAs::Replica { upstream: None })],
             "DCS unreachable: starting PostgreSQL read-only",
         );
     }
@@ -114,22 +113,22 @@ fn dcs_unreachable(o: &Observation) -> Decision {
 }
 
 /// No `initialize` key: a brand-new cluster, or one whose DCS state was wiped.
-fn uninitialized_cluster(o: &Observation, c: &Cluster) -> Decision {
-    if o.local.data != DataDir::Initialized && !o.tags.may_become_leader() {
+fn uninitialized_cluster<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
+    if o.local.data != DataState::Initialized && !o.tags.may_become_leader() {
         // Patroni's rule: a member that may never lead does not bootstrap the cluster.
         return decision(
             vec![],
             "tagged nofailover: waiting for another member to bootstrap",
         );
     }
-    if o.local.data != DataDir::Initialized {
+    if o.local.data != DataState::Initialized {
         return decision(
             vec![Action::RaceInitialize, Action::Bootstrap],
             "racing to bootstrap a new cluster",
         );
     }
     // Existing data but no DCS record: a running primary re-registers the cluster.
-    let primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery);
+    let primary = o.local.db().is_some_and(|d| d.writable);
     match (o.local.system_identifier.clone(), c.leader_name()) {
         (Some(sysid), None) if primary => decision(
             vec![
@@ -149,18 +148,18 @@ fn uninitialized_cluster(o: &Observation, c: &Cluster) -> Decision {
         _ if !o.local.running && o.local.was_primary && c.leader.is_none() && o.lease_renewed => decision(
             // A former primary re-registers the cluster: key first, so it starts under a
             // valid lease deadline.
-            vec![Action::AcquireLeader, Action::StartPostgres(StartAs::Primary)],
+            vec![Action::AcquireLeader, Action::Start(StartAs::Primary)],
             "DCS has no record of this cluster: restarting the former primary under the leader key",
         ),
         _ if !o.local.running => decision(
-            vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
+            vec![Action::Start(StartAs::Replica { upstream: None })],
             "starting PostgreSQL read-only from the existing data directory",
         ),
         _ => decision(vec![], "waiting for the DCS to be initialised"),
     }
 }
 
-fn clone_replica(o: &Observation, c: &Cluster) -> Decision {
+fn clone_replica<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
     match clone_source(o, c) {
         Some(from) => decision(
             vec![Action::Clone { from: from.clone() }],
@@ -171,7 +170,7 @@ fn clone_replica(o: &Observation, c: &Cluster) -> Decision {
 }
 
 /// A running member tagged `clonefrom`, else the leader.
-fn clone_source(o: &Observation, c: &Cluster) -> Option<String> {
+fn clone_source<E: Engine>(o: &Observation<E>, c: &Cluster) -> Option<String> {
     let running = |name: &str| c.member(name).is_some_and(|m| m.state == "running");
     let tagged = c.members.iter().find(|(n, m)| {
         n.as_str() != o.me
@@ -191,9 +190,9 @@ fn clone_source(o: &Observation, c: &Cluster) -> Option<String> {
 /// promoted or demoted automatically. The leader keeps its key only while its primary
 /// runs; a running primary without a leader takes the key; replicas are re-pointed at a
 /// new leader; a manual switchover to a named candidate still works.
-fn paused(o: &Observation, c: &Cluster) -> Decision {
-    let probe = o.local.probe.as_ref();
-    let primary = probe.is_some_and(|p| !p.in_recovery);
+fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
+    let db = o.local.db();
+    let primary = db.is_some_and(|d| d.writable);
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
     match c.leader_name() {
         Some(l) if l == o.me => {
@@ -218,8 +217,8 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
                 "paused: keeping the leader key",
             )
         }
-        Some(l) => match probe {
-            Some(p) if p.in_recovery => decision(
+        Some(l) => match db {
+            Some(d) if !d.writable => decision(
                 vec![Action::Follow {
                     leader: l.to_string(),
                 }],
@@ -236,7 +235,7 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
         None if primary && o.lease_renewed => decision(
             vec![
                 Action::AcquireLeader,
-                Action::EnsureSlots { members: others },
+                Action::Retain { members: others },
                 Action::WriteStatus,
             ],
             "paused: the leader key is vacant and we run a primary: taking it",
@@ -244,15 +243,15 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
         None => {
             let named =
                 failover_request(c).and_then(|f| f.member.as_deref()) == Some(o.me.as_str());
-            match probe {
-                Some(p)
-                    if p.in_recovery
+            match db {
+                Some(d)
+                    if !d.writable
                         && named
                         && o.lease_renewed
                         && o.tags.may_become_leader()
                         && sync_allows(c, &o.me)
                         && !(candidate_needs_votes(c)
-                            && quorum_refusal(c, &o.me, p.wal_position.unwrap_or(0), &o.peers)
+                            && quorum_refusal(c, &o.me, d.position.unwrap_or(0), &o.peers)
                                 .is_some()) =>
                 {
                     decision(
@@ -261,7 +260,7 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
                             Action::Promote {
                                 reason: "manual switchover".into(),
                             },
-                            Action::EnsureSlots { members: others },
+                            Action::Retain { members: others },
                             Action::WriteStatus,
                         ],
                         "paused: we are the candidate of a manual switchover: taking the leader key",
@@ -274,11 +273,11 @@ fn paused(o: &Observation, c: &Cluster) -> Decision {
 }
 
 /// An operator request accepted by the loop (its filters already checked).
-fn manual_task(o: &Observation, c: &Cluster, task: &ManualTask) -> Decision {
+fn manual_task<E: Engine>(o: &Observation<E>, c: &Cluster, task: &ManualTask) -> Decision {
     let leads = c.leader_name() == Some(o.me.as_str());
     match task {
         ManualTask::Restart { timeout } => {
-            let as_primary = o.local.probe.as_ref().is_some_and(|p| !p.in_recovery)
+            let as_primary = o.local.db().is_some_and(|d| d.writable)
                 || (!o.local.running && leads && o.local.was_primary);
             if as_primary && !(leads && o.lease_renewed) {
                 return decision(
@@ -308,45 +307,27 @@ fn manual_task(o: &Observation, c: &Cluster, task: &ManualTask) -> Decision {
     }
 }
 
-fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
+fn start_stopped<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
     match c.leader_name() {
         Some(l) if l == o.me && o.local.was_primary => primary_down(o, c, true),
         Some(l) if l != o.me => {
-            let start = Action::StartPostgres(StartAs::Replica {
+            let start = Action::Start(StartAs::Replica {
                 upstream: Some(l.to_string()),
             });
-            if o.local.was_primary && !o.local.rewound && o.use_pg_rewind {
-                // A former primary may have WAL the new leader never received: rewind
-                // it onto the leader's timeline (a no-op when nothing diverged).
+            if let Some(why) = o
+                .local
+                .engine
+                .repair_before_following(o.local.was_primary, c, l)
+            {
                 return decision(
                     vec![
-                        Action::Rewind {
+                        Action::Repair {
                             from: l.to_string(),
                         },
                         start,
                     ],
-                    format!("former primary rejoining: pg_rewind from {l}, then follow it"),
+                    why,
                 );
-            }
-            let leader_tl = c.member(l).and_then(|m| m.timeline);
-            if let (Some(mine), Some(theirs)) = (o.local.stopped_timeline, leader_tl) {
-                if mine < theirs && o.use_pg_rewind {
-                    // E.g. a replica stopped for a rewind that then failed (its source
-                    // died): started as is it may never get past the fork point
-                    // ("requested timeline does not contain minimum recovery point").
-                    // pg_rewind is a no-op when nothing diverged.
-                    return decision(
-                        vec![
-                            Action::Rewind {
-                                from: l.to_string(),
-                            },
-                            start,
-                        ],
-                        format!(
-                            "stopped on timeline {mine}, behind {l}'s {theirs}: pg_rewind from {l}, then follow it"
-                        ),
-                    );
-                }
             }
             decision(
                 vec![start],
@@ -354,7 +335,7 @@ fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
             )
         }
         _ => decision(
-            vec![Action::StartPostgres(StartAs::Replica { upstream: None })],
+            vec![Action::Start(StartAs::Replica { upstream: None })],
             "starting PostgreSQL read-only; no leader to follow yet",
         ),
     }
@@ -363,7 +344,7 @@ fn start_stopped(o: &Observation, c: &Cluster) -> Decision {
 /// We hold the leader key but our primary is down (`stopped`) or not answering yet
 /// (crash recovery). Restart in place while `primary_start_timeout` allows; after that
 /// hand the key over so a replica can take over.
-fn primary_down(o: &Observation, c: &Cluster, stopped: bool) -> Decision {
+fn primary_down<E: Engine>(o: &Observation<E>, c: &Cluster, stopped: bool) -> Decision {
     let timeout =
         std::time::Duration::from_secs(u64::from(c.dynamic_config().primary_start_timeout));
     let down = o.primary_down_for.unwrap_or_default();
@@ -385,7 +366,7 @@ fn primary_down(o: &Observation, c: &Cluster, stopped: bool) -> Decision {
     }
     if stopped {
         decision(
-            vec![Action::RenewLeader, Action::StartPostgres(StartAs::Primary)],
+            vec![Action::RenewLeader, Action::Start(StartAs::Primary)],
             "restarting PostgreSQL as primary: we still hold the leader key",
         )
     } else {
@@ -396,7 +377,7 @@ fn primary_down(o: &Observation, c: &Cluster, stopped: bool) -> Decision {
     }
 }
 
-fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
+fn as_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decision {
     if let Some(why) = &o.watchdog_missing {
         return decision(
             vec![Action::ReleaseLeader],
@@ -411,11 +392,11 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
         );
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
-    if probe.in_recovery {
-        if let Some(why) = timeline_refusal(c, probe.newest_timeline.or(probe.timeline)) {
+    if !db.writable {
+        if let Some(why) = o.local.engine.promotion_refusal(c) {
             // E.g. we took the key on a snapshot that went stale while we were frozen,
-            // and another node was promoted meanwhile: promoting would reuse its
-            // timeline ID. Let a node that followed it lead.
+            // and another node was promoted meanwhile (PostgreSQL: promoting would reuse
+            // its timeline ID). Let a node that followed it lead.
             return decision(
                 vec![Action::ReleaseLeader],
                 format!("holding the leader key but not promoting: {why}; releasing the key"),
@@ -427,7 +408,7 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
                 Action::Promote {
                     reason: "promoted: holds the leader key".into(),
                 },
-                Action::EnsureSlots { members: others },
+                Action::Retain { members: others },
                 Action::WriteStatus,
             ],
             "holding the leader key: promoting",
@@ -441,15 +422,15 @@ fn as_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
             Action::RenewLeader,
             Action::ConfigurePrimary,
             Action::SyncReplication,
-            Action::EnsureSlots { members: others },
+            Action::Retain { members: others },
             Action::WriteStatus,
         ],
         "no action: I am the leader with the lock",
     )
 }
 
-fn as_follower(o: &Observation, c: &Cluster, probe: &Probe, leader: &str) -> Decision {
-    if !probe.in_recovery {
+fn as_follower<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db, leader: &str) -> Decision {
+    if db.writable {
         return decision(
             vec![Action::Demote {
                 upstream: Some(leader.to_string()),
@@ -457,25 +438,20 @@ fn as_follower(o: &Observation, c: &Cluster, probe: &Probe, leader: &str) -> Dec
             format!("demoting: {leader} holds the leader key"),
         );
     }
-    // A replica left on an older timeline that cannot stream (its WAL went past the
-    // leader's fork point, e.g. a former primary restarted read-only) never catches up
-    // by itself: stop it, rewind it onto the leader's timeline, start it again.
-    let leader_tl = c.member(leader).and_then(|m| m.timeline);
-    let behind = matches!((probe.timeline, leader_tl), (Some(mine), Some(theirs)) if mine < theirs);
-    let stuck = o
-        .not_streaming_for
-        .is_some_and(|d| d.as_secs() >= u64::from(c.dynamic_config().ttl));
-    if behind && stuck && !probe.streaming && o.use_pg_rewind {
+    let stuck = !db.streaming
+        && o.not_streaming_for
+            .is_some_and(|d| d.as_secs() >= u64::from(c.dynamic_config().ttl));
+    if let Some(why) = o.local.engine.repair_stuck_replica(c, leader, stuck) {
         let l = leader.to_string();
         return decision(
             vec![
                 Action::Demote {
                     upstream: Some(l.clone()),
                 },
-                Action::Rewind { from: l.clone() },
-                Action::StartPostgres(StartAs::Replica { upstream: Some(l) }),
+                Action::Repair { from: l.clone() },
+                Action::Start(StartAs::Replica { upstream: Some(l) }),
             ],
-            format!("replica stuck on an older timeline than {leader}: rewinding it"),
+            why,
         );
     }
     decision(
@@ -486,7 +462,7 @@ fn as_follower(o: &Observation, c: &Cluster, probe: &Probe, leader: &str) -> Dec
     )
 }
 
-fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
+fn vacant_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decision {
     if !o.lease_renewed {
         return decision(
             vec![],
@@ -494,8 +470,8 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
         );
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
-    if !probe.in_recovery {
-        if let Some(why) = timeline_refusal(c, probe.timeline) {
+    if db.writable {
+        if let Some(why) = o.local.engine.primary_refusal(c) {
             // Another node was promoted while we were away (frozen, cut off): our
             // primary's writes since are on a dead branch. Taking the key back would
             // discard that promotion.
@@ -508,7 +484,7 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
             vec![
                 Action::AcquireLeader,
                 Action::ConfigurePrimary,
-                Action::EnsureSlots { members: others },
+                Action::Retain { members: others },
                 Action::WriteStatus,
             ],
             "leader key vacant and we run as primary: taking it back",
@@ -516,8 +492,8 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
     }
     let refusal = match failover_race(o, c) {
         Some(false) => Some("a manual switchover names another member".to_string()),
-        Some(true) => candidate_refusal(o, c, probe),
-        None => race_refusal(o, c, probe),
+        Some(true) => candidate_refusal(o, c, db),
+        None => race_refusal(o, c, db),
     };
     match refusal {
         Some(why) => decision(vec![], format!("not racing for the leader key: {why}")),
@@ -527,14 +503,10 @@ fn vacant_leader(o: &Observation, c: &Cluster, probe: &Probe) -> Decision {
                 Action::Promote {
                     reason: "no recovery target specified".into(),
                 },
-                Action::EnsureSlots { members: others },
+                Action::Retain { members: others },
                 Action::WriteStatus,
             ],
             "leader key vacant and we are the healthiest replica: racing",
         ),
     }
 }
-
-#[cfg(test)]
-#[path = "decide_tests.rs"]
-mod tests;

@@ -1,0 +1,66 @@
+//! The seam a database engine plugs into: the neutral state the core decides on
+//! ([`Db`], [`DataState`]) and the few engine-specific rules it asks about ([`Engine`]).
+//!
+//! The decision core knows leases, members, races, switchovers and synchronous mode (the
+//! DCS layout is Patroni's and engine-neutral). What differs between databases — how a
+//! node proves it followed the last promotion, how a diverged former primary is made a
+//! replica again — the core asks the engine. PostgreSQL's answers (timelines,
+//! `pg_rewind`) live in `warden_pg::policy`.
+
+use crate::observation::PeerStatus;
+use warden_consensus::Cluster;
+
+/// What is on disk where the engine keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataState {
+    Missing,
+    /// Exists but holds no database (empty, or a leftover from a failed clone).
+    NoCluster,
+    Initialized,
+}
+
+/// The running database as every engine reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Db {
+    /// Accepts writes (PostgreSQL: not in recovery).
+    pub writable: bool,
+    /// Bytes of the replication stream this node holds: a primary's write position, a
+    /// replica's received or replayed position, whichever is larger (PostgreSQL: LSN).
+    pub position: Option<u64>,
+    /// A replica receiving from an upstream right now.
+    pub streaming: bool,
+}
+
+/// An engine's own facts about the local database and the rules the neutral core asks
+/// about them. Pure: implementations read only `self` and the arguments (no I/O, no
+/// clock). The I/O half of an engine is the daemon's adapter.
+pub trait Engine: Clone + std::fmt::Debug + PartialEq {
+    /// The database's neutral state; `None` when it did not answer this turn.
+    fn db(&self) -> Option<Db>;
+
+    /// Why this node must not be promoted (or, holding the key while read-only, must not
+    /// promote): e.g. it has not followed the cluster's last promotion.
+    fn promotion_refusal(&self, cluster: &Cluster) -> Option<String>;
+
+    /// Why this node, running writable while the leader key is vacant, must not take the
+    /// key back (another node was promoted while it was away).
+    fn primary_refusal(&self, cluster: &Cluster) -> Option<String>;
+
+    /// Why `peer` could not win a race (so it is not worth deferring to).
+    fn peer_refusal(&self, cluster: &Cluster, peer: &PeerStatus) -> Option<String>;
+
+    /// A stopped node about to start as a replica of `leader`: `Some(why)` when its data
+    /// must first be repaired from the leader ([`crate::Action::Repair`]), e.g. a former
+    /// primary that may hold writes the leader never received.
+    fn repair_before_following(
+        &self,
+        was_primary: bool,
+        cluster: &Cluster,
+        leader: &str,
+    ) -> Option<String>;
+
+    /// A running replica of `leader` that has not streamed for `ttl` (`stuck`):
+    /// `Some(why)` when it cannot catch up by itself and must be stopped, repaired and
+    /// started again.
+    fn repair_stuck_replica(&self, cluster: &Cluster, leader: &str, stuck: bool) -> Option<String>;
+}

@@ -1,0 +1,250 @@
+//! The core deciding for an engine that is not PostgreSQL: a toy store whose nodes
+//! count promotions in an `epoch` and can always resynchronise from the leader. It shows
+//! what an engine supplies (its state and four rules) and that nothing in the core
+//! assumes PostgreSQL.
+
+use crate::engine::{DataState, Db, Engine};
+use crate::observation::{Local, Observation, Peer, PeerStatus, Tags};
+use crate::{decide, Action, StartAs};
+use warden_consensus::types::{Member, Role};
+use warden_consensus::{Cluster, LeaderKey, Versioned};
+
+/// The toy's own facts: its state, the promotion epoch it has seen, and whether its data
+/// may hold writes the leader never saw.
+#[derive(Debug, Clone, PartialEq)]
+struct Toy {
+    db: Option<Db>,
+    epoch: u32,
+    diverged: bool,
+}
+
+/// The cluster's epoch, as the toy records it: the leader's member key `timeline` field
+/// (any promotion counter would do).
+fn cluster_epoch(c: &Cluster) -> Option<u32> {
+    c.leader_name()
+        .and_then(|l| c.member(l))
+        .and_then(|m| m.timeline)
+}
+
+impl Engine for Toy {
+    fn db(&self) -> Option<Db> {
+        self.db
+    }
+
+    fn promotion_refusal(&self, c: &Cluster) -> Option<String> {
+        cluster_epoch(c)
+            .is_some_and(|e| e > self.epoch)
+            .then(|| format!("epoch {} is behind the cluster's", self.epoch))
+    }
+
+    fn primary_refusal(&self, c: &Cluster) -> Option<String> {
+        self.promotion_refusal(c)
+    }
+
+    fn peer_refusal(&self, _: &Cluster, peer: &PeerStatus) -> Option<String> {
+        peer.generation
+            .is_some_and(|g| g < self.epoch)
+            .then(|| "peer is on an older epoch".into())
+    }
+
+    fn repair_before_following(
+        &self,
+        was_primary: bool,
+        _: &Cluster,
+        leader: &str,
+    ) -> Option<String> {
+        (was_primary && self.diverged).then(|| format!("toy: full resync from {leader}"))
+    }
+
+    fn repair_stuck_replica(&self, _: &Cluster, leader: &str, stuck: bool) -> Option<String> {
+        stuck.then(|| format!("toy: replica stuck, resync from {leader}"))
+    }
+}
+
+fn member(role: Role) -> Versioned<Member> {
+    let m: Member = serde_json::from_value(serde_json::json!({
+        "conn_url": "toy://127.0.0.1:7000",
+        "api_url": "http://127.0.0.1:8008/patroni",
+        "state": "running", "role": role.as_str(), "version": "4.0.0",
+    }))
+    .unwrap();
+    Versioned {
+        value: m,
+        mod_revision: 1,
+    }
+}
+
+fn cluster(leader: Option<&str>) -> Cluster {
+    let mut c = Cluster {
+        initialize: Some("toy-1".into()),
+        ..Cluster::default()
+    };
+    c.leader = leader.map(|l| LeaderKey {
+        name: l.into(),
+        create_revision: 7,
+        mod_revision: 7,
+        lease: 1,
+    });
+    for n in ["a", "b", "c"] {
+        let role = if Some(n) == leader {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
+        c.members.insert(n.into(), member(role));
+    }
+    c
+}
+
+fn replica(position: u64) -> Toy {
+    Toy {
+        db: Some(Db {
+            writable: false,
+            position: Some(position),
+            streaming: false,
+        }),
+        epoch: 1,
+        diverged: false,
+    }
+}
+
+fn obs(cluster: Cluster, toy: Toy) -> Observation<Toy> {
+    Observation {
+        now: chrono::DateTime::UNIX_EPOCH,
+        manual: None,
+        me: "b".into(),
+        tags: Tags::default(),
+        cluster: Some(cluster),
+        lease_renewed: true,
+        lease_valid: true,
+        local: Local {
+            data: DataState::Initialized,
+            system_identifier: Some("toy-1".into()),
+            was_primary: false,
+            running: toy.db.is_some(),
+            engine: toy,
+        },
+        peers: vec![],
+        bootstrapped_here: false,
+        primary_down_for: None,
+        failsafe_confirmed: None,
+        failsafe_leader_active: false,
+        watchdog_missing: None,
+        not_streaming_for: None,
+    }
+}
+
+fn peer(name: &str, position: u64) -> Peer {
+    Peer {
+        name: name.into(),
+        status: Some(PeerStatus {
+            is_primary: false,
+            position,
+            generation: Some(1),
+            may_become_leader: true,
+            priority: 1,
+        }),
+    }
+}
+
+/// Actions on the DCS keys, which must all come before any action on the database.
+fn is_key_action(a: &Action) -> bool {
+    matches!(
+        a,
+        Action::RaceInitialize
+            | Action::SetInitialize { .. }
+            | Action::AcquireLeader
+            | Action::RenewLeader
+            | Action::ReleaseLeader
+            | Action::ClearFailover
+    )
+}
+
+fn assert_keys_first(actions: &[Action]) {
+    if let Some(first_db) = actions.iter().position(|a| !is_key_action(a)) {
+        assert!(
+            actions[first_db..].iter().all(|a| !is_key_action(a)),
+            "a key action after a database action: {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn the_most_advanced_toy_replica_races_and_promotes_after_taking_the_key() {
+    let mut o = obs(cluster(None), replica(500));
+    o.peers = vec![peer("a", 400), peer("c", 300)];
+    let d = decide(&o);
+    assert_eq!(d.actions[0], Action::AcquireLeader, "{d:?}");
+    assert!(matches!(d.actions[1], Action::Promote { .. }), "{d:?}");
+    assert_keys_first(&d.actions);
+}
+
+#[test]
+fn a_toy_replica_defers_to_a_peer_further_ahead() {
+    let mut o = obs(cluster(None), replica(300));
+    o.peers = vec![peer("a", 400)];
+    let d = decide(&o);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.note.contains("a has received more"), "{}", d.note);
+}
+
+#[test]
+fn the_engine_can_refuse_a_promotion() {
+    // We hold the key while read-only, but the key records epoch 2 and we saw only 1:
+    // the engine refuses the promotion and the core releases the key.
+    let mut c = cluster(Some("b"));
+    c.members.get_mut("b").unwrap().value.timeline = Some(2);
+    let d = decide(&obs(c, replica(900)));
+    assert_eq!(d.actions, vec![Action::ReleaseLeader], "{d:?}");
+    assert!(d.note.contains("epoch 1"), "{}", d.note);
+    // On the same epoch it promotes, after renewing the key.
+    let d = decide(&obs(cluster(Some("b")), replica(900)));
+    assert_eq!(d.actions[0], Action::RenewLeader, "{d:?}");
+    assert!(matches!(d.actions[1], Action::Promote { .. }), "{d:?}");
+}
+
+#[test]
+fn a_diverged_former_primary_is_repaired_before_it_follows() {
+    let toy = Toy {
+        db: None,
+        epoch: 1,
+        diverged: true,
+    };
+    let mut o = obs(cluster(Some("a")), toy);
+    o.local.was_primary = true;
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Repair { from: "a".into() },
+            Action::Start(StartAs::Replica {
+                upstream: Some("a".into())
+            }),
+        ]
+    );
+    assert!(d.note.contains("toy: full resync"), "{}", d.note);
+}
+
+#[test]
+fn a_stuck_toy_replica_is_stopped_repaired_and_restarted() {
+    let mut o = obs(cluster(Some("a")), replica(10));
+    o.not_streaming_for = Some(std::time::Duration::from_secs(3600));
+    let d = decide(&o);
+    assert!(matches!(d.actions[0], Action::Demote { .. }), "{d:?}");
+    assert_eq!(d.actions[1], Action::Repair { from: "a".into() });
+    // Streaming again: nothing to repair, it just follows.
+    let mut o = obs(cluster(Some("a")), replica(10));
+    o.local.engine.db.as_mut().unwrap().streaming = true;
+    o.not_streaming_for = None;
+    let d = decide(&o);
+    assert_eq!(d.actions, vec![Action::Follow { leader: "a".into() }]);
+}
+
+#[test]
+fn the_leader_renews_its_key_before_touching_the_database() {
+    let mut toy = replica(100);
+    toy.db.as_mut().unwrap().writable = true;
+    let d = decide(&obs(cluster(Some("b")), toy));
+    assert_eq!(d.actions[0], Action::RenewLeader, "{d:?}");
+    assert_keys_first(&d.actions);
+}

@@ -1,0 +1,113 @@
+//! PostgreSQL's answers to the HA core's engine questions ([`warden_ha::Engine`]):
+//! timelines decide who has followed the last promotion, and `pg_rewind` repairs a
+//! former primary (or a replica stranded on an older timeline) before it follows.
+
+use crate::sql::Probe;
+use warden_consensus::Cluster;
+use warden_ha::{Db, Engine, PeerStatus};
+
+/// The local PostgreSQL's own facts this turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PgLocal {
+    /// `Some` when PostgreSQL answered the status queries.
+    pub probe: Option<Probe>,
+    /// Since it last ran as primary, this data directory was rewound (or found not to
+    /// need it), so it may follow the new leader.
+    pub rewound: bool,
+    /// Stopped (not a fresh clone): the newest timeline the control file names (its
+    /// last checkpoint's or its minimum recovery point's). Behind the leader's, the
+    /// data may hold WAL past the fork point; PostgreSQL then refuses to start on the
+    /// leader's timeline until pg_rewind has run.
+    pub stopped_timeline: Option<u32>,
+    /// `postgresql.use_pg_rewind` in force.
+    pub use_pg_rewind: bool,
+}
+
+impl Engine for PgLocal {
+    fn db(&self) -> Option<Db> {
+        self.probe.as_ref().map(|p| Db {
+            writable: !p.in_recovery,
+            position: p.wal_position,
+            streaming: p.streaming,
+        })
+    }
+
+    /// PostgreSQL promotes onto the next timeline ID after the newest one it knows, so
+    /// the newest known timeline is what must not be behind.
+    fn promotion_refusal(&self, cluster: &Cluster) -> Option<String> {
+        let p = self.probe.as_ref()?;
+        timeline_refusal(cluster, p.newest_timeline.or(p.timeline))
+    }
+
+    fn primary_refusal(&self, cluster: &Cluster) -> Option<String> {
+        timeline_refusal(cluster, self.probe.as_ref()?.timeline)
+    }
+
+    fn peer_refusal(&self, cluster: &Cluster, peer: &PeerStatus) -> Option<String> {
+        timeline_refusal(cluster, peer.generation)
+    }
+
+    fn repair_before_following(
+        &self,
+        was_primary: bool,
+        cluster: &Cluster,
+        leader: &str,
+    ) -> Option<String> {
+        if !self.use_pg_rewind {
+            return None;
+        }
+        if was_primary && !self.rewound {
+            // A former primary may have WAL the new leader never received: rewind it
+            // onto the leader's timeline (a no-op when nothing diverged).
+            return Some(format!(
+                "former primary rejoining: pg_rewind from {leader}, then follow it"
+            ));
+        }
+        let theirs = cluster.member(leader).and_then(|m| m.timeline)?;
+        let mine = self.stopped_timeline?;
+        // E.g. a replica stopped for a rewind that then failed (its source died):
+        // started as is it may never get past the fork point ("requested timeline does
+        // not contain minimum recovery point"). pg_rewind is a no-op when nothing
+        // diverged.
+        (mine < theirs).then(|| {
+            format!(
+                "stopped on timeline {mine}, behind {leader}'s {theirs}: pg_rewind from {leader}, then follow it"
+            )
+        })
+    }
+
+    /// A replica left on an older timeline that cannot stream (its WAL went past the
+    /// leader's fork point, e.g. a former primary restarted read-only) never catches up
+    /// by itself: stop it, rewind it onto the leader's timeline, start it again.
+    fn repair_stuck_replica(&self, cluster: &Cluster, leader: &str, stuck: bool) -> Option<String> {
+        let mine = self.probe.as_ref()?.timeline?;
+        let theirs = cluster.member(leader).and_then(|m| m.timeline)?;
+        (stuck && mine < theirs && self.use_pg_rewind)
+            .then(|| format!("replica stuck on an older timeline than {leader}: rewinding it"))
+    }
+}
+
+/// Why a node on `timeline` must not be promoted automatically, if it must not.
+///
+/// Always (unlike Patroni, where this needs `check_timeline`): a node whose newest
+/// known timeline is behind the cluster's has not followed the last promotion.
+/// PostgreSQL would promote it onto the next timeline ID it knows to be free, which
+/// the cluster has already used; two different histories under one timeline ID make
+/// later rewinds and streaming go wrong (replicas stuck on "incorrect prev-link").
+/// With `check_timeline` an unknown timeline is refused too, as in Patroni.
+pub fn timeline_refusal(c: &Cluster, timeline: Option<u32>) -> Option<String> {
+    let cluster_tl = c.timeline()?;
+    match timeline {
+        Some(tl) if tl < cluster_tl => Some(format!(
+            "timeline {tl} is behind the cluster's timeline {cluster_tl}: this node has not followed the last promotion"
+        )),
+        None if c.dynamic_config().check_timeline => {
+            Some("check_timeline is on and our timeline is unknown".into())
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod decide_tests;
