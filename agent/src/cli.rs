@@ -238,7 +238,7 @@ async fn connect_dcs(
     if cfg.etcd3.hosts.is_empty() {
         bail!("etcd3.hosts: no etcd endpoint configured");
     }
-    let timeout = request_timeout(cfg.bootstrap.dcs.retry_timeout);
+    let timeout = warden_consensus::request_timeout(cfg.bootstrap.dcs.retry_timeout);
     let mut delay = Duration::from_millis(200);
     loop {
         match EtcdDcs::connect(&cfg.etcd3.hosts, timeout).await {
@@ -253,10 +253,4 @@ async fn connect_dcs(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Per-request DCS timeout: half of `retry_timeout`, so a request and one retry fit in
-/// it, and at least one second.
-pub(crate) fn request_timeout(retry_timeout: u32) -> Duration {
-    (Duration::from_secs(u64::from(retry_timeout)) / 2).max(Duration::from_secs(1))
 }

@@ -17,3 +17,10 @@ pub use cluster::{Cluster, LeaderKey, Versioned};
 pub use dcs::{Dcs, DcsError, KeyValue, LeaseId, Snapshot, WatchEvent, WatchKind};
 pub use dynamic_config::DynamicConfig;
 pub use keys::Keys;
+
+/// Per-request DCS timeout: half of `retry_timeout`, so a request and one retry fit in
+/// it, and at least one second.
+pub fn request_timeout(retry_timeout: u32) -> std::time::Duration {
+    (std::time::Duration::from_secs(u64::from(retry_timeout)) / 2)
+        .max(std::time::Duration::from_secs(1))
+}

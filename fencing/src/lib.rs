@@ -9,19 +9,8 @@
 pub mod guard;
 pub mod watchdog;
 
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-/// The leader key's `create_revision`: a number that grows with every new leadership term.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FencingToken(pub i64);
-
-impl fmt::Display for FencingToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// Margin kept between the local deadline and the earliest server-side lease expiry.
 /// It covers clock-rate differences between hosts and the time it takes to stop

@@ -1,9 +1,9 @@
 //! JSON bodies of the read endpoints, in Patroni's shapes.
 
 use super::health::replica_lag;
-use crate::ha::run::PATRONI_COMPAT_VERSION;
 use crate::state::NodeStatus;
 use serde_json::{json, Value};
+use warden_api::PATRONI_COMPAT_VERSION;
 use warden_consensus::Cluster;
 
 /// `GET /patroni` (also the body of every health answer).

@@ -2,8 +2,9 @@
 //! status the REST API serves.
 
 use super::observation::Local;
-use super::run::{Agent, PATRONI_COMPAT_VERSION};
+use super::run::Agent;
 use serde_json::{json, Value};
+use warden_api::PATRONI_COMPAT_VERSION;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_ha::DataState;

@@ -18,10 +18,6 @@ use warden_ha::DataState;
 use warden_pg::policy::PgLocal;
 use warden_pg::Postgres;
 
-/// Reported as the member `version`: Patroni tooling takes its modern code paths for
-/// any version at or above 2.1.0, and Warden implements the 4.x contract.
-pub const PATRONI_COMPAT_VERSION: &str = "4.0.0";
-
 /// An error that must stop the agent (an operator has to act).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -470,7 +466,7 @@ impl Agent {
     fn apply_dynamic(&self, cluster: Option<&Cluster>) {
         let d = self.dynamic(cluster);
         self.dcs
-            .set_request_timeout(crate::cli::request_timeout(d.retry_timeout));
+            .set_request_timeout(warden_consensus::request_timeout(d.retry_timeout));
     }
 
     /// Failsafe mode with the DCS unreachable and us running the primary: ask the members
