@@ -5,6 +5,7 @@
 //! the cached `state`. See ARCHITECTURE.md for the invariants.
 
 pub mod api;
+pub mod backups;
 pub mod cli;
 pub mod ha;
 

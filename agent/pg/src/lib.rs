@@ -406,13 +406,7 @@ impl Postgres {
     }
 
     pub async fn drop_slot(&mut self, slot: &str) -> Result<(), PgError> {
-        self.sql
-            .execute(&format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
-                 WHERE slot_name = {} AND NOT active",
-                literal(slot)
-            ))
-            .await?;
+        self.sql.execute(&drop_slot_query(slot)).await?;
         Ok(())
     }
 
@@ -683,6 +677,26 @@ fn write_private(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Resul
     runas::chown(&tmp, run_as).map_err(|e| files_err("cannot chown", &tmp, &e))?;
     std::fs::rename(&tmp, path).map_err(|e| files_err("cannot write", path, &e))
 }
+
+/// Drops an inactive physical slot, on a connection of its own (for callers that do not
+/// own the agent's [`Postgres`], e.g. the backup supervisor).
+pub async fn drop_slot(settings: &Settings, slot: &str) -> Result<(), PgError> {
+    let mut sql = Sql::new(settings.local_conn_string(), DROP_SLOT_TIMEOUT);
+    sql.execute(&drop_slot_query(slot)).await?;
+    Ok(())
+}
+
+/// Drops `slot` unless a client streams through it.
+fn drop_slot_query(slot: &str) -> String {
+    format!(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+         WHERE slot_name = {} AND NOT active",
+        literal(slot)
+    )
+}
+
+/// Bound for [`drop_slot`]'s connection and query.
+const DROP_SLOT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[cfg(test)]
 mod tests {

@@ -180,7 +180,8 @@ impl Agent {
         if let Some(service) = &self.backups {
             service.set_config(self.cfg.clone());
         }
-        self.reschedule_jobs();
+        // The backup supervisor sees the new config in the next turn's report and
+        // reschedules its jobs.
         tracing::info!(path = %path.display(), "configuration reloaded");
     }
 }

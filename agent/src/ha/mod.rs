@@ -1,11 +1,9 @@
 //! High availability: the loop that feeds the pure decision core (`warden-ha`) and
 //! executes its decisions through the PostgreSQL engine.
 
-pub mod archiver;
 pub mod callbacks;
 pub mod execute;
 pub mod fence;
-mod heartbeat;
 mod intake;
 pub mod operate;
 pub mod peers;

@@ -35,8 +35,8 @@ impl Agent {
             "version": PATRONI_COMPAT_VERSION,
             "warden_version": env!("CARGO_PKG_VERSION"),
         });
-        if self.may_archive() {
-            m[super::archiver::MEMBER_FIELD] = json!(true);
+        if crate::backups::may_archive(&self.cfg) {
+            m[crate::backups::MEMBER_FIELD] = json!(true);
         }
         let tags = self.cfg.tags.to_member_json();
         if !tags.is_empty() {

@@ -78,16 +78,10 @@ pub struct Agent {
     pub(super) sync_recheck: bool,
     /// Synchronous standbys that were streaming at the last turn, watched between turns.
     pub(super) watched_standbys: Vec<String>,
-    /// The streaming WAL archiver, while we hold `warden/archiver`.
-    pub(super) archiver: Option<warden_backup::archiver::stream::Streamer>,
-    /// Out of the archiver election until then (our archiver failed).
-    pub(super) archiver_cooldown: Option<Instant>,
-    /// The heartbeat writer, while we lead a writable primary (`backup.heartbeat`).
-    pub(super) heartbeat: Option<warden_backup::heartbeat::Heartbeat>,
     /// Base backups of this member (with a backup section).
     pub(super) backups: Option<Arc<warden_backup::base::Service>>,
-    /// Scheduled backup jobs, while we hold `warden/archiver`.
-    pub(super) jobs: Option<warden_backup::jobs::Runner>,
+    /// The backup supervisor, which follows each turn's report (while running).
+    backup_side: Option<crate::backups::Handle>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -153,11 +147,8 @@ impl Agent {
             names_mark: None,
             sync_recheck: false,
             watched_standbys: Vec::new(),
-            archiver: None,
-            archiver_cooldown: None,
-            heartbeat: None,
+            backup_side: None,
             backups: None,
-            jobs: None,
         }
     }
 
@@ -190,6 +181,7 @@ impl Agent {
 
     /// Runs until `shutdown` fires, then stops PostgreSQL and hands over leadership.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Fatal> {
+        self.start_backup_side();
         let mut watch: Option<mpsc::Receiver<WatchEvent>> = None;
         let mut last_cluster: Option<Cluster> = None;
         loop {
@@ -455,10 +447,44 @@ impl Agent {
         }
         self.publish(cluster.as_ref(), &local, &d.note).await;
         self.feed_guard(ttl).await;
-        // Boxed: it holds repository and child-process futures the turn need not carry.
-        Box::pin(self.archiver_turn(cluster.as_ref(), &local)).await;
-        self.heartbeat_turn(&local);
+        self.report_turn(cluster.as_ref(), &local, ttl);
         Ok(cluster)
+    }
+
+    /// Starts the backup supervisor (with a backup section): it follows the turn reports.
+    fn start_backup_side(&mut self) {
+        if self.cfg.backup.is_none() {
+            return;
+        }
+        self.backup_side = Some(crate::backups::Handle::start(crate::backups::Parts {
+            dcs: self.dcs.clone(),
+            keys: self.keys.clone(),
+            shared: self.shared.clone(),
+            settings: self.pg.settings.clone(),
+            programs: self.pg.programs.clone(),
+            backups: self.backups.clone(),
+            config_path: self.config_path.clone(),
+        }));
+    }
+
+    /// Publishes what this turn learned to the backup supervisor.
+    fn report_turn(&self, cluster: Option<&Cluster>, local: &Local, ttl: Duration) {
+        let Some(side) = &self.backup_side else {
+            return;
+        };
+        side.report(crate::backups::TurnReport {
+            cfg: self.cfg.clone(),
+            cluster: cluster.cloned(),
+            lease: self
+                .lease
+                .filter(|_| self.renewed_this_turn)
+                .map(|(id, _)| id),
+            holds_leader: self.holds_leader,
+            probe: local.engine.probe.clone(),
+            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| t.elapsed()),
+            ttl,
+            system_identifier: self.system_identifier.clone(),
+        });
     }
 
     /// Dynamic settings that apply without a restart: the DCS request timeout follows
@@ -638,8 +664,9 @@ impl Agent {
     async fn shutdown(&mut self) {
         // The archiver streams from our PostgreSQL: stop it first (its key goes with
         // our lease below).
-        self.stop_archiver();
-        self.heartbeat = None;
+        if let Some(side) = self.backup_side.take() {
+            side.stop().await;
+        }
         tracing::info!("shutting down: stopping PostgreSQL");
         self.state = "stopping".into();
         self.shared.update(|s| s.state = "stopping".into());

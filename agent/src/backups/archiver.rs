@@ -1,10 +1,10 @@
-//! The agent's side of the archiver election: each turn, read `warden/archiver`, ask
-//! the pure rule (`backup::archiver::elect`) what to do, take or release the key, and
-//! start or stop the streaming worker to match. The key is bound to our lease, so it
-//! disappears with a dead agent, and we never run the worker without holding it.
+//! The daemon's side of the archiver election: after each turn report, read
+//! `warden/archiver`, ask the pure rule (`warden_backup::archiver::elect`) what to do,
+//! take or release the key, and start or stop the streaming worker to match. The key is
+//! bound to our lease, so it disappears with a dead agent, and we never run the worker
+//! without holding it.
 
-use super::observation::Local;
-use super::run::Agent;
+use super::{Supervisor, TurnReport};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -14,8 +14,8 @@ use warden_backup::key::EncryptionKey;
 use warden_backup::layout::Layout;
 use warden_backup::repo::Repository;
 use warden_backup::wal::Archive;
+use warden_config::Config;
 use warden_consensus::types::{Member, Role};
-use warden_consensus::Cluster;
 use warden_pg::receivewal::ReceiveWal;
 
 /// The physical slot the archiver streams through, on the archiving member. Member
@@ -55,52 +55,50 @@ pub fn candidate(name: &str, m: &Member) -> Candidate {
     }
 }
 
-impl Agent {
-    /// Has a backup section and is not tagged `noarchive` (published in the member key).
-    pub(super) fn may_archive(&self) -> bool {
-        self.cfg.backup.is_some() && !truthy(self.cfg.tags.other.get(NOARCHIVE_TAG))
-    }
+/// Has a backup section and is not tagged `noarchive` (published in the member key).
+pub fn may_archive(cfg: &Config) -> bool {
+    cfg.backup.is_some() && !truthy(cfg.tags.other.get(NOARCHIVE_TAG))
+}
 
+impl Supervisor {
     /// Ourselves, from this turn's probe.
-    fn me(&self, local: &Local) -> Candidate {
+    fn me(&self, r: &TurnReport) -> Candidate {
         // A replica whose upstream just went away (the primary died; it may be about
         // to be promoted) keeps the role for a ttl rather than churning the key, the
         // slot and the stream.
-        let briefly_not_streaming = self
-            .not_streaming_since
-            .as_ref()
-            .is_some_and(|(t, _)| t.elapsed() < self.shared.snapshot().ttl);
-        let (role, healthy) = match &local.engine.probe {
+        let briefly_not_streaming = r.not_streaming_for.is_some_and(|d| d < r.ttl);
+        let (role, healthy) = match &r.probe {
             Some(p) if p.in_recovery => (
                 elect::Role::Replica,
                 p.streaming || (self.archiver.is_some() && briefly_not_streaming),
             ),
-            Some(_) => (elect::Role::Primary, self.holds_leader),
+            Some(_) => (elect::Role::Primary, r.holds_leader),
             None => (elect::Role::Other, false),
         };
         let cooling = self.archiver_cooldown.is_some_and(|t| t > Instant::now());
         let failed = self.archiver.as_ref().is_some_and(Streamer::failed);
         Candidate {
-            name: self.cfg.name.clone(),
+            name: self.cfg().name.clone(),
             role,
             healthy: healthy && !failed,
-            eligible: self.may_archive() && !cooling,
+            eligible: may_archive(self.cfg()) && !cooling,
         }
     }
 
-    /// One turn of the election, after the HA actions and the member key.
-    pub(super) async fn archiver_turn(&mut self, cluster: Option<&Cluster>, local: &Local) {
-        if self.cfg.backup.is_none() {
+    /// One round of the election, after a turn's report.
+    pub(super) async fn archiver_turn(&mut self, r: &TurnReport) {
+        if self.cfg().backup.is_none() {
+            self.stop_archiver();
             return;
         }
-        self.start_backup_side_tasks();
+        self.start_backup_side_tasks(r);
         // Without a DCS view nothing changes: the key lives or dies with our lease.
-        let Some(c) = cluster else { return };
-        let me = self.me(local);
+        let Some(c) = r.cluster.as_ref() else { return };
+        let me = self.me(r);
         let others: Vec<Candidate> = c
             .members
             .iter()
-            .filter(|(n, _)| **n != self.cfg.name)
+            .filter(|(n, _)| **n != self.cfg().name)
             .map(|(n, m)| candidate(n, &m.value))
             .collect();
         let holder = c.archiver.as_deref();
@@ -109,23 +107,28 @@ impl Agent {
             others: &others,
             holder,
         });
-        let key = self.keys.archiver();
-        let name = self.cfg.name.clone();
+        let key = self.parts.keys.archiver();
+        let name = self.cfg().name.clone();
         match step {
             Step::Acquire => {
-                let Some((lease, _)) = self.lease.filter(|_| self.renewed_this_turn) else {
+                let Some(lease) = r.lease else {
                     return;
                 };
-                match self.dcs.create(&key, name.into_bytes(), Some(lease)).await {
+                match self
+                    .parts
+                    .dcs
+                    .create(&key, name.into_bytes(), Some(lease))
+                    .await
+                {
                     Ok(true) => {
                         tracing::info!("took the archiver key");
-                        self.start_archiver();
+                        self.start_archiver(r);
                     }
                     Ok(false) => tracing::debug!("another member took the archiver key first"),
                     Err(e) => tracing::warn!(error = %e, "cannot take the archiver key"),
                 }
             }
-            Step::Keep => self.start_archiver(),
+            Step::Keep => self.start_archiver(r),
             Step::Release => {
                 if self.archiver.as_ref().is_some_and(Streamer::failed) {
                     tracing::error!(
@@ -141,29 +144,29 @@ impl Agent {
                 // Stop streaming before the key goes, so two streams overlap as little
                 // as possible.
                 self.stop_archiver();
-                if let Err(e) = self.dcs.delete_if_value(&key, name.as_bytes()).await {
+                if let Err(e) = self.parts.dcs.delete_if_value(&key, name.as_bytes()).await {
                     tracing::warn!(error = %e, "cannot release the archiver key; it expires with our lease");
                 }
             }
             Step::Idle => self.stop_archiver(),
         }
         if self.archiver.is_none() {
-            self.drop_leftover_slot(local).await;
+            self.drop_leftover_slot(r).await;
         }
         let status = self.archiver.as_ref().map(Streamer::status);
-        self.shared.update(|s| {
+        self.parts.shared.update(|s| {
             s.archiver = status.is_some();
             s.archive = status;
         });
     }
 
-    fn start_archiver(&mut self) {
+    fn start_archiver(&mut self, r: &TurnReport) {
         if self.archiver.is_some() {
             return;
         }
-        match self.archive_target() {
+        match self.archive_target(r) {
             Ok(archive) => {
-                let data_dir = &self.pg.settings.data_dir;
+                let data_dir = &self.parts.settings.data_dir;
                 let spool_name = format!(
                     "{}_wal_spool",
                     data_dir
@@ -173,10 +176,14 @@ impl Agent {
                 let spool = data_dir
                     .parent()
                     .map_or_else(|| spool_name.clone().into(), |p| p.join(&spool_name));
-                let receiver =
-                    ReceiveWal::new(&self.pg.settings, self.pg.programs.clone(), SLOT, spool);
+                let receiver = ReceiveWal::new(
+                    &self.parts.settings,
+                    self.parts.programs.clone(),
+                    SLOT,
+                    spool,
+                );
                 let live_every = self
-                    .cfg
+                    .cfg()
                     .backup
                     .as_ref()
                     .and_then(|b| b.partial_upload_interval);
@@ -195,11 +202,12 @@ impl Agent {
         if self.jobs.is_some() {
             return;
         }
-        if let Some(service) = &self.backups {
-            let mut jobs = warden_backup::jobs::standard(&self.cfg, service);
+        if let Some(service) = &self.parts.backups {
+            let mut jobs = warden_backup::jobs::standard(self.cfg(), service);
+            let cfg = self.cfg.clone().expect("set before the first turn");
             jobs.extend(warden_backup::drill::job(
-                &self.cfg,
-                self.config_path.as_deref(),
+                &cfg,
+                self.parts.config_path.as_deref(),
             ));
             if !jobs.is_empty() {
                 tracing::info!(jobs = jobs.len(), "starting scheduled backup jobs");
@@ -222,7 +230,7 @@ impl Agent {
         }
         // A backup must not go on on a member that is no longer the archiver (its
         // WAL wait would rely on an archiver that moved elsewhere).
-        if let Some(service) = &self.backups {
+        if let Some(service) = &self.parts.backups {
             service.cancel_running();
         }
     }
@@ -231,7 +239,7 @@ impl Agent {
         self.stop_jobs();
         if let Some(s) = self.archiver.take() {
             s.stop();
-            self.shared.update(|st| {
+            self.parts.shared.update(|st| {
                 st.archiver = false;
                 st.archive = None;
             });
@@ -239,20 +247,20 @@ impl Agent {
     }
 
     /// The repository, key and this cluster's layout.
-    fn archive_target(&self) -> anyhow::Result<Archive> {
+    fn archive_target(&self, r: &TurnReport) -> anyhow::Result<Archive> {
         let backup = self
-            .cfg
+            .cfg()
             .backup
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("no backup section"))?;
-        let sysid: u64 = self
+        let sysid: u64 = r
             .system_identifier
             .as_deref()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| anyhow::anyhow!("the system identifier is not known yet"))?;
         Ok(Archive {
             repo: Repository::open(&backup.repository)?,
-            layout: Layout::new(&self.cfg.scope, sysid),
+            layout: Layout::new(&self.cfg().scope, sysid),
             key: EncryptionKey::load(backup.encryption_key_file.as_deref())?,
             compression_level: backup.compression_level,
         })
@@ -261,13 +269,16 @@ impl Agent {
     /// Once per process, when the system identifier is known: the failure webhook and
     /// the background catalog reader behind the backup metrics (every member with a
     /// backup section reports the cluster's backups).
-    fn start_backup_side_tasks(&self) {
+    fn start_backup_side_tasks(&self, r: &TurnReport) {
         if warden_backup::facts::refresher_started() {
             return;
         }
-        let Ok(a) = self.archive_target() else { return };
-        if let Some(url) = self.cfg.backup.as_ref().and_then(|b| b.webhook_url.clone()) {
-            warden_backup::notify::install(url, &self.cfg.scope, &self.cfg.name);
+        let Ok(a) = self.archive_target(r) else {
+            return;
+        };
+        let cfg = self.cfg();
+        if let Some(url) = cfg.backup.as_ref().and_then(|b| b.webhook_url.clone()) {
+            warden_backup::notify::install(url, &cfg.scope, &cfg.name);
         }
         warden_backup::facts::ensure_refresher(warden_backup::catalog::Catalog {
             repo: a.repo,
@@ -277,14 +288,13 @@ impl Agent {
     }
 
     /// A former archiver's slot would hold WAL on this node forever.
-    async fn drop_leftover_slot(&mut self, local: &Local) {
-        let has_slot = local
-            .engine
+    async fn drop_leftover_slot(&mut self, r: &TurnReport) {
+        let has_slot = r
             .probe
             .as_ref()
             .is_some_and(|p| p.physical_slots.contains_key(SLOT));
         if has_slot {
-            match self.pg.drop_slot(SLOT).await {
+            match warden_pg::drop_slot(&self.parts.settings, SLOT).await {
                 Ok(()) => tracing::info!(
                     slot = SLOT,
                     "dropped the archiver slot of a former archiver"
