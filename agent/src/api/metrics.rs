@@ -28,11 +28,28 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         family.get_or_create(&labels).set(value);
         registry.register(name, help, family);
     };
+    role_gauges(s, &mut gauge);
+    wal_gauges(s, &mut gauge);
+    cluster_gauges(s, lease_remaining, &mut gauge);
+    archive_gauges(s, &mut gauge);
+    super::metrics_backup::gauges(
+        &mut registry,
+        &labels,
+        &warden_backup::facts::snapshot(),
+        chrono::Utc::now(),
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+/// Role gauges: running, primary, replica, synchronous or quorum standby.
+fn role_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
     let probe = s.probe.as_ref();
     let primary = s.is_leader && probe.is_some_and(|p| !p.in_recovery);
     let replica = probe.is_some_and(|p| p.in_recovery);
     let sync_role = super::health::sync_role(s);
-    let n = |v: Option<u64>| v.and_then(|x| i64::try_from(x).ok()).unwrap_or(0);
     gauge(
         "patroni_version",
         "Patroni-compatible version implemented, as MMmmpp",
@@ -68,6 +85,13 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         "1 if this node is a standby leader",
         0,
     );
+}
+
+/// Replication-position gauges, as Patroni names them.
+fn wal_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
+    let probe = s.probe.as_ref();
+    let primary = s.is_leader && probe.is_some_and(|p| !p.in_recovery);
+    let n = |v: Option<u64>| v.and_then(|x| i64::try_from(x).ok()).unwrap_or(0);
     gauge(
         "patroni_xlog_location",
         "Current WAL location (primary)",
@@ -102,6 +126,15 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         "PostgreSQL timeline",
         probe.and_then(|p| p.timeline).map_or(0, i64::from),
     );
+}
+
+/// Cluster and leadership gauges: the leader key, pause, pending restart, the DCS,
+/// the lease and the fencing token.
+fn cluster_gauges(
+    s: &NodeStatus,
+    lease_remaining: Duration,
+    gauge: &mut impl FnMut(&str, &str, i64),
+) {
     gauge(
         "patroni_cluster_unlocked",
         "1 if the leader key is vacant",
@@ -115,7 +148,7 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
     gauge(
         "patroni_pending_restart",
         "1 if PostgreSQL needs a restart for a setting",
-        i64::from(probe.is_some_and(|p| p.pending_restart)),
+        i64::from(s.probe.as_ref().is_some_and(|p| p.pending_restart)),
     );
     gauge(
         "patroni_dcs_last_seen",
@@ -132,17 +165,6 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         "create_revision of the leader key while held",
         s.fencing_token.unwrap_or(0),
     );
-    archive_gauges(s, &mut gauge);
-    super::metrics_backup::gauges(
-        &mut registry,
-        &labels,
-        &warden_backup::facts::snapshot(),
-        chrono::Utc::now(),
-    );
-    let mut out = String::new();
-    // Writing into a String cannot fail.
-    let _ = encode(&mut out, &registry);
-    out
 }
 
 /// The streaming archiver's gauges. `warden_archiver` is on every member, so summing it

@@ -66,146 +66,23 @@ impl Agent {
                 timeout,
             } => self.restart_postgres(*as_primary, *timeout, obs).await,
             Action::Reinitialize { from } => self.reinitialize(from, obs).await,
-            Action::RaceInitialize => {
-                let won = self
-                    .dcs
-                    .create(&self.keys.initialize(), Vec::new(), None)
-                    .await
-                    .map_err(failed)?;
-                if won {
-                    tracing::info!("won the bootstrap race");
-                    Ok(())
-                } else {
-                    Err(failed("another member won the bootstrap race"))
-                }
-            }
+            Action::RaceInitialize => self.race_initialize().await,
             Action::Bootstrap => self.bootstrap().await,
             Action::SetInitialize { system_identifier } => {
                 self.set_initialize(system_identifier, cluster).await
             }
             Action::Clone { from } => self.clone_from(from, cluster).await,
-            Action::AcquireLeader => {
-                let (lease, ttl) = self.renewed_lease()?;
-                // Guarded by /history as we saw it: if another member was promoted
-                // since (we may have been paused between looking and acting), our
-                // decision rests on a stale timeline and must be taken again.
-                let seen = obs.cluster.as_ref().map_or(0, |c| c.history_revision);
-                let won = self
-                    .dcs
-                    .create_unless_changed(
-                        &self.keys.leader(),
-                        self.cfg.name.clone().into_bytes(),
-                        Some(lease),
-                        (&self.keys.history(), seen),
-                    )
-                    .await
-                    .map_err(failed)?;
-                if !won {
-                    return Err(failed(
-                        "another member took the leader key first, or /history changed since we looked",
-                    ));
-                }
-                self.leadership_confirmed(ttl);
-                tracing::info!("acquired the leader key");
-                Ok(())
-            }
-            Action::RenewLeader => {
-                let (lease, ttl) = self.renewed_lease()?;
-                let me = self.cfg.name.clone().into_bytes();
-                let kept = self
-                    .dcs
-                    .put_if_value(&self.keys.leader(), &me, me.clone(), Some(lease))
-                    .await
-                    .map_err(failed)?;
-                if !kept {
-                    self.holds_leader = false;
-                    self.shared.deadline.clear();
-                    return Err(failed("the leader key is no longer ours"));
-                }
-                self.leadership_confirmed(ttl);
-                Ok(())
-            }
-            Action::Start(start_as) => {
-                let upstream = match start_as {
-                    StartAs::Primary => None,
-                    StartAs::Replica { upstream } => {
-                        Some(upstream.as_deref().and_then(|u| self.upstream(u, cluster)))
-                    }
-                };
-                self.write_config(cluster, upstream.as_ref())?;
-                self.pg.start().map_err(failed)?;
-                self.state = "starting".into();
-                let role = if matches!(start_as, StartAs::Primary) {
-                    "primary"
-                } else {
-                    "replica"
-                };
-                self.callbacks.fire("on_start", role);
-                Ok(())
-            }
+            Action::AcquireLeader => self.acquire_leader(cluster).await,
+            Action::RenewLeader => self.renew_leader().await,
+            Action::Start(start_as) => self.start(start_as, cluster),
             Action::Promote { reason } => self.promote(reason, obs).await,
-            Action::Demote { upstream } => {
-                self.holds_leader = false;
-                self.shared.deadline.clear();
-                self.state = "stopping".into();
-                self.pg
-                    .stop(StopMode::Fast, Duration::from_secs(60))
-                    .await
-                    .map_err(failed)?;
-                self.state = "stopped".into();
-                tracing::warn!(?upstream, "demoted: PostgreSQL stopped");
-                self.callbacks.fire("on_role_change", "replica");
-                if upstream.is_none() {
-                    // No DCS: come back read-only at once, following nobody.
-                    self.write_config(cluster, Some(&None))?;
-                    self.pg.start().map_err(failed)?;
-                    self.state = "starting".into();
-                }
-                Ok(())
-            }
+            Action::Demote { upstream } => self.demote(upstream.as_deref(), cluster).await,
             Action::FailsafeHold => {
-                let ttl = Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
-                if let Some(started) = self.failsafe_round.take() {
-                    self.shared.deadline.renewed(started.into_std(), ttl);
-                    // Still the leader, confirmed by every member: keep the watchdog fed.
-                    self.feed_watchdog(ttl);
-                }
+                self.failsafe_hold(cluster);
                 Ok(())
             }
-            Action::ReleaseLeader => {
-                self.holds_leader = false;
-                self.shared.deadline.clear();
-                let me = self.cfg.name.as_bytes();
-                self.dcs
-                    .delete_if_value(&self.keys.leader(), me)
-                    .await
-                    .map_err(failed)?;
-                tracing::warn!("released the leader key");
-                Ok(())
-            }
-            Action::Repair { from } => {
-                let (host, port) = cluster
-                    .and_then(|c| c.member(from))
-                    .and_then(warden_consensus::types::Member::conn_host_port)
-                    .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
-                self.pg.write_pgpass().map_err(failed)?;
-                self.pg
-                    .source_checkpointed(&host, port)
-                    .await
-                    .map_err(failed)?;
-                // pg_rewind's crash recovery runs in single-user mode, which refuses standby mode.
-                self.pg.clear_recovery_signals().map_err(failed)?;
-                tracing::warn!(from, "rewinding the former primary with pg_rewind");
-                match self.pg.rewind(&host, port, REWIND_TIMEOUT).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, from, "pg_rewind failed; cloning afresh (the old data directory is kept aside)");
-                        self.clone_from(from, cluster).await?;
-                    }
-                }
-                self.rewound = true;
-                Ok(())
-            }
+            Action::ReleaseLeader => self.release_leader().await,
+            Action::Repair { from } => self.repair(from, cluster).await,
             Action::Follow { leader } => {
                 let up = self.upstream(leader, cluster);
                 self.configure(cluster, Some(&up)).await?;
@@ -215,6 +92,152 @@ impl Agent {
             Action::Retain { members } => self.ensure_slots(members, obs).await,
             Action::WriteStatus => self.write_status(obs).await,
         }
+    }
+
+    /// Creates `initialize` empty: whoever creates it runs the bootstrap.
+    async fn race_initialize(&mut self) -> Result<(), ActError> {
+        let won = self
+            .dcs
+            .create(&self.keys.initialize(), Vec::new(), None)
+            .await
+            .map_err(failed)?;
+        if won {
+            tracing::info!("won the bootstrap race");
+            Ok(())
+        } else {
+            Err(failed("another member won the bootstrap race"))
+        }
+    }
+
+    async fn acquire_leader(&mut self, cluster: Option<&Cluster>) -> Result<(), ActError> {
+        let (lease, ttl) = self.renewed_lease()?;
+        // Guarded by /history as we saw it: if another member was promoted since (we
+        // may have been paused between looking and acting), our decision rests on a
+        // stale timeline and must be taken again.
+        let seen = cluster.map_or(0, |c| c.history_revision);
+        let won = self
+            .dcs
+            .create_unless_changed(
+                &self.keys.leader(),
+                self.cfg.name.clone().into_bytes(),
+                Some(lease),
+                (&self.keys.history(), seen),
+            )
+            .await
+            .map_err(failed)?;
+        if !won {
+            return Err(failed(
+                "another member took the leader key first, or /history changed since we looked",
+            ));
+        }
+        self.leadership_confirmed(ttl);
+        tracing::info!("acquired the leader key");
+        Ok(())
+    }
+
+    async fn renew_leader(&mut self) -> Result<(), ActError> {
+        let (lease, ttl) = self.renewed_lease()?;
+        let me = self.cfg.name.clone().into_bytes();
+        let kept = self
+            .dcs
+            .put_if_value(&self.keys.leader(), &me, me.clone(), Some(lease))
+            .await
+            .map_err(failed)?;
+        if !kept {
+            self.holds_leader = false;
+            self.shared.deadline.clear();
+            return Err(failed("the leader key is no longer ours"));
+        }
+        self.leadership_confirmed(ttl);
+        Ok(())
+    }
+
+    fn start(&mut self, start_as: &StartAs, cluster: Option<&Cluster>) -> Result<(), ActError> {
+        let upstream = match start_as {
+            StartAs::Primary => None,
+            StartAs::Replica { upstream } => {
+                Some(upstream.as_deref().and_then(|u| self.upstream(u, cluster)))
+            }
+        };
+        self.write_config(cluster, upstream.as_ref())?;
+        self.pg.start().map_err(failed)?;
+        self.state = "starting".into();
+        let role = if matches!(start_as, StartAs::Primary) {
+            "primary"
+        } else {
+            "replica"
+        };
+        self.callbacks.fire("on_start", role);
+        Ok(())
+    }
+
+    async fn demote(
+        &mut self,
+        upstream: Option<&str>,
+        cluster: Option<&Cluster>,
+    ) -> Result<(), ActError> {
+        self.holds_leader = false;
+        self.shared.deadline.clear();
+        self.state = "stopping".into();
+        self.pg
+            .stop(StopMode::Fast, Duration::from_secs(60))
+            .await
+            .map_err(failed)?;
+        self.state = "stopped".into();
+        tracing::warn!(?upstream, "demoted: PostgreSQL stopped");
+        self.callbacks.fire("on_role_change", "replica");
+        if upstream.is_none() {
+            // No DCS: come back read-only at once, following nobody.
+            self.write_config(cluster, Some(&None))?;
+            self.pg.start().map_err(failed)?;
+            self.state = "starting".into();
+        }
+        Ok(())
+    }
+
+    /// Failsafe mode: every member confirmed us, so the deadline runs on from the start
+    /// of that confirmation round.
+    fn failsafe_hold(&mut self, cluster: Option<&Cluster>) {
+        let ttl = Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
+        if let Some(started) = self.failsafe_round.take() {
+            self.shared.deadline.renewed(started.into_std(), ttl);
+            // Still the leader, confirmed by every member: keep the watchdog fed.
+            self.feed_watchdog(ttl);
+        }
+    }
+
+    async fn release_leader(&mut self) -> Result<(), ActError> {
+        self.holds_leader = false;
+        self.shared.deadline.clear();
+        let me = self.cfg.name.as_bytes();
+        self.dcs
+            .delete_if_value(&self.keys.leader(), me)
+            .await
+            .map_err(failed)?;
+        tracing::warn!("released the leader key");
+        Ok(())
+    }
+
+    /// pg_rewind from `from`; if that fails, clone afresh (the old data kept aside).
+    async fn repair(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
+        let (host, port) = cluster
+            .and_then(|c| c.member(from))
+            .and_then(warden_consensus::types::Member::conn_host_port)
+            .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
+        self.pg.write_pgpass().map_err(failed)?;
+        self.pg
+            .source_checkpointed(&host, port)
+            .await
+            .map_err(failed)?;
+        // pg_rewind's crash recovery runs in single-user mode, which refuses standby mode.
+        self.pg.clear_recovery_signals().map_err(failed)?;
+        tracing::warn!(from, "rewinding the former primary with pg_rewind");
+        if let Err(e) = self.pg.rewind(&host, port, REWIND_TIMEOUT).await {
+            tracing::error!(error = %e, from, "pg_rewind failed; cloning afresh (the old data directory is kept aside)");
+            self.clone_from(from, cluster).await?;
+        }
+        self.rewound = true;
+        Ok(())
     }
 
     /// Our lease, if it was renewed this turn: the local deadline is computed from that

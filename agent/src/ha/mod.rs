@@ -14,6 +14,7 @@ mod restore_bootstrap;
 mod restore_replica;
 pub mod run;
 pub mod standby_watch;
+mod turn;
 
 // The pure core lives in `warden-ha`; the loop here runs it for PostgreSQL.
 pub use warden_ha::{action, decide, race, switchover};

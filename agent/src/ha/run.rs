@@ -1,9 +1,10 @@
 //! The HA loop: observe, decide, act, publish — once per `loop_wait`, and at once when
 //! the watch reports a change to the leader, failover, config or initialize keys.
 
-use super::observation::{Local, ManualTask, Observation, Tags};
+use super::observation::Local;
+use super::peers;
 use super::request::{Request, RequestRx};
-use super::{decide, peers, Action};
+
 use crate::state::Shared;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ pub struct Agent {
     /// The data directory was rewound since it last ran as a primary.
     pub(super) rewound: bool,
     /// When our primary was first seen down while we held the leader key.
-    primary_down_since: Option<Instant>,
+    pub(super) primary_down_since: Option<Instant>,
     /// When our running replica was first seen not streaming, and the leader then.
     pub(super) not_streaming_since: Option<(Instant, Option<String>)>,
     /// Start of this turn's successful failsafe confirmation round.
@@ -54,14 +55,14 @@ pub struct Agent {
     /// Last time a replication slot was wanted, for Patroni's member_slots_ttl.
     pub(super) slots_seen: HashMap<String, Instant>,
     pub(super) last_member: Option<(i64, String)>,
-    last_note: String,
-    last_errors: Vec<String>,
-    guard: Option<super::fence::Guard>,
+    pub(super) last_note: String,
+    pub(super) last_errors: Vec<String>,
+    pub(super) guard: Option<super::fence::Guard>,
     pub(super) callbacks: super::callbacks::Callbacks,
     /// The armed watchdog while we lead (and the mode allows one).
     pub(super) watchdog: Option<warden_fencing::watchdog::Watchdog>,
     /// `watchdog.mode: required` and the device is unusable: why.
-    watchdog_missing: Option<String>,
+    pub(super) watchdog_missing: Option<String>,
     /// Operator requests from the REST API.
     pub(super) requests: Option<RequestRx>,
     /// Requests received while waiting between turns, handled at the next turn.
@@ -81,7 +82,7 @@ pub struct Agent {
     /// Base backups of this member (with a backup section).
     pub(super) backups: Option<Arc<warden_backup::base::Service>>,
     /// The backup supervisor, which follows each turn's report (while running).
-    backup_side: Option<crate::backups::Handle>,
+    pub(super) backup_side: Option<crate::backups::Handle>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -254,203 +255,6 @@ impl Agent {
         Ok(())
     }
 
-    /// One turn. Returns the cluster view it acted on.
-    async fn turn(&mut self) -> Result<Option<Cluster>, Fatal> {
-        let cluster_cfg = self.shared.snapshot().cluster;
-        let dynamic = self.dynamic(cluster_cfg.as_ref());
-        let ttl = Duration::from_secs(u64::from(dynamic.ttl));
-        let lease_renewed = self.refresh_lease(ttl).await;
-        self.renewed_this_turn = lease_renewed;
-
-        let cluster = match self.dcs.get_prefix(self.keys.prefix()).await {
-            Ok(snap) => {
-                let c = Cluster::from_snapshot(&self.keys, &snap);
-                if c.errors != self.last_errors {
-                    for e in &c.errors {
-                        tracing::warn!(problem = %e, "ignoring an invalid DCS value");
-                    }
-                    self.last_errors = c.errors.clone();
-                }
-                Some(c)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the DCS");
-                None
-            }
-        };
-
-        if self.holds_leader && !self.shared.deadline.valid_at(std::time::Instant::now()) {
-            // The deadline passed (and the fence timer acted): we lead again only after
-            // a successful renewal.
-            self.holds_leader = false;
-        }
-        if let Some(c) = &cluster {
-            if c.leader_name() != Some(self.cfg.name.as_str()) && self.holds_leader {
-                tracing::warn!(leader = ?c.leader_name(), "the DCS no longer shows us as leader");
-                self.holds_leader = false;
-                self.shared.deadline.clear();
-            }
-        }
-        self.apply_dynamic(cluster.as_ref());
-        let local = self.observe_local().await;
-        let (manual, reply) = self.take_request(cluster.as_ref(), &local).await;
-        // Publish the fresh probe before any race: peers racing at the same moment read
-        // our WAL position from /patroni, and a turn-old value would mislead them.
-        self.shared.update(|s| {
-            s.running = local.running;
-            s.probe.clone_from(&local.engine.probe);
-        });
-        let named_candidate = cluster
-            .as_ref()
-            .and_then(|c| c.failover.as_ref())
-            .and_then(|f| f.value.member.as_deref())
-            == Some(self.cfg.name.as_str());
-        let race_possible = cluster
-            .as_ref()
-            .is_some_and(|c| c.leader.is_none() && c.initialize.is_some())
-            && local.engine.probe.as_ref().is_some_and(|p| p.in_recovery)
-            // The named candidate of a switchover does not compare itself with peers,
-            // unless quorum commit needs their votes.
-            && (!named_candidate
-                || cluster.as_ref().is_some_and(super::race::candidate_needs_votes));
-        let switchover_due = cluster.as_ref().is_some_and(|c| {
-            c.leader_name() == Some(self.cfg.name.as_str()) && switchover_due(c, chrono::Utc::now())
-        });
-        let peers = match (&cluster, race_possible || switchover_due) {
-            (Some(c), true) => peers::probe_peers(&self.cfg.name, c).await,
-            _ => Vec::new(),
-        };
-        let leads = cluster.as_ref().and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
-        let primary_ok = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
-        if leads && !primary_ok && local.data == DataState::Initialized {
-            self.primary_down_since.get_or_insert_with(Instant::now);
-        } else {
-            self.primary_down_since = None;
-        }
-        if local
-            .engine
-            .probe
-            .as_ref()
-            .is_some_and(|p| p.in_recovery && !p.streaming)
-        {
-            // Measured per leader: time spent without an upstream before this
-            // leader existed says nothing about whether we can stream from it.
-            let leader = cluster
-                .as_ref()
-                .and_then(|c| c.leader_name().map(str::to_string));
-            if self
-                .not_streaming_since
-                .as_ref()
-                .is_none_or(|(_, l)| *l != leader)
-            {
-                self.not_streaming_since = Some((Instant::now(), leader));
-            }
-        } else {
-            self.not_streaming_since = None;
-        }
-        let dynamic = self.dynamic(cluster.as_ref());
-        let failsafe_confirmed = self
-            .failsafe_round(cluster.as_ref(), cluster_cfg.as_ref(), primary_ok)
-            .await;
-        let failsafe_leader_active = self
-            .shared
-            .snapshot()
-            .failsafe_leader
-            .is_some_and(|(_, at)| at.elapsed() < ttl);
-        let mut local = local;
-        local.engine.use_pg_rewind = self
-            .cfg
-            .postgresql
-            .use_pg_rewind
-            .unwrap_or(dynamic.postgresql.use_pg_rewind);
-        let obs = Observation {
-            now: chrono::Utc::now(),
-            manual,
-            me: self.cfg.name.clone(),
-            tags: Tags {
-                nofailover: !self.cfg.tags.can_failover(),
-                failover_priority: self.cfg.tags.failover_priority,
-                clonefrom: self.cfg.tags.clonefrom,
-            },
-            cluster,
-            lease_renewed,
-            lease_valid: self.shared.deadline.valid_at(std::time::Instant::now()),
-            local,
-            peers,
-            bootstrapped_here: self.bootstrapped_here,
-            primary_down_for: self.primary_down_since.map(|t| t.elapsed()),
-            failsafe_confirmed,
-            failsafe_leader_active,
-            watchdog_missing: self.watchdog_missing.clone(),
-            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| t.elapsed()),
-        };
-        let d = decide(&obs);
-        if d.note != self.last_note {
-            tracing::info!(note = %d.note, "decision");
-            self.last_note.clone_from(&d.note);
-        }
-        let mut changed_local = false;
-        let mut outcome: Result<(), String> = Ok(());
-        for action in &d.actions {
-            changed_local |= matches!(
-                action,
-                Action::Bootstrap
-                    | Action::Clone { .. }
-                    | Action::Start(_)
-                    | Action::Promote { .. }
-                    | Action::Demote { .. }
-            );
-            let result = self.execute(action, &obs).await;
-            // Re-arm the guard after every step, not only at the end of the turn: if
-            // the agent freezes right after a promotion, its new primary is covered.
-            self.feed_guard(ttl).await;
-            match result {
-                Ok(()) => {}
-                Err(super::execute::ActError::Fatal(msg)) => return Err(Fatal(msg)),
-                Err(super::execute::ActError::Failed(msg)) => {
-                    tracing::warn!(action = ?action, error = %msg, "action failed; skipping the rest of this turn");
-                    outcome = Err(msg);
-                    break;
-                }
-            }
-        }
-        if let Some((tx, what)) = reply {
-            let restarted = d
-                .actions
-                .iter()
-                .any(|a| matches!(a, Action::Restart { .. }));
-            let answer = match (what, outcome) {
-                (ManualTask::Restart { .. }, Ok(())) if restarted => {
-                    Ok("restarted successfully".to_string())
-                }
-                (ManualTask::Restart { .. }, Ok(())) => {
-                    Err((503, format!("restart not carried out: {}", d.note)))
-                }
-                (ManualTask::Restart { .. }, Err(e)) => Err((503, format!("restart failed: {e}"))),
-                (ManualTask::Reinitialize { .. }, _) => Ok("reinitialize started".to_string()),
-            };
-            let _ = tx.send(answer);
-        }
-        let Observation { cluster, local, .. } = obs;
-        let local = if changed_local {
-            self.observe_local().await
-        } else {
-            local
-        };
-        if !self.holds_leader {
-            // Not leading: the watchdog is disarmed (magic close) when dropped.
-            self.watchdog = None;
-            // Synchronous replication state is the leader's; a later leadership starts
-            // afresh (an old mark would count stale flushes as confirmation).
-            self.names_mark = None;
-            self.sync_recheck = false;
-        }
-        self.publish(cluster.as_ref(), &local, &d.note).await;
-        self.feed_guard(ttl).await;
-        self.report_turn(cluster.as_ref(), &local, ttl);
-        Ok(cluster)
-    }
-
     /// Starts the backup supervisor (with a backup section): it follows the turn reports.
     fn start_backup_side(&mut self) {
         if self.cfg.backup.is_none() {
@@ -468,7 +272,7 @@ impl Agent {
     }
 
     /// Publishes what this turn learned to the backup supervisor.
-    fn report_turn(&self, cluster: Option<&Cluster>, local: &Local, ttl: Duration) {
+    pub(super) fn report_turn(&self, cluster: Option<&Cluster>, local: &Local, ttl: Duration) {
         let Some(side) = &self.backup_side else {
             return;
         };
@@ -489,7 +293,7 @@ impl Agent {
 
     /// Dynamic settings that apply without a restart: the DCS request timeout follows
     /// `retry_timeout` (ttl and loop_wait are read afresh every turn).
-    fn apply_dynamic(&self, cluster: Option<&Cluster>) {
+    pub(super) fn apply_dynamic(&self, cluster: Option<&Cluster>) {
         let d = self.dynamic(cluster);
         self.dcs
             .set_request_timeout(warden_consensus::request_timeout(d.retry_timeout));
@@ -497,7 +301,7 @@ impl Agent {
 
     /// Failsafe mode with the DCS unreachable and us running the primary: ask the members
     /// of the last known `/failsafe` key to confirm us. `None` when not applicable.
-    async fn failsafe_round(
+    pub(super) async fn failsafe_round(
         &mut self,
         now: Option<&Cluster>,
         last: Option<&Cluster>,
@@ -534,7 +338,7 @@ impl Agent {
 
     /// Arms the guard to fire a little after our local deadline (still before etcd can
     /// expire the lease), or disarms it when we are not the leader.
-    async fn feed_guard(&mut self, ttl: Duration) {
+    pub(super) async fn feed_guard(&mut self, ttl: Duration) {
         let target = match (
             self.holds_leader,
             self.shared.deadline.deadline(),
@@ -556,7 +360,7 @@ impl Agent {
 
     /// Keeps our lease alive (granting a new one if needed). Returns whether it was
     /// renewed, and records when the successful request started.
-    async fn refresh_lease(&mut self, ttl: Duration) -> bool {
+    pub(super) async fn refresh_lease(&mut self, ttl: Duration) -> bool {
         let started = Instant::now();
         if let Some((id, granted_ttl)) = self.lease {
             if granted_ttl == ttl {
@@ -724,17 +528,6 @@ enum Wakeup {
 /// Synchronous replication not yet at its target (a standby to confirm): the next turn
 /// comes this soon rather than `loop_wait` later.
 const SYNC_RECHECK: Duration = Duration::from_secs(1);
-
-/// The leader's switchover request is due now (or has no schedule).
-fn switchover_due(c: &Cluster, now: chrono::DateTime<chrono::Utc>) -> bool {
-    c.failover
-        .as_ref()
-        .filter(|f| !f.value.is_empty())
-        .is_some_and(|f| match f.value.scheduled_at.as_deref() {
-            None => true,
-            Some(t) => chrono::DateTime::parse_from_rfc3339(t).is_ok_and(|at| at <= now),
-        })
-}
 
 /// Sleeps until the next tick, a relevant DCS change, or shutdown. Our own member and
 /// status writes are not relevant: waking on them would spin the loop.
