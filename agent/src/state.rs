@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use warden_consensus::types::MemberState;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_fencing::LeaseDeadline;
@@ -13,7 +14,7 @@ pub struct NodeStatus {
     pub scope: String,
     pub name: String,
     /// Patroni's member state: `running`, `starting`, `creating replica`, ...
-    pub state: String,
+    pub state: MemberState,
     pub role: Role,
     pub running: bool,
     pub probe: Option<Probe>,
@@ -53,7 +54,7 @@ impl NodeStatus {
         Self {
             scope,
             name,
-            state: "starting".into(),
+            state: MemberState::Starting,
             role: Role::Uninitialized,
             running: false,
             probe: None,

@@ -40,12 +40,112 @@ impl fmt::Display for Role {
     }
 }
 
+/// A member's `state` as Patroni writes it in `members/<name>` and `/patroni`. States
+/// this version does not know (a newer peer's) are kept as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum MemberState {
+    Running,
+    #[default]
+    Starting,
+    Stopping,
+    Stopped,
+    Restarting,
+    RestartFailed,
+    StartFailed,
+    Crashed,
+    CreatingReplica,
+    InitializingNewCluster,
+    InitdbFailed,
+    RunningCustomBootstrapScript,
+    CustomBootstrapFailed,
+    Other(String),
+}
+
+impl MemberState {
+    const KNOWN: [(MemberState, &'static str); 13] = [
+        (MemberState::Running, "running"),
+        (MemberState::Starting, "starting"),
+        (MemberState::Stopping, "stopping"),
+        (MemberState::Stopped, "stopped"),
+        (MemberState::Restarting, "restarting"),
+        (MemberState::RestartFailed, "restart failed"),
+        (MemberState::StartFailed, "start failed"),
+        (MemberState::Crashed, "crashed"),
+        (MemberState::CreatingReplica, "creating replica"),
+        (
+            MemberState::InitializingNewCluster,
+            "initializing new cluster",
+        ),
+        (MemberState::InitdbFailed, "initdb failed"),
+        (
+            MemberState::RunningCustomBootstrapScript,
+            "running custom bootstrap script",
+        ),
+        (
+            MemberState::CustomBootstrapFailed,
+            "custom bootstrap failed",
+        ),
+    ];
+
+    /// Patroni's text for this state.
+    pub fn as_str(&self) -> &str {
+        if let MemberState::Other(s) = self {
+            return s;
+        }
+        Self::KNOWN
+            .iter()
+            .find(|(k, _)| k == self)
+            .map_or("", |(_, text)| text)
+    }
+
+    /// Reads Patroni's text; an unknown state is kept as [`MemberState::Other`].
+    pub fn parse(text: &str) -> Self {
+        Self::KNOWN
+            .iter()
+            .find(|(_, t)| *t == text)
+            .map_or_else(|| MemberState::Other(text.to_owned()), |(k, _)| k.clone())
+    }
+
+    pub fn is_running(&self) -> bool {
+        *self == MemberState::Running
+    }
+
+    /// A state an operation ends in when it failed (what `wardenctl` waits to rule out).
+    pub fn is_failure(&self) -> bool {
+        *self == MemberState::Crashed || self.as_str().ends_with("failed")
+    }
+}
+
+impl fmt::Display for MemberState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for MemberState {
+    fn from(text: &str) -> Self {
+        Self::parse(text)
+    }
+}
+
+impl Serialize for MemberState {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MemberState {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(d)?))
+    }
+}
+
 /// `members/<name>`: what each agent publishes about itself, under its own lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Member {
     pub conn_url: String,
     pub api_url: String,
-    pub state: String,
+    pub state: MemberState,
     pub role: Role,
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

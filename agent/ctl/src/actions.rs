@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use warden_api::client::Method;
+use warden_consensus::types::MemberState;
 use warden_consensus::types::{Member, Role};
 
 /// `--scheduled`: `now` (or nothing) is immediate; otherwise an ISO 8601 timestamp,
@@ -112,11 +113,6 @@ pub fn members_with_role(view: &View, role: RoleFilter) -> Vec<(String, Member)>
             .map(|(n, v)| (n.clone(), v.value.clone()))
             .collect(),
     }
-}
-
-/// A state a member reports when something went wrong.
-fn is_failure_state(state: &str) -> bool {
-    state.ends_with("failed") || state == "crashed"
 }
 
 pub(super) fn is_connect_failure(e: &ApiError) -> bool {
@@ -479,20 +475,20 @@ impl Ctl<'_> {
             for (name, url, before) in waiting {
                 let state = view.cluster.member(&name).map(|m| m.state.clone());
                 let now = self.postmaster_start(&name, &url).await;
-                match state.as_deref() {
-                    Some(s) if is_failure_state(s) => {
+                match state {
+                    Some(s) if s.is_failure() => {
                         self.io
                             .println(format!("Reinitialize failed on: {name} (state: {s})"))?;
                         failed.push(name);
                     }
-                    Some("running")
+                    Some(MemberState::Running)
                         if seen_down.contains(&name) || (now.is_some() && now != before) =>
                     {
                         self.io
                             .println(format!("Reinitialize is completed on: {name}"))?;
                     }
                     other => {
-                        if other != Some("running") && !seen_down.contains(&name) {
+                        if other != Some(MemberState::Running) && !seen_down.contains(&name) {
                             seen_down.push(name.clone());
                         }
                         still.push((name, url, before));
@@ -824,8 +820,9 @@ mod tests {
         }
         assert_eq!(api_role(RoleFilter::Standby), Some("replica"));
         assert_eq!(api_role(RoleFilter::Any), None);
-        assert!(is_failure_state("start failed") && is_failure_state("crashed"));
-        assert!(!is_failure_state("creating replica"));
+        assert!(MemberState::StartFailed.is_failure() && MemberState::Crashed.is_failure());
+        assert!(MemberState::parse("custom bootstrap failed").is_failure());
+        assert!(!MemberState::CreatingReplica.is_failure());
         for n in [1, 2, 7] {
             assert!(random_index(n) < n);
         }

@@ -109,7 +109,7 @@ pub fn rows(cluster: &Cluster) -> Vec<MemberRow> {
             // A replica's row shows how it replicates (`streaming`) when it says so.
             let state = match (&m.replication_state, is_leader) {
                 (Some(rs), false) if !rs.is_empty() => rs.clone(),
-                _ => m.state.clone(),
+                _ => m.state.to_string(),
             };
             let (host, port) = m
                 .conn_host_port()

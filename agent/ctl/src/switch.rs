@@ -318,7 +318,7 @@ impl Ctl<'_> {
                 new && view
                     .cluster
                     .member(l)
-                    .is_some_and(|m| m.state == "running" && m.role != Role::Replica)
+                    .is_some_and(|m| m.state.is_running() && m.role != Role::Replica)
             });
             if done {
                 return self.print_table(&view);

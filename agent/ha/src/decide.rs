@@ -171,7 +171,7 @@ fn clone_replica<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
 
 /// A running member tagged `clonefrom`, else the leader.
 fn clone_source<E: Engine>(o: &Observation<E>, c: &Cluster) -> Option<String> {
-    let running = |name: &str| c.member(name).is_some_and(|m| m.state == "running");
+    let running = |name: &str| c.member(name).is_some_and(|m| m.state.is_running());
     let tagged = c.members.iter().find(|(n, m)| {
         n.as_str() != o.me
             && m.value.tag_bool("clonefrom")

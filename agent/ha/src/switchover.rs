@@ -153,7 +153,7 @@ pub(crate) fn failover_race<E: Engine>(o: &Observation<E>, c: &Cluster) -> Optio
     }
     match f.member.as_deref() {
         Some(m) if m == o.me => Some(true),
-        Some(m) if c.member(m).is_some_and(|x| x.state == "running") => Some(false),
+        Some(m) if c.member(m).is_some_and(|x| x.state.is_running()) => Some(false),
         _ if f.leader.as_deref() == Some(o.me.as_str()) => Some(false),
         _ => None,
     }

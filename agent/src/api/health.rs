@@ -130,7 +130,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn running(s: &NodeStatus) -> bool {
-    s.running && s.state == "running" && s.probe.is_some()
+    s.running && s.state.is_running() && s.probe.is_some()
 }
 
 /// How far behind the cluster's last known position we are, if it can be told.
@@ -246,7 +246,7 @@ mod tests {
 
     fn status(in_recovery: bool, is_leader: bool) -> NodeStatus {
         let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
-        s.state = "running".into();
+        s.state = warden_consensus::types::MemberState::Running;
         s.running = true;
         s.is_leader = is_leader;
         s.probe = Some(Probe {

@@ -115,11 +115,11 @@ pub fn cluster(s: &NodeStatus) -> Value {
                 "replica"
             };
             let state = if role == "leader" {
-                m.state.clone()
+                m.state.to_string()
             } else {
                 m.replication_state
                     .clone()
-                    .unwrap_or_else(|| m.state.clone())
+                    .unwrap_or_else(|| m.state.to_string())
             };
             let mut v = json!({"name": name, "role": role, "state": state, "api_url": m.api_url});
             if let Some((host, port)) = m.conn_host_port() {

@@ -45,7 +45,7 @@ pub fn candidate(name: &str, m: &Member) -> Candidate {
         Role::Replica => elect::Role::Replica,
         Role::Demoted | Role::Uninitialized => elect::Role::Other,
     };
-    let healthy = m.state == "running"
+    let healthy = m.state.is_running()
         && (role == elect::Role::Primary || m.replication_state.as_deref() == Some("streaming"));
     Candidate {
         name: name.to_owned(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use warden_config::ReplicaMethod;
+use warden_consensus::types::MemberState;
 use warden_consensus::types::{HistoryEntry, Status};
 use warden_consensus::Cluster;
 use warden_consensus::{Dcs, LeaseId};
@@ -161,7 +162,7 @@ impl Agent {
         };
         self.write_config(cluster, upstream.as_ref())?;
         self.pg.start().map_err(failed)?;
-        self.state = "starting".into();
+        self.state = MemberState::Starting;
         let role = if matches!(start_as, StartAs::Primary) {
             "primary"
         } else {
@@ -178,19 +179,19 @@ impl Agent {
     ) -> Result<(), ActError> {
         self.holds_leader = false;
         self.shared.deadline.clear();
-        self.state = "stopping".into();
+        self.state = MemberState::Stopping;
         self.pg
             .stop(StopMode::Fast, Duration::from_secs(60))
             .await
             .map_err(failed)?;
-        self.state = "stopped".into();
+        self.state = MemberState::Stopped;
         tracing::warn!(?upstream, "demoted: PostgreSQL stopped");
         self.callbacks.fire("on_role_change", "replica");
         if upstream.is_none() {
             // No DCS: come back read-only at once, following nobody.
             self.write_config(cluster, Some(&None))?;
             self.pg.start().map_err(failed)?;
-            self.state = "starting".into();
+            self.state = MemberState::Starting;
         }
         Ok(())
     }
@@ -353,7 +354,7 @@ impl Agent {
     }
 
     async fn bootstrap(&mut self) -> Result<(), ActError> {
-        self.state = "initializing new cluster".into();
+        self.state = MemberState::InitializingNewCluster;
         self.publish_state().await;
         let dcs_cfg = self.cfg.bootstrap.dcs.clone();
         let cfg = self.cfg.clone();
@@ -381,11 +382,11 @@ impl Agent {
             Ok(()) => {
                 tracing::info!("bootstrapped a new cluster");
                 self.bootstrapped_here = true;
-                self.state = "running".into();
+                self.state = MemberState::Running;
                 Ok(())
             }
             Err(e) => {
-                self.state = "initdb failed".into();
+                self.state = MemberState::InitdbFailed;
                 let _ = self
                     .pg
                     .stop(StopMode::Immediate, Duration::from_secs(10))
@@ -444,7 +445,7 @@ impl Agent {
             .and_then(|c| c.member(from))
             .and_then(warden_consensus::types::Member::conn_host_port)
             .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
-        self.state = "creating replica".into();
+        self.state = MemberState::CreatingReplica;
         self.publish_state().await;
         self.pg.write_pgpass().map_err(failed)?;
         let methods = if self.cfg.postgresql.create_replica_methods.is_empty() {
@@ -486,7 +487,7 @@ impl Agent {
                     tracing::info!(from, how, "replica created");
                     // A fresh copy of the leader never needs a rewind.
                     self.rewound = true;
-                    self.state = "stopped".into();
+                    self.state = MemberState::Stopped;
                     return Ok(());
                 }
                 Err(e) => {
@@ -495,7 +496,7 @@ impl Agent {
                 }
             }
         }
-        self.state = "stopped".into();
+        self.state = MemberState::Stopped;
         Err(failed(format!(
             "creating a replica of {from} failed: {}",
             errors.join("; ")
@@ -549,10 +550,10 @@ impl Agent {
             .map_err(failed)?;
         // Writable from now on: tell health checks at once rather than at the end of
         // the turn (the checkpoint and DCS writes below take a while).
-        self.state = "running".into();
+        self.state = MemberState::Running;
         self.shared.update(|s| {
             s.is_leader = true;
-            s.state = "running".into();
+            s.state = MemberState::Running;
             if let Some(p) = s.probe.as_mut() {
                 p.in_recovery = false;
             }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
+use warden_consensus::types::MemberState;
 use warden_pg::process::Programs;
 
 /// How often the timer re-reads a deadline that may have moved.
@@ -38,7 +39,7 @@ pub fn spawn_timer(shared: Arc<Shared>, programs: Programs) -> tokio::task::Join
                     shared.update(|s| {
                         s.is_leader = false;
                         s.probe = None;
-                        s.state = "stopping".into();
+                        s.state = MemberState::Stopping;
                     });
                 }
                 Some(d) => {

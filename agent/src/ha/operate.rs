@@ -7,6 +7,7 @@ use super::run::Agent;
 use std::time::Duration;
 use tokio::time::Instant;
 use warden_api::client as http_client;
+use warden_consensus::types::MemberState;
 use warden_consensus::types::Status;
 use warden_consensus::Cluster;
 use warden_pg::lsn::Lsn;
@@ -56,17 +57,17 @@ impl Agent {
 
         // From here on we are no primary for anyone: health checks answer 503 at once.
         self.shared.deadline.clear();
-        self.state = "stopping".into();
+        self.state = MemberState::Stopping;
         self.shared.update(|s| {
             s.is_leader = false;
             s.probe = None;
-            s.state = "stopping".into();
+            s.state = MemberState::Stopping;
         });
         let stop = self.pg.stop(StopMode::Fast, STOP_TIMEOUT);
         keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
             .await
             .map_err(|e| failed(format!("switchover: stopping the primary failed: {e}")))?;
-        self.state = "stopped".into();
+        self.state = MemberState::Stopped;
 
         let checkpoint = self.shutdown_checkpoint().await?;
         tracing::info!(%checkpoint, candidate, "primary stopped; waiting for the candidate to confirm the shutdown checkpoint");
@@ -88,7 +89,7 @@ impl Agent {
             self.clear_failover(cluster).await;
             self.write_config(cluster, None)?;
             self.pg.start().map_err(failed)?;
-            self.state = "starting".into();
+            self.state = MemberState::Starting;
             return Err(failed(format!(
                 "switchover to {candidate} aborted: {why}; restarted as primary"
             )));
@@ -112,7 +113,7 @@ impl Agent {
         let upstream = self.upstream(candidate, cluster);
         self.write_config(cluster, Some(&upstream))?;
         self.pg.start().map_err(failed)?;
-        self.state = "starting".into();
+        self.state = MemberState::Starting;
         self.callbacks.fire("on_role_change", "replica");
         Ok(())
     }
@@ -206,7 +207,7 @@ impl Agent {
         let lease = self.lease.map(|(id, _)| id);
         let role = if as_primary { "primary" } else { "replica" };
         tracing::warn!(role, "restarting PostgreSQL as requested");
-        self.state = "restarting".into();
+        self.state = MemberState::Restarting;
         self.publish_state().await;
         let standby = if as_primary {
             None
@@ -222,7 +223,7 @@ impl Agent {
         keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
             .await
             .map_err(|e| {
-                self.state = "restart failed".into();
+                self.state = MemberState::RestartFailed;
                 failed(format!("restart: stopping PostgreSQL failed: {e}"))
             })?;
         self.write_config(cluster, standby.as_ref())?;
@@ -234,12 +235,12 @@ impl Agent {
         let started = keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, start).await;
         match started {
             Ok(()) => {
-                self.state = "running".into();
+                self.state = MemberState::Running;
                 self.callbacks.fire("on_restart", role);
                 Ok(())
             }
             Err(e) => {
-                self.state = "restart failed".into();
+                self.state = MemberState::RestartFailed;
                 Err(failed(format!("restart: {e}")))
             }
         }

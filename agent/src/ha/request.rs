@@ -127,7 +127,7 @@ pub fn reinit_source(me: &str, cluster: &Cluster, from_leader: bool) -> Result<S
             n.as_str() != me
                 && n.as_str() != leader
                 && m.value.tag_bool("clonefrom")
-                && m.value.state == "running"
+                && m.value.state.is_running()
         });
         if let Some((n, _)) = tagged {
             return Ok(n.clone());

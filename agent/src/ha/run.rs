@@ -4,6 +4,7 @@
 use super::observation::Local;
 use super::peers;
 use super::request::{Request, RequestRx};
+use warden_consensus::types::MemberState;
 
 use crate::state::Shared;
 use std::collections::HashMap;
@@ -50,7 +51,7 @@ pub struct Agent {
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
     pub(super) failsafe_written: Option<std::collections::BTreeMap<String, String>>,
     /// Patroni's member state string.
-    pub(super) state: String,
+    pub(super) state: MemberState,
     pub(super) system_identifier: Option<String>,
     /// Last time a replication slot was wanted, for Patroni's member_slots_ttl.
     pub(super) slots_seen: HashMap<String, Instant>,
@@ -134,7 +135,7 @@ impl Agent {
             not_streaming_since: None,
             failsafe_round: None,
             failsafe_written: None,
-            state: "starting".into(),
+            state: MemberState::Starting,
             system_identifier: None,
             slots_seen: HashMap::new(),
             last_member: None,
@@ -437,12 +438,12 @@ impl Agent {
         } else {
             None
         };
-        if !running && self.state == "running" {
+        if !running && self.state.is_running() {
             tracing::warn!("PostgreSQL is not running");
-            self.state = "stopped".into();
+            self.state = MemberState::Stopped;
         }
         if let Some(p) = &probe {
-            self.state = "running".into();
+            self.state = MemberState::Running;
             was_primary = !p.in_recovery;
             if was_primary {
                 self.rewound = false;
@@ -472,8 +473,8 @@ impl Agent {
             side.stop().await;
         }
         tracing::info!("shutting down: stopping PostgreSQL");
-        self.state = "stopping".into();
-        self.shared.update(|s| s.state = "stopping".into());
+        self.state = MemberState::Stopping;
+        self.shared.update(|s| s.state = MemberState::Stopping);
         let timeout = Duration::from_secs(60);
         if let Err(e) = self
             .pg
@@ -496,7 +497,7 @@ impl Agent {
         self.shared.deadline.clear();
         self.shared.update(|s| {
             s.is_leader = false;
-            s.state = "stopped".into();
+            s.state = MemberState::Stopped;
         });
         let me = self.cfg.name.as_bytes();
         match self.dcs.delete_if_value(&self.keys.leader(), me).await {

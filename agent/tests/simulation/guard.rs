@@ -1,6 +1,7 @@
 //! Fencing: the deadline timer inside the agent and the separate guard process.
 
 use super::*;
+use warden_consensus::types::MemberState;
 
 impl World {
     /// `fence::spawn_timer`: at the local deadline, PostgreSQL goes read-only
@@ -19,7 +20,7 @@ impl World {
         // Tell peers at once (via /patroni) that we no longer run a primary.
         a.shown.is_leader = false;
         a.shown.probe = None;
-        a.shown.state = "stopping".into();
+        a.shown.state = MemberState::Stopping;
         node.pg.standby_signal = true;
         let was_running = node.pg.running;
         node.pg.stop();

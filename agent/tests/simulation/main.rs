@@ -67,7 +67,7 @@ use warden_agent::ha::observation::{Local, Peer, Tags};
 use warden_agent::ha::peers::parse_status;
 use warden_agent::ha::{decide, Action, Observation, StartAs};
 use warden_agent::state::NodeStatus;
-use warden_consensus::types::{HistoryEntry, Role, Status};
+use warden_consensus::types::{HistoryEntry, MemberState, Role, Status};
 use warden_consensus::{Cluster, DynamicConfig, KeyValue, Keys, Snapshot};
 use warden_fencing::{safety_margin, LeaseDeadline};
 use warden_ha::DataState;

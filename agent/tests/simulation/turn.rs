@@ -122,7 +122,7 @@ impl World {
                 }
                 let took = self.write_member(n, &local);
                 let a = self.agent(n);
-                a.shown.state = a.state.to_string();
+                a.shown.state = MemberState::parse(a.state);
                 a.shown.role = role_of(&local);
                 a.shown.running = local.running;
                 a.shown.probe = local.engine.probe;
