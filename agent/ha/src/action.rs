@@ -82,7 +82,7 @@ pub enum Action {
     /// Operator-requested restart of PostgreSQL in its current role.
     Restart {
         as_primary: bool,
-        timeout: Option<u64>,
+        timeout: Option<std::time::Duration>,
     },
     /// Operator-requested re-clone of this replica from the named member.
     Reinitialize {

@@ -72,8 +72,12 @@ pub struct PeerStatus {
 /// An operator request the loop has accepted and wants carried out this turn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManualTask {
-    Restart { timeout: Option<u64> },
-    Reinitialize { from: String },
+    Restart {
+        timeout: Option<std::time::Duration>,
+    },
+    Reinitialize {
+        from: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

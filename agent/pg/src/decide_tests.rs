@@ -974,14 +974,16 @@ fn paused_replica_follows_a_new_leader_but_a_stopped_one_is_not_started() {
 #[test]
 fn manual_restart_of_the_leader_renews_first_and_reinit_is_refused_to_it() {
     let mut o = leader_obs(cluster(Some("42"), Some("n2")));
-    o.manual = Some(ManualTask::Restart { timeout: Some(5) });
+    o.manual = Some(ManualTask::Restart {
+        timeout: Some(std::time::Duration::from_secs(5)),
+    });
     assert_eq!(
         decide(&o).actions,
         vec![
             Action::RenewLeader,
             Action::Restart {
                 as_primary: true,
-                timeout: Some(5)
+                timeout: Some(std::time::Duration::from_secs(5))
             }
         ]
     );

@@ -562,7 +562,7 @@ fn parse_restart(m: &Map<String, Value>) -> Result<(RestartSpec, Option<String>)
                     _ => None,
                 };
                 match secs {
-                    Some(s) if s > 0 => spec.timeout = Some(s),
+                    Some(s) if s > 0 => spec.timeout = Some(Duration::from_secs(s)),
                     _ => {
                         return Err(fail(
                             400,
@@ -614,7 +614,10 @@ async fn restart(ctx: &Context, body: &[u8]) -> Reply {
             text(409, "Another restart is already scheduled")
         };
     }
-    let wait = Duration::from_secs(spec.timeout.unwrap_or(120) + 90);
+    let wait = spec
+        .timeout
+        .unwrap_or(Duration::from_secs(120))
+        .saturating_add(Duration::from_secs(90));
     match ask_loop(ctx, Kind::Restart(spec), wait).await {
         Ok(msg) => text(200, &msg),
         Err((code, msg)) => text(code, &msg),
@@ -713,7 +716,7 @@ mod tests {
         let (spec, sched) = parse(json!({"role": "replica", "postgres_version": "16", "timeout": "30s", "restart_pending": true})).unwrap();
         assert_eq!(spec.role.as_deref(), Some("replica"));
         assert_eq!(spec.postgres_version, Some(160000));
-        assert_eq!(spec.timeout, Some(30));
+        assert_eq!(spec.timeout, Some(Duration::from_secs(30)));
         assert!(spec.restart_pending);
         assert!(sched.is_none());
         assert_eq!(parse(json!({"role": "leader"})).unwrap_err(), 400);

@@ -198,11 +198,11 @@ impl Agent {
     pub(super) async fn restart_postgres(
         &mut self,
         as_primary: bool,
-        timeout: Option<u64>,
+        timeout: Option<Duration>,
         obs: &Observation,
     ) -> Result<(), ActError> {
         let cluster = obs.cluster.as_ref();
-        let timeout = timeout.map_or(DEFAULT_RESTART_TIMEOUT, Duration::from_secs);
+        let timeout = timeout.unwrap_or(DEFAULT_RESTART_TIMEOUT);
         let dynamic = self.dynamic(cluster);
         let lease = self.lease.map(|(id, _)| id);
         let role = if as_primary { "primary" } else { "replica" };

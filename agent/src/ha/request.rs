@@ -22,8 +22,8 @@ pub struct RestartSpec {
     pub postgres_version: Option<u32>,
     /// Restart only if PostgreSQL reports a pending restart.
     pub restart_pending: bool,
-    /// Give up waiting for PostgreSQL to come back after this many seconds.
-    pub timeout: Option<u64>,
+    /// Give up waiting for PostgreSQL to come back after this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// A restart planned for later; published as the member's `scheduled_restart`.
@@ -46,7 +46,7 @@ impl ScheduledRestart {
             v["restart_pending"] = json!(true);
         }
         if let Some(t) = self.spec.timeout {
-            v["timeout"] = json!(t);
+            v["timeout"] = json!(t.as_secs());
         }
         v
     }
