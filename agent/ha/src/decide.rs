@@ -345,8 +345,7 @@ fn start_stopped<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
 /// (crash recovery). Restart in place while `primary_start_timeout` allows; after that
 /// hand the key over so a replica can take over.
 fn primary_down<E: Engine>(o: &Observation<E>, c: &Cluster, stopped: bool) -> Decision {
-    let timeout =
-        std::time::Duration::from_secs(u64::from(c.dynamic_config().primary_start_timeout));
+    let timeout = c.dynamic_config().primary_start_timeout_duration();
     let down = o.primary_down_for.unwrap_or_default();
     if down >= timeout {
         return decision(

@@ -199,7 +199,7 @@ impl Agent {
     /// Failsafe mode: every member confirmed us, so the deadline runs on from the start
     /// of that confirmation round.
     fn failsafe_hold(&mut self, cluster: Option<&Cluster>) {
-        let ttl = Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
+        let ttl = self.dynamic(cluster).ttl_duration();
         if let Some(started) = self.failsafe_round.take() {
             self.shared.deadline.renewed(started.into_std(), ttl);
             // Still the leader, confirmed by every member: keep the watchdog fed.

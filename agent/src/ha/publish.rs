@@ -93,7 +93,7 @@ impl Agent {
                 .map(|l| l.create_revision),
             None => previous.filter(|_| is_leader),
         };
-        let ttl = std::time::Duration::from_secs(u64::from(self.dynamic(cluster).ttl));
+        let ttl = self.dynamic(cluster).ttl_duration();
         let role = Self::role_of(local);
         let state = self.state.clone();
         self.shared.update(|s| {

@@ -203,9 +203,7 @@ impl Agent {
             if shutdown.is_cancelled() {
                 break;
             }
-            let loop_wait = Duration::from_secs(u64::from(
-                self.dynamic(last_cluster.as_ref()).loop_wait.max(1),
-            ));
+            let loop_wait = self.dynamic(last_cluster.as_ref()).loop_wait_duration();
             // Wake exactly at a scheduled switchover or restart, not up to loop_wait late.
             let until_due = self
                 .next_scheduled(last_cluster.as_ref())

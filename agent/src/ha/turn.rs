@@ -20,7 +20,7 @@ impl Agent {
     /// One turn. Returns the cluster view it acted on.
     pub(super) async fn turn(&mut self) -> Result<Option<Cluster>, Fatal> {
         let cluster_cfg = self.shared.snapshot().cluster;
-        let ttl = Duration::from_secs(u64::from(self.dynamic(cluster_cfg.as_ref()).ttl));
+        let ttl = self.dynamic(cluster_cfg.as_ref()).ttl_duration();
         let lease_renewed = self.refresh_lease(ttl).await;
         self.renewed_this_turn = lease_renewed;
         let cluster = self.read_cluster().await;

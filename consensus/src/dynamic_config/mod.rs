@@ -118,7 +118,8 @@ impl Default for DynamicPostgresql {
 }
 
 /// The typed dynamic configuration. Build one with [`DynamicConfig::from_json`] or start
-/// from [`Default`] (Patroni's defaults).
+/// from [`Default`] (Patroni's defaults). The timing fields keep Patroni's key names
+/// and units (whole seconds); code that waits uses the `Duration` accessors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DynamicConfig {
     pub ttl: u32,
@@ -187,3 +188,21 @@ mod tests_render;
 mod tests_validate;
 #[cfg(test)]
 mod tests_values;
+
+impl DynamicConfig {
+    /// `ttl`: how long the leader lease lives.
+    pub fn ttl_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.ttl))
+    }
+
+    /// `loop_wait`: the pause between turns (at least one second).
+    pub fn loop_wait_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.loop_wait.max(1)))
+    }
+
+    /// `primary_start_timeout`: how long a leader's primary may stay down before the
+    /// key is released.
+    pub fn primary_start_timeout_duration(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.primary_start_timeout))
+    }
+}
