@@ -1,7 +1,7 @@
 //! Locating the binaries under test and the external tools.
 //!
 //! `WARDEN_BIN_DIR` wins (deploy/test.sh builds once and exports it). Without
-//! it, the kit runs `cargo build -p warden-agent --bins` once per process and
+//! it, the kit runs `cargo build -p warden-agent -p warden-ctl --bins` once per process and
 //! takes the `warden` path from cargo's own JSON messages, which is correct
 //! whatever target directory is configured (CARGO_TARGET_DIR, .cargo/config).
 
@@ -40,12 +40,12 @@ pub fn warden_bin() -> Result<PathBuf> {
     Ok(p)
 }
 
-/// Path of the `wardenctl` binary (built with the agent, same package).
+/// Path of the `wardenctl` binary (package `warden-ctl`, built beside the agent).
 pub fn wardenctl_bin() -> Result<PathBuf> {
     let p = bin_dir()?.join("wardenctl");
     if !p.is_file() {
         bail!(
-            "{} does not exist (is the warden-agent package built?)",
+            "{} does not exist (is the warden-ctl package built?)",
             p.display()
         );
     }
@@ -80,17 +80,20 @@ fn locate_bin_dir() -> Result<PathBuf> {
     build_agent()
 }
 
-/// `cargo build -p warden-agent --bins`, returning the directory of `warden`.
+/// `cargo build -p warden-agent -p warden-ctl --bins` (`warden` and `wardenctl`),
+/// returning the directory of `warden`.
 fn build_agent() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = workspace_root();
-    eprintln!("warden-tests: building warden-agent (set {BIN_DIR_ENV} to skip)");
+    eprintln!("warden-tests: building warden-agent and warden-ctl (set {BIN_DIR_ENV} to skip)");
     let out = Command::new(&cargo)
         .current_dir(&root)
         .args([
             "build",
             "-p",
             "warden-agent",
+            "-p",
+            "warden-ctl",
             "--bins",
             "--message-format=json-render-diagnostics",
         ])
@@ -98,7 +101,7 @@ fn build_agent() -> Result<PathBuf> {
         .with_context(|| format!("running {cargo:?} build in {}", root.display()))?;
     if !out.status.success() {
         bail!(
-            "cargo build -p warden-agent failed ({}):\n{}",
+            "cargo build -p warden-agent -p warden-ctl failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
