@@ -409,8 +409,12 @@ fn lone_voter_waits_for_a_quorum(cluster: &mut Cluster, leader: &str, voters: &[
         cluster.index_of(&voters[1]).unwrap(),
     );
     let writer = writing(cluster, li, QUORUM_TABLE, 1_000_000, 50);
-    cluster.node_mut(b).kill_hard();
+    // The primary first: killed second, it could still see b stop streaming and drop it
+    // from /sync (correctly: later commits then need only a), and a would rightly be
+    // promoted. With the primary gone, nobody can be promoted before its lease expires,
+    // long after b is dead too.
     cluster.node_mut(li).kill_hard();
+    cluster.node_mut(b).kill_hard();
     let acks = workload::acks_of(&writer.stop());
     // a says why it stays out of the race (its decision note is in /patroni) ...
     let refused = wait_until(T, "the lone voter refuses to race", || {
