@@ -9,6 +9,7 @@
 use crate::serde_util::is_false;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// A string field that may be absent, `null` or empty (all no value); any other type
 /// is refused.
@@ -98,9 +99,12 @@ impl RestartRequest {
             .and_then(|v| parse_postgres_version(v).ok())
     }
 
-    /// `timeout` in seconds.
-    pub fn timeout_secs(&self) -> Option<u64> {
-        self.timeout.as_ref().and_then(Timeout::seconds)
+    /// `timeout` in whole seconds.
+    pub fn timeout_duration(&self) -> Option<Duration> {
+        self.timeout
+            .as_ref()
+            .and_then(Timeout::seconds)
+            .map(Duration::from_secs)
     }
 }
 

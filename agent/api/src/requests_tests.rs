@@ -1,5 +1,6 @@
 use super::*;
 use serde_json::json;
+use std::time::Duration;
 
 fn read<T: TryFrom<Map<String, Value>, Error = String>>(v: Value) -> Result<T, String> {
     match v {
@@ -50,20 +51,20 @@ fn restart_bodies() {
     let r: RestartRequest = read(json!({"role": "replica", "postgres_version": "16", "timeout": "30s", "restart_pending": true, "schedule": "2030-01-01T00:00:00+00:00"})).unwrap();
     assert_eq!(r.role.as_deref(), Some("replica"));
     assert_eq!(r.postgres_version_num(), Some(160_000));
-    assert_eq!(r.timeout_secs(), Some(30));
+    assert_eq!(r.timeout_duration(), Some(Duration::from_secs(30)));
     assert!(r.restart_pending);
     assert_eq!(r.schedule.as_deref(), Some("2030-01-01T00:00:00+00:00"));
     assert_eq!(
         read::<RestartRequest>(json!({"timeout": 45}))
             .unwrap()
-            .timeout_secs(),
-        Some(45)
+            .timeout_duration(),
+        Some(Duration::from_secs(45))
     );
     assert_eq!(
         read::<RestartRequest>(json!({"timeout": " 20 "}))
             .unwrap()
-            .timeout_secs(),
-        Some(20)
+            .timeout_duration(),
+        Some(Duration::from_secs(20))
     );
     assert!(read::<RestartRequest>(json!({"role": "any"}))
         .unwrap()

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use warden_api::FailsafeRequest;
 
 /// Connections served at once; more wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 256;
@@ -92,6 +93,18 @@ fn json(status: u16, v: &serde_json::Value, with_body: bool) -> Response<Full<By
     respond(status, "application/json", v.to_string(), with_body)
 }
 
+/// A JSON answer from its encoding (`serde_json::to_string` of a wire type).
+fn encoded(
+    status: u16,
+    body: serde_json::Result<String>,
+    with_body: bool,
+) -> Response<Full<Bytes>> {
+    match body {
+        Ok(body) => respond(status, "application/json", body, with_body),
+        Err(e) => text(500, &format!("cannot encode the answer: {e}")),
+    }
+}
+
 fn text(status: u16, msg: &str) -> Response<Full<Bytes>> {
     respond(
         status,
@@ -145,15 +158,11 @@ async fn failsafe(req: Request<Incoming>, shared: &Shared) -> Response<Full<Byte
         Err(e) => return text(400, &format!("cannot read the request body: {e}")),
     };
     let leader = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) => match v.get("name").and_then(serde_json::Value::as_str) {
-            Some(n) if !n.is_empty() => n.to_string(),
-            _ => {
-                return text(
-                    400,
-                    "body: expected a JSON object with a non-empty \"name\"",
-                )
-            }
+        Ok(serde_json::Value::Object(m)) => match FailsafeRequest::try_from(m) {
+            Ok(r) => r.name,
+            Err(e) => return text(400, &e),
         },
+        Ok(_) => return text(400, FailsafeRequest::NO_NAME),
         Err(e) => return text(400, &format!("body: invalid JSON: {e}")),
     };
     let s = shared.snapshot();
@@ -180,11 +189,16 @@ pub fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>>
             Err(e) => return text(400, &e),
         };
         let code = health::evaluate(check, &filters, &s, lease_valid, now);
-        return json(code, &views::patroni(&s, lease_valid), with_body);
+        let body = serde_json::to_string(&views::patroni(&s, lease_valid));
+        return encoded(code, body, with_body);
     }
     match path.trim_end_matches('/') {
-        "/patroni" => json(200, &views::patroni(&s, lease_valid), with_body),
-        "/cluster" => json(200, &views::cluster(&s), with_body),
+        "/patroni" => encoded(
+            200,
+            serde_json::to_string(&views::patroni(&s, lease_valid)),
+            with_body,
+        ),
+        "/cluster" => encoded(200, serde_json::to_string(&views::cluster(&s)), with_body),
         "/history" => json(200, &views::history(&s), with_body),
         "/config" => json(200, &views::config(&s), with_body),
         "/metrics" => respond(

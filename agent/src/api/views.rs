@@ -1,92 +1,135 @@
-//! JSON bodies of the read endpoints, in Patroni's shapes.
+//! JSON bodies of the read endpoints, in Patroni's shapes. `/patroni` and `/cluster`
+//! are built as `warden_api`'s wire types, the ones peers, `wardenctl` and the tests
+//! read them with.
 
 use super::health::replica_lag;
 use crate::state::NodeStatus;
 use serde_json::{json, Value};
-use warden_api::PATRONI_COMPAT_VERSION;
+use warden_api::{
+    ArchiveStatus, ClusterMember, ClusterStatus, PatroniInfo, PatroniStatus, PendingChange,
+    ScheduledSwitchover, WalValue, WardenStatus, Xlog, PATRONI_COMPAT_VERSION,
+};
 use warden_consensus::Cluster;
 
 /// `GET /patroni` (also the body of every health answer).
-pub fn patroni(s: &NodeStatus, lease_valid: bool) -> Value {
+pub fn patroni(s: &NodeStatus, lease_valid: bool) -> PatroniStatus {
     let role = match (&s.probe, s.is_leader) {
         (Some(p), _) if !p.in_recovery => "primary",
         (Some(_), _) => "replica",
         _ => s.role.as_str(),
     };
-    let mut b = json!({
-        "state": s.state,
-        "role": role,
-        "dcs_last_seen": s.dcs_last_seen,
-        "patroni": {"version": PATRONI_COMPAT_VERSION, "scope": s.scope, "name": s.name, "warden_version": env!("CARGO_PKG_VERSION")},
-        "warden": {"note": s.note, "leader": s.is_leader, "lease_valid": lease_valid, "fencing_token": s.fencing_token, "archiver": s.archiver},
-    });
-    if let Some(a) = &s.archive {
-        b["warden"]["archive"] = json!({
-            "last_segment": a.last_uploaded.as_ref().map(|(n, _)| n),
-            "archived_lsn": a.archived_lsn,
-            "failures": a.failures,
-            "last_error": a.last_error,
-        });
-    }
-    if let Some(sysid) = &s.system_identifier {
-        b["database_system_identifier"] = json!(sysid);
-    }
-    if !s.tags.is_empty() {
-        b["tags"] = Value::Object(s.tags.clone());
-    }
-    if s.paused() {
-        b["pause"] = json!(true);
-    }
-    if let Some(r) = &s.scheduled_restart {
-        b["scheduled_restart"] = r.to_member_json();
-    }
+    let mut b = PatroniStatus {
+        state: s.state.to_string(),
+        role: role.to_string(),
+        dcs_last_seen: s.dcs_last_seen,
+        patroni: PatroniInfo {
+            version: PATRONI_COMPAT_VERSION.to_string(),
+            scope: s.scope.clone(),
+            name: s.name.clone(),
+            warden_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        },
+        warden: Some(WardenStatus {
+            note: s.note.clone(),
+            leader: s.is_leader,
+            lease_valid,
+            fencing_token: s.fencing_token,
+            archiver: s.archiver,
+            archive: s.archive.as_ref().map(|a| ArchiveStatus {
+                last_segment: a.last_uploaded.as_ref().map(|(n, _)| n.clone()),
+                archived_lsn: a.archived_lsn,
+                failures: a.failures,
+                last_error: a.last_error.clone(),
+            }),
+        }),
+        database_system_identifier: s.system_identifier.clone(),
+        tags: (!s.tags.is_empty()).then(|| s.tags.clone()),
+        pause: s.paused(),
+        scheduled_restart: s.scheduled_restart.as_ref().map(scheduled_restart),
+        cluster_unlocked: s.cluster.as_ref().is_some_and(|c| c.leader.is_none()),
+        ..PatroniStatus::default()
+    };
     if let Some(p) = &s.probe {
-        b["postmaster_start_time"] = json!(p.postmaster_start_time);
-        b["server_version"] = json!(p.server_version);
-        if let Some(t) = p.timeline {
-            b["timeline"] = json!(t);
-        }
+        b.postmaster_start_time = Some(p.postmaster_start_time.clone());
+        b.server_version = Some(p.server_version);
+        b.timeline = p.timeline;
         if p.pending_restart {
-            b["pending_restart"] = json!(true);
-            if let Some(reason) = p.pending_restart_reason_json() {
-                b["pending_restart_reason"] = reason;
-            }
+            b.pending_restart = true;
+            b.pending_restart_reason = (!p.pending_restart_reason.is_empty()).then(|| {
+                p.pending_restart_reason
+                    .iter()
+                    .map(|(k, (old, new))| {
+                        let change = PendingChange {
+                            old_value: old.clone(),
+                            new_value: new.clone(),
+                        };
+                        (k.clone(), change)
+                    })
+                    .collect()
+            });
         }
         if p.in_recovery {
-            b["xlog"] = json!({
-                "received_location": p.receive_lsn.or(p.replay_lsn).unwrap_or(0),
-                "replayed_location": p.replay_lsn.unwrap_or(0),
-                "replayed_timestamp": p.replay_timestamp,
-                "paused": p.replay_paused,
+            b.xlog = Some(Xlog::Replica {
+                received_location: Some(p.receive_lsn.or(p.replay_lsn).unwrap_or(0)),
+                replayed_location: Some(p.replay_lsn.unwrap_or(0)),
+                replayed_timestamp: p.replay_timestamp.clone(),
+                paused: p.replay_paused,
             });
-            b["replication_state"] = json!(if p.streaming {
-                "streaming"
-            } else {
-                "in archive recovery"
-            });
+            b.replication_state = Some(replication_state(p.streaming).to_string());
             // Patroni marks a replica listed in /sync, by the mode in force.
             match super::health::sync_role(s) {
-                Some(true) => b["quorum_standby"] = json!(true),
-                Some(false) => b["sync_standby"] = json!(true),
+                Some(true) => b.quorum_standby = true,
+                Some(false) => b.sync_standby = true,
                 None => {}
             }
         } else {
-            b["xlog"] = json!({"location": p.wal_position.unwrap_or(0)});
-            b["replication"] = serde_json::to_value(&p.replication).unwrap_or_default();
-        }
-    }
-    if let Some(c) = &s.cluster {
-        if c.leader.is_none() {
-            b["cluster_unlocked"] = json!(true);
+            b.xlog = Some(Xlog::Primary {
+                location: p.wal_position.unwrap_or(0),
+            });
+            b.replication = Some(p.replication.iter().map(replication_row).collect());
         }
     }
     b
 }
 
+fn replication_state(streaming: bool) -> &'static str {
+    if streaming {
+        "streaming"
+    } else {
+        "in archive recovery"
+    }
+}
+
+fn replication_row(r: &warden_pg::sql::ReplicationRow) -> warden_api::ReplicationRow {
+    warden_api::ReplicationRow {
+        usename: r.usename.clone(),
+        application_name: r.application_name.clone(),
+        client_addr: r.client_addr.clone(),
+        state: r.state.clone(),
+        sync_state: r.sync_state.clone(),
+        sync_priority: r.sync_priority,
+        flush_lsn: r.flush_lsn,
+    }
+}
+
+/// The same object as the member key's `scheduled_restart`
+/// (`ScheduledRestart::to_member_json`).
+fn scheduled_restart(r: &crate::ha::request::ScheduledRestart) -> warden_api::ScheduledRestart {
+    warden_api::ScheduledRestart {
+        schedule: r.at.to_rfc3339(),
+        role: r.spec.role.clone(),
+        postgres_version: r.spec.postgres_version.map(|v| v.to_string()),
+        restart_pending: r.spec.restart_pending,
+        timeout: r.spec.timeout.map(|t| t.as_secs()),
+    }
+}
+
 /// `GET /cluster`: every member from the DCS view, with roles and lag as Patroni derives them.
-pub fn cluster(s: &NodeStatus) -> Value {
+pub fn cluster(s: &NodeStatus) -> ClusterStatus {
     let Some(c) = &s.cluster else {
-        return json!({"members": [], "scope": s.scope});
+        return ClusterStatus {
+            scope: s.scope.clone(),
+            ..ClusterStatus::default()
+        };
     };
     let leader = c.leader_name();
     let mode = c.dynamic_config().synchronous_mode;
@@ -102,7 +145,7 @@ pub fn cluster(s: &NodeStatus) -> Value {
         "sync_standby"
     };
     let cluster_lsn = cluster_position(c);
-    let members: Vec<Value> = c
+    let members = c
         .members
         .iter()
         .map(|(name, m)| {
@@ -121,56 +164,46 @@ pub fn cluster(s: &NodeStatus) -> Value {
                     .clone()
                     .unwrap_or_else(|| m.state.to_string())
             };
-            let mut v = json!({"name": name, "role": role, "state": state, "api_url": m.api_url});
-            if let Some((host, port)) = m.conn_host_port() {
-                v["host"] = json!(host);
-                v["port"] = json!(port);
-            }
-            if let Some(t) = m.timeline {
-                v["timeline"] = json!(t);
-            }
-            if let Some(tags) = &m.tags {
-                v["tags"] = Value::Object(tags.clone());
-            }
-            if m.pending_restart == Some(true) {
-                v["pending_restart"] = json!(true);
-            }
+            let (host, port) = m.conn_host_port().unzip();
+            let mut v = ClusterMember {
+                name: name.clone(),
+                role: role.to_string(),
+                state,
+                api_url: m.api_url.clone(),
+                host,
+                port,
+                timeline: m.timeline,
+                tags: m.tags.clone(),
+                pending_restart: m.pending_restart == Some(true),
+                ..ClusterMember::default()
+            };
             if role == "leader" {
-                if let Some(x) = m.xlog_location {
-                    v["lsn"] = json!(x);
-                }
+                v.lsn = m.xlog_location.map(WalValue::Bytes);
             } else {
                 let lsn = m.receive_lsn.max(m.replay_lsn).or(m.xlog_location);
-                match (cluster_lsn, lsn) {
-                    (Some(top), Some(mine)) => v["lag"] = json!(top.saturating_sub(mine)),
-                    _ => v["lag"] = json!("unknown"),
-                }
-                if let Some(l) = lsn {
-                    v["lsn"] = json!(l);
-                }
-                if let Some(r) = m.receive_lsn {
-                    v["receive_lsn"] = json!(r);
-                }
-                if let Some(r) = m.replay_lsn {
-                    v["replay_lsn"] = json!(r);
-                }
+                v.lag = Some(match (cluster_lsn, lsn) {
+                    (Some(top), Some(mine)) => WalValue::Bytes(top.saturating_sub(mine)),
+                    _ => WalValue::unknown(),
+                });
+                v.lsn = lsn.map(WalValue::Bytes);
+                v.receive_lsn = m.receive_lsn.map(WalValue::Bytes);
+                v.replay_lsn = m.replay_lsn.map(WalValue::Bytes);
             }
             v
         })
         .collect();
-    let mut out = json!({"members": members, "scope": s.scope});
-    if c.is_paused() {
-        out["pause"] = json!(true);
+    ClusterStatus {
+        members,
+        scope: s.scope.clone(),
+        pause: c.is_paused(),
+        scheduled_switchover: c.failover.as_ref().and_then(|f| {
+            Some(ScheduledSwitchover {
+                at: f.value.scheduled_at.clone()?,
+                from: f.value.leader.clone(),
+                to: f.value.member.clone(),
+            })
+        }),
     }
-    if let Some(f) = c
-        .failover
-        .as_ref()
-        .filter(|f| f.value.scheduled_at.is_some())
-    {
-        out["scheduled_switchover"] =
-            json!({"at": f.value.scheduled_at, "from": f.value.leader, "to": f.value.member});
-    }
-    out
 }
 
 /// The leader's latest position: its member key, or `/status` if that is newer.
@@ -199,3 +232,7 @@ pub fn config(s: &NodeStatus) -> Value {
 pub fn own_lag(s: &NodeStatus) -> Option<u64> {
     replica_lag(s)
 }
+
+#[cfg(test)]
+#[path = "views_tests.rs"]
+mod tests;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use warden_api::{PatroniStatus, ReinitializeRequest, RestartRequest, SwitchoverRequest};
 use warden_consensus::types::Failover;
 use warden_consensus::{Cluster, Dcs, Keys};
 
@@ -156,33 +157,13 @@ fn object(body: &[u8], optional: bool) -> Result<Map<String, Value>, Fail> {
     }
 }
 
-/// A string field that may be absent or null; any other type is a 400.
-fn opt_str(m: &Map<String, Value>, key: &str) -> Result<Option<String>, Fail> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(fail(400, &format!("{key}: expected a string, got {other}"))),
-    }
-}
-
-fn opt_bool(m: &Map<String, Value>, key: &str) -> Result<bool, Fail> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-            "true" | "on" | "yes" | "1" => Ok(true),
-            "false" | "off" | "no" | "0" | "" => Ok(false),
-            _ => Err(fail(
-                400,
-                &format!("{key}: expected true or false, got {s:?}"),
-            )),
-        },
-        Some(other) => Err(fail(
-            400,
-            &format!("{key}: expected true or false, got {other}"),
-        )),
-    }
+/// Reads a request body's object as its wire type; a refusal is a 400 with the type's
+/// message.
+fn request_body<T: TryFrom<Map<String, Value>, Error = String>>(
+    body: &[u8],
+    optional: bool,
+) -> Result<T, Fail> {
+    T::try_from(object(body, optional)?).map_err(|e| Fail(400, e))
 }
 
 async fn read_cluster(ctx: &Context) -> Result<Cluster, Fail> {
@@ -200,13 +181,11 @@ async fn switchover(ctx: &Context, body: &[u8], failover: bool) -> Reply {
 }
 
 async fn switchover_inner(ctx: &Context, body: &[u8], failover: bool) -> Result<Reply, Fail> {
-    let m = object(body, false)?;
-    let leader = opt_str(&m, "leader")?;
-    let candidate = match opt_str(&m, "candidate")? {
-        Some(c) => Some(c),
-        None => opt_str(&m, "member")?,
-    };
-    let scheduled = opt_str(&m, "scheduled_at")?;
+    let SwitchoverRequest {
+        candidate,
+        leader,
+        scheduled_at: scheduled,
+    } = request_body(body, false)?;
     let cluster = read_cluster(ctx).await?;
     let paused = cluster.is_paused();
     let mut action = if failover { "failover" } else { "switchover" };
@@ -369,9 +348,9 @@ async fn failover_impossible(
             let body = warden_api::client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
                 .await
                 .ok()?;
-            let s = crate::ha::peers::parse_status(&body, &tags)?;
-            let running = body.get("state").and_then(Value::as_str) == Some("running");
-            (running && s.may_become_leader && !s.is_primary).then_some(())
+            let status = PatroniStatus::from_json(&body).ok()?;
+            let s = crate::ha::peers::peer_status(&status, &tags)?;
+            (status.is_running() && s.may_become_leader && !s.is_primary).then_some(())
         }
     });
     let good = futures_util::future::join_all(checks)
@@ -432,7 +411,8 @@ async fn quorum_unreachable(cluster: &Cluster, candidate: &str) -> Option<String
             let status = warden_api::client::get_json(&url, crate::ha::peers::PEER_TIMEOUT)
                 .await
                 .ok()
-                .and_then(|body| crate::ha::peers::parse_status(&body, &tags));
+                .and_then(|body| PatroniStatus::from_json(&body).ok())
+                .and_then(|body| crate::ha::peers::peer_status(&body, &tags));
             crate::ha::observation::Peer {
                 name: name.to_string(),
                 status,
@@ -527,69 +507,20 @@ async fn cancel_switchover(ctx: &Context) -> Reply {
     }
 }
 
-fn parse_restart(m: &Map<String, Value>) -> Result<(RestartSpec, Option<String>), Fail> {
-    let mut spec = RestartSpec::default();
-    let mut schedule = None;
-    for (k, v) in m {
-        match k.as_str() {
-            "schedule" => schedule = opt_str(m, k)?,
-            "role" => match opt_str(m, k)?.as_deref() {
-                None | Some("any") => {}
-                Some(r @ ("primary" | "master" | "replica")) => spec.role = Some(r.to_string()),
-                Some(other) => {
-                    return Err(fail(
-                        400,
-                        &format!(
-                            "PostgreSQL role should be either primary or replica, not {other:?}"
-                        ),
-                    ))
-                }
-            },
-            "postgres_version" => {
-                if let Some(t) = opt_str(m, k)? {
-                    spec.postgres_version =
-                        Some(request::parse_postgres_version(&t).map_err(|e| Fail(400, e))?);
-                }
-            }
-            "timeout" => {
-                let secs = match v {
-                    Value::Number(n) => n.as_u64(),
-                    Value::String(s) => s.trim().parse::<u64>().ok().or_else(|| {
-                        humantime::parse_duration(s.trim())
-                            .ok()
-                            .map(|d| d.as_secs())
-                    }),
-                    _ => None,
-                };
-                match secs {
-                    Some(s) if s > 0 => spec.timeout = Some(Duration::from_secs(s)),
-                    _ => {
-                        return Err(fail(
-                            400,
-                            &format!("Timeout should be a positive number of seconds, not {v}"),
-                        ))
-                    }
-                }
-            }
-            "restart_pending" => spec.restart_pending = opt_bool(m, k)?,
-            other => {
-                return Err(fail(
-                    400,
-                    &format!("Unknown filter for the scheduled restart: {other}"),
-                ))
-            }
-        }
-    }
-    Ok((spec, schedule))
+/// The loop's restart conditions from a `POST /restart` body, and its schedule.
+fn restart_spec(r: RestartRequest) -> (RestartSpec, Option<String>) {
+    let spec = RestartSpec {
+        postgres_version: r.postgres_version_num(),
+        timeout: r.timeout_duration(),
+        role: r.role,
+        restart_pending: r.restart_pending,
+    };
+    (spec, r.schedule)
 }
 
 async fn restart(ctx: &Context, body: &[u8]) -> Reply {
-    let m = match object(body, true) {
-        Ok(m) => m,
-        Err(f) => return f.reply(),
-    };
-    let (spec, schedule) = match parse_restart(&m) {
-        Ok(x) => x,
+    let (spec, schedule) = match request_body(body, true) {
+        Ok(r) => restart_spec(r),
         Err(f) => return f.reply(),
     };
     if let Some(s) = schedule {
@@ -636,25 +567,10 @@ fn cancel_restart(ctx: &Context) -> Reply {
 }
 
 async fn reinitialize(ctx: &Context, body: &[u8]) -> Reply {
-    let m = match object(body, true) {
-        Ok(m) => m,
+    let ReinitializeRequest { from_leader, .. } = match request_body(body, true) {
+        Ok(r) => r,
         Err(f) => return f.reply(),
     };
-    for k in m.keys() {
-        if k != "force" && k != "from_leader" {
-            return text(
-                400,
-                &format!("unknown reinitialize option {k:?} (known: force, from_leader)"),
-            );
-        }
-    }
-    let from_leader = match opt_bool(&m, "from_leader") {
-        Ok(b) => b,
-        Err(f) => return f.reply(),
-    };
-    if let Err(f) = opt_bool(&m, "force") {
-        return f.reply();
-    }
     match ask_loop(ctx, Kind::Reinitialize { from_leader }, ACCEPT_TIMEOUT).await {
         Ok(msg) => text(200, &msg),
         Err((code, msg)) => text(code, &msg),
@@ -712,7 +628,11 @@ mod tests {
 
     #[test]
     fn restart_bodies() {
-        let parse = |v: Value| parse_restart(v.as_object().unwrap()).map_err(|f| f.0);
+        let parse = |v: Value| {
+            request_body::<RestartRequest>(v.to_string().as_bytes(), true)
+                .map(restart_spec)
+                .map_err(|f| f.0)
+        };
         let (spec, sched) = parse(json!({"role": "replica", "postgres_version": "16", "timeout": "30s", "restart_pending": true})).unwrap();
         assert_eq!(spec.role.as_deref(), Some("replica"));
         assert_eq!(spec.postgres_version, Some(160000));

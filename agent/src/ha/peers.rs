@@ -4,6 +4,7 @@
 use super::observation::{Peer, PeerStatus, Tags};
 use std::time::Duration;
 use warden_api::client as http_client;
+use warden_api::PatroniStatus;
 use warden_consensus::Cluster;
 
 /// Patroni's peers answer within 2 s; ours use the same bound.
@@ -100,32 +101,24 @@ fn failsafe_url(api_url: &str) -> String {
 
 /// Reads role and WAL position from a `/patroni` body.
 pub fn parse_status(body: &serde_json::Value, tags: &Tags) -> Option<PeerStatus> {
-    let role = body.get("role")?.as_str()?;
-    let xlog = body.get("xlog")?;
-    let is_primary = matches!(role, "primary" | "master")
-        && body.get("state").and_then(|s| s.as_str()) == Some("running");
+    peer_status(&PatroniStatus::from_json(body).ok()?, tags)
+}
+
+/// Role and WAL position of a peer from its `/patroni`; `None` without a role or an
+/// `xlog` (PostgreSQL not running).
+pub fn peer_status(body: &PatroniStatus, tags: &Tags) -> Option<PeerStatus> {
+    let xlog = body.xlog.as_ref().filter(|_| !body.role.is_empty())?;
+    let is_primary = body.is_primary() && body.is_running();
     let wal = if is_primary {
-        xlog.get("location")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
+        xlog.location().unwrap_or(0)
     } else {
-        let r = xlog
-            .get("received_location")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        let p = xlog
-            .get("replayed_location")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0);
-        r.max(p)
+        let r = xlog.received_location().unwrap_or(0);
+        r.max(xlog.replayed_location().unwrap_or(0))
     };
     Some(PeerStatus {
         is_primary,
         position: wal,
-        generation: body
-            .get("timeline")
-            .and_then(serde_json::Value::as_u64)
-            .and_then(|t| u32::try_from(t).ok()),
+        generation: body.timeline,
         may_become_leader: tags.may_become_leader(),
         priority: tags.priority(),
     })

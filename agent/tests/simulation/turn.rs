@@ -240,7 +240,9 @@ impl World {
                     Some(_) if self.nodes[p].paused => (None, PEER_TIMEOUT_MS),
                     Some(a) => {
                         let valid = a.deadline.valid_at(self.instant(self.local_now(p)));
-                        let body = views::patroni(&a.shown, valid);
+                        // Through JSON, as it crosses the wire.
+                        let body = serde_json::to_value(views::patroni(&a.shown, valid))
+                            .unwrap_or_default();
                         if let Some(tl) = body.get("timeline").and_then(serde_json::Value::as_u64) {
                             timelines.insert(name.clone(), tl as u32);
                         }

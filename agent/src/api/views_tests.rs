@@ -1,0 +1,492 @@
+//! The typed `/patroni` and `/cluster` bodies against the `json!` builders they
+//! replaced (kept here verbatim as `legacy_*`): the same bytes in every state below.
+
+use super::*;
+use crate::ha::request::{RestartSpec, ScheduledRestart};
+use serde_json::json;
+use std::time::SystemTime;
+use warden_consensus::cluster::{LeaderKey, Versioned};
+use warden_consensus::types::{Failover, Member, Role, Status, SyncState};
+use warden_consensus::DynamicConfig;
+use warden_pg::sql::{Probe, ReplicationRow};
+
+/// `GET /patroni` (also the body of every health answer).
+fn legacy_patroni(s: &NodeStatus, lease_valid: bool) -> Value {
+    let role = match (&s.probe, s.is_leader) {
+        (Some(p), _) if !p.in_recovery => "primary",
+        (Some(_), _) => "replica",
+        _ => s.role.as_str(),
+    };
+    let mut b = json!({
+        "state": s.state,
+        "role": role,
+        "dcs_last_seen": s.dcs_last_seen,
+        "patroni": {"version": PATRONI_COMPAT_VERSION, "scope": s.scope, "name": s.name, "warden_version": env!("CARGO_PKG_VERSION")},
+        "warden": {"note": s.note, "leader": s.is_leader, "lease_valid": lease_valid, "fencing_token": s.fencing_token, "archiver": s.archiver},
+    });
+    if let Some(a) = &s.archive {
+        b["warden"]["archive"] = json!({
+            "last_segment": a.last_uploaded.as_ref().map(|(n, _)| n),
+            "archived_lsn": a.archived_lsn,
+            "failures": a.failures,
+            "last_error": a.last_error,
+        });
+    }
+    if let Some(sysid) = &s.system_identifier {
+        b["database_system_identifier"] = json!(sysid);
+    }
+    if !s.tags.is_empty() {
+        b["tags"] = Value::Object(s.tags.clone());
+    }
+    if s.paused() {
+        b["pause"] = json!(true);
+    }
+    if let Some(r) = &s.scheduled_restart {
+        b["scheduled_restart"] = r.to_member_json();
+    }
+    if let Some(p) = &s.probe {
+        b["postmaster_start_time"] = json!(p.postmaster_start_time);
+        b["server_version"] = json!(p.server_version);
+        if let Some(t) = p.timeline {
+            b["timeline"] = json!(t);
+        }
+        if p.pending_restart {
+            b["pending_restart"] = json!(true);
+            if let Some(reason) = p.pending_restart_reason_json() {
+                b["pending_restart_reason"] = reason;
+            }
+        }
+        if p.in_recovery {
+            b["xlog"] = json!({
+                "received_location": p.receive_lsn.or(p.replay_lsn).unwrap_or(0),
+                "replayed_location": p.replay_lsn.unwrap_or(0),
+                "replayed_timestamp": p.replay_timestamp,
+                "paused": p.replay_paused,
+            });
+            b["replication_state"] = json!(if p.streaming {
+                "streaming"
+            } else {
+                "in archive recovery"
+            });
+            // Patroni marks a replica listed in /sync, by the mode in force.
+            match crate::api::health::sync_role(s) {
+                Some(true) => b["quorum_standby"] = json!(true),
+                Some(false) => b["sync_standby"] = json!(true),
+                None => {}
+            }
+        } else {
+            b["xlog"] = json!({"location": p.wal_position.unwrap_or(0)});
+            b["replication"] = serde_json::to_value(&p.replication).unwrap_or_default();
+        }
+    }
+    if let Some(c) = &s.cluster {
+        if c.leader.is_none() {
+            b["cluster_unlocked"] = json!(true);
+        }
+    }
+    b
+}
+
+/// `GET /cluster`: every member from the DCS view, with roles and lag as Patroni derives them.
+fn legacy_cluster(s: &NodeStatus) -> Value {
+    let Some(c) = &s.cluster else {
+        return json!({"members": [], "scope": s.scope});
+    };
+    let leader = c.leader_name();
+    let mode = c.dynamic_config().synchronous_mode;
+    let sync: Vec<&str> = c
+        .sync
+        .as_ref()
+        .filter(|_| mode.is_enabled())
+        .map(|x| x.value.standbys())
+        .unwrap_or_default();
+    let sync_role = if mode == warden_consensus::dynamic_config::SynchronousMode::Quorum {
+        "quorum_standby"
+    } else {
+        "sync_standby"
+    };
+    let cluster_lsn = cluster_position(c);
+    let members: Vec<Value> = c
+        .members
+        .iter()
+        .map(|(name, m)| {
+            let m = &m.value;
+            let role = if Some(name.as_str()) == leader {
+                "leader"
+            } else if sync.contains(&name.as_str()) {
+                sync_role
+            } else {
+                "replica"
+            };
+            let state = if role == "leader" {
+                m.state.to_string()
+            } else {
+                m.replication_state
+                    .clone()
+                    .unwrap_or_else(|| m.state.to_string())
+            };
+            let mut v = json!({"name": name, "role": role, "state": state, "api_url": m.api_url});
+            if let Some((host, port)) = m.conn_host_port() {
+                v["host"] = json!(host);
+                v["port"] = json!(port);
+            }
+            if let Some(t) = m.timeline {
+                v["timeline"] = json!(t);
+            }
+            if let Some(tags) = &m.tags {
+                v["tags"] = Value::Object(tags.clone());
+            }
+            if m.pending_restart == Some(true) {
+                v["pending_restart"] = json!(true);
+            }
+            if role == "leader" {
+                if let Some(x) = m.xlog_location {
+                    v["lsn"] = json!(x);
+                }
+            } else {
+                let lsn = m.receive_lsn.max(m.replay_lsn).or(m.xlog_location);
+                match (cluster_lsn, lsn) {
+                    (Some(top), Some(mine)) => v["lag"] = json!(top.saturating_sub(mine)),
+                    _ => v["lag"] = json!("unknown"),
+                }
+                if let Some(l) = lsn {
+                    v["lsn"] = json!(l);
+                }
+                if let Some(r) = m.receive_lsn {
+                    v["receive_lsn"] = json!(r);
+                }
+                if let Some(r) = m.replay_lsn {
+                    v["replay_lsn"] = json!(r);
+                }
+            }
+            v
+        })
+        .collect();
+    let mut out = json!({"members": members, "scope": s.scope});
+    if c.is_paused() {
+        out["pause"] = json!(true);
+    }
+    if let Some(f) = c
+        .failover
+        .as_ref()
+        .filter(|f| f.value.scheduled_at.is_some())
+    {
+        out["scheduled_switchover"] =
+            json!({"at": f.value.scheduled_at, "from": f.value.leader, "to": f.value.member});
+    }
+    out
+}
+
+fn probe(in_recovery: bool) -> Probe {
+    let mut p = Probe {
+        in_recovery,
+        timeline: Some(3),
+        wal_position: Some(67_395_656),
+        postmaster_start_time: "2024-08-28 19:39:26.352526+00:00".into(),
+        server_version: 160_004,
+        system_identifier: "7408277255830290455".into(),
+        ..Probe::default()
+    };
+    if in_recovery {
+        p.receive_lsn = Some(67_395_000);
+        p.replay_lsn = Some(67_394_000);
+        p.replay_timestamp = Some("2024-08-28 19:41:00.5+00:00".into());
+        p.streaming = true;
+    } else {
+        p.replication = vec![
+            ReplicationRow {
+                usename: Some("replicator".into()),
+                application_name: Some("node2".into()),
+                client_addr: Some("127.0.0.1".into()),
+                state: Some("streaming".into()),
+                sync_state: Some("sync".into()),
+                sync_priority: Some(1),
+                flush_lsn: Some(67_395_000),
+            },
+            ReplicationRow {
+                usename: None,
+                application_name: Some("node3".into()),
+                client_addr: None,
+                state: Some("startup".into()),
+                sync_state: None,
+                sync_priority: None,
+                flush_lsn: None,
+            },
+        ];
+    }
+    p
+}
+
+fn member(port: u16, state: &str) -> Member {
+    serde_json::from_value(json!({
+        "conn_url": format!("postgres://127.0.0.1:{port}/postgres"),
+        "api_url": format!("http://127.0.0.1:{}/patroni", port + 3000),
+        "state": state,
+        "role": "replica",
+        "version": "4.0.0",
+    }))
+    .unwrap()
+}
+
+fn versioned<T>(value: T) -> Versioned<T> {
+    Versioned {
+        value,
+        mod_revision: 7,
+    }
+}
+
+/// Three members: node1 leads, node2 streams (and is in /sync), node3 publishes no
+/// position and no conn_url port.
+fn cluster_view(mode: &str) -> Cluster {
+    let mut n1 = member(5432, "running");
+    n1.role = Role::Primary;
+    n1.xlog_location = Some(67_395_656);
+    n1.timeline = Some(3);
+    let mut tags = serde_json::Map::new();
+    tags.insert("clonefrom".into(), json!(true));
+    n1.tags = Some(tags);
+    let mut n2 = member(5433, "running");
+    n2.receive_lsn = Some(67_395_000);
+    n2.replay_lsn = Some(67_394_000);
+    n2.xlog_location = Some(67_395_000);
+    n2.replication_state = Some("streaming".into());
+    n2.timeline = Some(3);
+    n2.pending_restart = Some(true);
+    let mut n3 = member(5434, "creating replica");
+    n3.conn_url = "postgres://somewhere/postgres".into();
+    let config = DynamicConfig::from_json(&json!({"synchronous_mode": mode})).unwrap();
+    Cluster {
+        config: Some(versioned(config)),
+        leader: Some(LeaderKey {
+            name: "node1".into(),
+            create_revision: 42,
+            mod_revision: 43,
+            lease: 1,
+        }),
+        members: [("node1", n1), ("node2", n2), ("node3", n3)]
+            .into_iter()
+            .map(|(n, m)| (n.to_string(), versioned(m)))
+            .collect(),
+        sync: Some(versioned(SyncState {
+            leader: Some("node1".into()),
+            quorum: Some(1),
+            sync_standby: Some("node2".into()),
+            extra: serde_json::Map::new(),
+        })),
+        status: Some(Status {
+            optime: Some(67_400_000),
+            ..Status::default()
+        }),
+        ..Cluster::default()
+    }
+}
+
+fn base(name: &str) -> NodeStatus {
+    let mut s = NodeStatus::new("demo".into(), name.into(), serde_json::Map::new());
+    s.dcs_last_seen = Some(1_724_874_545);
+    s
+}
+
+/// Every state the bodies distinguish.
+fn states() -> Vec<(&'static str, NodeStatus, bool)> {
+    let mut out = Vec::new();
+    let starting = NodeStatus::new("demo".into(), "node3".into(), serde_json::Map::new());
+    out.push(("starting, no DCS", starting, false));
+
+    let mut primary = base("node1");
+    primary.state = "running".into();
+    primary.running = true;
+    primary.role = Role::Primary;
+    primary.is_leader = true;
+    primary.fencing_token = Some(42);
+    primary.system_identifier = Some("7408277255830290455".into());
+    primary.note = "holding the leader key".into();
+    primary.probe = Some(probe(false));
+    primary.cluster = Some(cluster_view("off"));
+    primary.tags.insert("zone".into(), json!("a"));
+    primary.archiver = true;
+    primary.archive = Some(warden_backup::archiver::stream::Status {
+        last_uploaded: Some(("000000030000000000000003".into(), SystemTime::now())),
+        archived_lsn: Some(67_108_864),
+        failures: 1,
+        last_error: Some("upload failed".into()),
+        last_live_upload: None,
+    });
+    out.push(("primary with the archiver", primary.clone(), true));
+
+    let mut bare = primary.clone();
+    bare.archive = Some(warden_backup::archiver::stream::Status::default());
+    if let Some(p) = bare.probe.as_mut() {
+        p.replication.clear();
+        p.timeline = None;
+        p.wal_position = None;
+    }
+    out.push(("primary, nothing replicating", bare, false));
+
+    let mut pending = primary;
+    if let Some(p) = pending.probe.as_mut() {
+        p.pending_restart = true;
+        p.pending_restart_reason
+            .insert("max_connections".into(), ("100".into(), "200".into()));
+        p.pending_restart_reason
+            .insert("shared_buffers".into(), ("128MB".into(), "1GB".into()));
+    }
+    pending.scheduled_restart = Some(ScheduledRestart {
+        at: chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00+00:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+        spec: RestartSpec {
+            role: Some("primary".into()),
+            postgres_version: Some(170_000),
+            restart_pending: true,
+            timeout: Some(std::time::Duration::from_secs(30)),
+        },
+    });
+    out.push(("primary, pending and scheduled restart", pending, true));
+
+    for (what, mode) in [
+        ("sync standby", "on"),
+        ("quorum standby", "quorum"),
+        ("async replica", "off"),
+    ] {
+        let mut r = base("node2");
+        r.state = "running".into();
+        r.running = true;
+        r.role = Role::Replica;
+        r.system_identifier = Some("7408277255830290455".into());
+        r.note = "following node1".into();
+        r.probe = Some(probe(true));
+        r.cluster = Some(cluster_view(mode));
+        out.push((what, r, false));
+    }
+
+    let mut archive_replica = base("node2");
+    archive_replica.probe = Some(Probe {
+        in_recovery: true,
+        replay_paused: true,
+        pending_restart: true,
+        ..Probe::default()
+    });
+    let mut c = cluster_view("on");
+    c.leader = None;
+    c.failover = Some(versioned(Failover {
+        leader: Some("node1".into()),
+        member: None,
+        scheduled_at: Some("2030-01-01T00:00:00+00:00".into()),
+        extra: serde_json::Map::new(),
+    }));
+    let paused = DynamicConfig::from_json(&json!({"pause": true})).unwrap();
+    c.config = Some(versioned(paused));
+    archive_replica.cluster = Some(c);
+    out.push((
+        "replica in archive recovery, unlocked and paused cluster",
+        archive_replica,
+        false,
+    ));
+
+    let mut no_status = base("node2");
+    let mut c = cluster_view("quorum");
+    c.status = None;
+    if let Some(m) = c.members.get_mut("node1") {
+        m.value.xlog_location = None;
+    }
+    c.failover = Some(versioned(Failover {
+        leader: None,
+        member: Some("node3".into()),
+        scheduled_at: None,
+        extra: serde_json::Map::new(),
+    }));
+    no_status.cluster = Some(c);
+    out.push((
+        "no cluster position, unscheduled failover key",
+        no_status,
+        false,
+    ));
+    out
+}
+
+#[test]
+fn patroni_bodies_are_byte_for_byte_the_json_ones() {
+    let mut all = String::new();
+    for (what, s, lease_valid) in states() {
+        let typed = serde_json::to_string(&patroni(&s, lease_valid)).unwrap();
+        assert_eq!(typed, legacy_patroni(&s, lease_valid).to_string(), "{what}");
+        all.push_str(&typed);
+    }
+    // The states cover every field that is sometimes there.
+    for field in [
+        r#""cluster_unlocked":true"#,
+        r#""database_system_identifier""#,
+        r#""dcs_last_seen":null"#,
+        r#""pause":true"#,
+        r#""pending_restart":true"#,
+        r#""pending_restart_reason":{"max_connections""#,
+        r#""postmaster_start_time""#,
+        r#""quorum_standby":true"#,
+        r#""sync_standby":true"#,
+        r#""replication":[]"#,
+        r#""replication":[{"#,
+        r#""replication_state":"in archive recovery""#,
+        r#""replication_state":"streaming""#,
+        r#""scheduled_restart":{"postgres_version":"170000""#,
+        r#""tags":{"zone":"a"}"#,
+        r#""timeline":3"#,
+        r#""archive":{"archived_lsn":67108864"#,
+        r#""archive":{"archived_lsn":null"#,
+        r#""xlog":{"location":0}"#,
+        r#""xlog":{"paused":true,"received_location":0"#,
+        r#""replayed_timestamp":null"#,
+    ] {
+        assert!(all.contains(field), "no state writes {field}");
+    }
+}
+
+#[test]
+fn cluster_bodies_are_byte_for_byte_the_json_ones() {
+    let mut all = String::new();
+    for (what, s, _) in states() {
+        let typed = serde_json::to_string(&cluster(&s)).unwrap();
+        assert_eq!(typed, legacy_cluster(&s).to_string(), "{what}");
+        all.push_str(&typed);
+    }
+    for field in [
+        r#"{"members":[],"scope":"demo"}"#,
+        r#""role":"leader""#,
+        r#""role":"sync_standby""#,
+        r#""role":"quorum_standby""#,
+        r#""lag":4344"#,
+        r#""lag":"unknown""#,
+        r#""pending_restart":true"#,
+        r#""host":"127.0.0.1""#,
+        r#""receive_lsn":67395000"#,
+        r#""pause":true"#,
+        r#""scheduled_switchover":{"at":"2030-01-01T00:00:00+00:00","from":"node1","to":null}"#,
+    ] {
+        assert!(all.contains(field), "no state writes {field}");
+    }
+}
+
+#[test]
+fn scheduled_restart_is_the_member_keys() {
+    for (what, s, _) in states() {
+        if let Some(r) = &s.scheduled_restart {
+            assert_eq!(
+                serde_json::to_value(scheduled_restart(r)).unwrap(),
+                r.to_member_json(),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bodies_read_back_through_the_types() {
+    for (what, s, lease_valid) in states() {
+        let p = patroni(&s, lease_valid);
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(PatroniStatus::from_json(&v).unwrap(), p, "{what}");
+        let c = cluster(&s);
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(ClusterStatus::from_json(&v).unwrap(), c, "{what}");
+    }
+}
