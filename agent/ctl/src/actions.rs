@@ -3,7 +3,7 @@
 //! questions and printed lines follow patronictl; failures exit non-zero with the
 //! API's answer.
 
-use super::api::{self, ApiError, RestartRequest};
+use super::api::{self, ApiError};
 use super::args::{
     FlushArgs, FlushTarget, PauseArgs, ReinitArgs, ReloadArgs, RestartArgs, RoleFilter,
 };
@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use warden_api::client::Method;
+use warden_api::{PatroniStatus, RestartRequest, Timeout};
 use warden_consensus::types::MemberState;
 use warden_consensus::types::{Member, Role};
 
@@ -266,8 +267,8 @@ impl Ctl<'_> {
         };
         let schedule = parse_scheduled(Some(&when))?;
         let mut req = RestartRequest {
-            role: api_role(a.role),
-            timeout: a.timeout.clone(),
+            role: api_role(a.role).map(str::to_string),
+            timeout: a.timeout.clone().map(Timeout::Text),
             restart_pending: a.pending,
             ..RestartRequest::default()
         };
@@ -302,18 +303,12 @@ impl Ctl<'_> {
         req.schedule = schedule;
         // An immediate restart is answered when it is done; give the agent the
         // restart's own timeout and then some.
-        let timeout = a
-            .timeout
-            .as_deref()
-            .and_then(|t| {
-                humantime::parse_duration(t)
-                    .ok()
-                    .or_else(|| t.parse().ok().map(Duration::from_secs))
-            })
+        let timeout = req
+            .timeout_duration()
             .map_or(self.timing.action_timeout, |t| {
                 (t + Duration::from_secs(30)).max(self.timing.action_timeout)
             });
-        let body = req.body();
+        let body = api::restart_body(&req);
         let mut failed = Vec::new();
         for (name, m) in &members {
             if req.schedule.is_some() && a.force && m.scheduled_restart.is_some() {
@@ -388,7 +383,7 @@ impl Ctl<'_> {
             let before = self.postmaster_start(name, &m.api_url).await;
             let mut force = a.force;
             loop {
-                let body = json!({"force": force, "from_leader": a.from_leader});
+                let body = api::reinitialize_body(force, a.from_leader);
                 let r = match self
                     .api
                     .call(
@@ -446,8 +441,9 @@ impl Ctl<'_> {
             .call(Method::GET, name, api_url, "patroni", None, None)
             .await
             .ok()?;
-        let v: Value = serde_json::from_slice(&r.body).ok()?;
-        v["postmaster_start_time"].as_str().map(str::to_string)
+        serde_json::from_slice::<PatroniStatus>(&r.body)
+            .ok()?
+            .postmaster_start_time
     }
 
     /// Waits until each reinitialized member runs again with a new postmaster (or

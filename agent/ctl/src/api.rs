@@ -5,6 +5,7 @@ use serde_json::Value;
 use std::time::Duration;
 use warden_api::client::Method;
 use warden_api::client::{self as http_client, BasicAuth, HttpError, Response};
+use warden_api::{ReinitializeRequest, RestartRequest, SwitchoverRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -123,55 +124,28 @@ pub fn generic_outcome(action: &str, member: &str, resp: &Response) -> (bool, St
     }
 }
 
-/// Body of `POST /switchover` or `POST /failover`.
+/// Body of `POST /switchover` or `POST /failover` (an empty candidate is none).
 pub fn switchover_body(
     leader: Option<&str>,
     candidate: Option<&str>,
     scheduled_at: Option<&str>,
 ) -> Value {
-    let mut m = serde_json::Map::new();
-    if let Some(l) = leader {
-        m.insert("leader".into(), l.into());
-    }
-    if let Some(c) = candidate.filter(|c| !c.is_empty()) {
-        m.insert("candidate".into(), c.into());
-    }
-    if let Some(s) = scheduled_at {
-        m.insert("scheduled_at".into(), s.into());
-    }
-    Value::Object(m)
+    let req = SwitchoverRequest {
+        candidate: candidate.filter(|c| !c.is_empty()).map(str::to_string),
+        leader: leader.map(str::to_string),
+        scheduled_at: scheduled_at.map(str::to_string),
+    };
+    serde_json::to_value(req).unwrap_or_default()
 }
 
-/// The parts of a restart request (`POST /restart`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RestartRequest {
-    pub schedule: Option<String>,
-    pub role: Option<&'static str>,
-    pub postgres_version: Option<String>,
-    pub timeout: Option<String>,
-    pub restart_pending: bool,
+/// Body of `POST /restart`.
+pub fn restart_body(req: &RestartRequest) -> Value {
+    serde_json::to_value(req).unwrap_or_default()
 }
 
-impl RestartRequest {
-    pub fn body(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        if let Some(s) = &self.schedule {
-            m.insert("schedule".into(), s.clone().into());
-        }
-        if let Some(r) = self.role {
-            m.insert("role".into(), r.into());
-        }
-        if let Some(v) = &self.postgres_version {
-            m.insert("postgres_version".into(), v.clone().into());
-        }
-        if let Some(t) = &self.timeout {
-            m.insert("timeout".into(), t.clone().into());
-        }
-        if self.restart_pending {
-            m.insert("restart_pending".into(), true.into());
-        }
-        Value::Object(m)
-    }
+/// Body of `POST /reinitialize`: both flags, as patronictl sends them.
+pub fn reinitialize_body(force: bool, from_leader: bool) -> Value {
+    serde_json::to_value(ReinitializeRequest { force, from_leader }).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -217,16 +191,20 @@ mod tests {
         );
         let r = RestartRequest {
             schedule: Some("2030-01-01T00:00:00+00:00".into()),
-            role: Some("replica"),
+            role: Some("replica".into()),
             postgres_version: Some("15.9".into()),
-            timeout: Some("30s".into()),
+            timeout: Some(warden_api::Timeout::Text("30s".into())),
             restart_pending: true,
         };
         assert_eq!(
-            r.body(),
+            restart_body(&r),
             json!({"schedule":"2030-01-01T00:00:00+00:00","role":"replica","postgres_version":"15.9","timeout":"30s","restart_pending":true})
         );
-        assert_eq!(RestartRequest::default().body(), json!({}));
+        assert_eq!(restart_body(&RestartRequest::default()), json!({}));
+        assert_eq!(
+            reinitialize_body(true, false),
+            json!({"force": true, "from_leader": false})
+        );
     }
 
     #[test]

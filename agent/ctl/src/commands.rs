@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
 use warden_api::client::Method;
+use warden_api::PatroniStatus;
 
 /// Local time as patronictl prints it in `list -t` and progress lines.
 pub fn timestamp() -> String {
@@ -298,13 +299,18 @@ impl Ctl<'_> {
                 .call(Method::GET, name, &m.value.api_url, "patroni", None, None)
                 .await;
             let line = match got {
-                Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
-                    Ok(v) => describe_version(name, &v),
-                    Err(e) => {
-                        failed.push(name.clone());
-                        format!("{name}: failed to get version: the answer is not JSON: {e}")
+                Ok(r) if r.status == 200 => {
+                    match serde_json::from_slice::<PatroniStatus>(&r.body) {
+                        Ok(v) => describe_version(name, &v),
+                        Err(e) => {
+                            failed.push(name.clone());
+                            format!(
+                                "{name}: failed to get version: the answer is not a /patroni \
+                             document: {e}"
+                            )
+                        }
                     }
-                },
+                }
                 Ok(r) => {
                     failed.push(name.clone());
                     format!(
@@ -377,13 +383,15 @@ fn describe_file(file: &str) -> String {
 }
 
 /// `node1: Patroni 4.0.4 PostgreSQL 15.10 (Warden 0.1.0)` from a `/patroni` body.
-pub fn describe_version(name: &str, v: &Value) -> String {
-    let api = v["patroni"]["version"].as_str().unwrap_or("unknown");
+pub fn describe_version(name: &str, v: &PatroniStatus) -> String {
+    let api = Some(v.patroni.version.as_str())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("unknown");
     let mut line = format!("{name}: Patroni {api}");
-    if let Some(pg) = v["server_version"].as_u64().filter(|&n| n > 0) {
-        line.push_str(&format!(" PostgreSQL {}", format_pg_version(pg)));
+    if let Some(pg) = v.server_version.filter(|&n| n > 0) {
+        line.push_str(&format!(" PostgreSQL {}", format_pg_version(u64::from(pg))));
     }
-    if let Some(w) = v["patroni"]["warden_version"].as_str() {
+    if let Some(w) = &v.patroni.warden_version {
         line.push_str(&format!(" (Warden {w})"));
     }
     line
@@ -401,11 +409,14 @@ mod tests {
         assert_eq!(
             describe_version(
                 "n1",
-                &json!({"server_version": 150010, "patroni": {"version": "4.0.4", "warden_version": "0.1.0"}})
+                &PatroniStatus::from_json(&json!({"server_version": 150010, "patroni": {"version": "4.0.4", "warden_version": "0.1.0"}})).unwrap()
             ),
             "n1: Patroni 4.0.4 PostgreSQL 15.10 (Warden 0.1.0)"
         );
-        assert_eq!(describe_version("n1", &json!({})), "n1: Patroni unknown");
+        assert_eq!(
+            describe_version("n1", &PatroniStatus::default()),
+            "n1: Patroni unknown"
+        );
     }
 
     #[test]
