@@ -69,14 +69,12 @@ pub fn check_now(cluster: &Cluster) -> Result<Converged, String> {
     let v = primary
         .patroni()
         .ok_or_else(|| format!("{}: no /patroni", primary.name()))?;
-    let timeline = match (v["role"].as_str(), v["timeline"].as_u64()) {
-        (Some("primary"), Some(t)) => t,
-        _ => {
+    let timeline = match (v.role.as_str(), v.timeline) {
+        ("primary", Some(t)) => t,
+        (role, t) => {
             return Err(format!(
-                "{}: /patroni role {} timeline {}",
+                "{}: /patroni role {role:?} timeline {t:?}",
                 primary.name(),
-                v["role"],
-                v["timeline"]
             ))
         }
     };
@@ -85,16 +83,16 @@ pub fn check_now(cluster: &Cluster) -> Result<Converged, String> {
         let v = n
             .patroni()
             .ok_or_else(|| format!("{}: no /patroni", n.name()))?;
-        let streaming = v["role"] == "replica"
-            && v["replication_state"] == "streaming"
-            && v["timeline"].as_u64() == Some(timeline);
+        let streaming = v.role == "replica"
+            && v.replication_state.as_deref() == Some("streaming")
+            && v.timeline == Some(timeline);
         if !streaming {
             return Err(format!(
-                "{} is not streaming on timeline {timeline}: role {} state {} timeline {}",
+                "{} is not streaming on timeline {timeline}: role {:?} state {:?} timeline {:?}",
                 nodes[i].name(),
-                v["role"],
-                v["replication_state"],
-                v["timeline"]
+                v.role,
+                v.replication_state,
+                v.timeline
             ));
         }
         names.push(n.name().to_string());
@@ -108,7 +106,7 @@ pub fn check_now(cluster: &Cluster) -> Result<Converged, String> {
     }
     Ok(Converged {
         primary: p,
-        timeline,
+        timeline: timeline.into(),
     })
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use serde_json::json;
+use warden_api::SwitchoverRequest;
 use warden_tests::wait::poll_until;
 use warden_tests::workload::Writer;
 use warden_tests::{http, process, sql, Cluster};
@@ -300,7 +300,11 @@ fn switchover(ctx: &mut Ctx<'_>, step: &Step, primary: usize, rec: &mut FaultRec
     let candidate = ctx.name(r[step.pick as usize % r.len()]);
     rec.target = format!("{leader} -> {candidate}");
     let url = format!("{}/switchover", ctx.cluster.node(li).api_url());
-    let body = json!({"leader": leader, "candidate": candidate}).to_string();
+    let body = serde_json::to_string(&SwitchoverRequest {
+        leader: Some(leader),
+        candidate: Some(candidate),
+        scheduled_at: None,
+    })?;
     rec.injected = ctx.clock.now();
     let resp = http::send(
         "POST",
@@ -327,13 +331,13 @@ fn switchover(ctx: &mut Ctx<'_>, step: &Step, primary: usize, rec: &mut FaultRec
 fn sync_standbys(ctx: &Ctx<'_>, leader: usize) -> Result<Vec<usize>> {
     let api = ctx.cluster.node(leader);
     let found = poll_until(SYNC_STANDBY_TIMEOUT, || {
-        let v = api.get("/cluster").ok()?.json().ok()?;
-        let mut idx: Vec<usize> = v["members"]
-            .as_array()?
+        let mut idx: Vec<usize> = api
+            .cluster_status()?
+            .members
             .iter()
             // Patroni's names: `quorum_standby` under `synchronous_mode: quorum`.
-            .filter(|m| m["role"] == "sync_standby" || m["role"] == "quorum_standby")
-            .filter_map(|m| ctx.cluster.index_of(m["name"].as_str()?))
+            .filter(|m| m.is_sync())
+            .filter_map(|m| ctx.cluster.index_of(&m.name))
             .collect();
         idx.sort_unstable();
         (!idx.is_empty()).then_some(idx)

@@ -253,13 +253,8 @@ pub fn archiver_key(cluster: &Cluster) -> Option<String> {
 /// replica streams yet).
 pub fn wait_replica_archiver(cluster: &Cluster, primary: usize) -> usize {
     wait_until(ARCHIVER_TIMEOUT, "a replica archives", || {
-        (0..cluster.nodes().len()).find(|&i| {
-            i != primary
-                && cluster
-                    .node(i)
-                    .patroni()
-                    .is_some_and(|p| p["warden"]["archiver"] == true)
-        })
+        (0..cluster.nodes().len())
+            .find(|&i| i != primary && cluster.node(i).patroni().is_some_and(|p| p.is_archiver()))
     })
 }
 

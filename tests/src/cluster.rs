@@ -526,8 +526,14 @@ impl Cluster {
             .find_map(|r| r.json().ok())
     }
 
+    /// `GET /cluster` from the first node that answers with one, typed.
+    pub fn cluster_status(&self) -> Option<warden_api::ClusterStatus> {
+        self.nodes.iter().find_map(Node::cluster_status)
+    }
+
     /// Wait until `/cluster` lists every node, one `leader` and all others
-    /// `replica`/`sync_standby` with state `streaming`. Returns the JSON.
+    /// (`replica`, `sync_standby`, `quorum_standby`) with state `streaming`.
+    /// Returns the JSON.
     pub fn wait_replicas_streaming(&self, timeout: Duration) -> Value {
         let n = self.nodes.len();
         wait::wait_until(
@@ -535,16 +541,14 @@ impl Cluster {
             "/cluster: one leader and all other members streaming",
             || {
                 let v = self.cluster_json()?;
-                let members = v["members"].as_array()?;
-                let leaders = members.iter().filter(|m| m["role"] == "leader").count();
-                let streaming = members
+                let c = warden_api::ClusterStatus::from_json(&v).ok()?;
+                let leaders = c.members.iter().filter(|m| m.is_leader()).count();
+                let streaming = c
+                    .members
                     .iter()
-                    .filter(|m| {
-                        (m["role"] == "replica" || m["role"] == "sync_standby")
-                            && m["state"] == "streaming"
-                    })
+                    .filter(|m| !m.is_leader() && m.is_streaming())
                     .count();
-                (members.len() == n && leaders == 1 && streaming == n - 1).then_some(v)
+                (c.members.len() == n && leaders == 1 && streaming == n - 1).then_some(v)
             },
         )
     }
@@ -652,8 +656,8 @@ impl Cluster {
             &format!("{} reports role primary with a timeline", primary.name()),
             || {
                 let v = primary.patroni()?;
-                (v["role"] == "primary").then_some(())?;
-                v["timeline"].as_u64()
+                (v.role == "primary").then_some(())?;
+                v.timeline.map(u64::from)
             },
         );
         let holder = wait::wait_until(left(), "leader key readable", || self.leader_key().ok())
@@ -673,9 +677,9 @@ impl Cluster {
             );
             wait::wait_until(left(), &what, || {
                 let v = n.patroni()?;
-                let ok = v["role"] == "replica"
-                    && v["replication_state"] == "streaming"
-                    && v["timeline"].as_u64() == Some(timeline);
+                let ok = v.role == "replica"
+                    && v.replication_state.as_deref() == Some("streaming")
+                    && v.timeline.map(u64::from) == Some(timeline);
                 ok.then_some(())?;
                 let q =
                     format!("SELECT count(*)::text FROM warden_converged WHERE token = '{token}'");

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::Signal;
 use serde_json::Value;
+use warden_api::{ClusterStatus, PatroniStatus};
 
 use crate::config::NodeConfig;
 use crate::http::{self, HttpResponse};
@@ -216,9 +217,22 @@ impl Node {
         http::options(&self.url(path)).ok()
     }
 
-    /// `GET /patroni` as JSON, `None` if unreachable or not JSON.
-    pub fn patroni(&self) -> Option<Value> {
+    /// `GET /patroni`, typed; `None` if unreachable or not a `/patroni` document.
+    pub fn patroni(&self) -> Option<PatroniStatus> {
+        PatroniStatus::from_json(&self.patroni_json()?).ok()
+    }
+
+    /// `GET /patroni` as raw JSON (to check the wire shape itself), `None` if
+    /// unreachable or not JSON.
+    pub fn patroni_json(&self) -> Option<Value> {
         self.get("/patroni").ok()?.json().ok()
+    }
+
+    /// `GET /cluster` from this node, typed; `None` if unreachable, not 200 or not a
+    /// `/cluster` document.
+    pub fn cluster_status(&self) -> Option<ClusterStatus> {
+        let r = self.get("/cluster").ok().filter(|r| r.status == 200)?;
+        ClusterStatus::from_json(&r.json().ok()?).ok()
     }
 
     /// `GET /primary` answers 200.
@@ -233,13 +247,13 @@ impl Node {
 
     /// `timeline` from `/patroni`.
     pub fn timeline(&self) -> Option<u64> {
-        self.patroni()?["timeline"].as_u64()
+        self.patroni()?.timeline.map(u64::from)
     }
 
     /// `warden.fencing_token` from `/patroni` (the leader key's
     /// `create_revision` while this node leads).
     pub fn fencing_token(&self) -> Option<i64> {
-        self.patroni()?["warden"]["fencing_token"].as_i64()
+        self.patroni()?.warden?.fencing_token
     }
 
     /// Pid of the postmaster's child whose process title contains `title`,

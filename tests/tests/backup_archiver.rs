@@ -66,12 +66,7 @@ fn archiver_by_api(cluster: &Cluster, alive: &[usize]) -> Option<usize> {
     let flagged: Vec<usize> = alive
         .iter()
         .copied()
-        .filter(|&i| {
-            cluster
-                .node(i)
-                .patroni()
-                .is_some_and(|p| p["warden"]["archiver"] == true)
-        })
+        .filter(|&i| cluster.node(i).patroni().is_some_and(|p| p.is_archiver()))
         .collect();
     (flagged.len() == 1).then(|| flagged[0])
 }

@@ -213,7 +213,7 @@ fn scenario(work: &WorkDir, repo: &Repo) {
         cluster
             .node(archiver_node)
             .patroni()
-            .is_some_and(|p| p["warden"]["archiver"] == true)
+            .is_some_and(|p| p.is_archiver())
             .then_some(())
     });
     let config = cluster.node(0).config_path();
@@ -330,8 +330,7 @@ fn wait_archiver_replica(cluster: &Cluster, not: &[&str]) -> usize {
         let name = archiver_key(cluster)?;
         let i = cluster.index_of(&name)?;
         let p = cluster.node(i).patroni()?;
-        (!not.contains(&name.as_str()) && p["role"] == "replica" && p["warden"]["archiver"] == true)
-            .then_some(i)
+        (!not.contains(&name.as_str()) && p.role == "replica" && p.is_archiver()).then_some(i)
     })
 }
 

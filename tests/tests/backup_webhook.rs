@@ -74,9 +74,7 @@ fn an_archive_conflict_is_posted_to_the_webhook() {
     let node = cluster.node(0);
     let port = node.pg_port();
     wait_until(FORM_TIMEOUT, "the member archives", || {
-        node.patroni()
-            .filter(|p| p["warden"]["archiver"] == true)
-            .map(|_| ())
+        node.patroni().filter(|p| p.is_archiver()).map(|_| ())
     });
     wait_archiver_streaming(port);
     // A first segment goes up normally.

@@ -80,7 +80,7 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
 
     // /patroni in Patroni's shape, on both roles.
     let status = wait_until(T, "primary /patroni shows a running primary", || {
-        let v = primary.patroni()?;
+        let v = primary.patroni_json()?;
         (v["role"] == "primary" && v["state"] == "running").then_some(v)
     });
     assert_eq!(status["patroni"]["name"], primary.name(), "{status}");
@@ -89,7 +89,7 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
     let timeline = status["timeline"].as_u64().expect("timeline");
     for &r in &replicas {
         let v = wait_until(T, "replica /patroni shows streaming", || {
-            let v = cluster.node(r).patroni()?;
+            let v = cluster.node(r).patroni_json()?;
             (v["role"] == "replica" && v["replication_state"] == "streaming").then_some(v)
         });
         assert_eq!(v["timeline"].as_u64(), Some(timeline), "{v}");

@@ -106,8 +106,7 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
     let failure = poll_until(window, || {
         if note_seen.is_none() {
             let note = cluster.node(p).patroni();
-            let note = note.as_ref().and_then(|v| v["warden"]["note"].as_str());
-            if note.is_some_and(|n| n.contains(FAILSAFE_NOTE)) {
+            if note.is_some_and(|v| v.note().contains(FAILSAFE_NOTE)) {
                 note_seen = Some(Instant::now());
             }
         }

@@ -39,7 +39,7 @@ fn status_optime(cluster: &Cluster) -> Option<u64> {
 }
 
 fn received(cluster: &Cluster, i: usize) -> Option<u64> {
-    cluster.node(i).patroni()?["xlog"]["received_location"].as_u64()
+    cluster.node(i).patroni()?.xlog?.received_location()
 }
 
 #[test]

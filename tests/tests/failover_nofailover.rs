@@ -30,7 +30,7 @@ fn tag_nofailover(cluster: &mut Cluster, r: usize) {
         "the replica publishes nofailover",
         || {
             let v = cluster.node(r).patroni()?;
-            (v["tags"]["nofailover"] == true).then_some(())
+            (v.tag("nofailover") == Some(&serde_json::Value::Bool(true))).then_some(())
         },
     );
     cluster.assert_converged(CONVERGE_TIMEOUT);

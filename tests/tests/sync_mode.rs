@@ -418,9 +418,7 @@ fn lone_voter_waits_for_a_quorum(cluster: &mut Cluster, leader: &str, voters: &[
     let acks = workload::acks_of(&writer.stop());
     // a says why it stays out of the race (its decision note is in /patroni) ...
     let refused = wait_until(T, "the lone voter refuses to race", || {
-        let note = cluster.node(a).patroni()?["warden"]["note"]
-            .as_str()?
-            .to_string();
+        let note = cluster.node(a).patroni()?.note().to_string();
         note.contains("quorum commit").then_some(note)
     });
     println!("quorum commit: {} alone: {refused}", voters[0]);

@@ -116,7 +116,7 @@ fn run() -> Result<()> {
         cluster
             .node(replica)
             .patroni()
-            .is_some_and(|p| p["warden"]["archiver"] == true)
+            .is_some_and(|p| p.is_archiver())
             .then_some(())
     });
     let port = cluster.node(primary).pg_port();

@@ -282,7 +282,7 @@ fn run() -> Result<()> {
     let key_name = format!("{}warden/archiver", cluster.key_prefix());
     wait::wait_until(ARCHIVER_TIMEOUT, "the replica archives", || {
         let holder = cluster.etcd().get(&key_name).ok().flatten()?.value;
-        let flagged = cluster.node(replica).patroni()?["warden"]["archiver"] == true;
+        let flagged = cluster.node(replica).patroni()?.is_archiver();
         (holder == replica_name && flagged).then_some(())
     });
     let (pport, rport) = (
