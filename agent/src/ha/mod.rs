@@ -1,5 +1,13 @@
 //! High availability: the loop that feeds the pure decision core (`warden-ha`) and
-//! executes its decisions through the PostgreSQL engine.
+//! executes its decisions through an engine's [`warden_ha::Database`] adapter
+//! (PostgreSQL's: [`warden_pg::Postgres`]).
+//!
+//! The loop, `run::Agent<D>`, is generic over the adapter. Its neutral parts (leases,
+//! the leader key, bootstrap, clone, start, stop, promote, repair, restart,
+//! reinitialize, the switchover hand-over) ask only `D: Database`; the parts still
+//! written for PostgreSQL (synchronous replication and `/sync`, replication slots, the
+//! config files and `.pgpass`, the probe published to the API and the backups, restores
+//! from the backup repository) ask `D: Pg` and reach PostgreSQL through [`Pg::pg`].
 
 pub mod callbacks;
 pub mod execute;
@@ -29,3 +37,23 @@ pub mod observation {
     pub type Local = warden_ha::Local<warden_pg::policy::PgLocal>;
 }
 pub use observation::Observation;
+
+/// The PostgreSQL-specific accessor: an adapter whose facts are PostgreSQL's and which
+/// hands out the [`warden_pg::Postgres`] behind it, for the parts of the loop not yet
+/// written against the neutral [`warden_ha::Database`] (see the module docs).
+pub trait Pg:
+    warden_ha::Database<Facts = warden_pg::policy::PgLocal, Error = warden_pg::PgError> + Sync
+{
+    fn pg(&mut self) -> &mut warden_pg::Postgres;
+    fn pg_ref(&self) -> &warden_pg::Postgres;
+}
+
+impl Pg for warden_pg::Postgres {
+    fn pg(&mut self) -> &mut warden_pg::Postgres {
+        self
+    }
+
+    fn pg_ref(&self) -> &warden_pg::Postgres {
+        self
+    }
+}
