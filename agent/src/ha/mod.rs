@@ -2,12 +2,14 @@
 //! executes its decisions through an engine's [`warden_ha::Database`] adapter
 //! (PostgreSQL's: [`warden_pg::Postgres`]).
 //!
-//! The loop, `run::Agent<D>`, is generic over the adapter. Its neutral parts (leases,
-//! the leader key, bootstrap, clone, start, stop, promote, repair, restart,
-//! reinitialize, the switchover hand-over) ask only `D: Database`; the parts still
-//! written for PostgreSQL (synchronous replication and `/sync`, replication slots, the
-//! config files and `.pgpass`, the probe published to the API and the backups, restores
-//! from the backup repository) ask `D: Pg` and reach PostgreSQL through [`Pg::pg`].
+//! The loop, `run::Agent<D>`, is generic over the adapter, and every database operation
+//! goes through the trait's methods. The code that needs nothing else (observing,
+//! leases and the leader key, the DCS writes, the fencing guard, shutdown) asks only
+//! `D: Database`; the action handlers that also touch a part still written for
+//! PostgreSQL (the config files, `.pgpass` and the upstream; synchronous replication and
+//! `/sync`; replication slots; the SQL probe published to the API and the backups;
+//! restores from the backup repository) ask `D: Pg` and reach PostgreSQL through
+//! [`Pg::pg`]. docs/engines.md lists them under "Not yet".
 
 pub mod callbacks;
 pub mod execute;
