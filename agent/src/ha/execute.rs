@@ -490,7 +490,7 @@ impl<D: Pg> Agent<D> {
                 }
                 ReplicaMethod::Basebackup => {
                     tracing::info!(from, host, port, "cloning with pg_basebackup");
-                    let job = self.db.pg_ref().basebackup(&host, port, CLONE_TIMEOUT);
+                    let job = self.db.clone_from(&host, port, CLONE_TIMEOUT);
                     keep_lease_during(dcs, lease, loop_wait, job)
                         .await
                         .map(|()| format!("pg_basebackup from {from}"))
