@@ -248,3 +248,243 @@ fn the_leader_renews_its_key_before_touching_the_database() {
     assert_eq!(d.actions[0], Action::RenewLeader, "{d:?}");
     assert_keys_first(&d.actions);
 }
+
+// The I/O half: a toy adapter implementing `Database` in memory, without any runtime
+// (its futures are ready at once), driving the core's database actions.
+
+use crate::database::{Database, RepairOutcome, StopMode};
+use std::future::Future;
+use std::time::Duration;
+use warden_consensus::DynamicConfig;
+
+/// A toy server: its data, whether it runs and is writable, its position and epoch.
+#[derive(Debug)]
+struct ToyServer {
+    data: DataState,
+    running: bool,
+    writable: bool,
+    ran_writable: bool,
+    position: u64,
+    epoch: u32,
+    diverged: bool,
+}
+
+impl Database for ToyServer {
+    type Facts = Toy;
+    type Error = String;
+
+    fn data_state(&self) -> DataState {
+        self.data
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.running
+    }
+
+    fn server_pid(&mut self) -> Option<i32> {
+        self.running.then_some(7)
+    }
+
+    fn observe(&mut self, repaired: bool) -> impl Future<Output = Local<Toy>> + Send {
+        let db = self.running.then_some(Db {
+            writable: self.writable,
+            position: Some(self.position),
+            streaming: self.running && !self.writable,
+        });
+        std::future::ready(Local {
+            data: self.data,
+            system_identifier: (self.data == DataState::Initialized).then(|| "toy-1".into()),
+            was_primary: self.ran_writable,
+            running: self.running,
+            engine: Toy {
+                db,
+                epoch: self.epoch,
+                diverged: self.diverged && !repaired,
+            },
+        })
+    }
+
+    fn bootstrap(&mut self, _: &DynamicConfig) -> impl Future<Output = Result<(), String>> + Send {
+        self.data = DataState::Initialized;
+        self.running = true;
+        self.writable = true;
+        self.ran_writable = true;
+        std::future::ready(Ok(()))
+    }
+
+    fn clone_from(
+        &mut self,
+        _: &str,
+        _: u16,
+        _: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        self.data = DataState::Initialized;
+        self.diverged = false;
+        self.ran_writable = false;
+        std::future::ready(Ok(()))
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        self.running = true;
+        Ok(())
+    }
+
+    fn wait_ready(&mut self, _: Duration) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(if self.running {
+            Ok(())
+        } else {
+            Err("not running".into())
+        })
+    }
+
+    fn stop(
+        &mut self,
+        _: StopMode,
+        _: Duration,
+    ) -> impl Future<Output = Result<(), String>> + Send {
+        self.running = false;
+        std::future::ready(Ok(()))
+    }
+
+    fn promote(&mut self, _: Duration) -> impl Future<Output = Result<(), String>> + Send {
+        self.writable = true;
+        self.ran_writable = true;
+        self.epoch += 1;
+        std::future::ready(Ok(()))
+    }
+
+    fn reload(&mut self) -> impl Future<Output = Result<(), String>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    fn repair(
+        &mut self,
+        _: &str,
+        _: u16,
+        _: Duration,
+    ) -> impl Future<Output = Result<RepairOutcome<String>, String>> + Send {
+        let outcome = if self.running {
+            Err("the toy repairs stopped data only".into())
+        } else {
+            self.diverged = false;
+            self.writable = false;
+            self.ran_writable = false;
+            Ok(RepairOutcome::Repaired)
+        };
+        std::future::ready(outcome)
+    }
+
+    fn remove_data(&mut self) -> Result<(), String> {
+        self.data = DataState::Missing;
+        Ok(())
+    }
+
+    fn shutdown_position(&self) -> impl Future<Output = Result<u64, String>> + Send {
+        std::future::ready(Ok(self.position))
+    }
+
+    fn received_by(
+        &self,
+        _: &str,
+        _: u16,
+        _: Duration,
+    ) -> impl Future<Output = Result<u64, String>> + Send {
+        std::future::ready(Err("the toy cannot ask peers".into()))
+    }
+}
+
+/// Polls a future that is ready at once (the toy adapter's are): no runtime needed.
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("a toy future was not ready"),
+    }
+}
+
+/// Carries one database action out through the adapter, as the daemon's loop does.
+fn carry_out<D: Database>(db: &mut D, action: &Action) -> Result<(), String> {
+    let t = Duration::from_secs(1);
+    let e = |e: D::Error| e.to_string();
+    match action {
+        Action::Bootstrap => ready(db.bootstrap(&DynamicConfig::default())).map_err(e),
+        Action::Clone { .. } => ready(db.clone_from("127.0.0.1", 7000, t)).map_err(e),
+        Action::Start(_) => db.start().map_err(e),
+        Action::Promote { .. } => {
+            ready(db.promote(t)).map_err(e)?;
+            ready(db.checkpoint(t)).map_err(e)
+        }
+        Action::Demote { .. } => ready(db.stop(StopMode::Fast, t)).map_err(e),
+        Action::Repair { .. } => match ready(db.repair("127.0.0.1", 7000, t)).map_err(e)? {
+            RepairOutcome::Repaired => Ok(()),
+            RepairOutcome::Unrepairable(why) => Err(why.to_string()),
+        },
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn a_toy_adapter_carries_out_the_repair_and_the_node_then_follows() {
+    let mut server = ToyServer {
+        data: DataState::Initialized,
+        running: false,
+        writable: false,
+        ran_writable: true,
+        position: 500,
+        epoch: 1,
+        diverged: true,
+    };
+    let mut repaired = false;
+    let observe = |server: &mut ToyServer, repaired: bool| {
+        let mut o = obs(cluster(Some("a")), replica(0));
+        o.local = ready(server.observe(repaired));
+        o
+    };
+    let d = decide(&observe(&mut server, repaired));
+    assert_eq!(d.actions[0], Action::Repair { from: "a".into() }, "{d:?}");
+    for a in &d.actions {
+        carry_out(&mut server, a).unwrap();
+        repaired |= matches!(a, Action::Repair { .. });
+    }
+    assert!(server.running && !server.writable, "{server:?}");
+    // Running as a replica now: the next turn just follows, no second repair.
+    let d = decide(&observe(&mut server, repaired));
+    assert_eq!(
+        d.actions,
+        vec![Action::Follow { leader: "a".into() }],
+        "{d:?}"
+    );
+    assert!(ready(server.received_by("127.0.0.1", 7000, Duration::ZERO)).is_err());
+    assert_eq!(ready(server.shutdown_position()), Ok(500));
+}
+
+#[test]
+fn a_toy_adapter_bootstraps_and_promotes() {
+    let mut server = ToyServer {
+        data: DataState::Missing,
+        running: false,
+        writable: false,
+        ran_writable: false,
+        position: 0,
+        epoch: 0,
+        diverged: false,
+    };
+    carry_out(&mut server, &Action::Bootstrap).unwrap();
+    let local = ready(server.observe(false));
+    assert_eq!(local.data, DataState::Initialized);
+    assert!(local.db().is_some_and(|d| d.writable));
+    assert_eq!(
+        ready(server.stop(StopMode::Immediate, Duration::ZERO)),
+        Ok(())
+    );
+    assert!(!server.is_running() && server.server_pid().is_none());
+    server.remove_data().unwrap();
+    assert_eq!(server.data_state(), DataState::Missing);
+    ready(server.reload()).unwrap();
+    ready(server.wait_ready(Duration::ZERO)).unwrap_err();
+    carry_out(&mut server, &Action::Clone { from: "a".into() }).unwrap();
+    carry_out(&mut server, &Action::Start(StartAs::Primary)).unwrap();
+    carry_out(&mut server, &Action::Promote { reason: "t".into() }).unwrap();
+    assert!(server.writable && server.epoch == 1, "{server:?}");
+}

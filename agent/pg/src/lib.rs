@@ -4,6 +4,7 @@
 
 pub mod conf;
 pub mod control;
+pub mod database;
 pub mod lsn;
 pub mod policy;
 pub mod process;
@@ -164,6 +165,9 @@ pub struct Postgres {
     sql: Sql,
     /// The postmaster we started, kept so it is reaped when it exits.
     child: Option<tokio::process::Child>,
+    /// The system identifier last read from the control file (see
+    /// [`warden_ha::Database::observe`]); forgotten when the data goes.
+    known_system_identifier: Option<String>,
 }
 
 impl Postgres {
@@ -184,6 +188,7 @@ impl Postgres {
             programs,
             sql,
             child: None,
+            known_system_identifier: None,
         }
     }
 
@@ -488,6 +493,26 @@ impl Postgres {
         let _ = std::fs::remove_file(&pwfile);
         out?;
         Ok(())
+    }
+
+    /// Starts a freshly bootstrapped PostgreSQL (after initdb, or a restore from the
+    /// repository) and waits until it accepts connections: no standby exists yet, so no
+    /// synchronous names (strict mode included: the agent's roles must be created
+    /// without waiting).
+    pub async fn start_bootstrapped(
+        &mut self,
+        dcs_cfg: &warden_consensus::DynamicConfig,
+        timeout: Duration,
+    ) -> Result<(), PgError> {
+        self.write_pgpass()?;
+        self.write_config(
+            &dcs_cfg.postgresql.parameters,
+            dcs_cfg.postgresql.pg_hba.as_deref(),
+            None,
+            Some(""),
+        )?;
+        self.start()?;
+        self.wait_ready(timeout).await
     }
 
     /// Checks that the primary at `host:port` has checkpointed since its promotion (its

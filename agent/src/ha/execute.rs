@@ -13,14 +13,16 @@ use warden_consensus::types::MemberState;
 use warden_consensus::types::{HistoryEntry, Status};
 use warden_consensus::Cluster;
 use warden_consensus::{Dcs, LeaseId};
+use warden_ha::{Database, RepairOutcome, StopMode};
 use warden_pg::conf::{slot_name, Upstream};
-use warden_pg::process::StopMode;
+
+use super::Pg;
 
 /// How long a replication slot of a member that left the cluster is kept (Patroni's
 /// `member_slots_ttl` default), so a member that restarts finds its WAL still there.
 const MEMBER_SLOTS_TTL: Duration = Duration::from_secs(30 * 60);
 const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
-const START_TIMEOUT: Duration = Duration::from_secs(120);
+pub(super) const START_TIMEOUT: Duration = Duration::from_secs(120);
 const REWIND_TIMEOUT: Duration = Duration::from_secs(3600);
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -36,7 +38,7 @@ fn failed(e: impl std::fmt::Display) -> ActError {
     ActError::Failed(e.to_string())
 }
 
-impl Agent {
+impl<D: Pg> Agent<D> {
     pub(super) async fn execute(
         &mut self,
         action: &Action,
@@ -94,7 +96,9 @@ impl Agent {
             Action::WriteStatus => self.write_status(obs).await,
         }
     }
+}
 
+impl<D: Database> Agent<D> {
     /// Creates `initialize` empty: whoever creates it runs the bootstrap.
     async fn race_initialize(&mut self) -> Result<(), ActError> {
         let won = self
@@ -152,7 +156,9 @@ impl Agent {
         self.leadership_confirmed(ttl);
         Ok(())
     }
+}
 
+impl<D: Pg> Agent<D> {
     fn start(&mut self, start_as: &StartAs, cluster: Option<&Cluster>) -> Result<(), ActError> {
         let upstream = match start_as {
             StartAs::Primary => None,
@@ -161,7 +167,7 @@ impl Agent {
             }
         };
         self.write_config(cluster, upstream.as_ref())?;
-        self.pg.start().map_err(failed)?;
+        self.db.start().map_err(failed)?;
         self.state = MemberState::Starting;
         let role = if matches!(start_as, StartAs::Primary) {
             "primary"
@@ -180,7 +186,7 @@ impl Agent {
         self.holds_leader = false;
         self.shared.deadline.clear();
         self.state = MemberState::Stopping;
-        self.pg
+        self.db
             .stop(StopMode::Fast, Duration::from_secs(60))
             .await
             .map_err(failed)?;
@@ -190,12 +196,14 @@ impl Agent {
         if upstream.is_none() {
             // No DCS: come back read-only at once, following nobody.
             self.write_config(cluster, Some(&None))?;
-            self.pg.start().map_err(failed)?;
+            self.db.start().map_err(failed)?;
             self.state = MemberState::Starting;
         }
         Ok(())
     }
+}
 
+impl<D: Database> Agent<D> {
     /// Failsafe mode: every member confirmed us, so the deadline runs on from the start
     /// of that confirmation round.
     fn failsafe_hold(&mut self, cluster: Option<&Cluster>) {
@@ -218,29 +226,31 @@ impl Agent {
         tracing::warn!("released the leader key");
         Ok(())
     }
+}
 
-    /// pg_rewind from `from`; if that fails, clone afresh (the old data kept aside).
+impl<D: Pg> Agent<D> {
+    /// Repairs our data from `from` ([`Database::repair`]; PostgreSQL: pg_rewind); if it
+    /// cannot be repaired in place, clone afresh (the old data kept aside).
     async fn repair(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
         let (host, port) = cluster
             .and_then(|c| c.member(from))
             .and_then(warden_consensus::types::Member::conn_host_port)
             .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
-        self.pg.write_pgpass().map_err(failed)?;
-        self.pg
-            .source_checkpointed(&host, port)
+        let outcome = self
+            .db
+            .repair(&host, port, REWIND_TIMEOUT)
             .await
             .map_err(failed)?;
-        // pg_rewind's crash recovery runs in single-user mode, which refuses standby mode.
-        self.pg.clear_recovery_signals().map_err(failed)?;
-        tracing::warn!(from, "rewinding the former primary with pg_rewind");
-        if let Err(e) = self.pg.rewind(&host, port, REWIND_TIMEOUT).await {
+        if let RepairOutcome::Unrepairable(e) = outcome {
             tracing::error!(error = %e, from, "pg_rewind failed; cloning afresh (the old data directory is kept aside)");
             self.clone_from(from, cluster).await?;
         }
         self.rewound = true;
         Ok(())
     }
+}
 
+impl<D: Database> Agent<D> {
     /// Our lease, if it was renewed this turn: the local deadline is computed from that
     /// renewal, so taking or re-asserting the leader key without it would be unsafe.
     fn renewed_lease(&self) -> Result<(LeaseId, Duration), ActError> {
@@ -284,7 +294,9 @@ impl Agent {
             Err(e) => tracing::debug!(error = %e, "no watchdog armed"),
         }
     }
+}
 
+impl<D: Pg> Agent<D> {
     /// Where to stream from when following `member`.
     pub(super) fn upstream(&self, member: &str, cluster: Option<&Cluster>) -> Option<Upstream> {
         let (host, port) = cluster?.member(member)?.conn_host_port()?;
@@ -323,15 +335,15 @@ impl Agent {
                 )
             }))
         };
-        self.pg.write_pgpass().map_err(failed)?;
-        self.pg
-            .write_config(
-                &dynamic.postgresql.parameters,
-                dynamic.postgresql.pg_hba.as_deref(),
-                standby,
-                sync_names.as_deref(),
-            )
-            .map_err(failed)
+        let pg = self.db.pg();
+        pg.write_pgpass().map_err(failed)?;
+        pg.write_config(
+            &dynamic.postgresql.parameters,
+            dynamic.postgresql.pg_hba.as_deref(),
+            standby,
+            sync_names.as_deref(),
+        )
+        .map_err(failed)
     }
 
     /// Rewrites the config of a running server and reloads it if anything changed.
@@ -342,7 +354,7 @@ impl Agent {
     ) -> Result<(), ActError> {
         if self.write_config(cluster, standby)? {
             tracing::info!("configuration changed; reloading PostgreSQL");
-            self.pg.reload().await.map_err(failed)?;
+            self.db.reload().await.map_err(failed)?;
             let role = if standby.is_some() {
                 "replica"
             } else {
@@ -359,11 +371,11 @@ impl Agent {
         let dcs_cfg = self.cfg.bootstrap.dcs.clone();
         let cfg = self.cfg.clone();
         let config_path = self.config_path.clone();
-        let pg = &mut self.pg;
+        let db = &mut self.db;
         let job = async {
             if let Some(spec) = &cfg.bootstrap.restore {
                 return super::restore_bootstrap::run(
-                    pg,
+                    db.pg(),
                     &cfg,
                     config_path.as_deref(),
                     spec,
@@ -371,9 +383,7 @@ impl Agent {
                 )
                 .await;
             }
-            pg.initdb().await?;
-            start_bootstrapped(pg, &dcs_cfg).await?;
-            pg.create_roles().await
+            db.bootstrap(&dcs_cfg).await
         };
         let dcs = self.dcs.clone();
         let lease = self.lease.map(|(id, _)| id);
@@ -388,10 +398,10 @@ impl Agent {
             Err(e) => {
                 self.state = MemberState::InitdbFailed;
                 let _ = self
-                    .pg
+                    .db
                     .stop(StopMode::Immediate, Duration::from_secs(10))
                     .await;
-                let dir = self.pg.settings.data_dir.clone();
+                let dir = self.db.pg_ref().settings.data_dir.clone();
                 if dir.exists() {
                     let aside = warden_pg::aside_path(&dir);
                     if std::fs::rename(&dir, &aside).is_ok() {
@@ -404,7 +414,9 @@ impl Agent {
             }
         }
     }
+}
 
+impl<D: Database> Agent<D> {
     async fn set_initialize(
         &mut self,
         sysid: &str,
@@ -435,7 +447,9 @@ impl Agent {
         );
         Ok(())
     }
+}
 
+impl<D: Pg> Agent<D> {
     pub(super) async fn clone_from(
         &mut self,
         from: &str,
@@ -447,7 +461,7 @@ impl Agent {
             .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
         self.state = MemberState::CreatingReplica;
         self.publish_state().await;
-        self.pg.write_pgpass().map_err(failed)?;
+        self.db.pg_ref().write_pgpass().map_err(failed)?;
         let methods = if self.cfg.postgresql.create_replica_methods.is_empty() {
             vec![ReplicaMethod::Basebackup]
         } else {
@@ -465,7 +479,7 @@ impl Agent {
                 ReplicaMethod::WardenRestore => {
                     tracing::info!("creating the replica from the backup repository");
                     let job = super::restore_replica::run(
-                        &self.pg,
+                        self.db.pg_ref(),
                         &self.cfg,
                         self.config_path.as_deref(),
                         sysid,
@@ -476,7 +490,7 @@ impl Agent {
                 }
                 ReplicaMethod::Basebackup => {
                     tracing::info!(from, host, port, "cloning with pg_basebackup");
-                    let job = self.pg.basebackup(&host, port, CLONE_TIMEOUT);
+                    let job = self.db.clone_from(&host, port, CLONE_TIMEOUT);
                     keep_lease_during(dcs, lease, loop_wait, job)
                         .await
                         .map(|()| format!("pg_basebackup from {from}"))
@@ -544,7 +558,7 @@ impl Agent {
             ));
         }
         tracing::warn!(old_timeline, lsn, "promoting PostgreSQL");
-        self.pg
+        self.db
             .promote(Duration::from_secs(10))
             .await
             .map_err(failed)?;
@@ -584,12 +598,7 @@ impl Agent {
         // pg_rewind reads the source's timeline from its control file, which names the
         // new timeline only after the first checkpoint: without it a former primary
         // would be "rewound" against the old timeline and never catch up.
-        if let Err(e) = self
-            .pg
-            .sql()
-            .query_with_timeout("CHECKPOINT", CHECKPOINT_TIMEOUT)
-            .await
-        {
+        if let Err(e) = self.db.checkpoint(CHECKPOINT_TIMEOUT).await {
             tracing::warn!(error = %e, "checkpoint after promotion failed");
         }
         Ok(())
@@ -615,7 +624,8 @@ impl Agent {
             .as_ref()
             .map(|p| p.physical_slots.clone())
             .unwrap_or_default();
-        self.pg
+        self.db
+            .pg()
             .ensure_slots(&existing, &wanted)
             .await
             .map_err(failed)?;
@@ -629,7 +639,7 @@ impl Agent {
                     slot,
                     "dropping the slot of a member gone longer than member_slots_ttl"
                 );
-                self.pg.drop_slot(slot).await.map_err(failed)?;
+                self.db.pg().drop_slot(slot).await.map_err(failed)?;
                 self.slots_seen.remove(slot);
             }
         }
@@ -670,7 +680,11 @@ impl Agent {
                 continue;
             };
             if target > current {
-                self.pg.advance_slot(&slot, target).await.map_err(failed)?;
+                self.db
+                    .pg()
+                    .advance_slot(&slot, target)
+                    .await
+                    .map_err(failed)?;
             }
         }
         Ok(())
@@ -709,7 +723,9 @@ impl Agent {
             .map_err(failed)?;
         self.write_failsafe(obs.cluster.as_ref()).await
     }
+}
 
+impl<D: Database> Agent<D> {
     /// With failsafe mode on, keeps `/failsafe` listing every member's REST API, so a
     /// leader cut off from the DCS knows whom to ask; removes it when the mode is off.
     async fn write_failsafe(&mut self, cluster: Option<&Cluster>) -> Result<(), ActError> {
@@ -766,22 +782,4 @@ pub(super) async fn keep_lease_during<T>(
         }
     }));
     job.await
-}
-
-/// Starts a freshly bootstrapped PostgreSQL (after initdb, or a restore from the
-/// repository): no standby exists yet, so no synchronous names (strict mode included:
-/// the agent's roles must be created without waiting).
-pub(super) async fn start_bootstrapped(
-    pg: &mut warden_pg::Postgres,
-    dcs_cfg: &warden_consensus::dynamic_config::DynamicConfig,
-) -> Result<(), warden_pg::PgError> {
-    pg.write_pgpass()?;
-    pg.write_config(
-        &dcs_cfg.postgresql.parameters,
-        dcs_cfg.postgresql.pg_hba.as_deref(),
-        None,
-        Some(""),
-    )?;
-    pg.start()?;
-    pg.wait_ready(START_TIMEOUT).await
 }

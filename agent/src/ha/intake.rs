@@ -5,11 +5,12 @@
 use super::observation::{Local, ManualTask};
 use super::request::{self, Kind, Reply, Request};
 use super::run::Agent;
+use super::Pg;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use warden_consensus::Cluster;
 
-impl Agent {
+impl<D: Pg> Agent<D> {
     /// The earliest scheduled switchover (if we lead) or restart, to wake up for.
     pub(super) fn next_scheduled(
         &self,
@@ -160,11 +161,9 @@ impl Agent {
         if fixed.iter().any(|(_, c)| *c) {
             return;
         }
-        self.pg
-            .settings
-            .parameters
-            .clone_from(&new.postgresql.parameters);
-        self.pg.settings.pg_hba.clone_from(&new.postgresql.pg_hba);
+        let settings = &mut self.db.pg().settings;
+        settings.parameters.clone_from(&new.postgresql.parameters);
+        settings.pg_hba.clone_from(&new.postgresql.pg_hba);
         self.callbacks = super::callbacks::Callbacks::new(
             new.postgresql.callbacks.clone(),
             new.postgresql.pre_promote.clone(),

@@ -10,8 +10,10 @@ use warden_api::client as http_client;
 use warden_consensus::types::MemberState;
 use warden_consensus::types::Status;
 use warden_consensus::Cluster;
+use warden_ha::{Database, StopMode};
 use warden_pg::lsn::Lsn;
-use warden_pg::process::StopMode;
+
+use super::Pg;
 
 /// How long the candidate has to report that it received our shutdown checkpoint.
 const HANDOVER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,7 +28,7 @@ fn failed(e: impl std::fmt::Display) -> ActError {
     ActError::Failed(e.to_string())
 }
 
-impl Agent {
+impl<D: Pg> Agent<D> {
     /// The planned switchover from this primary to `candidate` (DESIGN §3): no write is
     /// acknowledged after the shutdown checkpoint, the candidate confirms it holds that
     /// checkpoint before the key is released, so nothing acknowledged is lost and the old
@@ -49,9 +51,8 @@ impl Agent {
         );
         // A checkpoint now makes the shutdown checkpoint (taken while writes are already
         // refused) short.
-        self.pg
-            .sql()
-            .query_with_timeout("CHECKPOINT", CHECKPOINT_TIMEOUT)
+        self.db
+            .checkpoint(CHECKPOINT_TIMEOUT)
             .await
             .map_err(|e| failed(format!("switchover: CHECKPOINT failed: {e}")))?;
 
@@ -63,7 +64,7 @@ impl Agent {
             s.probe = None;
             s.state = MemberState::Stopping;
         });
-        let stop = self.pg.stop(StopMode::Fast, STOP_TIMEOUT);
+        let stop = self.db.stop(StopMode::Fast, STOP_TIMEOUT);
         keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
             .await
             .map_err(|e| failed(format!("switchover: stopping the primary failed: {e}")))?;
@@ -81,14 +82,14 @@ impl Agent {
             self.dcs.clone(),
             lease,
             dynamic.loop_wait,
-            wait_for_position(&self.pg, &api, conn, checkpoint.0),
+            wait_for_position(&self.db, &api, conn, checkpoint.0),
         )
         .await;
         if let Err(why) = confirmed {
             tracing::error!(candidate, reason = %why, "switchover aborted: restarting as primary");
             self.clear_failover(cluster).await;
             self.write_config(cluster, None)?;
-            self.pg.start().map_err(failed)?;
+            self.db.start().map_err(failed)?;
             self.state = MemberState::Starting;
             return Err(failed(format!(
                 "switchover to {candidate} aborted: {why}; restarted as primary"
@@ -112,7 +113,7 @@ impl Agent {
         self.rewound = true;
         let upstream = self.upstream(candidate, cluster);
         self.write_config(cluster, Some(&upstream))?;
-        self.pg.start().map_err(failed)?;
+        self.db.start().map_err(failed)?;
         self.state = MemberState::Starting;
         self.callbacks.fire("on_role_change", "replica");
         Ok(())
@@ -151,16 +152,11 @@ impl Agent {
 
     /// The location of the checkpoint written by a clean shutdown.
     async fn shutdown_checkpoint(&self) -> Result<Lsn, ActError> {
-        let cd = self.pg.programs.controldata().await.map_err(failed)?;
-        let state = cd.get("Database cluster state").map_or("", String::as_str);
-        if state != "shut down" {
-            return Err(failed(format!(
-                "switchover: the primary did not shut down cleanly (control file says {state:?})"
-            )));
-        }
-        cd.get("Latest checkpoint location")
-            .and_then(|t| Lsn::parse(t))
-            .ok_or_else(|| failed("switchover: no checkpoint location in the control file"))
+        self.db
+            .shutdown_position()
+            .await
+            .map(Lsn)
+            .map_err(|e| failed(format!("switchover: {e}")))
     }
 
     async fn publish_optime(&self, cluster: Option<&Cluster>, optime: u64) {
@@ -215,10 +211,10 @@ impl Agent {
             let leader = cluster.and_then(Cluster::leader_name).map(str::to_string);
             Some(leader.and_then(|l| self.upstream(&l, cluster)))
         };
-        let pg = &mut self.pg;
+        let db = &mut self.db;
         let stop = async {
-            pg.stop(StopMode::Fast, STOP_TIMEOUT).await?;
-            Ok::<_, warden_pg::PgError>(())
+            db.stop(StopMode::Fast, STOP_TIMEOUT).await?;
+            Ok::<_, D::Error>(())
         };
         keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, stop)
             .await
@@ -227,10 +223,10 @@ impl Agent {
                 failed(format!("restart: stopping PostgreSQL failed: {e}"))
             })?;
         self.write_config(cluster, standby.as_ref())?;
-        let pg = &mut self.pg;
+        let db = &mut self.db;
         let start = async {
-            pg.start()?;
-            pg.wait_ready(timeout).await
+            db.start()?;
+            db.wait_ready(timeout).await
         };
         let started = keep_lease_during(self.dcs.clone(), lease, dynamic.loop_wait, start).await;
         match started {
@@ -256,11 +252,11 @@ impl Agent {
             from,
             "reinitializing: removing the data directory and cloning it again"
         );
-        self.pg
+        self.db
             .stop(StopMode::Immediate, STOP_TIMEOUT)
             .await
             .map_err(|e| failed(format!("reinitialize: stopping PostgreSQL failed: {e}")))?;
-        self.pg.remove_data_dir().map_err(failed)?;
+        self.db.remove_data().map_err(failed)?;
         self.system_identifier = None;
         self.clone_from(from, obs.cluster.as_ref()).await
     }
@@ -269,8 +265,8 @@ impl Agent {
 /// Polls the candidate until it reports WAL received past `position`: over SQL when we
 /// can reach its PostgreSQL (its agent's `/patroni` is up to a loop old, which would
 /// cost the switchover up to `loop_wait`), else through its `/patroni`.
-async fn wait_for_position(
-    pg: &warden_pg::Postgres,
+async fn wait_for_position<D: Database + Sync>(
+    db: &D,
     api_url: &str,
     conn: Option<(String, u16)>,
     position: u64,
@@ -280,7 +276,7 @@ async fn wait_for_position(
     loop {
         if sql_works {
             if let Some((host, port)) = conn.as_ref() {
-                match pg.peer_received(host, *port, CANDIDATE_PROBE_TIMEOUT).await {
+                match db.received_by(host, *port, CANDIDATE_PROBE_TIMEOUT).await {
                     Ok(lsn) if lsn > position => return Ok(()),
                     Ok(_) => {}
                     Err(e) => {

@@ -3,13 +3,14 @@
 
 use super::observation::Local;
 use super::run::Agent;
+use super::Pg;
 use serde_json::{json, Value};
 use warden_api::PATRONI_COMPAT_VERSION;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_ha::DataState;
 
-impl Agent {
+impl<D: Pg> Agent<D> {
     fn role_of(local: &Local) -> Role {
         match (&local.engine.probe, local.data) {
             (Some(p), _) if !p.in_recovery => Role::Primary,
@@ -119,7 +120,7 @@ impl Agent {
     /// Publishes a state change (e.g. "creating replica") before a long job starts.
     pub(super) async fn publish_state(&mut self) {
         let local = Local {
-            data: self.pg.data_dir_state(),
+            data: self.db.data_state(),
             system_identifier: self.system_identifier.clone(),
             was_primary: false,
             running: false,

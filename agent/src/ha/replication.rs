@@ -5,6 +5,7 @@
 use super::execute::ActError;
 use super::observation::Observation;
 use super::run::Agent;
+use super::Pg;
 use std::collections::BTreeSet;
 use warden_consensus::dynamic_config::SynchronousMode;
 use warden_consensus::types::SyncState;
@@ -17,7 +18,7 @@ fn failed(e: impl std::fmt::Display) -> ActError {
     ActError::Failed(e.to_string())
 }
 
-impl Agent {
+impl<D: Pg> Agent<D> {
     /// Synchronous mode on the leader, once per turn. With synchronous mode off, drops
     /// both `/sync` (if ours) and our `synchronous_standby_names`.
     pub(super) async fn sync_replication(&mut self, obs: &Observation) -> Result<(), ActError> {
@@ -130,7 +131,8 @@ impl Agent {
     /// holds every commit acknowledged before them.
     async fn names_in_force(&mut self) -> Result<(String, u64), ActError> {
         let (text, flush) = self
-            .pg
+            .db
+            .pg()
             .sql()
             .sync_names_in_force()
             .await

@@ -73,7 +73,8 @@ pub(super) async fn run(
         seconds = report.total_seconds,
         "backup restored; replaying archived WAL"
     );
-    super::execute::start_bootstrapped(pg, dcs_cfg).await?;
+    pg.start_bootstrapped(dcs_cfg, super::execute::START_TIMEOUT)
+        .await?;
     let started = Instant::now();
     loop {
         if !pg.is_running() {

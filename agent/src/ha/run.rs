@@ -16,20 +16,23 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use warden_config::Config;
 use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, WatchKind};
-use warden_ha::DataState;
-use warden_pg::policy::PgLocal;
+use warden_ha::{Database, StopMode};
 use warden_pg::Postgres;
+
+use super::Pg;
 
 /// An error that must stop the agent (an operator has to act).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Fatal(pub String);
 
-pub struct Agent {
+/// The HA loop of one member, driving the engine adapter `D` (PostgreSQL by default).
+pub struct Agent<D: Database = Postgres> {
     pub(super) cfg: Arc<Config>,
     pub(super) keys: Keys,
     pub(super) dcs: Arc<dyn Dcs>,
-    pub(super) pg: Postgres,
+    /// The engine's adapter: the local database server and its data.
+    pub(super) db: D,
     pub(super) shared: Arc<Shared>,
     pub(super) lease: Option<(LeaseId, Duration)>,
     /// Start of the last successful lease renewal request.
@@ -86,7 +89,7 @@ pub struct Agent {
     pub(super) backup_side: Option<crate::backups::Handle>,
 }
 
-impl std::fmt::Debug for Agent {
+impl<D: Database> std::fmt::Debug for Agent<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Agent")
             .field("name", &self.cfg.name)
@@ -95,8 +98,8 @@ impl std::fmt::Debug for Agent {
     }
 }
 
-impl Agent {
-    pub fn new(cfg: Arc<Config>, dcs: Arc<dyn Dcs>, pg: Postgres, shared: Arc<Shared>) -> Self {
+impl<D: Database> Agent<D> {
+    pub fn new(cfg: Arc<Config>, dcs: Arc<dyn Dcs>, db: D, shared: Arc<Shared>) -> Self {
         let callbacks = super::callbacks::Callbacks::new(
             cfg.postgresql.callbacks.clone(),
             cfg.postgresql.pre_promote.clone(),
@@ -123,7 +126,7 @@ impl Agent {
             keys: Keys::new(&cfg.namespace, &cfg.scope),
             cfg,
             dcs,
-            pg,
+            db,
             shared,
             lease: None,
             renewed_at: None,
@@ -180,7 +183,9 @@ impl Agent {
             .and_then(|c| c.config.as_ref())
             .map_or_else(|| self.cfg.bootstrap.dcs.clone(), |c| c.value.clone())
     }
+}
 
+impl<D: Pg> Agent<D> {
     /// Runs until `shutdown` fires, then stops PostgreSQL and hands over leadership.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Fatal> {
         self.start_backup_side();
@@ -227,7 +232,7 @@ impl Agent {
             } else {
                 &[]
             };
-            let lost = super::standby_watch::lost_standby(self.pg.sql(), watched);
+            let lost = super::standby_watch::lost_standby(self.db.pg().sql(), watched);
             let wake = wait_for_wakeup(
                 &self.keys,
                 watch.as_mut(),
@@ -263,8 +268,8 @@ impl Agent {
             dcs: self.dcs.clone(),
             keys: self.keys.clone(),
             shared: self.shared.clone(),
-            settings: self.pg.settings.clone(),
-            programs: self.pg.programs.clone(),
+            settings: self.db.pg_ref().settings.clone(),
+            programs: self.db.pg_ref().programs.clone(),
             backups: self.backups.clone(),
             config_path: self.config_path.clone(),
         }));
@@ -289,7 +294,9 @@ impl Agent {
             system_identifier: self.system_identifier.clone(),
         });
     }
+}
 
+impl<D: Database> Agent<D> {
     /// Dynamic settings that apply without a restart: the DCS request timeout follows
     /// `retry_timeout` (ttl and loop_wait are read afresh every turn).
     pub(super) fn apply_dynamic(&self, cluster: Option<&Cluster>) {
@@ -341,7 +348,7 @@ impl Agent {
         let target = match (
             self.holds_leader,
             self.shared.deadline.deadline(),
-            self.pg.postmaster_pid(),
+            self.db.server_pid(),
         ) {
             (true, Some(d), Some(pid)) => {
                 let grace = warden_fencing::safety_margin(ttl) / 2;
@@ -393,73 +400,22 @@ impl Agent {
         }
     }
 
-    pub(super) async fn observe_local(&mut self) -> Local {
-        let data = self.pg.data_dir_state();
-        let running = self.pg.is_running();
-        let mut was_primary = false;
-        let mut stopped_timeline = None;
-        if data == DataState::Initialized && (self.system_identifier.is_none() || !running) {
-            match self.pg.programs.controldata().await {
-                Ok(cd) => {
-                    self.system_identifier = cd.get("Database system identifier").cloned();
-                    // A fresh base backup carries the source primary's control file
-                    // ("in production") plus a backup_label: it is not a former primary.
-                    let fresh_clone = self.pg.settings.data_dir.join("backup_label").exists();
-                    was_primary = !fresh_clone
-                        && cd.get("Database cluster state").is_some_and(|s| {
-                            matches!(
-                                s.as_str(),
-                                "in production" | "shut down" | "in crash recovery"
-                            )
-                        });
-                    if !running && !fresh_clone {
-                        let tli =
-                            |key: &str| cd.get(key).and_then(|v| v.trim().parse::<u32>().ok());
-                        // 0 means "no minimum recovery point".
-                        stopped_timeline = tli("Latest checkpoint's TimeLineID")
-                            .max(tli("Min recovery ending loc's timeline").filter(|&t| t > 0));
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
-            }
-        } else if data != DataState::Initialized {
-            self.system_identifier = None;
-        }
-        let probe = if running {
-            match self.pg.sql().probe().await {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::debug!(error = %e, "PostgreSQL did not answer the probe");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        if !running && self.state.is_running() {
+    /// The engine's look at the local database ([`Database::observe`]), and what the
+    /// loop keeps of it: the member state, the system identifier, the repair flag.
+    pub(super) async fn observe_local(&mut self) -> warden_ha::Local<D::Facts> {
+        let local = self.db.observe(self.rewound).await;
+        self.system_identifier.clone_from(&local.system_identifier);
+        if !local.running && self.state.is_running() {
             tracing::warn!("PostgreSQL is not running");
             self.state = MemberState::Stopped;
         }
-        if let Some(p) = &probe {
+        if let Some(db) = local.db() {
             self.state = MemberState::Running;
-            was_primary = !p.in_recovery;
-            if was_primary {
+            if db.writable {
                 self.rewound = false;
             }
         }
-        Local {
-            data,
-            system_identifier: self.system_identifier.clone(),
-            was_primary,
-            running,
-            // `use_pg_rewind` needs the dynamic config: the turn sets it.
-            engine: PgLocal {
-                probe,
-                rewound: self.rewound,
-                stopped_timeline,
-                use_pg_rewind: false,
-            },
-        }
+        local
     }
 
     /// Clean stop: PostgreSQL first, then the leader key (so a replica can take over at
@@ -474,11 +430,7 @@ impl Agent {
         self.state = MemberState::Stopping;
         self.shared.update(|s| s.state = MemberState::Stopping);
         let timeout = Duration::from_secs(60);
-        if let Err(e) = self
-            .pg
-            .stop(warden_pg::process::StopMode::Fast, timeout)
-            .await
-        {
+        if let Err(e) = self.db.stop(StopMode::Fast, timeout).await {
             tracing::error!(error = %e, "PostgreSQL did not stop cleanly");
         }
         self.release().await;

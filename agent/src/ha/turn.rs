@@ -6,6 +6,7 @@ use super::execute::ActError;
 use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::Reply;
 use super::run::{Agent, Fatal};
+use super::Pg;
 use super::{decide, peers, Action, Decision};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -16,7 +17,7 @@ use warden_ha::DataState;
 /// The operator request being carried out this turn, and where its answer goes.
 type PendingReply = Option<(oneshot::Sender<Reply>, ManualTask)>;
 
-impl Agent {
+impl<D: Pg> Agent<D> {
     /// One turn. Returns the cluster view it acted on.
     pub(super) async fn turn(&mut self) -> Result<Option<Cluster>, Fatal> {
         let cluster_cfg = self.shared.snapshot().cluster;

@@ -1,0 +1,193 @@
+//! PostgreSQL's adapter: [`Postgres`] as the [`warden_ha::Database`] the loop drives.
+//! Each method says which PostgreSQL program, file or SQL carries the neutral
+//! operation out; the building blocks are [`Postgres`]'s own methods.
+
+use crate::lsn::Lsn;
+use crate::policy::PgLocal;
+use crate::process::StopMode as PgStop;
+use crate::{PgError, Postgres};
+use std::time::Duration;
+use warden_consensus::DynamicConfig;
+use warden_ha::{DataState, Database, Local, RepairOutcome, StopMode};
+
+/// How long a bootstrapped PostgreSQL has to accept connections.
+const BOOTSTRAP_START_TIMEOUT: Duration = Duration::from_secs(120);
+
+impl Database for Postgres {
+    type Facts = PgLocal;
+    type Error = PgError;
+
+    fn data_state(&self) -> DataState {
+        self.data_dir_state()
+    }
+
+    fn is_running(&mut self) -> bool {
+        Postgres::is_running(self)
+    }
+
+    fn server_pid(&mut self) -> Option<i32> {
+        self.postmaster_pid()
+    }
+
+    /// `pg_controldata` when the data is initialized and either the system identifier
+    /// is not known yet or the server is stopped (its cluster state tells whether it
+    /// last ran as a primary, its timelines which timeline a stopped node is on); then
+    /// the status query when the postmaster runs. `use_pg_rewind` is left `false`: it
+    /// is the dynamic config's, which the loop sets.
+    async fn observe(&mut self, repaired: bool) -> Local<PgLocal> {
+        let data = self.data_dir_state();
+        let running = Postgres::is_running(self);
+        let mut was_primary = false;
+        let mut stopped_timeline = None;
+        if data == DataState::Initialized && (self.known_system_identifier.is_none() || !running) {
+            match self.programs.controldata().await {
+                Ok(cd) => {
+                    self.known_system_identifier = cd.get("Database system identifier").cloned();
+                    // A fresh base backup carries the source primary's control file
+                    // ("in production") plus a backup_label: it is not a former primary.
+                    let fresh_clone = self.settings.data_dir.join("backup_label").exists();
+                    was_primary = !fresh_clone
+                        && cd.get("Database cluster state").is_some_and(|s| {
+                            matches!(
+                                s.as_str(),
+                                "in production" | "shut down" | "in crash recovery"
+                            )
+                        });
+                    if !running && !fresh_clone {
+                        let tli =
+                            |key: &str| cd.get(key).and_then(|v| v.trim().parse::<u32>().ok());
+                        // 0 means "no minimum recovery point".
+                        stopped_timeline = tli("Latest checkpoint's TimeLineID")
+                            .max(tli("Min recovery ending loc's timeline").filter(|&t| t > 0));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
+            }
+        } else if data != DataState::Initialized {
+            self.known_system_identifier = None;
+        }
+        let probe = if running {
+            match self.sql().probe().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "PostgreSQL did not answer the probe");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let mut rewound = repaired;
+        if let Some(p) = &probe {
+            was_primary = !p.in_recovery;
+            if was_primary {
+                rewound = false;
+            }
+        }
+        Local {
+            data,
+            system_identifier: self.known_system_identifier.clone(),
+            was_primary,
+            running,
+            engine: PgLocal {
+                probe,
+                rewound,
+                stopped_timeline,
+                use_pg_rewind: false,
+            },
+        }
+    }
+
+    /// initdb (data checksums on), the configuration from `initial` with no
+    /// synchronous names, start, wait for connections, then the replication and rewind
+    /// roles.
+    async fn bootstrap(&mut self, initial: &DynamicConfig) -> Result<(), PgError> {
+        self.initdb().await?;
+        self.start_bootstrapped(initial, BOOTSTRAP_START_TIMEOUT)
+            .await?;
+        self.create_roles().await
+    }
+
+    async fn clone_from(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<(), PgError> {
+        self.write_pgpass()?;
+        self.basebackup(host, port, timeout).await
+    }
+
+    fn start(&mut self) -> Result<(), PgError> {
+        Postgres::start(self)
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<(), PgError> {
+        Postgres::wait_ready(self, timeout).await
+    }
+
+    async fn stop(&mut self, mode: StopMode, timeout: Duration) -> Result<(), PgError> {
+        let mode = match mode {
+            StopMode::Fast => PgStop::Fast,
+            StopMode::Immediate => PgStop::Immediate,
+        };
+        Postgres::stop(self, mode, timeout).await
+    }
+
+    async fn promote(&mut self, timeout: Duration) -> Result<(), PgError> {
+        Postgres::promote(self, timeout).await
+    }
+
+    async fn reload(&mut self) -> Result<(), PgError> {
+        Postgres::reload(self).await
+    }
+
+    /// `.pgpass`, the source's checkpoint since its promotion (pg_rewind reads its
+    /// timeline from the control file), no recovery signal files (pg_rewind's crash
+    /// recovery runs in single-user mode, which refuses standby mode), then pg_rewind.
+    /// A failed pg_rewind is [`RepairOutcome::Unrepairable`]: the loop clones afresh.
+    async fn repair(
+        &mut self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<RepairOutcome<PgError>, PgError> {
+        self.write_pgpass()?;
+        self.source_checkpointed(host, port).await?;
+        self.clear_recovery_signals()?;
+        tracing::warn!(host, port, "rewinding the former primary with pg_rewind");
+        Ok(match self.rewind(host, port, timeout).await {
+            Ok(()) => RepairOutcome::Repaired,
+            Err(e) => RepairOutcome::Unrepairable(e),
+        })
+    }
+
+    fn remove_data(&mut self) -> Result<(), PgError> {
+        self.remove_data_dir()?;
+        self.known_system_identifier = None;
+        Ok(())
+    }
+
+    async fn checkpoint(&mut self, timeout: Duration) -> Result<(), PgError> {
+        self.sql().query_with_timeout("CHECKPOINT", timeout).await?;
+        Ok(())
+    }
+
+    async fn shutdown_position(&self) -> Result<u64, PgError> {
+        let cd = self.programs.controldata().await?;
+        let state = cd.get("Database cluster state").map_or("", String::as_str);
+        if state != "shut down" {
+            return Err(PgError::Files(format!(
+                "the primary did not shut down cleanly (control file says {state:?})"
+            )));
+        }
+        cd.get("Latest checkpoint location")
+            .and_then(|t| Lsn::parse(t))
+            .map(|l| l.0)
+            .ok_or_else(|| PgError::Files("no checkpoint location in the control file".into()))
+    }
+
+    async fn received_by(&self, host: &str, port: u16, timeout: Duration) -> Result<u64, PgError> {
+        self.peer_received(host, port, timeout).await
+    }
+}
