@@ -152,6 +152,8 @@ fn postgres_versions() {
     assert!(parse_postgres_version("9").is_err());
     assert!(parse_postgres_version("15.x").is_err());
     assert!(parse_postgres_version("1.2.3.4").is_err());
+    assert!(parse_postgres_version("15.4.1").is_err());
+    assert!(parse_postgres_version("fifteen").is_err());
 }
 
 #[test]

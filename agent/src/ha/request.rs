@@ -136,24 +136,6 @@ pub fn reinit_source(me: &str, cluster: &Cluster, from_leader: bool) -> Result<S
     Ok(leader.to_string())
 }
 
-/// Parses `postgres_version` as Patroni accepts it: `15`, `15.4`, `9.6.24` → the
-/// `server_version_num` form (150000, 150004, 90624).
-pub fn parse_postgres_version(text: &str) -> Result<u32, String> {
-    let bad = || format!("postgres_version: {text:?} is not a PostgreSQL version like 15.4");
-    let parts: Vec<u32> = text
-        .trim()
-        .split('.')
-        .map(|p| p.parse::<u32>().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    match parts.as_slice() {
-        [major] if *major >= 10 => Ok(major * 10000),
-        [major, minor] if *major >= 10 => Ok(major * 10000 + minor),
-        [major, minor, patch] if *major < 10 => Ok(major * 10000 + minor * 100 + patch),
-        [major, minor] if *major < 10 => Ok(major * 10000 + minor * 100),
-        _ => Err(bad()),
-    }
-}
-
 /// Parses a scheduled time: RFC 3339 / ISO 8601 with a timezone. Patroni's codes: 400
 /// without a timezone, 422 when unparsable or in the past.
 pub fn parse_schedule(
@@ -241,15 +223,6 @@ mod tests {
             ..RestartSpec::default()
         };
         assert_eq!(restart_refusal(&newer, facts(false, false)), None);
-    }
-
-    #[test]
-    fn versions() {
-        assert_eq!(parse_postgres_version("15"), Ok(150000));
-        assert_eq!(parse_postgres_version("15.4"), Ok(150004));
-        assert_eq!(parse_postgres_version("9.6.24"), Ok(90624));
-        assert!(parse_postgres_version("fifteen").is_err());
-        assert!(parse_postgres_version("15.4.1").is_err());
     }
 
     #[test]
