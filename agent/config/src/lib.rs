@@ -173,8 +173,4 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
 }
 
 #[cfg(test)]
-mod backup_jobs_tests;
-#[cfg(test)]
-mod bootstrap_restore_tests;
-#[cfg(test)]
 mod tests;

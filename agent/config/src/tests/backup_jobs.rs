@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::tests::{assert_has_prefix, ok, problems, MINIMAL};
-use super::*;
+use super::fixtures::{assert_has_prefix, ok, problems, MINIMAL};
+use crate::*;
 
 fn with_backup(extra: &str) -> String {
     format!("{MINIMAL}backup:\n  repository: {{type: filesystem, path: /r}}\n{extra}")

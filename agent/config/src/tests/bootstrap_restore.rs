@@ -1,6 +1,6 @@
 //! `bootstrap.method: warden_restore` and its section.
 
-use super::tests::{ok, problems, MINIMAL};
+use super::fixtures::{ok, problems, MINIMAL};
 use warden_pg::lsn::Lsn;
 use warden_pg::target::Target;
 

@@ -1,0 +1,114 @@
+//! Keys Warden does not know: typos are errors, Patroni's own settings warnings.
+
+use super::fixtures::*;
+
+#[test]
+fn typo_is_an_error_and_patroni_key_is_a_warning() {
+    let yaml = MINIMAL.replace(
+        "  listen: 127.0.0.1:8008",
+        "  listen: 127.0.0.1:8008\n  lisen: x",
+    );
+    assert_eq!(
+        problems(&yaml),
+        vec!["restapi.lisen: unknown key (not a Patroni or Warden setting); did you mean \"listen\"?"]
+    );
+
+    let yaml = format!("{MINIMAL}  before_stop: /bin/true\nctl: {{insecure: true}}\n");
+    let loaded = ok(&yaml);
+    assert_has_prefix(
+        &loaded.warnings,
+        "postgresql.before_stop: Patroni setting not implemented by Warden yet",
+    );
+    assert_has(
+        &loaded.warnings,
+        "ctl: Patroni setting not implemented by Warden yet; ignored",
+    );
+
+    // A top-level key nobody knows, with and without a close match.
+    let p = problems(&format!("{MINIMAL}tag: {{a: 1}}\nfrobnicate: 1\n"));
+    assert_has(
+        &p,
+        "tag: unknown key (not a Patroni or Warden setting); did you mean \"tags\"?",
+    );
+    assert_has(
+        &p,
+        "frobnicate: unknown key (not a Patroni or Warden setting)",
+    );
+}
+
+#[test]
+fn patroni_settings_in_every_section_are_warnings() {
+    let yaml = r#"
+scope: demo
+name: node1
+log: {level: debug, dir: /var/log/patroni, file_num: 4, traceback_level: ERROR}
+restapi:
+  listen: 127.0.0.1:8008
+  certfile: /etc/ssl/a.pem
+  allowlist: [10.0.0.0/8]
+etcd3:
+  hosts: [127.0.0.1:2379]
+  protocol: https
+  username: root
+bootstrap:
+  method: wal_e
+  wal_e: {command: /bin/restore}
+  post_init: /bin/true
+  dcs:
+    standby_cluster: {host: 10.0.0.9, port: 5432}
+    slots: {s1: {type: physical}}
+    master_start_timeout: 60
+    postgresql:
+      recovery_conf: {restore_command: cp}
+postgresql:
+  listen: 127.0.0.1:5432
+  data_dir: /nonexistent/warden/data
+  create_replica_methods: [wal_e, basebackup]
+  wal_e: {command: /bin/clone}
+  basebackup: {max-rate: 100M}
+  pg_ctl_timeout: 60
+  authentication:
+    superuser: {username: postgres, sslmode: require}
+    replication: {username: replicator}
+tags: {replicatefrom: node2}
+kubernetes: {namespace: x}
+"#;
+    let loaded = ok(yaml);
+    let w = &loaded.warnings;
+    for key in [
+        "log.dir",
+        "log.file_num",
+        "log.traceback_level",
+        "restapi.certfile",
+        "restapi.allowlist",
+        "etcd3.protocol",
+        "etcd3.username",
+        "bootstrap.method",
+        "bootstrap.wal_e",
+        "bootstrap.post_init",
+        "bootstrap.dcs.standby_cluster",
+        "bootstrap.dcs.slots",
+        "bootstrap.dcs.postgresql.recovery_conf",
+        "postgresql.create_replica_methods",
+        "postgresql.wal_e",
+        "postgresql.basebackup",
+        "postgresql.pg_ctl_timeout",
+        "postgresql.authentication.superuser.sslmode",
+        "tags.replicatefrom",
+        "kubernetes",
+    ] {
+        assert_has_prefix(
+            w,
+            &format!("{key}: Patroni setting not implemented by Warden yet"),
+        );
+    }
+    assert_has(
+        w,
+        "bootstrap.dcs.master_start_timeout: legacy Patroni name; prefer primary_start_timeout",
+    );
+    let c = loaded.config;
+    assert_eq!(c.log.level, "DEBUG");
+    assert_eq!(c.bootstrap.dcs.primary_start_timeout, 60);
+    assert!(c.bootstrap.dcs.is_standby_cluster());
+    assert!(c.tags.other.is_empty(), "replicatefrom is not published");
+}
