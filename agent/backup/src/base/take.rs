@@ -3,13 +3,16 @@
 //! archived — its record.
 
 use std::io;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, ChildStderr};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::error::Elapsed;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -214,36 +217,7 @@ async fn stream(
     progress: &Progress,
     cancel: &CancellationToken,
 ) -> Result<(Scanned, Vec<catalog::Part>), BaseError> {
-    let mut cmd = t.programs.command(PROGRAM);
-    cmd.arg("--dbname")
-        .arg(t.settings.local_replication_conninfo("warden_backup"))
-        .args([
-            "--pgdata=-",
-            "--format=tar",
-            "--wal-method=none",
-            "--checkpoint=fast",
-            "--no-password",
-        ])
-        .arg(format!("--label=warden {id}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(p) = &t.settings.replication.password {
-        cmd.env("PGPASSWORD", p);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| BaseError::PgBasebackup(format!("could not start: {e}")))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| BaseError::PgBasebackup("no stdout".into()))?
-        .into_owned_fd()
-        .map_err(|e| BaseError::PgBasebackup(format!("stdout: {e}")))?;
-    let stdout = std::fs::File::from(stdout);
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| BaseError::PgBasebackup("no stderr".into()))?;
+    let (mut child, stdout, stderr) = spawn_pg_basebackup(t, id)?;
     let stderr = tokio::spawn(stderr_tail(stderr));
 
     // Fewer, larger reads from pg_basebackup (best effort: the default is 64 KiB).
@@ -276,24 +250,7 @@ async fn stream(
         splitter.finish()?;
         Ok(scanned)
     });
-    let seal = async {
-        let mut first_error = None;
-        for h in sealers {
-            let r = h
-                .await
-                .unwrap_or_else(|e| Err(io::Error::other(format!("a sealer panicked: {e}"))));
-            if let Err(e) = r {
-                // A broken pipe is a consequence (the uploader stopped); keep the cause.
-                if first_error
-                    .as_ref()
-                    .is_none_or(|f: &io::Error| f.kind() == io::ErrorKind::BrokenPipe)
-                {
-                    first_error = Some(e);
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    };
+    let seal = join_sealers(sealers);
     let upload = parts::upload_parts(&t.catalog.repo, rx);
     let work = async { tokio::join!(upload, scan, seal) };
     tokio::pin!(work);
@@ -320,38 +277,134 @@ async fn stream(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let parts = match uploaded {
-        // The stream broke mid-part: the reader's error (below) says why.
-        Err(UploadError::Unfinished(_)) if scanned.is_err() => None,
-        Err(e) => return Err(e.into()),
-        Ok(p) => Some(p),
+    let ended = StreamEnd {
+        uploaded,
+        scanned,
+        sealed,
+        failed,
+        status,
+        tail,
     };
-    match &sealed {
-        // The reading side stopped first: its error (below) says why.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
-        Err(e) => return Err(BaseError::Stream(format!("sealing: {e}"))),
-        Ok(_) => {}
+    ended.verdict(&mut child)
+}
+
+/// Starts pg_basebackup writing the tar stream to its stdout, handed back as a plain
+/// file because the reading stage is a blocking thread.
+fn spawn_pg_basebackup(
+    t: &Target,
+    id: &str,
+) -> Result<(Child, std::fs::File, ChildStderr), BaseError> {
+    let mut cmd = t.programs.command(PROGRAM);
+    cmd.arg("--dbname")
+        .arg(t.settings.local_replication_conninfo("warden_backup"))
+        .args([
+            "--pgdata=-",
+            "--format=tar",
+            "--wal-method=none",
+            "--checkpoint=fast",
+            "--no-password",
+        ])
+        .arg(format!("--label=warden {id}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(p) = &t.settings.replication.password {
+        cmd.env("PGPASSWORD", p);
     }
-    let exited_ok = matches!(&status, Ok(Ok(s)) if s.success());
-    let scanned = match scanned {
-        Err(e) if !failed || exited_ok => return Err(BaseError::Stream(e.to_string())),
-        // A broken stream is most often pg_basebackup failing: say why it did.
-        Err(e) if tail.is_empty() => {
-            return Err(BaseError::PgBasebackup(format!("the stream broke: {e}")))
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BaseError::PgBasebackup(format!("could not start: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| BaseError::PgBasebackup("no stdout".into()))?
+        .into_owned_fd()
+        .map_err(|e| BaseError::PgBasebackup(format!("stdout: {e}")))?;
+    let stdout = std::fs::File::from(stdout);
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| BaseError::PgBasebackup("no stderr".into()))?;
+    Ok((child, stdout, stderr))
+}
+
+/// Waits for every sealer and keeps the error that explains the failure.
+async fn join_sealers(sealers: Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let mut first_error = None;
+    for h in sealers {
+        let r = h
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(format!("a sealer panicked: {e}"))));
+        if let Err(e) = r {
+            // A broken pipe is a consequence (the uploader stopped); keep the cause.
+            if first_error
+                .as_ref()
+                .is_none_or(|f: &io::Error| f.kind() == io::ErrorKind::BrokenPipe)
+            {
+                first_error = Some(e);
+            }
         }
-        Err(_) => return Err(BaseError::PgBasebackup(tail)),
-        Ok(scanned) => scanned,
-    };
-    let parts = parts.ok_or_else(|| BaseError::Stream("the last part is unfinished".into()))?;
-    match status {
-        Ok(Ok(s)) if s.success() => Ok((scanned, parts)),
-        Ok(Ok(s)) => Err(BaseError::PgBasebackup(format!("{s}: {tail}"))),
-        Ok(Err(e)) => Err(BaseError::PgBasebackup(e.to_string())),
-        Err(_) => {
-            let _ = child.start_kill();
-            Err(BaseError::PgBasebackup(format!(
-                "did not exit within {EXIT_TIMEOUT:?} after its stream ended"
-            )))
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// How the three stages and pg_basebackup ended.
+struct StreamEnd {
+    uploaded: Result<Vec<catalog::Part>, UploadError>,
+    scanned: io::Result<Scanned>,
+    sealed: io::Result<()>,
+    /// Whether our side gave up (and so killed pg_basebackup).
+    failed: bool,
+    status: Result<io::Result<ExitStatus>, Elapsed>,
+    /// The last lines pg_basebackup wrote to stderr.
+    tail: String,
+}
+
+impl StreamEnd {
+    /// One error for a failed backup, and the one closest to the cause: a stage that
+    /// stopped because another did defers to that other, and a broken stream to what
+    /// pg_basebackup said.
+    fn verdict(self, child: &mut Child) -> Result<(Scanned, Vec<catalog::Part>), BaseError> {
+        let StreamEnd {
+            uploaded,
+            scanned,
+            sealed,
+            failed,
+            status,
+            tail,
+        } = self;
+        let parts = match uploaded {
+            // The stream broke mid-part: the reader's error (below) says why.
+            Err(UploadError::Unfinished(_)) if scanned.is_err() => None,
+            Err(e) => return Err(e.into()),
+            Ok(p) => Some(p),
+        };
+        match &sealed {
+            // The reading side stopped first: its error (below) says why.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {}
+            Err(e) => return Err(BaseError::Stream(format!("sealing: {e}"))),
+            Ok(()) => {}
+        }
+        let exited_ok = matches!(&status, Ok(Ok(s)) if s.success());
+        let scanned = match scanned {
+            Err(e) if !failed || exited_ok => return Err(BaseError::Stream(e.to_string())),
+            // A broken stream is most often pg_basebackup failing: say why it did.
+            Err(e) if tail.is_empty() => {
+                return Err(BaseError::PgBasebackup(format!("the stream broke: {e}")))
+            }
+            Err(_) => return Err(BaseError::PgBasebackup(tail)),
+            Ok(scanned) => scanned,
+        };
+        let parts = parts.ok_or_else(|| BaseError::Stream("the last part is unfinished".into()))?;
+        match status {
+            Ok(Ok(s)) if s.success() => Ok((scanned, parts)),
+            Ok(Ok(s)) => Err(BaseError::PgBasebackup(format!("{s}: {tail}"))),
+            Ok(Err(e)) => Err(BaseError::PgBasebackup(e.to_string())),
+            Err(_) => {
+                let _ = child.start_kill();
+                Err(BaseError::PgBasebackup(format!(
+                    "did not exit within {EXIT_TIMEOUT:?} after its stream ended"
+                )))
+            }
         }
     }
 }
