@@ -12,6 +12,7 @@ use chrono::Local;
 use std::collections::BTreeMap;
 use warden_api::client::Method;
 use warden_consensus::types::{Failover, Role};
+use warden_consensus::DynamicConfig;
 
 impl Ctl<'_> {
     pub async fn switchover(&mut self, a: SwitchoverArgs) -> Result<()> {
@@ -55,9 +56,57 @@ impl Ctl<'_> {
         let current = view.cluster.leader_name().map(str::to_string);
         let is_switchover = action == "switchover";
 
+        let leader = self.ask_leader(
+            &view,
+            &config,
+            current.as_deref(),
+            leader_arg,
+            is_switchover,
+            force,
+        )?;
+        let candidate =
+            self.ask_candidate(action, &view, &config, current.as_deref(), candidate, force)?;
+        let scheduled_at = if is_switchover {
+            self.ask_schedule(&view, scheduled, force)?
+        } else {
+            None
+        };
+        if !force {
+            self.confirm_switch(action, &scope, current.as_deref(), scheduled_at.as_deref())?;
+        }
+        let now = self
+            .send_switch(
+                action,
+                &view,
+                current.as_deref(),
+                leader.as_deref(),
+                candidate.as_deref(),
+                scheduled_at.as_deref(),
+            )
+            .await?;
+        if !now {
+            let view = self.read(&scope).await?;
+            return self.print_table(&view);
+        }
+        self.follow_switch(&scope, current.as_deref(), candidate.as_deref())
+            .await
+    }
+
+    /// The leader to switch away from: a switchover needs one and defaults to (or asks
+    /// for) the current one; whoever is named must be the current leader.
+    fn ask_leader(
+        &mut self,
+        view: &View,
+        config: &DynamicConfig,
+        current: Option<&str>,
+        leader_arg: Option<String>,
+        is_switchover: bool,
+        force: bool,
+    ) -> Result<Option<String>> {
+        let scope = &view.scope;
         let mut leader = leader_arg;
         if is_switchover {
-            let Some(cur) = current.as_deref() else {
+            let Some(cur) = current else {
                 bail!(
                     "cluster {scope} has no leader: a switchover needs one (use failover \
                      --candidate NAME)"
@@ -77,21 +126,35 @@ impl Ctl<'_> {
             }
         }
         if let Some(l) = leader.as_deref() {
-            if current.as_deref() != Some(l) {
+            if current != Some(l) {
                 bail!(
                     "member {l} is not the leader of cluster {scope} (leader: {})",
-                    current.as_deref().unwrap_or("none")
+                    current.unwrap_or("none")
                 );
             }
         }
+        Ok(leader)
+    }
 
+    /// The member to take over (asked for unless forced; a failover needs one): not the
+    /// leader and not tagged nofailover. In synchronous mode a failover to an
+    /// asynchronous standby can lose transactions, so that is asked too.
+    fn ask_candidate(
+        &mut self,
+        action: &str,
+        view: &View,
+        config: &DynamicConfig,
+        current: Option<&str>,
+        candidate: Option<String>,
+        force: bool,
+    ) -> Result<Option<String>> {
+        let scope = &view.scope;
+        let is_switchover = action == "switchover";
         let candidates: Vec<String> = view
             .cluster
             .members
             .iter()
-            .filter(|(n, v)| {
-                Some(n.as_str()) != current.as_deref() && !v.value.tag_bool("nofailover")
-            })
+            .filter(|(n, v)| Some(n.as_str()) != current && !v.value.tag_bool("nofailover"))
             .map(|(n, _)| n.clone())
             .collect();
         if candidates.is_empty() {
@@ -116,7 +179,7 @@ impl Ctl<'_> {
         }
         if let Some(c) = candidate.as_deref() {
             if !candidates.iter().any(|n| n == c) {
-                if current.as_deref() == Some(c) {
+                if current == Some(c) {
                     bail!("member {c} is already the leader of cluster {scope}");
                 }
                 bail!(
@@ -142,61 +205,80 @@ impl Ctl<'_> {
                 }
             }
         }
+        Ok(candidate)
+    }
 
-        let mut scheduled_at = None;
-        if is_switchover {
-            let when = match scheduled {
-                Some(s) => s,
-                None if force => "now".to_string(),
-                None => {
-                    let example = (Local::now() + chrono::Duration::hours(1))
-                        .format("%Y-%m-%dT%H:%M")
-                        .to_string();
-                    self.io.prompt(
-                        &format!("When should the switchover take place (e.g. {example} ) "),
-                        Some("now"),
-                    )?
-                }
-            };
-            scheduled_at = parse_scheduled(Some(&when))?;
-            if scheduled_at.is_some() && view.cluster.is_paused() {
-                bail!("can't schedule switchover in the paused state");
+    /// When a switchover is to happen (asked for unless forced); `None` is now.
+    fn ask_schedule(
+        &mut self,
+        view: &View,
+        scheduled: Option<String>,
+        force: bool,
+    ) -> Result<Option<String>> {
+        let when = match scheduled {
+            Some(s) => s,
+            None if force => "now".to_string(),
+            None => {
+                let example = (Local::now() + chrono::Duration::hours(1))
+                    .format("%Y-%m-%dT%H:%M")
+                    .to_string();
+                self.io.prompt(
+                    &format!("When should the switchover take place (e.g. {example} ) "),
+                    Some("now"),
+                )?
             }
+        };
+        let scheduled_at = parse_scheduled(Some(&when))?;
+        if scheduled_at.is_some() && view.cluster.is_paused() {
+            bail!("can't schedule switchover in the paused state");
         }
+        Ok(scheduled_at)
+    }
 
-        if !force {
-            let demote = current
-                .as_deref()
-                .map(|l| format!(", demoting current leader {l}"))
-                .unwrap_or_default();
-            let question = match &scheduled_at {
-                Some(at) => format!(
-                    "Are you sure you want to schedule switchover of cluster {scope} at {at}{demote}?"
-                ),
-                None => format!("Are you sure you want to {action} cluster {scope}{demote}?"),
-            };
-            if !self.io.confirm(&question)? {
-                bail!(
-                    "aborting {}{action}",
-                    if scheduled_at.is_some() {
-                        "scheduled "
-                    } else {
-                        ""
-                    }
-                );
-            }
-        }
-
-        let body = api::switchover_body(
-            leader.as_deref(),
-            candidate.as_deref(),
-            scheduled_at.as_deref(),
-        );
-        // The leader's API does the work; without a leader, the candidate's.
-        let target = current
-            .clone()
-            .or_else(|| candidate.clone())
+    fn confirm_switch(
+        &mut self,
+        action: &str,
+        scope: &str,
+        current: Option<&str>,
+        scheduled_at: Option<&str>,
+    ) -> Result<()> {
+        let demote = current
+            .map(|l| format!(", demoting current leader {l}"))
             .unwrap_or_default();
+        let question = match scheduled_at {
+            Some(at) => format!(
+                "Are you sure you want to schedule switchover of cluster {scope} at {at}{demote}?"
+            ),
+            None => format!("Are you sure you want to {action} cluster {scope}{demote}?"),
+        };
+        if !self.io.confirm(&question)? {
+            bail!(
+                "aborting {}{action}",
+                if scheduled_at.is_some() {
+                    "scheduled "
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(())
+    }
+
+    /// Sends the request to the leader's API, or, when no API can be reached, writes it
+    /// into the `failover` key. Returns whether the switch is happening now (and so is
+    /// to be followed); a scheduled one is only reported.
+    async fn send_switch(
+        &mut self,
+        action: &str,
+        view: &View,
+        current: Option<&str>,
+        leader: Option<&str>,
+        candidate: Option<&str>,
+        scheduled_at: Option<&str>,
+    ) -> Result<bool> {
+        let body = api::switchover_body(leader, candidate, scheduled_at);
+        // The leader's API does the work; without a leader, the candidate's.
+        let target = current.or(candidate).unwrap_or_default().to_string();
         let api_url = view
             .cluster
             .member(&target)
@@ -217,10 +299,7 @@ impl Ctl<'_> {
         {
             Ok(r) if r.status == 200 || r.status == 202 => {
                 self.io.println(format!("{} {}", timestamp(), r.text()))?;
-                if r.status == 202 || scheduled_at.is_some() {
-                    let view = self.read(&scope).await?;
-                    return self.print_table(&view);
-                }
+                Ok(r.status != 202 && scheduled_at.is_none())
             }
             Ok(r) => bail!(
                 "{action} failed, details: {}, {}",
@@ -233,22 +312,12 @@ impl Ctl<'_> {
                      to DCS",
                     timestamp()
                 ))?;
-                self.write_failover_key(
-                    &view,
-                    leader.as_deref(),
-                    candidate.as_deref(),
-                    scheduled_at.as_deref(),
-                )
-                .await?;
-                if scheduled_at.is_some() {
-                    let view = self.read(&scope).await?;
-                    return self.print_table(&view);
-                }
+                self.write_failover_key(view, leader, candidate, scheduled_at)
+                    .await?;
+                Ok(scheduled_at.is_none())
             }
             Err(e) => bail!("{action} failed: {e}"),
         }
-        self.follow_switch(&scope, current.as_deref(), candidate.as_deref())
-            .await
     }
 
     /// patronictl's fallback when the API cannot be reached: the request goes straight
