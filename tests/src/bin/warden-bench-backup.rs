@@ -262,7 +262,30 @@ fn run() -> Result<()> {
     let work = WorkDir::temp()?;
     let repo = work.path().join("repo");
     create_node_dir(&repo)?;
-    let key = key_file(work.path())?;
+    let (cluster, primary, replica) = start_cluster(work.path(), &repo, level)?;
+    load(&cluster, primary, replica, scale, &repo)?;
+    let last_id = measure_rounds(&cluster, replica, rounds)?;
+    let stored: u64 = walk_size(&repo.join(cluster.scope()));
+    println!(
+        "repository after the run: {:.0} MiB (WAL and {rounds} backups)",
+        mib(stored)
+    );
+    match restore_throughput(&cluster, &last_id) {
+        Some((b, s)) => println!(
+            "restore: {:.0} MiB in {s:.1}s = {:.1} MiB/s",
+            mib(b),
+            mib(b) / s
+        ),
+        None => println!("restore: not measured by this build"),
+    }
+    Ok(())
+}
+
+/// The 2-node cluster backing up into `repo`, formed, once the replica holds the
+/// archiver key (backups run on the archiver). Returns the cluster, its primary and
+/// its replica.
+fn start_cluster(work: &Path, repo: &Path, level: u32) -> Result<(Cluster, usize, usize)> {
+    let key = key_file(work)?;
     let yaml = format!(
         "backup:\n  repository:\n    type: filesystem\n    path: {}\n  encryption_key_file: \
          {}\n  wal_wait_timeout: 600s\n  compression_level: {level}\n",
@@ -285,6 +308,12 @@ fn run() -> Result<()> {
         let flagged = cluster.node(replica).patroni()?.is_archiver();
         (holder == replica_name && flagged).then_some(())
     });
+    Ok((cluster, primary, replica))
+}
+
+/// Fills the primary with pgbench, then waits until the replica has replayed the load
+/// and the archive holds it, so that the backups measure copying, not catching up.
+fn load(cluster: &Cluster, primary: usize, replica: usize, scale: u32, repo: &Path) -> Result<()> {
     let (pport, rport) = (
         cluster.node(primary).pg_port(),
         cluster.node(replica).pg_port(),
@@ -315,13 +344,19 @@ fn run() -> Result<()> {
     });
     let t = Instant::now();
     wait::wait_until(LOAD_TIMEOUT, "the archive to catch up", || {
-        find_file(&repo, &seg).then_some(())
+        find_file(repo, &seg).then_some(())
     });
     println!(
         "replica and archive caught up ({:.0}s more)",
         t.elapsed().as_secs_f64()
     );
+    Ok(())
+}
 
+/// `rounds` pairs of backups on the replica, plain pg_basebackup then Warden, each
+/// printed, then their medians. Returns the id of the last Warden backup.
+fn measure_rounds(cluster: &Cluster, replica: usize, rounds: u32) -> Result<String> {
+    let rport = cluster.node(replica).pg_port();
     // Alternate the two so that load from elsewhere on the machine hits both alike.
     let (mut raws, mut streams, mut totals) = (Vec::new(), Vec::new(), Vec::new());
     let mut last_id = String::new();
@@ -372,18 +407,5 @@ fn run() -> Result<()> {
         100.0 * stream / raw,
         100.0 * total / raw
     );
-    let stored: u64 = walk_size(&repo.join(cluster.scope()));
-    println!(
-        "repository after the run: {:.0} MiB (WAL and {rounds} backups)",
-        mib(stored)
-    );
-    match restore_throughput(&cluster, &last_id) {
-        Some((b, s)) => println!(
-            "restore: {:.0} MiB in {s:.1}s = {:.1} MiB/s",
-            mib(b),
-            mib(b) / s
-        ),
-        None => println!("restore: not measured by this build"),
-    }
-    Ok(())
+    Ok(last_id)
 }
