@@ -180,79 +180,12 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         assert_eq!(cluster.node(li).status(path), Some(200), "GET {path}");
     }
 
-    // Every mutating endpoint with a body that would be acted on if the request got
-    // through, so a hole in the check would show up below as a change.
-    let mut new_config: Value = serde_json::from_str(&before.config.0).expect("config is JSON");
-    new_config["loop_wait"] = json!(2);
-    let endpoints: Vec<(&str, &str, Value)> = vec![
-        (
-            "POST",
-            "/switchover",
-            json!({"leader": leader, "candidate": candidate}),
-        ),
-        ("POST", "/failover", json!({"candidate": candidate})),
-        ("DELETE", "/switchover", Value::Null),
-        ("POST", "/restart", json!({})),
-        ("DELETE", "/restart", Value::Null),
-        ("POST", "/reinitialize", json!({"force": true})),
-        ("POST", "/reload", Value::Null),
-        ("PATCH", "/config", json!({"loop_wait": 2})),
-        ("PUT", "/config", new_config),
-    ];
+    let endpoints = mutating_requests(&before, &leader, &candidate);
     let wrong_password = format!("{PASSWORD}x");
-    let bad_auth: Vec<(&str, Auth)> = vec![
-        ("no Authorization header", Auth::Missing),
-        ("wrong password", Auth::Basic(USER, &wrong_password)),
-        ("empty password", Auth::Basic(USER, "")),
-        ("wrong user", Auth::Basic("admin", PASSWORD)),
-        ("Bearer token", Auth::Raw("Bearer x")),
-        ("invalid base64", Auth::Raw("Basic !!!")),
-        ("Basic without credentials", Auth::Raw("Basic")),
-        (
-            "no colon in the credentials",
-            Auth::Raw("Basic d2FyZGVuLWFkbWlu"),
-        ), // "warden-admin"
-        ("the password sent as the user", Auth::Basic(PASSWORD, USER)),
-    ];
-    let oversize = {
-        let mut b = br#"{"pad":""#.to_vec();
-        b.resize(OVERSIZE, b'x');
-        b.extend_from_slice(br#""}"#);
-        b
-    };
-    let mut refused = 0;
-    for (method, path, body) in &endpoints {
-        let body = (!body.is_null()).then(|| body.to_string());
-        for (what, auth) in &bad_auth {
-            let r = call(
-                &cluster,
-                li,
-                method,
-                path,
-                body.as_deref().map(str::as_bytes),
-                *auth,
-            );
-            assert_401(&r, &format!("{method} {path} with {what}"));
-            refused += 1;
-        }
-        // A body over the limit does not get past the credentials check either.
-        let r = call(&cluster, li, method, path, Some(&oversize), Auth::Missing);
-        assert_401(&r, &format!("{method} {path}, 70 KiB body, no credentials"));
-        // On a replica too, where restart and reinitialize would be carried out.
-        let r = call(
-            &cluster,
-            replica,
-            method,
-            path,
-            body.as_deref().map(str::as_bytes),
-            Auth::Missing,
-        );
-        assert_401(
-            &r,
-            &format!("{method} {path} on a replica without credentials"),
-        );
-        refused += 2;
-    }
+    let bad_auth = bad_credentials(&wrong_password);
+    let oversize = oversize_body();
+    let mut refused =
+        refuse_unauthenticated(&cluster, li, replica, &endpoints, &bad_auth, &oversize);
     // POST /failsafe: a leader cut off from the DCS asks the other members to let it
     // stay primary, and a member that accepts does not race for the leader key for a
     // ttl. Patroni guards it like the other mutating endpoints (its members send their
@@ -261,18 +194,7 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
     let failsafe =
         json!({"name": leader, "api_url": format!("{}/patroni", cluster.node(li).api_url())})
             .to_string();
-    for (what, auth) in &bad_auth {
-        let r = call(
-            &cluster,
-            replica,
-            "POST",
-            "/failsafe",
-            Some(failsafe.as_bytes()),
-            *auth,
-        );
-        assert_401(&r, &format!("POST /failsafe on a replica with {what}"));
-        refused += 1;
-    }
+    refused += refuse_unauthenticated_failsafe(&cluster, replica, &failsafe, &bad_auth);
     println!("{refused} unauthenticated requests refused with 401");
     let r = authorized(
         &cluster,
@@ -287,11 +209,188 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         r.status, r.body
     );
 
+    refuse_bad_bodies(&cluster, li, &leader, &candidate, &endpoints, &oversize);
+    assert_nothing_changed(&cluster, &before);
+    deletes_need_credentials(&cluster, li, &leader, &candidate, &wrong_password);
+    authorized_requests_are_carried_out(&cluster, li, &before);
+
+    // Still no leader change and no restart, now long after every refused request.
+    let end = snapshot(&cluster);
+    assert_eq!(end.leader, before.leader, "the leader key changed");
+    assert_eq!(
+        end.postmasters, before.postmasters,
+        "a PostgreSQL was restarted"
+    );
+    assert!(no_switchover_request(end.failover.as_deref()));
+    let converged = cluster.assert_converged(T);
+    assert_eq!(cluster.node(converged.primary).name(), leader);
+}
+
+/// Every mutating endpoint with a body that would be acted on if the request got
+/// through, so a hole in the check would show up as a change.
+fn mutating_requests(
+    before: &Snapshot,
+    leader: &str,
+    candidate: &str,
+) -> Vec<(&'static str, &'static str, Value)> {
+    let mut new_config: Value = serde_json::from_str(&before.config.0).expect("config is JSON");
+    new_config["loop_wait"] = json!(2);
+    vec![
+        (
+            "POST",
+            "/switchover",
+            json!({"leader": leader, "candidate": candidate}),
+        ),
+        ("POST", "/failover", json!({"candidate": candidate})),
+        ("DELETE", "/switchover", Value::Null),
+        ("POST", "/restart", json!({})),
+        ("DELETE", "/restart", Value::Null),
+        ("POST", "/reinitialize", json!({"force": true})),
+        ("POST", "/reload", Value::Null),
+        ("PATCH", "/config", json!({"loop_wait": 2})),
+        ("PUT", "/config", new_config),
+    ]
+}
+
+/// Credentials that must not get through: none, wrong, and malformed headers.
+fn bad_credentials(wrong_password: &str) -> Vec<(&'static str, Auth<'_>)> {
+    vec![
+        ("no Authorization header", Auth::Missing),
+        ("wrong password", Auth::Basic(USER, wrong_password)),
+        ("empty password", Auth::Basic(USER, "")),
+        ("wrong user", Auth::Basic("admin", PASSWORD)),
+        ("Bearer token", Auth::Raw("Bearer x")),
+        ("invalid base64", Auth::Raw("Basic !!!")),
+        ("Basic without credentials", Auth::Raw("Basic")),
+        (
+            "no colon in the credentials",
+            Auth::Raw("Basic d2FyZGVuLWFkbWlu"),
+        ), // "warden-admin"
+        ("the password sent as the user", Auth::Basic(PASSWORD, USER)),
+    ]
+}
+
+/// A JSON body over the agents' limit.
+fn oversize_body() -> Vec<u8> {
+    let mut b = br#"{"pad":""#.to_vec();
+    b.resize(OVERSIZE, b'x');
+    b.extend_from_slice(br#""}"#);
+    b
+}
+
+/// Every mutating endpoint refuses every bad credential, on the leader and on a
+/// replica, even with an oversized body. Returns how many requests were refused.
+fn refuse_unauthenticated(
+    cluster: &Cluster,
+    li: usize,
+    replica: usize,
+    endpoints: &[(&str, &str, Value)],
+    bad_auth: &[(&str, Auth)],
+    oversize: &[u8],
+) -> usize {
+    let mut refused = 0;
+    for (method, path, body) in endpoints {
+        let body = (!body.is_null()).then(|| body.to_string());
+        for (what, auth) in bad_auth {
+            let r = call(
+                cluster,
+                li,
+                method,
+                path,
+                body.as_deref().map(str::as_bytes),
+                *auth,
+            );
+            assert_401(&r, &format!("{method} {path} with {what}"));
+            refused += 1;
+        }
+        // A body over the limit does not get past the credentials check either.
+        let r = call(cluster, li, method, path, Some(oversize), Auth::Missing);
+        assert_401(&r, &format!("{method} {path}, 70 KiB body, no credentials"));
+        // On a replica too, where restart and reinitialize would be carried out.
+        let r = call(
+            cluster,
+            replica,
+            method,
+            path,
+            body.as_deref().map(str::as_bytes),
+            Auth::Missing,
+        );
+        assert_401(
+            &r,
+            &format!("{method} {path} on a replica without credentials"),
+        );
+        refused += 2;
+    }
+    refused
+}
+
+fn refuse_unauthenticated_failsafe(
+    cluster: &Cluster,
+    replica: usize,
+    failsafe: &str,
+    bad_auth: &[(&str, Auth)],
+) -> usize {
+    let mut refused = 0;
+    for (what, auth) in bad_auth {
+        let r = call(
+            cluster,
+            replica,
+            "POST",
+            "/failsafe",
+            Some(failsafe.as_bytes()),
+            *auth,
+        );
+        assert_401(&r, &format!("POST /failsafe on a replica with {what}"));
+        refused += 1;
+    }
+    refused
+}
+
+/// With the right credentials, malformed bodies are refused (400), and so is any body
+/// over the limit (413).
+fn refuse_bad_bodies(
+    cluster: &Cluster,
+    li: usize,
+    leader: &str,
+    candidate: &str,
+    endpoints: &[(&str, &str, Value)],
+    oversize: &[u8],
+) {
     // Right credentials, malformed bodies. DELETE /switchover, DELETE /restart and
     // POST /reload take no body (Patroni ignores it), so only the size limit applies.
+    let bad_bodies = malformed_bodies(leader, candidate);
+    let mut rejected = 0;
+    for (method, path, bodies) in &bad_bodies {
+        for body in bodies {
+            let r = authorized(cluster, li, method, path, Some(body.as_bytes()));
+            assert_eq!(
+                r.status, 400,
+                "{method} {path} with body {body:?}: expected 400, got {} {}",
+                r.status, r.body
+            );
+            rejected += 1;
+        }
+    }
+    for (method, path, _) in endpoints {
+        let r = authorized(cluster, li, method, path, Some(oversize));
+        assert_eq!(
+            r.status, 413,
+            "{method} {path} with a 70 KiB body: expected 413, got {} {}",
+            r.status, r.body
+        );
+        rejected += 1;
+    }
+    println!("{rejected} authenticated requests with bad bodies refused (400/413)");
+}
+
+/// Per endpoint that takes a body, bodies it must refuse.
+fn malformed_bodies(
+    leader: &str,
+    candidate: &str,
+) -> Vec<(&'static str, &'static str, Vec<String>)> {
     let not_json = "{not json";
     let array = "[1,2]";
-    let bad_bodies: Vec<(&str, &str, Vec<String>)> = vec![
+    vec![
         (
             "POST",
             "/switchover",
@@ -381,33 +480,13 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
                 json!({"postgresql": [1]}).to_string(),
             ],
         ),
-    ];
-    let mut rejected = 0;
-    for (method, path, bodies) in &bad_bodies {
-        for body in bodies {
-            let r = authorized(&cluster, li, method, path, Some(body.as_bytes()));
-            assert_eq!(
-                r.status, 400,
-                "{method} {path} with body {body:?}: expected 400, got {} {}",
-                r.status, r.body
-            );
-            rejected += 1;
-        }
-    }
-    for (method, path, _) in &endpoints {
-        let r = authorized(&cluster, li, method, path, Some(&oversize));
-        assert_eq!(
-            r.status, 413,
-            "{method} {path} with a 70 KiB body: expected 413, got {} {}",
-            r.status, r.body
-        );
-        rejected += 1;
-    }
-    println!("{rejected} authenticated requests with bad bodies refused (400/413)");
+    ]
+}
 
-    // Nothing changed. Whatever a request that slipped through would have started has
-    // had the time of the whole sweep (many loop turns) to show.
-    let after = snapshot(&cluster);
+/// Nothing changed. Whatever a request that slipped through would have started has
+/// had the time of the whole sweep (many loop turns) to show.
+fn assert_nothing_changed(cluster: &Cluster, before: &Snapshot) {
+    let after = snapshot(cluster);
     assert_eq!(after.leader, before.leader, "the leader key changed");
     assert_eq!(after.config, before.config, "the config key changed");
     assert!(
@@ -428,28 +507,36 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
             cluster.node(i).name()
         );
     }
-    let members = |field: &str| -> Vec<String> {
-        cluster
-            .etcd()
-            .get_prefix(&format!("{}members/", cluster.key_prefix()))
-            .expect("read member keys")
-            .into_iter()
-            .filter(|kv| {
-                serde_json::from_str::<Value>(&kv.value).is_ok_and(|v| v.get(field).is_some())
-            })
-            .map(|kv| kv.key)
-            .collect()
-    };
     assert!(
-        members("scheduled_restart").is_empty(),
+        members_with(cluster, "scheduled_restart").is_empty(),
         "a restart was scheduled"
     );
+}
 
-    // Positive controls for the DELETEs: what an authorized request scheduled survives
-    // an unauthorized DELETE and goes with an authorized one.
+/// The member keys that hold `field`.
+fn members_with(cluster: &Cluster, field: &str) -> Vec<String> {
+    cluster
+        .etcd()
+        .get_prefix(&format!("{}members/", cluster.key_prefix()))
+        .expect("read member keys")
+        .into_iter()
+        .filter(|kv| serde_json::from_str::<Value>(&kv.value).is_ok_and(|v| v.get(field).is_some()))
+        .map(|kv| kv.key)
+        .collect()
+}
+
+/// Positive controls for the DELETEs: what an authorized request scheduled survives
+/// an unauthorized DELETE and goes with an authorized one.
+fn deletes_need_credentials(
+    cluster: &Cluster,
+    li: usize,
+    leader: &str,
+    candidate: &str,
+    wrong_password: &str,
+) {
     let at = (chrono::Utc::now() + chrono::TimeDelta::seconds(3600)).to_rfc3339();
     let body = json!({"leader": leader, "candidate": candidate, "scheduled_at": at}).to_string();
-    let r = authorized(&cluster, li, "POST", "/switchover", Some(body.as_bytes()));
+    let r = authorized(cluster, li, "POST", "/switchover", Some(body.as_bytes()));
     assert_eq!((r.status, r.body.trim()), (202, "Switchover scheduled"));
     let failover_key = format!("{}failover", cluster.key_prefix());
     let scheduled = cluster
@@ -458,21 +545,21 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         .unwrap()
         .map(|kv| kv.value);
     assert!(
-        scheduled.as_deref().is_some_and(|v| v.contains(&candidate)),
+        scheduled.as_deref().is_some_and(|v| v.contains(candidate)),
         "the scheduled switchover is not in the failover key: {scheduled:?}"
     );
     assert_401(
-        &call(&cluster, li, "DELETE", "/switchover", None, Auth::Missing),
+        &call(cluster, li, "DELETE", "/switchover", None, Auth::Missing),
         "DELETE /switchover",
     );
     assert_401(
         &call(
-            &cluster,
+            cluster,
             li,
             "DELETE",
             "/switchover",
             None,
-            Auth::Basic(USER, &wrong_password),
+            Auth::Basic(USER, wrong_password),
         ),
         "DELETE /switchover, wrong password",
     );
@@ -485,7 +572,7 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         scheduled,
         "an unauthorized DELETE /switchover changed the request"
     );
-    let r = authorized(&cluster, li, "DELETE", "/switchover", None);
+    let r = authorized(cluster, li, "DELETE", "/switchover", None);
     assert_eq!(
         (r.status, r.body.trim()),
         (200, "scheduled switchover deleted")
@@ -501,25 +588,25 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
     );
 
     let body = json!({"schedule": at}).to_string();
-    let r = authorized(&cluster, li, "POST", "/restart", Some(body.as_bytes()));
+    let r = authorized(cluster, li, "POST", "/restart", Some(body.as_bytes()));
     assert_eq!((r.status, r.body.trim()), (202, "Restart scheduled"));
     let leader_member = format!("{}members/{leader}", cluster.key_prefix());
     wait_until(
         T,
         "the leader's member key shows the scheduled restart",
         || {
-            members("scheduled_restart")
+            members_with(cluster, "scheduled_restart")
                 .contains(&leader_member)
                 .then_some(())
         },
     );
     assert_401(
-        &call(&cluster, li, "DELETE", "/restart", None, Auth::Missing),
+        &call(cluster, li, "DELETE", "/restart", None, Auth::Missing),
         "DELETE /restart",
     );
     assert_401(
         &call(
-            &cluster,
+            cluster,
             li,
             "DELETE",
             "/restart",
@@ -528,24 +615,28 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         ),
         "DELETE /restart, Bearer",
     );
-    let r = authorized(&cluster, li, "DELETE", "/restart", None);
+    let r = authorized(cluster, li, "DELETE", "/restart", None);
     assert_eq!(
         (r.status, r.body.trim()),
         (200, "scheduled restart deleted"),
         "the unauthorized DELETEs must not have removed the scheduled restart"
     );
-    let r = authorized(&cluster, li, "DELETE", "/restart", None);
+    let r = authorized(cluster, li, "DELETE", "/restart", None);
     assert_eq!(
         (r.status, r.body.trim()),
         (404, "no restarts are scheduled")
     );
     wait_until(T, "no member key shows a scheduled restart", || {
-        members("scheduled_restart").is_empty().then_some(())
+        members_with(cluster, "scheduled_restart")
+            .is_empty()
+            .then_some(())
     });
+}
 
-    // Positive control: with the right credentials the same requests are carried out.
+/// With the right credentials the same requests are carried out.
+fn authorized_requests_are_carried_out(cluster: &Cluster, li: usize, before: &Snapshot) {
     let r = authorized(
-        &cluster,
+        cluster,
         li,
         "PATCH",
         "/config",
@@ -565,17 +656,6 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
     let mut want: Value = serde_json::from_str(&before.config.0).unwrap();
     want["loop_wait"] = json!(2);
     assert_eq!(stored, want, "PATCH changed more than loop_wait");
-    let r = authorized(&cluster, li, "POST", "/reload", None);
+    let r = authorized(cluster, li, "POST", "/reload", None);
     assert_eq!((r.status, r.body.trim()), (202, "reload scheduled"));
-
-    // Still no leader change and no restart, now long after every refused request.
-    let end = snapshot(&cluster);
-    assert_eq!(end.leader, before.leader, "the leader key changed");
-    assert_eq!(
-        end.postmasters, before.postmasters,
-        "a PostgreSQL was restarted"
-    );
-    assert!(no_switchover_request(end.failover.as_deref()));
-    let converged = cluster.assert_converged(T);
-    assert_eq!(cluster.node(converged.primary).name(), leader);
 }

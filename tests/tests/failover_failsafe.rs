@@ -23,10 +23,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use warden_tests::failover::{secs, since};
-use warden_tests::observe::{PrimaryWatch, Sample};
+use warden_tests::observe::{KeyWatch, PrimaryWatch, Sample};
 use warden_tests::wait::poll_until;
 use warden_tests::workload::{self, Ack, Outcome, Writer, WriterOptions};
-use warden_tests::{wait_until, Cluster, ClusterSpec};
+use warden_tests::{wait_until, Cluster, ClusterSpec, Converged};
 
 const TTL: u32 = 10;
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
@@ -51,15 +51,24 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
             .customize(|_, cfg| cfg.set("bootstrap.dcs.failsafe_mode", true)),
     )
     .expect("start cluster");
-    let ttl = cluster.ttl();
     cluster.wait_formed(FORM_TIMEOUT);
     let before = cluster.assert_converged(CONVERGE_TIMEOUT);
     let p = before.primary;
     let names: Vec<String> = cluster.nodes().iter().map(|n| n.name().into()).collect();
     let replicas: Vec<usize> = (0..names.len()).filter(|&i| i != p).collect();
-    let primary_port = cluster.node(p).pg_port();
 
     // ---- Phase 1: failsafe mode is in force and /failsafe lists every member.
+    let failsafe_key = failsafe_lists_every_member(&cluster, p, &names);
+
+    // ---- Phase 2: full etcd outage; both replicas confirm the primary.
+    let all_acks = confirmed_primary_survives_an_outage(&cluster, &before, &names, &replicas);
+
+    // ---- Phase 3: a replica is dead, so nobody can confirm the primary.
+    unconfirmed_primary_is_fenced(&mut cluster, &failsafe_key, p, &names, &replicas, all_acks);
+}
+
+/// Returns the `/failsafe` key.
+fn failsafe_lists_every_member(cluster: &Cluster, p: usize, names: &[String]) -> String {
     let config = wait_until(Duration::from_secs(10), "GET /config", || {
         cluster.node(p).get("/config").ok()?.json().ok()
     });
@@ -72,7 +81,7 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
         Duration::from_secs(20),
         "/failsafe lists every member",
         || {
-            let m = failsafe_members(&cluster, &failsafe_key)?;
+            let m = failsafe_members(cluster, &failsafe_key)?;
             m.keys().eq(names.iter()).then_some(m)
         },
     );
@@ -84,8 +93,18 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
         );
     }
     println!("phase 1: /failsafe lists {listed:?}");
+    failsafe_key
+}
 
-    // ---- Phase 2: full etcd outage; both replicas confirm the primary.
+/// Returns the writes acknowledged from the start of the outage to the end of the heal.
+fn confirmed_primary_survives_an_outage(
+    cluster: &Cluster,
+    before: &Converged,
+    names: &[String],
+    replicas: &[usize],
+) -> Vec<Ack> {
+    let p = before.primary;
+    let primary_port = cluster.node(p).pg_port();
     let (holder, rev) = cluster.wait_leader(Duration::from_secs(10));
     assert_eq!(holder, names[p]);
     let writer = Writer::start(primary_port, "failsafe_writes", WriterOptions::default())
@@ -95,6 +114,61 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
     });
     let primaries = cluster.watch_primaries();
     let leader = cluster.watch_leader_key();
+    let t_out = hold_through_outage(cluster, p, names, replicas, &writer, &primaries, &leader);
+
+    let t_heal = Instant::now();
+    for i in 0..names.len() {
+        cluster.proxies(i).heal_etcd();
+    }
+    // The leader key expired during the outage: until the primary takes it again, it
+    // may still answer /primary from its failsafe hold, so converging starts after that.
+    let (holder2, rev2) = cluster.wait_leader(CONVERGE_TIMEOUT);
+    let retaken = t_heal.elapsed();
+    assert_eq!(
+        holder2, names[p],
+        "another node took the leader key after the outage"
+    );
+    let after = cluster.assert_converged(CONVERGE_TIMEOUT);
+    println!(
+        "phase 2: leader key retaken {} after the heal (revision {rev} -> {rev2}); converged after {}: \
+         {} leads on timeline {}",
+        secs(retaken),
+        secs(t_heal.elapsed()),
+        names[after.primary],
+        after.timeline
+    );
+    assert_eq!(after.primary, p, "another node leads after the outage");
+    assert_eq!(
+        after.timeline, before.timeline,
+        "a promotion happened during the outage"
+    );
+    assert_no_replica_was_primary(&primaries, replicas, names, t_out, cluster);
+    primaries.stop();
+    leader.stop();
+    let outcomes = writer.stop();
+    let failed_in_heal = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Fail(f) if f.at >= t_heal))
+        .count();
+    println!("phase 2: {failed_in_heal} writes failed after the heal");
+    let all_acks = acked(&outcomes);
+    assert_no_lost_writes(cluster, p, &all_acks);
+    all_acks
+}
+
+/// Cuts every node off from etcd for 3 × ttl and checks that the primary held on,
+/// and why. Returns when the cut began.
+fn hold_through_outage(
+    cluster: &Cluster,
+    p: usize,
+    names: &[String],
+    replicas: &[usize],
+    writer: &Writer,
+    primaries: &PrimaryWatch,
+    leader: &KeyWatch,
+) -> Instant {
+    let ttl = cluster.ttl();
+    let primary_port = cluster.node(p).pg_port();
     let log_from = log_len(&cluster.node(p).log_path());
 
     let t_out = Instant::now();
@@ -184,7 +258,7 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
         not_200.is_empty() && !during(p).is_empty(),
         "the primary's /primary did not answer 200 throughout the outage: {not_200:?}\n{logs}"
     );
-    for &r in &replicas {
+    for &r in replicas {
         let answered = during(r).iter().filter(|s| s.value.is_some()).count();
         assert!(
             answered > 0,
@@ -192,46 +266,19 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
             names[r]
         );
     }
+    t_out
+}
 
-    let t_heal = Instant::now();
-    for i in 0..names.len() {
-        cluster.proxies(i).heal_etcd();
-    }
-    // The leader key expired during the outage: until the primary takes it again, it
-    // may still answer /primary from its failsafe hold, so converging starts after that.
-    let (holder2, rev2) = cluster.wait_leader(CONVERGE_TIMEOUT);
-    let retaken = t_heal.elapsed();
-    assert_eq!(
-        holder2, names[p],
-        "another node took the leader key after the outage"
-    );
-    let after = cluster.assert_converged(CONVERGE_TIMEOUT);
-    println!(
-        "phase 2: leader key retaken {} after the heal (revision {rev} -> {rev2}); converged after {}: \
-         {} leads on timeline {}",
-        secs(retaken),
-        secs(t_heal.elapsed()),
-        names[after.primary],
-        after.timeline
-    );
-    assert_eq!(after.primary, p, "another node leads after the outage");
-    assert_eq!(
-        after.timeline, before.timeline,
-        "a promotion happened during the outage"
-    );
-    assert_no_replica_was_primary(&primaries, &replicas, &names, t_out, &cluster);
-    primaries.stop();
-    leader.stop();
-    let outcomes = writer.stop();
-    let failed_in_heal = outcomes
-        .iter()
-        .filter(|o| matches!(o, Outcome::Fail(f) if f.at >= t_heal))
-        .count();
-    println!("phase 2: {failed_in_heal} writes failed after the heal");
-    let mut all_acks = acked(&outcomes);
-    assert_no_lost_writes(&cluster, p, &all_acks);
-
-    // ---- Phase 3: a replica is dead, so nobody can confirm the primary.
+fn unconfirmed_primary_is_fenced(
+    cluster: &mut Cluster,
+    failsafe_key: &str,
+    p: usize,
+    names: &[String],
+    replicas: &[usize],
+    all_acks: Vec<Ack>,
+) {
+    let ttl = cluster.ttl();
+    let primary_port = cluster.node(p).pg_port();
     let r = replicas[0];
     let writer = Writer::start(
         primary_port,
@@ -250,7 +297,7 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
     cluster.node_mut(r).kill_hard();
     // The dead replica's member key lives on for up to ttl, and with it its entry in
     // /failsafe: the outage starts while the leader would still ask it.
-    let listed = failsafe_members(&cluster, &failsafe_key).expect("read /failsafe");
+    let listed = failsafe_members(cluster, failsafe_key).expect("read /failsafe");
     assert!(
         listed.contains_key(&names[r]),
         "/failsafe no longer lists the killed {}: {listed:?}",
@@ -326,7 +373,7 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
         "the unconfirmed primary answered 200 on /primary again at {} without etcd\n{logs}",
         since(t_out, again.map_or(t_out, |s| s.got))
     );
-    for &i in &replicas {
+    for &i in replicas {
         assert!(
             !primaries.any_200(i, t_out),
             "{} answered 200 on /primary without etcd\n{logs}",
@@ -347,6 +394,18 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
         names[r]
     );
 
+    bring_back(cluster, r, names, primaries, writer, all_acks);
+}
+
+/// etcd and the killed node come back: the cluster converges without a lost write.
+fn bring_back(
+    cluster: &mut Cluster,
+    r: usize,
+    names: &[String],
+    primaries: PrimaryWatch,
+    writer: Writer,
+    mut all_acks: Vec<Ack>,
+) {
     let t_back = Instant::now();
     cluster
         .etcd_mut()
@@ -371,7 +430,7 @@ fn failsafe_mode_keeps_a_confirmed_primary_and_fences_an_unconfirmed_one() {
     );
     primaries.stop();
     all_acks.extend(acked(&writer.stop()));
-    assert_no_lost_writes(&cluster, after.primary, &all_acks);
+    assert_no_lost_writes(cluster, after.primary, &all_acks);
 }
 
 /// The `/failsafe` key as `name → api_url`, `None` if absent or unreadable.
