@@ -19,7 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use warden_backup::catalog::{Catalog, DumpRecord};
+use tokio::runtime::Runtime;
+use warden_backup::catalog::{BackupRecord, Catalog, DumpRecord};
 use warden_backup::codec;
 use warden_backup::key::EncryptionKey;
 use warden_backup::layout::Layout;
@@ -30,7 +31,7 @@ use warden_tests::backupkit::{
 use warden_tests::config::{pg_bin_dir, SUPERUSER, SUPERUSER_PASSWORD};
 use warden_tests::process::run_bounded;
 use warden_tests::workdir::WorkDir;
-use warden_tests::{http, sql, wait_until};
+use warden_tests::{http, sql, wait_until, Cluster};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const METRICS_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,6 +84,35 @@ fn verify_retention_dumps_and_metrics() {
     let port = cluster.node(primary).pg_port();
     let archiver = wait_replica_archiver(&cluster, primary);
     let config = cluster.node(0).config_path();
+    seed(port);
+    take_three_backups(port, &config);
+    let sysid = sysid(&cluster, primary);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let backup = warden_config::load_backup_section(&config)
+        .unwrap()
+        .unwrap();
+    let catalog = Catalog {
+        repo: Repository::open(&backup.repository).unwrap(),
+        layout: Layout::new(cluster.scope(), sysid),
+        key: EncryptionKey::parse(backupkit::KEY, "test").unwrap(),
+    };
+    let backups = rt.block_on(catalog.backups()).unwrap();
+    assert_eq!(backups.len(), 3);
+    let cluster_dir = format!("{}/{sysid}", cluster.scope());
+
+    verify_passes(&config, &backups);
+    metrics_show_the_last_backup(&cluster, archiver, &backups);
+    let kept = prune_keeps_the_newest(&config, &repo, &rt, &catalog, &backups);
+    corruption_is_named(&config, &repo, &cluster_dir, &kept);
+    bad_input_is_refused(&config, &cluster, archiver, &kept);
+    dump_on_demand(&config, work.path(), &rt, &catalog, &cluster_dir);
+}
+
+/// Two databases to back up and dump, `postgres` and `app db` (a space in its name).
+fn seed(port: u16) {
     sql::execute(port, "CREATE DATABASE \"app db\"").unwrap();
     // A dump must list at least one TOC entry: the database holds a table.
     let mut app = postgres::Config::new()
@@ -102,8 +132,10 @@ fn verify_retention_dumps_and_metrics() {
         "CREATE TABLE kept (n int); INSERT INTO kept SELECT generate_series(1, 1000)",
     )
     .unwrap();
+}
 
-    // Three backups, with WAL in between.
+/// Three backups, with WAL in between.
+fn take_three_backups(port: u16, config: &Path) {
     for round in 0..3 {
         sql::execute(port, &format!("INSERT INTO kept SELECT {round}")).unwrap();
         // A checkpoint on the primary lets the replica's next restartpoint (where a
@@ -111,31 +143,17 @@ fn verify_retention_dumps_and_metrics() {
         // segments and the prune has WAL to delete.
         sql::execute(port, "CHECKPOINT").unwrap();
         sql::query_text(port, "SELECT pg_walfile_name(pg_switch_wal())").unwrap();
-        let out = wardenctl_logged(&config, &["backup", "create"]);
+        let out = wardenctl_logged(config, &["backup", "create"]);
         assert_eq!(out.code(), Some(0), "backup create {round}");
     }
-    let sysid = sysid(&cluster, primary);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let backup = warden_config::load_backup_section(&config)
-        .unwrap()
-        .unwrap();
-    let catalog = Catalog {
-        repo: Repository::open(&backup.repository).unwrap(),
-        layout: Layout::new(cluster.scope(), sysid),
-        key: EncryptionKey::parse(backupkit::KEY, "test").unwrap(),
-    };
-    let backups = rt.block_on(catalog.backups()).unwrap();
-    assert_eq!(backups.len(), 3);
-    let cluster_dir = format!("{}/{sysid}", cluster.scope());
+}
 
-    // Verify: all good.
-    let out = wardenctl_logged(&config, &["backup", "verify"]);
+/// Verify: all good.
+fn verify_passes(config: &Path, backups: &[BackupRecord]) {
+    let out = wardenctl_logged(config, &["backup", "verify"]);
     assert_eq!(out.code(), Some(0), "verify of sound backups");
     assert!(out.stdout.contains("verify: OK"), "{}", out.stdout);
-    let out = wardenctl_logged(&config, &["backup", "verify", "latest", "--json"]);
+    let out = wardenctl_logged(config, &["backup", "verify", "latest", "--json"]);
     assert_eq!(out.code(), Some(0));
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["backups"][0]["id"], backups[2].id.as_str());
@@ -143,8 +161,10 @@ fn verify_retention_dumps_and_metrics() {
         v["backups"][0]["files_checked"].as_u64(),
         Some(backups[2].files.len() as u64)
     );
+}
 
-    // Metrics on the archiver: the last backup's age, from the catalog snapshot.
+/// Metrics on the archiver: the last backup's age, from the catalog snapshot.
+fn metrics_show_the_last_backup(cluster: &Cluster, archiver: usize, backups: &[BackupRecord]) {
     let url = format!("{}/metrics", cluster.node(archiver).api_url());
     let age = wait_until(METRICS_TIMEOUT, "backup age in /metrics", || {
         let text = http::get(&url).ok()?.body;
@@ -161,10 +181,20 @@ fn verify_retention_dumps_and_metrics() {
         metric(&text, "warden_archive_lag_seconds").is_some(),
         "{text}"
     );
+}
 
+/// Retention with `keep_last: 1`: a dry run first, then confirmed. Returns the kept
+/// backup.
+fn prune_keeps_the_newest(
+    config: &Path,
+    repo: &Path,
+    rt: &Runtime,
+    catalog: &Catalog,
+    backups: &[BackupRecord],
+) -> BackupRecord {
     // Retention, dry run: names the two older backups, deletes nothing.
-    let before = objects(&repo);
-    let out = wardenctl_logged(&config, &["backup", "delete", "--prune"]);
+    let before = objects(repo);
+    let out = wardenctl_logged(config, &["backup", "delete", "--prune"]);
     assert_eq!(out.code(), Some(0));
     for old in &backups[..2] {
         assert!(
@@ -175,11 +205,11 @@ fn verify_retention_dumps_and_metrics() {
         );
     }
     assert!(out.stdout.contains("dry run"), "{}", out.stdout);
-    assert_eq!(objects(&repo), before, "a dry run deletes nothing");
+    assert_eq!(objects(repo), before, "a dry run deletes nothing");
 
     // Confirmed: the older backups and the WAL only they needed go.
     let out = wardenctl_logged(
-        &config,
+        config,
         &["backup", "delete", "--prune", "--confirm", "--json"],
     );
     assert_eq!(out.code(), Some(0));
@@ -190,7 +220,7 @@ fn verify_retention_dumps_and_metrics() {
     assert_eq!(left.len(), 1);
     let kept = &left[0];
     assert_eq!(kept.id, backups[2].id, "the newest is kept");
-    let after = objects(&repo);
+    let after = objects(repo);
     for old in &backups[..2] {
         assert!(
             !after
@@ -200,7 +230,7 @@ fn verify_retention_dumps_and_metrics() {
             old.id
         );
     }
-    let segs = wal_segments(&repo);
+    let segs = wal_segments(repo);
     assert!(
         segs.iter().all(|s| s[8..] >= kept.start_wal[8..]),
         "WAL before {} remains: {segs:?}",
@@ -224,9 +254,13 @@ fn verify_retention_dumps_and_metrics() {
         !segs.contains(&backups[0].start_wal),
         "the oldest backup's first segment (needed by no kept backup) is deleted: {segs:?}"
     );
-    let out = wardenctl_logged(&config, &["backup", "verify"]);
+    let out = wardenctl_logged(config, &["backup", "verify"]);
     assert_eq!(out.code(), Some(0), "the kept backup still verifies");
+    kept.clone()
+}
 
+/// Damage is found and named: a flipped byte in a part, a missing WAL segment.
+fn corruption_is_named(config: &Path, repo: &Path, cluster_dir: &str, kept: &BackupRecord) {
     // A flipped byte in a part: named.
     let part = format!("{cluster_dir}/backups/{}/{}", kept.id, kept.parts[0].name);
     let part_file = repo.join(&part);
@@ -235,7 +269,7 @@ fn verify_retention_dumps_and_metrics() {
     let mid = bad.len() / 2;
     bad[mid] ^= 0x40;
     std::fs::write(&part_file, &bad).unwrap();
-    let out = wardenctl_logged(&config, &["backup", "verify", &kept.id]);
+    let out = wardenctl_logged(config, &["backup", "verify", &kept.id]);
     assert_eq!(out.code(), Some(1), "verify must fail on a corrupt part");
     assert!(out.stdout.contains(&part), "{}", out.stdout);
     std::fs::write(&part_file, &original).unwrap();
@@ -244,7 +278,7 @@ fn verify_retention_dumps_and_metrics() {
     let gap = kept.end_wal.clone();
     let gap_file = repo.join(format!("{cluster_dir}/wal/{}/{gap}", &gap[..8]));
     std::fs::remove_file(&gap_file).unwrap();
-    let out = wardenctl_logged(&config, &["backup", "verify", "latest"]);
+    let out = wardenctl_logged(config, &["backup", "verify", "latest"]);
     assert_eq!(out.code(), Some(1), "verify must fail on a WAL gap");
     assert!(
         out.stdout
@@ -252,15 +286,17 @@ fn verify_retention_dumps_and_metrics() {
         "{}",
         out.stdout
     );
+}
 
-    // Bad input is refused, naming what is wrong.
-    let out = wardenctl_logged(&config, &["backup", "delete"]);
+/// Bad input is refused, naming what is wrong.
+fn bad_input_is_refused(config: &Path, cluster: &Cluster, archiver: usize, kept: &BackupRecord) {
+    let out = wardenctl_logged(config, &["backup", "delete"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("or --prune"), "{}", out.stderr);
-    let out = wardenctl_logged(&config, &["backup", "delete", &kept.id, "--prune"]);
+    let out = wardenctl_logged(config, &["backup", "delete", &kept.id, "--prune"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("not both"), "{}", out.stderr);
-    let out = wardenctl_logged(&config, &["backup", "delete", "20200101T000000Z"]);
+    let out = wardenctl_logged(config, &["backup", "delete", "20200101T000000Z"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("20200101T000000Z"), "{}", out.stderr);
     let api = cluster.node(archiver).api_url();
@@ -278,9 +314,11 @@ fn verify_retention_dumps_and_metrics() {
     .unwrap();
     assert_eq!(bad.status, 400, "{}", bad.body);
     assert!(bad.body.contains("databases"), "{}", bad.body);
+}
 
-    // A dump on demand: two databases, listed, restorable.
-    let out = wardenctl_logged(&config, &["backup", "create", "--dump"]);
+/// A dump on demand: two databases, listed, restorable.
+fn dump_on_demand(config: &Path, work: &Path, rt: &Runtime, catalog: &Catalog, cluster_dir: &str) {
+    let out = wardenctl_logged(config, &["backup", "create", "--dump"]);
     assert_eq!(out.code(), Some(0), "dump");
     assert!(out.stdout.contains("committed"), "{}", out.stdout);
     let dumps: Vec<DumpRecord> = rt.block_on(catalog.dumps()).unwrap();
@@ -288,7 +326,7 @@ fn verify_retention_dumps_and_metrics() {
     let d = &dumps[0];
     let names: Vec<&str> = d.databases.iter().map(|x| x.name.as_str()).collect();
     assert_eq!(names, vec!["postgres", "app db"]);
-    let out = wardenctl_logged(&config, &["backup", "list"]);
+    let out = wardenctl_logged(config, &["backup", "list"]);
     assert!(out.stdout.contains(&d.id), "{}", out.stdout);
     let pg = d.databases.iter().find(|x| x.name == "postgres").unwrap();
     assert!(pg.toc_entries > 0);
@@ -300,7 +338,7 @@ fn verify_retention_dumps_and_metrics() {
         let (bytes, _) = codec::open_bytes(&catalog.key, &path, &sealed).unwrap();
         plain.extend_from_slice(&bytes);
     }
-    let dump_file = work.path().join("postgres.dump");
+    let dump_file = work.join("postgres.dump");
     std::fs::write(&dump_file, &plain).unwrap();
     let mut list = Command::new(pg_bin_dir().join("pg_restore"));
     list.arg("--list").arg(&dump_file);
