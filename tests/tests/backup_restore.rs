@@ -118,61 +118,9 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
     sql::execute(port, "INSERT INTO marks VALUES ('B')").unwrap();
     switch_and_wait_archived(port, &repo);
 
-    // Bad flags are refused before anything is fetched.
     let dest = work.path().join("restored");
     let data = dest.join("data");
-    let bad = wardenctl(
-        &config,
-        &[
-            "restore",
-            "--target-time",
-            "soon",
-            "--to",
-            data.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
-    assert_eq!(bad.code(), Some(1), "{}", bad.describe());
-    assert!(
-        bad.stderr.contains("--target-time \"soon\""),
-        "{}",
-        bad.describe()
-    );
-    let bad = wardenctl(
-        &config,
-        &[
-            "restore",
-            "--immediate",
-            "--target-lsn",
-            "0/1",
-            "--to",
-            data.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
-    assert!(
-        bad.stderr.contains("conflicting recovery targets"),
-        "{}",
-        bad.describe()
-    );
-    let early = wardenctl(
-        &config,
-        &[
-            "restore",
-            "--target-time",
-            "2000-01-01T00:00:00Z",
-            "--to",
-            data.to_str().unwrap(),
-        ],
-    )
-    .unwrap();
-    assert!(
-        early
-            .stderr
-            .contains("no backup finished before the target time"),
-        "{}",
-        early.describe()
-    );
+    bad_flags_are_refused(&config, &data);
 
     let report = restore(&config, &dest, &["--target-time", &between]);
     println!("restore: {report}");
@@ -180,63 +128,13 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
     assert!(report["fetch_seconds"].as_f64().is_some(), "{report}");
     assert!(report["extract_seconds"].as_f64().is_some(), "{report}");
 
-    // pg_verifybackup, with the backup's WAL fetched from the repository by
-    // `warden wal-fetch` (as PostgreSQL's restore_command would).
-    let waldir = work.path().join("verify-wal");
-    create_node_dir(&waldir).unwrap();
-    for seg in archived(&repo)
-        .iter()
-        .filter(|n| n.len() == 24 && n.starts_with("00000001"))
-    {
-        let mut fetch = pg_command(warden_bin().unwrap().to_str().unwrap()).unwrap();
-        fetch
-            .current_dir(&data)
-            .args(["wal-fetch", "-c"])
-            .arg(&config)
-            .arg(seg)
-            .arg(waldir.join(seg));
-        let out = run_bounded(&mut fetch, Duration::from_secs(30)).unwrap();
-        assert_eq!(out.code(), Some(0), "wal-fetch {seg}: {}", out.describe());
-    }
-    let mut verify = pg_command("pg_verifybackup").unwrap();
-    verify.arg("-w").arg(&waldir).arg(&data);
-    let out = run_bounded(&mut verify, Duration::from_secs(60)).unwrap();
-    assert_eq!(out.code(), Some(0), "pg_verifybackup: {}", out.describe());
-    assert!(pg_bin_dir().join("pg_verifybackup").is_file());
+    verify_with_fetched_wal(&config, &repo, work.path(), &data);
 
     // Into a directory with something in it: refused.
     let again = wardenctl(&config, &["restore", "--to", data.to_str().unwrap()]).unwrap();
     assert!(again.stderr.contains("not empty"), "{}", again.describe());
 
-    // Human output, and --immediate (the end of the backup: neither A nor the table).
-    let immediate = work.path().join("immediate");
-    create_node_dir(&immediate).unwrap();
-    let out = wardenctl(
-        &config,
-        &[
-            "restore",
-            "--immediate",
-            "--to",
-            immediate.join("data").to_str().unwrap(),
-        ],
-    )
-    .unwrap();
-    println!("wardenctl restore --immediate:\n{}", out.stdout);
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(
-        out.stdout.contains("recovery target: immediate"),
-        "{}",
-        out.describe()
-    );
-    let early = start_restored(&immediate);
-    assert_eq!(
-        sql::query_text(early.port(), "SELECT to_regclass('marks') IS NULL")
-            .unwrap()
-            .as_deref(),
-        Some("t"),
-        "--immediate stops before the writes after the backup"
-    );
-    drop(early);
+    immediate_stops_before_the_writes(&config, work.path());
 
     for (flag, value) in [
         ("--target-name", "between-a-and-b"),
@@ -264,6 +162,120 @@ fn pitr_between_two_writes_from_a_replica_backup_taken_under_load() {
             .as_deref(),
         Some("off")
     );
+}
+
+/// Bad flags are refused before anything is fetched.
+fn bad_flags_are_refused(config: &Path, data: &Path) {
+    let bad = wardenctl(
+        config,
+        &[
+            "restore",
+            "--target-time",
+            "soon",
+            "--to",
+            data.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(bad.code(), Some(1), "{}", bad.describe());
+    assert!(
+        bad.stderr.contains("--target-time \"soon\""),
+        "{}",
+        bad.describe()
+    );
+    let bad = wardenctl(
+        config,
+        &[
+            "restore",
+            "--immediate",
+            "--target-lsn",
+            "0/1",
+            "--to",
+            data.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert!(
+        bad.stderr.contains("conflicting recovery targets"),
+        "{}",
+        bad.describe()
+    );
+    let early = wardenctl(
+        config,
+        &[
+            "restore",
+            "--target-time",
+            "2000-01-01T00:00:00Z",
+            "--to",
+            data.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert!(
+        early
+            .stderr
+            .contains("no backup finished before the target time"),
+        "{}",
+        early.describe()
+    );
+}
+
+/// pg_verifybackup, with the backup's WAL fetched from the repository by
+/// `warden wal-fetch` (as PostgreSQL's restore_command would).
+fn verify_with_fetched_wal(config: &Path, repo: &Path, work: &Path, data: &Path) {
+    let waldir = work.join("verify-wal");
+    create_node_dir(&waldir).unwrap();
+    for seg in archived(repo)
+        .iter()
+        .filter(|n| n.len() == 24 && n.starts_with("00000001"))
+    {
+        let mut fetch = pg_command(warden_bin().unwrap().to_str().unwrap()).unwrap();
+        fetch
+            .current_dir(data)
+            .args(["wal-fetch", "-c"])
+            .arg(config)
+            .arg(seg)
+            .arg(waldir.join(seg));
+        let out = run_bounded(&mut fetch, Duration::from_secs(30)).unwrap();
+        assert_eq!(out.code(), Some(0), "wal-fetch {seg}: {}", out.describe());
+    }
+    let mut verify = pg_command("pg_verifybackup").unwrap();
+    verify.arg("-w").arg(&waldir).arg(data);
+    let out = run_bounded(&mut verify, Duration::from_secs(60)).unwrap();
+    assert_eq!(out.code(), Some(0), "pg_verifybackup: {}", out.describe());
+    assert!(pg_bin_dir().join("pg_verifybackup").is_file());
+}
+
+/// Human output, and --immediate (the end of the backup: neither A nor the table).
+fn immediate_stops_before_the_writes(config: &Path, work: &Path) {
+    let immediate = work.join("immediate");
+    create_node_dir(&immediate).unwrap();
+    let out = wardenctl(
+        config,
+        &[
+            "restore",
+            "--immediate",
+            "--to",
+            immediate.join("data").to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    println!("wardenctl restore --immediate:\n{}", out.stdout);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains("recovery target: immediate"),
+        "{}",
+        out.describe()
+    );
+    let early = start_restored(&immediate);
+    assert_eq!(
+        sql::query_text(early.port(), "SELECT to_regclass('marks') IS NULL")
+            .unwrap()
+            .as_deref(),
+        Some("t"),
+        "--immediate stops before the writes after the backup"
+    );
+    drop(early);
 }
 
 #[test]
