@@ -93,83 +93,14 @@ fn paused_cluster_leaves_a_dead_primary_alone_until_resumed() {
         killed.elapsed().as_secs_f64()
     );
 
-    // Safety observation over a fixed window (not a synchronisation): more than two ttls
-    // in which, paused, nobody may be promoted or take the key, and no PostgreSQL may be
-    // started or restarted by its agent.
-    let window = 2 * cluster.ttl() + MARGIN;
-    let leader_key = format!("{}leader", cluster.key_prefix());
-    let mut released: Option<Duration> = None;
-    let mut polls = 0;
-    let mut holders_seen: Vec<String> = Vec::new();
-    while killed.elapsed() < window {
-        polls += 1;
-        let at = killed.elapsed();
-        for &i in &others {
-            let n = cluster.node(i);
-            let status = n.status("/primary");
-            assert_ne!(
-                status,
-                Some(200),
-                "{} answered 200 on /primary {at:.1?} after the kill, in pause",
-                n.name()
-            );
-        }
-        if let Some(pid) = cluster.node(li).postmaster_pid() {
-            panic!(
-                "{leader}'s PostgreSQL runs again (pid {pid}) {at:.1?} after the kill, in pause\n{}",
-                cluster.dump_logs()
-            );
-        }
-        for (k, &i) in others.iter().enumerate() {
-            let pid = cluster.node(i).postmaster_pid();
-            assert_eq!(
-                pid,
-                Some(replica_pids[k]),
-                "{}'s PostgreSQL was stopped or restarted {at:.1?} after the kill, in pause",
-                cluster.node(i).name()
-            );
-        }
-        match cluster
-            .etcd()
-            .get(&leader_key)
-            .expect("read the leader key")
-        {
-            Some(kv) => {
-                assert_eq!(
-                    (kv.value.as_str(), kv.create_revision),
-                    (leader.as_str(), revision),
-                    "the leader key changed hands {at:.1?} after the kill, in pause"
-                );
-                assert!(
-                    released.is_none(),
-                    "the leader key reappeared {at:.1?} after it was released ({released:?})"
-                );
-                if !holders_seen.contains(&kv.value) {
-                    holders_seen.push(kv.value);
-                }
-            }
-            None => {
-                released.get_or_insert(at);
-            }
-        }
-        std::thread::sleep(OBSERVE_EVERY);
-    }
-    let released = released.unwrap_or_else(|| {
-        panic!(
-            "the paused leader kept the leader key for {window:?} with its PostgreSQL dead\n{}",
-            cluster.dump_logs()
-        )
-    });
-    println!(
-        "window of {:.1} s ({polls} polls): leader key held by {holders_seen:?}, vacant from \
-         {:.2} s after the kill on; no /primary 200 on {:?}; {leader}'s PostgreSQL not \
-         restarted; replicas' postmasters unchanged",
-        window.as_secs_f64(),
-        released.as_secs_f64(),
-        others
-            .iter()
-            .map(|&i| cluster.node(i).name())
-            .collect::<Vec<_>>()
+    let released = observe_the_paused_window(
+        &cluster,
+        li,
+        &leader,
+        revision,
+        &others,
+        &replica_pids,
+        killed,
     );
     assert!(
         released <= RELEASE_BOUND,
@@ -229,4 +160,95 @@ fn paused_cluster_leaves_a_dead_primary_alone_until_resumed() {
         .expect("/cluster")
         .get("pause")
         .is_none());
+}
+
+/// Safety observation over a fixed window (not a synchronisation): more than two ttls
+/// in which, paused, nobody may be promoted or take the key, and no PostgreSQL may be
+/// started or restarted by its agent. Returns how long after the kill the leader key
+/// was released.
+fn observe_the_paused_window(
+    cluster: &Cluster,
+    li: usize,
+    leader: &str,
+    revision: i64,
+    others: &[usize],
+    replica_pids: &[i32],
+    killed: Instant,
+) -> Duration {
+    let window = 2 * cluster.ttl() + MARGIN;
+    let leader_key = format!("{}leader", cluster.key_prefix());
+    let mut released: Option<Duration> = None;
+    let mut polls = 0;
+    let mut holders_seen: Vec<String> = Vec::new();
+    while killed.elapsed() < window {
+        polls += 1;
+        let at = killed.elapsed();
+        for &i in others {
+            let n = cluster.node(i);
+            let status = n.status("/primary");
+            assert_ne!(
+                status,
+                Some(200),
+                "{} answered 200 on /primary {at:.1?} after the kill, in pause",
+                n.name()
+            );
+        }
+        if let Some(pid) = cluster.node(li).postmaster_pid() {
+            panic!(
+                "{leader}'s PostgreSQL runs again (pid {pid}) {at:.1?} after the kill, in pause\n{}",
+                cluster.dump_logs()
+            );
+        }
+        for (k, &i) in others.iter().enumerate() {
+            let pid = cluster.node(i).postmaster_pid();
+            assert_eq!(
+                pid,
+                Some(replica_pids[k]),
+                "{}'s PostgreSQL was stopped or restarted {at:.1?} after the kill, in pause",
+                cluster.node(i).name()
+            );
+        }
+        match cluster
+            .etcd()
+            .get(&leader_key)
+            .expect("read the leader key")
+        {
+            Some(kv) => {
+                assert_eq!(
+                    (kv.value.as_str(), kv.create_revision),
+                    (leader, revision),
+                    "the leader key changed hands {at:.1?} after the kill, in pause"
+                );
+                assert!(
+                    released.is_none(),
+                    "the leader key reappeared {at:.1?} after it was released ({released:?})"
+                );
+                if !holders_seen.contains(&kv.value) {
+                    holders_seen.push(kv.value);
+                }
+            }
+            None => {
+                released.get_or_insert(at);
+            }
+        }
+        std::thread::sleep(OBSERVE_EVERY);
+    }
+    let released = released.unwrap_or_else(|| {
+        panic!(
+            "the paused leader kept the leader key for {window:?} with its PostgreSQL dead\n{}",
+            cluster.dump_logs()
+        )
+    });
+    println!(
+        "window of {:.1} s ({polls} polls): leader key held by {holders_seen:?}, vacant from \
+         {:.2} s after the kill on; no /primary 200 on {:?}; {leader}'s PostgreSQL not \
+         restarted; replicas' postmasters unchanged",
+        window.as_secs_f64(),
+        released.as_secs_f64(),
+        others
+            .iter()
+            .map(|&i| cluster.node(i).name())
+            .collect::<Vec<_>>()
+    );
+    released
 }
