@@ -157,59 +157,7 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
         Some(json!("Replica"))
     );
 
-    // The synchronous standby dies while the leader sleeps through a 10 s loop_wait: it
-    // watches its synchronous standbys between turns, so a commit waits for the
-    // replacement well under loop_wait. (Patroni's defaults, ttl 30 and loop_wait 10.)
-    // Once the leader holds its key under a lease with the new ttl, its next turn is
-    // loop_wait away: before that it turns every third of the old lease's ttl.
-    sql::execute(
-        cluster.node(li).pg_port(),
-        &format!(
-            "CREATE TABLE IF NOT EXISTS {TABLE} \
-             (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"
-        ),
-    )
-    .expect("create the table");
-    let lease = cluster.leader_key().unwrap().unwrap().lease;
-    patch_config(&cluster, li, &json!({"loop_wait": 10, "ttl": 30}));
-    wait_until(T, "the leader key under a lease with ttl 30", || {
-        let kv = cluster.leader_key().ok()??;
-        (kv.value == leader && kv.lease != lease).then_some(())
-    });
-    // Writes go on back to back through the kill: the longest gap between two
-    // acknowledgements is how long commits were blocked.
-    let writer = writing(&cluster, li, TABLE, 5_000_000, 20);
-    let kill = Instant::now();
-    cluster.node_mut(si).kill_hard();
-    let killed = kill.elapsed();
-    let commit = timed_commit(cluster.node(li).pg_port(), TABLE, -2, T)
-        .expect("a commit completes once the standby is replaced");
-    let acks = workload::acks_of(&writer.stop());
-    let stall = acks
-        .windows(2)
-        .map(|w| w[1].acked.duration_since(w[0].acked))
-        .max()
-        .unwrap_or_default();
-    // Measured from the start of the kill: the standby may be gone before it returns.
-    let took = killed + commit;
-    println!(
-        "synchronous standby killed (loop_wait 10 s): writes on the primary stalled {:.2} s at most; a commit sent after the kill ({:.2} s) returned was acknowledged {:.2} s after the kill began",
-        stall.as_secs_f64(),
-        killed.as_secs_f64(),
-        took.as_secs_f64()
-    );
-    assert!(
-        stall < Duration::from_secs(5) && took < Duration::from_secs(5),
-        "commits waited up to {stall:?} (a new commit {took:?}), not well under loop_wait (10 s)"
-    );
-    let replacement = wait_sync_standby(&cluster, &leader);
-    assert_eq!(replacement, cluster.node(other).name());
-    patch_config(&cluster, li, &json!({"loop_wait": 1, "ttl": 10}));
-    cluster
-        .node_mut(si)
-        .start()
-        .expect("restart the killed node");
-    cluster.assert_converged(T);
+    standby_loss_is_covered_between_turns(&mut cluster, &leader, si, other);
 
     // The primary crashes under a write stream: only the synchronous standby may be
     // promoted, and it has every acknowledged write.
@@ -247,8 +195,76 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
     cluster.assert_converged(T);
     println!("converged after the crash");
 
-    // Strict mode: with no replica left, commits block instead of going asynchronous.
-    patch_config(&cluster, ni, &json!({"synchronous_mode_strict": true}));
+    strict_mode_blocks_commits(&mut cluster, ni);
+
+    quorum_commit(&mut cluster, ni);
+}
+
+/// The synchronous standby dies while the leader sleeps through a 10 s loop_wait: it
+/// watches its synchronous standbys between turns, so a commit waits for the
+/// replacement well under loop_wait. (Patroni's defaults, ttl 30 and loop_wait 10.)
+/// Once the leader holds its key under a lease with the new ttl, its next turn is
+/// loop_wait away: before that it turns every third of the old lease's ttl.
+fn standby_loss_is_covered_between_turns(
+    cluster: &mut Cluster,
+    leader: &str,
+    si: usize,
+    other: usize,
+) {
+    let li = cluster.index_of(leader).unwrap();
+    sql::execute(
+        cluster.node(li).pg_port(),
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {TABLE} \
+             (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"
+        ),
+    )
+    .expect("create the table");
+    let lease = cluster.leader_key().unwrap().unwrap().lease;
+    patch_config(cluster, li, &json!({"loop_wait": 10, "ttl": 30}));
+    wait_until(T, "the leader key under a lease with ttl 30", || {
+        let kv = cluster.leader_key().ok()??;
+        (kv.value == leader && kv.lease != lease).then_some(())
+    });
+    // Writes go on back to back through the kill: the longest gap between two
+    // acknowledgements is how long commits were blocked.
+    let writer = writing(cluster, li, TABLE, 5_000_000, 20);
+    let kill = Instant::now();
+    cluster.node_mut(si).kill_hard();
+    let killed = kill.elapsed();
+    let commit = timed_commit(cluster.node(li).pg_port(), TABLE, -2, T)
+        .expect("a commit completes once the standby is replaced");
+    let acks = workload::acks_of(&writer.stop());
+    let stall = acks
+        .windows(2)
+        .map(|w| w[1].acked.duration_since(w[0].acked))
+        .max()
+        .unwrap_or_default();
+    // Measured from the start of the kill: the standby may be gone before it returns.
+    let took = killed + commit;
+    println!(
+        "synchronous standby killed (loop_wait 10 s): writes on the primary stalled {:.2} s at most; a commit sent after the kill ({:.2} s) returned was acknowledged {:.2} s after the kill began",
+        stall.as_secs_f64(),
+        killed.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    assert!(
+        stall < Duration::from_secs(5) && took < Duration::from_secs(5),
+        "commits waited up to {stall:?} (a new commit {took:?}), not well under loop_wait (10 s)"
+    );
+    let replacement = wait_sync_standby(cluster, leader);
+    assert_eq!(replacement, cluster.node(other).name());
+    patch_config(cluster, li, &json!({"loop_wait": 1, "ttl": 10}));
+    cluster
+        .node_mut(si)
+        .start()
+        .expect("restart the killed node");
+    cluster.assert_converged(T);
+}
+
+/// Strict mode: with no replica left, commits block instead of going asynchronous.
+fn strict_mode_blocks_commits(cluster: &mut Cluster, ni: usize) {
+    patch_config(cluster, ni, &json!({"synchronous_mode_strict": true}));
     let replicas: Vec<usize> = (0..3).filter(|&i| i != ni).collect();
     for &i in &replicas {
         cluster.node_mut(i).kill_hard();
@@ -292,8 +308,6 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
         .start()
         .expect("restart the other replica");
     cluster.assert_converged(T);
-
-    quorum_commit(&mut cluster, ni);
 }
 
 /// Quorum commit on the running cluster: `ANY 1` of both replicas and quorum 1 in
