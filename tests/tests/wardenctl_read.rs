@@ -113,36 +113,8 @@ fn wardenctl_reads_and_edits_a_real_cluster() {
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert!(out.stdout.lines().any(|l| l == "ttl: 10"), "{}", out.stdout);
 
-    // edit-config -s: written to the config key.
-    let (before, rev0) = config_key(&cluster);
-    assert_ne!(before["loop_wait"], 3, "{before}");
-    let out = wardenctl(
-        &["-c", &cfg, "edit-config", "-s", "loop_wait=3", "--force"],
-        None,
-    );
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(out.stdout.contains("+loop_wait: 3"), "{}", out.stdout);
-    let (after, rev1) = config_key(&cluster);
-    assert_eq!(after["loop_wait"], 3, "{after}");
-    assert_eq!(after["ttl"], before["ttl"], "{after}");
-    assert!(rev1 > rev0);
+    edit_config_writes_by_compare_and_swap(&cluster, &cfg);
 
-    // A bad value is refused with the key's name, and nothing is written.
-    let out = wardenctl(
-        &["-c", &cfg, "edit-config", "-s", "ttl=abc", "--force"],
-        None,
-    );
-    assert_eq!(out.code(), Some(1), "{}", out.describe());
-    assert!(
-        out.stderr.contains("ttl: expected an integer"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        config_key(&cluster).1,
-        rev1,
-        "a refused edit wrote the config key"
-    );
     // Bad usage is exit code 2.
     let out = wardenctl(&["-c", &cfg, "list", "--format", "xml"], None);
     assert_eq!(out.code(), Some(2), "{}", out.describe());
@@ -175,38 +147,7 @@ fn wardenctl_reads_and_edits_a_real_cluster() {
         );
     }
 
-    // remove with a mistyped name refuses and deletes nothing.
-    let prefix = cluster.key_prefix();
-    let keys_before = cluster.etcd().get_prefix(&prefix).unwrap().len();
-    let out = wardenctl(&["-c", &cfg, "remove", &scope], Some("not-the-name\n"));
-    assert_eq!(out.code(), Some(1), "{}", out.describe());
-    assert!(out.stderr.contains("do not match"), "{}", out.stderr);
-    assert_eq!(
-        cluster.etcd().get_prefix(&prefix).unwrap().len(),
-        keys_before
-    );
-    assert!(cluster.leader_key().unwrap().is_some());
-
-    // remove confirmed three times wipes exactly that cluster's prefix (a ghost one).
-    let ghost = "/service/ghost/";
-    cluster
-        .etcd()
-        .put(&format!("{ghost}config"), r#"{"ttl":30}"#)
-        .unwrap();
-    cluster
-        .etcd()
-        .put(&format!("{ghost}initialize"), "123")
-        .unwrap();
-    let out = wardenctl(
-        &["-d", &dcs, "remove", "ghost"],
-        Some("ghost\nYes I am aware\n"),
-    );
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert!(cluster.etcd().get_prefix(ghost).unwrap().is_empty());
-    assert_eq!(
-        cluster.etcd().get_prefix(&prefix).unwrap().len(),
-        keys_before
-    );
+    remove_asks_and_deletes_only_its_cluster(&cluster, &cfg, &dcs, &scope);
 
     // An unreachable etcd is named, and the wait for it is bounded.
     let dead = {
@@ -228,5 +169,74 @@ fn wardenctl_reads_and_edits_a_real_cluster() {
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// edit-config -s: written to the config key; a bad value is refused with the key's
+/// name, and nothing is written.
+fn edit_config_writes_by_compare_and_swap(cluster: &Cluster, cfg: &str) {
+    let (before, rev0) = config_key(cluster);
+    assert_ne!(before["loop_wait"], 3, "{before}");
+    let out = wardenctl(
+        &["-c", cfg, "edit-config", "-s", "loop_wait=3", "--force"],
+        None,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stdout.contains("+loop_wait: 3"), "{}", out.stdout);
+    let (after, rev1) = config_key(cluster);
+    assert_eq!(after["loop_wait"], 3, "{after}");
+    assert_eq!(after["ttl"], before["ttl"], "{after}");
+    assert!(rev1 > rev0);
+
+    // A bad value is refused with the key's name, and nothing is written.
+    let out = wardenctl(
+        &["-c", cfg, "edit-config", "-s", "ttl=abc", "--force"],
+        None,
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("ttl: expected an integer"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        config_key(cluster).1,
+        rev1,
+        "a refused edit wrote the config key"
+    );
+}
+
+fn remove_asks_and_deletes_only_its_cluster(cluster: &Cluster, cfg: &str, dcs: &str, scope: &str) {
+    // remove with a mistyped name refuses and deletes nothing.
+    let prefix = cluster.key_prefix();
+    let keys_before = cluster.etcd().get_prefix(&prefix).unwrap().len();
+    let out = wardenctl(&["-c", cfg, "remove", scope], Some("not-the-name\n"));
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("do not match"), "{}", out.stderr);
+    assert_eq!(
+        cluster.etcd().get_prefix(&prefix).unwrap().len(),
+        keys_before
+    );
+    assert!(cluster.leader_key().unwrap().is_some());
+
+    // remove confirmed three times wipes exactly that cluster's prefix (a ghost one).
+    let ghost = "/service/ghost/";
+    cluster
+        .etcd()
+        .put(&format!("{ghost}config"), r#"{"ttl":30}"#)
+        .unwrap();
+    cluster
+        .etcd()
+        .put(&format!("{ghost}initialize"), "123")
+        .unwrap();
+    let out = wardenctl(
+        &["-d", dcs, "remove", "ghost"],
+        Some("ghost\nYes I am aware\n"),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(cluster.etcd().get_prefix(ghost).unwrap().is_empty());
+    assert_eq!(
+        cluster.etcd().get_prefix(&prefix).unwrap().len(),
+        keys_before
     );
 }
