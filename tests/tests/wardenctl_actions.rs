@@ -85,39 +85,7 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     );
     assert_eq!(cluster.wait_leader(T).0, third);
 
-    // edit-config -p max_connections -> pending_restart everywhere; restart --pending.
-    let before: u32 = cluster
-        .node(0)
-        .show("max_connections")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let wanted = (before + 11).to_string();
-    let out = wardenctl(
-        &cluster,
-        &[
-            "edit-config",
-            &scope,
-            "-p",
-            &format!("max_connections={wanted}"),
-            "--force",
-        ],
-    );
-    assert!(ok(&out), "edit-config -p: {}", out.describe());
-    cluster.wait_every_member(T, "every member flags pending_restart", |m| {
-        m["pending_restart"] == true
-    });
-    let out = wardenctl(&cluster, &["restart", &scope, "--pending", "--force"]);
-    assert!(ok(&out), "restart --pending: {}", out.describe());
-    cluster.wait_every_member(T, "no member flags pending_restart", |m| {
-        m.get("pending_restart").is_none()
-    });
-    for i in 0..3 {
-        assert_eq!(
-            cluster.node(i).show("max_connections").as_deref(),
-            Some(wanted.as_str())
-        );
-    }
+    pending_restart_is_cleared(&cluster, &scope);
 
     // A scheduled switchover shows in `list` and `flush ... switchover` cancels it.
     let (leader, _) = cluster.wait_leader(T);
@@ -164,25 +132,7 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     assert!(ok(&out), "reload: {}", out.describe());
     cluster.assert_converged(T);
 
-    // pause --wait / resume --wait.
-    let out = wardenctl(&cluster, &["pause", &scope, "--wait"]);
-    assert!(ok(&out), "pause: {}", out.describe());
-    assert!(cluster.every_member(|m| m["pause"] == true));
-    let out = wardenctl(&cluster, &["list", &scope]);
-    assert!(
-        out.stdout.contains("Maintenance mode: on"),
-        "{}",
-        out.describe()
-    );
-    let out = wardenctl(&cluster, &["pause", &scope]);
-    assert!(
-        !ok(&out),
-        "pausing a paused cluster succeeded: {}",
-        out.describe()
-    );
-    let out = wardenctl(&cluster, &["resume", &scope, "--wait"]);
-    assert!(ok(&out), "resume: {}", out.describe());
-    assert!(cluster.every_member(|m| m.get("pause").is_none()));
+    pause_and_resume(&cluster, &scope);
 
     let outcomes = writer.stop();
     let acks = workload::acks_of(&outcomes);
@@ -191,4 +141,62 @@ fn wardenctl_switchover_failover_pending_restart_and_pause() {
     let lost = workload::lost(&acks, &present);
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     println!("{} acknowledged writes, none lost", acks.len());
+}
+
+/// edit-config -p max_connections -> pending_restart everywhere; restart --pending.
+fn pending_restart_is_cleared(cluster: &Cluster, scope: &str) {
+    let before: u32 = cluster
+        .node(0)
+        .show("max_connections")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let wanted = (before + 11).to_string();
+    let out = wardenctl(
+        cluster,
+        &[
+            "edit-config",
+            scope,
+            "-p",
+            &format!("max_connections={wanted}"),
+            "--force",
+        ],
+    );
+    assert!(ok(&out), "edit-config -p: {}", out.describe());
+    cluster.wait_every_member(T, "every member flags pending_restart", |m| {
+        m["pending_restart"] == true
+    });
+    let out = wardenctl(cluster, &["restart", scope, "--pending", "--force"]);
+    assert!(ok(&out), "restart --pending: {}", out.describe());
+    cluster.wait_every_member(T, "no member flags pending_restart", |m| {
+        m.get("pending_restart").is_none()
+    });
+    for i in 0..3 {
+        assert_eq!(
+            cluster.node(i).show("max_connections").as_deref(),
+            Some(wanted.as_str())
+        );
+    }
+}
+
+/// pause --wait / resume --wait.
+fn pause_and_resume(cluster: &Cluster, scope: &str) {
+    let out = wardenctl(cluster, &["pause", scope, "--wait"]);
+    assert!(ok(&out), "pause: {}", out.describe());
+    assert!(cluster.every_member(|m| m["pause"] == true));
+    let out = wardenctl(cluster, &["list", scope]);
+    assert!(
+        out.stdout.contains("Maintenance mode: on"),
+        "{}",
+        out.describe()
+    );
+    let out = wardenctl(cluster, &["pause", scope]);
+    assert!(
+        !ok(&out),
+        "pausing a paused cluster succeeded: {}",
+        out.describe()
+    );
+    let out = wardenctl(cluster, &["resume", scope, "--wait"]);
+    assert!(ok(&out), "resume: {}", out.describe());
+    assert!(cluster.every_member(|m| m.get("pause").is_none()));
 }
