@@ -85,84 +85,7 @@ fn restart_scheduled_restart_reinitialize_and_reload() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(postmaster_start(&cluster, r1).unwrap(), before);
 
-    // Scheduled restart: published in the member key, carried out at its time.
-    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(5);
-    let r = call(
-        &cluster,
-        r1,
-        "POST",
-        "/restart",
-        Some(json!({"schedule": at.to_rfc3339()})),
-    );
-    assert_eq!((r.status, r.body.trim()), (202, "Restart scheduled"));
-    let r = call(
-        &cluster,
-        r1,
-        "POST",
-        "/restart",
-        Some(json!({"schedule": at.to_rfc3339()})),
-    );
-    assert_eq!(
-        (r.status, r.body.trim()),
-        (409, "Another restart is already scheduled")
-    );
-    wait_until(T, "the member key shows the scheduled restart", || {
-        member(&cluster, r1)
-            .get("scheduled_restart")
-            .map(|s| s["schedule"].clone())
-    });
-    let restarted = wait_until(T, "the scheduled restart happens", || {
-        postmaster_start(&cluster, r1)
-            .filter(|s| *s != before)
-            .map(|_| chrono::Utc::now())
-    });
-    assert!(
-        restarted >= at,
-        "restarted at {restarted}, scheduled for {at}"
-    );
-    wait_until(T, "the schedule is gone from the member key", || {
-        member(&cluster, r1)
-            .get("scheduled_restart")
-            .is_none()
-            .then_some(())
-    });
-    // A scheduled restart can be cancelled.
-    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(600);
-    let r = call(
-        &cluster,
-        r2,
-        "POST",
-        "/restart",
-        Some(json!({"schedule": at.to_rfc3339()})),
-    );
-    assert_eq!(r.status, 202, "{}", r.body);
-    let r = call(&cluster, r2, "DELETE", "/restart", None);
-    assert_eq!(
-        (r.status, r.body.trim()),
-        (200, "scheduled restart deleted")
-    );
-    let r = call(&cluster, r2, "DELETE", "/restart", None);
-    assert_eq!(
-        (r.status, r.body.trim()),
-        (404, "no restarts are scheduled")
-    );
-    // In the past, without a timezone: refused.
-    let r = call(
-        &cluster,
-        r2,
-        "POST",
-        "/restart",
-        Some(json!({"schedule": "2020-01-01T00:00:00+00:00"})),
-    );
-    assert_eq!(r.status, 422, "{}", r.body);
-    let r = call(
-        &cluster,
-        r2,
-        "POST",
-        "/restart",
-        Some(json!({"schedule": "2030-01-01T00:00:00"})),
-    );
-    assert_eq!(r.status, 400, "{}", r.body);
+    scheduled_restarts(&cluster, r1, r2, &before);
 
     // Reinitialize: refused on the leader, a fresh clone on a replica.
     let r = call(&cluster, li, "POST", "/reinitialize", None);
@@ -199,4 +122,86 @@ fn restart_scheduled_restart_reinitialize_and_reload() {
         (member(&cluster, r1)["tags"]["rack"] == "r42").then_some(())
     });
     assert_eq!(postmaster_start(&cluster, r1).unwrap(), before);
+}
+
+/// Scheduled restart: published in the member key, carried out at its time;
+/// `before` is when `r1`'s PostgreSQL last started.
+fn scheduled_restarts(cluster: &Cluster, r1: usize, r2: usize, before: &str) {
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(5);
+    let r = call(
+        cluster,
+        r1,
+        "POST",
+        "/restart",
+        Some(json!({"schedule": at.to_rfc3339()})),
+    );
+    assert_eq!((r.status, r.body.trim()), (202, "Restart scheduled"));
+    let r = call(
+        cluster,
+        r1,
+        "POST",
+        "/restart",
+        Some(json!({"schedule": at.to_rfc3339()})),
+    );
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (409, "Another restart is already scheduled")
+    );
+    wait_until(T, "the member key shows the scheduled restart", || {
+        member(cluster, r1)
+            .get("scheduled_restart")
+            .map(|s| s["schedule"].clone())
+    });
+    let restarted = wait_until(T, "the scheduled restart happens", || {
+        postmaster_start(cluster, r1)
+            .filter(|s| *s != before)
+            .map(|_| chrono::Utc::now())
+    });
+    assert!(
+        restarted >= at,
+        "restarted at {restarted}, scheduled for {at}"
+    );
+    wait_until(T, "the schedule is gone from the member key", || {
+        member(cluster, r1)
+            .get("scheduled_restart")
+            .is_none()
+            .then_some(())
+    });
+    // A scheduled restart can be cancelled.
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(600);
+    let r = call(
+        cluster,
+        r2,
+        "POST",
+        "/restart",
+        Some(json!({"schedule": at.to_rfc3339()})),
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let r = call(cluster, r2, "DELETE", "/restart", None);
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (200, "scheduled restart deleted")
+    );
+    let r = call(cluster, r2, "DELETE", "/restart", None);
+    assert_eq!(
+        (r.status, r.body.trim()),
+        (404, "no restarts are scheduled")
+    );
+    // In the past, without a timezone: refused.
+    let r = call(
+        cluster,
+        r2,
+        "POST",
+        "/restart",
+        Some(json!({"schedule": "2020-01-01T00:00:00+00:00"})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let r = call(
+        cluster,
+        r2,
+        "POST",
+        "/restart",
+        Some(json!({"schedule": "2030-01-01T00:00:00"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.body);
 }
