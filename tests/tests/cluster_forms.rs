@@ -19,40 +19,11 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
         took.as_secs_f64()
     );
 
-    // Exactly one node says primary, the other two replica, on GET and on
-    // OPTIONS (what HAProxy sends).
     let (p, replicas) = cluster
         .formation()
         .expect("formation holds after wait_formed");
     assert_eq!(replicas.len(), 2);
-    for (i, n) in cluster.nodes().iter().enumerate() {
-        let (want_primary, want_replica) = if i == p { (200, 503) } else { (503, 200) };
-        assert_eq!(
-            n.status("/primary"),
-            Some(want_primary),
-            "{} GET /primary",
-            n.name()
-        );
-        assert_eq!(
-            n.status("/replica"),
-            Some(want_replica),
-            "{} GET /replica",
-            n.name()
-        );
-        assert_eq!(
-            n.options("/primary"),
-            Some(want_primary),
-            "{} OPTIONS /primary",
-            n.name()
-        );
-        assert_eq!(
-            n.options("/replica"),
-            Some(want_replica),
-            "{} OPTIONS /replica",
-            n.name()
-        );
-        assert_eq!(n.status("/health"), Some(200), "{} /health", n.name());
-    }
+    health_endpoints_match_the_roles(&cluster, p);
     let primary = cluster.node(p);
 
     // /cluster: three members, one leader, two streaming replicas.
@@ -156,5 +127,38 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
             sql::is_in_recovery(cluster.read_port()).expect("read port connect"),
             "HAProxy read port reached the primary"
         );
+    }
+}
+
+/// Exactly one node says primary, the other two replica, on GET and on
+/// OPTIONS (what HAProxy sends).
+fn health_endpoints_match_the_roles(cluster: &Cluster, p: usize) {
+    for (i, n) in cluster.nodes().iter().enumerate() {
+        let (want_primary, want_replica) = if i == p { (200, 503) } else { (503, 200) };
+        assert_eq!(
+            n.status("/primary"),
+            Some(want_primary),
+            "{} GET /primary",
+            n.name()
+        );
+        assert_eq!(
+            n.status("/replica"),
+            Some(want_replica),
+            "{} GET /replica",
+            n.name()
+        );
+        assert_eq!(
+            n.options("/primary"),
+            Some(want_primary),
+            "{} OPTIONS /primary",
+            n.name()
+        );
+        assert_eq!(
+            n.options("/replica"),
+            Some(want_replica),
+            "{} OPTIONS /replica",
+            n.name()
+        );
+        assert_eq!(n.status("/health"), Some(200), "{} /health", n.name());
     }
 }
