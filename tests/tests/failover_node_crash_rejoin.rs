@@ -136,6 +136,20 @@ fn crashed_primary_with_diverged_timeline_rejoins_by_rewind() {
     assert_eq!(after.primary, new);
     assert_eq!(after.timeline, new_tl);
 
+    assert_rewound_in_place(&cluster, p, new, data_inode, &sysid, &diverged);
+}
+
+/// The old node was rewound, not re-cloned or merged: the same data directory, the
+/// same system identifier, and exactly the new primary's rows.
+fn assert_rewound_in_place(
+    cluster: &Cluster,
+    p: usize,
+    new: usize,
+    data_inode: u64,
+    sysid: &str,
+    diverged: &[i64],
+) {
+    let old_name = cluster.node(p).name();
     let old = cluster.node(p);
     let failed = old.failed_data_dirs();
     assert!(
