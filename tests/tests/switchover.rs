@@ -162,12 +162,24 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
     settle(&cluster, &writer, &target, t2, "scheduled switchover");
 
     // 4. DELETE /switchover cancels a scheduled one.
-    let leader = target;
-    let li = cluster.index_of(&leader).unwrap();
+    scheduled_switchover_can_be_cancelled(&cluster, &target);
+
+    // Every acknowledged write survived the three changes of leader.
+    let outcomes = writer.stop();
+    let acks = workload::acks_of(&outcomes);
+    let primary = cluster.assert_converged(T).primary;
+    let present = workload::ids_in(cluster.node(primary).pg_port(), TABLE).unwrap();
+    let lost = workload::lost(&acks, &present);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    println!("{} acknowledged writes, none lost", acks.len());
+}
+
+fn scheduled_switchover_can_be_cancelled(cluster: &Cluster, leader: &str) {
+    let li = cluster.index_of(leader).unwrap();
     let other = cluster.node((li + 1) % 3).name().to_string();
     let at = chrono::Utc::now() + chrono::TimeDelta::seconds(600);
     let r = post(
-        &cluster,
+        cluster,
         li,
         "/switchover",
         &json!({"leader": leader, "candidate": other, "scheduled_at": at.to_rfc3339()}),
@@ -194,14 +206,5 @@ fn switchover_failover_and_scheduled_switchover_keep_every_write() {
         Some("{}"),
         "the failover key was not cleared"
     );
-    assert_eq!(leader_name(&cluster), leader);
-
-    // Every acknowledged write survived the three changes of leader.
-    let outcomes = writer.stop();
-    let acks = workload::acks_of(&outcomes);
-    let primary = cluster.assert_converged(T).primary;
-    let present = workload::ids_in(cluster.node(primary).pg_port(), TABLE).unwrap();
-    let lost = workload::lost(&acks, &present);
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    println!("{} acknowledged writes, none lost", acks.len());
+    assert_eq!(leader_name(cluster), leader);
 }
