@@ -23,6 +23,7 @@ pub mod commands;
 pub mod config;
 pub mod edit;
 pub mod io;
+mod maintenance;
 pub mod members;
 pub mod output;
 pub mod restore;
