@@ -109,5 +109,5 @@ pub fn timeline_refusal(c: &Cluster, timeline: Option<u32>) -> Option<String> {
 }
 
 #[cfg(test)]
-#[path = "decide_tests.rs"]
+#[path = "decide_tests/mod.rs"]
 mod decide_tests;
