@@ -10,9 +10,6 @@
 //! Like the kit, the harness sees Warden only through binaries, ports and
 //! files, never through agent internals.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 pub mod checker;
 pub mod cli;
 pub mod converge;

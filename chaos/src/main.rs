@@ -3,9 +3,6 @@
 //! Exit status: 0 PASS, 1 FAIL (also when the harness itself could not run),
 //! 2 bad usage. See chaos/README.md.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;

@@ -24,9 +24,6 @@
 //! println!("formed in {took:?}, primary {}", cluster.primary().unwrap().name());
 //! ```
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 pub mod backupkit;
 pub mod bins;
 pub mod cluster;

@@ -9,9 +9,6 @@
 //! declares its fields in alphabetical order, the order `serde_json`'s map wrote them
 //! in: the bytes on the wire did not change when the types replaced `json!`.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 pub mod client;
 pub mod cluster;
 pub mod patroni;

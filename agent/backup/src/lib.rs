@@ -14,9 +14,6 @@
 //! - `archiver`: the elected archiver streaming WAL into the repository.
 //! - `catalog`: committed backups, dumps and drill results (records written last).
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 pub mod archiver;
 pub mod base;
 pub mod catalog;

@@ -7,9 +7,6 @@
 //! are almost always typos. All problems are collected and reported together, each
 //! naming its dotted key path.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 mod address;
 mod backup;
 pub mod backup_jobs;

@@ -11,9 +11,6 @@
 //! `output` the tables, `edit` the pure part of `edit-config`, `api` the REST calls,
 //! `io` the questions; `commands` and `actions` put them together.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 pub mod actions;
 pub mod api;
 pub mod args;

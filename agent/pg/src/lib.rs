@@ -2,9 +2,6 @@
 //! programs (adapter), and PostgreSQL's replication policy (the `synchronous_mode` and
 //! quorum planners of `synchronous_standby_names` and `/sync`).
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 pub mod conf;
 pub mod control;
 pub mod database;

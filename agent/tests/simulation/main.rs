@@ -58,6 +58,10 @@
 //! executor), `guard.rs` (fencing timer and guard process), `faults.rs`, `checks.rs`
 //! (invariants).
 
+// Test code: the simulated loop (`turn.rs`, `act.rs`) mirrors the daemon's turn and
+// executor action by action, and reads best that way until it runs the real loop.
+#![allow(clippy::too_many_lines)]
+
 use serde_json::json;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};

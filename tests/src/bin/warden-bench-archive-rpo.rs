@@ -14,9 +14,6 @@
 //! and 1s: `backup.partial_upload_interval`). Set WARDEN_BIN_DIR to use prebuilt
 //! binaries.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

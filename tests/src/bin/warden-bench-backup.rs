@@ -14,9 +14,6 @@
 //! `warden-bench-backup [--scale N]` (default 150). Set WARDEN_BIN_DIR to use
 //! prebuilt (release) binaries: the agent's codec is much slower in a debug build.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

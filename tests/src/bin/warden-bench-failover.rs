@@ -19,9 +19,6 @@
 //! Set WARDEN_BIN_DIR to use prebuilt binaries. Ctrl-C stops after cleaning
 //! up.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -12,9 +12,6 @@
 //! `warden-bench-switchover [--runs N]` (default 10). Set WARDEN_BIN_DIR to use prebuilt
 //! binaries.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 

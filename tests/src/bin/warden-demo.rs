@@ -8,9 +8,6 @@
 //! Usage: `warden-demo [--dir DIR]` (default /tmp/warden-demo, wiped and
 //! recreated on each run). Set WARDEN_BIN_DIR to use prebuilt binaries.
 
-// Per crate until warden-agent's functions are short enough for [workspace.lints].
-#![warn(clippy::too_many_lines)]
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
