@@ -15,6 +15,7 @@ pub mod callbacks;
 pub mod execute;
 pub mod fence;
 mod intake;
+mod keys;
 pub mod operate;
 pub mod peers;
 pub mod publish;
