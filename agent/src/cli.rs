@@ -183,7 +183,7 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
     let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
     let mut agent = Agent::new(cfg, dcs, postgres, shared)
-        .with_guard(guard)
+        .with_guard(Box::new(guard))
         .with_requests(requests_rx, Some(config_path));
     if let Some(service) = backups {
         agent = agent.with_backups(service);

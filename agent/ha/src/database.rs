@@ -13,9 +13,73 @@
 
 use crate::engine::{DataState, Engine};
 use crate::observation::Local;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
-use warden_consensus::DynamicConfig;
+use warden_consensus::{Cluster, DynamicConfig};
+
+/// The role [`Database::configure`] writes the server's configuration for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Writable, with the synchronous setting last given by
+    /// [`Database::set_synchronous`].
+    Primary,
+    /// Read-only, streaming from `source`, or from nobody (`None`: waiting for a leader,
+    /// or no DCS to say who leads).
+    Replica { source: Option<Source> },
+}
+
+/// The member a replica streams from, addressed by its `conn_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub member: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// What the primary's configuration says about synchronous replication
+/// ([`Database::set_synchronous`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncSetting {
+    /// The configured setting (synchronous mode off).
+    Configured,
+    /// Synchronous with no standby yet: a fresh leader before its first commit (strict
+    /// mode then blocks commits, as Patroni does).
+    Nobody { strict: bool },
+    /// A setting a [`SyncPlan`] chose, in the engine's own syntax.
+    Planned(String),
+}
+
+/// One step of the leader's synchronous replication, carried out in order by the loop
+/// (it stops at the first that fails): the order is what keeps `/sync` naming only
+/// standbys that hold every acknowledged commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStep {
+    /// Write `/sync`: us as leader, `quorum` (0: every voter has every commit) and
+    /// `voters`, by compare-and-swap on the revision the plan read.
+    Key { quorum: u32, voters: Vec<String> },
+    /// Put this setting in the primary's configuration and reload it.
+    Setting(String),
+}
+
+/// The leader's synchronous replication for one turn ([`Database::plan_synchronous`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncPlan {
+    pub steps: Vec<SyncStep>,
+    /// Not at its target yet (a standby to confirm): the loop turns again within a
+    /// second instead of a `loop_wait`.
+    pub pending: bool,
+}
+
+/// What the primary retains for other members ([`Database::retained`]), published in
+/// `/status` so a promoted replica can retain the same (PostgreSQL: physical slots).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Where each retained position stands, by the engine's name for it.
+    pub positions: BTreeMap<String, u64>,
+    /// Every name retained for a member seen lately (Patroni's `retain_slots`).
+    pub names: Vec<String>,
+}
 
 /// How the database server is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +146,18 @@ pub trait Database: Send {
         timeout: Duration,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Writes the server's configuration for `role`, from the dynamic config in force and
+    /// the cluster's view (its `/sync` key, on a primary); returns whether anything
+    /// changed (the loop then [`Database::reload`]s a running server). PostgreSQL:
+    /// `.pgpass`, `postgresql.conf` with `primary_conninfo` and
+    /// `synchronous_standby_names`, `pg_hba.conf`, `standby.signal`.
+    fn configure(
+        &mut self,
+        role: &Role,
+        cluster: Option<&Cluster>,
+        dynamic: &DynamicConfig,
+    ) -> Result<bool, Self::Error>;
+
     /// Starts the server on the configuration last written for its role; does not wait
     /// for it to accept connections. PostgreSQL: spawn the postmaster.
     fn start(&mut self) -> Result<(), Self::Error>;
@@ -136,6 +212,71 @@ pub trait Database: Send {
         let _ = timeout;
         async { Ok(()) }
     }
+
+    /// Sets what the primary's next [`Database::configure`] writes for synchronous
+    /// replication; returns whether it changed. Engines without synchronous replication
+    /// ignore it.
+    fn set_synchronous(&mut self, setting: SyncSetting) -> bool {
+        let _ = setting;
+        false
+    }
+
+    /// The leader's synchronous replication plan for this turn, with `synchronous_mode`
+    /// `on` or `quorum` (the loop handles `off`), from the cluster's view and this turn's
+    /// facts. May ask the server what it enforces now. Also chooses the standbys
+    /// [`Database::lost_standby`] watches. PostgreSQL: Patroni's rules, through
+    /// `warden_pg::sync` and `warden_pg::quorum`. Default: nothing to do.
+    fn plan_synchronous(
+        &mut self,
+        cluster: &Cluster,
+        me: &str,
+        dynamic: &DynamicConfig,
+        facts: &Self::Facts,
+    ) -> impl Future<Output = Result<SyncPlan, Self::Error>> + Send {
+        let _ = (cluster, me, dynamic, facts);
+        async { Ok(SyncPlan::default()) }
+    }
+
+    /// We do not lead (any more): forget what only a leader keeps (PostgreSQL: the
+    /// synchronous standbys' confirmation mark and the watch list); a later leadership
+    /// starts afresh.
+    fn not_leading(&mut self) {}
+
+    /// Between turns, resolves with the name of a synchronous standby chosen by the last
+    /// plan that stopped streaming (and stops watching it), so the loop acts at once
+    /// instead of up to `loop_wait` later. Never resolves when there is nothing to
+    /// watch. PostgreSQL: polls `pg_stat_replication`.
+    fn lost_standby(&mut self) -> impl Future<Output = String> + Send {
+        std::future::pending()
+    }
+
+    /// Keeps the stream's history for `members` so they can follow us later
+    /// ([`crate::Action::Retain`], and on a replica for the members other than the
+    /// leader). `leader_positions`: on a replica, where the leader's `/status` says each
+    /// is (never retained past our own position); `None` on the primary. Retention of
+    /// members gone longer than the engine's limit is dropped. PostgreSQL: physical
+    /// replication slots with Patroni's `member_slots_ttl`; nothing when `use_slots` is
+    /// off. Default: nothing to retain.
+    fn retain(
+        &mut self,
+        members: &[String],
+        leader_positions: Option<&BTreeMap<String, u64>>,
+        dynamic: &DynamicConfig,
+        facts: &Self::Facts,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (members, leader_positions, dynamic, facts);
+        async { Ok(()) }
+    }
+
+    /// What the primary retains for members, for `/status`.
+    fn retained(&self, facts: &Self::Facts) -> Retained {
+        let _ = facts;
+        Retained::default()
+    }
+
+    /// Moves the data of a failed bootstrap aside (never deletes it), so the next
+    /// attempt starts clean; returns where it went.
+    fn set_aside(&mut self) -> Result<Option<String>, Self::Error>;
 
     /// The stopped primary's last position, written by a clean shutdown: a replica that
     /// received past it holds everything (a switchover waits for the candidate to).

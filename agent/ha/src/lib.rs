@@ -16,7 +16,9 @@ pub mod race;
 pub mod switchover;
 
 pub use action::{Action, StartAs};
-pub use database::{Database, RepairOutcome, StopMode};
+pub use database::{
+    Database, RepairOutcome, Retained, Role, Source, StopMode, SyncPlan, SyncSetting, SyncStep,
+};
 pub use decide::{decide, Decision};
 pub use engine::{DataState, Db, Engine};
 pub use observation::{Local, ManualTask, Observation, Peer, PeerStatus, Tags};

@@ -51,7 +51,7 @@ impl<D: Pg> Agent<D> {
             action,
             Action::Promote { .. } | Action::Start(StartAs::Primary) | Action::WriteStatus
         );
-        if needs_lease && !self.shared.deadline.valid_at(std::time::Instant::now()) {
+        if needs_lease && !self.shared.deadline.valid_at(self.now_std()) {
             return Err(failed(
                 "our lease deadline is not valid; refusing a leader-only action",
             ));
@@ -448,7 +448,7 @@ impl<D: Pg> Agent<D> {
         if !self.dynamic(obs.cluster.as_ref()).postgresql.use_slots {
             return Ok(());
         }
-        let now = Instant::now();
+        let now = self.env.clock.now();
         let wanted: Vec<String> = members.iter().map(|m| slot_name(m)).collect();
         for s in &wanted {
             self.slots_seen.insert(s.clone(), now);

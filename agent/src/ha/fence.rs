@@ -81,7 +81,7 @@ impl Guard {
     }
 
     /// Arms the guard to fire `fire_in` from now at the postmaster `pid`, or disarms it.
-    pub async fn feed(&mut self, target: Option<(Duration, i32)>) {
+    async fn send(&mut self, target: Option<(Duration, i32)>) {
         let line = match target {
             Some((fire_in, pid)) => format!("arm {} {pid}\n", fire_in.as_millis()),
             None => "disarm\n".to_string(),
@@ -106,10 +106,21 @@ impl Guard {
     }
 
     /// Disarms and stops the guard (clean shutdown).
-    pub async fn stop(mut self) {
-        self.feed(None).await;
+    async fn shut(mut self) {
+        self.send(None).await;
         self.stdin = None;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
         let _ = self.child.start_kill();
+    }
+}
+
+#[async_trait::async_trait]
+impl super::env::GuardLink for Guard {
+    async fn feed(&mut self, target: Option<(Duration, i32)>) {
+        self.send(target).await;
+    }
+
+    async fn stop(self: Box<Self>) {
+        (*self).shut().await;
     }
 }

@@ -133,7 +133,7 @@ impl<D: Database> Agent<D> {
         let timeout = ttl
             .saturating_sub(Duration::from_secs(u64::from(wd.safety_margin)))
             .max(Duration::from_secs(1));
-        match warden_fencing::watchdog::Watchdog::open(&wd.device, timeout) {
+        match self.env.watchdog.open(timeout) {
             Ok(dog) => {
                 tracing::info!(device = %wd.device.display(), ?timeout, "watchdog armed");
                 self.watchdog = Some(dog);

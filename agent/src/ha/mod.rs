@@ -12,6 +12,7 @@
 //! [`Pg::pg`]. docs/engines.md lists them under "Not yet".
 
 pub mod callbacks;
+pub mod env;
 pub mod execute;
 pub mod fence;
 mod intake;

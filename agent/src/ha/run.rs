@@ -3,6 +3,7 @@
 
 use super::observation::Local;
 use super::peers;
+use super::env::{Env, GuardLink, WatchdogFeed};
 use super::request::{Request, RequestRx};
 use warden_consensus::types::MemberState;
 
@@ -61,10 +62,10 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) last_member: Option<(i64, String)>,
     pub(super) last_note: String,
     pub(super) last_errors: Vec<String>,
-    pub(super) guard: Option<super::fence::Guard>,
+    pub(super) guard: Option<Box<dyn GuardLink>>,
     pub(super) callbacks: super::callbacks::Callbacks,
     /// The armed watchdog while we lead (and the mode allows one).
-    pub(super) watchdog: Option<warden_fencing::watchdog::Watchdog>,
+    pub(super) watchdog: Option<Box<dyn WatchdogFeed>>,
     /// `watchdog.mode: required` and the device is unusable: why.
     pub(super) watchdog_missing: Option<String>,
     /// Operator requests from the REST API.
@@ -83,6 +84,8 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) sync_recheck: bool,
     /// Synchronous standbys that were streaming at the last turn, watched between turns.
     pub(super) watched_standbys: Vec<String>,
+    /// The clock, the peers and the watchdog device.
+    pub(super) env: Env,
     /// Base backups of this member (with a backup section).
     pub(super) backups: Option<Arc<warden_backup::base::Service>>,
     /// The backup supervisor, which follows each turn's report (while running).
@@ -105,21 +108,10 @@ impl<D: Database> Agent<D> {
             cfg.postgresql.pre_promote.clone(),
             cfg.scope.clone(),
         );
-        let watchdog_missing = match cfg.watchdog.mode {
-            warden_config::WatchdogMode::Off => None,
-            mode => match warden_fencing::watchdog::available(&cfg.watchdog.device) {
-                Ok(()) => None,
-                Err(why) if mode == warden_config::WatchdogMode::Required => {
-                    tracing::error!(reason = %why, "watchdog.mode is required but the watchdog is unusable: this member will not lead");
-                    Some(why)
-                }
-                Err(why) => {
-                    tracing::info!(reason = %why, "no usable watchdog; leading without one (watchdog.mode: automatic)");
-                    None
-                }
-            },
-        };
+        let env = Env::system(cfg.watchdog.device.clone());
+        let watchdog_missing = watchdog_missing(&cfg, &env);
         Self {
+            env,
             callbacks,
             watchdog: None,
             watchdog_missing,
@@ -172,9 +164,26 @@ impl<D: Database> Agent<D> {
         self
     }
 
-    pub fn with_guard(mut self, guard: super::fence::Guard) -> Self {
+    pub fn with_guard(mut self, guard: Box<dyn GuardLink>) -> Self {
         self.guard = Some(guard);
         self
+    }
+
+    /// Replaces the real surroundings (the simulation's clock, peers and watchdog).
+    pub fn with_env(mut self, env: Env) -> Self {
+        self.watchdog_missing = watchdog_missing(&self.cfg, &env);
+        self.env = env;
+        self
+    }
+
+    /// Now on our clock, as a `std` instant (the lease deadline's type).
+    pub(super) fn now_std(&self) -> std::time::Instant {
+        self.env.clock.now().into_std()
+    }
+
+    /// How long ago `t` was on our clock.
+    pub(super) fn since(&self, t: Instant) -> Duration {
+        self.env.clock.now().saturating_duration_since(t)
     }
 
     /// The dynamic config in force: the DCS's, or bootstrap.dcs before one exists.
@@ -289,7 +298,7 @@ impl<D: Pg> Agent<D> {
                 .map(|(id, _)| id),
             holds_leader: self.holds_leader,
             probe: local.engine.probe.clone(),
-            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| t.elapsed()),
+            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| self.since(*t)),
             ttl,
             system_identifier: self.system_identifier.clone(),
         });
@@ -327,7 +336,7 @@ impl<D: Database> Agent<D> {
             .clone()
             .or_else(|| last.failsafe.clone())
             .unwrap_or_default();
-        let started = Instant::now();
+        let started = self.env.clock.now();
         let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
         let ok = peers::confirm_failsafe(
             &self.cfg.name,
@@ -353,7 +362,7 @@ impl<D: Database> Agent<D> {
             (true, Some(d), Some(pid)) => {
                 let grace = warden_fencing::safety_margin(ttl) / 2;
                 Some((
-                    d.saturating_duration_since(std::time::Instant::now()) + grace,
+                    d.saturating_duration_since(self.now_std()) + grace,
                     pid,
                 ))
             }
@@ -367,7 +376,7 @@ impl<D: Database> Agent<D> {
     /// Keeps our lease alive (granting a new one if needed). Returns whether it was
     /// renewed, and records when the successful request started.
     pub(super) async fn refresh_lease(&mut self, ttl: Duration) -> bool {
-        let started = Instant::now();
+        let started = self.env.clock.now();
         if let Some((id, granted_ttl)) = self.lease {
             if granted_ttl == ttl {
                 match self.dcs.keepalive(id).await {
@@ -462,6 +471,24 @@ impl<D: Database> Agent<D> {
                 tracing::warn!(error = %e, "could not revoke our lease; it expires by itself");
             }
         }
+    }
+}
+
+/// `watchdog.mode: required` and the device is unusable: why (this member must not lead).
+fn watchdog_missing(cfg: &Config, env: &Env) -> Option<String> {
+    match cfg.watchdog.mode {
+        warden_config::WatchdogMode::Off => None,
+        mode => match env.watchdog.available() {
+            Ok(()) => None,
+            Err(why) if mode == warden_config::WatchdogMode::Required => {
+                tracing::error!(reason = %why, "watchdog.mode is required but the watchdog is unusable: this member will not lead");
+                Some(why)
+            }
+            Err(why) => {
+                tracing::info!(reason = %why, "no usable watchdog; leading without one (watchdog.mode: automatic)");
+                None
+            }
+        },
     }
 }
 

@@ -80,7 +80,7 @@ impl<D: Pg> Agent<D> {
 
     /// We lead only while our deadline is valid and the DCS shows our key.
     fn check_leadership(&mut self, cluster: Option<&Cluster>) {
-        if self.holds_leader && !self.shared.deadline.valid_at(std::time::Instant::now()) {
+        if self.holds_leader && !self.shared.deadline.valid_at(self.now_std()) {
             // The deadline passed (and the fence timer acted): we lead again only after
             // a successful renewal.
             self.holds_leader = false;
@@ -122,7 +122,7 @@ impl<D: Pg> Agent<D> {
             .shared
             .snapshot()
             .failsafe_leader
-            .is_some_and(|(_, at)| at.elapsed() < ttl);
+            .is_some_and(|(_, at)| self.now_std().saturating_duration_since(at) < ttl);
         local.engine.use_pg_rewind = self
             .cfg
             .postgresql
@@ -139,15 +139,15 @@ impl<D: Pg> Agent<D> {
             },
             cluster,
             lease_renewed,
-            lease_valid: self.shared.deadline.valid_at(std::time::Instant::now()),
+            lease_valid: self.shared.deadline.valid_at(self.now_std()),
             local,
             peers,
             bootstrapped_here: self.bootstrapped_here,
-            primary_down_for: self.primary_down_since.map(|t| t.elapsed()),
+            primary_down_for: self.primary_down_since.map(|t| self.since(t)),
             failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: self.watchdog_missing.clone(),
-            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| t.elapsed()),
+            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| self.since(*t)),
         };
         (obs, reply)
     }
@@ -179,7 +179,8 @@ impl<D: Pg> Agent<D> {
         let leads = cluster.and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
         let primary_ok = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
         if leads && !primary_ok && local.data == DataState::Initialized {
-            self.primary_down_since.get_or_insert_with(Instant::now);
+            let now = self.env.clock.now();
+            self.primary_down_since.get_or_insert(now);
         } else {
             self.primary_down_since = None;
         }
@@ -200,7 +201,7 @@ impl<D: Pg> Agent<D> {
             .as_ref()
             .is_none_or(|(_, l)| *l != leader)
         {
-            self.not_streaming_since = Some((Instant::now(), leader));
+            self.not_streaming_since = Some((self.env.clock.now(), leader));
         }
     }
 
