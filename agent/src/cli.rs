@@ -182,11 +182,26 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
     let guard =
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
     let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
+    // The backup supervisor (with a backup section) follows the loop's turn reports.
+    let backup_side = cfg.backup.is_some().then(|| {
+        crate::backups::Handle::start(crate::backups::Parts {
+            dcs: dcs.clone(),
+            keys: warden_consensus::Keys::new(&cfg.namespace, &cfg.scope),
+            shared: shared.clone(),
+            settings: postgres.settings.clone(),
+            programs: postgres.programs.clone(),
+            backups: backups.clone(),
+            config_path: Some(config_path.clone()),
+        })
+    });
     let mut agent = Agent::new(cfg, dcs, postgres, shared)
         .with_guard(Box::new(guard))
         .with_requests(requests_rx, Some(config_path));
     if let Some(service) = backups {
         agent = agent.with_backups(service);
+    }
+    if let Some(side) = backup_side {
+        agent = agent.with_backup_side(side);
     }
     // Boxed: the loop's future is large and lives for the whole run.
     let result = Box::pin(agent.run(shutdown)).await;

@@ -20,7 +20,7 @@ use warden_consensus::{Cluster, DynamicConfig};
 
 /// The role [`Database::configure`] writes the server's configuration for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
+pub enum RoleConfig {
     /// Writable, with the synchronous setting last given by
     /// [`Database::set_synchronous`].
     Primary,
@@ -153,7 +153,7 @@ pub trait Database: Send {
     /// `synchronous_standby_names`, `pg_hba.conf`, `standby.signal`.
     fn configure(
         &mut self,
-        role: &Role,
+        role: &RoleConfig,
         cluster: Option<&Cluster>,
         dynamic: &DynamicConfig,
     ) -> Result<bool, Self::Error>;

@@ -17,7 +17,8 @@ pub mod switchover;
 
 pub use action::{Action, StartAs};
 pub use database::{
-    Database, RepairOutcome, Retained, Role, Source, StopMode, SyncPlan, SyncSetting, SyncStep,
+    Database, RepairOutcome, Retained, RoleConfig, Source, StopMode, SyncPlan, SyncSetting,
+    SyncStep,
 };
 pub use decide::{decide, Decision};
 pub use engine::{DataState, Db, Engine};

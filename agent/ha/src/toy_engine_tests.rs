@@ -252,7 +252,7 @@ fn the_leader_renews_its_key_before_touching_the_database() {
 // The I/O half: a toy adapter implementing `Database` in memory, without any runtime
 // (its futures are ready at once), driving the core's database actions.
 
-use crate::database::{Database, RepairOutcome, StopMode};
+use crate::database::{Database, RepairOutcome, RoleConfig, StopMode};
 use std::future::Future;
 use std::time::Duration;
 use warden_consensus::DynamicConfig;
@@ -324,9 +324,28 @@ impl Database for ToyServer {
         std::future::ready(Ok(()))
     }
 
+    /// The toy's configuration is only its role: a server configured as a replica
+    /// starts read-only.
+    fn configure(
+        &mut self,
+        role: &RoleConfig,
+        _: Option<&Cluster>,
+        _: &DynamicConfig,
+    ) -> Result<bool, String> {
+        let writable = *role == RoleConfig::Primary;
+        let changed = writable != self.writable;
+        self.writable = writable;
+        Ok(changed)
+    }
+
     fn start(&mut self) -> Result<(), String> {
         self.running = true;
         Ok(())
+    }
+
+    fn set_aside(&mut self) -> Result<Option<String>, String> {
+        self.data = DataState::Missing;
+        Ok(Some("toy.aside".into()))
     }
 
     fn wait_ready(&mut self, _: Duration) -> impl Future<Output = Result<(), String>> + Send {

@@ -2,13 +2,18 @@
 //! Each method says which PostgreSQL program, file or SQL carries the neutral
 //! operation out; the building blocks are [`Postgres`]'s own methods.
 
+use crate::conf::{slot_name, Upstream};
 use crate::lsn::Lsn;
 use crate::policy::PgLocal;
 use crate::process::StopMode as PgStop;
 use crate::{PgError, Postgres};
+use std::collections::BTreeMap;
 use std::time::Duration;
-use warden_consensus::DynamicConfig;
-use warden_ha::{DataState, Database, Local, RepairOutcome, StopMode};
+use warden_consensus::{Cluster, DynamicConfig};
+use warden_ha::{
+    DataState, Database, Local, RepairOutcome, Retained, RoleConfig, StopMode, SyncPlan,
+    SyncSetting,
+};
 
 /// How long a bootstrapped PostgreSQL has to accept connections.
 const BOOTSTRAP_START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -118,6 +123,39 @@ impl Database for Postgres {
         self.basebackup(host, port, timeout).await
     }
 
+    /// `.pgpass`, then `postgresql.conf` (parameters from the dynamic config and the
+    /// local file, `primary_conninfo` through our slot on a replica,
+    /// `synchronous_standby_names`), `pg_hba.conf` and `standby.signal`.
+    fn configure(
+        &mut self,
+        role: &RoleConfig,
+        cluster: Option<&Cluster>,
+        dynamic: &DynamicConfig,
+    ) -> Result<bool, PgError> {
+        let names = self.names_for(matches!(role, RoleConfig::Primary), cluster, dynamic);
+        let standby = match role {
+            RoleConfig::Primary => None,
+            RoleConfig::Replica { source } => Some(source.as_ref().map(|s| {
+                let me = &self.settings;
+                Upstream {
+                    host: s.host.clone(),
+                    port: s.port,
+                    user: me.replication.username.clone(),
+                    passfile: me.pgpass.display().to_string(),
+                    application_name: me.name.clone(),
+                    slot: Some(slot_name(&me.name)),
+                }
+            })),
+        };
+        self.write_pgpass()?;
+        self.write_config(
+            &dynamic.postgresql.parameters,
+            dynamic.postgresql.pg_hba.as_deref(),
+            standby.as_ref(),
+            names.as_deref(),
+        )
+    }
+
     fn start(&mut self) -> Result<(), PgError> {
         Postgres::start(self)
     }
@@ -185,6 +223,62 @@ impl Database for Postgres {
             .and_then(|t| Lsn::parse(t))
             .map(|l| l.0)
             .ok_or_else(|| PgError::Files("no checkpoint location in the control file".into()))
+    }
+
+    /// `synchronous_standby_names` for the next [`Database::configure`] of the primary.
+    fn set_synchronous(&mut self, setting: SyncSetting) -> bool {
+        self.set_sync_setting(setting)
+    }
+
+    /// Patroni's rules through `crate::sync` (`on`) and `crate::quorum` (`quorum`); reads
+    /// the names PostgreSQL enforces (`SHOW synchronous_standby_names` and the flush
+    /// position) to confirm standbys.
+    async fn plan_synchronous(
+        &mut self,
+        cluster: &Cluster,
+        me: &str,
+        dynamic: &DynamicConfig,
+        facts: &PgLocal,
+    ) -> Result<SyncPlan, PgError> {
+        self.plan_sync(cluster, me, dynamic, facts.probe.as_ref())
+            .await
+    }
+
+    fn not_leading(&mut self) {
+        self.forget_leader_state();
+    }
+
+    /// Polls `pg_stat_replication` every half second.
+    async fn lost_standby(&mut self) -> String {
+        self.watch_standbys().await
+    }
+
+    /// Physical replication slots named after the members, with `member_slots_ttl`.
+    async fn retain(
+        &mut self,
+        members: &[String],
+        leader_positions: Option<&BTreeMap<String, u64>>,
+        dynamic: &DynamicConfig,
+        facts: &PgLocal,
+    ) -> Result<(), PgError> {
+        self.retain_slots(members, leader_positions, dynamic, facts.probe.as_ref())
+            .await
+    }
+
+    fn retained(&self, facts: &PgLocal) -> Retained {
+        self.retained_slots(facts.probe.as_ref())
+    }
+
+    /// Renames the data directory to `<dir>.failed-<time>` beside it.
+    fn set_aside(&mut self) -> Result<Option<String>, PgError> {
+        let dir = &self.settings.data_dir;
+        if !dir.exists() {
+            return Ok(None);
+        }
+        let aside = crate::aside_path(dir);
+        std::fs::rename(dir, &aside)
+            .map_err(|e| PgError::Files(format!("cannot move {} aside: {e}", dir.display())))?;
+        Ok(Some(aside.display().to_string()))
     }
 
     async fn received_by(&self, host: &str, port: u16, timeout: Duration) -> Result<u64, PgError> {

@@ -5,6 +5,7 @@
 pub mod conf;
 pub mod control;
 pub mod database;
+pub mod leader;
 pub mod lsn;
 pub mod policy;
 pub mod process;
@@ -56,6 +57,10 @@ pub struct Postgres {
     /// The system identifier last read from the control file (see
     /// [`warden_ha::Database::observe`]); forgotten when the data goes.
     known_system_identifier: Option<String>,
+    /// The leader's synchronous replication (see `leader.rs`).
+    sync: leader::Synchronous,
+    /// Replication slots seen wanted (see `leader.rs`).
+    slots: leader::Slots,
 }
 
 impl Postgres {
@@ -77,6 +82,8 @@ impl Postgres {
             sql,
             child: None,
             known_system_identifier: None,
+            sync: leader::Synchronous::default(),
+            slots: leader::Slots::default(),
         }
     }
 

@@ -6,21 +6,16 @@ use super::run::Agent;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
 use warden_config::ReplicaMethod;
 use warden_consensus::types::MemberState;
 use warden_consensus::types::{HistoryEntry, Status};
 use warden_consensus::Cluster;
 use warden_consensus::{Dcs, LeaseId};
-use warden_ha::{RepairOutcome, StopMode};
-use warden_pg::conf::{slot_name, Upstream};
+use warden_ha::{RepairOutcome, RoleConfig, Source, StopMode, SyncSetting};
 
-use super::Pg;
+use super::LocalEngine;
 
-/// How long a replication slot of a member that left the cluster is kept (Patroni's
-/// `member_slots_ttl` default), so a member that restarts finds its WAL still there.
-const MEMBER_SLOTS_TTL: Duration = Duration::from_secs(30 * 60);
 const CLONE_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 pub(super) const START_TIMEOUT: Duration = Duration::from_secs(120);
 const REWIND_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -38,7 +33,7 @@ pub(super) fn failed(e: impl std::fmt::Display) -> ActError {
     ActError::Failed(e.to_string())
 }
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     pub(super) async fn execute(
         &mut self,
         action: &Action,
@@ -87,26 +82,28 @@ impl<D: Pg> Agent<D> {
             Action::ReleaseLeader => self.release_leader().await,
             Action::Repair { from } => self.repair(from, cluster).await,
             Action::Follow { leader } => {
-                let up = self.upstream(leader, cluster);
-                self.configure(cluster, Some(&up)).await?;
-                self.replica_slots(leader, obs).await
+                let role = RoleConfig::Replica {
+                    source: self.source(leader, cluster),
+                };
+                self.configure(cluster, &role).await?;
+                self.retain_for_leader(leader, obs).await
             }
-            Action::ConfigurePrimary => self.configure(cluster, None).await,
-            Action::Retain { members } => self.ensure_slots(members, obs).await,
+            Action::ConfigurePrimary => self.configure(cluster, &RoleConfig::Primary).await,
+            Action::Retain { members } => self.retain(members, obs).await,
             Action::WriteStatus => self.write_status(obs).await,
         }
     }
 }
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     fn start(&mut self, start_as: &StartAs, cluster: Option<&Cluster>) -> Result<(), ActError> {
-        let upstream = match start_as {
-            StartAs::Primary => None,
-            StartAs::Replica { upstream } => {
-                Some(upstream.as_deref().and_then(|u| self.upstream(u, cluster)))
-            }
+        let role = match start_as {
+            StartAs::Primary => RoleConfig::Primary,
+            StartAs::Replica { upstream } => RoleConfig::Replica {
+                source: upstream.as_deref().and_then(|u| self.source(u, cluster)),
+            },
         };
-        self.write_config(cluster, upstream.as_ref())?;
+        self.write_config(cluster, &role)?;
         self.db.start().map_err(failed)?;
         self.state = MemberState::Starting;
         let role = if matches!(start_as, StartAs::Primary) {
@@ -135,7 +132,7 @@ impl<D: Pg> Agent<D> {
         self.callbacks.fire("on_role_change", "replica");
         if upstream.is_none() {
             // No DCS: come back read-only at once, following nobody.
-            self.write_config(cluster, Some(&None))?;
+            self.write_config(cluster, &RoleConfig::Replica { source: None })?;
             self.db.start().map_err(failed)?;
             self.state = MemberState::Starting;
         }
@@ -143,7 +140,7 @@ impl<D: Pg> Agent<D> {
     }
 }
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     /// Repairs our data from `from` ([`Database::repair`]; PostgreSQL: pg_rewind); if it
     /// cannot be repaired in place, clone afresh (the old data kept aside).
     async fn repair(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
@@ -165,69 +162,40 @@ impl<D: Pg> Agent<D> {
     }
 }
 
-impl<D: Pg> Agent<D> {
-    /// Where to stream from when following `member`.
-    pub(super) fn upstream(&self, member: &str, cluster: Option<&Cluster>) -> Option<Upstream> {
+impl<D: LocalEngine> Agent<D> {
+    /// Where to stream from when following `member` (`None`: it has no usable
+    /// `conn_url`).
+    pub(super) fn source(&self, member: &str, cluster: Option<&Cluster>) -> Option<Source> {
         let (host, port) = cluster?.member(member)?.conn_host_port()?;
-        let pg = &self.cfg.postgresql;
-        Some(Upstream {
+        Some(Source {
+            member: member.to_string(),
             host,
             port,
-            user: pg.authentication.replication.username.clone(),
-            passfile: pg.pgpass.display().to_string(),
-            application_name: self.cfg.name.clone(),
-            slot: Some(slot_name(&self.cfg.name)),
         })
     }
 
+    /// Writes the server's configuration for `role` ([`warden_ha::Database::configure`]).
     pub(super) fn write_config(
         &mut self,
         cluster: Option<&Cluster>,
-        standby: Option<&Option<Upstream>>,
+        role: &RoleConfig,
     ) -> Result<bool, ActError> {
         let dynamic = self.dynamic(cluster);
-        // Synchronous mode: the leader's choice on a primary; on a replica nothing (or
-        // `*` in strict mode), so a promotion never starts with a stale list.
-        let sync_names = if !dynamic.synchronous_mode.is_enabled() {
-            None
-        } else if standby.is_some() {
-            Some(warden_pg::sync::render_names(
-                &[],
-                dynamic.synchronous_mode_strict,
-            ))
-        } else {
-            Some(self.sync_names.clone().unwrap_or_else(|| {
-                warden_pg::sync::names_until_planned(
-                    cluster.and_then(|c| c.sync.as_ref()).map(|s| &s.value),
-                    &self.cfg.name,
-                    dynamic.synchronous_mode_strict,
-                )
-            }))
-        };
-        let pg = self.db.pg();
-        pg.write_pgpass().map_err(failed)?;
-        pg.write_config(
-            &dynamic.postgresql.parameters,
-            dynamic.postgresql.pg_hba.as_deref(),
-            standby,
-            sync_names.as_deref(),
-        )
-        .map_err(failed)
+        self.db.configure(role, cluster, &dynamic).map_err(failed)
     }
 
     /// Rewrites the config of a running server and reloads it if anything changed.
     pub(super) async fn configure(
         &mut self,
         cluster: Option<&Cluster>,
-        standby: Option<&Option<Upstream>>,
+        role: &RoleConfig,
     ) -> Result<(), ActError> {
-        if self.write_config(cluster, standby)? {
-            tracing::info!("configuration changed; reloading PostgreSQL");
+        if self.write_config(cluster, role)? {
+            tracing::info!("configuration changed; reloading the database server");
             self.db.reload().await.map_err(failed)?;
-            let role = if standby.is_some() {
-                "replica"
-            } else {
-                "primary"
+            let role = match role {
+                RoleConfig::Primary => "primary",
+                RoleConfig::Replica { .. } => "replica",
             };
             self.callbacks.fire("on_reload", role);
         }
@@ -243,16 +211,11 @@ impl<D: Pg> Agent<D> {
         let db = &mut self.db;
         let job = async {
             if let Some(spec) = &cfg.bootstrap.restore {
-                return super::restore_bootstrap::run(
-                    db.pg(),
-                    &cfg,
-                    config_path.as_deref(),
-                    spec,
-                    &dcs_cfg,
-                )
-                .await;
+                return db
+                    .bootstrap_from_repository(&cfg, config_path.as_deref(), spec, &dcs_cfg)
+                    .await;
             }
-            db.bootstrap(&dcs_cfg).await
+            db.bootstrap(&dcs_cfg).await.map_err(|e| e.to_string())
         };
         let dcs = self.dcs.clone();
         let lease = self.lease.map(|(id, _)| id);
@@ -270,11 +233,13 @@ impl<D: Pg> Agent<D> {
                     .db
                     .stop(StopMode::Immediate, Duration::from_secs(10))
                     .await;
-                let dir = self.db.pg_ref().settings.data_dir.clone();
-                if dir.exists() {
-                    let aside = warden_pg::aside_path(&dir);
-                    if std::fs::rename(&dir, &aside).is_ok() {
-                        tracing::warn!(to = %aside.display(), "moved the failed bootstrap's data directory aside");
+                match self.db.set_aside() {
+                    Ok(Some(to)) => {
+                        tracing::warn!(to, "moved the failed bootstrap's data aside");
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot move the failed bootstrap's data aside")
                     }
                 }
                 // Let another member (or our next turn) try again.
@@ -285,7 +250,7 @@ impl<D: Pg> Agent<D> {
     }
 }
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     pub(super) async fn clone_from(
         &mut self,
         from: &str,
@@ -297,7 +262,6 @@ impl<D: Pg> Agent<D> {
             .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
         self.state = MemberState::CreatingReplica;
         self.publish_state().await;
-        self.db.pg_ref().write_pgpass().map_err(failed)?;
         let methods = if self.cfg.postgresql.create_replica_methods.is_empty() {
             vec![ReplicaMethod::Basebackup]
         } else {
@@ -314,8 +278,7 @@ impl<D: Pg> Agent<D> {
             let result = match method {
                 ReplicaMethod::WardenRestore => {
                     tracing::info!("creating the replica from the backup repository");
-                    let job = super::restore_replica::run(
-                        self.db.pg_ref(),
+                    let job = self.db.replica_from_repository(
                         &self.cfg,
                         self.config_path.as_deref(),
                         sysid,
@@ -330,6 +293,7 @@ impl<D: Pg> Agent<D> {
                     keep_lease_during(dcs, lease, loop_wait, job)
                         .await
                         .map(|()| format!("pg_basebackup from {from}"))
+                        .map_err(|e| e.to_string())
                 }
             };
             match result {
@@ -375,7 +339,7 @@ impl<D: Pg> Agent<D> {
             // Before the first commit on the new timeline, /sync names only us: until a
             // standby is confirmed synchronous, nobody else may be promoted.
             let claimed = match obs.cluster.as_ref() {
-                Some(c) => self.write_sync_key(c, &[]).await,
+                Some(c) => self.write_sync_state(c, 0, &[]).await,
                 None => Err(failed("no DCS view")),
             };
             if let Err(ActError::Failed(why) | ActError::Fatal(why)) = claimed {
@@ -388,10 +352,9 @@ impl<D: Pg> Agent<D> {
                     .await;
                 return Err(failed(format!("promotion postponed: {why}")));
             }
-            self.sync_names = Some(warden_pg::sync::render_names(
-                &[],
-                dynamic.synchronous_mode_strict,
-            ));
+            self.db.set_synchronous(SyncSetting::Nobody {
+                strict: dynamic.synchronous_mode_strict,
+            });
         }
         tracing::warn!(old_timeline, lsn, "promoting PostgreSQL");
         self.db
@@ -430,7 +393,8 @@ impl<D: Pg> Agent<D> {
         if let Err(e) = self.dcs.put(&self.keys.history(), body, None).await {
             tracing::warn!(error = %e, "could not record the promotion in history");
         }
-        self.configure(obs.cluster.as_ref(), None).await?;
+        self.configure(obs.cluster.as_ref(), &RoleConfig::Primary)
+            .await?;
         // pg_rewind reads the source's timeline from its control file, which names the
         // new timeline only after the first checkpoint: without it a former primary
         // would be "rewound" against the old timeline and never catch up.
@@ -440,116 +404,51 @@ impl<D: Pg> Agent<D> {
         Ok(())
     }
 
-    async fn ensure_slots(
-        &mut self,
-        members: &[String],
-        obs: &Observation,
-    ) -> Result<(), ActError> {
-        if !self.dynamic(obs.cluster.as_ref()).postgresql.use_slots {
-            return Ok(());
-        }
-        let now = self.env.clock.now();
-        let wanted: Vec<String> = members.iter().map(|m| slot_name(m)).collect();
-        for s in &wanted {
-            self.slots_seen.insert(s.clone(), now);
-        }
-        let existing = obs
-            .local
-            .engine
-            .probe
-            .as_ref()
-            .map(|p| p.physical_slots.clone())
-            .unwrap_or_default();
+    /// On the primary: retain the stream for `members` ([`warden_ha::Database::retain`]).
+    async fn retain(&mut self, members: &[String], obs: &Observation) -> Result<(), ActError> {
+        let dynamic = self.dynamic(obs.cluster.as_ref());
         self.db
-            .pg()
-            .ensure_slots(&existing, &wanted)
+            .retain(members, None, &dynamic, &obs.local.engine)
             .await
-            .map_err(failed)?;
-        for slot in existing.keys().filter(|s| !wanted.contains(s)) {
-            // Slots we never saw wanted (created by an operator) are theirs to manage.
-            let Some(seen) = self.slots_seen.get(slot) else {
-                continue;
-            };
-            if now.duration_since(*seen) > MEMBER_SLOTS_TTL {
-                tracing::info!(
-                    slot,
-                    "dropping the slot of a member gone longer than member_slots_ttl"
-                );
-                self.db.pg().drop_slot(slot).await.map_err(failed)?;
-                self.slots_seen.remove(slot);
-            }
-        }
-        Ok(())
+            .map_err(failed)
     }
 
-    /// On a replica: keep a slot for every other member (not the leader, not us) at the
-    /// position the leader reports for it, never ahead of what we replayed. If we are
-    /// promoted, the others then find their WAL still here.
-    async fn replica_slots(&mut self, leader: &str, obs: &Observation) -> Result<(), ActError> {
-        let (Some(c), Some(p)) = (obs.cluster.as_ref(), obs.local.engine.probe.as_ref()) else {
+    /// On a replica: retain the stream for every other member (not the leader, not
+    /// us) where the leader's `/status` reports it, never ahead of what we replayed. If
+    /// we are promoted, the others then find their history still here.
+    async fn retain_for_leader(&mut self, leader: &str, obs: &Observation) -> Result<(), ActError> {
+        let Some(c) = obs.cluster.as_ref() else {
             return Ok(());
         };
-        if !self.dynamic(Some(c)).postgresql.use_slots {
-            return Ok(());
-        }
         let others: Vec<String> = c
             .members
             .keys()
             .filter(|n| **n != self.cfg.name && n.as_str() != leader)
             .cloned()
             .collect();
-        self.ensure_slots(&others, obs).await?;
         let reported = c
             .status
             .as_ref()
             .and_then(|s| s.slots.clone())
             .unwrap_or_default();
-        let replayed = p.replay_lsn.unwrap_or(0);
-        for member in &others {
-            let slot = slot_name(member);
-            let Some(target) = reported.get(&slot).map(|l| (*l).min(replayed)) else {
-                continue;
-            };
-            // A slot created this turn is not in the probe yet; it reserved WAL from
-            // now, so advancing it is for the next turn.
-            let Some(current) = p.physical_slots.get(&slot).copied().flatten() else {
-                continue;
-            };
-            if target > current {
-                self.db
-                    .pg()
-                    .advance_slot(&slot, target)
-                    .await
-                    .map_err(failed)?;
-            }
-        }
-        Ok(())
+        let dynamic = self.dynamic(Some(c));
+        self.db
+            .retain(&others, Some(&reported), &dynamic, &obs.local.engine)
+            .await
+            .map_err(failed)
     }
 
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
         let Some(optime) = obs.local.engine.probe.as_ref().and_then(|p| p.wal_position) else {
             return Ok(());
         };
-        let retain: Vec<String> = self.slots_seen.keys().cloned().collect();
-        // Where each member's slot stands, so replicas can keep copies of these slots
-        // and a promoted replica still has the WAL the others need.
-        let slots: std::collections::BTreeMap<String, u64> = obs
-            .local
-            .engine
-            .probe
-            .as_ref()
-            .map(|p| {
-                p.physical_slots
-                    .iter()
-                    .filter(|(name, _)| self.slots_seen.contains_key(*name))
-                    .filter_map(|(name, lsn)| lsn.map(|l| (name.clone(), l)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Where each member's retained position stands, so replicas can retain the same
+        // and a promoted replica still has the history the others need.
+        let retained = self.db.retained(&obs.local.engine);
         let status = Status {
             optime: Some(optime),
-            slots: Some(slots),
-            retain_slots: Some(retain),
+            slots: Some(retained.positions),
+            retain_slots: Some(retained.names),
             ..Status::default()
         };
         let body = serde_json::to_vec(&status).map_err(failed)?;

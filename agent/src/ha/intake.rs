@@ -5,12 +5,12 @@
 use super::observation::{Local, ManualTask};
 use super::request::{self, Kind, Reply, Request};
 use super::run::Agent;
-use super::Pg;
+use super::LocalEngine;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use warden_consensus::Cluster;
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     /// The earliest scheduled switchover (if we lead) or restart, to wake up for.
     pub(super) fn next_scheduled(
         &self,
@@ -161,9 +161,7 @@ impl<D: Pg> Agent<D> {
         if fixed.iter().any(|(_, c)| *c) {
             return;
         }
-        let settings = &mut self.db.pg().settings;
-        settings.parameters.clone_from(&new.postgresql.parameters);
-        settings.pg_hba.clone_from(&new.postgresql.pg_hba);
+        self.db.apply_local(&new);
         self.callbacks = super::callbacks::Callbacks::new(
             new.postgresql.callbacks.clone(),
             new.postgresql.pre_promote.clone(),

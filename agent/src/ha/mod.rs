@@ -3,13 +3,12 @@
 //! (PostgreSQL's: [`warden_pg::Postgres`]).
 //!
 //! The loop, `run::Agent<D>`, is generic over the adapter, and every database operation
-//! goes through the trait's methods. The code that needs nothing else (observing,
-//! leases and the leader key, the DCS writes, the fencing guard, shutdown) asks only
-//! `D: Database`; the action handlers that also touch a part still written for
-//! PostgreSQL (the config files, `.pgpass` and the upstream; synchronous replication and
-//! `/sync`; replication slots; the SQL probe published to the API and the backups;
-//! restores from the backup repository) ask `D: Pg` and reach PostgreSQL through
-//! [`Pg::pg`]. docs/engines.md lists them under "Not yet".
+//! goes through the trait's methods: configuring the server for its role, synchronous
+//! replication (the engine plans, the loop writes `/sync` and the engine's setting in
+//! the plan's order), retention for other members, starting, stopping, promoting,
+//! repairing. What is still PostgreSQL's is the facts type ([`LocalEngine`]): the
+//! status probe the REST API and the backups read. Its surroundings (clock, peers,
+//! guard, watchdog) are seams too ([`env`]), so the simulation runs this loop.
 
 pub mod callbacks;
 pub mod env;
@@ -22,10 +21,9 @@ pub mod peers;
 pub mod publish;
 pub mod replication;
 pub mod request;
-mod restore_bootstrap;
-mod restore_replica;
+pub mod restore_bootstrap;
+pub mod restore_replica;
 pub mod run;
-pub mod standby_watch;
 mod turn;
 
 // The pure core lives in `warden-ha`; the loop here runs it for PostgreSQL.
@@ -42,22 +40,73 @@ pub mod observation {
 }
 pub use observation::Observation;
 
-/// The PostgreSQL-specific accessor: an adapter whose facts are PostgreSQL's and which
-/// hands out the [`warden_pg::Postgres`] behind it, for the parts of the loop not yet
-/// written against the neutral [`warden_ha::Database`] (see the module docs).
-pub trait Pg:
-    warden_ha::Database<Facts = warden_pg::policy::PgLocal, Error = warden_pg::PgError> + Sync
+/// The engine adapter the loop drives: any [`warden_ha::Database`] whose facts are
+/// PostgreSQL's ([`warden_pg::policy::PgLocal`]: the loop still publishes PostgreSQL's
+/// status probe to the REST API and the backups, and records timelines in `/history`),
+/// plus what ties the engine to the daemon's config file and backup repository. Every
+/// hook here has a default, so an adapter (the simulation's) needs only `Database`.
+pub trait LocalEngine:
+    warden_ha::Database<Facts = warden_pg::policy::PgLocal> + Sync + 'static
 {
-    fn pg(&mut self) -> &mut warden_pg::Postgres;
-    fn pg_ref(&self) -> &warden_pg::Postgres;
-}
-
-impl Pg for warden_pg::Postgres {
-    fn pg(&mut self) -> &mut warden_pg::Postgres {
-        self
+    /// A reloaded config's local settings (parameters, pg_hba) for the next configure.
+    fn apply_local(&mut self, cfg: &warden_config::Config) {
+        let _ = cfg;
     }
 
-    fn pg_ref(&self) -> &warden_pg::Postgres {
-        self
+    /// `bootstrap.method: warden_restore`: creates the cluster from the backup
+    /// repository instead of [`warden_ha::Database::bootstrap`].
+    fn bootstrap_from_repository<'a>(
+        &'a mut self,
+        cfg: &'a warden_config::Config,
+        config_path: Option<&'a std::path::Path>,
+        spec: &'a warden_config::RestoreBootstrap,
+        initial: &'a warden_consensus::DynamicConfig,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'a {
+        let _ = (cfg, config_path, spec, initial);
+        async { Err("this engine cannot bootstrap from the backup repository".to_string()) }
+    }
+
+    /// `create_replica_methods: [warden_restore]`: the newest backup of cluster
+    /// `system_identifier` as a replica. Returns the backup's id.
+    fn replica_from_repository<'a>(
+        &'a mut self,
+        cfg: &'a warden_config::Config,
+        config_path: Option<&'a std::path::Path>,
+        system_identifier: Option<u64>,
+    ) -> impl std::future::Future<Output = Result<String, String>> + Send + 'a {
+        let _ = (cfg, config_path, system_identifier);
+        async { Err("this engine cannot create a replica from the backup repository".to_string()) }
+    }
+}
+
+impl LocalEngine for warden_pg::Postgres {
+    fn apply_local(&mut self, cfg: &warden_config::Config) {
+        self.settings
+            .parameters
+            .clone_from(&cfg.postgresql.parameters);
+        self.settings.pg_hba.clone_from(&cfg.postgresql.pg_hba);
+    }
+
+    async fn bootstrap_from_repository<'a>(
+        &'a mut self,
+        cfg: &'a warden_config::Config,
+        config_path: Option<&'a std::path::Path>,
+        spec: &'a warden_config::RestoreBootstrap,
+        initial: &'a warden_consensus::DynamicConfig,
+    ) -> Result<(), String> {
+        restore_bootstrap::run(self, cfg, config_path, spec, initial)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn replica_from_repository<'a>(
+        &'a mut self,
+        cfg: &'a warden_config::Config,
+        config_path: Option<&'a std::path::Path>,
+        system_identifier: Option<u64>,
+    ) -> Result<String, String> {
+        restore_replica::run(self, cfg, config_path, system_identifier)
+            .await
+            .map_err(|e| e.to_string())
     }
 }

@@ -10,10 +10,10 @@ use warden_api::client as http_client;
 use warden_consensus::types::MemberState;
 use warden_consensus::types::Status;
 use warden_consensus::Cluster;
-use warden_ha::{Database, StopMode};
+use warden_ha::{Database, RoleConfig, StopMode};
 use warden_pg::lsn::Lsn;
 
-use super::Pg;
+use super::LocalEngine;
 
 /// How long the candidate has to report that it received our shutdown checkpoint.
 const HANDOVER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +28,7 @@ fn failed(e: impl std::fmt::Display) -> ActError {
     ActError::Failed(e.to_string())
 }
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     /// The planned switchover from this primary to `candidate` (DESIGN §3): no write is
     /// acknowledged after the shutdown checkpoint, the candidate confirms it holds that
     /// checkpoint before the key is released, so nothing acknowledged is lost and the old
@@ -88,7 +88,7 @@ impl<D: Pg> Agent<D> {
         if let Err(why) = confirmed {
             tracing::error!(candidate, reason = %why, "switchover aborted: restarting as primary");
             self.clear_failover(cluster).await;
-            self.write_config(cluster, None)?;
+            self.write_config(cluster, &RoleConfig::Primary)?;
             self.db.start().map_err(failed)?;
             self.state = MemberState::Starting;
             return Err(failed(format!(
@@ -111,8 +111,10 @@ impl<D: Pg> Agent<D> {
         self.watchdog = None;
         // The candidate has every byte of our WAL: nothing to rewind.
         self.rewound = true;
-        let upstream = self.upstream(candidate, cluster);
-        self.write_config(cluster, Some(&upstream))?;
+        let role = RoleConfig::Replica {
+            source: self.source(candidate, cluster),
+        };
+        self.write_config(cluster, &role)?;
         self.db.start().map_err(failed)?;
         self.state = MemberState::Starting;
         self.callbacks.fire("on_role_change", "replica");
@@ -205,11 +207,13 @@ impl<D: Pg> Agent<D> {
         tracing::warn!(role, "restarting PostgreSQL as requested");
         self.state = MemberState::Restarting;
         self.publish_state().await;
-        let standby = if as_primary {
-            None
+        let wanted = if as_primary {
+            RoleConfig::Primary
         } else {
-            let leader = cluster.and_then(Cluster::leader_name).map(str::to_string);
-            Some(leader.and_then(|l| self.upstream(&l, cluster)))
+            let leader = cluster.and_then(Cluster::leader_name);
+            RoleConfig::Replica {
+                source: leader.and_then(|l| self.source(l, cluster)),
+            }
         };
         let db = &mut self.db;
         let stop = async {
@@ -222,7 +226,7 @@ impl<D: Pg> Agent<D> {
                 self.state = MemberState::RestartFailed;
                 failed(format!("restart: stopping PostgreSQL failed: {e}"))
             })?;
-        self.write_config(cluster, standby.as_ref())?;
+        self.write_config(cluster, &wanted)?;
         let db = &mut self.db;
         let start = async {
             db.start()?;

@@ -3,14 +3,14 @@
 
 use super::observation::Local;
 use super::run::Agent;
-use super::Pg;
+use super::LocalEngine;
 use serde_json::{json, Value};
 use warden_api::PATRONI_COMPAT_VERSION;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_ha::DataState;
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     fn role_of(local: &Local) -> Role {
         match (&local.engine.probe, local.data) {
             (Some(p), _) if !p.in_recovery => Role::Primary,

@@ -1,14 +1,13 @@
 //! The HA loop: observe, decide, act, publish — once per `loop_wait`, and at once when
 //! the watch reports a change to the leader, failover, config or initialize keys.
 
+use super::env::{Env, GuardLink, WatchdogFeed};
 use super::observation::Local;
 use super::peers;
-use super::env::{Env, GuardLink, WatchdogFeed};
 use super::request::{Request, RequestRx};
 use warden_consensus::types::MemberState;
 
 use crate::state::Shared;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ use warden_consensus::{Cluster, Dcs, DynamicConfig, Keys, LeaseId, WatchEvent, W
 use warden_ha::{Database, StopMode};
 use warden_pg::Postgres;
 
-use super::Pg;
+use super::LocalEngine;
 
 /// An error that must stop the agent (an operator has to act).
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +56,6 @@ pub struct Agent<D: Database = Postgres> {
     /// Patroni's member state string.
     pub(super) state: MemberState,
     pub(super) system_identifier: Option<String>,
-    /// Last time a replication slot was wanted, for Patroni's member_slots_ttl.
-    pub(super) slots_seen: HashMap<String, Instant>,
     pub(super) last_member: Option<(i64, String)>,
     pub(super) last_note: String,
     pub(super) last_errors: Vec<String>,
@@ -74,16 +71,8 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) incoming: Vec<Request>,
     /// The YAML file the config came from, re-read on `POST /reload` and SIGHUP.
     pub(super) config_path: Option<PathBuf>,
-    /// Synchronous mode, as leader: the `synchronous_standby_names` we chose.
-    pub(super) sync_names: Option<String>,
-    /// Synchronous mode: the `synchronous_standby_names` in force and the WAL flush
-    /// position when we first saw it in force (standbys past it hold every earlier
-    /// commit).
-    pub(super) names_mark: Option<(String, u64)>,
     /// Synchronous replication has not reached its target: turn again soon.
     pub(super) sync_recheck: bool,
-    /// Synchronous standbys that were streaming at the last turn, watched between turns.
-    pub(super) watched_standbys: Vec<String>,
     /// The clock, the peers and the watchdog device.
     pub(super) env: Env,
     /// Base backups of this member (with a backup section).
@@ -132,7 +121,6 @@ impl<D: Database> Agent<D> {
             failsafe_written: None,
             state: MemberState::Starting,
             system_identifier: None,
-            slots_seen: HashMap::new(),
             last_member: None,
             last_note: String::new(),
             last_errors: Vec::new(),
@@ -140,10 +128,7 @@ impl<D: Database> Agent<D> {
             requests: None,
             incoming: Vec::new(),
             config_path: None,
-            sync_names: None,
-            names_mark: None,
             sync_recheck: false,
-            watched_standbys: Vec::new(),
             backup_side: None,
             backups: None,
         }
@@ -161,6 +146,13 @@ impl<D: Database> Agent<D> {
     /// Base backups run by this member while it is the archiver.
     pub fn with_backups(mut self, service: Arc<warden_backup::base::Service>) -> Self {
         self.backups = Some(service);
+        self
+    }
+
+    /// Attaches the backup supervisor, which follows each turn's report; the loop stops
+    /// it on shutdown before the database.
+    pub fn with_backup_side(mut self, side: crate::backups::Handle) -> Self {
+        self.backup_side = Some(side);
         self
     }
 
@@ -194,14 +186,16 @@ impl<D: Database> Agent<D> {
     }
 }
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     /// Runs until `shutdown` fires, then stops PostgreSQL and hands over leadership.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Fatal> {
-        self.start_backup_side();
         let mut watch: Option<mpsc::Receiver<WatchEvent>> = None;
         let mut last_cluster: Option<Cluster> = None;
         loop {
             let outcome = tokio::select! {
+                // Biased (here and below): the same order every time, so a seed of the
+                // simulation, which runs this loop, replays exactly.
+                biased;
                 r = self.turn() => r,
                 () = shutdown.cancelled() => Ok(None),
             };
@@ -236,12 +230,17 @@ impl<D: Pg> Agent<D> {
                 let rev = last_cluster.as_ref().map_or(0, |c| c.revision);
                 watch = self.dcs.watch(self.keys.prefix(), rev).await.ok();
             }
-            let watched: &[String] = if self.holds_leader {
-                &self.watched_standbys
-            } else {
-                &[]
+            let holds_leader = self.holds_leader;
+            let db = &mut self.db;
+            // Between turns a leader in synchronous mode watches its synchronous
+            // standbys: commits may block on a dead one until it is replaced.
+            let lost = async move {
+                if holds_leader {
+                    db.lost_standby().await
+                } else {
+                    std::future::pending().await
+                }
             };
-            let lost = super::standby_watch::lost_standby(self.db.pg().sql(), watched);
             let wake = wait_for_wakeup(
                 &self.keys,
                 watch.as_mut(),
@@ -256,32 +255,12 @@ impl<D: Pg> Agent<D> {
                 Wakeup::Request(r) => self.incoming.push(r),
                 Wakeup::StandbyLost(name) => {
                     tracing::warn!(standby = %name, "a synchronous standby stopped streaming; acting now");
-                    // Once per loss: if this turn cannot act (e.g. the DCS is cut off
-                    // too), waking again every period would only repeat it. The next
-                    // turn that manages replication sets the list afresh.
-                    self.watched_standbys.retain(|w| *w != name);
                 }
                 Wakeup::Tick | Wakeup::Change | Wakeup::Shutdown => {}
             }
         }
         self.shutdown().await;
         Ok(())
-    }
-
-    /// Starts the backup supervisor (with a backup section): it follows the turn reports.
-    fn start_backup_side(&mut self) {
-        if self.cfg.backup.is_none() {
-            return;
-        }
-        self.backup_side = Some(crate::backups::Handle::start(crate::backups::Parts {
-            dcs: self.dcs.clone(),
-            keys: self.keys.clone(),
-            shared: self.shared.clone(),
-            settings: self.db.pg_ref().settings.clone(),
-            programs: self.db.pg_ref().programs.clone(),
-            backups: self.backups.clone(),
-            config_path: self.config_path.clone(),
-        }));
     }
 
     /// Publishes what this turn learned to the backup supervisor.
@@ -298,7 +277,10 @@ impl<D: Pg> Agent<D> {
                 .map(|(id, _)| id),
             holds_leader: self.holds_leader,
             probe: local.engine.probe.clone(),
-            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| self.since(*t)),
+            not_streaming_for: self
+                .not_streaming_since
+                .as_ref()
+                .map(|(t, _)| self.since(*t)),
             ttl,
             system_identifier: self.system_identifier.clone(),
         });
@@ -361,10 +343,7 @@ impl<D: Database> Agent<D> {
         ) {
             (true, Some(d), Some(pid)) => {
                 let grace = warden_fencing::safety_margin(ttl) / 2;
-                Some((
-                    d.saturating_duration_since(self.now_std()) + grace,
-                    pid,
-                ))
+                Some((d.saturating_duration_since(self.now_std()) + grace, pid))
             }
             _ => None,
         };
@@ -533,10 +512,11 @@ async fn wait_for_wakeup(
     tokio::pin!(next_request);
     let Some(rx) = watch else {
         return tokio::select! {
-            () = &mut tick => Wakeup::Tick,
+            biased;
             () = shutdown.cancelled() => Wakeup::Shutdown,
             r = &mut next_request => Wakeup::Request(r),
             name = &mut lost_standby => Wakeup::StandbyLost(name),
+            () = &mut tick => Wakeup::Tick,
         };
     };
     let relevant = [
@@ -548,7 +528,7 @@ async fn wait_for_wakeup(
     ];
     loop {
         tokio::select! {
-            () = &mut tick => return Wakeup::Tick,
+            biased;
             () = shutdown.cancelled() => return Wakeup::Shutdown,
             r = &mut next_request => return Wakeup::Request(r),
             name = &mut lost_standby => return Wakeup::StandbyLost(name),
@@ -568,7 +548,8 @@ async fn wait_for_wakeup(
                     return Wakeup::WatchBroken;
                 }
                 None => return Wakeup::WatchBroken,
-            }
+            },
+            () = &mut tick => return Wakeup::Tick,
         }
     }
 }

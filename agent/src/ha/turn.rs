@@ -6,18 +6,17 @@ use super::execute::ActError;
 use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::Reply;
 use super::run::{Agent, Fatal};
-use super::Pg;
+use super::LocalEngine;
 use super::{decide, peers, Action, Decision};
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use warden_consensus::Cluster;
 use warden_ha::DataState;
 
 /// The operator request being carried out this turn, and where its answer goes.
 type PendingReply = Option<(oneshot::Sender<Reply>, ManualTask)>;
 
-impl<D: Pg> Agent<D> {
+impl<D: LocalEngine> Agent<D> {
     /// One turn. Returns the cluster view it acted on.
     pub(super) async fn turn(&mut self) -> Result<Option<Cluster>, Fatal> {
         let cluster_cfg = self.shared.snapshot().cluster;
@@ -48,7 +47,7 @@ impl<D: Pg> Agent<D> {
             self.watchdog = None;
             // Synchronous replication state is the leader's; a later leadership starts
             // afresh (an old mark would count stale flushes as confirmation).
-            self.names_mark = None;
+            self.db.not_leading();
             self.sync_recheck = false;
         }
         self.publish(cluster.as_ref(), &local, &d.note).await;
@@ -147,7 +146,10 @@ impl<D: Pg> Agent<D> {
             failsafe_confirmed,
             failsafe_leader_active,
             watchdog_missing: self.watchdog_missing.clone(),
-            not_streaming_for: self.not_streaming_since.as_ref().map(|(t, _)| self.since(*t)),
+            not_streaming_for: self
+                .not_streaming_since
+                .as_ref()
+                .map(|(t, _)| self.since(*t)),
         };
         (obs, reply)
     }
