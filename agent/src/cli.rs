@@ -132,6 +132,7 @@ fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
             .map(config::InitdbOption::to_arg)
             .collect(),
         use_unix_socket: p.use_unix_socket,
+        use_pg_rewind: p.use_pg_rewind,
     }
 }
 

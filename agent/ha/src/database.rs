@@ -124,9 +124,15 @@ pub trait Database: Send {
     /// This turn's look at the local database: data state, identity, whether it last
     /// ran writable, whether it runs, and the engine's facts. `repaired`: since it last
     /// ran writable, the data was repaired from or copied off the leader (so it may
-    /// follow it without another repair). PostgreSQL: `pg_controldata` when stopped (or
-    /// to learn the system identifier once), then a status query when running.
-    fn observe(&mut self, repaired: bool) -> impl Future<Output = Local<Self::Facts>> + Send;
+    /// follow it without another repair). `dynamic`: the dynamic config in force, for
+    /// the engine's settings in it that its policy reads (PostgreSQL: `use_pg_rewind`,
+    /// unless the local file sets it). PostgreSQL: `pg_controldata` when stopped (or to
+    /// learn the system identifier once), then a status query when running.
+    fn observe(
+        &mut self,
+        repaired: bool,
+        dynamic: &DynamicConfig,
+    ) -> impl Future<Output = Local<Self::Facts>> + Send;
 
     /// Creates a new database and leaves it running writable, its first configuration
     /// from `initial` (the `bootstrap.dcs` section). PostgreSQL: initdb, write the

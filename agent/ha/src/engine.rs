@@ -63,4 +63,18 @@ pub trait Engine: Clone + std::fmt::Debug + PartialEq {
     /// `Some(why)` when it cannot catch up by itself and must be stopped, repaired and
     /// started again.
     fn repair_stuck_replica(&self, cluster: &Cluster, leader: &str, stuck: bool) -> Option<String>;
+
+    /// Where promoting this replica forks the history, for the cluster's `/history`
+    /// key: the generation it leaves and the position it forks at. `None`: the engine
+    /// keeps no numbered history, and no entry is written.
+    fn fork_point(&self) -> Option<(u32, u64)> {
+        None
+    }
+
+    /// The engine's own fields in our member key (beside the neutral `state`, `role`,
+    /// `api_url`, tags), e.g. PostgreSQL's `xlog_location` and `timeline` in Patroni's
+    /// layout.
+    fn member_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
 }

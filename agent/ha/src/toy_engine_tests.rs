@@ -285,7 +285,11 @@ impl Database for ToyServer {
         self.running.then_some(7)
     }
 
-    fn observe(&mut self, repaired: bool) -> impl Future<Output = Local<Toy>> + Send {
+    fn observe(
+        &mut self,
+        repaired: bool,
+        _: &DynamicConfig,
+    ) -> impl Future<Output = Local<Toy>> + Send {
         let db = self.running.then_some(Db {
             writable: self.writable,
             position: Some(self.position),
@@ -457,7 +461,7 @@ fn a_toy_adapter_carries_out_the_repair_and_the_node_then_follows() {
     let mut repaired = false;
     let observe = |server: &mut ToyServer, repaired: bool| {
         let mut o = obs(cluster(Some("a")), replica(0));
-        o.local = ready(server.observe(repaired));
+        o.local = ready(server.observe(repaired, &DynamicConfig::default()));
         o
     };
     let d = decide(&observe(&mut server, repaired));
@@ -490,7 +494,7 @@ fn a_toy_adapter_bootstraps_and_promotes() {
         diverged: false,
     };
     carry_out(&mut server, &Action::Bootstrap).unwrap();
-    let local = ready(server.observe(false));
+    let local = ready(server.observe(false, &DynamicConfig::default()));
     assert_eq!(local.data, DataState::Initialized);
     assert!(local.db().is_some_and(|d| d.writable));
     assert_eq!(

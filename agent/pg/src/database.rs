@@ -37,9 +37,9 @@ impl Database for Postgres {
     /// `pg_controldata` when the data is initialized and either the system identifier
     /// is not known yet or the server is stopped (its cluster state tells whether it
     /// last ran as a primary, its timelines which timeline a stopped node is on); then
-    /// the status query when the postmaster runs. `use_pg_rewind` is left `false`: it
-    /// is the dynamic config's, which the loop sets.
-    async fn observe(&mut self, repaired: bool) -> Local<PgLocal> {
+    /// the status query when the postmaster runs. `use_pg_rewind`: the local file's,
+    /// else the dynamic config's.
+    async fn observe(&mut self, repaired: bool, dynamic: &DynamicConfig) -> Local<PgLocal> {
         let data = self.data_dir_state();
         let running = Postgres::is_running(self);
         let mut was_primary = false;
@@ -98,7 +98,10 @@ impl Database for Postgres {
                 probe,
                 rewound,
                 stopped_timeline,
-                use_pg_rewind: false,
+                use_pg_rewind: self
+                    .settings
+                    .use_pg_rewind
+                    .unwrap_or(dynamic.postgresql.use_pg_rewind),
             },
         }
     }

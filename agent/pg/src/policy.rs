@@ -47,6 +47,54 @@ impl Engine for PgLocal {
         timeline_refusal(cluster, peer.generation)
     }
 
+    /// The timeline we leave and the LSN replayed (or written) when promoted; a node
+    /// that did not answer forks timeline 1 at 0, as Patroni records it.
+    fn fork_point(&self) -> Option<(u32, u64)> {
+        let p = self.probe.as_ref();
+        Some((
+            p.and_then(|p| p.timeline).unwrap_or(1),
+            p.and_then(|p| p.replay_lsn.or(p.wal_position)).unwrap_or(0),
+        ))
+    }
+
+    /// Patroni's member fields: `xlog_location`, `timeline`; on a replica
+    /// `receive_lsn`, `replay_lsn` and `replication_state`; `pending_restart` (and its
+    /// reason) when a parameter waits for a restart.
+    fn member_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let mut m = serde_json::Map::new();
+        let Some(p) = &self.probe else {
+            return m;
+        };
+        if let Some(x) = p.wal_position {
+            m.insert("xlog_location".into(), json!(x));
+        }
+        if let Some(t) = p.timeline {
+            m.insert("timeline".into(), json!(t));
+        }
+        if p.in_recovery {
+            if let Some(r) = p.receive_lsn {
+                m.insert("receive_lsn".into(), json!(r));
+            }
+            if let Some(r) = p.replay_lsn {
+                m.insert("replay_lsn".into(), json!(r));
+            }
+            let state = if p.streaming {
+                "streaming"
+            } else {
+                "in archive recovery"
+            };
+            m.insert("replication_state".into(), json!(state));
+        }
+        if p.pending_restart {
+            m.insert("pending_restart".into(), json!(true));
+            if let Some(reason) = p.pending_restart_reason_json() {
+                m.insert("pending_restart_reason".into(), reason);
+            }
+        }
+        m
+    }
+
     fn repair_before_following(
         &self,
         was_primary: bool,

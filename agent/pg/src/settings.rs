@@ -38,6 +38,8 @@ pub struct Settings {
     /// initdb arguments (`--data-checksums`, `--encoding=UTF8`, ...).
     pub initdb: Vec<String>,
     pub use_unix_socket: bool,
+    /// `postgresql.use_pg_rewind` of the local file: overrides the dynamic config's.
+    pub use_pg_rewind: Option<bool>,
 }
 
 impl Settings {

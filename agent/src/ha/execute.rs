@@ -12,6 +12,7 @@ use warden_consensus::types::MemberState;
 use warden_consensus::types::{HistoryEntry, Status};
 use warden_consensus::Cluster;
 use warden_consensus::{Dcs, LeaseId};
+use warden_ha::Engine as _;
 use warden_ha::{RepairOutcome, RoleConfig, Source, StopMode, SyncSetting};
 
 use super::LocalEngine;
@@ -318,11 +319,7 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     async fn promote(&mut self, reason: &str, obs: &Observation) -> Result<(), ActError> {
-        let probe = obs.local.engine.probe.as_ref();
-        let old_timeline = probe.and_then(|p| p.timeline).unwrap_or(1);
-        let lsn = probe
-            .and_then(|p| p.replay_lsn.or(p.wal_position))
-            .unwrap_or(0);
+        let fork = obs.local.engine.fork_point();
         if let Err(why) = self.callbacks.pre_promote().await {
             // Patroni's rule: a vetoed promotion gives the leader key back at once.
             tracing::error!(reason = %why, "pre_promote refused the promotion; releasing the leader key");
@@ -356,7 +353,7 @@ impl<D: LocalEngine> Agent<D> {
                 strict: dynamic.synchronous_mode_strict,
             });
         }
-        tracing::warn!(old_timeline, lsn, "promoting PostgreSQL");
+        tracing::warn!(?fork, "promoting the replica");
         self.db
             .promote(Duration::from_secs(10))
             .await
@@ -372,26 +369,9 @@ impl<D: LocalEngine> Agent<D> {
             }
         });
         self.callbacks.fire("on_role_change", "primary");
-        // Record the new timeline before anything slow (reconfiguring, the checkpoint):
-        // should we die now, the others know the timeline is taken and none of them
-        // promotes onto it again.
-        let mut history = obs
-            .cluster
-            .as_ref()
-            .map(|c| c.history.clone())
-            .unwrap_or_default();
-        history.push(HistoryEntry {
-            timeline: old_timeline,
-            lsn,
-            reason: reason.to_string(),
-            timestamp: Some(
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-            ),
-            new_leader: Some(self.cfg.name.clone()),
-        });
-        let body = serde_json::to_vec(&history).map_err(failed)?;
-        if let Err(e) = self.dcs.put(&self.keys.history(), body, None).await {
-            tracing::warn!(error = %e, "could not record the promotion in history");
+        if let Some((generation, position)) = fork {
+            self.record_fork(obs.cluster.as_ref(), generation, position, reason)
+                .await?;
         }
         self.configure(obs.cluster.as_ref(), &RoleConfig::Primary)
             .await?;
@@ -436,6 +416,33 @@ impl<D: LocalEngine> Agent<D> {
             .retain(&others, Some(&reported), &dynamic, &obs.local.engine)
             .await
             .map_err(failed)
+    }
+
+    /// Records the promotion in `/history` before anything slow (reconfiguring, the
+    /// checkpoint): should we die now, the others know the timeline is taken and none
+    /// of them promotes onto it again.
+    async fn record_fork(
+        &self,
+        cluster: Option<&Cluster>,
+        timeline: u32,
+        lsn: u64,
+        reason: &str,
+    ) -> Result<(), ActError> {
+        let mut history = cluster.map(|c| c.history.clone()).unwrap_or_default();
+        history.push(HistoryEntry {
+            timeline,
+            lsn,
+            reason: reason.to_string(),
+            timestamp: Some(
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+            ),
+            new_leader: Some(self.cfg.name.clone()),
+        });
+        let body = serde_json::to_vec(&history).map_err(failed)?;
+        if let Err(e) = self.dcs.put(&self.keys.history(), body, None).await {
+            tracing::warn!(error = %e, "could not record the promotion in history");
+        }
+        Ok(())
     }
 
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {

@@ -85,6 +85,7 @@ impl LocalEngine for warden_pg::Postgres {
             .parameters
             .clone_from(&cfg.postgresql.parameters);
         self.settings.pg_hba.clone_from(&cfg.postgresql.pg_hba);
+        self.settings.use_pg_rewind = cfg.postgresql.use_pg_rewind;
     }
 
     async fn bootstrap_from_repository<'a>(

@@ -9,6 +9,7 @@ use warden_api::PATRONI_COMPAT_VERSION;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_ha::DataState;
+use warden_ha::Engine as _;
 
 impl<D: LocalEngine> Agent<D> {
     fn role_of(local: &Local) -> Role {
@@ -43,32 +44,8 @@ impl<D: LocalEngine> Agent<D> {
         if !tags.is_empty() {
             m["tags"] = Value::Object(tags);
         }
-        if let Some(p) = &local.engine.probe {
-            if let Some(x) = p.wal_position {
-                m["xlog_location"] = json!(x);
-            }
-            if let Some(t) = p.timeline {
-                m["timeline"] = json!(t);
-            }
-            if p.in_recovery {
-                if let Some(r) = p.receive_lsn {
-                    m["receive_lsn"] = json!(r);
-                }
-                if let Some(r) = p.replay_lsn {
-                    m["replay_lsn"] = json!(r);
-                }
-                m["replication_state"] = json!(if p.streaming {
-                    "streaming"
-                } else {
-                    "in archive recovery"
-                });
-            }
-            if p.pending_restart {
-                m["pending_restart"] = json!(true);
-                if let Some(reason) = p.pending_restart_reason_json() {
-                    m["pending_restart_reason"] = reason;
-                }
-            }
+        for (k, v) in local.engine.member_fields() {
+            m[k] = v;
         }
         let s = self.shared.snapshot();
         if let Some(r) = &s.scheduled_restart {

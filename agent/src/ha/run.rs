@@ -3,7 +3,6 @@
 
 use super::env::{Env, GuardLink, WatchdogFeed};
 use super::observation::Local;
-use super::peers;
 use super::request::{Request, RequestRx};
 use warden_consensus::types::MemberState;
 
@@ -320,13 +319,16 @@ impl<D: Database> Agent<D> {
             .unwrap_or_default();
         let started = self.env.clock.now();
         let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
-        let ok = peers::confirm_failsafe(
-            &self.cfg.name,
-            &my_api,
-            &members,
-            self.cfg.restapi.authentication.as_ref(),
-        )
-        .await;
+        let ok = self
+            .env
+            .peers
+            .confirm_failsafe(
+                &self.cfg.name,
+                &my_api,
+                &members,
+                self.cfg.restapi.authentication.as_ref(),
+            )
+            .await;
         if ok {
             self.failsafe_round = Some(started);
         }
@@ -390,8 +392,12 @@ impl<D: Database> Agent<D> {
 
     /// The engine's look at the local database ([`Database::observe`]), and what the
     /// loop keeps of it: the member state, the system identifier, the repair flag.
-    pub(super) async fn observe_local(&mut self) -> warden_ha::Local<D::Facts> {
-        let local = self.db.observe(self.rewound).await;
+    pub(super) async fn observe_local(
+        &mut self,
+        cluster: Option<&Cluster>,
+    ) -> warden_ha::Local<D::Facts> {
+        let dynamic = self.dynamic(cluster);
+        let local = self.db.observe(self.rewound, &dynamic).await;
         self.system_identifier.clone_from(&local.system_identifier);
         if !local.running && self.state.is_running() {
             tracing::warn!("PostgreSQL is not running");

@@ -7,7 +7,7 @@ use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::Reply;
 use super::run::{Agent, Fatal};
 use super::LocalEngine;
-use super::{decide, peers, Action, Decision};
+use super::{decide, Action, Decision};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use warden_consensus::Cluster;
@@ -38,7 +38,7 @@ impl<D: LocalEngine> Agent<D> {
         answer_request(reply, &d, outcome);
         let Observation { cluster, local, .. } = obs;
         let local = if changed_local {
-            self.observe_local().await
+            self.observe_local(cluster.as_ref()).await
         } else {
             local
         };
@@ -102,7 +102,7 @@ impl<D: LocalEngine> Agent<D> {
         lease_renewed: bool,
         ttl: Duration,
     ) -> (Observation, PendingReply) {
-        let mut local = self.observe_local().await;
+        let local = self.observe_local(cluster.as_ref()).await;
         let (manual, reply) = self.take_request(cluster.as_ref(), &local).await;
         // Publish the fresh probe before any race: peers racing at the same moment read
         // our WAL position from /patroni, and a turn-old value would mislead them.
@@ -112,8 +112,7 @@ impl<D: LocalEngine> Agent<D> {
         });
         let peers = self.gather_peers(cluster.as_ref(), &local).await;
         self.track_timers(cluster.as_ref(), &local);
-        let primary_ok = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
-        let dynamic = self.dynamic(cluster.as_ref());
+        let primary_ok = local.db().is_some_and(|d| d.writable);
         let failsafe_confirmed = self
             .failsafe_round(cluster.as_ref(), cluster_cfg, primary_ok)
             .await;
@@ -122,11 +121,6 @@ impl<D: LocalEngine> Agent<D> {
             .snapshot()
             .failsafe_leader
             .is_some_and(|(_, at)| self.now_std().saturating_duration_since(at) < ttl);
-        local.engine.use_pg_rewind = self
-            .cfg
-            .postgresql
-            .use_pg_rewind
-            .unwrap_or(dynamic.postgresql.use_pg_rewind);
         let obs = Observation {
             now: chrono::Utc::now(),
             manual,
@@ -162,14 +156,14 @@ impl<D: LocalEngine> Agent<D> {
             == Some(self.cfg.name.as_str());
         let race_possible = c.leader.is_none()
             && c.initialize.is_some()
-            && local.engine.probe.as_ref().is_some_and(|p| p.in_recovery)
+            && local.db().is_some_and(|d| !d.writable)
             // The named candidate of a switchover does not compare itself with peers,
             // unless quorum commit needs their votes.
             && (!named_candidate || super::race::candidate_needs_votes(c));
         let switchover_due = c.leader_name() == Some(self.cfg.name.as_str())
             && switchover_due(c, chrono::Utc::now());
         if race_possible || switchover_due {
-            peers::probe_peers(&self.cfg.name, c).await
+            self.env.peers.probe(&self.cfg.name, c).await
         } else {
             Vec::new()
         }
@@ -179,18 +173,14 @@ impl<D: LocalEngine> Agent<D> {
     /// gone without streaming from the current leader.
     fn track_timers(&mut self, cluster: Option<&Cluster>, local: &Local) {
         let leads = cluster.and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
-        let primary_ok = local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        let primary_ok = local.db().is_some_and(|d| d.writable);
         if leads && !primary_ok && local.data == DataState::Initialized {
             let now = self.env.clock.now();
             self.primary_down_since.get_or_insert(now);
         } else {
             self.primary_down_since = None;
         }
-        let not_streaming = local
-            .engine
-            .probe
-            .as_ref()
-            .is_some_and(|p| p.in_recovery && !p.streaming);
+        let not_streaming = local.db().is_some_and(|d| !d.writable && !d.streaming);
         if !not_streaming {
             self.not_streaming_since = None;
             return;
