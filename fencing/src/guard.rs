@@ -11,7 +11,9 @@
 //!
 //! The guard keeps its last deadline after stdin closes (a dead agent is exactly when it
 //! matters), and it remembers the postmaster's start time so a reused pid is never
-//! killed. It uses only the monotonic clock.
+//! killed. Once it has fired it stays, disarmed, for the agent's next `arm`: an agent
+//! that was frozen resumes, may lead again, and must find its guard there. It uses only
+//! the monotonic clock.
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -94,7 +96,7 @@ fn kill_tree(pid: i32) {
     }
 }
 
-/// Runs the guard until stdin closes while disarmed, or until it has fired.
+/// Runs the guard until stdin closes while it is disarmed (or has fired).
 pub fn run(input: impl BufRead + Send + 'static) -> i32 {
     let (tx, rx) = mpsc::sync_channel::<Option<Command>>(16);
     std::thread::spawn(move || {
@@ -121,7 +123,10 @@ pub fn run(input: impl BufRead + Send + 'static) -> i32 {
                     eprintln!("warden guard: lease deadline passed without renewal; killing PostgreSQL (pid {})", a.pid);
                     kill_tree(a.pid);
                 }
-                return 0;
+                // Stay, disarmed, for the agent's next arm: an agent that resumes and
+                // leads again must find its guard still there.
+                armed = None;
+                continue;
             }
         } else if !input_open {
             return 0;
@@ -234,5 +239,40 @@ mod tests {
         );
         spared.kill().unwrap();
         spared.wait().unwrap();
+    }
+
+    /// Waits (bounded) until `child` has exited.
+    fn exited(child: &mut std::process::Child) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+
+    #[test]
+    fn after_firing_it_serves_the_next_arm() {
+        use std::io::Write;
+        let (mut agent, guard_end) = std::os::unix::net::UnixStream::pair().unwrap();
+        let guard = std::thread::spawn(move || run(std::io::BufReader::new(guard_end)));
+        let mut first = spawn_group_leader();
+        writeln!(agent, "arm 50 {}", first.id()).unwrap();
+        assert!(exited(&mut first), "the first arm must fire");
+        // The agent resumes and leads again with a new postmaster.
+        let mut second = spawn_group_leader();
+        writeln!(agent, "arm 50 {}", second.id()).unwrap();
+        assert!(
+            exited(&mut second),
+            "a guard that has fired must still fire again"
+        );
+        drop(agent);
+        assert_eq!(
+            guard.join().unwrap(),
+            0,
+            "input closed while disarmed: it exits"
+        );
     }
 }

@@ -128,6 +128,30 @@ fn three_node_cluster_forms_replicates_and_serves_through_haproxy() {
             "HAProxy read port reached the primary"
         );
     }
+
+    leader_replaces_a_killed_guard(primary);
+}
+
+/// The leader's fencing guard (`warden guard`, a child of the agent) is killed: the
+/// agent starts a new one at its next feed, so it never leads unguarded.
+fn leader_replaces_a_killed_guard(primary: &warden_tests::Node) {
+    let agent = primary.pid().expect("the leader's agent runs");
+    let guard = || {
+        warden_tests::process::descendants(agent)
+            .into_iter()
+            .find(|&pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|arg| arg == b"guard"))
+            })
+    };
+    let old = wait_until(T, "the leader's guard process", guard);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the guard");
+    let new = wait_until(T, "a new guard process", || guard().filter(|&p| p != old));
+    println!("guard {old} killed; the leader started guard {new}");
 }
 
 /// Exactly one node says primary, the other two replica, on GET and on

@@ -314,6 +314,21 @@ fn start_stopped<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
             let start = Action::Start(StartAs::Replica {
                 upstream: Some(l.to_string()),
             });
+            if let Some(why) =
+                o.local
+                    .engine
+                    .recopy_before_following(o.local.was_primary, c, &o.me, l)
+            {
+                return decision(
+                    vec![
+                        Action::Clone {
+                            from: l.to_string(),
+                        },
+                        start,
+                    ],
+                    why,
+                );
+            }
             if let Some(why) = o
                 .local
                 .engine

@@ -59,6 +59,22 @@ pub trait Engine: Clone + std::fmt::Debug + PartialEq {
         leader: &str,
     ) -> Option<String>;
 
+    /// A stopped node about to follow `leader` whose data cannot be repaired in place
+    /// and must be copied afresh ([`crate::Action::Clone`], the old data kept aside):
+    /// e.g. a former primary whose history the cluster has since given, under the same
+    /// name, to another member's promotion. Checked before
+    /// [`Engine::repair_before_following`]. Default: never.
+    fn recopy_before_following(
+        &self,
+        was_primary: bool,
+        cluster: &Cluster,
+        me: &str,
+        leader: &str,
+    ) -> Option<String> {
+        let _ = (was_primary, cluster, me, leader);
+        None
+    }
+
     /// A running replica of `leader` that has not streamed for `ttl` (`stuck`):
     /// `Some(why)` when it cannot catch up by itself and must be stopped, repaired and
     /// started again.

@@ -63,7 +63,8 @@ impl Database for Postgres {
                             |key: &str| cd.get(key).and_then(|v| v.trim().parse::<u32>().ok());
                         // 0 means "no minimum recovery point".
                         stopped_timeline = tli("Latest checkpoint's TimeLineID")
-                            .max(tli("Min recovery ending loc's timeline").filter(|&t| t > 0));
+                            .max(tli("Min recovery ending loc's timeline").filter(|&t| t > 0))
+                            .max(newest_history_file(&self.settings.data_dir.join("pg_wal")));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the control file"),
@@ -286,5 +287,41 @@ impl Database for Postgres {
 
     async fn received_by(&self, host: &str, port: u16, timeout: Duration) -> Result<u64, PgError> {
         self.peer_received(host, port, timeout).await
+    }
+}
+
+/// The newest timeline with a history file (`0000000T.history`) in `pg_wal`: a
+/// promotion writes it at once, before any checkpoint names the new timeline.
+fn newest_history_file(pg_wal: &std::path::Path) -> Option<u32> {
+    std::fs::read_dir(pg_wal)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            let hex = name.to_str()?.strip_suffix(".history")?;
+            (hex.len() == 8)
+                .then(|| u32::from_str_radix(hex, 16).ok())
+                .flatten()
+        })
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newest_history_file;
+
+    #[test]
+    fn newest_history_file_reads_timeline_ids_in_hex() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(newest_history_file(dir.path()), None);
+        for f in [
+            "00000002.history",
+            "0000000A.history",
+            "000000010000000000000003",
+            "x.history",
+        ] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        assert_eq!(newest_history_file(dir.path()), Some(10));
+        assert_eq!(newest_history_file(&dir.path().join("missing")), None);
     }
 }

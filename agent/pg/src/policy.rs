@@ -14,10 +14,11 @@ pub struct PgLocal {
     /// Since it last ran as primary, this data directory was rewound (or found not to
     /// need it), so it may follow the new leader.
     pub rewound: bool,
-    /// Stopped (not a fresh clone): the newest timeline the control file names (its
-    /// last checkpoint's or its minimum recovery point's). Behind the leader's, the
-    /// data may hold WAL past the fork point; PostgreSQL then refuses to start on the
-    /// leader's timeline until pg_rewind has run.
+    /// Stopped (not a fresh clone): the newest timeline the data names: its control
+    /// file's (last checkpoint, minimum recovery point) or, newer, a timeline history
+    /// file in `pg_wal` (a promotion that crashed before its first checkpoint). Behind
+    /// the leader's, the data may hold WAL past the fork point; PostgreSQL then
+    /// refuses to start on the leader's timeline until pg_rewind has run.
     pub stopped_timeline: Option<u32>,
     /// `postgresql.use_pg_rewind` in force.
     pub use_pg_rewind: bool,
@@ -93,6 +94,35 @@ impl Engine for PgLocal {
             }
         }
         m
+    }
+
+    /// A former primary on timeline T that `/history` says another member created: two
+    /// promotions took the same timeline ID (ours was never recorded: we died or lost
+    /// the lease right after `pg_promote`). pg_rewind sees one timeline and rewinds
+    /// nothing, and streaming would mix two histories, so the data is copied afresh.
+    fn recopy_before_following(
+        &self,
+        was_primary: bool,
+        cluster: &Cluster,
+        me: &str,
+        leader: &str,
+    ) -> Option<String> {
+        if !was_primary || self.rewound {
+            return None;
+        }
+        let mine = self.stopped_timeline?;
+        let creator = cluster
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.timeline.checked_add(1) == Some(mine))?
+            .new_leader
+            .as_deref()?;
+        (creator != me).then(|| {
+            format!(
+                "timeline {mine} is {creator}'s promotion, not ours: our data is another history under the same timeline ID; copying afresh from {leader} (the old data is kept aside)"
+            )
+        })
     }
 
     fn repair_before_following(

@@ -244,7 +244,9 @@ fn golden(what: &str, endpoint: &str) -> String {
     let header = format!("## {what} | {endpoint}");
     let mut lines = text.lines().skip_while(|l| *l != header);
     assert!(lines.next().is_some(), "views_golden.txt has no {header:?}");
-    let body = lines.next().unwrap_or_else(|| panic!("{header:?} has no body"));
+    let body = lines
+        .next()
+        .unwrap_or_else(|| panic!("{header:?} has no body"));
     body.replace("{warden_version}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -333,4 +335,3 @@ fn bodies_read_back_through_the_types() {
         assert_eq!(ClusterStatus::from_json(&v).unwrap(), c, "{what}");
     }
 }
-

@@ -369,9 +369,17 @@ impl<D: LocalEngine> Agent<D> {
             }
         });
         self.callbacks.fire("on_role_change", "primary");
-        if let Some((generation, position)) = fork {
-            self.record_fork(obs.cluster.as_ref(), generation, position, reason)
-                .await?;
+        if let Some((timeline, lsn)) = fork {
+            self.unrecorded_fork = Some(HistoryEntry {
+                timeline,
+                lsn,
+                reason: reason.to_string(),
+                timestamp: Some(
+                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+                ),
+                new_leader: Some(self.cfg.name.clone()),
+            });
+            self.record_fork(obs.cluster.as_ref()).await;
         }
         self.configure(obs.cluster.as_ref(), &RoleConfig::Primary)
             .await?;
@@ -418,34 +426,64 @@ impl<D: LocalEngine> Agent<D> {
             .map_err(failed)
     }
 
-    /// Records the promotion in `/history` before anything slow (reconfiguring, the
-    /// checkpoint): should we die now, the others know the timeline is taken and none
-    /// of them promotes onto it again.
-    async fn record_fork(
-        &self,
-        cluster: Option<&Cluster>,
-        timeline: u32,
-        lsn: u64,
-        reason: &str,
-    ) -> Result<(), ActError> {
-        let mut history = cluster.map(|c| c.history.clone()).unwrap_or_default();
-        history.push(HistoryEntry {
-            timeline,
-            lsn,
-            reason: reason.to_string(),
-            timestamp: Some(
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-            ),
-            new_leader: Some(self.cfg.name.clone()),
-        });
-        let body = serde_json::to_vec(&history).map_err(failed)?;
-        if let Err(e) = self.dcs.put(&self.keys.history(), body, None).await {
-            tracing::warn!(error = %e, "could not record the promotion in history");
+    /// Records our promotion (`unrecorded_fork`) in `/history`, right after it and
+    /// before anything slow (reconfiguring, the checkpoint): should we die now, the
+    /// others know the timeline is taken and none of them promotes onto it again.
+    /// Written only while our lease deadline holds (a promotion that outlived its lease
+    /// was frozen, and its view is stale), and by compare-and-swap on the `/history`
+    /// we decided on, so a stale list never replaces a newer one. Not written yet: the
+    /// leader tries again every turn (`WriteStatus`) until it is, or it stops leading.
+    pub(super) async fn record_fork(&mut self, cluster: Option<&Cluster>) {
+        let Some(entry) = self.unrecorded_fork.clone() else {
+            return;
+        };
+        if !self.shared.deadline.valid_at(self.now_std()) {
+            tracing::warn!(
+                timeline = entry.timeline,
+                "our lease deadline passed during the promotion: not recording it in /history from a stale view"
+            );
+            return;
         }
-        Ok(())
+        let Some(c) = cluster else {
+            return;
+        };
+        if c.history.iter().any(|h| h.timeline == entry.timeline) {
+            // Recorded (by us earlier, or another member left the same timeline).
+            self.unrecorded_fork = None;
+            return;
+        }
+        let mut history = c.history.clone();
+        history.push(entry);
+        let body = match serde_json::to_vec(&history) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode /history");
+                return;
+            }
+        };
+        let key = self.keys.history();
+        let written = if c.history_revision > 0 {
+            self.dcs
+                .compare_and_swap(&key, body, c.history_revision, None)
+                .await
+        } else {
+            self.dcs.create(&key, body, None).await
+        };
+        match written {
+            Ok(true) => self.unrecorded_fork = None,
+            Ok(false) => {
+                tracing::warn!(
+                    "/history changed since this turn's view; recording our promotion next turn"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the promotion in /history; trying again next turn")
+            }
+        }
     }
 
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
+        self.record_fork(obs.cluster.as_ref()).await;
         let Some(optime) = obs.local.db().and_then(|d| d.position) else {
             return Ok(());
         };

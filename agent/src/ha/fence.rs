@@ -81,6 +81,8 @@ impl Guard {
     }
 
     /// Arms the guard to fire `fire_in` from now at the postmaster `pid`, or disarms it.
+    /// A guard that is gone (killed, or an older one that exited) is replaced at once
+    /// and given the same line: a leader never runs unguarded past one feed.
     async fn send(&mut self, target: Option<(Duration, i32)>) {
         let line = match target {
             Some((fire_in, pid)) => format!("arm {} {pid}\n", fire_in.as_millis()),
@@ -89,19 +91,48 @@ impl Guard {
         if line == "disarm\n" && self.last == line {
             return;
         }
-        let Some(stdin) = self.stdin.as_mut() else {
+        if self.write(&line).await {
             return;
+        }
+        match Self::spawn() {
+            Ok(fresh) => {
+                tracing::warn!("the fencing guard was gone; started a new one");
+                let _ = std::mem::replace(self, fresh);
+                if !self.write(&line).await {
+                    tracing::error!("the new fencing guard did not take its input");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the fencing guard is gone and cannot be restarted")
+            }
+        }
+    }
+
+    /// Writes one line; false when the guard is gone or did not read it in time.
+    async fn write(&mut self, line: &str) -> bool {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            self.stdin = None;
+        }
+        let Some(stdin) = self.stdin.as_mut() else {
+            return false;
         };
         // The guard reads constantly, so the pipe never fills; bound the write anyway.
         match tokio::time::timeout(Duration::from_millis(500), stdin.write_all(line.as_bytes()))
             .await
         {
-            Ok(Ok(())) => self.last = line,
+            Ok(Ok(())) => {
+                self.last = line.to_string();
+                true
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "the fencing guard is gone");
                 self.stdin = None;
+                false
             }
-            Err(_) => tracing::error!("the fencing guard did not read its input in time"),
+            Err(_) => {
+                tracing::error!("the fencing guard did not read its input in time");
+                false
+            }
         }
     }
 

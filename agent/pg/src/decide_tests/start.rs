@@ -140,3 +140,59 @@ fn replica_stuck_on_an_older_timeline_is_rewound() {
         "same timeline: just follow"
     );
 }
+
+/// `/history` entry: `timeline` left, `new_leader` promoted onto `timeline + 1`.
+fn fork(timeline: u32, new_leader: &str) -> warden_consensus::types::HistoryEntry {
+    warden_consensus::types::HistoryEntry {
+        timeline,
+        lsn: 1000,
+        reason: "no recent leader".into(),
+        timestamp: None,
+        new_leader: Some(new_leader.into()),
+    }
+}
+
+#[test]
+fn former_primary_on_a_timeline_another_member_created_is_copied_afresh() {
+    // Seen in the simulation: we promoted onto timeline 3 and died before recording it
+    // in /history; n1 was then promoted onto "timeline 3" too. pg_rewind sees the same
+    // timeline and rewinds nothing: only a fresh copy is safe.
+    let mut c = cluster(Some("42"), Some("n1"));
+    c.history = vec![fork(1, "n2"), fork(2, "n1")];
+    c.members.get_mut("n1").unwrap().value.timeline = Some(3);
+    let mut o = obs(Some(c), DataState::Initialized, None);
+    o.local.was_primary = true;
+    o.local.engine.stopped_timeline = Some(3);
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::Clone { from: "n1".into() },
+            Action::Start(StartAs::Replica {
+                upstream: Some("n1".into())
+            })
+        ],
+        "{}",
+        d.note
+    );
+
+    // Our own promotion (recorded as ours): rewind as usual.
+    o.local.engine.stopped_timeline = Some(2);
+    assert_eq!(
+        decide(&o).actions.first(),
+        Some(&Action::Repair { from: "n1".into() })
+    );
+    // Not a former primary, or already rewound: nothing to copy.
+    o.local.engine.stopped_timeline = Some(3);
+    o.local.was_primary = false;
+    assert_ne!(
+        decide(&o).actions.first(),
+        Some(&Action::Clone { from: "n1".into() })
+    );
+    o.local.was_primary = true;
+    o.local.engine.rewound = true;
+    assert_ne!(
+        decide(&o).actions.first(),
+        Some(&Action::Clone { from: "n1".into() })
+    );
+}
