@@ -61,11 +61,19 @@ impl World {
         if !pg.ready(now) || !pg.in_recovery {
             return err("pg_promote failed: not a running standby");
         }
-        let tl = pg::timeline(&self.epochs, pg) + 1;
+        let (tl, epoch, lsn) = (pg::timeline(&self.epochs, pg) + 1, pg.wal.epoch, pg.wal.lsn);
+        if self.epochs.iter().any(|e| e.timeline == tl) {
+            // Another history already has this name: PostgreSQL cannot tell them apart.
+            self.stats.timeline_reuses += 1;
+            self.log(
+                Some(n),
+                format!("TIMELINE ID REUSED: timeline {tl} exists already"),
+            );
+        }
         self.epochs.push(Epoch {
             timeline: tl,
-            parent: Some(pg.wal.epoch),
-            start: pg.wal.lsn,
+            parent: Some(epoch),
+            start: lsn,
         });
         let epoch = self.epochs.len() - 1;
         let pg = &mut self.nodes[n].pg;
@@ -296,9 +304,10 @@ impl Database for SimPg {
                     if primary { "primary" } else { "replica" }
                 ),
             );
-            if primary {
-                w.aimed_pause(n, "after starting as primary");
-            }
+            // Frozen right after starting a primary is one of the riskiest moments; the
+            // freeze is aimed after the guard feed that follows (`GuardLink::feed`), as a
+            // real SIGSTOP is unlikely to land in the microseconds between the two.
+            w.nodes[n].aim_after_feed |= primary;
             Ok(())
         })
     }

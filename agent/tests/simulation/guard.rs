@@ -243,11 +243,26 @@ impl GuardLink for SimGuard {
             Some((fire_in, pid)) => format!("arm {} {pid}", fire_in.as_millis()),
             None => "disarm".to_string(),
         };
+        let n = self.node;
         if (line == "disarm" && self.last == line) || self.gone {
+            // Nothing written; the aimed freeze lands at the next call.
+            self.sim.with(|w| {
+                if std::mem::take(&mut w.nodes[n].aim_after_feed) {
+                    w.aimed_pause(n, "after starting as primary");
+                }
+            });
             return;
         }
-        let n = self.node;
-        let written = self.sim.io(n, |w| (w.feed_guard(n, target), 0)).await;
+        let written = self
+            .sim
+            .io(n, |w| {
+                let written = w.feed_guard(n, target);
+                if std::mem::take(&mut w.nodes[n].aim_after_feed) {
+                    w.aimed_pause(n, "after starting as primary");
+                }
+                (written, 0)
+            })
+            .await;
         if written {
             self.last = line;
         } else {

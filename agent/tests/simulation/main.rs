@@ -351,6 +351,8 @@ struct Node {
     partition: Partition,
     /// SIGSTOP: every seam call of the agent waits on `gate` while set.
     frozen: bool,
+    /// PostgreSQL was started as a primary: aim a SIGSTOP after the next guard feed.
+    aim_after_feed: bool,
     gate: Arc<tokio::sync::Notify>,
     pg: Pg,
     proc: Option<Proc>,
@@ -397,6 +399,8 @@ struct Stats {
     watchdog_resets_failsafe: u64,
     /// Failsafe confirmation rounds every member accepted.
     failsafe_holds: u64,
+    /// Promotions onto a timeline ID another history already had.
+    timeline_reuses: u64,
     faults: u64,
 }
 
@@ -411,6 +415,7 @@ impl Stats {
         self.watchdog_resets_live += o.watchdog_resets_live;
         self.watchdog_resets_failsafe += o.watchdog_resets_failsafe;
         self.failsafe_holds += o.failsafe_holds;
+        self.timeline_reuses += o.timeline_reuses;
         self.faults += o.faults;
     }
 }
@@ -421,7 +426,7 @@ impl std::fmt::Display for Stats {
             f,
             "{} events, {} turns, {} faults, {} failovers, {} fences by the timer, {} kills by \
              the guard, {} watchdog resets ({} of a running agent, {} of them holding in \
-             failsafe mode), {} failsafe holds",
+             failsafe mode), {} failsafe holds, {} timeline IDs reused",
             self.events,
             self.turns,
             self.faults,
@@ -432,6 +437,7 @@ impl std::fmt::Display for Stats {
             self.watchdog_resets_live,
             self.watchdog_resets_failsafe,
             self.failsafe_holds,
+            self.timeline_reuses,
         )
     }
 }
@@ -544,7 +550,15 @@ fn seeded_runs_keep_at_most_one_writable_primary() {
     );
     if let Some(first) = failures.first() {
         for r in &failures {
-            eprintln!("  seed {}: {}", r.seed, r.result.as_ref().unwrap_err());
+            let reused = match r.stats.timeline_reuses {
+                0 => String::new(),
+                k => format!(" ({k} timeline IDs reused in this run)"),
+            };
+            eprintln!(
+                "  seed {}: {}{reused}",
+                r.seed,
+                r.result.as_ref().unwrap_err()
+            );
         }
         let why = first.result.as_ref().unwrap_err();
         eprintln!(

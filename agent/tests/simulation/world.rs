@@ -159,6 +159,7 @@ impl World {
                 machine_up: true,
                 partition: Partition::None,
                 frozen: false,
+                aim_after_feed: false,
                 gate: Arc::new(tokio::sync::Notify::new()),
                 pg: Pg::empty(),
                 proc: None,
