@@ -446,7 +446,7 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
-        let Some(optime) = obs.local.engine.probe.as_ref().and_then(|p| p.wal_position) else {
+        let Some(optime) = obs.local.db().and_then(|d| d.position) else {
             return Ok(());
         };
         // Where each member's retained position stands, so replicas can retain the same

@@ -13,8 +13,8 @@ use warden_ha::Engine as _;
 
 impl<D: LocalEngine> Agent<D> {
     fn role_of(local: &Local) -> Role {
-        match (&local.engine.probe, local.data) {
-            (Some(p), _) if !p.in_recovery => Role::Primary,
+        match (local.db(), local.data) {
+            (Some(d), _) if d.writable => Role::Primary,
             (Some(_), _) => Role::Replica,
             (None, DataState::Initialized) => {
                 if local.was_primary {
