@@ -36,7 +36,12 @@ impl World {
         }
         let both: Vec<usize> = (0..NODES).filter(|&n| writable(n)).collect();
         if both.len() > 1 {
-            return Err(format!("two writable primaries at once: {}", names(&both)));
+            let how: Vec<String> = both.iter().map(|&n| self.fencing_of(n)).collect();
+            return Err(format!(
+                "two writable primaries at once: {} ({})",
+                names(&both),
+                how.join("; ")
+            ));
         }
         for n in (0..NODES).filter(|&n| self.believes(n) && !self.failsafe_held(n)) {
             let leader = self.store.leader_at(now);
@@ -48,6 +53,35 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// What could still fence node `n`: its agent (unless stopped or dead), its guard,
+    /// its watchdog.
+    fn fencing_of(&self, n: usize) -> String {
+        let node = &self.nodes[n];
+        let agent = match &node.proc {
+            None => "agent dead",
+            Some(_) if node.frozen => "agent stopped",
+            Some(_) => "agent running",
+        };
+        let incarnation = node.pg.incarnation;
+        let guard = if node
+            .guards
+            .iter()
+            .any(|g| g.alive && g.armed.is_some_and(|a| a.incarnation == incarnation))
+        {
+            "guard armed"
+        } else if node.unguarded {
+            "no guard armed since an agent found its guard gone"
+        } else {
+            "guard not armed"
+        };
+        let watchdog = match node.watchdog {
+            None => "no watchdog",
+            Some(w) if w.fires_at.is_some() => "watchdog armed",
+            Some(_) => "watchdog disarmed",
+        };
+        format!("{}: {agent}, {guard}, {watchdog}", NAMES[n])
     }
 
     /// With every fault healed long enough: exactly one writable primary, holding the

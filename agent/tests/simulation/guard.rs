@@ -90,6 +90,7 @@ impl World {
                 self.log(Some(n), "the fencing guard was gone; respawned it".into());
             } else {
                 node.proc.as_mut().expect("alive").guard = None;
+                node.unguarded = true;
                 self.log(
                     Some(n),
                     "the fencing guard is gone (it exited); no more guard for this agent".into(),
@@ -113,6 +114,7 @@ impl World {
         let was_armed = self.nodes[n].guards[g].armed.is_some();
         match arm {
             Some((fire_at, incarnation)) => {
+                self.nodes[n].unguarded = false;
                 self.next_arm += 1;
                 let id = self.next_arm;
                 self.nodes[n].guards[g].armed = Some(Arm {

@@ -1,4 +1,4 @@
-//! Seeded, deterministic simulation of a three-member Warden cluster (DESIGN.md §7).
+//! Seeded, deterministic simulation of a three-member Warden cluster.
 //!
 //! Three agents run the daemon's real HA loop — `warden_agent::ha::run::Agent::run()`,
 //! its `turn()`, the real `decide`, executor, key actions, publishing and fencing feeds
@@ -50,9 +50,12 @@
 //!   `WARDEN_SIM_SEED=1234 cargo test -p warden-agent --test simulation -- --nocapture`;
 //! - `WARDEN_SIM_SEEDS=1000`: run seeds 0..1000 instead of the default set (on as many
 //!   threads as the machine has cores);
-//! - `WARDEN_SIM_FIXES=guard-respawn,...`, `all` or `none`: what-if switches for the
-//!   parts of the agent the simulation supplies itself ([`Fixes`]). The default is what
-//!   the daemon does.
+//! - `WARDEN_SIM_FIXES=guard-respawn,failsafe-peers`, `daemon` (the default: what the
+//!   daemon does), `all` or `none`: what-if switches for the parts of the agent the
+//!   simulation supplies itself at a seam ([`Fixes`]). The old model's other switches
+//!   (`guard-each-action`, `failsafe-membership`, `failsafe-last-written`,
+//!   `race-eligible-peers`, `primary-down-needs-renewal`, `leader-actions-need-lease`)
+//!   are behaviours of the real loop and its decision now, always on.
 //!
 //! Simplifications (each errs on the side of finding problems, or does not bear on the
 //! invariants): a DCS request takes effect at the instant it is sent (so the server sees
@@ -62,6 +65,11 @@
 //! replication slots, callbacks, synchronous replication, switchover and maintenance
 //! mode are not modelled (the seams' defaults); the REST API is not served over HTTP,
 //! its answers are computed from the member's cached status.
+//!
+//! Mirrored here rather than run, for want of a seam: which members the loop asks
+//! before a race (`peers::probe_peers`: the members with a key, plus in failsafe mode
+//! those `/failsafe` lists), the API's answer to `POST /failsafe`, the fencing timer and
+//! the guard process (`warden_fencing::guard::run`).
 //!
 //! Layout: `world.rs` (events, clocks, the world's driver), `store.rs` (etcd),
 //! `dcs.rs` (the agent's DCS client), `pg.rs` (PostgreSQL's data and WAL),
@@ -97,7 +105,7 @@ const NAMES: [&str; NODES] = ["n1", "n2", "n3"];
 
 const SYSID: &str = "7301234567890123456";
 
-/// Warden's own defaults (DESIGN.md §3): ttl 10, loop_wait 1, retry_timeout 3.
+/// Warden's own defaults: ttl 10, loop_wait 1, retry_timeout 3.
 const TTL: Duration = Duration::from_secs(10);
 
 const LOOP_WAIT_S: u64 = 1;
@@ -353,6 +361,8 @@ struct Node {
     frozen: bool,
     /// PostgreSQL was started as a primary: aim a SIGSTOP after the next guard feed.
     aim_after_feed: bool,
+    /// An agent process found its guard gone, and no guard was armed since.
+    unguarded: bool,
     gate: Arc<tokio::sync::Notify>,
     pg: Pg,
     proc: Option<Proc>,
@@ -386,7 +396,7 @@ enum Ev {
 #[derive(Debug, Default, Clone, Copy)]
 struct Stats {
     events: u64,
-    /// DCS reads: one per turn of a loop.
+    /// DCS reads (tried): one per turn of a loop.
     turns: u64,
     /// Promotions of a replica once faults began.
     failovers: u64,

@@ -160,6 +160,7 @@ impl World {
                 partition: Partition::None,
                 frozen: false,
                 aim_after_feed: false,
+                unguarded: false,
                 gate: Arc::new(tokio::sync::Notify::new()),
                 pg: Pg::empty(),
                 proc: None,
