@@ -64,6 +64,22 @@ impl Dcs for SimDcs {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<(), DcsError> {
+        let n = self.node;
+        self.sim.with(|w| {
+            // A promotion recorded by an agent that no longer leads (it was stopped
+            // between pg_promote and this write) rewrites the cluster's history.
+            let leads = w.nodes[n]
+                .proc
+                .as_ref()
+                .is_some_and(|p| p.shared.deadline.valid_at(w.node_now(n)));
+            if key == w.store.keys.history() && !leads && w.dcs_reachable(n) {
+                w.stats.stale_history_writes += 1;
+                w.log(
+                    Some(n),
+                    "STALE /history WRITE: our lease deadline has passed".into(),
+                );
+            }
+        });
         self.call(|s, _| s.put(key, value, lease)).await
     }
 

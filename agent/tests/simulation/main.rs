@@ -411,6 +411,8 @@ struct Stats {
     failsafe_holds: u64,
     /// Promotions onto a timeline ID another history already had.
     timeline_reuses: u64,
+    /// `/history` written by an agent whose lease deadline had passed.
+    stale_history_writes: u64,
     faults: u64,
 }
 
@@ -426,6 +428,7 @@ impl Stats {
         self.watchdog_resets_failsafe += o.watchdog_resets_failsafe;
         self.failsafe_holds += o.failsafe_holds;
         self.timeline_reuses += o.timeline_reuses;
+        self.stale_history_writes += o.stale_history_writes;
         self.faults += o.faults;
     }
 }
@@ -436,7 +439,8 @@ impl std::fmt::Display for Stats {
             f,
             "{} events, {} turns, {} faults, {} failovers, {} fences by the timer, {} kills by \
              the guard, {} watchdog resets ({} of a running agent, {} of them holding in \
-             failsafe mode), {} failsafe holds, {} timeline IDs reused",
+             failsafe mode), {} failsafe holds, {} timeline IDs reused, {} stale /history \
+             writes",
             self.events,
             self.turns,
             self.faults,
@@ -448,6 +452,7 @@ impl std::fmt::Display for Stats {
             self.watchdog_resets_failsafe,
             self.failsafe_holds,
             self.timeline_reuses,
+            self.stale_history_writes,
         )
     }
 }
