@@ -133,7 +133,7 @@ const FAULTS_UNTIL_MS: u64 = 150_000;
 
 const END_MS: u64 = 210_000;
 
-const DEFAULT_SEEDS: u64 = 200;
+const DEFAULT_SEEDS: u64 = 300;
 
 const TRACE_SHOWN: usize = 60;
 
