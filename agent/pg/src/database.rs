@@ -37,8 +37,10 @@ impl Database for Postgres {
     /// `pg_controldata` when the data is initialized and either the system identifier
     /// is not known yet or the server is stopped (its cluster state tells whether it
     /// last ran as a primary, its timelines which timeline a stopped node is on); then
-    /// the status query when the postmaster runs. `use_pg_rewind`: the local file's,
-    /// else the dynamic config's.
+    /// the status query when the postmaster runs. A server that runs but does not
+    /// answer yet (starting, recovering) keeps the timeline last read while it was
+    /// stopped: its member key then still says where its data stands. `use_pg_rewind`:
+    /// the local file's, else the dynamic config's.
     async fn observe(&mut self, repaired: bool, dynamic: &DynamicConfig) -> Local<PgLocal> {
         let data = self.data_dir_state();
         let running = Postgres::is_running(self);
@@ -83,6 +85,13 @@ impl Database for Postgres {
         } else {
             None
         };
+        if data != DataState::Initialized || probe.is_some() {
+            self.stopped_timeline = None;
+        } else if !running {
+            self.stopped_timeline = stopped_timeline;
+        } else {
+            stopped_timeline = self.stopped_timeline;
+        }
         let mut rewound = repaired;
         if let Some(p) = &probe {
             was_primary = !p.in_recovery;

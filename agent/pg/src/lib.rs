@@ -57,6 +57,8 @@ pub struct Postgres {
     /// The system identifier last read from the control file (see
     /// [`warden_ha::Database::observe`]); forgotten when the data goes.
     known_system_identifier: Option<String>,
+    /// The timeline of the data when last seen stopped, until the server answers.
+    stopped_timeline: Option<u32>,
     /// The leader's synchronous replication (see `leader.rs`).
     sync: leader::Synchronous,
     /// Replication slots seen wanted (see `leader.rs`).
@@ -82,6 +84,7 @@ impl Postgres {
             sql,
             child: None,
             known_system_identifier: None,
+            stopped_timeline: None,
             sync: leader::Synchronous::default(),
             slots: leader::Slots::default(),
         }

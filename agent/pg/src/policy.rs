@@ -60,11 +60,17 @@ impl Engine for PgLocal {
 
     /// Patroni's member fields: `xlog_location`, `timeline`; on a replica
     /// `receive_lsn`, `replay_lsn` and `replication_state`; `pending_restart` (and its
-    /// reason) when a parameter waits for a restart.
+    /// reason) when a parameter waits for a restart. A server not answering reports the
+    /// timeline its data is on: a former primary whose promotion `/history` never
+    /// recorded must not see another member promoted onto the same timeline ID while
+    /// it starts (members behind the highest reported timeline are not promoted).
     fn member_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         use serde_json::json;
         let mut m = serde_json::Map::new();
         let Some(p) = &self.probe else {
+            if let Some(t) = self.stopped_timeline {
+                m.insert("timeline".into(), json!(t));
+            }
             return m;
         };
         if let Some(x) = p.wal_position {

@@ -149,6 +149,11 @@ impl World {
             *known = None;
         }
         let probe = pg.ready(now).then(|| pg::probe_of(&self.epochs, pg));
+        // The adapter keeps the data's timeline while the server starts (not a fresh
+        // copy: its control file names the source's).
+        if probe.is_none() && running && data == DataState::Initialized && !pg.backup_label {
+            stopped_timeline = Some(pg::timeline(&self.epochs, pg));
+        }
         let mut rewound = repaired;
         if let Some(p) = &probe {
             was_primary = !p.in_recovery;

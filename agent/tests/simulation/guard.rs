@@ -158,20 +158,23 @@ impl World {
         else {
             return;
         };
-        guard.alive = false;
+        // `warden guard` stays, disarmed, for the agent's next arm; with its input
+        // closed (the agent is dead) there is nothing more to wait for.
         guard.armed = None;
+        let stays = guard.input_open;
+        guard.alive = stays;
+        let then = if stays { "guard stays" } else { "guard exits" };
         if node.pg.running && node.pg.incarnation == a.incarnation {
             node.pg.stop(false);
             self.stats.guard_kills += 1;
             self.log(
                 Some(n),
-                "guard: lease deadline passed without renewal; killed PostgreSQL; guard exits"
-                    .into(),
+                format!("guard: lease deadline passed without renewal; killed PostgreSQL; {then}"),
             );
         } else {
             self.log(
                 Some(n),
-                "guard: deadline passed, PostgreSQL already gone; guard exits".into(),
+                format!("guard: deadline passed, PostgreSQL already gone; {then}"),
             );
         }
     }
@@ -229,7 +232,8 @@ impl World {
 }
 
 /// The agent's end of its guard process (`fence::Guard`): one line per feed, the same
-/// `disarm` not repeated, nothing more once a write found the guard gone.
+/// `disarm` not repeated; a guard found gone is replaced (fix `guard-respawn`, which
+/// the daemon has), else nothing more is written.
 #[derive(Debug)]
 pub(crate) struct SimGuard {
     pub(crate) sim: Sim,
