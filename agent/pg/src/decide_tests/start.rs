@@ -196,3 +196,17 @@ fn former_primary_on_a_timeline_another_member_created_is_copied_afresh() {
         Some(&Action::Clone { from: "n1".into() })
     );
 }
+
+#[test]
+fn a_member_not_answering_yet_publishes_its_datas_timeline() {
+    use warden_ha::Engine;
+    let mut o = obs(None, DataState::Initialized, None);
+    o.local.engine.stopped_timeline = Some(7);
+    let fields = o.local.engine.member_fields();
+    assert_eq!(fields.get("timeline"), Some(&serde_json::json!(7)));
+    assert!(!fields.contains_key("xlog_location"));
+    // Answering: the probe's timeline and position.
+    o.local.engine.probe = Some(probe(false, 4242));
+    let fields = o.local.engine.member_fields();
+    assert_eq!(fields.get("xlog_location"), Some(&serde_json::json!(4242)));
+}
