@@ -5,8 +5,11 @@
 //! (SIGSTOP, a stuck VM thread) or dead (SIGKILL). The agent feeds it one line per HA
 //! turn on stdin:
 //!
-//! - `arm <milliseconds> <pid>`: kill `pid` (the postmaster) and all its children if no
-//!   newer line arrives within `<milliseconds>`;
+//! - `arm-at <nanoseconds> <pid>`: kill `pid` (the postmaster) and all its children if
+//!   no newer line arrives before `CLOCK_MONOTONIC` reads `<nanoseconds>`. The time is
+//!   absolute, so an agent stopped between computing it and writing it cannot make the
+//!   guard fire late;
+//! - `arm <milliseconds> <pid>`: the same, `<milliseconds>` after the line is read;
 //! - `disarm`: we are not the leader; do nothing.
 //!
 //! The guard keeps its last deadline after stdin closes (a dead agent is exactly when it
@@ -22,13 +25,78 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Arm { fire_in: Duration, pid: i32 },
+    ArmAt { monotonic_ns: u64, pid: i32 },
     Disarm,
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds: the clock the agent and its guard share.
+pub fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC is always available on Linux");
+    u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec()).unwrap_or(0)
+}
+
+/// Maps `Instant`s of this process to `CLOCK_MONOTONIC` nanoseconds and back, from one
+/// reading of both (the mapping involves no later "now", so a stop in between cannot
+/// shift it).
+#[derive(Debug, Clone, Copy)]
+pub struct MonotonicMap {
+    instant: Instant,
+    ns: u64,
+}
+
+impl MonotonicMap {
+    pub fn new() -> Self {
+        Self {
+            instant: Instant::now(),
+            ns: monotonic_ns(),
+        }
+    }
+
+    pub fn to_ns(&self, t: Instant) -> u64 {
+        match t.checked_duration_since(self.instant) {
+            Some(after) => self
+                .ns
+                .saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX)),
+            None => self.ns.saturating_sub(
+                u64::try_from(self.instant.duration_since(t).as_nanos()).unwrap_or(u64::MAX),
+            ),
+        }
+    }
+
+    pub fn to_instant(&self, ns: u64) -> Instant {
+        if ns >= self.ns {
+            self.instant + Duration::from_nanos(ns - self.ns)
+        } else {
+            self.instant
+                .checked_sub(Duration::from_nanos(self.ns - ns))
+                .unwrap_or(self.instant)
+        }
+    }
+}
+
+impl Default for MonotonicMap {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 pub fn parse_line(line: &str) -> Result<Command, String> {
     let mut words = line.split_whitespace();
     match words.next() {
         Some("disarm") => Ok(Command::Disarm),
+        Some("arm-at") => {
+            let monotonic_ns: u64 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("arm-at: expected nanoseconds in {line:?}"))?;
+            let pid: i32 = words
+                .next()
+                .and_then(|w| w.parse().ok())
+                .filter(|p| *p > 1)
+                .ok_or_else(|| format!("arm-at: expected a pid in {line:?}"))?;
+            Ok(Command::ArmAt { monotonic_ns, pid })
+        }
         Some("arm") => {
             let ms: u64 = words
                 .next()
@@ -113,6 +181,7 @@ pub fn run(input: impl BufRead + Send + 'static) -> i32 {
         }
         let _ = tx.send(None);
     });
+    let clock = MonotonicMap::new();
     let mut armed: Option<Armed> = None;
     let mut input_open = true;
     loop {
@@ -146,6 +215,13 @@ pub fn run(input: impl BufRead + Send + 'static) -> i32 {
                     start_time: st,
                 });
             }
+            Ok(Some(Command::ArmAt { monotonic_ns, pid })) => {
+                armed = start_time(pid).map(|st| Armed {
+                    deadline: clock.to_instant(monotonic_ns),
+                    pid,
+                    start_time: st,
+                });
+            }
             Ok(Some(Command::Disarm)) => armed = None,
             Ok(None) | Err(mpsc::RecvTimeoutError::Disconnected) => input_open = false,
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -170,6 +246,41 @@ mod tests {
         assert!(parse_line("arm soon 1").is_err());
         assert!(parse_line("arm 10 1").is_err(), "pid 1 is never ours");
         assert!(parse_line("fire").is_err());
+        assert_eq!(
+            parse_line("arm-at 123456789 4242"),
+            Ok(Command::ArmAt {
+                monotonic_ns: 123_456_789,
+                pid: 4242
+            })
+        );
+        assert!(parse_line("arm-at soon 4242").is_err());
+    }
+
+    #[test]
+    fn monotonic_map_round_trips_and_matches_the_clock() {
+        let map = MonotonicMap::new();
+        let later = Instant::now() + Duration::from_secs(5);
+        let ns = map.to_ns(later);
+        let direct = monotonic_ns() + 5_000_000_000;
+        assert!(ns.abs_diff(direct) < 50_000_000, "{ns} vs {direct}");
+        assert!(map.to_instant(ns).duration_since(later) < Duration::from_micros(1));
+        assert!(later.duration_since(map.to_instant(ns)) < Duration::from_micros(1));
+    }
+
+    #[test]
+    fn an_absolute_arm_in_the_past_fires_at_once() {
+        // The agent was stopped after computing its deadline and wrote it late: the
+        // guard must not count from the moment it read the line.
+        let mut victim = spawn_group_leader();
+        let pid = i32::try_from(victim.id()).unwrap();
+        let past = monotonic_ns() - 1_000_000_000;
+        let started = Instant::now();
+        assert_eq!(
+            run(std::io::Cursor::new(format!("arm-at {past} {pid}\n"))),
+            0
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(!victim.wait().unwrap().success(), "killed at once");
     }
 
     #[test]

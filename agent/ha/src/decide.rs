@@ -407,7 +407,7 @@ fn as_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decision {
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
     if !db.writable {
-        if let Some(why) = o.local.engine.promotion_refusal(c) {
+        if let Some(why) = o.local.engine.promotion_refusal(c, &o.me) {
             // E.g. we took the key on a snapshot that went stale while we were frozen,
             // and another node was promoted meanwhile (PostgreSQL: promoting would reuse
             // its timeline ID). Let a node that followed it lead.

@@ -40,7 +40,9 @@ pub trait Engine: Clone + std::fmt::Debug + PartialEq {
 
     /// Why this node must not be promoted (or, holding the key while read-only, must not
     /// promote): e.g. it has not followed the cluster's last promotion.
-    fn promotion_refusal(&self, cluster: &Cluster) -> Option<String>;
+    /// `me`: our member name (a generation the cluster reserved for our own promotion,
+    /// which never happened, does not count against us).
+    fn promotion_refusal(&self, cluster: &Cluster, me: &str) -> Option<String>;
 
     /// Why this node, running writable while the leader key is vacant, must not take the
     /// key back (another node was promoted while it was away).

@@ -9,8 +9,22 @@ use warden_consensus::Cluster;
 
 /// In failsafe mode only members the last leader listed in `/failsafe` (and so asked
 /// for confirmation) may race; another could promote beside a leader holding on.
+/// Unless every listed member answered this turn's probe as not running a primary:
+/// nobody can be holding on then, and a list whose members cannot lead (e.g. they are
+/// behind the cluster's timeline) must not keep the cluster without a leader forever.
 pub(crate) fn cfg_failsafe_excludes<E: Engine>(o: &Observation<E>, c: &Cluster) -> bool {
-    c.dynamic_config().failsafe_mode && c.failsafe.as_ref().is_some_and(|f| !f.contains_key(&o.me))
+    let Some(listed) = c.failsafe.as_ref() else {
+        return false;
+    };
+    if !c.dynamic_config().failsafe_mode || listed.contains_key(&o.me) {
+        return false;
+    }
+    let nobody_holds_on = listed.keys().all(|name| {
+        o.peers
+            .iter()
+            .any(|p| p.name == *name && p.status.as_ref().is_some_and(|s| !s.is_primary))
+    });
+    !nobody_holds_on
 }
 
 /// The named candidate of a manual switchover races without deferring to peers (the old
@@ -147,7 +161,7 @@ pub fn race_refusal<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Opti
         return Some("the leader confirmed itself to us in failsafe mode within ttl".into());
     }
     let cfg = c.dynamic_config();
-    if let Some(why) = o.local.engine.promotion_refusal(c) {
+    if let Some(why) = o.local.engine.promotion_refusal(c, &o.me) {
         return Some(why);
     }
     let optime = c.status.as_ref().and_then(|s| s.optime);

@@ -31,14 +31,14 @@ impl Engine for Toy {
         self.db
     }
 
-    fn promotion_refusal(&self, c: &Cluster) -> Option<String> {
+    fn promotion_refusal(&self, c: &Cluster, _: &str) -> Option<String> {
         cluster_epoch(c)
             .is_some_and(|e| e > self.epoch)
             .then(|| format!("epoch {} is behind the cluster's", self.epoch))
     }
 
     fn primary_refusal(&self, c: &Cluster) -> Option<String> {
-        self.promotion_refusal(c)
+        self.promotion_refusal(c, "")
     }
 
     fn peer_refusal(&self, _: &Cluster, peer: &PeerStatus) -> Option<String> {

@@ -35,9 +35,10 @@ impl Engine for PgLocal {
 
     /// PostgreSQL promotes onto the next timeline ID after the newest one it knows, so
     /// the newest known timeline is what must not be behind.
-    fn promotion_refusal(&self, cluster: &Cluster) -> Option<String> {
+    fn promotion_refusal(&self, cluster: &Cluster, me: &str) -> Option<String> {
         let p = self.probe.as_ref()?;
-        timeline_refusal(cluster, p.newest_timeline.or(p.timeline))
+        let newest = p.newest_timeline.or(p.timeline);
+        timeline_refusal(&without_own_reservation(cluster, me, newest), newest)
     }
 
     fn primary_refusal(&self, cluster: &Cluster) -> Option<String> {
@@ -169,6 +170,25 @@ impl Engine for PgLocal {
         (stuck && mine < theirs && self.use_pg_rewind)
             .then(|| format!("replica stuck on an older timeline than {leader}: rewinding it"))
     }
+}
+
+/// The cluster as a node on `timeline` may judge its own promotion: without `/history`
+/// entries by which it reserved a promotion off that very timeline (a promotion is
+/// reserved before `pg_promote`; one that never happened, because we stopped in
+/// between, must not hold us back, or nobody could ever lead again).
+fn without_own_reservation(c: &Cluster, me: &str, timeline: Option<u32>) -> Cluster {
+    let mut c = c.clone();
+    if let Some(tl) = timeline {
+        let mine = |h: &warden_consensus::types::HistoryEntry| {
+            h.timeline >= tl && h.new_leader.as_deref() == Some(me)
+        };
+        // Only a reservation at the end of the history: a later entry by someone
+        // else means the cluster moved on past it.
+        while c.history.last().is_some_and(mine) {
+            c.history.pop();
+        }
+    }
+    c
 }
 
 /// Why a node on `timeline` must not be promoted automatically, if it must not.

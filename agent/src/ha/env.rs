@@ -76,9 +76,10 @@ impl Peers for HttpPeers {
 /// agent and kills the database server a little after the lease deadline.
 #[async_trait]
 pub trait GuardLink: Send + std::fmt::Debug {
-    /// Arms the guard to fire `fire_in` from now at the server process `pid`, or
-    /// disarms it (`None`).
-    async fn feed(&mut self, target: Option<(Duration, i32)>);
+    /// Arms the guard to fire at `at` (an instant of this node's clock, not a delay: a
+    /// delay computed before the agent is stopped and delivered after would fire late)
+    /// at the server process `pid`, or disarms it (`None`).
+    async fn feed(&mut self, target: Option<(std::time::Instant, i32)>);
 
     /// Disarms and stops the guard (clean shutdown).
     async fn stop(self: Box<Self>);

@@ -353,6 +353,10 @@ impl<D: LocalEngine> Agent<D> {
                 strict: dynamic.synchronous_mode_strict,
             });
         }
+        if let Some(fork) = fork {
+            self.reserve_fork(obs.cluster.as_ref(), fork, reason)
+                .await?;
+        }
         tracing::warn!(?fork, "promoting the replica");
         self.db
             .promote(Duration::from_secs(10))
@@ -369,18 +373,6 @@ impl<D: LocalEngine> Agent<D> {
             }
         });
         self.callbacks.fire("on_role_change", "primary");
-        if let Some((timeline, lsn)) = fork {
-            self.unrecorded_fork = Some(HistoryEntry {
-                timeline,
-                lsn,
-                reason: reason.to_string(),
-                timestamp: Some(
-                    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-                ),
-                new_leader: Some(self.cfg.name.clone()),
-            });
-            self.record_fork(obs.cluster.as_ref()).await;
-        }
         self.configure(obs.cluster.as_ref(), &RoleConfig::Primary)
             .await?;
         // pg_rewind reads the source's timeline from its control file, which names the
@@ -426,41 +418,43 @@ impl<D: LocalEngine> Agent<D> {
             .map_err(failed)
     }
 
-    /// Records our promotion (`unrecorded_fork`) in `/history`, right after it and
-    /// before anything slow (reconfiguring, the checkpoint): should we die now, the
-    /// others know the timeline is taken and none of them promotes onto it again.
-    /// Written only while our lease deadline holds (a promotion that outlived its lease
-    /// was frozen, and its view is stale), and by compare-and-swap on the `/history`
-    /// we decided on, so a stale list never replaces a newer one. Not written yet: the
-    /// leader tries again every turn (`WriteStatus`) until it is, or it stops leading.
-    pub(super) async fn record_fork(&mut self, cluster: Option<&Cluster>) {
-        let Some(entry) = self.unrecorded_fork.clone() else {
-            return;
-        };
+    /// Reserves the generation our promotion creates in `/history` (PostgreSQL: the
+    /// timeline we leave, the LSN, and us as the new leader) before the promotion: a
+    /// promotion the cluster does not know of could be repeated onto the same timeline
+    /// ID by another member, two histories under one name that pg_rewind cannot tell
+    /// apart. Written only under a valid lease deadline (a view that outlived its lease
+    /// is stale) and by compare-and-swap on the `/history` the decision rested on. Our
+    /// own earlier reservation of the same fork (we stopped before promoting) stands.
+    async fn reserve_fork(
+        &self,
+        cluster: Option<&Cluster>,
+        (timeline, lsn): (u32, u64),
+        reason: &str,
+    ) -> Result<(), ActError> {
         if !self.shared.deadline.valid_at(self.now_std()) {
-            tracing::warn!(
-                timeline = entry.timeline,
-                "our lease deadline passed during the promotion: not recording it in /history from a stale view"
-            );
-            return;
+            return Err(failed(
+                "our lease deadline passed before the promotion: not reserving it in /history",
+            ));
         }
-        let Some(c) = cluster else {
-            return;
-        };
-        if c.history.iter().any(|h| h.timeline == entry.timeline) {
-            // Recorded (by us earlier, or another member left the same timeline).
-            self.unrecorded_fork = None;
-            return;
+        let c = cluster.ok_or_else(|| failed("no DCS view to record the promotion in"))?;
+        let me = self.cfg.name.as_str();
+        if c.history
+            .iter()
+            .any(|h| h.timeline == timeline && h.new_leader.as_deref() == Some(me))
+        {
+            return Ok(());
         }
         let mut history = c.history.clone();
-        history.push(entry);
-        let body = match serde_json::to_vec(&history) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode /history");
-                return;
-            }
-        };
+        history.push(HistoryEntry {
+            timeline,
+            lsn,
+            reason: reason.to_string(),
+            timestamp: Some(
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+            ),
+            new_leader: Some(me.to_string()),
+        });
+        let body = serde_json::to_vec(&history).map_err(failed)?;
         let key = self.keys.history();
         let written = if c.history_revision > 0 {
             self.dcs
@@ -470,20 +464,17 @@ impl<D: LocalEngine> Agent<D> {
             self.dcs.create(&key, body, None).await
         };
         match written {
-            Ok(true) => self.unrecorded_fork = None,
-            Ok(false) => {
-                tracing::warn!(
-                    "/history changed since this turn's view; recording our promotion next turn"
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not record the promotion in /history; trying again next turn")
-            }
+            Ok(true) => Ok(()),
+            Ok(false) => Err(failed(
+                "/history changed since this turn's view; promoting next turn",
+            )),
+            Err(e) => Err(failed(format!(
+                "cannot reserve the promotion in /history: {e}"
+            ))),
         }
     }
 
     async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
-        self.record_fork(obs.cluster.as_ref()).await;
         let Some(optime) = obs.local.db().and_then(|d| d.position) else {
             return Ok(());
         };

@@ -58,6 +58,8 @@ pub struct Guard {
     child: Child,
     stdin: Option<ChildStdin>,
     last: String,
+    /// Our instants as `CLOCK_MONOTONIC` readings, which the guard shares.
+    clock: warden_fencing::guard::MonotonicMap,
 }
 
 impl Guard {
@@ -77,15 +79,16 @@ impl Guard {
             child,
             stdin,
             last: String::new(),
+            clock: warden_fencing::guard::MonotonicMap::new(),
         })
     }
 
-    /// Arms the guard to fire `fire_in` from now at the postmaster `pid`, or disarms it.
-    /// A guard that is gone (killed, or an older one that exited) is replaced at once
-    /// and given the same line: a leader never runs unguarded past one feed.
-    async fn send(&mut self, target: Option<(Duration, i32)>) {
+    /// Arms the guard to fire at `at` at the postmaster `pid`, or disarms it. A guard
+    /// that is gone (killed, or an older one that exited) is replaced at once and given
+    /// the same line: a leader never runs unguarded past one feed.
+    async fn send(&mut self, target: Option<(Instant, i32)>) {
         let line = match target {
-            Some((fire_in, pid)) => format!("arm {} {pid}\n", fire_in.as_millis()),
+            Some((at, pid)) => format!("arm-at {} {pid}\n", self.clock.to_ns(at)),
             None => "disarm\n".to_string(),
         };
         if line == "disarm\n" && self.last == line {
@@ -147,7 +150,7 @@ impl Guard {
 
 #[async_trait::async_trait]
 impl super::env::GuardLink for Guard {
-    async fn feed(&mut self, target: Option<(Duration, i32)>) {
+    async fn feed(&mut self, target: Option<(Instant, i32)>) {
         self.send(target).await;
     }
 

@@ -48,8 +48,6 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) primary_down_since: Option<Instant>,
     /// When our running replica was first seen not streaming, and the leader then.
     pub(super) not_streaming_since: Option<(Instant, Option<String>)>,
-    /// Our last promotion, not yet recorded in `/history` (see `record_fork`).
-    pub(super) unrecorded_fork: Option<warden_consensus::types::HistoryEntry>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
@@ -118,7 +116,6 @@ impl<D: Database> Agent<D> {
             rewound: false,
             primary_down_since: None,
             not_streaming_since: None,
-            unrecorded_fork: None,
             failsafe_round: None,
             failsafe_written: None,
             state: MemberState::Starting,
@@ -348,7 +345,7 @@ impl<D: Database> Agent<D> {
         ) {
             (true, Some(d), Some(pid)) => {
                 let grace = warden_fencing::safety_margin(ttl) / 2;
-                Some((d.saturating_duration_since(self.now_std()) + grace, pid))
+                Some((d + grace, pid))
             }
             _ => None,
         };

@@ -48,8 +48,6 @@ impl<D: LocalEngine> Agent<D> {
             // Synchronous replication state is the leader's; a later leadership starts
             // afresh (an old mark would count stale flushes as confirmation).
             self.db.not_leading();
-            // A promotion we could not record while leading is not ours to record now.
-            self.unrecorded_fork = None;
             self.sync_recheck = false;
         }
         self.publish(cluster.as_ref(), &local, &d.note).await;

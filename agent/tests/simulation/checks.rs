@@ -1,11 +1,20 @@
-//! The safety invariants (after every event) and liveness (at the end), and the
-//! state dump printed with a failure.
+//! The safety invariants (after every seam call and world event) and liveness (at the
+//! end), and the state dump printed with a failure.
 
 use super::*;
+use world::names;
 
 impl World {
-    /// Checked after every event.
-    ///
+    /// Node `n`'s agent believes it leads: its local lease deadline (the real
+    /// `Shared::deadline`, which `/primary` and the fencing timer read) has not passed
+    /// on its clock.
+    fn believes(&self, n: usize) -> bool {
+        self.nodes[n]
+            .proc
+            .as_ref()
+            .is_some_and(|p| p.shared.deadline.valid_at(self.node_now(n)))
+    }
+
     /// 1. At most one node believes it is the writable primary: PostgreSQL accepts
     ///    writes and its agent's local lease deadline has not passed.
     /// 2. At most one node accepts writes at all, whatever its agent believes (the
@@ -14,33 +23,27 @@ impl World {
     ///    server, on a live lease (the local deadline precedes the server's expiry) —
     ///    unless failsafe confirmations extended it: then the others promised instead.
     pub(crate) fn check_safety(&self) -> Result<(), String> {
-        let now = self.now;
+        let now = self.now();
         let writable = |n: usize| self.nodes[n].pg.writable(now);
-        let believes = |n: usize| {
-            self.nodes[n]
-                .agent
-                .as_ref()
-                .is_some_and(|a| a.deadline.valid_at(self.instant(self.local_now(n))))
-        };
-        let count = |f: &dyn Fn(usize) -> bool| (0..NODES).filter(|&n| f(n)).count();
-        if count(&|n| writable(n) && believes(n)) > 1 {
-            let both: Vec<usize> = (0..NODES).filter(|&n| writable(n) && believes(n)).collect();
+        let both: Vec<usize> = (0..NODES)
+            .filter(|&n| writable(n) && self.believes(n))
+            .collect();
+        if both.len() > 1 {
             return Err(format!(
                 "two nodes believe they are the writable primary: {}",
                 names(&both)
             ));
         }
-        if count(&writable) > 1 {
-            let both: Vec<usize> = (0..NODES).filter(|&n| writable(n)).collect();
-            return Err(format!("two writable primaries at once: {}", names(&both)));
+        let both: Vec<usize> = (0..NODES).filter(|&n| writable(n)).collect();
+        if both.len() > 1 {
+            let how: Vec<String> = both.iter().map(|&n| self.fencing_of(n)).collect();
+            return Err(format!(
+                "two writable primaries at once: {} ({})",
+                names(&both),
+                how.join("; ")
+            ));
         }
-        let held_by_dcs = |n: usize| {
-            self.nodes[n]
-                .agent
-                .as_ref()
-                .is_some_and(|a| !a.failsafe_held)
-        };
-        for n in (0..NODES).filter(|&n| believes(n) && held_by_dcs(n)) {
+        for n in (0..NODES).filter(|&n| self.believes(n) && !self.failsafe_held(n)) {
             let leader = self.store.leader_at(now);
             if leader.map(|(name, _)| name) != Some(NAMES[n]) {
                 return Err(format!(
@@ -52,11 +55,40 @@ impl World {
         Ok(())
     }
 
+    /// What could still fence node `n`: its agent (unless stopped or dead), its guard,
+    /// its watchdog.
+    fn fencing_of(&self, n: usize) -> String {
+        let node = &self.nodes[n];
+        let agent = match &node.proc {
+            None => "agent dead",
+            Some(_) if node.frozen => "agent stopped",
+            Some(_) => "agent running",
+        };
+        let incarnation = node.pg.incarnation;
+        let guard = if node
+            .guards
+            .iter()
+            .any(|g| g.alive && g.armed.is_some_and(|a| a.incarnation == incarnation))
+        {
+            "guard armed"
+        } else if node.unguarded {
+            "no guard armed since an agent found its guard gone"
+        } else {
+            "guard not armed"
+        };
+        let watchdog = match node.watchdog {
+            None => "no watchdog",
+            Some(w) if w.fires_at.is_some() => "watchdog armed",
+            Some(_) => "watchdog disarmed",
+        };
+        format!("{}: {agent}, {guard}, {watchdog}", NAMES[n])
+    }
+
     /// With every fault healed long enough: exactly one writable primary, holding the
     /// leader key, every other node streaming from it; and at least one failover
     /// happened in this run.
     pub(crate) fn check_liveness(&mut self) -> Result<(), String> {
-        let now = self.now;
+        let now = self.now();
         let writable: Vec<usize> = (0..NODES)
             .filter(|&n| self.nodes[n].pg.writable(now))
             .collect();
@@ -87,7 +119,7 @@ impl World {
                 "PostgreSQL not running"
             } else if pg.upstream != Some(p) {
                 "not configured to follow the primary"
-            } else if stream(&self.epochs, pg.wal, self.nodes[p].pg.wal, 0).is_none() {
+            } else if pg::stream(&self.epochs, pg.wal, self.nodes[p].pg.wal, 0).is_none() {
                 "its WAL diverged from the primary's (it cannot stream)"
             } else {
                 "not streaming"
@@ -101,28 +133,29 @@ impl World {
     }
 
     pub(crate) fn dump(&self) -> String {
+        let now = self.now();
         let mut out = format!(
-            "seed {} ({}) at {}ms, etcd leader key (name, lease expiry): {:?}\n",
+            "seed {} ({}) at {now}ms, etcd leader key (name, lease expiry): {:?}\n",
             self.seed,
             self.options,
-            self.now,
             self.leader_key()
         );
         for (n, node) in self.nodes.iter().enumerate() {
             let pg = &node.pg;
             out.push_str(&format!(
-                "  {}: machine_up {} partition {:?} paused {} | pg running {} ready {} in_recovery {} tl {} lsn {} upstream {:?} streaming {}",
+                "  {}: machine_up {} partition {:?} stopped {} | pg running {} ready {} in_recovery {} tl {} lsn {} upstream {:?} streaming {} conf {:?}",
                 NAMES[n],
                 node.machine_up,
                 node.partition,
-                node.paused,
+                node.frozen,
                 pg.running,
-                pg.ready(self.now),
+                pg.ready(now),
                 pg.in_recovery,
-                timeline(&self.epochs, pg),
+                pg::timeline(&self.epochs, pg),
                 pg.wal.lsn,
                 pg.upstream.map(|u| NAMES[u]),
                 pg.streaming,
+                pg.conf,
             ));
             let guards: Vec<String> = node
                 .guards
@@ -140,21 +173,20 @@ impl World {
                 " pg incarnation {} | live guard processes [{}] | watchdog {:?}",
                 pg.incarnation,
                 guards.join(", "),
-                node.watchdog
+                node.watchdog.map(|w| w.fires_at)
             ));
-            match &node.agent {
+            match &node.proc {
                 None => out.push_str(" | agent dead\n"),
-                Some(a) => {
-                    let deadline = a.deadline.deadline().map(|d| {
-                        let local = (d - self.base).as_millis() as u64;
-                        global_ms(node.ppm, local)
-                    });
+                Some(p) => {
+                    let s = p.shared.snapshot();
+                    let deadline = p
+                        .shared
+                        .deadline
+                        .deadline()
+                        .map(|d| node.clock.global_ms(node.clock.local_of(d)));
                     out.push_str(&format!(
-                        " | agent holds_leader {} deadline(global ms) {deadline:?} lease {:?} phase {:?} its guard {:?}\n",
-                        a.holds_leader,
-                        a.lease,
-                        a.turn.as_ref().map(|t| t.phase),
-                        a.guard,
+                        " | agent #{} state {} leader {} deadline(global ms) {deadline:?} its guard {:?} note {:?}\n",
+                        p.id, s.state, s.is_leader, p.guard, s.note,
                     ));
                 }
             }

@@ -3,102 +3,90 @@
 use super::*;
 
 impl World {
-    pub(crate) fn start_agent(&mut self, n: usize) {
-        let node = &mut self.nodes[n];
-        node.guards.push(GuardProc {
-            alive: true,
-            input_open: true,
-            armed: None,
-        });
-        let mut a = Agent::new(NAMES[n], node.guards.len() - 1);
-        a.wake_gen = 1;
-        node.agent = Some(a);
-        let at = self.now + self.rng.range(1, 500);
-        self.push(at, Ev::Wake { node: n, gen: 1 });
-    }
-
-    pub(crate) fn boot(&mut self, n: usize) {
+    /// The machine is up again and its agent starts (returns the nodes whose agent the
+    /// driver must start).
+    pub(crate) fn boot(&mut self, n: usize) -> Vec<usize> {
         let node = &mut self.nodes[n];
         if !node.machine_up {
             node.machine_up = true;
             self.log(Some(n), "machine back up".into());
         }
-        if self.nodes[n].agent.is_none() {
-            self.log(Some(n), "agent starts".into());
-            self.start_agent(n);
+        if self.nodes[n].proc.is_some() {
+            return Vec::new();
         }
+        self.log(Some(n), "agent starts".into());
+        vec![n]
     }
 
-    pub(crate) fn pause(&mut self, n: usize, for_ms: u64) {
+    /// SIGSTOP for `for_ms`.
+    pub(crate) fn pause(&mut self, n: usize, for_ms: u64, why: &str) {
         let node = &mut self.nodes[n];
-        if node.paused || node.agent.is_none() {
+        if node.frozen || node.proc.is_none() {
             return;
         }
-        node.paused = true;
+        node.frozen = true;
         node.pause_gen += 1;
         let gen = node.pause_gen;
         self.stats.faults += 1;
-        let phase = node
-            .agent
-            .as_ref()
-            .and_then(|a| a.turn.as_ref())
-            .map(|t| t.phase);
+        let why = if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({why})")
+        };
         self.log(
             Some(n),
-            format!("FAULT: agent SIGSTOPped for {for_ms}ms (mid-turn: {phase:?})"),
+            format!("FAULT: agent SIGSTOPped for {for_ms}ms{why}"),
         );
-        self.push(self.now + for_ms, Ev::Resume { node: n, gen });
+        self.push(self.now() + for_ms, Ev::Resume { node: n, gen });
+    }
+
+    /// A SIGSTOP aimed at one of the riskiest moments (taking the key, promoting).
+    pub(crate) fn aimed_pause(&mut self, n: usize, why: &str) {
+        if self.faults_running() && self.rng.chance(40) {
+            let how_long = self.rng.range(200, 25_000);
+            self.pause(n, how_long, why);
+        }
     }
 
     /// SIGCONT. The fencing timer and the loop resume together; which runs first is up
     /// to the scheduler, so the model picks either order.
     pub(crate) fn resume(&mut self, n: usize) {
-        if !self.nodes[n].paused {
+        if !self.nodes[n].frozen {
             return;
         }
-        self.nodes[n].paused = false;
+        self.nodes[n].frozen = false;
         self.log(Some(n), "agent resumed (SIGCONT)".into());
-        let Some(a) = self.nodes[n].agent.as_ref() else {
-            return;
-        };
-        let (held, idle, dirty) = (a.held, a.turn.is_none(), a.dirty);
-        let timer_first = self.rng.chance(500);
-        if timer_first {
-            self.fence_timer(n);
+        if self.rng.chance(500) {
+            self.fence_if_due(n);
         }
-        let a = self.agent(n);
-        if held {
-            a.held = false;
-            let id = a.turn.as_ref().expect("held turn").id;
-            self.push(self.now, Ev::Continue { node: n, turn: id });
-        } else if idle && dirty {
-            a.wake_gen += 1;
-            let gen = a.wake_gen;
-            self.push(self.now, Ev::Wake { node: n, gen });
-        }
-        if !timer_first {
-            self.push(self.now, Ev::FenceTimer { node: n });
-        }
+        self.nodes[n].gate.notify_waiters();
     }
 
-    /// The agent process dies (SIGKILL); PostgreSQL and the guard live on.
+    /// The agent process dies (SIGKILL): its tasks end; PostgreSQL and the guard live
+    /// on (a disarmed guard exits when its input closes).
     pub(crate) fn kill_agent(&mut self, n: usize) {
         let node = &mut self.nodes[n];
-        if let Some(g) = node.agent.take().and_then(|a| a.guard) {
+        let Some(p) = node.proc.take() else { return };
+        for t in &p.tasks {
+            t.abort();
+        }
+        if let Some(g) = p.guard {
             let guard = &mut node.guards[g];
             guard.input_open = false;
             if guard.armed.is_none() {
                 guard.alive = false;
             }
         }
-        node.paused = false;
+        node.frozen = false;
+        // Whoever waited on its answer (a peer's probe) sees the connection drop.
+        node.gate.notify_waiters();
     }
 
     pub(crate) fn crash_machine(&mut self, n: usize, lose_disk: bool) {
         self.kill_agent(n);
         let node = &mut self.nodes[n];
         node.machine_up = false;
-        node.pg.stop();
+        node.pg.stop(false);
         for g in &mut node.guards {
             g.alive = false;
         }
@@ -111,11 +99,20 @@ impl World {
         }
     }
 
-    pub(crate) fn fault(&mut self) {
-        if self.now >= FAULTS_UNTIL_MS {
-            return;
+    fn crash_and_reboot(&mut self, n: usize, lose_disk: bool, within: (u64, u64)) {
+        self.crash_machine(n, lose_disk);
+        self.nodes[n].boot_gen += 1;
+        let gen = self.nodes[n].boot_gen;
+        let at = self.now() + self.rng.range(within.0, within.1);
+        self.push(at, Ev::Boot { node: n, gen });
+    }
+
+    pub(crate) fn fault(&mut self) -> Vec<usize> {
+        let now = self.now();
+        if now >= FAULTS_UNTIL_MS {
+            return Vec::new();
         }
-        let next = self.now + self.rng.range(1_000, 8_000);
+        let next = now + self.rng.range(1_000, 8_000);
         self.push(next, Ev::Fault);
         let leader = self.leader_key().and_then(|(name, _)| Self::index(&name));
         if !self.faults_started {
@@ -125,23 +122,18 @@ impl World {
             if let Some(l) = leader {
                 self.stats.faults += 1;
                 self.log(Some(l), "FAULT: machine crash (the leader)".into());
-                self.crash_machine(l, false);
-                self.nodes[l].boot_gen += 1;
-                let gen = self.nodes[l].boot_gen;
-                let at = self.now + self.rng.range(2_000, 40_000);
-                self.push(at, Ev::Boot { node: l, gen });
+                self.crash_and_reboot(l, false, (2_000, 40_000));
             }
-            return;
+            return Vec::new();
         }
         let n = match leader {
             Some(l) if self.rng.chance(500) => l,
             _ => self.rng.pick(NODES),
         };
         if !self.nodes[n].machine_up {
-            return;
+            return Vec::new();
         }
         let roll = self.rng.range(0, 99);
-        let now = self.now;
         match roll {
             0..=14 => {
                 // A streaming replica may come back with a new, empty disk.
@@ -153,15 +145,11 @@ impl World {
                     Some(n),
                     format!("FAULT: machine crash (disk lost: {lose_disk})"),
                 );
-                self.crash_machine(n, lose_disk);
-                self.nodes[n].boot_gen += 1;
-                let gen = self.nodes[n].boot_gen;
-                let at = now + self.rng.range(2_000, 40_000);
-                self.push(at, Ev::Boot { node: n, gen });
+                self.crash_and_reboot(n, lose_disk, (2_000, 40_000));
             }
             15..=26 => {
-                if self.nodes[n].agent.is_none() {
-                    return;
+                if self.nodes[n].proc.is_none() {
+                    return Vec::new();
                 }
                 self.stats.faults += 1;
                 self.log(
@@ -176,43 +164,45 @@ impl World {
             }
             27..=49 => {
                 let how_long = self.rng.range(200, 25_000);
-                self.pause(n, how_long);
+                self.pause(n, how_long, "");
             }
-            50..=74 => {
-                if self.nodes[n].partition != Partition::None {
-                    return;
-                }
-                let kind = if roll < 62 {
-                    Partition::Full
-                } else {
-                    Partition::DcsOnly
-                };
-                let node = &mut self.nodes[n];
-                node.partition = kind;
-                node.heal_gen += 1;
-                let gen = node.heal_gen;
-                if let Some(a) = node.agent.as_mut() {
-                    a.watching = false;
-                }
-                self.stats.faults += 1;
-                let how_long = self.rng.range(1_000, 30_000);
-                self.log(
-                    Some(n),
-                    format!("FAULT: partition {kind:?} for {how_long}ms"),
-                );
-                self.push(now + how_long, Ev::Heal { node: n, gen });
-            }
+            50..=74 => self.partition(n, roll < 62),
             75..=89 if self.nodes[n].pg.running => {
                 self.stats.faults += 1;
                 self.log(Some(n), "FAULT: PostgreSQL killed".into());
-                self.nodes[n].pg.stop();
+                self.nodes[n].pg.stop(false);
             }
             _ => {}
         }
+        Vec::new()
     }
 
-    pub(crate) fn heal_all(&mut self) {
+    fn partition(&mut self, n: usize, full: bool) {
+        if self.nodes[n].partition != Partition::None {
+            return;
+        }
+        let kind = if full {
+            Partition::Full
+        } else {
+            Partition::DcsOnly
+        };
+        let node = &mut self.nodes[n];
+        node.partition = kind;
+        node.heal_gen += 1;
+        let gen = node.heal_gen;
+        self.break_watches(n);
+        self.stats.faults += 1;
+        let how_long = self.rng.range(1_000, 30_000);
+        self.log(
+            Some(n),
+            format!("FAULT: partition {kind:?} for {how_long}ms"),
+        );
+        self.push(self.now() + how_long, Ev::Heal { node: n, gen });
+    }
+
+    pub(crate) fn heal_all(&mut self) -> Vec<usize> {
         self.log(None, "all faults healed; the cluster must settle".into());
+        let mut starts = Vec::new();
         for n in 0..NODES {
             let node = &mut self.nodes[n];
             node.partition = Partition::None;
@@ -220,7 +210,8 @@ impl World {
             node.pause_gen += 1;
             node.heal_gen += 1;
             self.resume(n);
-            self.boot(n);
+            starts.extend(self.boot(n));
         }
+        starts
     }
 }

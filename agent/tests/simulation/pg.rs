@@ -2,6 +2,7 @@
 //! histories allow it, what the probe sees, and pg_rewind as PostgreSQL 15 decides.
 
 use super::*;
+use warden_pg::sql::Probe;
 
 /// Whether a server at `mine` can stream from one at `theirs`, and where `budget` more
 /// bytes take it: our timeline must be on their history, and we must not have gone past
@@ -38,8 +39,10 @@ impl Pg {
             data: DataState::Missing,
             wal: Wal { epoch: 0, lsn: 0 },
             control_primary: false,
+            clean_shutdown: false,
             backup_label: false,
             standby_signal: false,
+            conf: None,
             checkpoint_tl: 1,
             running: false,
             incarnation: 0,
@@ -59,32 +62,31 @@ impl Pg {
         self.ready(now) && !self.in_recovery
     }
 
-    /// `pg_ctl start` (a no-op when a postmaster already runs): standby.signal decides
-    /// the role.
-    pub(crate) fn start(
-        &mut self,
-        now: u64,
-        startup_ms: u64,
-        upstream: Option<usize>,
-        timeline: u32,
-    ) {
-        if self.running {
-            return;
-        }
+    /// The postmaster starts: standby.signal decides the role, the configuration
+    /// written last whom a replica streams from.
+    pub(crate) fn start(&mut self, now: u64, startup_ms: u64, timeline: u32) {
         self.running = true;
         self.incarnation += 1;
         self.ready_at = now + startup_ms;
         self.in_recovery = self.standby_signal;
-        self.upstream = upstream;
+        self.upstream = match self.conf {
+            Some(Conf::Replica(up)) if self.in_recovery => up,
+            _ => None,
+        };
         self.streaming = false;
         self.control_primary = !self.in_recovery;
+        self.clean_shutdown = false;
+        // Recovery renames backup_label away.
         self.backup_label = false;
         if !self.in_recovery {
             self.checkpoint_tl = timeline;
         }
     }
 
-    pub(crate) fn stop(&mut self) {
+    pub(crate) fn stop(&mut self, clean: bool) {
+        if self.running {
+            self.clean_shutdown = clean;
+        }
         self.running = false;
         self.streaming = false;
     }
@@ -112,7 +114,7 @@ pub(crate) fn probe_of(epochs: &[Epoch], pg: &Pg) -> Probe {
 
 /// pg_rewind as PostgreSQL 15 decides: same timeline number → "no rewind required"
 /// (even when the two timelines are different histories); target not diverged → nothing
-/// to do; otherwise the target gets the source's history.
+/// to do; otherwise the target gets the source's history (and its configuration files).
 pub(crate) fn pg_rewind(epochs: &[Epoch], target: &mut Pg, source: &Pg) -> &'static str {
     if timeline(epochs, target) == timeline(epochs, source) {
         return "source and target cluster are on the same timeline; no rewind required";
@@ -123,5 +125,6 @@ pub(crate) fn pg_rewind(epochs: &[Epoch], target: &mut Pg, source: &Pg) -> &'sta
     target.wal = source.wal;
     target.backup_label = true;
     target.control_primary = !source.in_recovery;
+    target.conf = None;
     "rewound onto the source's timeline"
 }

@@ -55,3 +55,33 @@ fn a_failsafe_confirmation_outside_failsafe_mode_does_not_hold_off_the_race() {
         );
     }
 }
+
+#[test]
+fn a_member_not_in_failsafe_races_only_once_every_listed_member_runs_no_primary() {
+    // Simulation seed 1149: /failsafe listed only n1, which then fell behind the
+    // cluster's timeline and could not lead; no other member might race, and the
+    // cluster stayed without a leader after every fault had healed.
+    let mut c = failsafe_cluster(true);
+    c.failsafe = Some([("n1".to_string(), "http://n1/patroni".to_string())].into());
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 100)));
+    // n1 did not answer: it may be a primary holding on through failsafe.
+    o.peers = vec![warden_ha::Peer {
+        name: "n1".into(),
+        status: None,
+    }];
+    let d = decide(&o);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(d.note.contains("not listed in /failsafe"), "{}", d.note);
+    // n1 answers as a primary: still not.
+    o.peers = vec![peer("n1", 50, true)];
+    assert!(decide(&o).actions.is_empty());
+    // n1 answers as a replica: nobody can be holding on, so we may race.
+    o.peers = vec![peer("n1", 50, false)];
+    let d = decide(&o);
+    assert_eq!(
+        d.actions.first(),
+        Some(&Action::AcquireLeader),
+        "{}",
+        d.note
+    );
+}

@@ -267,3 +267,43 @@ fn primary_in_crash_recovery_keeps_the_key_within_the_timeout() {
     o.primary_down_for = Some(std::time::Duration::from_secs(31));
     assert_eq!(decide(&o).actions, vec![Action::ReleaseLeader]);
 }
+
+#[test]
+fn our_own_reservation_of_a_promotion_that_never_happened_does_not_hold_us_back() {
+    // A promotion is reserved in /history before pg_promote. We (n2) reserved timeline 3
+    // off timeline 2 and stopped before promoting: still on 2, we may race (and promote
+    // onto 3, which nobody else can have used), while another member's reservation of
+    // the same kind holds us back.
+    let reserve = |new_leader: &str| warden_consensus::types::HistoryEntry {
+        timeline: 2,
+        lsn: 20,
+        reason: "no recovery target specified".into(),
+        timestamp: None,
+        new_leader: Some(new_leader.into()),
+    };
+    let mut c = cluster(Some("42"), None);
+    c.history = history_up_to(1);
+    c.history.push(reserve("n2"));
+    let mut me = probe(true, 500);
+    me.timeline = Some(2);
+    let mut o = obs(Some(c), DataState::Initialized, Some(me));
+    o.peers = vec![peer("n1", 100, false)];
+    let d = decide(&o);
+    assert_eq!(
+        d.actions.first(),
+        Some(&Action::AcquireLeader),
+        "{}",
+        d.note
+    );
+
+    let c = o.cluster.as_mut().unwrap();
+    c.history.pop();
+    c.history.push(reserve("n3"));
+    let d = decide(&o);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(
+        d.note.contains("behind the cluster's timeline 3"),
+        "{}",
+        d.note
+    );
+}
