@@ -477,6 +477,15 @@ fn as_follower<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db, leader: &str
 }
 
 fn vacant_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decision {
+    if !o.lease_renewed && db.writable {
+        // Our key is gone (it expired, e.g. after holding on in failsafe mode) and we
+        // cannot take it back without a renewal: a primary with neither key nor
+        // deadline has nothing left to fence it, and another member may be promoted.
+        return decision(
+            vec![Action::Demote { upstream: None }],
+            "running as primary without the leader key, and our lease was not renewed this turn: demoting",
+        );
+    }
     if !o.lease_renewed {
         return decision(
             vec![],

@@ -85,3 +85,27 @@ fn a_member_not_in_failsafe_races_only_once_every_listed_member_runs_no_primary(
         d.note
     );
 }
+
+#[test]
+fn a_primary_whose_key_expired_demotes_when_it_cannot_renew() {
+    // Simulation seed 3164: a leader held on through failsafe confirmations, the DCS came
+    // back with its key expired, and its lease renewal failed: it kept running writable
+    // with no key, no deadline and a disarmed guard while another member was promoted.
+    let mut o = obs(
+        Some(failsafe_cluster(true)),
+        DataState::Initialized,
+        Some(probe(false, 100)),
+    );
+    o.lease_renewed = false;
+    o.lease_valid = false;
+    let d = decide(&o);
+    assert_eq!(
+        d.actions,
+        vec![Action::Demote { upstream: None }],
+        "{}",
+        d.note
+    );
+    // A replica in the same turn just waits.
+    o.local.engine.probe = Some(probe(true, 100));
+    assert!(decide(&o).actions.is_empty());
+}
