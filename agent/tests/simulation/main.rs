@@ -20,10 +20,11 @@
 //! - the surroundings (`warden_agent::ha::env`): a per-node monotonic clock drifting by
 //!   up to ±0.5 %, peers whose `/patroni` is answered from the member's real cached
 //!   status by the real `views::patroni` and read by the real `parse_status`, and whose
-//!   `POST /failsafe` follows the API's rules; the guard process (`warden guard`: kills
-//!   the postmaster it was armed for, outlives a killed agent, exits once it fired or
-//!   its input closed while disarmed); on some seeds a watchdog device that resets the
-//!   machine unless fed;
+//!   `POST /failsafe` follows the API's rules; the guard process (`warden guard`: armed
+//!   at an absolute time of the machine's clock, kills the postmaster it was armed for,
+//!   outlives a killed agent, stays disarmed after firing, exits once its input closed
+//!   while disarmed) and the agent's end of it (which replaces a guard that is gone); on
+//!   some seeds a watchdog device that resets the machine unless fed;
 //! - the fencing timer (`fence::spawn_timer`, which the daemon spawns beside the loop):
 //!   modelled here, reading the real `Shared::deadline` against the node's clock
 //!   (PostgreSQL read-only at the deadline); it is part of the agent process, so it
@@ -36,7 +37,17 @@
 //! also aimed at the moments right after taking the leader key, promoting and starting
 //! as primary), partition from etcd alone or from etcd and the peers, PostgreSQL crash.
 //! Every run's fault phase starts by crashing the leader, so every run fails over at
-//! least once. On some seeds failsafe mode is on; per seed also `primary_start_timeout`
+//! least once.
+//!
+//! What it found in the loop when it first ran it (each fixed, each with a decision or
+//! unit test of its own): the guard exited after firing and was never replaced, and was
+//! armed with a delay that a stop between computing and writing it made fire late (split
+//! brain); `/history` was written after `pg_promote`, so a winner that died at once left
+//! its timeline ID free for another promotion, and a frozen promotion wrote it from a
+//! stale view; a former primary on such a reused timeline was "rewound" (pg_rewind sees
+//! one timeline and does nothing); a `/failsafe` list of members that could not lead kept
+//! the cluster leaderless; a primary whose key expired after holding on in failsafe mode
+//! kept running when its renewal failed. On some seeds failsafe mode is on; per seed also `primary_start_timeout`
 //! and `check_timeline`.
 //!
 //! After every seam call and world event the safety invariants are checked
