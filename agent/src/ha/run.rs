@@ -97,12 +97,12 @@ impl<D: Database> Agent<D> {
             cfg.scope.clone(),
         );
         let env = Env::system(cfg.watchdog.device.clone());
-        let watchdog_missing = watchdog_missing(&cfg, &env);
         Self {
             env,
             callbacks,
             watchdog: None,
-            watchdog_missing,
+            // Probed when the loop starts, through the surroundings it runs with.
+            watchdog_missing: None,
             keys: Keys::new(&cfg.namespace, &cfg.scope),
             cfg,
             dcs,
@@ -162,7 +162,6 @@ impl<D: Database> Agent<D> {
 
     /// Replaces the real surroundings (the simulation's clock, peers and watchdog).
     pub fn with_env(mut self, env: Env) -> Self {
-        self.watchdog_missing = watchdog_missing(&self.cfg, &env);
         self.env = env;
         self
     }
@@ -188,6 +187,7 @@ impl<D: Database> Agent<D> {
 impl<D: LocalEngine> Agent<D> {
     /// Runs until `shutdown` fires, then stops PostgreSQL and hands over leadership.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), Fatal> {
+        self.watchdog_missing = watchdog_missing(&self.cfg, &self.env);
         let mut watch: Option<mpsc::Receiver<WatchEvent>> = None;
         let mut last_cluster: Option<Cluster> = None;
         loop {
