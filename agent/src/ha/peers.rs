@@ -11,6 +11,25 @@ use warden_consensus::Cluster;
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
+    let futures = targets(me, cluster, true)
+        .into_iter()
+        .map(|(name, url, tags)| async move {
+            let status = match http_client::get_json(&url, PEER_TIMEOUT).await {
+                Ok(body) => parse_status(&body, &tags),
+                Err(e) => {
+                    tracing::info!(peer = %name, error = %e, "peer did not answer");
+                    None
+                }
+            };
+            Peer { name, status }
+        });
+    futures_util::future::join_all(futures).await
+}
+
+/// Whom a race asks (name, `/patroni` URL, tags): every member but us, and in failsafe
+/// mode (`with_failsafe`) also those `/failsafe` lists without a member key — a leader
+/// holding on without the DCS has lost its member key with its lease.
+pub fn targets(me: &str, cluster: &Cluster, with_failsafe: bool) -> Vec<(String, String, Tags)> {
     let mut targets: Vec<(String, String, Tags)> = cluster
         .members
         .iter()
@@ -30,26 +49,14 @@ pub async fn probe_peers(me: &str, cluster: &Cluster) -> Vec<Peer> {
             (name.clone(), m.value.api_url.clone(), tags)
         })
         .collect();
-    // In failsafe mode a leader holding on without the DCS has lost its member key with
-    // its lease; it is still listed in /failsafe, so ask it too.
-    if cluster.dynamic_config().failsafe_mode {
+    if with_failsafe && cluster.dynamic_config().failsafe_mode {
         for (name, url) in cluster.failsafe.iter().flatten() {
             if name != me && !cluster.members.contains_key(name) {
                 targets.push((name.clone(), url.clone(), Tags::default()));
             }
         }
     }
-    let futures = targets.into_iter().map(|(name, url, tags)| async move {
-        let status = match http_client::get_json(&url, PEER_TIMEOUT).await {
-            Ok(body) => parse_status(&body, &tags),
-            Err(e) => {
-                tracing::info!(peer = %name, error = %e, "peer did not answer");
-                None
-            }
-        };
-        Peer { name, status }
-    });
-    futures_util::future::join_all(futures).await
+    targets
 }
 
 /// Failsafe mode: asks every member in `failsafe` (name → api_url) but us, in parallel,

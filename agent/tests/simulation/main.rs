@@ -77,10 +77,9 @@
 //! mode are not modelled (the seams' defaults); the REST API is not served over HTTP,
 //! its answers are computed from the member's cached status.
 //!
-//! Mirrored here rather than run, for want of a seam: which members the loop asks
-//! before a race (`peers::probe_peers`: the members with a key, plus in failsafe mode
-//! those `/failsafe` lists), the API's answer to `POST /failsafe`, the fencing timer and
-//! the guard process (`warden_fencing::guard::run`).
+//! Mirrored here rather than run, for want of a seam: the API's answer to
+//! `POST /failsafe`, the fencing timer and the guard process
+//! (`warden_fencing::guard::run`). Whom a race asks is the loop's own `peers::targets`.
 //!
 //! Layout: `world.rs` (events, clocks, the world's driver), `store.rs` (etcd),
 //! `dcs.rs` (the agent's DCS client), `pg.rs` (PostgreSQL's data and WAL),

@@ -6,7 +6,7 @@ use super::*;
 use async_trait::async_trait;
 use warden_agent::api::views;
 use warden_agent::ha::env::{Clock, Peers};
-use warden_agent::ha::observation::{Peer, Tags};
+use warden_agent::ha::observation::Peer;
 use warden_agent::ha::peers::{parse_status, PEER_TIMEOUT};
 use warden_consensus::Cluster;
 
@@ -112,37 +112,6 @@ impl SimPeers {
             .ok()
             .flatten()
     }
-
-    /// Which members the loop asks before a race (`peers::probe_peers`): every member
-    /// but us, and in failsafe mode those `/failsafe` lists.
-    fn targets(
-        &self,
-        me: &str,
-        cluster: &Cluster,
-        failsafe_peers: bool,
-    ) -> Vec<(String, String, Tags)> {
-        let mut targets: Vec<(String, String, Tags)> = cluster
-            .members
-            .iter()
-            .filter(|(n, _)| n.as_str() != me)
-            .map(|(name, m)| {
-                let tags = Tags {
-                    nofailover: m.value.tag_bool("nofailover"),
-                    failover_priority: None,
-                    clonefrom: false,
-                };
-                (name.clone(), m.value.api_url.clone(), tags)
-            })
-            .collect();
-        if failsafe_peers && cluster.dynamic_config().failsafe_mode {
-            for (name, url) in cluster.failsafe.iter().flatten() {
-                if name != me && !cluster.members.contains_key(name) {
-                    targets.push((name.clone(), url.clone(), Tags::default()));
-                }
-            }
-        }
-        targets
-    }
 }
 
 #[async_trait]
@@ -150,7 +119,8 @@ impl Peers for SimPeers {
     async fn probe(&self, me: &str, cluster: &Cluster) -> Vec<Peer> {
         self.sim.pass(self.node).await;
         let fixes = self.sim.with(|w| w.fixes);
-        let targets = self.targets(me, cluster, fixes.failsafe_peers);
+        // The loop's own choice (`peers::targets`), with the what-if switch.
+        let targets = warden_agent::ha::peers::targets(me, cluster, fixes.failsafe_peers);
         let asks = targets.into_iter().map(|(name, url, tags)| async move {
             let body = self
                 .ask(node_of(&url), |w, p| {
