@@ -32,8 +32,10 @@ enum LogFormat {
                   warden wal-fetch [-c CONFIG] NAME DEST  restore_command = '... %f %p'"
 )]
 struct Cli {
-    /// Patroni-format YAML configuration file.
-    config: PathBuf,
+    /// Patroni-format YAML configuration file (or a directory of them). Optional, as
+    /// for Patroni: without one (or when it does not exist) the configuration comes
+    /// from `PATRONI_CONFIGURATION` or the other `PATRONI_*` variables.
+    config: Option<PathBuf>,
     /// Check the configuration file and exit: 0 if valid, 1 with the problems if not.
     #[arg(long)]
     validate_config: bool,
@@ -52,8 +54,11 @@ pub fn main() -> ExitCode {
     if let Some(sub @ ("wal-push" | "wal-fetch")) = std::env::args().nth(1).as_deref() {
         return warden_backup::command::main(sub);
     }
+    // Before any thread exists: the variables leave the environment here, so no child
+    // inherits a password given this way.
+    let env = warden_config::env::capture();
     let cli = Cli::parse();
-    let loaded = match config::load(&cli.config) {
+    let loaded = match config::load_with(cli.config.as_deref(), Some(env)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("error: {e}");
@@ -64,7 +69,11 @@ pub fn main() -> ExitCode {
         eprintln!("warning: {w}");
     }
     if cli.validate_config {
-        println!("{}: configuration is valid", cli.config.display());
+        let source = cli.config.as_ref().filter(|p| p.exists()).map_or_else(
+            || "the environment".to_string(),
+            |p| p.display().to_string(),
+        );
+        println!("{source}: configuration is valid");
         return ExitCode::SUCCESS;
     }
     let cfg = loaded.config;
@@ -73,7 +82,8 @@ pub fn main() -> ExitCode {
         Some(LogFormat::Human) => false,
         None => cfg.log.json,
     };
-    warden_config::logging::init(&cfg.log.level, json);
+    // Kept to the end of `main`: dropping it writes out the queued log lines.
+    let _log_guard = warden_config::logging::start(&cfg.log, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -85,7 +95,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cfg, cli.config)) {
+    let config_path = cli.config.filter(|p| p.exists());
+    match runtime.block_on(run(cfg, config_path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -124,6 +135,7 @@ fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
         replication: role(&p.authentication.replication),
         rewind: p.authentication.rewind.as_ref().map(role),
         parameters: p.parameters.clone(),
+        recovery_conf: p.recovery_conf.clone(),
         pg_hba: p.pg_hba.clone(),
         initdb: cfg
             .bootstrap
@@ -136,7 +148,7 @@ fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
     }
 }
 
-async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
+async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let run_as = pg::runas::resolve(&cfg.postgresql.data_dir)?;
     let bin_dir = resolve_bin_dir(&cfg)?;
@@ -153,6 +165,18 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
         Some(d) => d,
         None => return Ok(()),
     };
+    // Before anything is served or started under this name.
+    match read_cluster(&cfg, dcs.as_ref(), &shutdown).await {
+        Some(cluster) => {
+            crate::unique_name::ensure(
+                &cluster,
+                &cfg.name,
+                &cfg.restapi.connect_address.to_string(),
+            )
+            .await?
+        }
+        None => return Ok(()),
+    }
     let shared = Shared::new(NodeStatus::new(
         cfg.scope.clone(),
         cfg.name.clone(),
@@ -192,12 +216,12 @@ async fn run(cfg: Config, config_path: PathBuf) -> anyhow::Result<()> {
             settings: postgres.settings.clone(),
             programs: postgres.programs.clone(),
             backups: backups.clone(),
-            config_path: Some(config_path.clone()),
+            config_path: config_path.clone(),
         })
     });
     let mut agent = Agent::new(cfg, dcs, postgres, shared)
         .with_guard(Box::new(guard))
-        .with_requests(requests_rx, Some(config_path));
+        .with_requests(requests_rx, config_path);
     if let Some(service) = backups {
         agent = agent.with_backups(service);
     }
@@ -243,6 +267,28 @@ fn spawn_signal_handler(token: CancellationToken) -> anyhow::Result<()> {
         token.cancel();
     });
     Ok(())
+}
+
+/// The first read of the cluster, retried (as the connection is) until etcd answers or
+/// the agent is told to stop (`None`).
+async fn read_cluster(
+    cfg: &Config,
+    dcs: &dyn Dcs,
+    shutdown: &CancellationToken,
+) -> Option<warden_consensus::Cluster> {
+    let keys = warden_consensus::Keys::new(&cfg.namespace, &cfg.scope);
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match dcs.get_prefix(keys.prefix()).await {
+            Ok(snap) => return Some(warden_consensus::Cluster::from_snapshot(&keys, &snap)),
+            Err(e) => tracing::warn!(error = %e, "cannot read the cluster from etcd; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Connects to etcd, retrying until it answers or the agent is told to stop: an agent

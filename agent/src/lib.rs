@@ -10,3 +10,4 @@ pub mod cli;
 pub mod ha;
 
 pub mod state;
+mod unique_name;

@@ -17,6 +17,10 @@ pub struct NodeStatus {
     pub state: MemberState,
     pub role: Role,
     pub running: bool,
+    /// The postmaster's PID as of the last turn: health checks look at this process
+    /// on every request, so they stop answering 200 the moment it exits rather than
+    /// at the next turn (and without running SQL).
+    pub server_pid: Option<i32>,
     pub probe: Option<Probe>,
     /// The last DCS view, if any was ever read.
     pub cluster: Option<Cluster>,
@@ -57,6 +61,7 @@ impl NodeStatus {
             state: MemberState::Starting,
             role: Role::Uninitialized,
             running: false,
+            server_pid: None,
             probe: None,
             cluster: None,
             is_leader: false,

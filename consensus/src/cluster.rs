@@ -34,6 +34,9 @@ pub struct Cluster {
     /// `None`: no `initialize` key; `Some("")`: bootstrap race in progress.
     pub initialize: Option<String>,
     pub config: Option<Versioned<DynamicConfig>>,
+    /// The `config` key exactly as stored (the writer's key names and values), when it
+    /// is JSON; `GET /config` serves this, as Patroni does.
+    pub config_raw: Option<serde_json::Value>,
     pub leader: Option<LeaderKey>,
     pub members: BTreeMap<String, Versioned<Member>>,
     pub failover: Option<Versioned<Failover>>,
@@ -91,7 +94,9 @@ impl Cluster {
             "config" => {
                 // Read leniently, as Patroni does: out-of-range timings are adjusted, not
                 // rejected, so a config another tool wrote still applies.
-                let (cfg, adjusted) = DynamicConfig::from_dcs_json(&json()?).map_err(|errs| {
+                let raw = json()?;
+                self.config_raw = Some(raw.clone());
+                let (cfg, adjusted) = DynamicConfig::from_dcs_json(&raw).map_err(|errs| {
                     errs.iter()
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()

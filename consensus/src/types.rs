@@ -172,17 +172,44 @@ pub struct Member {
     pub extra: Map<String, Value>,
 }
 
+/// A boolean tag's value as written (`true`, `"yes"`, `1`, `'on'`): true for a true
+/// boolean, a non-zero number, or one of Patroni's true words; anything else is false.
+/// (Patroni reads a string tag such as `"false"` as true; Warden reads what it says.)
+pub fn tag_truthy(value: &Value) -> bool {
+    match value {
+        Value::Bool(b) => *b,
+        Value::String(s) => matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "true" | "on" | "yes" | "1"
+        ),
+        Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
+        _ => false,
+    }
+}
+
 impl Member {
+    /// A priority tag (`failover_priority`, `sync_priority`) given as a number or as
+    /// a numeric string (`'0'` is 0), as Patroni's `parse_int` reads it; a negative
+    /// value counts as 0. `None` when absent or not a number (Patroni then uses 1).
+    pub fn tag_priority(&self, tag: &str) -> Option<u32> {
+        let n = match self.tags.as_ref()?.get(tag)? {
+            Value::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.round() as i64)
+            })?,
+            Value::String(s) => s.trim().parse::<i64>().ok()?,
+            _ => return None,
+        };
+        Some(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+    }
+
     /// Tag lookup as Patroni reads tags: missing means false.
     pub fn tag_bool(&self, tag: &str) -> bool {
-        match self.tags.as_ref().and_then(|t| t.get(tag)) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => {
-                matches!(s.to_ascii_lowercase().as_str(), "true" | "on" | "yes" | "1")
-            }
-            Some(Value::Number(n)) => n.as_i64().is_some_and(|n| n != 0),
-            _ => false,
-        }
+        self.tags
+            .as_ref()
+            .and_then(|t| t.get(tag))
+            .is_some_and(tag_truthy)
     }
 
     /// `host` and `port` of `conn_url` (`postgres://host:port/db`).

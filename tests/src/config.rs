@@ -70,6 +70,8 @@ pub struct NodeConfig {
     pub retry_timeout: u32,
     pub tags: Mapping,
     edits: Vec<Edit>,
+    /// Extra environment variables for the agent (e.g. Patroni's `PATRONI_*`).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeConfig {
@@ -88,7 +90,14 @@ impl NodeConfig {
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             tags: Mapping::new(),
             edits: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the agent.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_string(), value.into()));
+        self
     }
 
     pub fn scope(mut self, scope: &str) -> Self {

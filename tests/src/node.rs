@@ -102,8 +102,9 @@ impl Node {
         }
         let mut cmd = Command::new(&self.warden);
         cmd.arg(self.config_path());
-        // Logs are files, not terminals: no colour escapes in them.
-        cmd.env("NO_COLOR", "1");
+        // Logs are files, not terminals: the agent must leave colour out by itself.
+        cmd.env_remove("NO_COLOR");
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         let agent = Managed::spawn(
             &format!("warden {}", self.name()),
             &mut cmd,

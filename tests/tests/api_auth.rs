@@ -461,7 +461,8 @@ fn malformed_bodies(
                 "null".into(),
                 json!({"ttl": "soon"}).to_string(),
                 json!({"loop_wait": -1}).to_string(),
-                json!({"loop_wait": 100}).to_string(),
+                // (Timings that break the rule are adjusted, not refused, as in Patroni.)
+                json!({"synchronous_node_count": 0}).to_string(),
                 json!({"pause": "maybe"}).to_string(),
                 json!({"postgresql": 5}).to_string(),
                 json!({"postgresql": {"use_slots": "sometimes"}}).to_string(),
@@ -476,7 +477,7 @@ fn malformed_bodies(
                 String::new(),
                 "{}".into(),
                 json!({"ttl": "soon"}).to_string(),
-                json!({"ttl": 10, "loop_wait": 9, "retry_timeout": 3}).to_string(),
+                json!({"synchronous_node_count": 0}).to_string(),
                 json!({"postgresql": [1]}).to_string(),
             ],
         ),

@@ -138,9 +138,20 @@ fn data_dir_below_a_regular_file_is_rejected() {
     );
 }
 
+/// Patroni's rule: a timing value below its floor is raised (and the others adjusted)
+/// with a warning naming it, not refused.
 #[test]
-fn too_small_ttl_is_rejected() {
-    assert_rejected(|c, _| c.set("bootstrap.dcs.ttl", 1), "ttl");
+fn too_small_ttl_is_adjusted_with_a_warning() {
+    let dir = WorkDir::temp().unwrap();
+    let cfg = write_config(dir.path(), |c, _| c.set("bootstrap.dcs.ttl", 1));
+    let out = validate(&cfg);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("bootstrap.dcs: ttl=1 is below the minimum; adjusted to 3"),
+        "{}",
+        out.describe()
+    );
 }
 
 /// A key Patroni knows but Warden ignores (Warden does not drive pg_ctl):

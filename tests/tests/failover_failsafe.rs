@@ -14,8 +14,9 @@
 //!    same timeline, without a lost write.
 //! 3. One replica is SIGKILLed (agent and PostgreSQL) and etcd itself is killed right
 //!    after, while `/failsafe` still lists the dead replica: nobody can confirm the
-//!    primary, so it stops acknowledging writes and answering 200 on `/primary` by its
-//!    lease deadline (before ttl + 3 s). Then etcd and the node come back and the
+//!    primary, so it stops acknowledging writes and answering 200 on `/primary` as soon
+//!    as the confirmation fails (Patroni's rule), and at the latest by its lease
+//!    deadline (before ttl + 3 s). Then etcd and the node come back and the
 //!    cluster converges without a lost write.
 
 use std::collections::BTreeMap;
@@ -33,6 +34,8 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The decision note of a primary held up by failsafe confirmations (decide.rs).
 const FAILSAFE_NOTE: &str = "every member confirmed us over REST (failsafe mode)";
+/// The decision note of a primary some member did not confirm (decide.rs).
+const REFUSED_NOTE: &str = "a member did not confirm us over REST (failsafe mode): demoting";
 /// Longest pause between two acknowledged writes that still counts as "continuous"
 /// (writes go back to back; a fence or a restart takes far longer).
 const MAX_ACK_GAP: Duration = Duration::from_secs(2);
@@ -392,6 +395,12 @@ fn unconfirmed_primary_is_fenced(
         !log.contains(FAILSAFE_NOTE),
         "the primary held on by failsafe although {} was dead\n{logs}",
         names[r]
+    );
+    // Patroni's rule: a member that does not confirm demotes the primary at once, not
+    // at its lease deadline.
+    assert!(
+        log.contains(REFUSED_NOTE),
+        "the primary did not step down on the failed confirmation\n{logs}"
     );
 
     bring_back(cluster, r, names, primaries, writer, all_acks);

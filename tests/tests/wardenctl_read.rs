@@ -1,23 +1,37 @@
 //! `wardenctl` against a real 3-node cluster: it reads the DCS as patronictl does
-//! (`list`, `show-config`, `history`), edits the config by compare-and-swap
+//! (`list` with patronictl 4.1's receive/replay columns, `list -e`, `show-config`,
+//! `history`, `dsn`), runs SQL on the member a role or a name picks (`query`, with
+//! `--password` read from standard input), edits the config by compare-and-swap
 //! (`edit-config`), refuses bad values, asks before `remove`, and reaches each
 //! member's REST API (`version`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
+use warden_tests::config::{SUPERUSER, SUPERUSER_PASSWORD};
 use warden_tests::process::{run_bounded_input, RunOutput};
 use warden_tests::wait::poll_until;
-use warden_tests::{bins, Cluster, ClusterSpec};
+use warden_tests::{bins, Cluster, ClusterSpec, Node};
 
 const FORM_TIMEOUT: Duration = Duration::from_secs(90);
 const T: Duration = Duration::from_secs(60);
 const RUN: Duration = Duration::from_secs(30);
 
-/// `wardenctl ARGS` with nothing from the caller's environment choosing a config.
+/// `wardenctl ARGS` with nothing from the caller's environment choosing a config or
+/// (for `query`) a database user, password or database.
 fn wardenctl(args: &[&str], input: Option<&str>) -> RunOutput {
     let mut cmd = bins::wardenctl_command().unwrap_or_else(|e| panic!("{e:#}"));
+    for var in [
+        "PGUSER",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGDATABASE",
+        "PGAPPNAME",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("HOME", "/nonexistent");
     cmd.args(args);
     run_bounded_input(&mut cmd, input, RUN).expect("run wardenctl")
 }
@@ -26,16 +40,36 @@ fn rows_of(out: &RunOutput) -> Option<Vec<Value>> {
     serde_json::from_str(out.stdout.trim()).ok()
 }
 
-/// One Leader and two streaming Replicas, all on one timeline.
+/// An LSN as PostgreSQL writes it: `0/4000060`.
+fn is_lsn(v: &Value) -> bool {
+    v.as_str()
+        .and_then(|s| s.split_once('/'))
+        .is_some_and(|(hi, lo)| {
+            [hi, lo]
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+}
+
+/// One Leader and two streaming Replicas with receive and replay positions, all on
+/// one timeline; the leader's row has no positions.
 fn healthy(rows: &[Value]) -> bool {
     let role = |r: &str| rows.iter().filter(|m| m["Role"] == r).count();
+    let positions = ["Receive LSN", "Receive Lag", "Replay LSN", "Replay Lag"];
     rows.len() == 3
         && role("Leader") == 1
         && role("Replica") == 2
+        && rows.iter().filter(|m| m["Role"] == "Replica").all(|m| {
+            m["State"] == "streaming"
+                && is_lsn(&m["Receive LSN"])
+                && is_lsn(&m["Replay LSN"])
+                && m["Receive Lag"].is_u64()
+                && m["Replay Lag"].is_u64()
+        })
         && rows
             .iter()
-            .filter(|m| m["Role"] == "Replica")
-            .all(|m| m["State"] == "streaming" && m["Lag in MB"].is_u64())
+            .filter(|m| m["Role"] == "Leader")
+            .all(|m| positions.iter().all(|k| m.get(k).is_none()))
         && rows
             .iter()
             .all(|m| m["TL"].is_u64() && m["TL"] == rows[0]["TL"])
@@ -103,15 +137,24 @@ fn wardenctl_reads_and_edits_a_real_cluster() {
         out.stdout
     );
     assert_eq!(out.stdout.matches("| Leader ").count(), 1, "{}", out.stdout);
-    assert!(out.stdout.contains("| Lag in MB |"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("| TL | Receive LSN | Lag | Replay LSN | Lag |\n"),
+        "{}",
+        out.stdout
+    );
     let out = wardenctl(&["-d", &dcs, "topology", &scope], None);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(out.stdout.matches("| + node").count(), 2, "{}", out.stdout);
+    list_extended_shows_every_column(&dcs, &scope);
 
     // show-config: the dynamic config as YAML.
     let out = wardenctl(&["-c", &cfg, "show-config"], None);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert!(out.stdout.lines().any(|l| l == "ttl: 10"), "{}", out.stdout);
+
+    dsn_names_the_chosen_member(&cluster, &cfg);
+    query_runs_sql_on_the_chosen_member(&cluster, &cfg);
 
     edit_config_writes_by_compare_and_swap(&cluster, &cfg);
 
@@ -169,6 +212,251 @@ fn wardenctl_reads_and_edits_a_real_cluster() {
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
+    );
+}
+
+/// `list -e`: the pending/scheduled restart and tags columns even when empty; in JSON
+/// empty values are left out, so the rows are the same as without `-e`.
+fn list_extended_shows_every_column(dcs: &str, scope: &str) {
+    let out = wardenctl(&["-d", dcs, "list", scope, "-e", "-f", "tsv"], None);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some(
+            "Cluster\tMember\tHost\tRole\tState\tTL\tReceive LSN\tReceive Lag\tReplay LSN\t\
+             Replay Lag\tPending restart\tPending restart reason\tScheduled restart\tTags"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .lines()
+            .skip(1)
+            .all(|l| l.split('\t').count() == 14),
+        "{}",
+        out.stdout
+    );
+    let out = wardenctl(&["-d", dcs, "list", scope, "--extended"], None);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout.contains(
+            "| Lag | Pending restart | Pending restart reason | Scheduled restart | Tags |\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    let out = wardenctl(&["-d", dcs, "list", scope, "-e", "-f", "json"], None);
+    let rows = rows_of(&out).unwrap_or_else(|| panic!("{}", out.describe()));
+    assert!(healthy(&rows), "{}", out.stdout);
+    for r in &rows {
+        let keys: Vec<&String> = r.as_object().unwrap().keys().collect();
+        assert!(
+            keys.iter().all(|k| ![
+                "Pending restart",
+                "Pending restart reason",
+                "Scheduled restart",
+                "Tags"
+            ]
+            .contains(&k.as_str())),
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+/// The primary, and the replicas sorted by name.
+fn roles(cluster: &Cluster) -> (&Node, Vec<&Node>) {
+    let primary = cluster.primary().expect("primary");
+    let mut replicas = cluster.replicas();
+    replicas.sort_by(|a, b| a.name().cmp(b.name()));
+    (primary, replicas)
+}
+
+/// dsn: the leader by default, the first replica by name for `-r replica`, the named
+/// member for `-m`; patronictl's errors otherwise.
+fn dsn_names_the_chosen_member(cluster: &Cluster, cfg: &str) {
+    let (primary, replicas) = roles(cluster);
+    let dsn = |port: u16| format!("host=127.0.0.1 port={port}\n");
+    for (args, want) in [
+        (vec!["dsn"], dsn(primary.pg_port())),
+        (vec!["dsn", "-r", "primary"], dsn(primary.pg_port())),
+        (vec!["dsn", "--role", "replica"], dsn(replicas[0].pg_port())),
+        (
+            vec!["dsn", "-m", replicas[1].name()],
+            dsn(replicas[1].pg_port()),
+        ),
+    ] {
+        let out = wardenctl(&[&["-c", cfg][..], &args].concat(), None);
+        assert_eq!(out.code(), Some(0), "{args:?}: {}", out.describe());
+        assert_eq!(out.stdout, want, "{args:?}");
+    }
+    for (args, want) in [
+        (
+            vec!["dsn", "-r", "standby-leader"],
+            "Error: Can not find a suitable member\n",
+        ),
+        (
+            vec!["dsn", "-m", "nosuch"],
+            "Error: Can not find a suitable member\n",
+        ),
+        (
+            vec!["dsn", "-r", "replica", "-m", primary.name()],
+            "Error: --role and --member are mutually exclusive options\n",
+        ),
+    ] {
+        let out = wardenctl(&[&["-c", cfg][..], &args].concat(), None);
+        assert_eq!(out.code(), Some(1), "{args:?}: {}", out.describe());
+        assert_eq!(
+            (out.stdout.as_str(), out.stderr.as_str()),
+            ("", want),
+            "{args:?}"
+        );
+    }
+}
+
+/// A tsv row `<YYYY-MM-DD HH:MM:SS>\t<message>`: the message.
+fn message_row(out: &RunOutput) -> String {
+    let line = out.stdout.strip_suffix('\n').unwrap_or(&out.stdout);
+    let (ts, msg) = line
+        .split_once('\t')
+        .unwrap_or_else(|| panic!("not a timestamped row: {}", out.describe()));
+    assert!(
+        chrono::NaiveDateTime::parse_from_str(ts, "%Y-%m-%d %H:%M:%S").is_ok(),
+        "{}",
+        out.describe()
+    );
+    assert!(!msg.contains('\n'), "{}", out.describe());
+    msg.to_string()
+}
+
+/// query: the password is read from standard input (`--password`), the member is the
+/// one a role or a name picks (checked with pg_is_in_recovery() for a role), rows come
+/// out as patronictl prints them, SQL errors as a row with the SQLSTATE.
+fn query_runs_sql_on_the_chosen_member(cluster: &Cluster, cfg: &str) {
+    let (primary, replicas) = roles(cluster);
+    let pw = format!("{SUPERUSER_PASSWORD}\n");
+    let query = |extra: &[&str], input: &str| {
+        let args = [
+            &["-c", cfg, "query", "-U", SUPERUSER, "--password"][..],
+            extra,
+        ]
+        .concat();
+        let out = wardenctl(&args, Some(input));
+        assert_eq!(out.code(), Some(0), "{extra:?}: {}", out.describe());
+        assert_eq!(out.stderr, "Password: \n", "{extra:?}: {}", out.describe());
+        out
+    };
+    let sql = "select pg_is_in_recovery() as rec, inet_server_port() as port, \
+               current_setting('application_name') as app, null::int as nothing";
+    let out = query(&["-r", "replica", "-c", sql], &pw);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "rec\tport\tapp\tnothing\nTrue\t{}\twardenctl\tNone\n",
+            replicas[0].pg_port()
+        )
+    );
+    let out = query(&["-m", primary.name(), "-c", sql, "--delimiter", ";"], &pw);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "rec;port;app;nothing\nFalse;{};wardenctl;None\n",
+            primary.pg_port()
+        )
+    );
+    // The default member is the leader; JSON keeps column order and types.
+    let out = query(
+        &[
+            "--format",
+            "json",
+            "-c",
+            "select 1 as one, 1.5::float8 as f, 2.50::numeric as n, 'x' as t, \
+             '{\"k\": [1, null]}'::jsonb as j, array[1, 2] as a, null as z, \
+             inet_server_port() as port",
+        ],
+        &pw,
+    );
+    let rows: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    assert_eq!(
+        rows,
+        json!([{"one": 1, "f": 1.5, "n": "2.50", "t": "x", "j": {"k": [1, null]},
+                "a": [1, 2], "z": null, "port": primary.pg_port()}])
+    );
+    assert!(
+        out.stdout.starts_with("[{\"one\": 1, \"f\": 1.5, "),
+        "{}",
+        out.stdout
+    );
+    // `-d` picks the database; `-f` reads the SQL from a file.
+    let out = query(
+        &[
+            "-r",
+            "primary",
+            "-d",
+            "template1",
+            "-c",
+            "select current_database()",
+        ],
+        &pw,
+    );
+    assert_eq!(out.stdout, "current_database\ntemplate1\n");
+    let file = cluster.dir().join("query.sql");
+    std::fs::write(&file, "select 41 + 1 as answer;\n").expect("write query.sql");
+    let out = query(
+        &["-m", replicas[1].name(), "-f", &file.display().to_string()],
+        &pw,
+    );
+    assert_eq!(out.stdout, "answer\n42\n");
+    // Errors are rows, the exit code stays 0.
+    let out = query(&["-c", "select * from no_such_table"], &pw);
+    assert_eq!(message_row(&out), "ERROR, SQLSTATE: 42P01");
+    let out = query(
+        &["-m", replicas[0].name(), "-c", "create table t16(x int)"],
+        &pw,
+    );
+    assert_eq!(message_row(&out), "ERROR, SQLSTATE: 25006");
+    let out = query(&["-r", "standby-leader", "-c", "select 1"], &pw);
+    assert_eq!(
+        message_row(&out),
+        "No connection to role 'standby-leader' is available"
+    );
+    let out = query(&["-m", "nosuch", "-c", "select 1"], &pw);
+    assert_eq!(
+        message_row(&out),
+        "No connection to member nosuch is available"
+    );
+    let out = query(
+        &["-m", primary.name(), "-c", "select 1"],
+        "not-the-password\n",
+    );
+    assert_eq!(
+        message_row(&out),
+        format!(
+            "ERROR, SQLSTATE: connection to server at \"127.0.0.1\", port {} failed: FATAL:  \
+             password authentication failed for user \"{SUPERUSER}\"",
+            primary.pg_port()
+        )
+    );
+    assert!(!out.stdout.contains("not-the-password"), "{}", out.stdout);
+    // Without --password (and no PGPASSWORD or .pgpass) the server's refusal is shown.
+    let out = wardenctl(
+        &["-c", cfg, "query", "-U", SUPERUSER, "-c", "select 1"],
+        None,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        message_row(&out).ends_with("failed: fe_sendauth: no password supplied"),
+        "{}",
+        out.describe()
+    );
+    let out = wardenctl(&["-c", cfg, "query", "-c", "select 1", "-f", "x.sql"], None);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert_eq!(
+        out.stderr,
+        "Error: --file and --command are mutually exclusive options\n"
     );
 }
 

@@ -10,8 +10,10 @@
 mod address;
 mod backup;
 pub mod backup_jobs;
+pub mod env;
 mod error;
 pub mod logging;
+pub mod methods;
 mod postgresql;
 mod reader;
 mod schema;
@@ -32,6 +34,7 @@ pub use types::{
     CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap, Retention,
 };
 
+pub use env::EnvConfig;
 use reader::{Reader, Section};
 
 /// A valid configuration and the warnings found on the way (Patroni settings Warden
@@ -42,13 +45,90 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
-/// Reads and parses the YAML file at `path`.
+/// Reads and parses the configuration at `path`, with the `PATRONI_*` variables the
+/// agent captured at start laid over it (see [`env`]).
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
+    load_with(Some(path), env::captured())
+}
+
+/// Patroni's order: the file at `path` (or every `*.yml`/`*.yaml` in a directory, in
+/// name order) with the environment over it; with no such file,
+/// `PATRONI_CONFIGURATION` alone; else the environment alone.
+pub fn load_with(path: Option<&Path>, env: Option<&EnvConfig>) -> Result<Loaded, ConfigError> {
+    let from_env = env.filter(|e| !e.is_empty());
+    let existing = path.filter(|p| p.exists());
+    let (mut root, file) = match (existing, from_env) {
+        (Some(p), _) => (read_path(p)?, Some(p)),
+        (None, Some(e)) => match &e.configuration {
+            Some(text) => {
+                let root = yaml_tree(text, None)?;
+                let mut loaded = from_tree(&root, None)?;
+                loaded.warnings.push(
+                    "configuration taken from PATRONI_CONFIGURATION; other PATRONI_* variables are not read"
+                        .to_owned(),
+                );
+                return Ok(loaded);
+            }
+            None => (Value::Mapping(Mapping::new()), None),
+        },
+        (None, None) => {
+            let path = path.unwrap_or(Path::new(""));
+            return Err(ConfigError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file, and no PATRONI_* variables set",
+                ),
+            });
+        }
+    };
+    let mut warnings = Vec::new();
+    if let Some(e) = from_env {
+        e.apply(&mut root);
+        warnings.extend(e.ignored.iter().cloned());
+    }
+    let mut loaded = from_tree(&root, file)?;
+    loaded.warnings.extend(warnings);
+    Ok(loaded)
+}
+
+/// The YAML tree of a file, or of every `*.yml`/`*.yaml` file of a directory merged in
+/// name order (Patroni's config directory).
+fn read_path(path: &Path) -> Result<Value, ConfigError> {
+    let read_err = |p: &Path, source| ConfigError::Read {
+        path: p.to_owned(),
         source,
-    })?;
-    parse_from(&text, Some(path))
+    };
+    if !path.is_dir() {
+        let text = std::fs::read_to_string(path).map_err(|e| read_err(path, e))?;
+        return yaml_tree(&text, Some(path));
+    }
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| read_err(path, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    files.sort();
+    let mut root = Value::Mapping(Mapping::new());
+    for f in files {
+        let text = std::fs::read_to_string(&f).map_err(|e| read_err(&f, e))?;
+        let tree = yaml_tree(&text, Some(&f))?;
+        match tree {
+            Value::Mapping(_) => EnvConfig::merge_into(&mut root, &tree),
+            Value::Null => {}
+            _ => {
+                return Err(ConfigError::Invalid {
+                    file: Some(f),
+                    problems: vec![ConfigProblem {
+                        key: "(root)".to_owned(),
+                        message: "invalid config file: not a mapping of settings".to_owned(),
+                    }],
+                })
+            }
+        }
+    }
+    Ok(root)
 }
 
 /// Parses YAML text.
@@ -56,23 +136,31 @@ pub fn parse(yaml: &str) -> Result<Loaded, ConfigError> {
     parse_from(yaml, None)
 }
 
-fn parse_from(yaml: &str, file: Option<&Path>) -> Result<Loaded, ConfigError> {
-    let invalid = |problems: Vec<ConfigProblem>| ConfigError::Invalid {
+fn yaml_tree(yaml: &str, file: Option<&Path>) -> Result<Value, ConfigError> {
+    let syntax = |e: serde_yaml::Error| ConfigError::Invalid {
         file: file.map(Path::to_owned),
-        problems,
-    };
-    let syntax = |e: serde_yaml::Error| {
-        invalid(vec![ConfigProblem {
+        problems: vec![ConfigProblem {
             key: "(yaml)".to_owned(),
             message: format!("invalid YAML: {e}"),
-        }])
+        }],
     };
     let mut root: Value = serde_yaml::from_str(yaml).map_err(syntax)?;
     // PyYAML applies `<<` merge keys; serde_yaml needs to be asked.
     root.apply_merge().map_err(syntax)?;
+    Ok(root)
+}
 
+fn parse_from(yaml: &str, file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    from_tree(&yaml_tree(yaml, file)?, file)
+}
+
+fn from_tree(root: &Value, file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let invalid = |problems: Vec<ConfigProblem>| ConfigError::Invalid {
+        file: file.map(Path::to_owned),
+        problems,
+    };
     let empty = Mapping::new();
-    let map = match &root {
+    let map = match root {
         Value::Mapping(map) => map,
         // An empty file: report the missing keys rather than a type error.
         Value::Null => &empty,

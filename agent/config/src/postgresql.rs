@@ -26,15 +26,19 @@ pub(super) fn postgresql(
     let s = r.section("postgresql", value)?;
     // Each custom replica method named in create_replica_methods has a section of the
     // same name; those are Patroni settings too.
-    let methods: Vec<String> = match s.get("create_replica_methods") {
+    // Patroni reads either spelling; the plural wins.
+    let list = s
+        .get("create_replica_methods")
+        .or_else(|| s.get("create_replica_method"));
+    let methods: Vec<String> = match list {
         Some(Value::Sequence(items)) => items
             .iter()
             .filter_map(|v| v.as_str().map(str::to_owned))
-            .filter(|m| m != RESTORE_METHOD)
+            .filter(|m| m != RESTORE_METHOD && m != "basebackup")
             .collect(),
         _ => Vec::new(),
     };
-    let create_replica_methods = replica_methods(r, s.get("create_replica_methods"));
+    let create_replica_methods = replica_methods(r, &s, list);
     r.check_keys(&s, schema::POSTGRESQL, &methods);
 
     let listen = r
@@ -59,6 +63,12 @@ pub(super) fn postgresql(
     let authentication = r.required(&s, "authentication").and_then(|v| pg_auth(r, v));
     let parameters = match s.get("parameters") {
         Some(v) => guc_map(r, "postgresql.parameters", v),
+        None => Default::default(),
+    };
+    // Settings a replica starts with (`restore_command`, `recovery_min_apply_delay`,
+    // ...): Patroni's `recovery_conf`, GUCs since PostgreSQL 12.
+    let recovery_conf = match s.get("recovery_conf") {
+        Some(v) => guc_map(r, "postgresql.recovery_conf", v),
         None => Default::default(),
     };
     let pg_hba = match s.get("pg_hba") {
@@ -90,6 +100,7 @@ pub(super) fn postgresql(
         pgpass: pgpass?,
         authentication: authentication?,
         parameters,
+        recovery_conf,
         pg_hba,
         use_unix_socket,
         use_pg_rewind,
@@ -99,9 +110,13 @@ pub(super) fn postgresql(
     })
 }
 
-/// `postgresql.create_replica_methods`: `basebackup` and `warden_restore` are
-/// implemented; a custom (command-based) Patroni method is skipped with a warning.
-fn replica_methods(r: &mut Reader, value: Option<&Value>) -> Option<Vec<ReplicaMethod>> {
+/// `postgresql.create_replica_methods`: `basebackup`, `warden_restore`, and custom
+/// methods (a command, configured in the section `postgresql.NAME`), tried in order.
+fn replica_methods(
+    r: &mut Reader,
+    s: &Section<'_>,
+    value: Option<&Value>,
+) -> Option<Vec<ReplicaMethod>> {
     const PATH: &str = "postgresql.create_replica_methods";
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Some(Vec::new());
@@ -112,10 +127,10 @@ fn replica_methods(r: &mut Reader, value: Option<&Value>) -> Option<Vec<ReplicaM
         match m.as_str() {
             "basebackup" => out.push(ReplicaMethod::Basebackup),
             RESTORE_METHOD => out.push(ReplicaMethod::WardenRestore),
-            other => r.not_implemented(
-                PATH,
-                &format!("custom method {other} skipped; Warden implements basebackup and {RESTORE_METHOD}"),
-            ),
+            other => {
+                let method = crate::methods::replica_method(r, other, s.get(other))?;
+                out.push(ReplicaMethod::Custom(method));
+            }
         }
     }
     Some(out)
@@ -354,13 +369,21 @@ pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapC
         Some(Value::String(name)) if name != "initdb" => vec![name.clone()],
         _ => Vec::new(),
     };
+    let mut custom = None;
     let restore = if method.first().map(String::as_str) == Some(RESTORE_METHOD) {
         r.check_keys(&s, schema::BOOTSTRAP_RESTORE, &[]);
         Some(restore_method(r, s.get(RESTORE_METHOD))?)
     } else {
         r.check_keys(&s, schema::BOOTSTRAP, &method);
+        if let Some(name) = method.first() {
+            custom = Some(crate::methods::bootstrap_method(r, name, s.get(name))?);
+        }
         None
     };
+    let post_bootstrap = s
+        .get("post_bootstrap")
+        .or_else(|| s.get("post_init"))
+        .and_then(|v| r.string("bootstrap.post_bootstrap", v));
     let dcs = match s.get("dcs") {
         Some(v) => dcs(r, v),
         None => Some(DynamicConfig::default()),
@@ -373,6 +396,8 @@ pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapC
         dcs: dcs?,
         initdb: initdb?,
         restore,
+        custom,
+        post_bootstrap,
     })
 }
 
@@ -448,8 +473,14 @@ fn dcs(r: &mut Reader, value: &Value) -> Option<DynamicConfig> {
         check_dcs_keys(r, &pg, "postgresql");
     }
     let json = r.json(PATH, value)?;
-    match DynamicConfig::from_json_all(&json) {
-        Ok(config) => Some(config),
+    match DynamicConfig::from_written_json(&json) {
+        Ok((config, adjusted)) => {
+            // Patroni adjusts these too, and the adjusted values are what is stored.
+            for a in adjusted {
+                r.warn(format!("{PATH}: {a}"));
+            }
+            Some(config)
+        }
         Err(errors) => {
             for e in errors {
                 r.error(format!("{PATH}.{}", e.key), e.reason);

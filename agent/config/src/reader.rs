@@ -110,9 +110,10 @@ impl Reader {
         }
     }
 
-    /// Checks every key of `section` against `spec`. `extra_patroni` names further keys
-    /// Patroni derives from values (a `create_replica_methods` entry names a section).
-    pub fn check_keys(&mut self, section: &Section<'_>, spec: &[Key], extra_patroni: &[String]) {
+    /// Checks every key of `section` against `spec`. `derived` names further keys that
+    /// values name (a `create_replica_methods` entry or `bootstrap.method` names a
+    /// section); the caller reads those sections.
+    pub fn check_keys(&mut self, section: &Section<'_>, spec: &[Key], derived: &[String]) {
         for (key, value) in section.entries() {
             let Some(name) = key_text(key) else {
                 self.error(section.path_of(&describe_yaml(key)), "keys must be strings");
@@ -124,7 +125,7 @@ impl Reader {
                 // An empty Patroni section sets nothing; nothing to warn about.
                 Some(Kind::Patroni(_)) if value.is_null() => {}
                 Some(Kind::Patroni(note)) => self.not_implemented(&path, note),
-                None if extra_patroni.contains(&name) => self.not_implemented(&path, ""),
+                None if derived.contains(&name) => {}
                 None => self.unknown_key(&path, &name, spec.iter().map(|k| k.name)),
             }
         }

@@ -56,6 +56,14 @@ pub(super) const TOP: &[Key] = &[
     patroni("zookeeper", OTHER_DCS),
     patroni("exhibitor", OTHER_DCS),
     patroni("raft", OTHER_DCS),
+    patroni(
+        "thread_pool_size",
+        "Warden's REST API is asynchronous; no thread pool to size",
+    ),
+    patroni(
+        "thread_stack_size",
+        "Warden's REST API is asynchronous; no thread pool to size",
+    ),
     patroni("ttl", DYNAMIC),
     patroni("loop_wait", DYNAMIC),
     patroni("retry_timeout", DYNAMIC),
@@ -112,16 +120,16 @@ pub(super) const LOG: &[Key] = &[
     warden("level"),
     warden("type"),
     warden("format"),
-    patroni("traceback_level", ""),
-    patroni("dateformat", ""),
-    patroni("static_fields", ""),
-    patroni("max_queue_size", ""),
-    patroni("dir", "logs go to standard error"),
-    patroni("file_num", ""),
-    patroni("file_size", ""),
-    patroni("mode", ""),
-    patroni("loggers", ""),
-    patroni("deduplicate_heartbeat_logs", ""),
+    warden("traceback_level"),
+    warden("dateformat"),
+    warden("static_fields"),
+    warden("max_queue_size"),
+    warden("dir"),
+    warden("file_num"),
+    warden("file_size"),
+    warden("mode"),
+    warden("loggers"),
+    warden("deduplicate_heartbeat_logs"),
 ];
 
 const NO_TLS: &str = "the REST API serves plain HTTP";
@@ -148,6 +156,10 @@ pub(super) const RESTAPI: &[Key] = &[
     patroni("https_extra_headers", ""),
     patroni("request_queue_size", ""),
     patroni("server_tokens", ""),
+    patroni(
+        "thread_pool_size",
+        "Warden's REST API is asynchronous; no thread pool to size",
+    ),
 ];
 
 pub(super) const RESTAPI_AUTH: &[Key] = &[warden("username"), warden("password")];
@@ -166,6 +178,9 @@ pub(super) const ETCD3: &[Key] = &[
     patroni("srv", "use hosts"),
     patroni("srv_suffix", "use hosts"),
     patroni("use_proxies", ""),
+    patroni("port", "use hosts with host:port"),
+    patroni("key_password", "Warden connects without TLS"),
+    patroni("verify", "Warden connects without TLS"),
 ];
 
 /// `bootstrap` when `method: warden_restore` (the method and its section are Warden's).
@@ -174,8 +189,8 @@ pub(super) const BOOTSTRAP_RESTORE: &[Key] = &[
     warden("initdb"),
     warden("method"),
     warden("warden_restore"),
-    patroni("post_bootstrap", ""),
-    patroni("post_init", ""),
+    warden("post_bootstrap"),
+    warden("post_init"),
     patroni("users", "removed in Patroni 4"),
     patroni("pg_hba", "removed in Patroni 4; use postgresql.pg_hba"),
 ];
@@ -193,9 +208,9 @@ pub(super) const WARDEN_RESTORE: &[Key] = &[
 pub(super) const BOOTSTRAP: &[Key] = &[
     warden("dcs"),
     warden("initdb"),
-    patroni("method", "new clusters are created with initdb"),
-    patroni("post_bootstrap", ""),
-    patroni("post_init", ""),
+    warden("method"),
+    warden("post_bootstrap"),
+    warden("post_init"),
     patroni("users", "removed in Patroni 4"),
     patroni("pg_hba", "removed in Patroni 4; use postgresql.pg_hba"),
 ];
@@ -213,12 +228,9 @@ pub(super) const POSTGRESQL: &[Key] = &[
     warden("use_pg_rewind"),
     warden("callbacks"),
     warden("create_replica_methods"),
-    patroni(
-        "create_replica_method",
-        "replicas are cloned with pg_basebackup",
-    ),
+    warden("create_replica_method"),
     patroni("basebackup", ""),
-    patroni("recovery_conf", ""),
+    warden("recovery_conf"),
     patroni("custom_conf", ""),
     patroni("config_dir", "configuration files live in data_dir"),
     patroni("pg_ctl_timeout", ""),
@@ -232,7 +244,12 @@ pub(super) const POSTGRESQL: &[Key] = &[
     patroni("pg_ident", ""),
 ];
 
-pub(super) const WATCHDOG: &[Key] = &[warden("mode"), warden("device"), warden("safety_margin")];
+pub(super) const WATCHDOG: &[Key] = &[
+    warden("mode"),
+    warden("device"),
+    warden("safety_margin"),
+    patroni("driver", "Warden drives the Linux watchdog device only"),
+];
 
 pub(super) const PG_AUTH: &[Key] = &[warden("superuser"), warden("replication"), warden("rewind")];
 
@@ -253,9 +270,8 @@ pub(super) const PG_CREDENTIALS: &[Key] = &[
     patroni("channel_binding", LIBPQ_TLS),
 ];
 
-/// Tags Patroni defines that Warden does not act on; kept out of the published tags.
-pub(super) const PATRONI_ONLY_TAGS: &[(&str, &str)] =
-    &[("replicatefrom", "cascading replication is not implemented")];
+/// Tags Patroni knows that Warden does not act on (none left; kept for the check).
+pub(super) const PATRONI_ONLY_TAGS: &[(&str, &str)] = &[];
 
 pub(super) fn find(spec: &[Key], name: &str) -> Option<Kind> {
     spec.iter().find(|k| k.name == name).map(|k| k.kind)

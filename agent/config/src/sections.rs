@@ -3,7 +3,7 @@
 use serde_yaml::Value;
 
 use super::address;
-use super::reader::{key_text, Reader, Section};
+use super::reader::{describe_yaml, key_text, Reader, Section};
 use super::schema::{self, Key};
 use super::types::{
     Credentials, EtcdConfig, HostPort, LogConfig, RestApiConfig, Tags, WatchdogConfig, WatchdogMode,
@@ -43,28 +43,21 @@ pub(super) fn namespace(r: &mut Reader, root: &Section<'_>) -> String {
 
 const LOG_LEVELS: &[&str] = &["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
 
+/// `log`: every key of Patroni 4's section (see `logging` for what each does).
 pub(super) fn log(r: &mut Reader, root: &Section<'_>) -> LogConfig {
     let mut config = LogConfig::default();
     let Some(s) = root.get("log").and_then(|v| r.section("log", v)) else {
         return config;
     };
     r.check_keys(&s, schema::LOG, &[]);
-    if let Some(text) = s.get("level").and_then(|v| r.string("log.level", v)) {
-        let upper = text.trim().to_ascii_uppercase();
-        // Python's logging also accepts these two spellings.
-        let level = match upper.as_str() {
-            "WARN" => "WARNING".to_owned(),
-            "FATAL" => "CRITICAL".to_owned(),
-            _ => upper,
-        };
-        if LOG_LEVELS.contains(&level.as_str()) {
-            config.level = level;
-        } else {
-            r.error(
-                "log.level",
-                format!("expected one of {}, got \"{text}\"", LOG_LEVELS.join(", ")),
-            );
-        }
+    if let Some(level) = s.get("level").and_then(|v| log_level(r, "log.level", v)) {
+        config.level = level;
+    }
+    if let Some(level) = s
+        .get("traceback_level")
+        .and_then(|v| log_level(r, "log.traceback_level", v))
+    {
+        config.traceback_level = level;
     }
     if let Some(text) = s.get("type").and_then(|v| r.string("log.type", v)) {
         match text.trim().to_ascii_lowercase().as_str() {
@@ -76,19 +69,272 @@ pub(super) fn log(r: &mut Reader, root: &Section<'_>) -> LogConfig {
             ),
         }
     }
+    log_format(r, &s, &mut config);
+    log_file(r, &s, &mut config);
+    if let Some(v) = s.get("loggers") {
+        config.loggers = log_loggers(r, v);
+    }
+    if let Some(n) = s
+        .get("max_queue_size")
+        .and_then(|v| r.unsigned("log.max_queue_size", v))
+    {
+        if n == 0 {
+            r.warn(format!(
+                "log.max_queue_size: 0 leaves Patroni's queue unbounded; Warden keeps it \
+                 bounded and uses {}",
+                LogConfig::DEFAULT_MAX_QUEUE_SIZE
+            ));
+        } else {
+            config.max_queue_size = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    }
+    r.bool_key(
+        &s,
+        "deduplicate_heartbeat_logs",
+        &mut config.deduplicate_heartbeat_logs,
+    );
+    config
+}
+
+/// A Patroni level name (`warn` and `fatal` too, any case), normalised.
+fn log_level(r: &mut Reader, path: &str, value: &Value) -> Option<String> {
+    let text = r.string(path, value)?;
+    let level = crate::logging::level_name(&text);
+    if level.is_none() {
+        r.error(
+            path,
+            format!("expected one of {}, got \"{text}\"", LOG_LEVELS.join(", ")),
+        );
+    }
+    level.map(str::to_owned)
+}
+
+/// `format`, `dateformat`, `static_fields`.
+fn log_format(r: &mut Reader, s: &Section<'_>, config: &mut LogConfig) {
     match s.get("format") {
         None => {}
-        Some(Value::String(format)) => config.format = Some(format.clone()),
-        // Patroni 4 takes a list or mapping of JSON fields for `type: json`.
-        Some(Value::Sequence(_) | Value::Mapping(_)) => r.not_implemented(
-            "log.format",
-            "a list or mapping of JSON log fields; the default fields are used",
-        ),
+        Some(Value::String(format)) => {
+            let checked = if config.json {
+                if crate::logging::format_fields(format).is_empty() {
+                    Err("names no fields; write them as %(name)s or give a list".to_owned())
+                } else {
+                    Ok(())
+                }
+            } else {
+                crate::logging::check_format(format)
+            };
+            match checked {
+                Ok(()) => config.format = Some(format.clone()),
+                Err(e) => r.error("log.format", e),
+            }
+        }
+        // Patroni 4 takes a list of JSON fields, each a name or `{name: renamed}`.
+        Some(v @ (Value::Sequence(_) | Value::Mapping(_))) => {
+            config.json_fields = json_fields(r, v);
+            if !config.json {
+                r.warn(
+                    "log.format: a list of fields applies to log.type: json; plain logs use \
+                     the default format",
+                );
+            }
+        }
         Some(other) => {
             r.string("log.format", other);
         }
     }
-    config
+    if let Some(text) = s
+        .get("dateformat")
+        .and_then(|v| r.string("log.dateformat", v))
+    {
+        // As in Patroni, an empty string means the default.
+        if !text.is_empty() {
+            match crate::logging::check_dateformat(&text) {
+                Ok(()) => config.dateformat = Some(text),
+                Err(e) => r.error("log.dateformat", e),
+            }
+        }
+    }
+    if let Some(v) = s.get("static_fields") {
+        match r.json("log.static_fields", v) {
+            Some(serde_json::Value::Object(map)) => {
+                config.static_fields = map.into_iter().collect()
+            }
+            Some(_) => r.error(
+                "log.static_fields",
+                format!("expected a mapping, got {}", describe_yaml(v)),
+            ),
+            None => {}
+        }
+    }
+}
+
+/// The list (or mapping) form of `log.format`: `(field, key written)` pairs.
+fn json_fields(r: &mut Reader, value: &Value) -> Option<Vec<(String, String)>> {
+    let single;
+    let items: &[Value] = match value {
+        Value::Sequence(items) => items,
+        // Patroni 4.1 ignores a bare mapping; Warden reads it as a one-item list.
+        other => {
+            single = [other.clone()];
+            &single
+        }
+    };
+    let mut fields = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let path = if matches!(value, Value::Sequence(_)) {
+            format!("log.format[{i}]")
+        } else {
+            "log.format".to_owned()
+        };
+        match item {
+            Value::String(name) if !name.is_empty() => fields.push((name.clone(), name.clone())),
+            Value::Mapping(map) => {
+                for (k, v) in map {
+                    match (key_text(k), v) {
+                        (Some(name), Value::String(renamed)) if !renamed.is_empty() => {
+                            fields.push((name, renamed.clone()));
+                        }
+                        _ => {
+                            r.error(
+                                path.clone(),
+                                format!(
+                                    "expected {{field: new name}} with a string name, got {}",
+                                    describe_yaml(item)
+                                ),
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+            }
+            other => {
+                r.error(
+                    path,
+                    format!(
+                        "expected a field name or {{field: new name}}, got {}",
+                        describe_yaml(other)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(fields)
+}
+
+/// `dir`, `file_size`, `file_num`, `mode`.
+fn log_file(r: &mut Reader, s: &Section<'_>, config: &mut LogConfig) {
+    if let Some(dir) = s.get("dir").and_then(|v| r.string("log.dir", v)) {
+        if dir.trim().is_empty() {
+            r.error("log.dir", "must not be empty");
+        } else {
+            config.dir = Some(std::path::PathBuf::from(dir));
+        }
+    }
+    if let Some(n) = s
+        .get("file_size")
+        .and_then(|v| r.unsigned("log.file_size", v))
+    {
+        if n == 0 {
+            r.warn(format!(
+                "log.file_size: 0 never rotates in Patroni; Warden keeps the file bounded and \
+                 uses {}",
+                LogConfig::DEFAULT_FILE_SIZE
+            ));
+        } else {
+            config.file_size = u64::from(n);
+        }
+    }
+    if let Some(n) = s
+        .get("file_num")
+        .and_then(|v| r.unsigned("log.file_num", v))
+    {
+        config.file_num = n;
+    }
+    if let Some(v) = s.get("mode") {
+        config.mode = log_mode(r, v);
+    }
+}
+
+/// Permission bits: a YAML number (`0o640`, `416`) or a string read like C's
+/// `strtol(s, 0)` (`"0640"`, `"0x1a0"`), as Patroni's `parse_int` does.
+fn log_mode(r: &mut Reader, value: &Value) -> Option<u32> {
+    let parsed = match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(text) => {
+            let t = text.trim();
+            if let Some(hex) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+                u64::from_str_radix(hex, 16).ok()
+            } else if let Some(octal) = t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+                u64::from_str_radix(octal, 8).ok()
+            } else if t.len() > 1 && t.starts_with('0') {
+                u64::from_str_radix(&t[1..], 8).ok()
+            } else {
+                t.parse().ok()
+            }
+        }
+        _ => None,
+    };
+    match parsed {
+        Some(mode) if mode <= 0o7777 => {
+            if mode > 0o777 {
+                r.warn(format!(
+                    "log.mode: {mode} is {mode:#o} (setuid, setgid or sticky bits); for \
+                     rw-r----- write 0640 or 0o640"
+                ));
+            }
+            u32::try_from(mode).ok()
+        }
+        _ => {
+            r.error(
+                "log.mode",
+                format!(
+                    "expected file permission bits such as 0640 or 0o640, got {}",
+                    describe_yaml(value)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `loggers: {name: LEVEL}`; names map onto tracing targets (see `logging`).
+fn log_loggers(r: &mut Reader, value: &Value) -> std::collections::BTreeMap<String, String> {
+    let mut loggers = std::collections::BTreeMap::new();
+    let Some(s) = r.section("log.loggers", value) else {
+        return loggers;
+    };
+    for (key, level) in s.entries() {
+        let Some(name) = key_text(key) else {
+            r.error("log.loggers", "logger names must be strings");
+            continue;
+        };
+        let path = s.path_of(&name);
+        let level = match level {
+            Value::Number(n) => match n.as_i64() {
+                Some(0) => continue, // NOTSET: the logger follows log.level.
+                Some(n) if n > 0 => crate::logging::level_of_number(n).map(str::to_owned),
+                _ => {
+                    r.error(&path, format!("expected a level name, got {n}"));
+                    continue;
+                }
+            },
+            Value::String(text) if text.trim().eq_ignore_ascii_case("NOTSET") => continue,
+            other => log_level(r, &path, other),
+        };
+        let Some(level) = level else { continue };
+        match crate::logging::logger_targets(&name) {
+            Ok(crate::logging::LoggerTargets::Targets(_)) => {
+                loggers.insert(name, level);
+            }
+            Ok(crate::logging::LoggerTargets::NoCounterpart(why)) => {
+                r.warn(format!("{path}: {why}; ignored"));
+            }
+            Err(e) => r.error(&path, e),
+        }
+    }
+    loggers
 }
 
 pub(super) fn restapi(r: &mut Reader, root: &Section<'_>) -> Option<RestApiConfig> {
@@ -281,11 +527,26 @@ pub(super) fn tags(r: &mut Reader, root: &Section<'_>) -> Tags {
                     if name == "nofailover" {
                         nofailover_set = Some(b);
                     }
+                    if let Some(json) = r.json(&path, value) {
+                        tags.given.insert(name.clone(), json);
+                    }
                 }
             }
         } else if name == "failover_priority" {
             if !value.is_null() {
                 tags.failover_priority = r.unsigned(&path, value);
+                if tags.failover_priority.is_some() {
+                    if let Some(json) = r.json(&path, value) {
+                        tags.given.insert(name.clone(), json);
+                    }
+                }
+            }
+        } else if name == "replicatefrom" {
+            if !value.is_null() {
+                tags.replicatefrom = r.string(&path, value);
+                if let Some(json) = r.json(&path, value) {
+                    tags.given.insert(name.clone(), json);
+                }
             }
         } else if let Some((_, note)) = schema::PATRONI_ONLY_TAGS.iter().find(|(t, _)| *t == name) {
             if !value.is_null() {
@@ -346,11 +607,224 @@ pub(super) fn watchdog(r: &mut Reader, root: &Section<'_>) -> WatchdogConfig {
     if let Some(d) = s.get("device").and_then(|v| r.string("watchdog.device", v)) {
         config.device = std::path::PathBuf::from(d);
     }
-    if let Some(m) = s
-        .get("safety_margin")
-        .and_then(|v| r.unsigned("watchdog.safety_margin", v))
-    {
-        config.safety_margin = m;
+    match s.get("safety_margin") {
+        // Patroni's -1: a watchdog timeout of half the ttl.
+        Some(v) if v.as_i64() == Some(-1) || v.as_str().map(str::trim) == Some("-1") => {
+            config.safety_margin = None;
+        }
+        Some(v) => {
+            if let Some(m) = r.unsigned("watchdog.safety_margin", v) {
+                config.safety_margin = Some(m);
+            }
+        }
+        None => {}
     }
     config
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    /// `log` read from `yaml` (the section's body): the config, problems, warnings.
+    fn read(yaml: &str) -> (LogConfig, Vec<String>, Vec<String>) {
+        let root: Value = serde_yaml::from_str(&format!("log: {yaml}")).unwrap();
+        let mut r = Reader::default();
+        let section = r.section("", &root).unwrap();
+        let config = log(&mut r, &section);
+        let problems = r.problems.iter().map(ToString::to_string).collect();
+        (config, problems, r.warnings)
+    }
+
+    #[test]
+    fn every_patroni_key_is_read() {
+        let (c, problems, warnings) = read(
+            r"
+  level: debug
+  traceback_level: info
+  format: '%(asctime)s %(levelname)-8s %(name)s: %(message)s'
+  dateformat: '%Y-%m-%dT%H:%M:%S'
+  dir: /var/log/patroni
+  file_size: 1000000
+  file_num: 2
+  mode: 0640
+  loggers: {patroni.ha: WARNING, urllib3: 10, tokio_postgres: error, patroni.api: NOTSET}
+  max_queue_size: 50
+  deduplicate_heartbeat_logs: true
+  static_fields: {app: warden, n: 1}
+",
+        );
+        assert!(
+            problems.is_empty() && warnings.is_empty(),
+            "{problems:?} {warnings:?}"
+        );
+        assert_eq!(
+            (c.level.as_str(), c.traceback_level.as_str()),
+            ("DEBUG", "INFO")
+        );
+        assert_eq!(
+            c.format.as_deref(),
+            Some("%(asctime)s %(levelname)-8s %(name)s: %(message)s")
+        );
+        assert_eq!(c.dateformat.as_deref(), Some("%Y-%m-%dT%H:%M:%S"));
+        assert_eq!(c.dir, Some(std::path::PathBuf::from("/var/log/patroni")));
+        assert_eq!(
+            (c.file_size, c.file_num, c.mode),
+            (1_000_000, 2, Some(0o640))
+        );
+        let loggers: Vec<(&str, &str)> = c
+            .loggers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            loggers,
+            [
+                ("patroni.ha", "WARNING"),
+                ("tokio_postgres", "ERROR"),
+                ("urllib3", "DEBUG")
+            ]
+        );
+        assert_eq!(c.max_queue_size, 50);
+        assert!(c.deduplicate_heartbeat_logs);
+        assert_eq!(
+            c.static_fields,
+            [
+                ("app".to_owned(), "warden".into()),
+                ("n".to_owned(), 1.into())
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_are_patronis() {
+        let (c, problems, _) = read("{}");
+        assert!(problems.is_empty());
+        assert_eq!(c, LogConfig::default());
+        assert_eq!(
+            (c.file_size, c.file_num, c.max_queue_size),
+            (25_000_000, 4, 1000)
+        );
+        assert_eq!(c.traceback_level, "ERROR");
+        assert_eq!(c.dir, None);
+        // An empty dateformat means the default, as in Patroni.
+        assert_eq!(read("{dateformat: ''}").0.dateformat, None);
+    }
+
+    #[test]
+    fn json_fields_as_a_list_or_a_mapping() {
+        let (c, problems, _) = read("{type: json, format: [asctime, {levelname: level}, message]}");
+        assert!(problems.is_empty(), "{problems:?}");
+        let fields = c.json_fields.unwrap();
+        assert_eq!(
+            fields,
+            [
+                ("asctime".to_owned(), "asctime".to_owned()),
+                ("levelname".to_owned(), "level".to_owned()),
+                ("message".to_owned(), "message".to_owned()),
+            ]
+        );
+        let (c, _, _) = read("{type: json, format: {levelname: level}}");
+        assert_eq!(
+            c.json_fields.unwrap(),
+            [("levelname".to_owned(), "level".to_owned())]
+        );
+        // Extra fields are fine in a JSON format string (they come from the event).
+        let (c, problems, _) = read("{type: json, format: '%(message)s %(member)s'}");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.format.as_deref(), Some("%(message)s %(member)s"));
+        let (_, _, warnings) = read("{format: [message]}");
+        assert_eq!(
+            warnings,
+            ["log.format: a list of fields applies to log.type: json; plain logs use the default format"]
+        );
+    }
+
+    #[test]
+    fn mode_forms() {
+        for (yaml, mode) in [
+            ("0640", 0o640),
+            ("'0600'", 0o600),
+            ("0o644", 0o644),
+            ("'0x1a4'", 0o644),
+            ("416", 0o640),
+        ] {
+            let (c, problems, warnings) = read(&format!("{{mode: {yaml}}}"));
+            assert!(
+                problems.is_empty() && warnings.is_empty(),
+                "{yaml}: {problems:?} {warnings:?}"
+            );
+            assert_eq!(c.mode, Some(mode), "{yaml}");
+        }
+        let (_, _, warnings) = read("{mode: 600}");
+        assert_eq!(
+            warnings,
+            ["log.mode: 600 is 0o1130 (setuid, setgid or sticky bits); for rw-r----- write 0640 or 0o640"]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let (_, problems, _) = read(
+            r"
+  level: loud
+  traceback_level: 7
+  type: xml
+  format: '%(message)s %(member)s'
+  dateformat: '%Y-%Q'
+  dir: ''
+  file_size: big
+  file_num: -1
+  mode: rwx
+  loggers: {'a=b': INFO, patroni.ha: chatty}
+  max_queue_size: [1]
+  deduplicate_heartbeat_logs: maybe
+  static_fields: [a]
+",
+        );
+        let expected = [
+            "log.level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got \"loud\"",
+            "log.traceback_level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got \"7\"",
+            "log.type: expected \"plain\" or \"json\", got \"xml\"",
+            "log.format: unknown field %(member); known fields: asctime,",
+            "log.dateformat: \"%Y-%Q\" is not a valid strftime format",
+            "log.static_fields: expected a mapping, got [\"a\"]",
+            "log.dir: must not be empty",
+            "log.file_size: expected an integer, got \"big\"",
+            "log.file_num: must be a non-negative integer, got -1",
+            "log.mode: expected file permission bits such as 0640 or 0o640, got \"rwx\"",
+            "log.loggers.a=b: \"a=b\" is neither a Patroni logger name nor a Rust module path",
+            "log.loggers.patroni.ha: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got \"chatty\"",
+            "log.max_queue_size: expected an integer, got [1]",
+            "log.deduplicate_heartbeat_logs: expected a boolean (true or false), got \"maybe\"",
+        ];
+        for e in expected {
+            assert!(
+                problems.iter().any(|p| p.starts_with(e)),
+                "missing {e:?} in {problems:#?}"
+            );
+        }
+        assert_eq!(problems.len(), expected.len(), "{problems:#?}");
+    }
+
+    #[test]
+    fn unbounded_or_foreign_settings_warn() {
+        let (c, problems, warnings) = read(
+            "{file_size: 0, max_queue_size: 0, loggers: {patroni.__main__: DEBUG, botocore.credentials: ERROR, patroni.postmaster: WARNING}}",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((c.file_size, c.max_queue_size), (25_000_000, 1000));
+        assert_eq!(c.loggers.keys().collect::<Vec<_>>(), ["patroni.postmaster"]);
+        assert_eq!(warnings.len(), 4, "{warnings:#?}");
+        assert!(warnings[0].starts_with("log.file_size: 0 never rotates in Patroni"));
+        assert!(warnings
+            .iter()
+            .any(|w| w.starts_with("log.loggers.patroni.__main__: a Patroni module")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.starts_with("log.loggers.botocore.credentials: a Python logger")));
+        assert!(warnings
+            .iter()
+            .any(|w| w.starts_with("log.max_queue_size: 0 leaves")));
+    }
 }

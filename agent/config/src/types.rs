@@ -33,8 +33,9 @@ pub struct Config {
 pub struct WatchdogConfig {
     pub mode: WatchdogMode,
     pub device: PathBuf,
-    /// Seconds between the watchdog firing and the lease expiring.
-    pub safety_margin: u32,
+    /// Seconds between the watchdog firing and the lease expiring; `None` (Patroni's
+    /// `-1`): half the ttl.
+    pub safety_margin: Option<u32>,
 }
 
 impl Default for WatchdogConfig {
@@ -42,7 +43,7 @@ impl Default for WatchdogConfig {
         Self {
             mode: WatchdogMode::Automatic,
             device: PathBuf::from("/dev/watchdog"),
-            safety_margin: 5,
+            safety_margin: Some(5),
         }
     }
 }
@@ -57,14 +58,45 @@ pub enum WatchdogMode {
     Required,
 }
 
+/// `log`, as Patroni 4 defines it (see `logging` for how each setting is applied).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// One of `DEBUG`, `INFO`, `WARNING`, `ERROR`, `CRITICAL` (normalised to upper case).
     pub level: String,
     /// `log.type: json` (Patroni 4); plain text otherwise.
     pub json: bool,
-    /// Patroni's (Python logging) format string; informational only.
+    /// `log.format` given as a string: a Python logging format (`%(asctime)s ...`);
+    /// for JSON logs its `%(field)` names are the fields. `None`: Patroni's default.
     pub format: Option<String>,
+    /// `log.format` given as a list (or mapping) of JSON fields: `(field, key written)`.
+    pub json_fields: Option<Vec<(String, String)>>,
+    /// strftime-style `%(asctime)s` format; `None`: `YYYY-MM-DD HH:MM:SS,mmm`.
+    pub dateformat: Option<String>,
+    /// Fields added to every JSON line, in the order given.
+    pub static_fields: Vec<(String, serde_json::Value)>,
+    /// `log.dir`: write `<dir>/patroni.log` instead of standard error.
+    pub dir: Option<PathBuf>,
+    /// Rotate `patroni.log` before it reaches this many bytes.
+    pub file_size: u64,
+    /// Rotated files kept: `patroni.log.1` .. `patroni.log.<file_num>`.
+    pub file_num: u32,
+    /// Permission bits of the log files; `None`: `0666` less the umask.
+    pub mode: Option<u32>,
+    /// Patroni logger name -> level (`DEBUG` .. `CRITICAL`).
+    pub loggers: BTreeMap<String, String>,
+    /// Accepted for Patroni compatibility; Warden logs no stack traces.
+    pub traceback_level: String,
+    /// Log lines waiting for the writer thread before new ones are dropped (and counted).
+    pub max_queue_size: usize,
+    /// Accepted for Patroni compatibility; Warden logs a decision only when it changes.
+    pub deduplicate_heartbeat_logs: bool,
+}
+
+impl LogConfig {
+    pub const DEFAULT_FORMAT: &'static str = "%(asctime)s %(levelname)s: %(message)s";
+    pub const DEFAULT_FILE_SIZE: u64 = 25_000_000;
+    pub const DEFAULT_FILE_NUM: u32 = 4;
+    pub const DEFAULT_MAX_QUEUE_SIZE: usize = 1000;
 }
 
 impl Default for LogConfig {
@@ -73,6 +105,17 @@ impl Default for LogConfig {
             level: "INFO".to_owned(),
             json: false,
             format: None,
+            json_fields: None,
+            dateformat: None,
+            static_fields: Vec::new(),
+            dir: None,
+            file_size: Self::DEFAULT_FILE_SIZE,
+            file_num: Self::DEFAULT_FILE_NUM,
+            mode: None,
+            loggers: BTreeMap::new(),
+            traceback_level: "ERROR".to_owned(),
+            max_queue_size: Self::DEFAULT_MAX_QUEUE_SIZE,
+            deduplicate_heartbeat_logs: false,
         }
     }
 }
@@ -101,6 +144,12 @@ pub struct BootstrapConfig {
     /// `bootstrap.method: warden_restore`: the member that wins the initialize race
     /// restores a backup from the repository instead of running initdb.
     pub restore: Option<RestoreBootstrap>,
+    /// `bootstrap.method: NAME` with `bootstrap.NAME.command`: a user's script creates
+    /// the data directory (Patroni's custom bootstrap).
+    pub custom: Option<crate::methods::CustomBootstrap>,
+    /// `bootstrap.post_bootstrap` (or `post_init`): run once after the cluster is
+    /// created, with a connection string to the new primary as its argument.
+    pub post_bootstrap: Option<String>,
 }
 
 /// `bootstrap.warden_restore`: which backup, and how far to recover.
@@ -152,6 +201,8 @@ pub struct PostgresqlConfig {
     pub authentication: PgAuth,
     /// Local GUCs in PostgreSQL text form (`true` → `on`, `10` → `10`).
     pub parameters: BTreeMap<String, String>,
+    /// `postgresql.recovery_conf`: settings only a replica runs with.
+    pub recovery_conf: BTreeMap<String, String>,
     pub pg_hba: Vec<String>,
     pub use_unix_socket: bool,
     /// A local `postgresql.use_pg_rewind`. Patroni lets the local YAML override the
@@ -169,12 +220,25 @@ pub struct PostgresqlConfig {
 }
 
 /// A way to create a replica.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicaMethod {
     /// `pg_basebackup` from the leader.
     Basebackup,
     /// The newest base backup from the repository, then archived WAL, then streaming.
     WardenRestore,
+    /// A user's command (Patroni's custom method).
+    Custom(crate::methods::CustomReplicaMethod),
+}
+
+impl ReplicaMethod {
+    /// The name it has in `create_replica_methods`.
+    pub fn name(&self) -> &str {
+        match self {
+            ReplicaMethod::Basebackup => "basebackup",
+            ReplicaMethod::WardenRestore => "warden_restore",
+            ReplicaMethod::Custom(m) => &m.name,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,7 +292,14 @@ pub struct Tags {
     pub nosync: bool,
     pub failover_priority: Option<u32>,
     pub nostream: bool,
+    /// `replicatefrom`: stream from this member instead of the leader (cascading),
+    /// while its member key exists.
+    pub replicatefrom: Option<String>,
     pub other: BTreeMap<String, serde_json::Value>,
+    /// The boolean tags and `failover_priority` exactly as written (`'0'`, `"yes"`,
+    /// `1`), published in the member key with the type they were given, as Patroni
+    /// publishes them.
+    pub given: BTreeMap<String, serde_json::Value>,
 }
 
 impl Tags {
@@ -248,8 +319,10 @@ impl Tags {
         }
     }
 
-    /// The `tags` object of the member key, as Patroni publishes it: the boolean tags
-    /// only when true, then `failover_priority` if set, then the user's own tags.
+    /// The `tags` object of the member key, as Patroni publishes it: every tag with
+    /// the value (and type) it was written with, except that a boolean tag that is off
+    /// is left out (`nofailover` is kept while `failover_priority` is given, `nosync`
+    /// while `sync_priority` is, so readers see the contradiction as written).
     pub fn to_member_json(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut out: serde_json::Map<String, serde_json::Value> = self
             .other
@@ -264,12 +337,35 @@ impl Tags {
             ("nostream", self.nostream),
         ];
         for (name, set) in flags {
-            if set {
-                out.insert(name.to_owned(), serde_json::Value::Bool(true));
+            let kept_for = match name {
+                "nofailover" => self.failover_priority.is_some(),
+                "nosync" => self.other.contains_key("sync_priority"),
+                _ => false,
+            };
+            if set || (kept_for && self.given.contains_key(name)) {
+                let value = self
+                    .given
+                    .get(name)
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Bool(set));
+                out.insert(name.to_owned(), value);
             }
         }
+        if let Some(from) = &self.replicatefrom {
+            let value = self
+                .given
+                .get("replicatefrom")
+                .cloned()
+                .unwrap_or_else(|| from.clone().into());
+            out.insert("replicatefrom".to_owned(), value);
+        }
         if let Some(priority) = self.failover_priority {
-            out.insert("failover_priority".to_owned(), priority.into());
+            let value = self
+                .given
+                .get("failover_priority")
+                .cloned()
+                .unwrap_or_else(|| priority.into());
+            out.insert("failover_priority".to_owned(), value);
         }
         out
     }

@@ -80,10 +80,16 @@ pub enum Command {
     /// Restore drill: restore the latest backup into a scratch directory, start it,
     /// run the checks, report RTO and RPO, clean up (Warden only).
     Drill(super::restore::DrillArgs),
-    /// patronictl command not supported by wardenctl.
-    Dsn(Unsupported),
-    /// patronictl command not supported by wardenctl.
-    Query(Unsupported),
+    /// Print `host=H port=P` of the leader, or of a member with --role, or of --member.
+    Dsn(DsnArgs),
+    /// Run SQL on the leader, or on a member with --role, or on --member, and print the
+    /// rows (tsv by default).
+    #[command(
+        after_help = "After `query`, -c is --command and -d is --dbname, as in patronictl: give \
+                      the config file and the DCS before it (wardenctl -c FILE -d URL query ...) \
+                      or as --config-file/--dcs-url."
+    )]
+    Query(QueryArgs),
     /// patronictl command not supported by wardenctl.
     DemoteCluster(Unsupported),
     /// patronictl command not supported by wardenctl.
@@ -455,6 +461,75 @@ pub struct RemoveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DsnArgs {
+    /// Cluster name (default: the config's scope).
+    pub cluster_name: Option<String>,
+    /// A member with this role (default: the leader); `replica`/`standby` is any
+    /// member but the leader.
+    #[arg(short = 'r', long = "role", value_enum)]
+    pub role: Option<RoleFilter>,
+    /// This member.
+    #[arg(short = 'm', long = "member", value_name = "NAME")]
+    pub member: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Cluster name (default: the config's scope).
+    pub cluster_name: Option<String>,
+    /// Output format.
+    #[arg(long = "format", value_enum, default_value = "tsv")]
+    pub format: Format,
+    /// Run the SQL in this file (`-` for standard input).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Ask for the database password (read from the terminal with echo off, or as a
+    /// line of standard input). Without it: PGPASSWORD, else PGPASSFILE or ~/.pgpass.
+    #[arg(long = "password")]
+    pub password: bool,
+    /// Database user name (default: PGUSER, else the user running wardenctl).
+    #[arg(short = 'U', long = "username", value_name = "USER")]
+    pub username: Option<String>,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Query a member with this role (default: the leader). `primary`, `replica`,
+    /// `standby` and `standby-leader` are checked with pg_is_in_recovery().
+    #[arg(short = 'r', long = "role", value_enum)]
+    pub role: Option<RoleFilter>,
+    /// Query this member.
+    #[arg(short = 'm', long = "member", value_name = "NAME")]
+    pub member: Option<String>,
+    /// Column delimiter of the tsv format (default: a tab).
+    #[arg(long = "delimiter", default_value = "\t", hide_default_value = true)]
+    pub delimiter: String,
+    /// The SQL to run.
+    #[arg(short = 'c', long = "command", value_name = "SQL")]
+    pub command: Option<String>,
+    /// Database to connect to (default: PGDATABASE, else the server's default: the
+    /// user's name).
+    #[arg(short = 'd', long = "dbname", value_name = "NAME")]
+    pub dbname: Option<String>,
+    // After `query`, -c and -d are --command and --dbname, as in patronictl. These two
+    // take the global options' ids so clap does not give the subcommand the global
+    // -c/-d as well; given here, their values still reach the global options.
+    #[arg(
+        long = "config-file",
+        id = "config_file",
+        value_name = "CONFIG",
+        hide = true
+    )]
+    pub config_file: Option<PathBuf>,
+    #[arg(
+        long = "dcs-url",
+        visible_alias = "dcs",
+        id = "dcs_url",
+        value_name = "DCS_URL",
+        hide = true
+    )]
+    pub dcs_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct Unsupported {
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub args: Vec<String>,
@@ -546,6 +621,69 @@ mod tests {
         assert_eq!(e.pg, vec!["work_mem=8MB"]);
         // Global options are accepted after the subcommand too.
         assert!(parse(&["show-config", "demo", "-k"]).unwrap().insecure);
+    }
+
+    #[test]
+    fn query_takes_c_and_d_as_command_and_dbname() {
+        let cli = parse(&[
+            "-c",
+            "/etc/p.yml",
+            "-d",
+            "etcd3://h:1",
+            "query",
+            "demo",
+            "-c",
+            "select 1",
+            "-d",
+            "app",
+            "-U",
+            "alice",
+            "-r",
+            "replica",
+            "--format",
+            "json",
+            "--delimiter",
+            ";",
+            "--password",
+        ])
+        .unwrap();
+        assert_eq!(cli.config_file, Some(PathBuf::from("/etc/p.yml")));
+        assert_eq!(cli.dcs_url.as_deref(), Some("etcd3://h:1"));
+        let Command::Query(q) = cli.command else {
+            panic!("not query")
+        };
+        assert_eq!(q.cluster_name.as_deref(), Some("demo"));
+        assert_eq!(q.command.as_deref(), Some("select 1"));
+        assert_eq!(q.dbname.as_deref(), Some("app"));
+        assert_eq!(q.username.as_deref(), Some("alice"));
+        assert_eq!(q.role, Some(RoleFilter::Replica));
+        assert_eq!(q.format, Format::Json);
+        assert_eq!(q.delimiter, ";");
+        assert!(q.password && q.file.is_none());
+        // The defaults; the long global options still work after `query`.
+        let cli = parse(&["query", "--config-file", "x.yml", "-f", "q.sql", "-W"]).unwrap();
+        assert_eq!(cli.config_file, Some(PathBuf::from("x.yml")));
+        let Command::Query(q) = cli.command else {
+            panic!("not query")
+        };
+        assert_eq!((q.format, q.delimiter.as_str()), (Format::Tsv, "\t"));
+        assert_eq!(q.file.as_deref(), Some("q.sql"));
+        assert!(q.watch.w && q.role.is_none() && q.member.is_none());
+        // Elsewhere -c and -d are still the global options.
+        let cli = parse(&["list", "-c", "y.yml"]).unwrap();
+        assert_eq!(cli.config_file, Some(PathBuf::from("y.yml")));
+
+        let cli = parse(&["dsn", "demo", "-r", "standby-leader"]).unwrap();
+        let Command::Dsn(d) = cli.command else {
+            panic!("not dsn")
+        };
+        assert_eq!(d.role, Some(RoleFilter::StandbyLeader));
+        let cli = parse(&["dsn", "-m", "node2"]).unwrap();
+        let Command::Dsn(d) = cli.command else {
+            panic!("not dsn")
+        };
+        assert_eq!((d.cluster_name, d.member.as_deref()), (None, Some("node2")));
+        assert_eq!(parse(&["dsn", "-r", "boss"]).unwrap_err().exit_code(), 2);
     }
 
     #[test]

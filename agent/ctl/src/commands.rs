@@ -14,14 +14,20 @@ use std::time::Duration;
 use warden_api::client::Method;
 use warden_api::PatroniStatus;
 
-/// Local time as patronictl prints it in `list -t` and progress lines.
+/// Local time as progress lines show it.
 pub fn timestamp() -> String {
     chrono::Local::now()
         .format("%Y-%m-%d %H:%M:%S%.3f")
         .to_string()
 }
 
-fn watch_interval(w: &WatchArgs) -> Result<Option<Duration>> {
+/// Local time to the second, as patronictl prints it in `list -t` and in `query`'s
+/// error rows.
+pub fn timestamp_secs() -> String {
+    chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub(crate) fn watch_interval(w: &WatchArgs) -> Result<Option<Duration>> {
     match (w.watch, w.w) {
         (Some(s), _) if !(s > 0.0 && s.is_finite()) => {
             bail!("--watch {s}: expected a positive number of seconds")
@@ -84,7 +90,7 @@ impl Ctl<'_> {
                 write!(self.io.out, "\x1b[2J\x1b[H")?;
             }
             if ts {
-                self.io.println(timestamp())?;
+                self.io.println(timestamp_secs())?;
             }
             for name in names {
                 let view = self.read(name).await?;
@@ -149,8 +155,8 @@ impl Ctl<'_> {
             Some(kv) => {
                 let v: Value = serde_json::from_slice(&kv.value)
                     .with_context(|| format!("{} does not hold JSON", kv.key))?;
-                write!(self.io.out, "{}", yaml_block(&v))?;
-                Ok(())
+                // As patronictl: the YAML, then an empty line.
+                self.io.println(yaml_block(&v))
             }
             None => {
                 self.io.warn(format!(

@@ -107,6 +107,9 @@ pub fn load(src: &Sources<'_>) -> Result<CtlConfig> {
                 auth = apply_file(&mut cfg, &text)
                     .with_context(|| format!("config file {}", path.display()))?;
                 cfg.file = Some(path.clone());
+            } else if let Some(text) = env("PATRONI_CONFIGURATION") {
+                // No file at all: Patroni's whole configuration in one variable.
+                auth = apply_file(&mut cfg, &text).context("PATRONI_CONFIGURATION")?;
             }
         }
     }
@@ -254,8 +257,15 @@ fn host_list(v: &Value) -> Result<Vec<String>> {
     }
 }
 
+/// `a:2379,b:2379`, or Patroni's YAML list form `[a:2379, 'b:2379']`.
 fn split_hosts(s: &str) -> Vec<String> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(s);
     s.split(',')
+        .map(|h| h.trim().trim_matches(|c| c == '\'' || c == '"'))
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .map(str::to_string)
@@ -405,6 +415,22 @@ some_future_key: [1, 2, {x: y}]
         assert_eq!(c.namespace, "/custom");
         let c = load_with(None, None, &[("DCS_URL", "etcd://y")]).unwrap();
         assert_eq!(c.etcd_hosts, vec!["y:2379"]);
+    }
+
+    #[test]
+    fn patroni_configuration_and_yaml_host_lists() {
+        let env = [(
+            "PATRONI_CONFIGURATION",
+            "scope: whole\netcd3: {hosts: 'a:1'}\n",
+        )];
+        let c = load_with(None, None, &env).unwrap();
+        assert_eq!(c.scope.as_deref(), Some("whole"));
+        assert_eq!(c.etcd_hosts, vec!["a:1"]);
+        // A file wins over it, as in Patroni.
+        let c = load_with(Some("scope: file\n"), None, &env).unwrap();
+        assert_eq!(c.scope.as_deref(), Some("file"));
+        let c = load_with(None, None, &[("PATRONI_ETCD3_HOSTS", "['x:1', \"y:2\"]")]).unwrap();
+        assert_eq!(c.etcd_hosts, vec!["x:1", "y:2"]);
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! the leader or of the named members, so the agents stay the only ones that act on
 //! PostgreSQL. Every network call is bounded.
 //!
+//! `dsn` and `query` read the members from etcd too; `query` then connects to the
+//! chosen member's PostgreSQL itself, as patronictl does.
+//!
 //! `args` is the command line, `config` where the cluster is found, `members` and
 //! `output` the tables, `edit` the pure part of `edit-config`, `api` the REST calls,
-//! `io` the questions; `commands` and `actions` put them together.
+//! `io` the questions, `pyfmt` query values printed as Python prints them; `commands`,
+//! `actions` and `query` put them together.
 
 pub mod actions;
 pub mod api;
@@ -23,6 +27,8 @@ pub mod io;
 mod maintenance;
 pub mod members;
 pub mod output;
+pub mod pyfmt;
+mod query;
 pub mod restore;
 mod switch;
 #[cfg(test)]
@@ -55,6 +61,8 @@ pub struct Timing {
     pub api_timeout: Duration,
     /// Bound of REST calls that wait for the agent to act (switchover, restart).
     pub action_timeout: Duration,
+    /// Bound of the SQL `query` runs; when it passes, the query is cancelled.
+    pub query_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -67,6 +75,7 @@ impl Default for Timing {
             reinit_deadline: Duration::from_secs(3600),
             api_timeout: Duration::from_secs(10),
             action_timeout: Duration::from_secs(90),
+            query_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -82,6 +91,8 @@ pub struct Ctl<'a> {
     pub editor: Option<String>,
     /// Clear the screen between refreshes of `list -w` (only on a terminal).
     pub clear_screen: bool,
+    /// Standard input is a terminal: `query --password` turns its echo off.
+    pub stdin_is_terminal: bool,
 }
 
 impl std::fmt::Debug for Ctl<'_> {
@@ -136,6 +147,7 @@ impl<'a> Ctl<'a> {
             timing: Timing::default(),
             editor: None,
             clear_screen: false,
+            stdin_is_terminal: false,
         }
     }
 
@@ -233,10 +245,9 @@ impl<'a> Ctl<'a> {
             Command::Restore(a) => self.restore(a).await,
             Command::Drill(a) => self.drill(a).await,
             Command::Backup(a) => self.backup(a).await,
-            other @ (Command::Dsn(_)
-            | Command::Query(_)
-            | Command::DemoteCluster(_)
-            | Command::PromoteCluster(_)) => bail!(
+            Command::Dsn(a) => self.dsn(a).await,
+            Command::Query(a) => self.query(a).await,
+            other @ (Command::DemoteCluster(_) | Command::PromoteCluster(_)) => bail!(
                 "`{}` is a patronictl command not supported by wardenctl",
                 other.name()
             ),
@@ -287,7 +298,9 @@ pub fn main() -> ExitCode {
     let clear_screen = stdout.is_terminal();
     let mut out = stdout.lock();
     let mut err = std::io::stderr();
-    let mut input = std::io::stdin().lock();
+    let stdin = std::io::stdin();
+    let stdin_is_terminal = stdin.is_terminal();
+    let mut input = stdin.lock();
     let result = config::load(&sources).and_then(|cfg| {
         let mut ctl = Ctl::new(
             cfg,
@@ -299,6 +312,7 @@ pub fn main() -> ExitCode {
         );
         ctl.editor = find_editor();
         ctl.clear_screen = clear_screen;
+        ctl.stdin_is_terminal = stdin_is_terminal;
         runtime.block_on(ctl.run(cli.command))
     });
     // Background tasks of the etcd client must not keep the process alive.

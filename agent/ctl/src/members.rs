@@ -10,26 +10,112 @@ use warden_consensus::Cluster;
 
 const MB: f64 = 1024.0 * 1024.0;
 
-/// Lag of a member behind the leader's WAL position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lag {
-    /// The leader's row has no lag.
-    None,
-    Bytes(u64),
-    /// The member or the leader did not publish a position.
-    Unknown,
+/// Where a member's PostgreSQL is, as patronictl reads it (`Member.conn_kwargs()`): the
+/// `conn_kwargs` object a member may publish, else its `conn_url`, port 5432 when the
+/// URL has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnParams {
+    pub host: String,
+    pub port: u16,
+    pub dbname: Option<String>,
 }
 
-impl Lag {
-    /// The `Lag in MB` cell: whole MB (rounded half to even, as Python's `round`), or
-    /// `unknown`.
-    pub fn mb_value(self) -> Value {
-        match self {
-            Lag::None => json!(""),
-            Lag::Bytes(b) => json!((b as f64 / MB).round_ties_even() as u64),
-            Lag::Unknown => json!("unknown"),
+pub fn conn_params(m: &Member) -> Option<ConnParams> {
+    if let Some(Value::Object(kw)) = m
+        .extra
+        .get("conn_kwargs")
+        .filter(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        let host = kw.get("host").and_then(Value::as_str)?.to_string();
+        let port = match kw.get("port") {
+            Some(Value::Number(n)) => u16::try_from(n.as_u64()?).ok()?,
+            Some(Value::String(p)) => p.parse().ok()?,
+            _ => 5432,
+        };
+        let dbname = kw.get("dbname").and_then(Value::as_str).map(str::to_string);
+        return Some(ConnParams { host, port, dbname });
+    }
+    parse_conn_url(&m.conn_url)
+}
+
+/// `postgres://[user[:password]@]host[:port][/dbname][?...]`: the host lowercased (as
+/// Python's urlparse gives it), brackets of an IPv6 address removed.
+pub fn parse_conn_url(url: &str) -> Option<ConnParams> {
+    let rest = url.split_once("://")?.1;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let hostport = authority.rsplit('@').next()?;
+    let (host, port) = match hostport.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']')?;
+            (h, after.strip_prefix(':').unwrap_or(""))
+        }
+        None => hostport.rsplit_once(':').unwrap_or((hostport, "")),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = if port.is_empty() {
+        5432
+    } else {
+        port.parse().ok()?
+    };
+    let dbname = tail
+        .strip_prefix('/')
+        .map(|p| p.split(['?', '#']).next().unwrap_or("").to_string());
+    Some(ConnParams {
+        host: host.to_ascii_lowercase(),
+        port,
+        dbname,
+    })
+}
+
+/// A replica's receive or replay position, as Patroni's `cluster_as_json` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wal {
+    /// The leader's row shows no positions.
+    None,
+    /// The member did not publish this position.
+    Unknown,
+    /// The position and how far it is behind the leader's last position (`/status`).
+    At { lsn: u64, lag: u64 },
+}
+
+impl Wal {
+    /// `lsn` (a published position; zero counts as none) against `cluster_lsn` (the
+    /// `optime` of `/status`, 0 without one): a member ahead has no lag.
+    pub fn of(lsn: Option<u64>, cluster_lsn: u64) -> Self {
+        match lsn {
+            None | Some(0) => Wal::Unknown,
+            Some(lsn) => Wal::At {
+                lsn,
+                lag: cluster_lsn.saturating_sub(lsn),
+            },
         }
     }
+
+    /// The `Receive LSN`/`Replay LSN` cell: `0/4000060`, `unknown`, or empty.
+    pub fn lsn_cell(self) -> Value {
+        match self {
+            Wal::None => json!(""),
+            Wal::Unknown => json!("unknown"),
+            Wal::At { lsn, .. } => json!(format_lsn(lsn)),
+        }
+    }
+
+    /// The lag cell: whole MB (rounded half to even, as Python's `round`), empty when
+    /// unknown.
+    pub fn lag_cell(self) -> Value {
+        match self {
+            Wal::None | Wal::Unknown => json!(""),
+            Wal::At { lag, .. } => json!((lag as f64 / MB).round_ties_even() as u64),
+        }
+    }
+}
+
+/// `0/4000060`: PostgreSQL's text form of a WAL position.
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 /// One member as the table shows it.
@@ -42,7 +128,8 @@ pub struct MemberRow {
     pub role: String,
     pub state: String,
     pub timeline: Option<u32>,
-    pub lag: Lag,
+    pub receive: Wal,
+    pub replay: Wal,
     pub pending_restart: bool,
     pub pending_restart_reason: Option<Value>,
     pub scheduled_restart: Option<String>,
@@ -50,20 +137,23 @@ pub struct MemberRow {
     pub api_url: String,
 }
 
-/// The WAL position lag is measured against: the leader's published `xlog_location`,
-/// else the last `/status` optime.
-pub fn cluster_lsn(cluster: &Cluster) -> Option<u64> {
-    cluster
-        .leader_name()
-        .and_then(|l| cluster.member(l))
-        .and_then(|m| m.xlog_location)
-        .or_else(|| cluster.status.as_ref().and_then(|s| s.optime))
+/// The leader's last position as Patroni measures lag against it: `/status`'s
+/// `optime`, 0 without one.
+pub fn cluster_lsn(cluster: &Cluster) -> u64 {
+    cluster.status.as_ref().and_then(|s| s.optime).unwrap_or(0)
 }
 
-pub fn lag_of(member: &Member, cluster_lsn: Option<u64>) -> Lag {
-    match (member.xlog_location, cluster_lsn) {
-        (Some(lsn), Some(top)) => Lag::Bytes(top.saturating_sub(lsn)),
-        _ => Lag::Unknown,
+/// A replica's receive and replay positions. A member that publishes neither but has
+/// an `xlog_location` (older versions) shows it as its receive position while it
+/// streams, else as its replay position.
+pub fn positions(m: &Member, state: &str, cluster_lsn: u64) -> (Wal, Wal) {
+    let receive = Wal::of(m.receive_lsn, cluster_lsn);
+    let replay = Wal::of(m.replay_lsn, cluster_lsn);
+    let any = Wal::of(m.xlog_location, cluster_lsn);
+    match (receive, replay, any) {
+        (Wal::Unknown, Wal::Unknown, Wal::At { .. }) if state == "streaming" => (any, replay),
+        (Wal::Unknown, Wal::Unknown, Wal::At { .. }) => (receive, any),
+        _ => (receive, replay),
     }
 }
 
@@ -106,14 +196,14 @@ pub fn rows(cluster: &Cluster) -> Vec<MemberRow> {
             } else {
                 "Replica"
             };
-            // A replica's row shows how it replicates (`streaming`) when it says so.
-            let state = match (&m.replication_state, is_leader) {
-                (Some(rs), false) if !rs.is_empty() => rs.clone(),
+            // Every row but the primary's shows how the member replicates
+            // (`streaming`) when it says so.
+            let state = match &m.replication_state {
+                Some(rs) if !rs.is_empty() && role != "Leader" => rs.clone(),
                 _ => m.state.to_string(),
             };
-            let (host, port) = m
-                .conn_host_port()
-                .map_or((String::new(), None), |(h, p)| (h, Some(p)));
+            let (host, port) =
+                conn_params(m).map_or((String::new(), None), |c| (c.host, Some(c.port)));
             let scheduled_restart = m.scheduled_restart.as_ref().and_then(|s| {
                 let at = s.get("schedule")?.as_str()?.to_string();
                 Some(match s.get("postgres_version").and_then(Value::as_str) {
@@ -121,6 +211,11 @@ pub fn rows(cluster: &Cluster) -> Vec<MemberRow> {
                     None => at,
                 })
             });
+            let (receive, replay) = if is_leader {
+                (Wal::None, Wal::None)
+            } else {
+                positions(m, &state, top)
+            };
             MemberRow {
                 name: name.clone(),
                 host,
@@ -128,7 +223,8 @@ pub fn rows(cluster: &Cluster) -> Vec<MemberRow> {
                 role: role.to_string(),
                 state,
                 timeline: m.timeline,
-                lag: if is_leader { Lag::None } else { lag_of(m, top) },
+                receive,
+                replay,
                 pending_restart: m.pending_restart.unwrap_or(false),
                 pending_restart_reason: m
                     .pending_restart_reason
@@ -243,7 +339,7 @@ pub enum Layout {
 }
 
 /// The full output of `list` for one cluster: the table (or the JSON/YAML/TSV rows)
-/// and, for the framed table, the footer lines.
+/// and, for the framed table, the footer lines. Columns as patronictl 4.1 prints them.
 pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> String {
     let mut members = rows(cluster);
     if layout == Layout::Topology {
@@ -253,6 +349,8 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
         Layout::Format(f) => f,
         Layout::Topology => Format::Pretty,
     };
+    // The framed tables (pretty, topology) hide long restart reasons.
+    let framed = format == Format::Pretty;
     let mut columns: Vec<&str> = vec![
         "Cluster",
         "Member",
@@ -260,9 +358,14 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
         "Role",
         "State",
         "TL",
-        "Lag in MB",
+        "Receive LSN",
+        "Receive Lag",
+        "Replay LSN",
+        "Replay Lag",
     ];
-    let any = |f: &dyn Fn(&MemberRow) -> bool| extended || members.iter().any(f);
+    // Only members with a host count, as in patronictl.
+    let listed: Vec<&MemberRow> = members.iter().filter(|m| !m.host.is_empty()).collect();
+    let any = |f: &dyn Fn(&MemberRow) -> bool| extended || listed.iter().any(|m| f(m));
     let show_pending = any(&|m| m.pending_restart);
     let show_reason = any(&|m| m.pending_restart_reason.is_some());
     let show_scheduled = any(&|m| m.scheduled_restart.is_some());
@@ -279,12 +382,11 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
     }
     // host:port when someone runs off the default port or two share a host, so every
     // row is unambiguous.
-    let mut hosts: Vec<&str> = members.iter().map(|m| m.host.as_str()).collect();
+    let mut hosts: Vec<&str> = listed.iter().map(|m| m.host.as_str()).collect();
     hosts.sort_unstable();
     hosts.dedup();
     let with_port =
-        members.iter().any(|m| m.port.is_some_and(|p| p != 5432)) || hosts.len() < members.len();
-    let machine = matches!(format, Format::Json | Format::Yaml | Format::Yml);
+        listed.iter().any(|m| m.port.is_some_and(|p| p != 5432)) || hosts.len() < listed.len();
     let data: Vec<Vec<Value>> = members
         .iter()
         .map(|m| {
@@ -301,22 +403,26 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
                     "Role" => json!(m.role),
                     "State" => json!(m.state),
                     "TL" => m.timeline.map_or(json!(""), |t| json!(t)),
-                    "Lag in MB" => m.lag.mb_value(),
+                    "Receive LSN" => m.receive.lsn_cell(),
+                    "Receive Lag" => m.receive.lag_cell(),
+                    "Replay LSN" => m.replay.lsn_cell(),
+                    "Replay Lag" => m.replay.lag_cell(),
                     "Pending restart" => json!(if m.pending_restart { "*" } else { "" }),
                     "Pending restart reason" => {
-                        json!(restart_reason(m.pending_restart_reason.as_ref(), !machine))
+                        json!(restart_reason(m.pending_restart_reason.as_ref(), framed))
                     }
                     "Scheduled restart" => json!(m.scheduled_restart.clone().unwrap_or_default()),
-                    "Tags" => match (&m.tags, format) {
-                        (None, _) => json!(""),
-                        (Some(t), Format::Json | Format::Yaml | Format::Yml) => {
+                    "Tags" => match (&m.tags, layout, format) {
+                        (None, ..) => json!(""),
+                        (Some(t), _, Format::Json | Format::Yaml | Format::Yml) => {
                             Value::Object(t.clone())
                         }
-                        // Block YAML in the framed table (one tag per line), flow in TSV.
-                        (Some(t), Format::Pretty) => {
+                        // Block YAML in the pretty table (one tag per line), flow style
+                        // in tsv and topology.
+                        (Some(t), Layout::Format(Format::Pretty), _) => {
                             json!(yaml_block(&Value::Object(t.clone())).trim_end())
                         }
-                        (Some(t), Format::Tsv) => json!(yaml_flow(&Value::Object(t.clone()))),
+                        (Some(t), ..) => json!(yaml_flow(&Value::Object(t.clone()))),
                     },
                     _ => json!(""),
                 })
@@ -326,18 +432,23 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
     let mut table = Rows {
         columns: columns.iter().map(|c| c.to_string()).collect(),
         rows: data,
-        right: vec!["TL", "Lag in MB"],
+        right: vec!["TL", "Receive LSN", "Replay LSN", "Lag"],
         skip_empty: true,
     };
-    if format == Format::Pretty {
-        // The cluster name is in the title, not in every row.
+    if framed {
+        // The cluster name is in the title, not in every row; both lags are `Lag`.
         table.columns.remove(0);
         for r in &mut table.rows {
             r.remove(0);
         }
+        for c in &mut table.columns {
+            if c == "Receive Lag" || c == "Replay Lag" {
+                *c = "Lag".to_string();
+            }
+        }
     }
     let mut out = table.render(format, &title(name, cluster));
-    if format == Format::Pretty {
+    if framed {
         let f = footer(cluster);
         if !f.is_empty() {
             out.push_str("\n ");
@@ -400,10 +511,13 @@ mod tests {
         )
     }
 
+    /// The cluster the expected outputs below were printed from by patronictl 4.1.5
+    /// (the same keys put in etcd).
     fn demo() -> Cluster {
         let keys = Keys::new("/service/", "demo");
         let snap = snapshot(&[
             ("initialize", "7312345678901234567"),
+            ("status", r#"{"optime":52428800}"#),
             ("leader", "node1"),
             (
                 "members/node1",
@@ -414,7 +528,7 @@ mod tests {
                 &member(
                     "replica",
                     5433,
-                    r#","xlog_location":50331648,"replication_state":"streaming","tags":{"nofailover":true}"#,
+                    r#","xlog_location":50331648,"receive_lsn":50331648,"replay_lsn":48234496,"replication_state":"streaming","tags":{"nofailover":true,"clonefrom":true}"#,
                 ),
             ),
             ("members/node3", &member("replica", 5434, "")),
@@ -423,60 +537,130 @@ mod tests {
     }
 
     #[test]
-    fn lag_is_relative_to_the_leader_and_rounded_to_mb() {
+    fn positions_and_lag_as_patroni_computes_them() {
         let c = demo();
-        assert_eq!(cluster_lsn(&c), Some(52_428_800));
+        assert_eq!(cluster_lsn(&c), 52_428_800);
         let r = rows(&c);
-        assert_eq!(r[0].lag, Lag::None);
-        assert_eq!(r[1].lag, Lag::Bytes(2 * 1024 * 1024));
-        assert_eq!(r[2].lag, Lag::Unknown);
-        assert_eq!(Lag::Bytes(2 * 1024 * 1024).mb_value(), json!(2));
+        assert_eq!((r[0].receive, r[0].replay), (Wal::None, Wal::None));
+        assert_eq!(
+            r[1].receive,
+            Wal::At {
+                lsn: 50_331_648,
+                lag: 2 * 1024 * 1024
+            }
+        );
+        assert_eq!(r[1].receive.lsn_cell(), json!("0/3000000"));
+        assert_eq!(r[1].replay.lag_cell(), json!(4));
+        assert_eq!((r[2].receive, r[2].replay), (Wal::Unknown, Wal::Unknown));
+        assert_eq!(Wal::Unknown.lsn_cell(), json!("unknown"));
+        assert_eq!(Wal::Unknown.lag_cell(), json!(""));
         // Half a MB rounds to even, like Python's round().
-        assert_eq!(Lag::Bytes(512 * 1024).mb_value(), json!(0));
-        assert_eq!(Lag::Bytes(1536 * 1024).mb_value(), json!(2));
-        assert_eq!(Lag::Unknown.mb_value(), json!("unknown"));
-        // A replica ahead of the published leader position has no negative lag.
+        let lag = |b| Wal::At { lsn: 1, lag: b }.lag_cell();
+        assert_eq!(lag(512 * 1024), json!(0));
+        assert_eq!(lag(1536 * 1024), json!(2));
+        // A member ahead of /status has no negative lag; without /status the last
+        // position is 0; a position of 0 is none.
+        assert_eq!(Wal::of(Some(9), 5), Wal::At { lsn: 9, lag: 0 });
+        assert_eq!(Wal::of(Some(0), 5), Wal::Unknown);
+        assert_eq!(format_lsn(0x1_0000_00A0), "1/A0");
+        // Only xlog_location (older agents): the receive position while streaming,
+        // else the replay position.
         let m: Member =
             serde_json::from_str(&member("replica", 1, r#","xlog_location":9"#)).unwrap();
-        assert_eq!(lag_of(&m, Some(5)), Lag::Bytes(0));
-        assert_eq!(lag_of(&m, None), Lag::Unknown);
+        assert_eq!(positions(&m, "streaming", 10).0, Wal::At { lsn: 9, lag: 1 });
+        assert_eq!(positions(&m, "running", 10).1, Wal::At { lsn: 9, lag: 1 });
     }
 
     #[test]
-    fn pretty_table_like_patronictl() {
+    fn conn_urls_as_patroni_reads_them() {
+        let p = |u: &str| parse_conn_url(u).map(|c| (c.host, c.port, c.dbname));
+        assert_eq!(
+            p("postgres://127.0.0.1:5433/postgres"),
+            Some(("127.0.0.1".into(), 5433, Some("postgres".into())))
+        );
+        assert_eq!(
+            p("postgres://u:pw@DB1.example/app?sslmode=require"),
+            Some(("db1.example".into(), 5432, Some("app".into())))
+        );
+        assert_eq!(
+            p("postgresql://[::1]:6000"),
+            Some(("::1".into(), 6000, None))
+        );
+        assert_eq!(p("postgres:///x"), None);
+        assert_eq!(p("not a url"), None);
+        let m: Member = serde_json::from_str(
+            r#"{"conn_url":"","conn_kwargs":{"host":"h1","port":"5440","dbname":"d"},"api_url":"","state":"running","role":"replica","version":""}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            conn_params(&m),
+            Some(ConnParams {
+                host: "h1".into(),
+                port: 5440,
+                dbname: Some("d".into())
+            })
+        );
+    }
+
+    #[test]
+    fn pretty_and_topology_tables_like_patronictl() {
         let out = render("demo", &demo(), false, Layout::Format(Format::Pretty));
         let expected = "\
-+ Cluster: demo (7312345678901234567) ----------+----+-----------+------------------+
-| Member | Host           | Role    | State     | TL | Lag in MB | Tags             |
-+--------+----------------+---------+-----------+----+-----------+------------------+
-| node1  | 127.0.0.1:5432 | Leader  | running   |  2 |           |                  |
-| node2  | 127.0.0.1:5433 | Replica | streaming |  2 |         2 | nofailover: true |
-| node3  | 127.0.0.1:5434 | Replica | running   |  2 |   unknown |                  |
-+--------+----------------+---------+-----------+----+-----------+------------------+";
++ Cluster: demo (7312345678901234567) ----------+----+-------------+-----+------------+-----+------------------+
+| Member | Host           | Role    | State     | TL | Receive LSN | Lag | Replay LSN | Lag | Tags             |
++--------+----------------+---------+-----------+----+-------------+-----+------------+-----+------------------+
+| node1  | 127.0.0.1:5432 | Leader  | running   |  2 |             |     |            |     |                  |
++--------+----------------+---------+-----------+----+-------------+-----+------------+-----+------------------+
+| node2  | 127.0.0.1:5433 | Replica | streaming |  2 |   0/3000000 |   2 |  0/2E00000 |   4 | clonefrom: true  |
+|        |                |         |           |    |             |     |            |     | nofailover: true |
++--------+----------------+---------+-----------+----+-------------+-----+------------+-----+------------------+
+| node3  | 127.0.0.1:5434 | Replica | running   |  2 |     unknown |     |    unknown |     |                  |
++--------+----------------+---------+-----------+----+-------------+-----+------------+-----+------------------+";
         assert_eq!(out, expected);
+        let ext = render("demo", &demo(), true, Layout::Format(Format::Pretty));
+        assert_eq!(
+            ext.lines().nth(1).unwrap(),
+            "| Member | Host           | Role    | State     | TL | Receive LSN | Lag | Replay LSN | Lag | Pending restart | Pending restart reason | Scheduled restart | Tags             |"
+        );
+        let topo = render("demo", &demo(), false, Layout::Topology);
+        let expected = "\
++ Cluster: demo (7312345678901234567) -----------+----+-------------+-----+------------+-----+-------------------------------------+
+| Member  | Host           | Role    | State     | TL | Receive LSN | Lag | Replay LSN | Lag | Tags                                |
++---------+----------------+---------+-----------+----+-------------+-----+------------+-----+-------------------------------------+
+| node1   | 127.0.0.1:5432 | Leader  | running   |  2 |             |     |            |     |                                     |
+| + node2 | 127.0.0.1:5433 | Replica | streaming |  2 |   0/3000000 |   2 |  0/2E00000 |   4 | {clonefrom: true, nofailover: true} |
+| + node3 | 127.0.0.1:5434 | Replica | running   |  2 |     unknown |     |    unknown |     |                                     |
++---------+----------------+---------+-----------+----+-------------+-----+------------+-----+-------------------------------------+";
+        assert_eq!(topo, expected);
     }
 
     #[test]
-    fn json_rows_for_scripts() {
-        let out = render("demo", &demo(), false, Layout::Format(Format::Json));
-        let v: Vec<Value> = serde_json::from_str(&out).unwrap();
-        assert_eq!(v.len(), 3);
-        assert_eq!(
-            v[0],
-            json!({"Cluster":"demo","Member":"node1","Host":"127.0.0.1:5432","Role":"Leader","State":"running","TL":2})
-        );
-        assert_eq!(v[1]["Lag in MB"], json!(2));
-        assert_eq!(v[1]["Tags"], json!({"nofailover": true}));
-        assert_eq!(v[2]["Lag in MB"], json!("unknown"));
+    fn json_and_tsv_rows_like_patronictl() {
+        // patronictl's, but for the tags' key order (Python keeps the stored order).
+        let expected = r#"[{"Cluster": "demo", "Member": "node1", "Host": "127.0.0.1:5432", "Role": "Leader", "State": "running", "TL": 2}, {"Cluster": "demo", "Member": "node2", "Host": "127.0.0.1:5433", "Role": "Replica", "State": "streaming", "TL": 2, "Receive LSN": "0/3000000", "Receive Lag": 2, "Replay LSN": "0/2E00000", "Replay Lag": 4, "Tags": {"clonefrom": true, "nofailover": true}}, {"Cluster": "demo", "Member": "node3", "Host": "127.0.0.1:5434", "Role": "Replica", "State": "running", "TL": 2, "Receive LSN": "unknown", "Replay LSN": "unknown"}]"#;
+        for extended in [false, true] {
+            let out = render("demo", &demo(), extended, Layout::Format(Format::Json));
+            assert_eq!(out, expected);
+        }
         let tsv = render("demo", &demo(), false, Layout::Format(Format::Tsv));
         assert_eq!(
-            tsv.lines().nth(2).unwrap(),
-            "demo\tnode2\t127.0.0.1:5433\tReplica\tstreaming\t2\t2\t{nofailover: true}"
+            tsv,
+            "Cluster\tMember\tHost\tRole\tState\tTL\tReceive LSN\tReceive Lag\tReplay LSN\tReplay Lag\tTags\n\
+             demo\tnode1\t127.0.0.1:5432\tLeader\trunning\t2\t\t\t\t\t\n\
+             demo\tnode2\t127.0.0.1:5433\tReplica\tstreaming\t2\t0/3000000\t2\t0/2E00000\t4\t{clonefrom: true, nofailover: true}\n\
+             demo\tnode3\t127.0.0.1:5434\tReplica\trunning\t2\tunknown\t\tunknown\t\t"
+        );
+        let yaml = render("demo", &demo(), false, Layout::Format(Format::Yaml));
+        assert!(
+            yaml.starts_with(
+                "- Cluster: demo\n  Host: 127.0.0.1:5432\n  Member: node1\n  Role: Leader\n  State: running\n  TL: 2\n- Cluster: demo\n  Host: 127.0.0.1:5433\n  Member: node2\n  Receive LSN: 0/3000000\n  Receive Lag: 2\n"
+            ),
+            "{yaml}"
         );
     }
 
     #[test]
-    fn roles_footer_and_extended_columns() {
+    fn roles_footer_and_extended_columns_like_patronictl() {
         let keys = Keys::new("/service/", "demo");
         let snap = snapshot(&[
             ("initialize", ""),
@@ -487,39 +671,79 @@ mod tests {
                 "failover",
                 r#"{"leader":"a","member":"b","scheduled_at":"2030-01-01T10:00:00+00:00"}"#,
             ),
-            ("members/a", &member("primary", 5432, "")),
+            (
+                "members/a",
+                &member("primary", 5432, r#","xlog_location":3000"#),
+            ),
             (
                 "members/b",
                 &member(
                     "replica",
                     5432,
-                    r#","pending_restart":true,"scheduled_restart":{"schedule":"2030-01-01T00:00:00+00:00","postgres_version":"15.9"}"#,
+                    r#","xlog_location":1000,"replication_state":"in archive recovery","pending_restart":true,"pending_restart_reason":{"max_connections":{"old_value":"100","new_value":"200"},"shared_preload_libraries":{"old_value":"pg_stat_statements","new_value":"pg_stat_statements,auto_explain,pg_cron"}},"scheduled_restart":{"schedule":"2030-01-01T00:00:00+00:00","postgres_version":"15.9"}"#,
+                ),
+            ),
+            (
+                "members/c",
+                &member(
+                    "replica",
+                    5432,
+                    r#","xlog_location":2000,"replication_state":"streaming","tags":{"replicatefrom":"b"}"#,
                 ),
             ),
         ]);
         let c = Cluster::from_snapshot(&keys, &snap);
-        let r = rows(&c);
-        assert_eq!(r[1].role, "Sync Standby");
-        let out = render("demo", &c, false, Layout::Format(Format::Pretty));
-        assert!(out.starts_with("+ Cluster: demo (initializing) "), "{out}");
-        assert!(out.contains("| Pending restart |"), "{out}");
-        assert!(
-            out.contains("2030-01-01T00:00:00+00:00 if version < 15.9"),
-            "{out}"
+        // What patronictl 4.1.5 printed for these keys: two members on one host show
+        // their ports even on 5432; without /status every lag is 0; a member with only
+        // xlog_location shows it as its replay position unless it streams; long restart
+        // reasons are hidden in the framed tables only.
+        let footer = "
+ Maintenance mode: on
+ Switchover scheduled at: 2030-01-01T10:00:00+00:00
+                    from: a
+                      to: b";
+        let expected = "\
++ Cluster: demo (initializing) ----------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+------------------+
+| Member | Host           | Role         | State               | TL | Receive LSN | Lag | Replay LSN | Lag | Pending restart | Pending restart reason                        | Scheduled restart                           | Tags             |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+------------------+
+| a      | 127.0.0.1:5432 | Leader       | running             |  2 |             |     |            |     |                 |                                               |                                             |                  |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+------------------+
+| b      | 127.0.0.1:5432 | Sync Standby | in archive recovery |  2 |     unknown |     |      0/3E8 |   0 | *               | max_connections: 100->200                     | 2030-01-01T00:00:00+00:00 if version < 15.9 |                  |
+|        |                |              |                     |    |             |     |            |     |                 | shared_preload_libraries: [hidden - too long] |                                             |                  |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+------------------+
+| c      | 127.0.0.1:5432 | Replica      | streaming           |  2 |       0/7D0 |   0 |    unknown |     |                 |                                               |                                             | replicatefrom: b |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+------------------+";
+        for extended in [false, true] {
+            let out = render("demo", &c, extended, Layout::Format(Format::Pretty));
+            assert_eq!(out, format!("{expected}{footer}"));
+        }
+        let topo = render("demo", &c, false, Layout::Topology);
+        let expected = "\
++ Cluster: demo (initializing) ----------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+--------------------+
+| Member | Host           | Role         | State               | TL | Receive LSN | Lag | Replay LSN | Lag | Pending restart | Pending restart reason                        | Scheduled restart                           | Tags               |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+--------------------+
+| a      | 127.0.0.1:5432 | Leader       | running             |  2 |             |     |            |     |                 |                                               |                                             |                    |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+--------------------+
+| + b    | 127.0.0.1:5432 | Sync Standby | in archive recovery |  2 |     unknown |     |      0/3E8 |   0 | *               | max_connections: 100->200                     | 2030-01-01T00:00:00+00:00 if version < 15.9 |                    |
+|        |                |              |                     |    |             |     |            |     |                 | shared_preload_libraries: [hidden - too long] |                                             |                    |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+--------------------+
+|   + c  | 127.0.0.1:5432 | Replica      | streaming           |  2 |       0/7D0 |   0 |    unknown |     |                 |                                               |                                             | {replicatefrom: b} |
++--------+----------------+--------------+---------------------+----+-------------+-----+------------+-----+-----------------+-----------------------------------------------+---------------------------------------------+--------------------+";
+        assert_eq!(topo, format!("{expected}{footer}"));
+        let tsv = render("demo", &c, false, Layout::Format(Format::Tsv));
+        assert_eq!(
+            tsv,
+            "Cluster\tMember\tHost\tRole\tState\tTL\tReceive LSN\tReceive Lag\tReplay LSN\tReplay Lag\tPending restart\tPending restart reason\tScheduled restart\tTags\n\
+             demo\ta\t127.0.0.1:5432\tLeader\trunning\t2\t\t\t\t\t\t\t\t\n\
+             demo\tb\t127.0.0.1:5432\tSync Standby\tin archive recovery\t2\tunknown\t\t0/3E8\t0\t*\tmax_connections: 100->200\n\
+             shared_preload_libraries: pg_stat_statements->pg_stat_statements,auto_explain,pg_cron\t2030-01-01T00:00:00+00:00 if version < 15.9\t\n\
+             demo\tc\t127.0.0.1:5432\tReplica\tstreaming\t2\t0/7D0\t0\tunknown\t\t\t\t\t{replicatefrom: b}"
         );
-        assert!(!out.contains("| Tags"), "{out}");
-        assert!(
-            out.ends_with(
-                " Maintenance mode: on\n Switchover scheduled at: 2030-01-01T10:00:00+00:00\n                    from: a\n                      to: b"
-            ),
-            "{out}"
-        );
-        let ext = render("demo", &c, true, Layout::Format(Format::Pretty));
-        assert!(ext.contains("| Tags"), "{ext}");
-        // Two members on one host: ports are shown even on 5432.
-        assert!(out.contains("127.0.0.1:5432"), "{out}");
         let json = render("demo", &c, false, Layout::Format(Format::Json));
-        assert!(!json.contains("Maintenance"), "{json}");
+        assert_eq!(
+            json,
+            r#"[{"Cluster": "demo", "Member": "a", "Host": "127.0.0.1:5432", "Role": "Leader", "State": "running", "TL": 2}, {"Cluster": "demo", "Member": "b", "Host": "127.0.0.1:5432", "Role": "Sync Standby", "State": "in archive recovery", "TL": 2, "Receive LSN": "unknown", "Replay LSN": "0/3E8", "Replay Lag": 0, "Pending restart": "*", "Pending restart reason": "max_connections: 100->200\nshared_preload_libraries: pg_stat_statements->pg_stat_statements,auto_explain,pg_cron", "Scheduled restart": "2030-01-01T00:00:00+00:00 if version < 15.9"}, {"Cluster": "demo", "Member": "c", "Host": "127.0.0.1:5432", "Role": "Replica", "State": "streaming", "TL": 2, "Receive LSN": "0/7D0", "Receive Lag": 0, "Replay LSN": "unknown", "Tags": {"replicatefrom": "b"}}]"#
+        );
     }
 
     #[test]

@@ -96,6 +96,14 @@ fn dcs_unreachable<E: Engine>(o: &Observation<E>) -> Decision {
             "DCS unreachable; every member confirmed us over REST (failsafe mode): staying primary",
         );
     }
+    if primary && o.failsafe_confirmed == Some(false) {
+        // Patroni's failsafe rule: one member that refuses (it runs as a primary, or
+        // does not answer) is enough to step down now, not at the lease deadline.
+        return decision(
+            vec![Action::Demote { upstream: None }],
+            "DCS unreachable and a member did not confirm us over REST (failsafe mode): demoting to read-only",
+        );
+    }
     if primary && !o.lease_valid {
         return decision(
             vec![Action::Demote { upstream: None }],
@@ -452,7 +460,9 @@ fn as_follower<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db, leader: &str
             format!("demoting: {leader} holds the leader key"),
         );
     }
+    // A `nostream` member replays the archive only: never streaming is its normal.
     let stuck = !db.streaming
+        && !o.tags.nostream
         && o.not_streaming_for
             .is_some_and(|d| d.as_secs() >= u64::from(c.dynamic_config().ttl));
     if let Some(why) = o.local.engine.repair_stuck_replica(c, leader, stuck) {

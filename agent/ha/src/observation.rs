@@ -9,6 +9,8 @@ pub struct Tags {
     pub nofailover: bool,
     pub failover_priority: Option<u32>,
     pub clonefrom: bool,
+    /// Never streams (replays the archive only): not streaming is not a fault.
+    pub nostream: bool,
 }
 
 impl Tags {

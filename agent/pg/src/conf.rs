@@ -21,8 +21,13 @@ const CLUSTER_WIDE: &[&str] = &[
     "max_wal_senders",
     "max_replication_slots",
     "wal_keep_size",
+    "wal_keep_segments",
     "wal_log_hints",
 ];
+
+/// Patroni's fixed segment size for the `wal_keep_segments` conversion (it does not read
+/// the server's real `wal_segment_size` either, so both agents agree on the result).
+const PATRONI_SEGMENT_MB: u64 = 16;
 
 /// Where a replica streams from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +64,31 @@ pub struct Managed {
     /// `synchronous_standby_names` chosen by the agent (synchronous mode); `None`
     /// leaves the configured value.
     pub synchronous_standby_names: Option<String>,
+    /// `recovery_conf` (the dynamic config's, then the member's): applied only while
+    /// the node runs as a replica.
+    pub recovery_conf: BTreeMap<String, String>,
+}
+
+/// `wal_keep_segments` was removed in PostgreSQL 13, which refuses to start with it. As
+/// Patroni does, it becomes `wal_keep_size = segments × 16MB` unless `wal_keep_size` is
+/// set too (then that wins). Warden runs on PostgreSQL 13 and later only.
+fn keep_size_from_segments(params: &mut BTreeMap<String, String>) {
+    let Some(segments) = params.remove("wal_keep_segments") else {
+        return;
+    };
+    if params.contains_key("wal_keep_size") {
+        return;
+    }
+    match segments.trim().parse::<u64>() {
+        Ok(n) => {
+            let mb = n.saturating_mul(PATRONI_SEGMENT_MB);
+            params.insert("wal_keep_size".into(), format!("{mb}MB"));
+        }
+        Err(_) => tracing::warn!(
+            value = %segments,
+            "postgresql parameter wal_keep_segments is not a whole number; ignored"
+        ),
+    }
 }
 
 /// Renders a JSON parameter value the way PostgreSQL expects it in a config file.
@@ -87,6 +117,7 @@ pub fn effective_parameters(
         }
         out.insert(k.clone(), v.clone());
     }
+    keep_size_from_segments(&mut out);
     out.insert("listen_addresses".into(), managed.listen_addresses.clone());
     out.insert("port".into(), managed.port.to_string());
     out.entry("cluster_name".into())
@@ -109,6 +140,16 @@ pub fn effective_parameters(
     }
     if let Some(names) = &managed.synchronous_standby_names {
         out.insert("synchronous_standby_names".into(), names.clone());
+    }
+    if managed.standby.is_some() {
+        // Where to stream from is the agent's to say (or nobody's, with nostream).
+        for (k, v) in managed
+            .recovery_conf
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "primary_conninfo" | "primary_slot_name"))
+        {
+            out.insert(k.clone(), v.clone());
+        }
     }
     if let Some(Some(up)) = &managed.standby {
         out.insert("primary_conninfo".into(), up.conninfo());
@@ -149,19 +190,21 @@ pub fn render_pgpass(users: &[(&str, &str)]) -> String {
         .collect()
 }
 
-/// Physical slot name for a member, as Patroni derives it.
+/// Physical slot name for a member, as Patroni derives it: lower case, `-` and `.`
+/// become `_`, any other character outside `[a-z0-9_]` becomes `u` and its code point
+/// in (at least four) decimal digits, cut to 63 characters (PostgreSQL's name limit).
 pub fn slot_name(member: &str) -> String {
-    member
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::new();
+    for c in member.to_lowercase().chars() {
+        match c {
+            'a'..='z' | '0'..='9' | '_' => out.push(c),
+            '-' | '.' => out.push('_'),
+            other => out.push_str(&format!("u{:04}", u32::from(other))),
+        }
+    }
+    // Only ASCII was pushed, so any byte index is a character boundary.
+    out.truncate(63);
+    out
 }
 
 fn conf_quote(v: &str) -> String {
@@ -188,7 +231,64 @@ mod tests {
             port: 5432,
             cluster_name: "demo".into(),
             standby,
+            recovery_conf: BTreeMap::from([("restore_command".to_string(), "cp a %p".to_string())]),
         }
+    }
+
+    #[test]
+    fn recovery_conf_applies_to_replicas_only() {
+        let (dcs, local) = (BTreeMap::new(), BTreeMap::new());
+        let primary = effective_parameters(&dcs, &local, &managed(None));
+        assert!(!primary.contains_key("restore_command"));
+        let replica = effective_parameters(&dcs, &local, &managed(Some(None)));
+        assert_eq!(replica["restore_command"], "cp a %p");
+        assert!(!replica.contains_key("primary_conninfo"));
+    }
+
+    #[test]
+    fn slot_names_follow_patroni() {
+        assert_eq!(slot_name("Node-1.dc"), "node_1_dc");
+        assert_eq!(slot_name("pg@1"), "pgu00641");
+        assert_eq!(slot_name("é"), "u0233");
+        assert_eq!(slot_name(&"a".repeat(70)).len(), 63);
+    }
+
+    #[test]
+    fn wal_keep_segments_becomes_wal_keep_size() {
+        let run = |dcs: serde_json::Value, local: &[(&str, &str)]| {
+            let dcs: BTreeMap<String, Value> = serde_json::from_value(dcs).unwrap();
+            let local: BTreeMap<String, String> = local
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let out = effective_parameters(&dcs, &local, &managed(None));
+            assert!(!out.contains_key("wal_keep_segments"), "{out:?}");
+            out.get("wal_keep_size").cloned()
+        };
+        assert_eq!(
+            run(json!({"wal_keep_segments": 8}), &[]).as_deref(),
+            Some("128MB")
+        );
+        assert_eq!(
+            run(json!({}), &[("wal_keep_segments", "100")]).as_deref(),
+            Some("1600MB")
+        );
+        // An explicit wal_keep_size wins, wherever it comes from.
+        assert_eq!(
+            run(json!({"wal_keep_segments": 8, "wal_keep_size": "1GB"}), &[]).as_deref(),
+            Some("1GB")
+        );
+        assert_eq!(
+            run(
+                json!({"wal_keep_segments": "8"}),
+                &[("wal_keep_size", "64MB")]
+            )
+            .as_deref(),
+            Some("64MB")
+        );
+        // Not a number: dropped rather than handed to a server that would not start.
+        assert_eq!(run(json!({"wal_keep_segments": "many"}), &[]), None);
+        assert_eq!(run(json!({}), &[]), None);
     }
 
     #[test]

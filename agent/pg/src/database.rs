@@ -146,6 +146,7 @@ impl Database for Postgres {
         dynamic: &DynamicConfig,
     ) -> Result<bool, PgError> {
         let names = self.names_for(matches!(role, RoleConfig::Primary), cluster, dynamic);
+        self.set_dynamic_recovery_conf(dynamic);
         let standby = match role {
             RoleConfig::Primary => None,
             RoleConfig::Replica { source } => Some(source.as_ref().map(|s| {
@@ -156,7 +157,8 @@ impl Database for Postgres {
                     user: me.replication.username.clone(),
                     passfile: me.pgpass.display().to_string(),
                     application_name: me.name.clone(),
-                    slot: Some(slot_name(&me.name)),
+                    // Patroni's rule: a slot only with `use_slots`.
+                    slot: dynamic.postgresql.use_slots.then(|| slot_name(&me.name)),
                 }
             })),
         };

@@ -20,6 +20,23 @@ use warden_ha::{SyncPlan, SyncSetting, SyncStep};
 /// `member_slots_ttl` default), so a member that restarts finds its WAL still there.
 const MEMBER_SLOTS_TTL: Duration = Duration::from_secs(30 * 60);
 
+/// `member_slots_ttl` from the dynamic config: seconds, or a duration text (`30min`);
+/// Patroni's default when absent or unreadable.
+fn member_slots_ttl(dynamic: &DynamicConfig) -> Duration {
+    match dynamic.extra.get("member_slots_ttl") {
+        Some(serde_json::Value::Number(n)) => {
+            n.as_u64().map_or(MEMBER_SLOTS_TTL, Duration::from_secs)
+        }
+        Some(serde_json::Value::String(t)) => t
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .or_else(|_| humantime::parse_duration(t.trim()))
+            .unwrap_or(MEMBER_SLOTS_TTL),
+        _ => MEMBER_SLOTS_TTL,
+    }
+}
+
 /// How often `pg_stat_replication` is read while the loop sleeps: one small query, and
 /// at most this long (plus a turn) of commits blocked by a dead standby.
 pub const WATCH_PERIOD: Duration = Duration::from_millis(500);
@@ -325,8 +342,12 @@ impl Postgres {
         }
     }
 
-    /// See [`warden_ha::Database::retain`]: a physical slot per member; on a replica
-    /// advanced to where the leader reports it, never past our own replay position.
+    /// See [`warden_ha::Database::retain`]: a physical slot per member and per
+    /// permanent physical slot (`slots` in the dynamic config); on a replica advanced to
+    /// where the leader reports it, never past our own replay position. Slots nobody
+    /// wants are dropped (Patroni's rule) unless `ignore_slots` matches them or they
+    /// belong to a member gone for less than `member_slots_ttl`. Logical slots are
+    /// `logical_slots`' business, except that unwanted ones are dropped here too.
     pub(crate) async fn retain_slots(
         &mut self,
         members: &[String],
@@ -337,35 +358,86 @@ impl Postgres {
         if !dynamic.postgresql.use_slots {
             return Ok(());
         }
-        if leader_positions.is_some() && probe.is_none() {
-            // A replica that did not answer its probe: nothing known to keep in step.
-            return Ok(());
-        }
-        let existing = probe.map(|p| p.physical_slots.clone()).unwrap_or_default();
-        let now = Instant::now();
-        let wanted: Vec<String> = members.iter().map(|m| crate::conf::slot_name(m)).collect();
-        for s in &wanted {
-            self.slots.seen.insert(s.clone(), now);
-        }
-        self.ensure_slots(&existing, &wanted).await?;
-        for slot in existing.keys().filter(|s| !wanted.contains(s)) {
-            // Slots we never saw wanted (created by an operator) are theirs to manage.
-            let Some(seen) = self.slots.seen.get(slot) else {
-                continue;
-            };
-            if now.duration_since(*seen) > MEMBER_SLOTS_TTL {
-                tracing::info!(
-                    slot,
-                    "dropping the slot of a member gone longer than member_slots_ttl"
-                );
-                self.drop_slot(slot).await?;
-                self.slots.seen.remove(slot);
-            }
-        }
-        let (Some(reported), Some(p)) = (leader_positions, probe) else {
+        let Some(p) = probe else {
+            // Not answering: nothing known to keep in step.
             return Ok(());
         };
-        let replayed = p.replay_lsn.unwrap_or(0);
+        let me = crate::conf::slot_name(&self.settings.name);
+        let (permanent, problems) = crate::slots::permanent_slots(dynamic);
+        for problem in problems {
+            tracing::warn!("{problem}");
+        }
+        let ignore = crate::slots::ignore_rules(dynamic);
+        let now = Instant::now();
+        let member_slots: Vec<String> = members
+            .iter()
+            .map(|m| crate::conf::slot_name(m))
+            .filter(|s| *s != me)
+            .collect();
+        for s in &member_slots {
+            self.slots.seen.insert(s.clone(), now);
+        }
+        let mut wanted = member_slots.clone();
+        wanted.extend(
+            permanent
+                .iter()
+                .filter(|s| !s.is_logical() && s.name != me)
+                .map(|s| s.name.clone()),
+        );
+        wanted.sort();
+        wanted.dedup();
+        self.ensure_slots(&p.physical_slots, &wanted).await?;
+        let ttl = member_slots_ttl(dynamic);
+        let logical_wanted: Vec<&crate::slots::PermanentSlot> =
+            permanent.iter().filter(|s| s.is_logical()).collect();
+        for slot in &p.slots {
+            if crate::slots::untouchable(&ignore, slot) {
+                continue;
+            }
+            if slot.logical {
+                let keep = logical_wanted
+                    .iter()
+                    .any(|w| w.name == slot.name && crate::slots::logical_matches(slot, w));
+                if !keep && !slot.active {
+                    tracing::info!(slot = %slot.name, "dropping a logical slot no permanent slot names");
+                    self.drop_slot(&slot.name).await?;
+                }
+                continue;
+            }
+            if wanted.contains(&slot.name) || slot.active {
+                continue;
+            }
+            // A member's slot outlives the member by member_slots_ttl, so a member
+            // that comes back finds its WAL; anything else nobody wants goes now.
+            let recent = self
+                .slots
+                .seen
+                .get(&slot.name)
+                .is_some_and(|seen| now.duration_since(*seen) <= ttl);
+            let reported = leader_positions.is_some_and(|r| r.contains_key(&slot.name));
+            if recent || reported {
+                continue;
+            }
+            tracing::info!(slot = %slot.name, "dropping a replication slot no member or permanent slot needs");
+            self.drop_slot(&slot.name).await?;
+            self.slots.seen.remove(&slot.name);
+        }
+        if !logical_wanted.is_empty() {
+            // Logical slots never stop the physical ones being kept: their failures
+            // are logged and tried again next turn.
+            if let Err(e) = self
+                .logical_slots(&logical_wanted, p, leader_positions)
+                .await
+            {
+                tracing::warn!(error = %e, "managing the permanent logical slots failed");
+            }
+        }
+        let Some(reported) = leader_positions else {
+            return Ok(());
+        };
+        // A replica never moves a slot past what it replayed; the leader (cascaded
+        // members' slots) past what it wrote.
+        let replayed = p.replay_lsn.or(p.wal_position).unwrap_or(0);
         for slot in &wanted {
             let Some(target) = reported.get(slot).map(|l| (*l).min(replayed)) else {
                 continue;
@@ -383,18 +455,36 @@ impl Postgres {
     }
 
     /// See [`warden_ha::Database::retained`].
+    /// What the leader writes to `/status`, as Patroni writes it: `slots` holds every
+    /// member's and permanent slot's position (logical ones at their confirmed
+    /// position) and our own slot name at our WAL position, so replicas move the slot
+    /// they keep for us; `retain_slots` the member slots we keep.
     pub(crate) fn retained_slots(&self, probe: Option<&Probe>) -> warden_ha::Retained {
-        let positions = probe
-            .map(|p| {
-                p.physical_slots
-                    .iter()
-                    .filter(|(name, _)| self.slots.seen.contains_key(*name))
-                    .filter_map(|(name, lsn)| lsn.map(|l| (name.clone(), l)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut positions: BTreeMap<String, u64> = BTreeMap::new();
+        if let Some(p) = probe {
+            for s in &p.slots {
+                if s.name == crate::slots::ARCHIVER_SLOT {
+                    continue;
+                }
+                let lsn = if s.logical {
+                    s.confirmed_flush
+                } else {
+                    s.restart_lsn
+                };
+                if let Some(l) = lsn {
+                    positions.insert(s.name.clone(), l);
+                }
+            }
+            if !p.in_recovery {
+                if let Some(w) = p.wal_position {
+                    positions.insert(crate::conf::slot_name(&self.settings.name), w);
+                }
+            }
+        }
         let mut names: Vec<String> = self.slots.seen.keys().cloned().collect();
+        names.push(crate::conf::slot_name(&self.settings.name));
         names.sort();
+        names.dedup();
         warden_ha::Retained { positions, names }
     }
 }
@@ -413,25 +503,21 @@ fn standbys(c: &Cluster, probe: &Probe) -> Vec<Standby> {
         .replication
         .iter()
         .filter_map(|row| {
-            Standby::from_row(row, leader_wal, |name| {
-                let m = c.member(name)?;
-                let priority = m
-                    .tags
-                    .as_ref()
-                    .and_then(|t| t.get("sync_priority"))
-                    .and_then(serde_json::Value::as_u64)
-                    .map_or(1, |p| u32::try_from(p).unwrap_or(u32::MAX));
-                Some(SyncTags {
-                    nosync: m.tag_bool("nosync"),
-                    nofailover: m.tag_bool("nofailover")
-                        || m.tags
-                            .as_ref()
-                            .and_then(|t| t.get("failover_priority"))
-                            .and_then(serde_json::Value::as_u64)
-                            == Some(0),
-                    priority,
-                })
-            })
+            Standby::from_row(
+                row,
+                leader_wal,
+                probe.synchronous_commit.as_deref(),
+                |name| {
+                    let m = c.member(name)?;
+                    let priority = m.tag_priority("sync_priority").unwrap_or(1);
+                    Some(SyncTags {
+                        nosync: m.tag_bool("nosync"),
+                        nofailover: m.tag_bool("nofailover")
+                            || m.tag_priority("failover_priority") == Some(0),
+                        priority,
+                    })
+                },
+            )
         })
         .collect()
 }
@@ -461,7 +547,9 @@ mod tests {
             state: Some(state.into()),
             sync_state: None,
             sync_priority: None,
+            write_lsn: None,
             flush_lsn: None,
+            replay_lsn: None,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod conf;
 pub mod control;
 pub mod database;
 pub mod leader;
+mod logical;
 pub mod lsn;
 pub mod policy;
 pub mod process;
@@ -13,6 +14,7 @@ pub mod quorum;
 pub mod receivewal;
 pub mod runas;
 mod settings;
+pub mod slots;
 pub mod sql;
 pub mod standbys;
 pub mod sync;
@@ -21,8 +23,8 @@ pub mod target;
 use conf::{Managed, Upstream};
 use process::{ProcessError, Programs, StopMode};
 use serde_json::Value;
-use settings::{libpq_escape, local_tcp_host};
-pub use settings::{Role, Settings};
+use settings::libpq_escape;
+pub use settings::{local_tcp_host, Role, Settings};
 use sql::{ident, literal, Sql, SqlError};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -63,6 +65,11 @@ pub struct Postgres {
     sync: leader::Synchronous,
     /// Replication slots seen wanted (see `leader.rs`).
     slots: leader::Slots,
+    /// The dynamic config's `postgresql.recovery_conf`, as last configured; the
+    /// member's own `recovery_conf` wins over it.
+    dynamic_recovery_conf: BTreeMap<String, String>,
+    /// The leader's PostgreSQL (host, port), to copy logical slots from.
+    leader_source: Option<(String, u16)>,
 }
 
 impl Postgres {
@@ -87,6 +94,35 @@ impl Postgres {
             stopped_timeline: None,
             sync: leader::Synchronous::default(),
             slots: leader::Slots::default(),
+            dynamic_recovery_conf: BTreeMap::new(),
+            leader_source: None,
+        }
+    }
+
+    /// Keeps the dynamic config's `postgresql.recovery_conf` (text values) for the next
+    /// rendering of a replica's settings.
+    pub fn set_dynamic_recovery_conf(&mut self, dynamic: &warden_consensus::DynamicConfig) {
+        self.dynamic_recovery_conf = dynamic
+            .postgresql
+            .extra
+            .get("recovery_conf")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), conf::param_text(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Permanent logical slots live on replicas too: the primary must keep the
+        // catalog rows they need, which it learns from the replicas' feedback.
+        if crate::slots::permanent_slots(dynamic)
+            .0
+            .iter()
+            .any(crate::slots::PermanentSlot::is_logical)
+        {
+            self.dynamic_recovery_conf
+                .insert("hot_standby_feedback".into(), "on".into());
         }
     }
 
@@ -179,6 +215,11 @@ impl Postgres {
             port: s.port,
             cluster_name: s.scope.clone(),
             standby: standby.cloned(),
+            recovery_conf: {
+                let mut r = self.dynamic_recovery_conf.clone();
+                r.extend(s.recovery_conf.clone());
+                r
+            },
         };
         let params = conf::effective_parameters(dcs_params, &s.parameters, &managed);
         let conf_text = conf::render_postgresql_conf(&params);
@@ -340,6 +381,13 @@ impl Postgres {
             }
         }
         Ok(())
+    }
+
+    /// Gives the configured superuser its configured password (creating it if need
+    /// be): a cluster created by a user's script may have none, or another.
+    pub async fn ensure_superuser(&mut self) -> Result<(), PgError> {
+        let su = self.settings.superuser.clone();
+        self.upsert_role(&su, "LOGIN SUPERUSER").await
     }
 
     async fn upsert_role(&mut self, role: &Role, options: &str) -> Result<(), PgError> {

@@ -62,7 +62,7 @@ impl Names {
         }
     }
 
-    /// `ANY n ("a", "b")`, `*`, or `''`.
+    /// `ANY n (a,b)`, `*`, or `''`.
     pub fn render(&self) -> String {
         if self.any_standby && self.standbys.is_empty() {
             return "*".into();
@@ -70,16 +70,20 @@ impl Names {
         if self.count == 0 || (self.standbys.is_empty() && !self.any_standby) {
             return String::new();
         }
-        let mut quoted: Vec<String> = self
-            .standbys
-            .iter()
-            .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
-            .collect();
+        // Patroni's text (monitoring compares it): sorted, quoted only where needed,
+        // `,` without spaces.
+        let mut list = crate::sync::standby_list(self.standbys.iter());
         if self.any_standby {
-            quoted.push("*".into());
+            if !list.is_empty() {
+                list.push(',');
+            }
+            list.push('*');
         }
-        let method = if self.first { "FIRST" } else { "ANY" };
-        format!("{method} {} ({})", self.count, quoted.join(", "))
+        if self.first {
+            format!("{} ({list})", self.count)
+        } else {
+            format!("ANY {} ({list})", self.count)
+        }
     }
 
     /// Parses PostgreSQL's syntax: `''`, `s1, s2` (FIRST 1), `n (s1, ...)` (FIRST n),

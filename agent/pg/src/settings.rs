@@ -34,6 +34,8 @@ pub struct Settings {
     pub replication: Role,
     pub rewind: Option<Role>,
     pub parameters: BTreeMap<String, String>,
+    /// `postgresql.recovery_conf`: settings a replica runs with (`restore_command`).
+    pub recovery_conf: BTreeMap<String, String>,
     pub pg_hba: Vec<String>,
     /// initdb arguments (`--data-checksums`, `--encoding=UTF8`, ...).
     pub initdb: Vec<String>,
@@ -113,7 +115,7 @@ pub(crate) fn libpq_escape(v: &str) -> String {
 }
 
 /// The address the agent uses to reach its own PostgreSQL over TCP.
-pub(crate) fn local_tcp_host(listen: &[String]) -> String {
+pub fn local_tcp_host(listen: &[String]) -> String {
     match listen.first().map(String::as_str) {
         None | Some("*" | "0.0.0.0" | "") => "127.0.0.1".into(),
         Some("::") => "::1".into(),

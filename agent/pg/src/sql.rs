@@ -25,8 +25,24 @@ pub struct ReplicationRow {
     pub state: Option<String>,
     pub sync_state: Option<String>,
     pub sync_priority: Option<i32>,
-    /// How far the standby has flushed WAL.
+    /// How far the standby has written, flushed and replayed WAL.
+    pub write_lsn: Option<u64>,
     pub flush_lsn: Option<u64>,
+    pub replay_lsn: Option<u64>,
+}
+
+impl ReplicationRow {
+    /// The position a commit waits for on this standby under the primary's
+    /// `synchronous_commit` (Patroni's choice): `replay_lsn` under `remote_apply`,
+    /// `write_lsn` under `remote_write`, `flush_lsn` otherwise. A standby whose replay
+    /// is paused therefore lags under `remote_apply`, where it holds up every commit.
+    pub fn acknowledged(&self, synchronous_commit: Option<&str>) -> Option<u64> {
+        match synchronous_commit {
+            Some("remote_apply") => self.replay_lsn,
+            Some("remote_write") => self.write_lsn,
+            _ => self.flush_lsn,
+        }
+    }
 }
 
 /// What one probe of a running PostgreSQL found.
@@ -52,12 +68,16 @@ pub struct Probe {
     pub streaming: bool,
     pub upstream: Option<(String, u16)>,
     pub replication: Vec<ReplicationRow>,
+    /// Primary: its `synchronous_commit` setting (what a commit waits for).
+    pub synchronous_commit: Option<String>,
     pub pending_restart: bool,
     /// Parameters waiting for a restart: name → (value in force, value in the config
     /// files). Patroni publishes this as `pending_restart_reason`.
     pub pending_restart_reason: std::collections::BTreeMap<String, (String, String)>,
     /// Physical slots with their restart positions (`None`: not reserving WAL yet).
     pub physical_slots: std::collections::BTreeMap<String, Option<u64>>,
+    /// Every (non-temporary) slot, physical and logical.
+    pub slots: Vec<crate::slots::ExistingSlot>,
 }
 
 impl Probe {
@@ -195,11 +215,29 @@ impl Sql {
             ..Probe::default()
         };
         let slots = self
-            .query("SELECT slot_name::text, restart_lsn::text FROM pg_replication_slots WHERE slot_type = 'physical'")
+            .query(
+                "SELECT slot_name::text, slot_type = 'logical', database::text, plugin::text, \
+                 restart_lsn::text, confirmed_flush_lsn::text, active \
+                 FROM pg_replication_slots WHERE NOT temporary ORDER BY 1",
+            )
             .await?;
-        p.physical_slots = slots
+        p.slots = slots
             .iter()
-            .map(|r| (r.get::<_, String>(0), lsn(r, 1)))
+            .map(|r| crate::slots::ExistingSlot {
+                name: r.get(0),
+                logical: r.get(1),
+                database: r.get(2),
+                plugin: r.get(3),
+                restart_lsn: lsn(r, 4),
+                confirmed_flush: lsn(r, 5),
+                active: r.get(6),
+            })
+            .collect();
+        p.physical_slots = p
+            .slots
+            .iter()
+            .filter(|s| !s.logical)
+            .map(|s| (s.name.clone(), s.restart_lsn))
             .collect();
         if p.pending_restart {
             // The last file entry for a name wins, as in PostgreSQL's own parsing.
@@ -228,17 +266,20 @@ impl Sql {
         let rows = self
             .query(
                 "SELECT pg_current_wal_lsn()::text, \
-                 ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                 ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int, \
+                 current_setting('synchronous_commit')",
             )
             .await?;
         let row = first(&rows)?;
         p.wal_position = lsn(row, 0);
         p.timeline = u32::try_from(row.get::<_, i32>(1)).ok();
+        p.synchronous_commit = row.get(2);
         p.newest_timeline = p.timeline;
         let rows = self
             .query(
                 "SELECT usename::text, application_name, host(client_addr), state, sync_state, sync_priority, \
-                 flush_lsn::text FROM pg_stat_replication ORDER BY application_name",
+                 write_lsn::text, flush_lsn::text, replay_lsn::text \
+                 FROM pg_stat_replication ORDER BY application_name",
             )
             .await?;
         p.replication = rows
@@ -250,7 +291,9 @@ impl Sql {
                 state: r.get(3),
                 sync_state: r.get(4),
                 sync_priority: r.get(5),
-                flush_lsn: lsn(r, 6),
+                write_lsn: lsn(r, 6),
+                flush_lsn: lsn(r, 7),
+                replay_lsn: lsn(r, 8),
             })
             .collect();
         Ok(())

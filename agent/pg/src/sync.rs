@@ -48,9 +48,12 @@ pub struct SyncTags {
 
 impl Standby {
     /// From a `pg_stat_replication` row; `None` for rows that are not cluster members.
+    /// `synchronous_commit` is the primary's: the lag is measured on the position a
+    /// commit waits for (see [`ReplicationRow::acknowledged`]).
     pub fn from_row(
         row: &ReplicationRow,
         leader_wal: u64,
+        synchronous_commit: Option<&str>,
         member: impl Fn(&str) -> Option<SyncTags>,
     ) -> Option<Standby> {
         let name = row.application_name.clone()?;
@@ -58,7 +61,9 @@ impl Standby {
         Some(Standby {
             streaming: row.state.as_deref() == Some("streaming"),
             sync: row.sync_state.as_deref() == Some("sync"),
-            lag: row.flush_lsn.map(|f| leader_wal.saturating_sub(f)),
+            lag: row
+                .acknowledged(synchronous_commit)
+                .map(|f| leader_wal.saturating_sub(f)),
             nosync: tags.nosync,
             nofailover: tags.nofailover,
             priority: tags.priority,
@@ -127,15 +132,48 @@ pub fn pick(standbys: &[Standby], settings: SyncSettings) -> Vec<String> {
 
 /// `synchronous_standby_names` requiring every one of `names` to acknowledge. Empty:
 /// `*` in strict mode (no commit without some standby; none is promotable), else `""`.
+///
+/// Written exactly as Patroni writes it, since monitoring compares the text: names
+/// sorted, quoted only where PostgreSQL needs it, no spaces; one name bare (`a`, which
+/// PostgreSQL reads as `FIRST 1 (a)`), several as `n (a,b)` (`FIRST n`, n = all).
 pub fn render_names(names: &[String], strict: bool) -> String {
     if names.is_empty() {
         return if strict { "*".into() } else { String::new() };
     }
-    let quoted: Vec<String> = names
-        .iter()
-        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
-        .collect();
-    format!("FIRST {} ({})", names.len(), quoted.join(", "))
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    let list = standby_list(sorted.into_iter());
+    if names.len() == 1 {
+        list
+    } else {
+        format!("{} ({list})", names.len())
+    }
+}
+
+/// Standby names joined by `,` as Patroni joins them, each quoted only when needed.
+pub(crate) fn standby_list<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    names
+        .map(|n| quote_standby_name(n))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A name as written in `synchronous_standby_names`: bare when PostgreSQL's parser
+/// takes it as it is (`[A-Za-z_][A-Za-z_0-9$]*`, not the keywords `first`/`any`),
+/// else double-quoted with embedded quotes doubled (Patroni's rule).
+fn quote_standby_name(name: &str) -> String {
+    let mut chars = name.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && !name.eq_ignore_ascii_case("first")
+        && !name.eq_ignore_ascii_case("any");
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
 }
 
 /// `synchronous_standby_names` for a primary started before its leader turn chose any
@@ -182,6 +220,51 @@ pub fn plan(standbys: &[Standby], in_key: &[String], settings: SyncSettings) -> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lag_is_measured_where_commits_wait() {
+        let row = ReplicationRow {
+            usename: None,
+            application_name: Some("b".into()),
+            client_addr: None,
+            state: Some("streaming".into()),
+            sync_state: Some("sync".into()),
+            sync_priority: Some(1),
+            write_lsn: Some(900),
+            flush_lsn: Some(800),
+            replay_lsn: Some(100),
+        };
+        let tags = |_: &str| {
+            Some(SyncTags {
+                nosync: false,
+                nofailover: false,
+                priority: 1,
+            })
+        };
+        let lag = |commit: Option<&str>| Standby::from_row(&row, 1000, commit, tags).unwrap().lag;
+        // Replay paused: only remote_apply commits wait for it, and only there is it lag.
+        assert_eq!(lag(Some("remote_apply")), Some(900));
+        assert_eq!(lag(Some("remote_write")), Some(100));
+        assert_eq!(lag(Some("on")), Some(200));
+        assert_eq!(lag(None), Some(200));
+    }
+
+    #[test]
+    fn names_are_rendered_as_patroni_renders_them() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(render_names(&list(&["b", "a"]), false), "2 (a,b)");
+        assert_eq!(render_names(&list(&["node1"]), false), "node1");
+        assert_eq!(render_names(&[], true), "*");
+        assert_eq!(render_names(&[], false), "");
+        let odd = list(&["node-1", "a\"b", "any", "Node_2$"]);
+        let text = render_names(&odd, false);
+        assert_eq!(text, r#"4 (Node_2$,"a""b","any","node-1")"#);
+        // PostgreSQL's reading of it: all four, each required.
+        let parsed = crate::quorum::Names::parse(&text).unwrap();
+        assert_eq!(parsed.count, 4);
+        assert_eq!(parsed.standbys.len(), 4);
+        assert!(parsed.standbys.contains("a\"b"));
+    }
+
     use super::*;
 
     fn sb(name: &str, streaming: bool, sync: bool, lag: u64) -> Standby {
@@ -200,10 +283,7 @@ mod tests {
     fn a_primary_started_before_planning_waits_for_every_standby_listed_for_it() {
         let key: SyncState =
             serde_json::from_str(r#"{"leader":"n1","quorum":1,"sync_standby":"n2,n3"}"#).unwrap();
-        assert_eq!(
-            names_until_planned(Some(&key), "n1", false),
-            r#"FIRST 2 ("n2", "n3")"#
-        );
+        assert_eq!(names_until_planned(Some(&key), "n1", false), "2 (n2,n3)");
         // Listed for another leader: nothing of ours to protect.
         assert_eq!(names_until_planned(Some(&key), "n2", false), "");
         assert_eq!(names_until_planned(None, "n1", true), "*");
@@ -226,7 +306,7 @@ mod tests {
     fn a_new_standby_is_named_first_and_enters_the_key_only_once_confirmed() {
         let s = [sb("b", true, false, 0)];
         let p = plan(&s, &[], settings(1, false));
-        assert_eq!(p.names, "FIRST 1 (\"b\")");
+        assert_eq!(p.names, "b");
         assert_eq!(p.shrink_key_to, None);
         assert_eq!(p.grow_key_to, None, "not confirmed yet");
         let s = [sb("b", true, true, 0)];
@@ -240,7 +320,7 @@ mod tests {
         let s = [sb("c", true, false, 0)];
         let p = plan(&s, &names(&["b"]), settings(1, false));
         assert_eq!(p.shrink_key_to, Some(vec![]));
-        assert_eq!(p.names, "FIRST 1 (\"c\")");
+        assert_eq!(p.names, "c");
         assert_eq!(p.grow_key_to, None);
     }
 
@@ -260,7 +340,7 @@ mod tests {
         c.priority = 5;
         let s = [sb("b", true, true, 0), c];
         let p = plan(&s, &names(&["b"]), settings(1, false));
-        assert_eq!(p.names, "FIRST 1 (\"b\")");
+        assert_eq!(p.names, "b");
         assert_eq!((p.shrink_key_to, p.grow_key_to), (None, None));
     }
 
@@ -285,7 +365,7 @@ mod tests {
             sb("d", true, false, 1),
         ];
         let p = plan(&s, &names(&["b"]), settings(2, false));
-        assert_eq!(p.names, "FIRST 2 (\"b\", \"c\")");
+        assert_eq!(p.names, "2 (b,c)");
         assert_eq!(p.grow_key_to, Some(names(&["b", "c"])));
     }
 }

@@ -25,6 +25,9 @@ use warden_consensus::{Dcs, DcsError, DynamicConfig, Keys};
 pub struct Rejection {
     pub status: u16,
     pub message: String,
+    /// Patroni answers this case with Python's bare error page (`send_error`), not a
+    /// text: the message is for the log.
+    pub bare: bool,
 }
 
 impl Rejection {
@@ -32,6 +35,15 @@ impl Rejection {
         Self {
             status,
             message: message.into(),
+            bare: false,
+        }
+    }
+
+    /// A case Patroni answers with its bare error page.
+    fn bare(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            bare: true,
+            ..Self::new(status, message)
         }
     }
 
@@ -52,6 +64,14 @@ impl Rejection {
             format!("could not write the configuration to the DCS: {e}"),
         )
     }
+
+    /// `PUT /config` that could not be written: Patroni's bare 502.
+    fn put_failed(e: &DcsError) -> Self {
+        Self::bare(
+            502,
+            format!("could not write the configuration to the DCS: {e}"),
+        )
+    }
 }
 
 /// The `config` key as read, with the revision a compare-and-swap must match.
@@ -66,7 +86,7 @@ struct Stored {
 pub async fn patch(dcs: &dyn Dcs, keys: &Keys, body: &[u8]) -> Result<Value, Rejection> {
     let patch = parse_body(body)?;
     let Some(stored) = read(dcs, keys).await? else {
-        return Err(Rejection::new(
+        return Err(Rejection::bare(
             503,
             "the cluster has no configuration in the DCS",
         ));
@@ -89,7 +109,7 @@ pub async fn put(dcs: &dyn Dcs, keys: &Keys, body: &[u8]) -> Result<Value, Rejec
     }
     dcs.put(&keys.config(), to_bytes(&new)?, None)
         .await
-        .map_err(|e| Rejection::dcs_write(&e))?;
+        .map_err(|e| Rejection::put_failed(&e))?;
     Ok(new)
 }
 
@@ -119,7 +139,7 @@ async fn apply_patch(
     if written {
         Ok(merged)
     } else {
-        Err(Rejection::new(
+        Err(Rejection::bare(
             409,
             "the configuration was changed concurrently; retry",
         ))
@@ -128,12 +148,11 @@ async fn apply_patch(
 
 /// Validates a patched configuration, refusing only the problems the patch introduced.
 ///
-/// A config written by Patroni can break Warden's stricter timing rule (Patroni adjusts
-/// such values when it reads them, and so do Warden's agents, see
-/// [`DynamicConfig::from_dcs_json`]). Refusing every PATCH of such a cluster would break
-/// `patronictl pause` on a cluster just moved from Patroni, so a problem that the
-/// stored value already had, word for word, is let through; a patch that touches the
-/// offending keys changes the wording and must then leave them valid.
+/// Timing values are never a problem (they are adjusted, as Patroni does, by every
+/// agent that reads them), but a value stored by another tool can be one Warden cannot
+/// read at all (`"ttl": "soon"`). Refusing every PATCH of such a cluster would break
+/// `patronictl pause` on it, so a problem that the stored value already had, word for
+/// word, is let through; a patch that touches the offending key must then fix it.
 fn check_patched(current: &Value, merged: &Value) -> Result<(), Rejection> {
     let Err(errors) = DynamicConfig::from_json_all(merged) else {
         return Ok(());
@@ -355,10 +374,6 @@ mod tests {
                 "ttl: expected an integer, got \"abc\"",
             ),
             (
-                json!({"loop_wait": 100}),
-                "ttl: loop_wait + 2*retry_timeout (100 + 2*10 = 120) must not exceed ttl (30)",
-            ),
-            (
                 json!({"postgresql": {"parameters": {"work_mem": ["a"]}}}),
                 "postgresql.parameters.work_mem: expected a string, number or boolean",
             ),
@@ -377,25 +392,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn timings_are_stored_as_written_and_adjusted_by_readers() {
+        // Patroni's case: PATCH {"ttl": 20} with retry_timeout 10 succeeds, and what is
+        // stored is the client's values; every agent adjusts them when it reads them.
+        let dcs = store(Some(&base())).await;
+        let out = patch_json(&dcs, &json!({"ttl": 20})).await.unwrap();
+        assert_eq!(
+            (&out["ttl"], &out["loop_wait"], &out["retry_timeout"]),
+            (&json!(20), &json!(10), &json!(10))
+        );
+        let (stored, _) = stored(&dcs).await.unwrap();
+        assert_eq!(stored, out);
+        let (read, notes) = DynamicConfig::from_dcs_json(&stored).unwrap();
+        assert_eq!((read.ttl, read.loop_wait, read.retry_timeout), (20, 1, 9));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+    }
+
+    #[tokio::test]
     async fn problems_the_stored_config_already_had_do_not_block_other_edits() {
-        // Patroni accepts ttl 20 with loop_wait 10 and retry_timeout 10 (it adjusts on
-        // read); Warden's strict rule does not. Pausing such a cluster must still work.
-        let patroni = json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10});
-        let dcs = store(Some(&patroni)).await;
+        // Another tool stored a value Warden cannot read; pausing must still work.
+        let odd = json!({"ttl": 30, "maximum_lag_on_failover": "lots"});
+        let dcs = store(Some(&odd)).await;
         let out = patch_json(&dcs, &json!({"pause": true})).await.unwrap();
         assert_eq!(
             out,
-            json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10, "pause": true})
+            json!({"ttl": 30, "maximum_lag_on_failover": "lots", "pause": true})
         );
-        // Touching the offending keys without fixing them is refused...
-        let err = patch_json(&dcs, &json!({"ttl": 25})).await.unwrap_err();
+        // Touching the offending key without fixing it is refused...
+        let err = patch_json(&dcs, &json!({"maximum_lag_on_failover": "more"}))
+            .await
+            .unwrap_err();
         assert_eq!(err.status, 400, "{err:?}");
-        assert!(err.message.contains("must not exceed ttl (25)"), "{err:?}");
-        // ... fixing them is accepted.
-        let out = patch_json(&dcs, &json!({"loop_wait": 5, "retry_timeout": 5}))
+        assert!(err.message.contains("maximum_lag_on_failover"), "{err:?}");
+        // ... fixing it is accepted.
+        let out = patch_json(&dcs, &json!({"maximum_lag_on_failover": 1024}))
             .await
             .unwrap();
-        assert_eq!(out["loop_wait"], json!(5));
+        assert_eq!(out["maximum_lag_on_failover"], json!(1024));
     }
 
     #[tokio::test]
@@ -412,7 +445,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
-            Rejection::new(409, "the configuration was changed concurrently; retry")
+            Rejection::bare(409, "the configuration was changed concurrently; retry")
         );
         assert_eq!(stored(&dcs).await.unwrap().0, theirs);
     }
@@ -452,7 +485,7 @@ mod tests {
         let err = patch_json(&dcs, &json!({"pause": true})).await.unwrap_err();
         assert_eq!(
             err,
-            Rejection::new(503, "the cluster has no configuration in the DCS")
+            Rejection::bare(503, "the cluster has no configuration in the DCS")
         );
     }
 
@@ -525,14 +558,11 @@ mod tests {
     #[tokio::test]
     async fn put_creates_a_missing_config_and_validates() {
         let dcs = store(None).await;
-        let err = put(&dcs, &keys(), br#"{"ttl": 30, "loop_wait": 100}"#)
+        let err = put(&dcs, &keys(), br#"{"synchronous_node_count": 0}"#)
             .await
             .unwrap_err();
         assert_eq!(err.status, 400);
-        assert!(
-            err.message.contains("ttl: loop_wait + 2*retry_timeout"),
-            "{err:?}"
-        );
+        assert!(err.message.contains("synchronous_node_count"), "{err:?}");
         let err = put(&dcs, &keys(), br#"{"ttl": "abc"}"#).await.unwrap_err();
         assert_eq!(
             err,

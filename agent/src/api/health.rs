@@ -130,7 +130,19 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn running(s: &NodeStatus) -> bool {
-    s.running && s.state.is_running() && s.probe.is_some()
+    s.running && s.state.is_running() && s.probe.is_some() && s.server_pid.is_none_or(alive)
+}
+
+/// Whether process `pid` still runs: it exists and is not a zombie (a postmaster that
+/// was our child stays one until reaped). One read of `/proc`, no SQL.
+fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) S ...`: the state follows the last `)` (comm may hold one).
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_some_and(|state| !matches!(state, "Z" | "X" | "x"))
 }
 
 /// How far behind the cluster's last known position we are, if it can be told.
@@ -165,8 +177,7 @@ fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
     }
     if s.tags
         .get("noloadbalance")
-        .and_then(serde_json::Value::as_bool)
-        == Some(true)
+        .is_some_and(warden_consensus::types::tag_truthy)
     {
         return false;
     }
@@ -243,6 +254,22 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use warden_pg::sql::Probe;
+
+    #[test]
+    fn a_process_is_alive_until_it_exits() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(alive(me));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // Exited but not reaped: a zombie is not alive.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while alive(pid) {
+            assert!(std::time::Instant::now() < deadline, "`true` never exited");
+            std::thread::yield_now();
+        }
+        child.wait().unwrap();
+        assert!(!alive(pid));
+    }
 
     fn status(in_recovery: bool, is_leader: bool) -> NodeStatus {
         let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());

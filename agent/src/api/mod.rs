@@ -89,6 +89,49 @@ fn respond(
     r
 }
 
+/// JSON as Python's `json.dumps` writes it (`", "` and `": "` separators), which is
+/// how Patroni serves the keys it passes through unchanged (`/config`, `/failsafe`).
+fn python_json(v: &serde_json::Value) -> String {
+    struct Spaced;
+    impl serde_json::ser::Formatter for Spaced {
+        fn begin_array_value<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> std::io::Result<()> {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b", ")
+            }
+        }
+        fn begin_object_key<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+            first: bool,
+        ) -> std::io::Result<()> {
+            if first {
+                Ok(())
+            } else {
+                w.write_all(b", ")
+            }
+        }
+        fn begin_object_value<W: ?Sized + std::io::Write>(
+            &mut self,
+            w: &mut W,
+        ) -> std::io::Result<()> {
+            w.write_all(b": ")
+        }
+    }
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, Spaced);
+    // Serialising a `Value` into memory cannot fail; the compact form stands in if it did.
+    match serde::Serialize::serialize(v, &mut ser) {
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| v.to_string()),
+        Err(_) => v.to_string(),
+    }
+}
+
 fn json(status: u16, v: &serde_json::Value, with_body: bool) -> Response<Full<Bytes>> {
     respond(status, "application/json", v.to_string(), with_body)
 }
@@ -105,13 +148,39 @@ fn encoded(
     }
 }
 
+/// A plain answer exactly as Patroni writes one (`write_response`): the bare message,
+/// no trailing newline, `Content-Type: text/html`. Scripts compare these bodies.
 fn text(status: u16, msg: &str) -> Response<Full<Bytes>> {
-    respond(
-        status,
-        "text/plain; charset=utf-8",
-        format!("{msg}\n"),
-        true,
-    )
+    respond(status, "text/html", msg.to_string(), true)
+}
+
+/// Where Patroni answers with Python's `send_error(code)` (no message of its own): the
+/// same HTML page, so a client that matches Patroni's bodies sees no difference.
+fn error_page(status: u16) -> Response<Full<Bytes>> {
+    let (phrase, explain) = match status {
+        400 => ("Bad Request", "Bad request syntax or unsupported method"),
+        404 => ("Not Found", "Nothing matches the given URI"),
+        409 => ("Conflict", "Request conflict"),
+        411 => ("Length Required", "Client must specify Content-Length"),
+        502 => ("Bad Gateway", "Invalid responses from another server/proxy"),
+        503 => (
+            "Service Unavailable",
+            "The server cannot process the request due to a high load",
+        ),
+        _ => ("Internal Server Error", "Server got itself in trouble"),
+    };
+    let body = format!(
+        "<!DOCTYPE HTML>\n<html lang=\"en\">\n    <head>\n        <meta charset=\"utf-8\">\n        \
+         <title>Error response</title>\n    </head>\n    <body>\n        <h1>Error response</h1>\n        \
+         <p>Error code: {status}</p>\n        <p>Message: {phrase}.</p>\n        \
+         <p>Error code explanation: {status} - {explain}.</p>\n    </body>\n</html>\n"
+    );
+    let mut r = respond(status, "text/html;charset=utf-8", body, true);
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
 }
 
 use write::MAX_REQUEST_BODY;
@@ -148,7 +217,9 @@ async fn failsafe(req: Request<Incoming>, shared: &Shared) -> Response<Full<Byte
         .as_ref()
         .is_some_and(|c| c.dynamic_config().failsafe_mode);
     if !failsafe_mode {
-        return text(502, "failsafe mode is not enabled");
+        // Patroni's bare 502 page; the reason goes to the log.
+        tracing::info!("refused POST /failsafe: failsafe_mode is off");
+        return error_page(502);
     }
     let body = match http_body_util::Limited::new(req.into_body(), MAX_REQUEST_BODY)
         .collect()
@@ -200,7 +271,14 @@ pub fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>>
         ),
         "/cluster" => encoded(200, serde_json::to_string(&views::cluster(&s)), with_body),
         "/history" => json(200, &views::history(&s), with_body),
-        "/config" => json(200, &views::config(&s), with_body),
+        "/config" => match views::config(&s) {
+            Some(v) => respond(200, "application/json", python_json(&v), with_body),
+            None => error_page(502),
+        },
+        "/failsafe" => match views::failsafe(&s) {
+            Some(v) => respond(200, "application/json", python_json(&v), with_body),
+            None => error_page(502),
+        },
         "/metrics" => respond(
             200,
             metrics::CONTENT_TYPE,

@@ -177,17 +177,27 @@ pub fn cluster(s: &NodeStatus) -> ClusterStatus {
                 pending_restart: m.pending_restart == Some(true),
                 ..ClusterMember::default()
             };
-            if role == "leader" {
-                v.lsn = m.xlog_location.map(WalValue::Bytes);
-            } else {
-                let lsn = m.receive_lsn.max(m.replay_lsn).or(m.xlog_location);
-                v.lag = Some(match (cluster_lsn, lsn) {
-                    (Some(top), Some(mine)) => WalValue::Bytes(top.saturating_sub(mine)),
-                    _ => WalValue::unknown(),
-                });
-                v.lsn = lsn.map(WalValue::Bytes);
-                v.receive_lsn = m.receive_lsn.map(WalValue::Bytes);
-                v.replay_lsn = m.replay_lsn.map(WalValue::Bytes);
+            v.pending_restart_reason = m
+                .pending_restart_reason
+                .as_ref()
+                .and_then(|r| serde_json::from_value(r.clone()).ok());
+            v.scheduled_restart = m
+                .scheduled_restart
+                .as_ref()
+                .and_then(|r| serde_json::from_value(r.clone()).ok());
+            if role != "leader" {
+                // Patroni's fields: each position as LSN text with its lag behind the
+                // cluster's `/status` optime, or both `unknown`.
+                let pair = |lsn: Option<u64>| match lsn.filter(|l| *l > 0) {
+                    None => (Some(WalValue::unknown()), Some(WalValue::unknown())),
+                    Some(l) => (
+                        Some(WalValue::Text(format_lsn(l))),
+                        Some(WalValue::Bytes(cluster_lsn.saturating_sub(l))),
+                    ),
+                };
+                (v.receive_lsn, v.receive_lag) = pair(m.receive_lsn);
+                (v.replay_lsn, v.replay_lag) = pair(m.replay_lsn);
+                (v.lsn, v.lag) = pair(m.xlog_location);
             }
             v
         })
@@ -206,13 +216,15 @@ pub fn cluster(s: &NodeStatus) -> ClusterStatus {
     }
 }
 
-/// The leader's latest position: its member key, or `/status` if that is newer.
-fn cluster_position(c: &Cluster) -> Option<u64> {
-    let from_leader = c
-        .leader_name()
-        .and_then(|l| c.member(l))
-        .and_then(|m| m.xlog_location);
-    from_leader.max(c.status.as_ref().and_then(|s| s.optime))
+/// The position lags in `/cluster` are measured against: the leader's `/status`
+/// optime (Patroni's `last_lsn`; 0 when there is none, and then every lag is 0).
+fn cluster_position(c: &Cluster) -> u64 {
+    c.status.as_ref().and_then(|s| s.optime).unwrap_or(0)
+}
+
+/// An LSN as PostgreSQL writes it: `X/Y`, hexadecimal, upper case.
+fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
 }
 
 pub fn history(s: &NodeStatus) -> Value {
@@ -222,10 +234,17 @@ pub fn history(s: &NodeStatus) -> Value {
     )
 }
 
-pub fn config(s: &NodeStatus) -> Value {
-    s.cluster
-        .as_ref()
-        .map_or_else(|| json!({}), |c| c.dynamic_config().to_json())
+/// `GET /config`: the `config` key as stored (the client's own key names and values,
+/// not Warden's reading of them); `None` when the cluster has none (Patroni: 502).
+pub fn config(s: &NodeStatus) -> Option<Value> {
+    s.cluster.as_ref()?.config_raw.clone()
+}
+
+/// `GET /failsafe`: the members the leader would ask while the DCS is unreachable, as
+/// last read from the `failsafe` key; `None` when there is no such key (Patroni: 502).
+pub fn failsafe(s: &NodeStatus) -> Option<Value> {
+    let members = s.cluster.as_ref()?.failsafe.as_ref()?;
+    serde_json::to_value(members).ok()
 }
 
 /// Our own lag behind the cluster, for metrics.

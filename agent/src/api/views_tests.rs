@@ -34,7 +34,9 @@ fn probe(in_recovery: bool) -> Probe {
                 state: Some("streaming".into()),
                 sync_state: Some("sync".into()),
                 sync_priority: Some(1),
+                write_lsn: Some(67_395_000),
                 flush_lsn: Some(67_395_000),
+                replay_lsn: Some(67_395_000),
             },
             ReplicationRow {
                 usename: None,
@@ -43,7 +45,9 @@ fn probe(in_recovery: bool) -> Probe {
                 state: Some("startup".into()),
                 sync_state: None,
                 sync_priority: None,
+                write_lsn: None,
                 flush_lsn: None,
+                replay_lsn: None,
             },
         ];
     }
@@ -303,7 +307,9 @@ fn cluster_bodies_are_byte_for_byte_the_expected_ones() {
         r#""lag":"unknown""#,
         r#""pending_restart":true"#,
         r#""host":"127.0.0.1""#,
-        r#""receive_lsn":67395000"#,
+        r#""receive_lsn":"0/4045DB8""#,
+        r#""replay_lag":6000"#,
+        r#""receive_lsn":"unknown""#,
         r#""pause":true"#,
         r#""scheduled_switchover":{"at":"2030-01-01T00:00:00+00:00","from":"node1","to":null}"#,
     ] {

@@ -107,7 +107,12 @@ pub(crate) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<R
     .err()?;
     let (method, path) = (req.method(), req.uri().path());
     tracing::warn!(%method, path, reason = %e, "rejected an unauthenticated request");
-    let mut r = text(401, &format!("authentication required: {e}"));
+    // Patroni's two texts; the precise reason is in the log line above.
+    let msg = match e {
+        super::auth::AuthError::Missing => "no auth header received",
+        _ => "not authenticated",
+    };
+    let mut r = text(401, msg);
     if let Ok(v) = super::auth::WWW_AUTHENTICATE.parse() {
         r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
     }
@@ -117,6 +122,10 @@ pub(crate) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<R
 fn config_reply(r: Result<Value, super::config_edit::Rejection>) -> Reply {
     match r {
         Ok(v) => json(200, &v, true),
+        Err(e) if e.bare => {
+            tracing::info!(status = e.status, reason = %e.message, "config edit refused");
+            super::error_page(e.status)
+        }
         Err(e) => text(e.status, &e.message),
     }
 }
@@ -252,16 +261,12 @@ async fn switchover_inner(ctx: &Context, body: &[u8], failover: bool) -> Result<
     match written {
         Ok(true) => {}
         Ok(false) => {
-            return Err(fail(
-                503,
-                "failed to write failover key into DCS: it changed concurrently; retry",
-            ))
+            tracing::warn!("{action}: the failover key changed concurrently");
+            return Err(fail(503, "failed to write failover key into DCS"));
         }
         Err(e) => {
-            return Err(fail(
-                503,
-                &format!("failed to write failover key into DCS: {e}"),
-            ))
+            tracing::warn!(error = %e, "{action}: could not write the failover key");
+            return Err(fail(503, "failed to write failover key into DCS"));
         }
     }
     tracing::warn!(
@@ -293,21 +298,16 @@ async fn failover_impossible(
 ) -> Option<String> {
     if let Some(l) = leader {
         if cluster.leader_name() != Some(l) {
-            return Some(format!(
-                "leader name does not match: {l:?} is not the leader (the leader is {})",
-                cluster
-                    .leader_name()
-                    .map_or_else(|| "nobody".to_string(), |n| format!("{n:?}"))
-            ));
+            tracing::info!(named = l, leader = ?cluster.leader_name(), "{action} refused: not the leader");
+            return Some("leader name does not match".into());
         }
     }
     // Synchronous mode: only a standby listed in /sync has every acknowledged commit.
     let sync_ok = |n: &str| crate::ha::race::sync_allows(cluster, n);
     if let Some(c) = candidate {
         if !sync_ok(c) && cluster.members.contains_key(c) {
-            return Some(format!(
-                "candidate name does not match with sync_standby: {c:?} is not listed in /sync"
-            ));
+            tracing::info!(candidate = c, "{action} refused: not listed in /sync");
+            return Some("candidate name does not match with sync_standby".into());
         }
     }
     let names: Vec<&String> = cluster.members.keys().collect();
@@ -315,14 +315,9 @@ async fn failover_impossible(
         Some(c) => match cluster.members.get_key_value(c) {
             Some((n, m)) => vec![(n, m.value.api_url.clone())],
             None => {
-                return Some(format!(
-                    "candidate does not exists: {c:?} is not a member (members: {})",
-                    names
-                        .iter()
-                        .map(|n| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+                tracing::info!(candidate = c, members = ?names, "{action} refused: no such member");
+                // Patroni's text, spelling included: scripts match it.
+                return Some("candidate does not exists".into());
             }
         },
         None => cluster
@@ -364,11 +359,14 @@ async fn failover_impossible(
                 .map(|why| format!("{action} is not possible: {why}")),
             _ => None,
         }
-    } else if let Some(c) = candidate {
-        Some(format!(
-            "{action} is not possible: candidate {c:?} is not a healthy replica that may be promoted (not running, not answering, or tagged nofailover)"
-        ))
     } else {
+        if let Some(c) = candidate {
+            tracing::info!(
+                candidate = c,
+                "{action} refused: the candidate is not a healthy replica that may be promoted \
+                 (not running, not answering, or tagged nofailover)"
+            );
+        }
         Some(format!(
             "{action} is not possible: no good candidates have been found"
         ))
@@ -382,11 +380,9 @@ fn member_tags(cluster: &Cluster, name: &str) -> Tags {
             .is_some_and(|m| m.tag_bool("nofailover")),
         failover_priority: cluster
             .member(name)
-            .and_then(|m| m.tags.as_ref())
-            .and_then(|t| t.get("failover_priority"))
-            .and_then(Value::as_u64)
-            .and_then(|p| u32::try_from(p).ok()),
+            .and_then(|m| m.tag_priority("failover_priority")),
         clonefrom: false,
+        nostream: false,
     }
 }
 
@@ -468,13 +464,11 @@ async fn poll_result(
             return text(503, &format!("{title} failed"));
         }
     }
-    text(
-        503,
-        &format!(
-            "{title} status unknown after {} seconds; operation may still be in progress",
-            limit.as_secs()
-        ),
-    )
+    tracing::warn!(
+        seconds = limit.as_secs(),
+        "{action}: no outcome in time; it may still be in progress"
+    );
+    text(503, &format!("{title} status unknown"))
 }
 
 fn capitalize(s: &str) -> String {
@@ -500,7 +494,8 @@ async fn cancel_switchover(ctx: &Context) -> Reply {
             .await
         {
             Ok(true) => text(200, "scheduled switchover deleted"),
-            Ok(false) => text(409, "the switchover request changed concurrently; retry"),
+            // Patroni's bare 409 page.
+            Ok(false) => super::error_page(409),
             Err(e) => text(503, &format!("DCS write failed: {e}")),
         },
         None => text(404, "no switchover is scheduled"),
@@ -603,10 +598,8 @@ async fn ask_loop(ctx: &Context, kind: Kind, wait: Duration) -> request::Reply {
         })
         .is_err()
     {
-        return Err((
-            503,
-            format!("{what} already in progress or queued; retry later"),
-        ));
+        tracing::info!("{what} refused: another request is in progress or queued");
+        return Err((503, format!("{what} already in progress")));
     }
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(answer)) => answer,

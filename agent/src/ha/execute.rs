@@ -84,7 +84,7 @@ impl<D: LocalEngine> Agent<D> {
             Action::Repair { from } => self.repair(from, cluster).await,
             Action::Follow { leader } => {
                 let role = RoleConfig::Replica {
-                    source: self.source(leader, cluster),
+                    source: self.stream_source(leader, cluster),
                 };
                 self.configure(cluster, &role).await?;
                 self.retain_for_leader(leader, obs).await
@@ -96,12 +96,24 @@ impl<D: LocalEngine> Agent<D> {
     }
 }
 
+/// `members` less those tagged `nostream`: they never stream, so no slot is kept
+/// for them anywhere (Patroni's rule).
+fn streaming_members(c: &Cluster, members: &[String]) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| !c.member(m).is_some_and(|m| m.tag_bool("nostream")))
+        .cloned()
+        .collect()
+}
+
 impl<D: LocalEngine> Agent<D> {
     fn start(&mut self, start_as: &StartAs, cluster: Option<&Cluster>) -> Result<(), ActError> {
         let role = match start_as {
             StartAs::Primary => RoleConfig::Primary,
             StartAs::Replica { upstream } => RoleConfig::Replica {
-                source: upstream.as_deref().and_then(|u| self.source(u, cluster)),
+                source: upstream
+                    .as_deref()
+                    .and_then(|u| self.stream_source(u, cluster)),
             },
         };
         self.write_config(cluster, &role)?;
@@ -166,6 +178,23 @@ impl<D: LocalEngine> Agent<D> {
 impl<D: LocalEngine> Agent<D> {
     /// Where to stream from when following `member` (`None`: it has no usable
     /// `conn_url`).
+    /// Whom a replica of `leader` streams from (Patroni's rules): nobody with the
+    /// `nostream` tag (it replays the archive only, through `restore_command`); the
+    /// member `replicatefrom` names while that member's key exists (cascading
+    /// replication); else the leader.
+    pub(super) fn stream_source(&self, leader: &str, cluster: Option<&Cluster>) -> Option<Source> {
+        let tags = &self.cfg.tags;
+        if tags.nostream {
+            return None;
+        }
+        let upstream = tags
+            .replicatefrom
+            .as_deref()
+            .filter(|from| *from != self.cfg.name && *from != leader)
+            .and_then(|from| self.source(from, cluster));
+        upstream.or_else(|| self.source(leader, cluster))
+    }
+
     pub(super) fn source(&self, member: &str, cluster: Option<&Cluster>) -> Option<Source> {
         let (host, port) = cluster?.member(member)?.conn_host_port()?;
         Some(Source {
@@ -204,7 +233,12 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     async fn bootstrap(&mut self) -> Result<(), ActError> {
-        self.state = MemberState::InitializingNewCluster;
+        let custom = self.cfg.bootstrap.custom.is_some();
+        self.state = if custom {
+            MemberState::RunningCustomBootstrapScript
+        } else {
+            MemberState::InitializingNewCluster
+        };
         self.publish_state().await;
         let dcs_cfg = self.cfg.bootstrap.dcs.clone();
         let cfg = self.cfg.clone();
@@ -212,11 +246,17 @@ impl<D: LocalEngine> Agent<D> {
         let db = &mut self.db;
         let job = async {
             if let Some(spec) = &cfg.bootstrap.restore {
-                return db
-                    .bootstrap_from_repository(&cfg, config_path.as_deref(), spec, &dcs_cfg)
-                    .await;
+                db.bootstrap_from_repository(&cfg, config_path.as_deref(), spec, &dcs_cfg)
+                    .await?;
+            } else if let Some(spec) = &cfg.bootstrap.custom {
+                db.bootstrap_custom(spec, &dcs_cfg).await?;
+            } else {
+                db.bootstrap(&dcs_cfg).await.map_err(|e| e.to_string())?;
             }
-            db.bootstrap(&dcs_cfg).await.map_err(|e| e.to_string())
+            match &cfg.bootstrap.post_bootstrap {
+                Some(cmd) => db.post_bootstrap(cmd).await,
+                None => Ok(()),
+            }
         };
         let dcs = self.dcs.clone();
         let lease = self.lease.map(|(id, _)| id);
@@ -229,7 +269,11 @@ impl<D: LocalEngine> Agent<D> {
                 Ok(())
             }
             Err(e) => {
-                self.state = MemberState::InitdbFailed;
+                self.state = if custom {
+                    MemberState::CustomBootstrapFailed
+                } else {
+                    MemberState::InitdbFailed
+                };
                 let _ = self
                     .db
                     .stop(StopMode::Immediate, Duration::from_secs(10))
@@ -288,6 +332,13 @@ impl<D: LocalEngine> Agent<D> {
                         .await
                         .map(|id| format!("restored backup {id}"))
                 }
+                ReplicaMethod::Custom(ref m) => {
+                    tracing::info!(from, method = %m.name, command = %m.command, "creating the replica with a custom method");
+                    let job = self.db.replica_custom(m, (&host, port));
+                    keep_lease_during(dcs, lease, loop_wait, job)
+                        .await
+                        .map(|()| format!("{} from {from}", m.name))
+                }
                 ReplicaMethod::Basebackup => {
                     tracing::info!(from, host, port, "cloning with pg_basebackup");
                     let job = self.db.clone_from(&host, port, CLONE_TIMEOUT);
@@ -306,8 +357,8 @@ impl<D: LocalEngine> Agent<D> {
                     return Ok(());
                 }
                 Err(e) => {
-                    tracing::warn!(?method, error = %e, "creating the replica failed");
-                    errors.push(format!("{method:?}: {e}"));
+                    tracing::warn!(method = method.name(), error = %e, "creating the replica failed");
+                    errors.push(format!("{}: {e}", method.name()));
                 }
             }
         }
@@ -387,25 +438,57 @@ impl<D: LocalEngine> Agent<D> {
     /// On the primary: retain the stream for `members` ([`warden_ha::Database::retain`]).
     async fn retain(&mut self, members: &[String], obs: &Observation) -> Result<(), ActError> {
         let dynamic = self.dynamic(obs.cluster.as_ref());
+        let Some(c) = obs.cluster.as_ref() else {
+            return self
+                .db
+                .retain(members, None, &dynamic, &obs.local.engine)
+                .await
+                .map_err(failed);
+        };
+        let streaming = streaming_members(c, members);
+        // A member cascading from another replica does not use its slot here; it is
+        // kept (the member falls back to us if its upstream goes) at the position the
+        // member reports, so it holds no more WAL than the member needs (Patroni's
+        // rule for PostgreSQL 11 and later).
+        let cascaded: std::collections::BTreeMap<String, u64> = streaming
+            .iter()
+            .filter_map(|name| {
+                let m = c.member(name)?;
+                let from = m.tags.as_ref()?.get("replicatefrom")?.as_str()?;
+                let elsewhere =
+                    from != self.cfg.name && from != name && c.members.contains_key(from);
+                elsewhere.then(|| Some((warden_pg::conf::slot_name(name), m.xlog_location?)))?
+            })
+            .collect();
         self.db
-            .retain(members, None, &dynamic, &obs.local.engine)
+            .retain(
+                &streaming,
+                (!cascaded.is_empty()).then_some(&cascaded),
+                &dynamic,
+                &obs.local.engine,
+            )
             .await
             .map_err(failed)
     }
 
-    /// On a replica: retain the stream for every other member (not the leader, not
-    /// us) where the leader's `/status` reports it, never ahead of what we replayed. If
-    /// we are promoted, the others then find their history still here.
+    /// On a replica: retain the stream for every other member where the leader's
+    /// `/status` reports it, never ahead of what we replayed. If we are promoted, the
+    /// others (the old leader too) then find their history still here.
     async fn retain_for_leader(&mut self, leader: &str, obs: &Observation) -> Result<(), ActError> {
         let Some(c) = obs.cluster.as_ref() else {
             return Ok(());
         };
+        // Every other member, the leader included: a former leader rejoins through
+        // the slot we kept for it (Patroni's rule for PostgreSQL 11 and later).
         let others: Vec<String> = c
             .members
             .keys()
-            .filter(|n| **n != self.cfg.name && n.as_str() != leader)
+            .filter(|n| **n != self.cfg.name)
             .cloned()
             .collect();
+        let others = streaming_members(c, &others);
+        let source = self.source(leader, Some(c)).map(|s| (s.host, s.port));
+        self.db.note_leader(source);
         let reported = c
             .status
             .as_ref()

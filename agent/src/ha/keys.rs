@@ -118,7 +118,8 @@ impl<D: Database> Agent<D> {
     }
 
     /// Arms (first time) or feeds the watchdog while we lead. Its timeout is
-    /// `ttl - safety_margin`, so a hung machine resets before its lease can expire.
+    /// `ttl - safety_margin` (half the ttl with Patroni's `-1`), so a hung machine
+    /// resets before its lease can expire.
     pub(super) fn feed_watchdog(&mut self, ttl: Duration) {
         let wd = &self.cfg.watchdog;
         if wd.mode == warden_config::WatchdogMode::Off {
@@ -130,9 +131,10 @@ impl<D: Database> Agent<D> {
             }
             return;
         }
-        let timeout = ttl
-            .saturating_sub(Duration::from_secs(u64::from(wd.safety_margin)))
-            .max(Duration::from_secs(1));
+        let margin = wd
+            .safety_margin
+            .map_or(ttl / 2, |m| Duration::from_secs(u64::from(m)));
+        let timeout = ttl.saturating_sub(margin).max(Duration::from_secs(1));
         match self.env.watchdog.open(timeout) {
             Ok(dog) => {
                 tracing::info!(device = %wd.device.display(), ?timeout, "watchdog armed");

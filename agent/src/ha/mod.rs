@@ -11,6 +11,7 @@
 //! guard, watchdog) are seams too ([`env`]), so the simulation runs this loop.
 
 pub mod callbacks;
+mod custom_methods;
 pub mod env;
 pub mod execute;
 pub mod fence;
@@ -66,6 +67,41 @@ pub trait LocalEngine:
         async { Err("this engine cannot bootstrap from the backup repository".to_string()) }
     }
 
+    /// Where the leader's database listens (host, port), as a replica learns it each
+    /// turn: PostgreSQL copies permanent logical slots from there.
+    fn note_leader(&mut self, leader: Option<(String, u16)>) {
+        let _ = leader;
+    }
+
+    /// `bootstrap.method: NAME` with a command (Patroni's custom bootstrap).
+    fn bootstrap_custom<'a>(
+        &'a mut self,
+        spec: &'a warden_config::methods::CustomBootstrap,
+        initial: &'a warden_consensus::DynamicConfig,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'a {
+        let _ = (spec, initial);
+        async { Err("this engine has no custom bootstrap".to_string()) }
+    }
+
+    /// `bootstrap.post_bootstrap`, once the new cluster runs.
+    fn post_bootstrap<'a>(
+        &'a mut self,
+        command: &'a str,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'a {
+        let _ = command;
+        async { Err("this engine has no post_bootstrap".to_string()) }
+    }
+
+    /// A custom `create_replica_methods` entry, copying from `source` (host, port).
+    fn replica_custom<'a>(
+        &'a mut self,
+        method: &'a warden_config::methods::CustomReplicaMethod,
+        source: (&'a str, u16),
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'a {
+        let _ = (method, source);
+        async { Err("this engine has no custom replica methods".to_string()) }
+    }
+
     /// `create_replica_methods: [warden_restore]`: the newest backup of cluster
     /// `system_identifier` as a replica. Returns the backup's id.
     fn replica_from_repository<'a>(
@@ -109,5 +145,28 @@ impl LocalEngine for warden_pg::Postgres {
         restore_replica::run(self, cfg, config_path, system_identifier)
             .await
             .map_err(|e| e.to_string())
+    }
+    fn note_leader(&mut self, leader: Option<(String, u16)>) {
+        self.set_leader_source(leader);
+    }
+
+    async fn bootstrap_custom<'a>(
+        &'a mut self,
+        spec: &'a warden_config::methods::CustomBootstrap,
+        initial: &'a warden_consensus::DynamicConfig,
+    ) -> Result<(), String> {
+        custom_methods::bootstrap(self, spec, initial).await
+    }
+
+    async fn post_bootstrap<'a>(&'a mut self, command: &'a str) -> Result<(), String> {
+        custom_methods::post_bootstrap(self, command).await
+    }
+
+    async fn replica_custom<'a>(
+        &'a mut self,
+        method: &'a warden_config::methods::CustomReplicaMethod,
+        source: (&'a str, u16),
+    ) -> Result<(), String> {
+        custom_methods::create_replica(self, method, source).await
     }
 }

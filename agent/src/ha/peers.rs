@@ -37,14 +37,9 @@ pub fn targets(me: &str, cluster: &Cluster, with_failsafe: bool) -> Vec<(String,
         .map(|(name, m)| {
             let tags = Tags {
                 nofailover: m.value.tag_bool("nofailover"),
-                failover_priority: m
-                    .value
-                    .tags
-                    .as_ref()
-                    .and_then(|t| t.get("failover_priority"))
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|p| u32::try_from(p).ok()),
+                failover_priority: m.value.tag_priority("failover_priority"),
                 clonefrom: false,
+                nostream: false,
             };
             (name.clone(), m.value.api_url.clone(), tags)
         })

@@ -74,10 +74,12 @@ impl<D: LocalEngine> Agent<D> {
         let ttl = self.dynamic(cluster).ttl_duration();
         let role = Self::role_of(local);
         let state = self.state.clone();
+        let server_pid = self.db.server_pid();
         self.shared.update(|s| {
             s.state = state;
             s.role = role;
             s.running = local.running;
+            s.server_pid = server_pid;
             s.probe.clone_from(&local.engine.probe);
             s.system_identifier.clone_from(&local.system_identifier);
             s.is_leader = is_leader;

@@ -75,13 +75,19 @@ pub(super) async fn run(
     );
     pg.start_bootstrapped(dcs_cfg, super::execute::START_TIMEOUT)
         .await?;
+    wait_promoted(pg).await.map_err(|e| failed("recovery", e))?;
+    recovery::unconfigure(&dir).map_err(|e| failed("removing the recovery settings", e))?;
+    pg.reload().await?;
+    pg.create_roles().await
+}
+
+/// Waits (bounded) until a just-started PostgreSQL has left recovery: a restored
+/// backup replays its WAL, then promotes (`recovery_target_action = promote`).
+pub(super) async fn wait_promoted(pg: &mut Postgres) -> Result<(), String> {
     let started = Instant::now();
     loop {
         if !pg.is_running() {
-            return Err(failed(
-                "recovery",
-                "PostgreSQL exited during recovery (see its log)",
-            ));
+            return Err("PostgreSQL exited during recovery (see its log)".into());
         }
         let done = pg
             .sql()
@@ -93,18 +99,13 @@ pub(super) async fn run(
             break;
         }
         if started.elapsed() > RECOVERY_TIMEOUT {
-            return Err(failed(
-                "recovery",
-                format!("not finished after {RECOVERY_TIMEOUT:?}"),
-            ));
+            return Err(format!("not finished after {RECOVERY_TIMEOUT:?}"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
-        "recovery finished; the restored cluster is promoted"
+        "recovery finished; the new cluster is promoted"
     );
-    recovery::unconfigure(&dir).map_err(|e| failed("removing the recovery settings", e))?;
-    pg.reload().await?;
-    pg.create_roles().await
+    Ok(())
 }

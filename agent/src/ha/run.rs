@@ -225,6 +225,12 @@ impl<D: LocalEngine> Agent<D> {
             if self.sync_recheck {
                 wait = wait.min(SYNC_RECHECK);
             }
+            // PostgreSQL is starting: the health endpoints answer 503 until a turn
+            // sees it accept connections, so look again soon rather than a loop_wait
+            // later.
+            if self.state == MemberState::Starting {
+                wait = wait.min(STARTING_RECHECK);
+            }
             if watch.is_none() {
                 let rev = last_cluster.as_ref().map_or(0, |c| c.revision);
                 watch = self.dcs.watch(self.keys.prefix(), rev).await.ok();
@@ -491,6 +497,9 @@ enum Wakeup {
 /// Synchronous replication not yet at its target (a standby to confirm): the next turn
 /// comes this soon rather than `loop_wait` later.
 const SYNC_RECHECK: Duration = Duration::from_secs(1);
+
+/// PostgreSQL started but not yet accepting connections: the next turn comes this soon.
+const STARTING_RECHECK: Duration = Duration::from_millis(500);
 
 /// Sleeps until the next tick, a relevant DCS change, or shutdown. Our own member and
 /// status writes are not relevant: waking on them would spin the loop.

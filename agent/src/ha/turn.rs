@@ -106,8 +106,10 @@ impl<D: LocalEngine> Agent<D> {
         let (manual, reply) = self.take_request(cluster.as_ref(), &local).await;
         // Publish the fresh probe before any race: peers racing at the same moment read
         // our WAL position from /patroni, and a turn-old value would mislead them.
+        let server_pid = self.db.server_pid();
         self.shared.update(|s| {
             s.running = local.running;
+            s.server_pid = server_pid;
             s.probe.clone_from(&local.engine.probe);
         });
         let peers = self.gather_peers(cluster.as_ref(), &local).await;
@@ -129,6 +131,7 @@ impl<D: LocalEngine> Agent<D> {
                 nofailover: !self.cfg.tags.can_failover(),
                 failover_priority: self.cfg.tags.failover_priority,
                 clonefrom: self.cfg.tags.clonefrom,
+                nostream: self.cfg.tags.nostream,
             },
             cluster,
             lease_renewed,
@@ -247,7 +250,11 @@ fn answer_request(reply: PendingReply, d: &Decision, outcome: Result<(), String>
         (ManualTask::Restart { .. }, Ok(())) => {
             Err((503, format!("restart not carried out: {}", d.note)))
         }
-        (ManualTask::Restart { .. }, Err(e)) => Err((503, format!("restart failed: {e}"))),
+        (ManualTask::Restart { .. }, Err(e)) => {
+            // Patroni's text; the cause goes to the log.
+            tracing::warn!(error = %e, "restart failed");
+            Err((503, "restart failed".to_string()))
+        }
         (ManualTask::Reinitialize { .. }, _) => Ok("reinitialize started".to_string()),
     };
     let _ = tx.send(answer);

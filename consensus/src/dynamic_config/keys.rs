@@ -43,9 +43,6 @@ const ALIASES_TOP: &[(&str, &str)] = &[
 /// Top-level keys documented by Patroni (4.x) that Warden keeps but does not act on.
 pub const PATRONI_ONLY_TOP: &[&str] = &[
     "standby_cluster",
-    "slots",
-    "ignore_slots",
-    "member_slots_ttl",
     "max_timelines_history",
     "primary_race_backoff",
 ];
@@ -53,9 +50,20 @@ pub const PATRONI_ONLY_TOP: &[&str] = &[
 pub(super) const IMPLEMENTED_POSTGRESQL: &[&str] =
     &["use_pg_rewind", "use_slots", "parameters", "pg_hba"];
 
+/// `postgresql.*` keys Warden acts on but keeps verbatim in `extra` (read where used).
+pub(super) const KEPT_POSTGRESQL: &[&str] = &["recovery_conf"];
+
+/// Top-level keys Warden acts on but keeps verbatim in `extra` (read where used).
+pub(super) const KEPT_TOP: &[&str] = &[
+    "slots",
+    "permanent_slots",
+    "permanent_replication_slots",
+    "ignore_slots",
+    "member_slots_ttl",
+];
+
 /// `postgresql.*` keys documented by Patroni that Warden keeps but does not act on.
 pub const PATRONI_ONLY_POSTGRESQL: &[&str] = &[
-    "recovery_conf",
     "pg_ident",
     "parameters_primary",
     "parameters_replica",
@@ -78,9 +86,11 @@ pub const PATRONI_ONLY_POSTGRESQL: &[&str] = &[
 pub fn known_keys() -> Vec<String> {
     let mut keys: Vec<String> = IMPLEMENTED_TOP.iter().map(|k| (*k).to_owned()).collect();
     keys.extend(ALIASES_TOP.iter().map(|(alias, _)| (*alias).to_owned()));
+    keys.extend(KEPT_TOP.iter().map(|k| (*k).to_owned()));
     keys.extend(
         IMPLEMENTED_POSTGRESQL
             .iter()
+            .chain(KEPT_POSTGRESQL)
             .map(|k| format!("postgresql.{k}")),
     );
     keys
@@ -116,7 +126,7 @@ pub fn classify_key(path: &str) -> KeyClass {
 }
 
 pub(super) fn classify_top(key: &str) -> KeyClass {
-    if IMPLEMENTED_TOP.contains(&key) {
+    if IMPLEMENTED_TOP.contains(&key) || KEPT_TOP.contains(&key) {
         KeyClass::Implemented
     } else if let Some((_, canonical)) = ALIASES_TOP.iter().find(|(alias, _)| *alias == key) {
         KeyClass::Alias { canonical }
@@ -128,7 +138,7 @@ pub(super) fn classify_top(key: &str) -> KeyClass {
 }
 
 fn classify_postgresql(key: &str) -> KeyClass {
-    if IMPLEMENTED_POSTGRESQL.contains(&key) {
+    if IMPLEMENTED_POSTGRESQL.contains(&key) || KEPT_POSTGRESQL.contains(&key) {
         KeyClass::Implemented
     } else if PATRONI_ONLY_POSTGRESQL.contains(&key) {
         KeyClass::PatroniOnly
@@ -143,12 +153,14 @@ pub fn candidate_keys(section: &str) -> Vec<&'static str> {
     match section {
         "" => IMPLEMENTED_TOP
             .iter()
+            .chain(KEPT_TOP)
             .chain(PATRONI_ONLY_TOP)
             .chain(ALIASES_TOP.iter().map(|(alias, _)| alias))
             .copied()
             .collect(),
         "postgresql" => IMPLEMENTED_POSTGRESQL
             .iter()
+            .chain(KEPT_POSTGRESQL)
             .chain(PATRONI_ONLY_POSTGRESQL)
             .copied()
             .collect(),

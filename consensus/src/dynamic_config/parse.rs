@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::keys::{classify_top, KeyClass, IMPLEMENTED_POSTGRESQL};
-use super::validate::{check_sync_count, check_timeouts};
+use super::keys::{classify_top, KeyClass, IMPLEMENTED_POSTGRESQL, KEPT_TOP};
+use super::validate::check_sync_count;
 use super::values::{boolean, describe, integer, parse_sync_mode, present};
 use super::{DynamicConfig, DynamicConfigError, DynamicPostgresql};
 
@@ -18,9 +18,20 @@ impl DynamicConfig {
     }
 
     /// Like [`DynamicConfig::from_json`], but reports every problem found. The returned
-    /// vector is never empty.
+    /// vector is never empty. Timing values are adjusted as in
+    /// [`DynamicConfig::from_dcs_json`] (use [`DynamicConfig::from_written_json`] to
+    /// see the adjustments).
     pub fn from_json_all(value: &Value) -> Result<Self, Vec<DynamicConfigError>> {
         Self::parse_with(value, true).map(|(config, _)| config)
+    }
+
+    /// A config a user writes (`bootstrap.dcs`, `PATCH /config`): every problem is an
+    /// error except the timing values, which are adjusted the way Patroni adjusts them;
+    /// also returns one line per adjustment, for the log.
+    pub fn from_written_json(
+        value: &Value,
+    ) -> Result<(Self, Vec<String>), Vec<DynamicConfigError>> {
+        Self::parse_with(value, true)
     }
 
     /// For a value read back from the DCS, where Patroni or another tool may have
@@ -65,7 +76,7 @@ impl DynamicConfig {
 /// so the remaining keys are still checked.
 #[derive(Default)]
 struct Parser {
-    /// Reject values that break the timing rules (else adjust them, see
+    /// Refuse a `synchronous_node_count` of 0 (else raise it to 1, see
     /// [`DynamicConfig::from_dcs_json`]).
     strict: bool,
     errors: Vec<DynamicConfigError>,
@@ -86,30 +97,25 @@ impl Parser {
         let stop = self.aliased_u32(object, "primary_stop_timeout", "master_stop_timeout");
         let sync_count = self.u32_key(object, "synchronous_node_count");
 
-        let mut timeouts_ok = true;
         for (field, parsed) in [
             (&mut c.ttl, ttl),
             (&mut c.loop_wait, loop_wait),
             (&mut c.retry_timeout, retry_timeout),
         ] {
-            match parsed {
-                Ok(Some(v)) => *field = v,
-                Ok(None) => {}
-                Err(()) => timeouts_ok = false,
+            if let Ok(Some(v)) = parsed {
+                *field = v;
             }
         }
         if let Ok(Some(v)) = sync_count {
             c.synchronous_node_count = v;
         }
-        if !self.strict {
-            self.adjustments = c.adjust_timeouts();
-        } else {
-            // A timing key that failed to parse would make the rule check misleading.
-            if timeouts_ok {
-                check_timeouts(&c, &mut self.errors);
-            }
+        if self.strict {
             check_sync_count(&c, &mut self.errors);
         }
+        // Timing values that break the rule are adjusted, never refused, written or
+        // read alike: Patroni accepts `{"ttl": 20}` with `retry_timeout: 10` and runs
+        // with `loop_wait 1, retry_timeout 9`.
+        self.adjustments = c.adjust_timeouts();
         c.primary_start_timeout = start.unwrap_or(c.primary_start_timeout);
         c.primary_stop_timeout = stop.unwrap_or(c.primary_stop_timeout);
 
@@ -146,7 +152,10 @@ impl Parser {
         }
         c.extra = object
             .iter()
-            .filter(|(k, _)| matches!(classify_top(k), KeyClass::PatroniOnly | KeyClass::Unknown))
+            .filter(|(k, _)| {
+                KEPT_TOP.contains(&k.as_str())
+                    || matches!(classify_top(k), KeyClass::PatroniOnly | KeyClass::Unknown)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         c

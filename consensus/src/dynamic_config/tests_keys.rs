@@ -48,8 +48,9 @@ fn key_classification() {
     assert_eq!(classify_key("standby_cluster"), KeyClass::PatroniOnly);
     assert_eq!(
         classify_key("postgresql.recovery_conf"),
-        KeyClass::PatroniOnly
+        KeyClass::Implemented
     );
+    assert_eq!(classify_key("postgresql.pg_ident"), KeyClass::PatroniOnly);
     assert_eq!(classify_key("tll"), KeyClass::Unknown);
     assert_eq!(classify_key("postgresql.use_slot"), KeyClass::Unknown);
     assert_eq!(

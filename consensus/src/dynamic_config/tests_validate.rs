@@ -1,4 +1,4 @@
-//! The timing rules: rejected from a user, adjusted from the DCS.
+//! The timing rules: adjusted as Patroni adjusts them, whoever wrote the values.
 
 use serde_json::json;
 
@@ -6,32 +6,44 @@ use super::test_support::{errors_of, parse};
 use super::*;
 
 #[test]
-fn ttl_floor_and_timing_rule() {
-    assert_eq!(
-        errors_of(&json!({"ttl": 1})),
-        vec!["ttl: must be at least 3 seconds, got 1"]
-    );
-    assert_eq!(
-        errors_of(&json!({"ttl": 20, "loop_wait": 3})),
-        vec![
-            "ttl: loop_wait + 2*retry_timeout (3 + 2*10 = 23) must not exceed ttl (20); \
-             lower loop_wait or retry_timeout, or raise ttl"
-        ]
-    );
-    assert_eq!(
-        errors_of(&json!({"loop_wait": 0})),
-        vec!["loop_wait: must be at least 1 second, got 0"]
-    );
-    assert_eq!(
-        errors_of(&json!({"ttl": 5, "retry_timeout": 0, "loop_wait": 1})),
-        vec!["retry_timeout: must be at least 1 second, got 0"]
-    );
-    // The smallest legal setting, and the rule at equality.
-    let c = parse(&json!({"ttl": 3, "loop_wait": 1, "retry_timeout": 1}));
-    assert_eq!(c.ttl, 3);
-    parse(&json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 10}));
-    parse(&json!({"ttl": 10, "loop_wait": 1, "retry_timeout": 3}));
-    // A key that failed to parse does not trigger a second, misleading rule error.
+fn written_timings_are_adjusted_like_patroni_not_refused() {
+    // Patroni's own cases (checked against Patroni 4.1.5): `(ttl, loop_wait,
+    // retry_timeout)` written, then what the agents run with.
+    let cases = [
+        (json!({"ttl": 20, "retry_timeout": 10}), (20, 1, 9), true),
+        (
+            json!({"ttl": 25, "loop_wait": 10, "retry_timeout": 10}),
+            (25, 5, 10),
+            true,
+        ),
+        (
+            json!({"ttl": 30, "loop_wait": 10, "retry_timeout": 15}),
+            (30, 1, 14),
+            true,
+        ),
+        (json!({"ttl": 20, "loop_wait": 3}), (20, 1, 9), true),
+        // Warden's floors (ttl 3, loop_wait and retry_timeout 1), then the rule.
+        (json!({"ttl": 1}), (3, 1, 1), true),
+        (json!({"loop_wait": 0}), (30, 1, 10), true),
+        // At equality nothing changes.
+        (
+            json!({"ttl": 3, "loop_wait": 1, "retry_timeout": 1}),
+            (3, 1, 1),
+            false,
+        ),
+        (
+            json!({"ttl": 10, "loop_wait": 2, "retry_timeout": 4}),
+            (10, 2, 4),
+            false,
+        ),
+    ];
+    for (written, want, adjusted) in cases {
+        let (c, notes) = DynamicConfig::from_written_json(&written).unwrap();
+        assert_eq!((c.ttl, c.loop_wait, c.retry_timeout), want, "{written}");
+        assert_eq!(!notes.is_empty(), adjusted, "{written}: {notes:?}");
+        assert_eq!(parse(&written), c, "from_json_all agrees");
+    }
+    // Type errors are still errors, and one bad key does not hide another.
     assert_eq!(
         errors_of(&json!({"ttl": "x", "loop_wait": 10})),
         vec!["ttl: expected an integer, got \"x\""]
@@ -42,7 +54,6 @@ fn ttl_floor_and_timing_rule() {
 fn dcs_reads_adjust_timeouts_like_patroni() {
     // A Patroni cluster's config Warden's strict rule would refuse.
     let value = json!({"ttl": 20, "loop_wait": 10, "retry_timeout": 10, "slots": {}});
-    assert!(DynamicConfig::from_json(&value).is_err());
     let (c, notes) = DynamicConfig::from_dcs_json(&value).unwrap();
     assert_eq!((c.ttl, c.loop_wait, c.retry_timeout), (20, 1, 9));
     assert_eq!(notes.len(), 1, "{notes:?}");

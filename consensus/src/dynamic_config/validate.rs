@@ -1,5 +1,6 @@
-//! Warden's rules on the timing values: a config a user writes is rejected when it
-//! breaks them, one read back from the DCS is adjusted the way Patroni adjusts it.
+//! Warden's rules on the timing values. Parsing adjusts values that break them the way
+//! Patroni does (never refusing them); [`DynamicConfig::validate`] checks a config
+//! built in code.
 
 use super::{DynamicConfig, DynamicConfigError, MIN_TTL};
 

@@ -142,6 +142,33 @@ pub fn configure(dir: &Path, recovery: &Recovery) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes `recovery.signal` and a block of the given recovery settings (a custom
+/// bootstrap's `recovery_conf`), replacing any earlier block; removed again by
+/// [`unconfigure`].
+pub fn configure_settings(dir: &Path, settings: &[(String, String)]) -> std::io::Result<()> {
+    for stale in ["standby.signal", "recovery.signal"] {
+        match fs::remove_file(dir.join(stale)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    let auto = dir.join("postgresql.auto.conf");
+    let existing = fs::read_to_string(&auto).unwrap_or_default();
+    let mut text = strip_block(&existing);
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(BEGIN);
+    text.push('\n');
+    for (k, v) in settings {
+        text.push_str(&format!("{k} = {}\n", quote(v)));
+    }
+    text.push_str(END);
+    text.push('\n');
+    fs::write(&auto, text)?;
+    fs::write(dir.join("recovery.signal"), "")
+}
+
 /// Removes the block again (a bootstrapped cluster, once recovery ended).
 pub fn unconfigure(dir: &Path) -> std::io::Result<()> {
     let auto = dir.join("postgresql.auto.conf");

@@ -1,6 +1,6 @@
 //! `bootstrap.method: warden_restore` and its section.
 
-use super::fixtures::{ok, problems, MINIMAL};
+use super::fixtures::{assert_has_prefix, ok, problems, MINIMAL};
 use warden_pg::lsn::Lsn;
 use warden_pg::target::Target;
 
@@ -73,19 +73,38 @@ fn create_replica_methods() {
         vec![ReplicaMethod::WardenRestore, ReplicaMethod::Basebackup]
     );
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // A custom method: the section named after it configures it (absent: the name is
+    // the command).
     let loaded = with("[wal_e, basebackup]");
+    let methods = &loaded.config.postgresql.create_replica_methods;
+    assert_eq!(methods.len(), 2);
+    assert_eq!(methods[1], ReplicaMethod::Basebackup);
+    let ReplicaMethod::Custom(m) = &methods[0] else {
+        panic!("{methods:?}")
+    };
+    assert_eq!((m.name.as_str(), m.command.as_str()), ("wal_e", "wal_e"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let loaded = ok(&MINIMAL.replace(
+        "postgresql:\n",
+        "postgresql:\n  create_replica_method: [clone]\n  clone: {command: '/usr/bin/clone.sh --fast', keep_data: true, threads: 4}\n",
+    ));
+    let ReplicaMethod::Custom(m) = &loaded.config.postgresql.create_replica_methods[0] else {
+        panic!()
+    };
+    assert_eq!(m.command, "/usr/bin/clone.sh --fast");
+    assert!(m.keep_data && !m.no_leader && !m.no_params);
     assert_eq!(
-        loaded.config.postgresql.create_replica_methods,
-        vec![ReplicaMethod::Basebackup]
+        m.options,
+        vec![
+            ("keep_data".to_string(), "True".to_string()),
+            ("threads".into(), "4".into())
+        ]
     );
-    assert!(
-        loaded
-            .warnings
-            .iter()
-            .any(|w| w.contains("custom method wal_e skipped")),
-        "{:?}",
-        loaded.warnings
-    );
+    let p = problems(&MINIMAL.replace(
+        "postgresql:\n",
+        "postgresql:\n  create_replica_methods: [clone]\n  clone: {command: \"'unbalanced\"}\n",
+    ));
+    assert_has_prefix(&p, "postgresql.clone.command: ");
     assert!(ok(MINIMAL)
         .config
         .postgresql

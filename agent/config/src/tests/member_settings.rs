@@ -57,6 +57,18 @@ fn tags() {
         "tags: conflicting configuration between nofailover: false and failover_priority: 0",
     );
 
+    // Published as written, with the type given (Patroni's member key); off flags
+    // left out except nofailover beside a failover_priority.
+    let loaded = ok(&format!(
+        "{MINIMAL}tags: {{nofailover: 'false', failover_priority: '0', noloadbalance: 1, clonefrom: 'no', nosync: 'yes', sync_priority: '3'}}\n"
+    ));
+    let t = &loaded.config.tags;
+    assert!(!t.can_failover() && t.noloadbalance && !t.clonefrom && t.nosync);
+    assert_eq!(
+        serde_json::Value::Object(t.to_member_json()),
+        serde_json::json!({"nofailover": "false", "failover_priority": "0",
+                           "noloadbalance": 1, "nosync": "yes", "sync_priority": "3"})
+    );
     let p = problems(&format!(
         "{MINIMAL}tags: {{nofailover: perhaps, failover_priority: x}}\n"
     ));
@@ -88,10 +100,9 @@ fn log_settings() {
     let loaded = ok(&format!(
         "{MINIMAL}log: {{type: json, format: [message, levelname]}}\n"
     ));
-    assert_has_prefix(
-        &loaded.warnings,
-        "log.format: Patroni setting not implemented",
-    );
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let fields = loaded.config.log.json_fields.unwrap();
+    assert_eq!(fields[1], ("levelname".to_owned(), "levelname".to_owned()));
 }
 
 #[test]
@@ -105,8 +116,12 @@ fn watchdog_section() {
     .watchdog;
     assert_eq!(
         (c.mode, c.device.to_str(), c.safety_margin),
-        (WatchdogMode::Required, Some("/dev/wd1"), 3)
+        (WatchdogMode::Required, Some("/dev/wd1"), Some(3))
     );
+    let c = ok(&format!("{MINIMAL}watchdog: {{safety_margin: -1}}\n"))
+        .config
+        .watchdog;
+    assert_eq!(c.safety_margin, None, "Patroni's -1: half the ttl");
     assert_eq!(
         ok(&format!("{MINIMAL}watchdog: {{mode: off}}\n"))
             .config

@@ -251,6 +251,7 @@ pub(super) async fn run_with(
             reinit_deadline: Duration::from_secs(3),
             api_timeout: Duration::from_secs(3),
             action_timeout: Duration::from_secs(3),
+            query_timeout: Duration::from_secs(5),
         };
         ctl.editor = Some("false".into());
         ctl.run(cli.command).await

@@ -12,6 +12,12 @@ fn failsafe_confirmation_keeps_the_primary_without_dcs() {
     assert_eq!(decide(&o).actions, vec![Action::FailsafeHold]);
     o.failsafe_confirmed = Some(false);
     assert_eq!(decide(&o).actions, vec![Action::Demote { upstream: None }]);
+    // A refusal demotes at once, while the lease is still valid (Patroni's rule);
+    // without failsafe mode (no round) the primary holds until the deadline.
+    o.lease_valid = true;
+    assert_eq!(decide(&o).actions, vec![Action::Demote { upstream: None }]);
+    o.failsafe_confirmed = None;
+    assert_eq!(decide(&o).actions, vec![]);
 }
 
 fn failsafe_cluster(failsafe_mode: bool) -> Cluster {
