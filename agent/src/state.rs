@@ -39,6 +39,10 @@ pub struct NodeStatus {
     /// The last leader that asked us over `POST /failsafe` to confirm it may stay
     /// primary while the DCS is unreachable, and when.
     pub failsafe_leader: Option<(String, Instant)>,
+    /// When every member last confirmed us, the leader cut off from the DCS, in
+    /// failsafe mode; cleared by the next successful DCS read (Patroni's
+    /// `failsafe_mode_is_active` on a primary).
+    pub failsafe_confirmed_at: Option<Instant>,
     /// A restart planned by `POST /restart` with a `schedule`.
     pub scheduled_restart: Option<crate::ha::request::ScheduledRestart>,
     /// `restapi.authentication`: required on every mutating endpoint when set.
@@ -50,6 +54,18 @@ pub struct NodeStatus {
 }
 
 impl NodeStatus {
+    /// Patroni's `failsafe_mode_is_active`: as a primary, every member confirmed us
+    /// within `ttl` while the DCS was unreachable; as a replica, we confirmed a leader
+    /// (`POST /failsafe`) within `ttl`.
+    pub fn failsafe_active(&self, now: Instant) -> bool {
+        let recent = |at: Instant| now.saturating_duration_since(at) < self.ttl;
+        self.failsafe_confirmed_at.is_some_and(recent)
+            || self
+                .failsafe_leader
+                .as_ref()
+                .is_some_and(|(_, at)| recent(*at))
+    }
+
     pub fn new(
         scope: String,
         name: String,
@@ -73,6 +89,7 @@ impl NodeStatus {
             system_identifier: None,
             note: String::new(),
             failsafe_leader: None,
+            failsafe_confirmed_at: None,
             scheduled_restart: None,
             auth: None,
             archiver: false,

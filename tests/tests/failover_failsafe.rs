@@ -180,11 +180,21 @@ fn hold_through_outage(
     }
     let window = 3 * ttl;
     let mut note_seen = None;
+    // Patroni's flag, on the primary (confirmed by all) and on a replica (it confirmed).
+    let mut active_seen = [false, false];
     let failure = poll_until(window, || {
         if note_seen.is_none() {
             let note = cluster.node(p).patroni();
             if note.is_some_and(|v| v.note().contains(FAILSAFE_NOTE)) {
                 note_seen = Some(Instant::now());
+            }
+        }
+        for (seen, i) in active_seen.iter_mut().zip([p, replicas[0]]) {
+            if !*seen {
+                *seen = cluster
+                    .node(i)
+                    .patroni()
+                    .is_some_and(|v| v.failsafe_mode_is_active);
             }
         }
         writer.first_failure_since(t_out)
@@ -233,6 +243,11 @@ fn hold_through_outage(
     assert!(
         acked_after_expiry > 0,
         "no write was acknowledged after the leader key expired\n{logs}"
+    );
+    assert_eq!(
+        active_seen,
+        [true, true],
+        "failsafe_mode_is_active in /patroni of [the primary, a replica] during the outage"
     );
     // Control: the primary said why it held on.
     assert!(

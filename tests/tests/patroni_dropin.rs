@@ -88,6 +88,7 @@ fn patroni_deployments_work_unchanged() {
     cluster.wait_replicas_streaming(T);
 
     env_only_member_joined(&cluster);
+    config_from_the_environment_alone(&cluster);
     wal_keep_segments_became_wal_keep_size(&cluster);
     duplicate_name_is_refused(&cluster);
     config_and_failsafe_are_served_as_stored(&cluster);
@@ -368,4 +369,53 @@ fn ttl_is_adjusted_not_refused(cluster: &Cluster) {
     );
     let converged = cluster.assert_converged(T);
     assert_eq!(cluster.node(converged.primary).name(), leader);
+}
+
+/// No file at all: the variables alone, or `PATRONI_CONFIGURATION`, are a whole
+/// configuration (`--validate-config` reads them as the agent does).
+fn config_from_the_environment_alone(cluster: &Cluster) {
+    let node = cluster.node(0);
+    let validate = |vars: &[(&str, String)]| {
+        let mut cmd = std::process::Command::new(bins::warden_bin().expect("warden"));
+        cmd.arg("--validate-config").env_remove("NO_COLOR");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        warden_tests::process::run_bounded(&mut cmd, HTTP).expect("warden --validate-config")
+    };
+    let vars: Vec<(&str, String)> = vec![
+        ("PATRONI_SCOPE", cluster.scope().to_string()),
+        ("PATRONI_NAME", "from-env".into()),
+        ("PATRONI_RESTAPI_LISTEN", "127.0.0.1:1".into()),
+        ("PATRONI_ETCD3_HOSTS", node.config().etcd_hosts.clone()),
+        ("PATRONI_POSTGRESQL_LISTEN", "127.0.0.1:2".into()),
+        (
+            "PATRONI_POSTGRESQL_DATA_DIR",
+            "/nonexistent/from-env/data".into(),
+        ),
+        ("PATRONI_SUPERUSER_USERNAME", "postgres".into()),
+        ("PATRONI_SUPERUSER_PASSWORD", SUPERUSER_PASSWORD.into()),
+        ("PATRONI_REPLICATION_USERNAME", "replicator".into()),
+        ("PATRONI_REPLICATION_PASSWORD", REPLICATION_PASSWORD.into()),
+    ];
+    let out = validate(&vars);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stdout
+            .contains("the environment: configuration is valid"),
+        "{}",
+        out.describe()
+    );
+    // One variable short: the missing key is named.
+    let out = validate(&vars[..vars.len() - 2]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("postgresql.authentication.replication"),
+        "{}",
+        out.describe()
+    );
+    // PATRONI_CONFIGURATION: the whole file in one variable.
+    let yaml = std::fs::read_to_string(node.config_path()).expect("node config");
+    let out = validate(&[("PATRONI_CONFIGURATION", yaml)]);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
 }

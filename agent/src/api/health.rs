@@ -54,6 +54,8 @@ pub struct Filters {
     pub lag: Option<u64>,
     pub replication_state: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// `/readiness?mode=write`: lag measured on received WAL (else replayed).
+    pub write_mode: bool,
 }
 
 /// Parses `?lag=16MB&replication_state=streaming&tag_zone=a`. A malformed value is an
@@ -69,6 +71,8 @@ pub fn parse_filters(query: Option<&str>) -> Result<Filters, String> {
             })?);
         } else if k == "replication_state" {
             f.replication_state = Some(v);
+        } else if k == "mode" {
+            f.write_mode = v == "write";
         } else if let Some(tag) = k.strip_prefix("tag_") {
             f.tags.insert(tag.to_string(), v);
         }
@@ -171,6 +175,35 @@ pub fn sync_role(s: &NodeStatus) -> Option<bool> {
     (mode.is_enabled() && listed).then_some(mode == SynchronousMode::Quorum)
 }
 
+/// Patroni's readiness of a replica: running and streaming, and its replayed (with
+/// `?mode=write`: received) WAL within `?lag=` (default `maximum_lag_on_failover`) of
+/// the leader's `/status` optime.
+fn replica_ready(s: &NodeStatus, f: &Filters) -> bool {
+    let Some(p) = s.probe.as_ref().filter(|p| p.in_recovery && p.streaming) else {
+        return false;
+    };
+    if !running(s) {
+        return false;
+    }
+    let max = f.lag.unwrap_or_else(|| {
+        s.cluster
+            .as_ref()
+            .map_or(1_048_576, |c| c.dynamic_config().maximum_lag_on_failover)
+    });
+    let optime = s
+        .cluster
+        .as_ref()
+        .and_then(|c| c.status.as_ref())
+        .and_then(|st| st.optime)
+        .unwrap_or(0);
+    let mine = if f.write_mode {
+        p.receive_lsn
+    } else {
+        p.replay_lsn
+    };
+    optime.saturating_sub(mine.unwrap_or(0)) <= max
+}
+
 fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
     if !running(s) || s.in_recovery() != Some(true) || s.is_leader {
         return false;
@@ -227,20 +260,7 @@ pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, no
             let limit = if s.is_leader { s.ttl } else { s.ttl * 2 };
             s.paused() || s.last_turn.is_some_and(|t| now.duration_since(t) <= limit)
         }
-        Check::Readiness => {
-            let max = s
-                .cluster
-                .as_ref()
-                .map_or(1_048_576, |c| c.dynamic_config().maximum_lag_on_failover);
-            primary
-                || (replica_ok(
-                    s,
-                    &Filters {
-                        lag: Some(max),
-                        ..Filters::default()
-                    },
-                ) && s.probe.as_ref().is_some_and(|p| p.streaming))
-        }
+        Check::Readiness => primary || replica_ready(s, f),
     };
     if ok {
         200
@@ -372,6 +392,33 @@ mod tests {
         assert_eq!(eval(Check::Replica, Some("lag=1MB"), &s, false), 200);
         assert_eq!(eval(Check::Replica, Some("lag=30000"), &s, false), 200);
         assert!(parse_filters(Some("lag=lots")).unwrap_err().contains("lag"));
+    }
+
+    #[test]
+    fn readiness_lag_and_mode_as_patroni() {
+        let mut s = status(true, false);
+        if let Some(p) = s.probe.as_mut() {
+            p.receive_lsn = Some(30_000);
+            p.replay_lsn = Some(1_000);
+        }
+        s.cluster = Some(warden_consensus::Cluster {
+            status: Some(warden_consensus::types::Status {
+                optime: Some(31_000),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        // Replayed: 30000 behind; received: 1000 behind.
+        assert_eq!(eval(Check::Readiness, None, &s, false), 200);
+        assert_eq!(eval(Check::Readiness, Some("lag=10kB"), &s, false), 503);
+        assert_eq!(
+            eval(Check::Readiness, Some("lag=10kB&mode=write"), &s, false),
+            200
+        );
+        if let Some(p) = s.probe.as_mut() {
+            p.streaming = false;
+        }
+        assert_eq!(eval(Check::Readiness, None, &s, false), 503);
     }
 
     #[test]

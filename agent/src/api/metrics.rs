@@ -126,6 +126,60 @@ fn wal_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
         "PostgreSQL timeline",
         probe.and_then(|p| p.timeline).map_or(0, i64::from),
     );
+    let replica = probe.filter(|p| p.in_recovery);
+    gauge(
+        "patroni_postgres_streaming",
+        "1 if the replica streams WAL from its upstream",
+        i64::from(replica.is_some_and(|p| p.streaming)),
+    );
+    gauge(
+        "patroni_postgres_in_archive_recovery",
+        "1 if the replica replays WAL from the archive (not streaming)",
+        i64::from(replica.is_some_and(|p| !p.streaming)),
+    );
+    gauge(
+        "patroni_postmaster_start_time",
+        "Unix time PostgreSQL was started",
+        probe
+            .and_then(|p| unix_time(&p.postmaster_start_time))
+            .unwrap_or(0),
+    );
+    gauge(
+        "patroni_xlog_replayed_timestamp",
+        "Unix time of the last transaction replayed (replica)",
+        replica
+            .and_then(|p| p.replay_timestamp.as_deref())
+            .and_then(unix_time)
+            .unwrap_or(0),
+    );
+}
+
+/// Patroni's index of a member state (`PostgresqlState`), -1 for one it does not have.
+fn postgres_state(state: &warden_consensus::types::MemberState) -> i64 {
+    use warden_consensus::types::MemberState as S;
+    match state {
+        S::InitializingNewCluster => 0,
+        S::InitdbFailed => 1,
+        S::RunningCustomBootstrapScript => 2,
+        S::CustomBootstrapFailed => 3,
+        S::CreatingReplica => 4,
+        S::Running => 5,
+        S::Starting => 6,
+        S::StartFailed => 8,
+        S::Restarting => 9,
+        S::RestartFailed => 10,
+        S::Stopping => 11,
+        S::Stopped => 12,
+        S::Crashed => 14,
+        S::Other(_) => -1,
+    }
+}
+
+/// PostgreSQL's timestamp text (`2026-12-07 10:00:00.123+00`) as Unix seconds.
+fn unix_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()
+        .map(|t| t.timestamp())
 }
 
 /// Cluster and leadership gauges: the leader key, pause, pending restart, the DCS,
@@ -149,6 +203,20 @@ fn cluster_gauges(
         "patroni_pending_restart",
         "1 if PostgreSQL needs a restart for a setting",
         i64::from(s.probe.as_ref().is_some_and(|p| p.pending_restart)),
+    );
+    gauge(
+        "patroni_postgres_state",
+        "Numeric representation of Postgres state (Patroni's numbering: 0=initdb, \
+         1=initdb_failed, 2=custom_bootstrap, 3=custom_bootstrap_failed, \
+         4=creating_replica, 5=running, 6=starting, 7=bootstrap_starting, \
+         8=start_failed, 9=restarting, 10=restart_failed, 11=stopping, 12=stopped, \
+         13=stop_failed, 14=crashed)",
+        postgres_state(&s.state),
+    );
+    gauge(
+        "patroni_failsafe_mode_is_active",
+        "1 if failsafe mode is keeping this member's role without the DCS",
+        i64::from(s.failsafe_active(std::time::Instant::now())),
     );
     gauge(
         "patroni_dcs_last_seen",
@@ -240,6 +308,31 @@ mod tests {
             text.contains("patroni_primary{scope=\"demo\",name=\"n1\"} 0"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn replica_and_failsafe_gauges() {
+        let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
+        s.ttl = Duration::from_secs(30);
+        s.probe = Some(warden_pg::sql::Probe {
+            in_recovery: true,
+            streaming: false,
+            postmaster_start_time: "2026-12-07 10:00:00.123+00".into(),
+            replay_timestamp: Some("2026-12-07 10:00:05+00".into()),
+            ..warden_pg::sql::Probe::default()
+        });
+        s.failsafe_leader = Some(("n2".into(), std::time::Instant::now()));
+        let text = render(&s, Duration::ZERO);
+        for line in [
+            "patroni_postgres_streaming{scope=\"demo\",name=\"n1\"} 0",
+            "patroni_postgres_in_archive_recovery{scope=\"demo\",name=\"n1\"} 1",
+            "patroni_postmaster_start_time{scope=\"demo\",name=\"n1\"} 1796637600",
+            "patroni_xlog_replayed_timestamp{scope=\"demo\",name=\"n1\"} 1796637605",
+            "patroni_failsafe_mode_is_active{scope=\"demo\",name=\"n1\"} 1",
+            "patroni_postgres_state{scope=\"demo\",name=\"n1\"} 6",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
     }
 
     #[test]

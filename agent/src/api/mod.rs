@@ -148,6 +148,13 @@ fn encoded(
     }
 }
 
+/// A status line and no body (Patroni's `_write_status_code_only`).
+fn status_only(status: u16) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
 /// A plain answer exactly as Patroni writes one (`write_response`): the bare message,
 /// no trailing newline, `Content-Type: text/html`. Scripts compare these bodies.
 fn text(status: u16, msg: &str) -> Response<Full<Bytes>> {
@@ -241,7 +248,14 @@ async fn failsafe(req: Request<Incoming>, shared: &Shared) -> Response<Full<Byte
         return text(500, "Running as a leader");
     }
     shared.update(|st| st.failsafe_leader = Some((leader, Instant::now())));
-    text(200, "Accepted")
+    let mut r = text(200, "Accepted");
+    // Patroni's `lsn` header: how far this member has received/replayed.
+    if let Some(lsn) = s.probe.as_ref().and_then(|p| p.wal_position) {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&lsn.to_string()) {
+            r.headers_mut().insert("lsn", v);
+        }
+    }
+    r
 }
 
 pub fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
@@ -260,6 +274,10 @@ pub fn handle(req: &Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>>
             Err(e) => return text(400, &e),
         };
         let code = health::evaluate(check, &filters, &s, lease_valid, now);
+        if matches!(check, Check::Liveness | Check::Readiness) {
+            // Patroni answers these with the status line only.
+            return status_only(code);
+        }
         let body = serde_json::to_string(&views::patroni(&s, lease_valid));
         return encoded(code, body, with_body);
     }

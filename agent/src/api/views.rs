@@ -46,6 +46,7 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> PatroniStatus {
         pause: s.paused(),
         scheduled_restart: s.scheduled_restart.as_ref().map(scheduled_restart),
         cluster_unlocked: s.cluster.as_ref().is_some_and(|c| c.leader.is_none()),
+        failsafe_mode_is_active: s.failsafe_active(std::time::Instant::now()),
         ..PatroniStatus::default()
     };
     if let Some(p) = &s.probe {

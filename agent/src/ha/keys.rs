@@ -79,6 +79,9 @@ impl<D: Database> Agent<D> {
         let ttl = self.dynamic(cluster).ttl_duration();
         if let Some(started) = self.failsafe_round.take() {
             self.shared.deadline.renewed(started.into_std(), ttl);
+            self.shared
+                .update(|s| s.failsafe_confirmed_at = Some(started.into_std()));
+            self.failsafe_shown = true;
             // Still the leader, confirmed by every member: keep the watchdog fed.
             self.feed_watchdog(ttl);
         }

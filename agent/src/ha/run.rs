@@ -50,6 +50,9 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) not_streaming_since: Option<(Instant, Option<String>)>,
     /// Start of this turn's successful failsafe confirmation round.
     pub(super) failsafe_round: Option<Instant>,
+    /// `failsafe_confirmed_at` is set in the shared status (cleared on the next
+    /// successful DCS read).
+    pub(super) failsafe_shown: bool,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
     pub(super) failsafe_written: Option<std::collections::BTreeMap<String, String>>,
     /// Patroni's member state string.
@@ -117,6 +120,7 @@ impl<D: Database> Agent<D> {
             primary_down_since: None,
             not_streaming_since: None,
             failsafe_round: None,
+            failsafe_shown: false,
             failsafe_written: None,
             state: MemberState::Starting,
             system_identifier: None,

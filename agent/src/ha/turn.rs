@@ -68,6 +68,10 @@ impl<D: LocalEngine> Agent<D> {
                     }
                     self.last_errors = c.errors.clone();
                 }
+                if self.failsafe_shown {
+                    self.shared.update(|s| s.failsafe_confirmed_at = None);
+                    self.failsafe_shown = false;
+                }
                 Some(c)
             }
             Err(e) => {
