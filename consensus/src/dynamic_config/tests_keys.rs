@@ -15,14 +15,13 @@ fn warnings_name_preserved_keys() {
         "postgresql": {"pg_ident": [], "weird": true}
     }));
     let w = c.warnings();
-    assert_eq!(w.len(), 5, "{w:?}");
+    // `slots` is Warden's too now (kept verbatim, read by the engine): no warning.
+    assert_eq!(w.len(), 4, "{w:?}");
     assert!(w.iter().any(|m| m.starts_with("mystery: unknown key")));
     assert!(w
         .iter()
         .any(|m| m.starts_with("postgresql.weird: unknown key")));
-    assert!(w
-        .iter()
-        .any(|m| m.starts_with("slots: Patroni setting not implemented")));
+    assert!(!w.iter().any(|m| m.starts_with("slots")), "{w:?}");
     assert!(w
         .iter()
         .any(|m| m.starts_with("postgresql.pg_ident: Patroni setting")));
@@ -60,7 +59,9 @@ fn key_classification() {
     assert_eq!(classify_key("slots.my_slot"), KeyClass::FreeForm);
     assert_eq!(classify_key("bogus.child"), KeyClass::Unknown);
     assert!(known_keys().contains(&"postgresql.pg_hba".to_owned()));
-    assert!(patroni_only_keys().contains(&"member_slots_ttl".to_owned()));
+    assert!(known_keys().contains(&"member_slots_ttl".to_owned()));
+    assert!(known_keys().contains(&"postgresql.recovery_conf".to_owned()));
+    assert!(patroni_only_keys().contains(&"standby_cluster".to_owned()));
     assert!(candidate_keys("").contains(&"loop_wait"));
     assert!(candidate_keys("postgresql").contains(&"use_pg_rewind"));
 }
