@@ -37,6 +37,9 @@ pub struct Cluster {
     /// The `config` key exactly as stored (the writer's key names and values), when it
     /// is JSON; `GET /config` serves this, as Patroni does.
     pub config_raw: Option<serde_json::Value>,
+    /// The `config` key exists but is not a configuration Warden can read (see
+    /// `errors`): the agents keep the last valid one rather than fall back to defaults.
+    pub config_invalid: bool,
     pub leader: Option<LeaderKey>,
     pub members: BTreeMap<String, Versioned<Member>>,
     pub failover: Option<Versioned<Failover>>,
@@ -94,6 +97,7 @@ impl Cluster {
             "config" => {
                 // Read leniently, as Patroni does: out-of-range timings are adjusted, not
                 // rejected, so a config another tool wrote still applies.
+                self.config_invalid = true;
                 let raw = json()?;
                 self.config_raw = Some(raw.clone());
                 let (cfg, adjusted) = DynamicConfig::from_dcs_json(&raw).map_err(|errs| {
@@ -109,6 +113,7 @@ impl Cluster {
                     value: cfg,
                     mod_revision: rev,
                 });
+                self.config_invalid = false;
             }
             "failover" => {
                 // Patroni clears the key by writing `{}`; an empty value means the same.

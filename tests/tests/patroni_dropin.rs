@@ -95,6 +95,7 @@ fn patroni_deployments_work_unchanged() {
     texts_are_patronis(&cluster);
     health_follows_the_postmaster(&cluster);
     ttl_is_adjusted_not_refused(&cluster);
+    a_bad_config_key_keeps_the_last_valid_one(&cluster);
 }
 
 fn env_only_member_joined(cluster: &Cluster) {
@@ -418,4 +419,45 @@ fn config_from_the_environment_alone(cluster: &Cluster) {
     let yaml = std::fs::read_to_string(node.config_path()).expect("node config");
     let out = validate(&[("PATRONI_CONFIGURATION", yaml)]);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
+}
+
+/// A `config` key another tool broke (a value of the wrong type) must not drop a
+/// runtime `pause`: the agents keep the last valid configuration and name the bad key.
+fn a_bad_config_key_keeps_the_last_valid_one(cluster: &Cluster) {
+    let paused = |i: usize| cluster.node(i).patroni_json().map(|v| v["pause"] == true);
+    patch_config(cluster, &json!({"pause": true}));
+    wait_until(T, "both members paused", || {
+        (paused(0) == Some(true) && paused(1) == Some(true)).then_some(())
+    });
+    let key = format!("{}config", cluster.key_prefix());
+    let mut broken: Value =
+        serde_json::from_str(&cluster.etcd().get(&key).unwrap().unwrap().value).unwrap();
+    broken["maximum_lag_on_failover"] = json!("lots");
+    cluster.etcd().put(&key, &broken.to_string()).unwrap();
+    for n in cluster.nodes() {
+        wait_until(T, "the agent names the bad key", || {
+            let log = std::fs::read_to_string(n.log_path()).ok()?;
+            log.lines()
+                .any(|l| l.contains("invalid DCS value") && l.contains("maximum_lag_on_failover"))
+                .then_some(())
+        });
+    }
+    // Several turns later, still paused on both.
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(3) {
+        assert_eq!(paused(0), Some(true), "pause dropped by a bad config key");
+        assert_eq!(paused(1), Some(true), "pause dropped by a bad config key");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    broken["maximum_lag_on_failover"] = json!(1_048_576);
+    broken["pause"] = Value::Null;
+    let r = send(
+        "PUT",
+        &format!("{}/config", cluster.node(0).api_url()),
+        Some(&broken),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_until(T, "resumed", || {
+        (paused(0) == Some(false) && paused(1) == Some(false)).then_some(())
+    });
 }

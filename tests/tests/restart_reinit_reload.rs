@@ -55,7 +55,14 @@ fn restart_scheduled_restart_reinitialize_and_reload() {
 
     // Immediate restart of the primary: it comes back as primary, still the leader.
     let before = postmaster_start(&cluster, li).unwrap();
-    let r = call(&cluster, li, "POST", "/restart", Some(json!({})));
+    // A timeout no clock can hold (it once panicked the daemon): capped, not fatal.
+    let r = call(
+        &cluster,
+        li,
+        "POST",
+        "/restart",
+        Some(json!({"timeout": 10_000_000_000_000_000_000u64})),
+    );
     assert_eq!((r.status, r.body.trim()), (200, "restarted successfully"));
     assert_ne!(
         postmaster_start(&cluster, li).unwrap(),

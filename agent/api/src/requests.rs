@@ -99,12 +99,13 @@ impl RestartRequest {
             .and_then(|v| parse_postgres_version(v).ok())
     }
 
-    /// `timeout` in whole seconds.
+    /// `timeout` in whole seconds, at most [`MAX_RESTART_TIMEOUT`]: a request's number
+    /// must never be able to push a deadline past what the clock can hold.
     pub fn timeout_duration(&self) -> Option<Duration> {
         self.timeout
             .as_ref()
             .and_then(Timeout::seconds)
-            .map(Duration::from_secs)
+            .map(|s| Duration::from_secs(s).min(MAX_RESTART_TIMEOUT))
     }
 }
 
@@ -156,6 +157,10 @@ impl TryFrom<Map<String, Value>> for RestartRequest {
         Ok(r)
     }
 }
+
+/// The longest a restart waits for PostgreSQL to come back; larger `timeout`s are
+/// capped to it.
+pub const MAX_RESTART_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// A restart's `timeout`, in the form given: seconds, or text (`"30"`, `"30s"`,
 /// `"2m"`), which `patronictl` sends as typed.

@@ -66,6 +66,18 @@ fn restart_bodies() {
             .timeout_duration(),
         Some(Duration::from_secs(20))
     );
+    // A huge timeout is capped, never a deadline the clock cannot hold.
+    for huge in [
+        json!(10_000_000_000_000_000_000u64),
+        json!("100000000000000s"),
+    ] {
+        assert_eq!(
+            read::<RestartRequest>(json!({ "timeout": huge }))
+                .unwrap()
+                .timeout_duration(),
+            Some(crate::requests::MAX_RESTART_TIMEOUT)
+        );
+    }
     assert!(read::<RestartRequest>(json!({"role": "any"}))
         .unwrap()
         .role

@@ -75,6 +75,11 @@ pub(super) fn postgresql(
         Some(v) => r.string_list("postgresql.pg_hba", v).unwrap_or_default(),
         None => Vec::new(),
     };
+    for (i, line) in pg_hba.iter().enumerate() {
+        if let Some(why) = dynamic_config::control_char_problem(line) {
+            r.error(format!("postgresql.pg_hba[{i}]"), why);
+        }
+    }
     let mut use_unix_socket = false;
     r.bool_key(&s, "use_unix_socket", &mut use_unix_socket);
     let use_pg_rewind = s
@@ -205,10 +210,20 @@ fn guc_map(r: &mut Reader, path: &str, value: &Value) -> BTreeMap<String, String
             continue;
         };
         let item = s.path_of(&name);
+        if let Some(why) = dynamic_config::guc_name_problem(&name) {
+            r.error(item, why);
+            continue;
+        }
         let text = r
             .json(&item, value)
             .and_then(|json| dynamic_config::guc_text(&json));
         match text {
+            Some(text) if dynamic_config::control_char_problem(&text).is_some() => {
+                r.error(
+                    item,
+                    dynamic_config::control_char_problem(&text).unwrap_or_default(),
+                );
+            }
             Some(text) => {
                 out.insert(name, text);
             }

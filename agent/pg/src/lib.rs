@@ -277,7 +277,8 @@ impl Postgres {
 
     /// Polls until PostgreSQL answers a query, the postmaster dies, or `timeout` passes.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<(), PgError> {
-        let deadline = Instant::now() + timeout;
+        // Checked: a timeout from a request must not be able to overflow the clock.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if self.sql.query("SELECT 1").await.is_ok() {
                 return Ok(());
@@ -288,7 +289,7 @@ impl Postgres {
                     self.programs.log_file.display()
                 )));
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(PgError::NotReady(timeout));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -642,10 +643,33 @@ fn write_private(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Resul
         std::fs::create_dir_all(parent).map_err(|e| files_err("cannot create", parent, &e))?;
     }
     let tmp = path.with_extension("warden-tmp");
-    std::fs::write(&tmp, text).map_err(|e| files_err("cannot write", &tmp, &e))?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| files_err("cannot chmod", &tmp, &e))?;
-    runas::chown(&tmp, run_as).map_err(|e| files_err("cannot chown", &tmp, &e))?;
+    // Secret from the first byte: created 0600 (never readable by others, not even
+    // between a write and a chmod), and never through a link someone left at the
+    // temporary name (`create_new` refuses an existing path, links included).
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(files_err("cannot remove", &tmp, &e))
+        }
+        _ => {}
+    }
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| files_err("cannot create", &tmp, &e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| files_err("cannot write", &tmp, &e))?;
+        if let Some(r) = run_as {
+            // On the open file: no path to redirect.
+            std::os::unix::fs::fchown(&f, Some(r.uid), Some(r.gid))
+                .map_err(|e| files_err("cannot chown", &tmp, &e))?;
+        }
+    }
     std::fs::rename(&tmp, path).map_err(|e| files_err("cannot write", path, &e))
 }
 
@@ -672,6 +696,21 @@ const DROP_SLOT_TIMEOUT: Duration = Duration::from_secs(10);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_files_are_private_from_the_start_and_follow_no_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        // A link planted at the temporary name must not be written through.
+        std::os::unix::fs::symlink(&victim, path.with_extension("warden-tmp")).unwrap();
+        write_private(&path, "*:*:*:u:secret\n", None).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "*:*:*:u:secret\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 
     #[test]
     fn aside_keeps_the_name() {

@@ -181,12 +181,12 @@ fn signal(pid: i32, sig: nix::sys::signal::Signal) {
 }
 
 async fn wait_gone(pid: i32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now().checked_add(timeout);
     loop {
         if !process_alive(pid) {
             return true;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -53,6 +53,9 @@ pub struct Agent<D: Database = Postgres> {
     /// `failsafe_confirmed_at` is set in the shared status (cleared on the next
     /// successful DCS read).
     pub(super) failsafe_shown: bool,
+    /// The last `config` key that could be read (see `turn.rs` `keep_valid_config`).
+    pub(super) last_valid_config:
+        Option<warden_consensus::Versioned<warden_consensus::DynamicConfig>>,
     /// The `/failsafe` value we last wrote: fresher than the snapshot read before it.
     pub(super) failsafe_written: Option<std::collections::BTreeMap<String, String>>,
     /// Patroni's member state string.
@@ -121,6 +124,7 @@ impl<D: Database> Agent<D> {
             not_streaming_since: None,
             failsafe_round: None,
             failsafe_shown: false,
+            last_valid_config: None,
             failsafe_written: None,
             state: MemberState::Starting,
             system_identifier: None,

@@ -61,7 +61,8 @@ impl<D: LocalEngine> Agent<D> {
     async fn read_cluster(&mut self) -> Option<Cluster> {
         match self.dcs.get_prefix(self.keys.prefix()).await {
             Ok(snap) => {
-                let c = Cluster::from_snapshot(&self.keys, &snap);
+                let mut c = Cluster::from_snapshot(&self.keys, &snap);
+                self.keep_valid_config(&mut c);
                 if c.errors != self.last_errors {
                     for e in &c.errors {
                         tracing::warn!(problem = %e, "ignoring an invalid DCS value");
@@ -79,6 +80,29 @@ impl<D: LocalEngine> Agent<D> {
                 None
             }
         }
+    }
+
+    /// A `config` key that cannot be read (a bad value written by hand or by another
+    /// tool) does not send the agent back to `bootstrap.dcs`: that would drop a runtime
+    /// `pause`, failsafe or synchronous mode. The last valid configuration stays in
+    /// force; with none seen yet, `bootstrap.dcs` applies in maintenance mode (no
+    /// automatic action) until the key is fixed. The bad sub-key is in `c.errors`.
+    fn keep_valid_config(&mut self, c: &mut Cluster) {
+        if !c.config_invalid {
+            self.last_valid_config.clone_from(&c.config);
+            return;
+        }
+        c.config = Some(match &self.last_valid_config {
+            Some(last) => last.clone(),
+            None => {
+                let mut value = self.cfg.bootstrap.dcs.clone();
+                value.pause = true;
+                warden_consensus::Versioned {
+                    value,
+                    mod_revision: 0,
+                }
+            }
+        });
     }
 
     /// We lead only while our deadline is valid and the DCS shows our key.

@@ -26,7 +26,7 @@ pub use keys::{
     candidate_keys, classify_key, known_keys, patroni_only_keys, KeyClass, PATRONI_ONLY_POSTGRESQL,
     PATRONI_ONLY_TOP,
 };
-pub use values::{bool_word, boolean, describe, guc_text};
+pub use values::{bool_word, boolean, control_char_problem, describe, guc_name_problem, guc_text};
 
 /// Patroni's defaults. Warden's own examples use smaller timeouts, but a config without
 /// these keys must behave exactly as it does under Patroni.

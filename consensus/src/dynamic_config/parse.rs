@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 
 use super::keys::{classify_top, KeyClass, IMPLEMENTED_POSTGRESQL, KEPT_TOP};
 use super::validate::check_sync_count;
-use super::values::{boolean, describe, integer, parse_sync_mode, present};
+use super::values::{
+    boolean, control_char_problem, describe, guc_name_problem, integer, parse_sync_mode, present,
+};
 use super::{DynamicConfig, DynamicConfigError, DynamicPostgresql};
 
 impl DynamicConfig {
@@ -201,13 +203,22 @@ impl Parser {
         };
         let mut out = BTreeMap::new();
         for (name, v) in object {
+            let key = format!("postgresql.parameters.{name}");
+            if let Some(why) = guc_name_problem(name) {
+                self.error(&key, why);
+                continue;
+            }
             match v {
                 // A null is Patroni's "remove this parameter" (JSON merge patch).
                 Value::Null => {}
                 Value::Array(_) | Value::Object(_) => self.error(
-                    &format!("postgresql.parameters.{name}"),
+                    &key,
                     format!("expected a string, number or boolean, got {}", describe(v)),
                 ),
+                Value::String(text) if control_char_problem(text).is_some() => {
+                    let why = control_char_problem(text).unwrap_or_default();
+                    self.error(&key, why);
+                }
                 _ => {
                     out.insert(name.clone(), v.clone());
                 }
@@ -227,6 +238,10 @@ impl Parser {
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             match item.as_str() {
+                Some(s) if control_char_problem(s).is_some() => self.error(
+                    &format!("{key}[{i}]"),
+                    control_char_problem(s).unwrap_or_default(),
+                ),
                 Some(s) => out.push(s.to_owned()),
                 None => self.error(
                     &format!("{key}[{i}]"),

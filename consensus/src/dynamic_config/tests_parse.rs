@@ -175,3 +175,30 @@ fn null_parameters_are_dropped() {
     let c = parse(&json!({"postgresql": {"parameters": {"a": null, "b": 1}}}));
     assert_eq!(c.postgresql.parameters.len(), 1);
 }
+
+#[test]
+fn parameter_names_and_control_characters_are_refused() {
+    let errors = errors_of(&json!({"postgresql": {
+        "parameters": {
+            "work_mem": "4MB\nshared_preload_libraries = 'evil'",
+            "bad name": 1,
+            "x = 1 #": 1,
+            "pg_stat_statements.track": "all"
+        },
+        "pg_hba": ["host all all 0.0.0.0/0 trust\nhost all all ::/0 trust"]
+    }}));
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("postgresql.parameters.work_mem: contains the control character")));
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("postgresql.parameters.bad name: ")));
+    assert!(errors
+        .iter()
+        .any(|e| e.starts_with("postgresql.pg_hba[0]: contains the control character")));
+    // A custom parameter's dotted name and a tab are fine.
+    let c = parse(&json!({"postgresql": {"parameters": {
+        "pg_stat_statements.track": "all", "search_path": "a,\tb"}}}));
+    assert_eq!(c.postgresql.parameters.len(), 2);
+}

@@ -107,3 +107,29 @@ pub fn describe(value: &Value) -> String {
         text
     }
 }
+
+/// Why `name` cannot be a PostgreSQL parameter name, if it cannot: a letter or `_`,
+/// then letters, digits, `_`, `$` or `.` (a custom parameter's `prefix.name`). Anything
+/// else would be written into `postgresql.conf` as it is.
+pub fn guc_name_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '$' | '.'))
+        && name.len() <= 63;
+    (!ok).then(|| {
+        format!(
+            "{name:?} is not a PostgreSQL parameter name (letters, digits, _ and ., at most 63)"
+        )
+    })
+}
+
+/// Why `text` cannot go into a configuration file line, if it cannot: a control
+/// character (a newline would start a new setting in `postgresql.conf` or a new rule in
+/// `pg_hba.conf`).
+pub fn control_char_problem(text: &str) -> Option<String> {
+    text.chars()
+        .find(|c| c.is_control() && *c != '\t')
+        .map(|c| format!("contains the control character {:?}", c))
+}

@@ -36,6 +36,25 @@ fn parameters_are_stringified_like_postgresql() {
             "postgresql.parameters.c: expected a string, number or boolean, got {\"d\":1}",
         ]
     );
+    // What would rewrite postgresql.conf or pg_hba.conf beyond its own line.
+    let hostile = MINIMAL.replace(
+        "  data_dir:",
+        "  parameters: {'work_mem': \"4MB\\nfsync = off\", 'a b': 1}\n  \
+         recovery_conf: {restore_command: \"cp %p x\\rarchive_mode = off\"}\n  \
+         pg_hba: [\"local all all trust\\nhost all all 0.0.0.0/0 trust\"]\n  data_dir:",
+    );
+    let p = problems(&hostile);
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert_has_prefix(
+        &p,
+        "postgresql.parameters.work_mem: contains the control character",
+    );
+    assert_has_prefix(&p, "postgresql.parameters.a b: ");
+    assert_has_prefix(
+        &p,
+        "postgresql.recovery_conf.restore_command: contains the control",
+    );
+    assert_has_prefix(&p, "postgresql.pg_hba[0]: contains the control character");
 }
 
 #[test]
