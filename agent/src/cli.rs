@@ -203,6 +203,9 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let api = tokio::spawn(crate::api::serve(listener, api_ctx, api_stop.clone()));
     spawn_reload_on_sighup(requests)?;
     tracing::info!(name = %cfg.name, scope = %cfg.scope, api = %cfg.restapi.listen, "warden started");
+    if let Some(risk) = open_api_risk(&cfg) {
+        tracing::warn!(api = %cfg.restapi.listen, "{risk}");
+    }
 
     let guard =
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
@@ -234,6 +237,18 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     api_stop.cancel();
     let _ = api.await;
     result.map_err(|f| anyhow!(f.0))
+}
+
+/// A REST API reachable from other hosts with no `restapi.authentication`: anyone who
+/// can reach it can switch over, restart or reconfigure the cluster. Said on every
+/// start (Patroni says nothing).
+fn open_api_risk(cfg: &Config) -> Option<&'static str> {
+    let ip = cfg.restapi.listen.ip();
+    (cfg.restapi.authentication.is_none() && !ip.is_loopback()).then_some(
+        "the REST API listens beyond this host with no restapi.authentication: anyone who \
+         can reach it can switch over, fail over, restart, reinitialize or reconfigure the \
+         cluster; set restapi.authentication (and restrict who can reach the port)",
+    )
 }
 
 /// SIGHUP re-reads the config file, like `POST /reload` (and Patroni).
@@ -314,5 +329,32 @@ async fn connect_dcs(
             () = shutdown.cancelled() => return Ok(None),
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(listen: &str, auth: bool) -> Config {
+        let auth = if auth {
+            "\n  authentication: {username: a, password: b}"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "scope: demo\nname: n1\nrestapi:\n  listen: {listen}\n  connect_address: 10.1.2.3:8008{auth}\netcd3:\n  host: 127.0.0.1:2379\n\
+             postgresql:\n  listen: 127.0.0.1:5432\n  data_dir: /nonexistent/warden/n1/data\n  \
+             authentication:\n    superuser: {{username: postgres}}\n    replication: {{username: r}}\n"
+        );
+        config::parse(&yaml).unwrap().config
+    }
+
+    #[test]
+    fn an_open_api_beyond_loopback_is_named() {
+        assert!(open_api_risk(&config("0.0.0.0:8008", false)).is_some());
+        assert!(open_api_risk(&config("10.1.2.3:8008", false)).is_some());
+        assert!(open_api_risk(&config("0.0.0.0:8008", true)).is_none());
+        assert!(open_api_risk(&config("127.0.0.1:8008", false)).is_none());
     }
 }

@@ -132,10 +132,16 @@ impl Programs {
     }
 
     /// The running postmaster's pid, from `postmaster.pid`, if that process is alive.
+    /// The running postmaster named by `postmaster.pid`. The file is writable by the
+    /// database's owner, so the pid in it is believed only for a live `postgres`
+    /// process of that owner: anything else is never signalled.
     pub fn postmaster_pid(&self) -> Option<i32> {
         let text = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
         let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        process_alive(pid).then_some(pid)
+        let owner = self
+            .run_as
+            .map_or_else(|| nix::unistd::geteuid().as_raw(), |r| r.uid);
+        (process_alive(pid) && is_postgres_of(pid, owner)).then_some(pid)
     }
 
     /// Stops the postmaster `pid` and waits until it is gone. Escalates to immediate shutdown
@@ -194,6 +200,28 @@ async fn wait_gone(pid: i32, timeout: Duration) -> bool {
 }
 
 /// Alive and not a zombie (our own postmaster child stays a zombie until reaped).
+/// Whether `pid` is a `postgres` process of user `uid` (the owner check is what keeps
+/// root from signalling another user's process on the database owner's word).
+fn is_postgres_of(pid: i32, uid: u32) -> bool {
+    let owned = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            // Real, effective, saved, filesystem: all must be the owner's.
+            let ids: Vec<u32> = line[4..]
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(!ids.is_empty() && ids.iter().all(|id| *id == uid))
+        })
+        .unwrap_or(false);
+    // The command name (readable for every process; unlike the executable's path it
+    // survives a package upgrade that replaced the binary under a running server).
+    let postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|comm| comm.trim_end() == "postgres");
+    owned && postgres
+}
+
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat
@@ -225,6 +253,24 @@ mod tests {
         let m = parse_controldata(out);
         assert_eq!(m["Database system identifier"], "7312345678901234567");
         assert_eq!(m["Latest checkpoint's TimeLineID"], "3");
+    }
+
+    #[test]
+    fn a_pid_file_naming_another_program_is_not_believed() {
+        let dir = tempfile::tempdir().unwrap();
+        let programs = Programs {
+            bin_dir: dir.path().into(),
+            data_dir: dir.path().into(),
+            run_as: None,
+            log_file: dir.path().join("log"),
+        };
+        // A live process of ours, but not a postgres: never to be signalled.
+        let me = std::process::id();
+        std::fs::write(dir.path().join("postmaster.pid"), format!("{me}\n")).unwrap();
+        assert!(process_alive(i32::try_from(me).unwrap()));
+        assert_eq!(programs.postmaster_pid(), None);
+        // Nor a process of another user (pid 1 runs as root; we check its owner and name).
+        assert!(!is_postgres_of(1, 65_534));
     }
 
     #[test]

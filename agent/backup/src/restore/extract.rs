@@ -66,8 +66,19 @@ pub fn extract<R: Read>(
             )));
         };
         let dest = dir.join(&rel);
-        let mode = entry.header().mode().unwrap_or(0o600) & 0o7777;
-        match entry.header().entry_type() {
+        // No setuid, setgid or sticky bit, nothing for others: a restored data
+        // directory is PostgreSQL's alone (group read survives, for
+        // `data_directory_mode` 0750 clusters).
+        let mode = entry.header().mode().unwrap_or(0o600) & 0o750;
+        let kind = entry.header().entry_type();
+        if is_below_tablespace_link(&rel) && kind != tar::EntryType::Symlink {
+            // pg_basebackup sends a tablespace's contents in a tar of its own; a
+            // member below `pg_tblspc/<oid>/` would be written through that link.
+            return Err(RestoreError::Tar(format!(
+                "refusing a tar member below a tablespace link: {rel:?}"
+            )));
+        }
+        match kind {
             tar::EntryType::Directory => {
                 fs::create_dir_all(&dest).map_err(|e| io_err(&dest, e))?;
                 set_mode(&dest, 0o700)?;
@@ -103,6 +114,14 @@ pub fn extract<R: Read>(
                 }
             }
             tar::EntryType::Symlink => {
+                // PostgreSQL's only links are the tablespaces' `pg_tblspc/<oid>`; a link
+                // anywhere else could send later members (or PostgreSQL) outside the
+                // data directory.
+                if !is_tablespace_link(&rel) {
+                    return Err(RestoreError::Tar(format!(
+                        "refusing a symbolic link outside pg_tblspc: {rel:?}"
+                    )));
+                }
                 let target = entry
                     .link_name()
                     .map_err(|e| unwrap_io(e, dir))?
@@ -124,6 +143,19 @@ pub fn extract<R: Read>(
     let mut reader = archive.into_inner();
     io::copy(&mut reader, &mut io::sink()).map_err(|e| unwrap_io(e, dir))?;
     Ok((out, reader))
+}
+
+/// `pg_tblspc/<oid>`: where PostgreSQL keeps its tablespace links.
+fn is_tablespace_link(rel: &str) -> bool {
+    rel.strip_prefix("pg_tblspc/")
+        .is_some_and(|oid| !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Below `pg_tblspc/<oid>/`.
+fn is_below_tablespace_link(rel: &str) -> bool {
+    rel.strip_prefix("pg_tblspc/")
+        .and_then(|r| r.split_once('/'))
+        .is_some_and(|(oid, _)| !oid.is_empty() && oid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn io_err(path: &Path, source: io::Error) -> RestoreError {
@@ -186,6 +218,73 @@ mod tests {
             size: data.len() as u64,
             sha256: hex::encode(Sha256::digest(data)),
         }
+    }
+
+    fn tar_with(members: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link, mode) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_size(if *kind == tar::EntryType::Regular {
+                2
+            } else {
+                0
+            });
+            if *kind == tar::EntryType::Symlink {
+                h.set_link_name(link).unwrap();
+            }
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            let data: &[u8] = if *kind == tar::EntryType::Regular {
+                b"ok"
+            } else {
+                b""
+            };
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn links_outside_pg_tblspc_and_special_bits_are_refused() {
+        use tar::EntryType::{Regular, Symlink};
+        let dir = tempfile::tempdir().unwrap();
+        // A link that would redirect a later member, then that member.
+        let evil = tar_with(&[
+            ("base", Symlink, "/etc", 0o777),
+            ("base/x", Regular, "", 0o600),
+        ]);
+        let e = extract(&evil[..], dir.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("outside pg_tblspc"), "{e}");
+        assert!(!dir.path().join("base").exists());
+        // A member below a tablespace link.
+        let dir = tempfile::tempdir().unwrap();
+        let below = tar_with(&[
+            ("pg_tblspc/16384", Symlink, "/srv/ts", 0o777),
+            ("pg_tblspc/16384/PG_15/x", Regular, "", 0o600),
+        ]);
+        let e = extract(&below[..], dir.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("below a tablespace link"), "{e}");
+        // A tablespace link alone is fine; setuid and world bits are dropped.
+        let dir = tempfile::tempdir().unwrap();
+        let fine = tar_with(&[
+            ("pg_tblspc/16384", Symlink, "/srv/ts", 0o777),
+            ("PG_VERSION", Regular, "", 0o4777),
+        ]);
+        extract(&fine[..], dir.path(), &[]).unwrap();
+        let mode = std::fs::metadata(dir.path().join("PG_VERSION"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o750);
+        assert!(
+            std::fs::symlink_metadata(dir.path().join("pg_tblspc/16384"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
     }
 
     #[test]
