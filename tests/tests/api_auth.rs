@@ -172,6 +172,8 @@ fn mutating_endpoints_require_credentials_and_valid_bodies() {
         before.leader.1
     );
 
+    health_answers_while_slow_clients_hold_every_connection(&cluster, li);
+
     // Health endpoints stay open: HAProxy and monitoring send no credentials.
     assert_eq!(cluster.node(li).status("/primary"), Some(200));
     assert_eq!(cluster.node(li).options("/primary"), Some(200));
@@ -659,4 +661,38 @@ fn authorized_requests_are_carried_out(cluster: &Cluster, li: usize, before: &Sn
     assert_eq!(stored, want, "PATCH changed more than loop_wait");
     let r = authorized(cluster, li, "POST", "/reload", None);
     assert_eq!((r.status, r.body.trim()), (202, "reload scheduled"));
+}
+
+/// More keep-alive clients than the API serves at once, each holding its connection:
+/// a health check (HAProxy's `/primary`) must still get its answer at once, not wait
+/// for a slot (it once waited in the accept queue until a client let go).
+fn health_answers_while_slow_clients_hold_every_connection(cluster: &Cluster, li: usize) {
+    use std::io::{Read, Write};
+    let port = cluster.node(li).api_port();
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            continue;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        // One request each; the connection then stays open (keep-alive).
+        let _ = s.write_all(b"GET /liveness HTTP/1.1\r\nhost: x\r\n\r\n");
+        let mut buf = [0u8; 512];
+        let _ = s.read(&mut buf);
+        held.push(s);
+    }
+    let t0 = std::time::Instant::now();
+    let r = warden_tests::http::get_with_timeout(
+        &format!("{}/primary", cluster.node(li).api_url()),
+        Duration::from_secs(3),
+    )
+    .expect("GET /primary while every slot is held");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 200, "{}", r.body);
+    println!(
+        "{} client connections held; GET /primary answered in {:.0} ms",
+        held.len(),
+        took.as_secs_f64() * 1000.0
+    );
+    drop(held);
 }

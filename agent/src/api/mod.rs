@@ -26,48 +26,154 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use warden_api::FailsafeRequest;
 
-/// Connections served at once; more wait in the kernel's accept queue.
+/// Connections served with keep-alive at once.
 const MAX_CONNECTIONS: usize = 256;
+/// Of those, at most this many from one client address, so one client cannot hold
+/// them all.
+const MAX_PER_CLIENT: usize = 64;
+/// Beyond either limit a connection is still answered, once, without keep-alive and
+/// with a short header deadline: health checks (HAProxy's `/primary`) must get an
+/// answer even while slow clients hold every regular slot. At most this many at once;
+/// past that a connection gets an immediate 503.
+const MAX_OVERFLOW: usize = 64;
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same on an overflow connection.
+const OVERFLOW_HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Every response the API produces.
 pub type Reply = Response<Full<Bytes>>;
 
+/// Connections per client address; an entry lives while its connections do.
+#[derive(Debug, Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerClient {
+    /// Counts a connection from `ip` unless it already has `MAX_PER_CLIENT`.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<ClientSlot> {
+        let mut map = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One counted connection; uncounted when dropped.
+struct ClientSlot {
+    owner: Arc<PerClient>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .owner
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
 pub async fn serve(listener: TcpListener, ctx: write::Context, shutdown: CancellationToken) {
     let ctx = Arc::new(ctx);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let regular = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let overflow = Arc::new(Semaphore::new(MAX_OVERFLOW));
+    let clients = Arc::new(PerClient::default());
     loop {
-        let permit = tokio::select! {
-            () = shutdown.cancelled() => return,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
+                    // E.g. out of file descriptors: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(req, &ctx).await) }
+        let slot = clients.admit(peer.ip());
+        let permit = slot
+            .is_some()
+            .then(|| regular.clone().try_acquire_owned().ok())
+            .flatten();
+        if let (Some(permit), Some(slot)) = (permit, slot) {
+            tokio::spawn(async move {
+                serve_connection(stream, ctx, true).await;
+                drop((permit, slot));
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "API connection ended with an error");
+            continue;
+        }
+        match overflow.clone().try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    serve_connection(stream, ctx, false).await;
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Err(_) => {
+                tokio::spawn(refuse_connection(stream));
+            }
+        }
     }
+}
+
+/// Serves one connection: with keep-alive (`regular`), or a single request with a short
+/// header deadline that only the read-only endpoints answer.
+async fn serve_connection(stream: tokio::net::TcpStream, ctx: Arc<write::Context>, regular: bool) {
+    let svc = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move {
+            let reply = if regular
+                || matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            {
+                if regular {
+                    route(req, &ctx).await
+                } else {
+                    handle(&req, &ctx.shared)
+                }
+            } else {
+                text(503, "the REST API is at its connection limit; retry")
+            };
+            Ok::<_, Infallible>(reply)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(regular)
+        .header_read_timeout(if regular {
+            HEADER_TIMEOUT
+        } else {
+            OVERFLOW_HEADER_TIMEOUT
+        })
+        .serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "API connection ended with an error");
+    }
+}
+
+/// Past every limit: a 503 written at once (bounded), then the connection is closed.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BUSY: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.write_all(BUSY)).await;
 }
 
 fn respond(
