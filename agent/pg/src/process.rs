@@ -51,6 +51,11 @@ pub struct Programs {
 impl Programs {
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new(self.bin_dir.join(program));
+        // The postmaster keeps them: its archive and restore commands (`warden
+        // wal-push`/`wal-fetch`) may need the backup key and S3 credentials.
+        if program != "postgres" {
+            scrub_secrets(&mut cmd);
+        }
         if let Some(r) = self.run_as {
             cmd.uid(r.uid).gid(r.gid);
         }
@@ -200,6 +205,30 @@ async fn wait_gone(pid: i32, timeout: Duration) -> bool {
 }
 
 /// Alive and not a zombie (our own postmaster child stays a zombie until reaped).
+/// The agent's secrets a child has no use for, by name: the backup key, S3 credentials
+/// and passwords given in the environment.
+const SECRET_VARIABLES: &[&str] = &[
+    "WARDEN_BACKUP_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "PGPASSWORD",
+];
+
+/// Keeps the agent's secrets out of a child's environment (callbacks, users' scripts,
+/// PostgreSQL's client programs): [`SECRET_VARIABLES`] and every `PATRONI_*` variable
+/// still set. A child that needs a password gets it explicitly, after this.
+pub fn scrub_secrets(cmd: &mut Command) {
+    for name in SECRET_VARIABLES {
+        cmd.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|n| n.starts_with("PATRONI_")) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
 /// Whether `pid` is a `postgres` process of user `uid` (the owner check is what keeps
 /// root from signalling another user's process on the database owner's word).
 fn is_postgres_of(pid: i32, uid: u32) -> bool {
@@ -253,6 +282,30 @@ mod tests {
         let m = parse_controldata(out);
         assert_eq!(m["Database system identifier"], "7312345678901234567");
         assert_eq!(m["Latest checkpoint's TimeLineID"], "3");
+    }
+
+    #[test]
+    fn client_programs_and_scripts_get_no_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let programs = Programs {
+            bin_dir: dir.path().into(),
+            data_dir: dir.path().into(),
+            run_as: None,
+            log_file: dir.path().join("log"),
+        };
+        let removed = |cmd: &Command| -> Vec<String> {
+            cmd.as_std()
+                .get_envs()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k.to_string_lossy().into_owned())
+                .collect()
+        };
+        let dump = removed(&programs.command("pg_dump"));
+        for name in SECRET_VARIABLES {
+            assert!(dump.iter().any(|k| k == name), "{name} reaches pg_dump");
+        }
+        // The postmaster keeps them for its archive and restore commands.
+        assert!(removed(&programs.command("postgres")).is_empty());
     }
 
     #[test]

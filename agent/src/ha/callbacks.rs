@@ -29,6 +29,7 @@ fn command(line: &str, args: &[&str]) -> Option<Command> {
         .args(args)
         .stdin(Stdio::null())
         .kill_on_drop(true);
+    warden_pg::process::scrub_secrets(&mut cmd);
     Some(cmd)
 }
 

@@ -35,6 +35,7 @@ fn user_command(pg: &Postgres, line: &str, args: &[String]) -> Result<Command, S
     if let Some(parent) = pg.settings.data_dir.parent() {
         cmd.current_dir(parent);
     }
+    warden_pg::process::scrub_secrets(&mut cmd);
     cmd.env("PGPASSFILE", &pg.settings.pgpass)
         .stdin(Stdio::null())
         .kill_on_drop(true);
