@@ -624,24 +624,44 @@ fn read(path: &Path) -> String {
 
 /// Creates an empty directory with mode 0700 (PostgreSQL requires it), owned by the
 /// PostgreSQL user.
+///
+/// A symbolic link at `dir` (an operator's placement of the data elsewhere) is left as
+/// it is: root never changes modes or owners through a link in a directory the database
+/// owner can write.
 fn prepare_dir(dir: &Path, run_as: Option<runas::RunAs>) -> Result<(), PgError> {
     std::fs::create_dir_all(dir).map_err(|e| files_err("cannot create", dir, &e))?;
+    let link = std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink());
+    if link {
+        tracing::info!(dir = %dir.display(), "the data directory is a symbolic link; leaving its mode and owner as they are");
+        return Ok(());
+    }
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| files_err("cannot chmod", dir, &e))?;
     runas::chown(dir, run_as).map_err(|e| files_err("cannot chown", dir, &e))
 }
 
+/// A file in the data directory (owned by the database's user, who could plant links
+/// there): written the way [`write_private`] writes a secret.
 fn write_owned(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Result<(), PgError> {
-    let tmp = path.with_extension("warden-tmp");
-    std::fs::write(&tmp, text).map_err(|e| files_err("cannot write", &tmp, &e))?;
-    runas::chown(&tmp, run_as).map_err(|e| files_err("cannot chown", &tmp, &e))?;
-    std::fs::rename(&tmp, path).map_err(|e| files_err("cannot write", path, &e))
+    // No fsync: the fence writes `standby.signal` this way, and every millisecond
+    // before its shutdown signal counts.
+    write_new(path, text, run_as, false)
 }
 
 fn write_private(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Result<(), PgError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| files_err("cannot create", parent, &e))?;
     }
+    write_new(path, text, run_as, true)
+}
+
+/// Writes `path` through a fresh temporary file beside it, renamed into place.
+fn write_new(
+    path: &Path,
+    text: &str,
+    run_as: Option<runas::RunAs>,
+    sync: bool,
+) -> Result<(), PgError> {
     let tmp = path.with_extension("warden-tmp");
     // Secret from the first byte: created 0600 (never readable by others, not even
     // between a write and a chmod), and never through a link someone left at the
@@ -662,7 +682,7 @@ fn write_private(path: &Path, text: &str, run_as: Option<runas::RunAs>) -> Resul
             .open(&tmp)
             .map_err(|e| files_err("cannot create", &tmp, &e))?;
         f.write_all(text.as_bytes())
-            .and_then(|()| f.sync_all())
+            .and_then(|()| if sync { f.sync_all() } else { Ok(()) })
             .map_err(|e| files_err("cannot write", &tmp, &e))?;
         if let Some(r) = run_as {
             // On the open file: no path to redirect.

@@ -197,8 +197,12 @@ fn write_slot(
         .open(&file)?;
     f.write_all(state)?;
     f.sync_all()?;
-    crate::runas::chown(&file, run_as)?;
-    crate::runas::chown(&tmp, run_as)?;
+    // On the open file and without following links: the directory is the database
+    // owner's, who must not be able to point root's chown elsewhere.
+    if let Some(r) = run_as {
+        std::os::unix::fs::fchown(&f, Some(r.uid), Some(r.gid))?;
+        std::os::unix::fs::lchown(&tmp, Some(r.uid), Some(r.gid))?;
+    }
     if target.exists() {
         std::fs::remove_dir_all(&target)?;
     }

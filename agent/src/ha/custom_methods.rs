@@ -142,11 +142,15 @@ pub(super) async fn bootstrap(
             false
         }
     };
-    for f in ["recovery.signal", "postgresql.auto.conf"] {
-        let path = dir.join(f);
-        if path.exists() {
-            warden_pg::runas::chown(&path, pg.programs.run_as)
-                .map_err(|e| format!("custom bootstrap: chown {}: {e}", path.display()))?;
+    // Files the agent wrote are the database owner's already; a link the script left
+    // is not followed (lchown), so the owner cannot point root at another file.
+    if let Some(r) = pg.programs.run_as {
+        for f in ["recovery.signal", "postgresql.auto.conf"] {
+            let path = dir.join(f);
+            if std::fs::symlink_metadata(&path).is_ok() {
+                std::os::unix::fs::lchown(&path, Some(r.uid), Some(r.gid))
+                    .map_err(|e| format!("custom bootstrap: chown {}: {e}", path.display()))?;
+            }
         }
     }
     // The copied cluster's superuser may have no password, or another one: until the

@@ -132,13 +132,13 @@ pub fn configure(dir: &Path, recovery: &Recovery) -> std::io::Result<()> {
         text.push('\n');
     }
     text.push_str(&render_block(recovery));
-    fs::write(&auto, text)?;
+    replace_file(dir, "postgresql.auto.conf", &text)?;
     let signal = if recovery.standby {
         "standby.signal"
     } else {
         "recovery.signal"
     };
-    fs::write(dir.join(signal), "")?;
+    replace_file(dir, signal, "")?;
     Ok(())
 }
 
@@ -165,8 +165,33 @@ pub fn configure_settings(dir: &Path, settings: &[(String, String)]) -> std::io:
     }
     text.push_str(END);
     text.push('\n');
-    fs::write(&auto, text)?;
-    fs::write(dir.join("recovery.signal"), "")
+    replace_file(dir, "postgresql.auto.conf", &text)?;
+    replace_file(dir, "recovery.signal", "")
+}
+
+/// Writes `dir/name` as a new file (never through a link the data directory's owner
+/// may have left there, at the name or at the temporary name), owned like `dir`, then
+/// renamed into place.
+fn replace_file(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let tmp = dir.join(format!("{name}.warden-tmp"));
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let owner = fs::metadata(dir)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    drop(f);
+    fs::rename(&tmp, dir.join(name))
 }
 
 /// Removes the block again (a bootstrapped cluster, once recovery ended).
@@ -175,7 +200,7 @@ pub fn unconfigure(dir: &Path) -> std::io::Result<()> {
     let existing = fs::read_to_string(&auto)?;
     let stripped = strip_block(&existing);
     if stripped != existing {
-        fs::write(&auto, stripped)?;
+        replace_file(dir, "postgresql.auto.conf", &stripped)?;
     }
     Ok(())
 }
@@ -212,6 +237,29 @@ mod tests {
         assert!(block.contains("archive_mode = 'off'"));
         assert!(block.contains("primary_conninfo = ''"));
         assert!(block.trim_end().ends_with(END));
+    }
+
+    #[test]
+    fn links_in_the_data_directory_are_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        for name in [
+            "postgresql.auto.conf",
+            "recovery.signal",
+            "postgresql.auto.conf.warden-tmp",
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(name)).unwrap();
+        }
+        configure_settings(dir.path(), &[("restore_command".into(), "cp a %p".into())]).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        let auto = dir.path().join("postgresql.auto.conf");
+        assert!(fs::symlink_metadata(&auto).unwrap().file_type().is_file());
+        assert!(fs::read_to_string(&auto)
+            .unwrap()
+            .contains("restore_command"));
+        unconfigure(dir.path()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
     }
 
     #[test]
