@@ -125,6 +125,14 @@ impl Reader {
                 // An empty Patroni section sets nothing; nothing to warn about.
                 Some(Kind::Patroni(_)) if value.is_null() => {}
                 Some(Kind::Patroni(note)) => self.not_implemented(&path, note),
+                Some(Kind::Refused(_)) if value.is_null() => {}
+                Some(Kind::Refused(note)) => self.error(
+                    path,
+                    format!(
+                        "cannot be honoured: {note}. Remove it, or stay on Patroni until \
+                         Warden supports it (Warden never falls back to plain text)"
+                    ),
+                ),
                 None if derived.contains(&name) => {}
                 None => self.unknown_key(&path, &name, spec.iter().map(|k| k.name)),
             }

@@ -11,6 +11,9 @@ pub(super) enum Kind {
     Warden,
     /// Known to Patroni; the note, if not empty, says what ignoring it means.
     Patroni(&'static str),
+    /// A security setting Warden cannot honour yet: an error, never a plain-text
+    /// fallback. The note says what is missing.
+    Refused(&'static str),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +26,13 @@ const fn warden(name: &'static str) -> Key {
     Key {
         name,
         kind: Kind::Warden,
+    }
+}
+
+const fn refused(name: &'static str, note: &'static str) -> Key {
+    Key {
+        name,
+        kind: Kind::Refused(note),
     }
 }
 
@@ -132,25 +142,26 @@ pub(super) const LOG: &[Key] = &[
     warden("deduplicate_heartbeat_logs"),
 ];
 
-const NO_TLS: &str = "the REST API serves plain HTTP";
+const NO_TLS: &str = "the REST API serves plain HTTP; TLS is not supported yet";
+const ETCD_NO_TLS: &str = "Warden connects to etcd over plain http; TLS is not supported yet";
 
 pub(super) const RESTAPI: &[Key] = &[
     warden("listen"),
     warden("connect_address"),
     warden("authentication"),
-    patroni("certfile", NO_TLS),
-    patroni("keyfile", NO_TLS),
-    patroni("keyfile_password", NO_TLS),
-    patroni("cafile", NO_TLS),
-    patroni("ciphers", NO_TLS),
-    patroni("verify_client", "client certificates are not checked"),
-    patroni(
+    refused("certfile", NO_TLS),
+    refused("keyfile", NO_TLS),
+    refused("keyfile_password", NO_TLS),
+    refused("cafile", NO_TLS),
+    refused("ciphers", NO_TLS),
+    refused("verify_client", "client certificates are not checked yet"),
+    refused(
         "allowlist",
-        "unsafe endpoints are not restricted by client address",
+        "write endpoints are not restricted by client address yet",
     ),
-    patroni(
+    refused(
         "allowlist_include_members",
-        "unsafe endpoints are not restricted by client address",
+        "write endpoints are not restricted by client address yet",
     ),
     patroni("http_extra_headers", ""),
     patroni("https_extra_headers", ""),
@@ -167,20 +178,20 @@ pub(super) const RESTAPI_AUTH: &[Key] = &[warden("username"), warden("password")
 pub(super) const ETCD3: &[Key] = &[
     warden("host"),
     warden("hosts"),
-    patroni("protocol", "Warden connects over plain http"),
-    patroni("cacert", "Warden connects without TLS"),
-    patroni("cert", "Warden connects without TLS"),
-    patroni("key", "Warden connects without TLS"),
-    patroni("username", "Warden connects without etcd authentication"),
-    patroni("password", "Warden connects without etcd authentication"),
+    warden("protocol"),
+    refused("cacert", ETCD_NO_TLS),
+    refused("cert", ETCD_NO_TLS),
+    refused("key", ETCD_NO_TLS),
+    refused("username", "etcd authentication is not supported yet"),
+    refused("password", "etcd authentication is not supported yet"),
     patroni("url", "use hosts"),
     patroni("proxy", "use hosts"),
     patroni("srv", "use hosts"),
     patroni("srv_suffix", "use hosts"),
     patroni("use_proxies", ""),
     patroni("port", "use hosts with host:port"),
-    patroni("key_password", "Warden connects without TLS"),
-    patroni("verify", "Warden connects without TLS"),
+    refused("key_password", ETCD_NO_TLS),
+    refused("verify", ETCD_NO_TLS),
 ];
 
 /// `bootstrap` when `method: warden_restore` (the method and its section are Warden's).
@@ -253,21 +264,21 @@ pub(super) const WATCHDOG: &[Key] = &[
 
 pub(super) const PG_AUTH: &[Key] = &[warden("superuser"), warden("replication"), warden("rewind")];
 
-const LIBPQ_TLS: &str = "the connection uses libpq defaults";
+const LIBPQ_TLS: &str = "the agent's connections use libpq defaults (sslmode prefer); per-role TLS settings are not supported yet";
 
 pub(super) const PG_CREDENTIALS: &[Key] = &[
     warden("username"),
     warden("password"),
-    patroni("sslmode", LIBPQ_TLS),
-    patroni("sslkey", LIBPQ_TLS),
-    patroni("sslpassword", LIBPQ_TLS),
-    patroni("sslcert", LIBPQ_TLS),
-    patroni("sslrootcert", LIBPQ_TLS),
-    patroni("sslcrl", LIBPQ_TLS),
-    patroni("sslcrldir", LIBPQ_TLS),
-    patroni("sslnegotiation", LIBPQ_TLS),
-    patroni("gssencmode", LIBPQ_TLS),
-    patroni("channel_binding", LIBPQ_TLS),
+    warden("sslmode"),
+    refused("sslkey", LIBPQ_TLS),
+    refused("sslpassword", LIBPQ_TLS),
+    refused("sslcert", LIBPQ_TLS),
+    refused("sslrootcert", LIBPQ_TLS),
+    refused("sslcrl", LIBPQ_TLS),
+    refused("sslcrldir", LIBPQ_TLS),
+    refused("sslnegotiation", LIBPQ_TLS),
+    refused("gssencmode", LIBPQ_TLS),
+    refused("channel_binding", LIBPQ_TLS),
 ];
 
 /// Tags Patroni knows that Warden does not act on (none left; kept for the check).

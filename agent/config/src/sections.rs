@@ -422,6 +422,28 @@ pub(super) fn credentials(
         Some(v) => Some(r.string(&s.path_of("password"), v)?),
         None => None,
     };
+    // The agent's connections use sslmode prefer: a weaker mode is honoured, a
+    // stronger one (the certificate checked) is not yet, and must not be pretended.
+    if let Some(v) = s.get("sslmode") {
+        let path = s.path_of("sslmode");
+        if let Some(mode) = r.string(&path, v) {
+            match mode.as_str() {
+                "disable" | "allow" | "prefer" => {}
+                "require" | "verify-ca" | "verify-full" => r.error(
+                    path,
+                    format!(
+                        "cannot be honoured: {mode:?} needs TLS the agent's connections do not \
+                         enforce yet (they use prefer). Remove it, or stay on Patroni until \
+                         Warden supports it (Warden never falls back to plain text)"
+                    ),
+                ),
+                other => r.error(
+                    path,
+                    format!("expected disable, allow, prefer, require, verify-ca or verify-full, got {other:?}"),
+                ),
+            }
+        }
+    }
     Some(Credentials {
         username: username?,
         password,
@@ -438,6 +460,23 @@ pub(super) fn etcd3(r: &mut Reader, root: &Section<'_>) -> Option<EtcdConfig> {
     };
     let s = r.section("etcd3", value)?;
     r.check_keys(&s, schema::ETCD3, &[]);
+    if let Some(v) = s.get("protocol") {
+        if let Some(p) = r.string("etcd3.protocol", v) {
+            match p.as_str() {
+                "http" => {}
+                "https" => r.error(
+                    "etcd3.protocol",
+                    "cannot be honoured: Warden connects to etcd over plain http; TLS is not \
+                     supported yet. Remove it, or stay on Patroni until Warden supports it \
+                     (Warden never falls back to plain text)",
+                ),
+                other => r.error(
+                    "etcd3.protocol",
+                    format!("expected http or https, got {other:?}"),
+                ),
+            }
+        }
+    }
     let raw: Vec<(String, String)> = match (s.get("hosts"), s.get("host")) {
         (Some(hosts), host) => {
             if host.is_some() {

@@ -44,12 +44,11 @@ name: node1
 log: {level: debug, dir: /var/log/patroni, file_num: 4, traceback_level: ERROR}
 restapi:
   listen: 127.0.0.1:8008
-  certfile: /etc/ssl/a.pem
-  allowlist: [10.0.0.0/8]
+  request_queue_size: 5
 etcd3:
   hosts: [127.0.0.1:2379]
-  protocol: https
-  username: root
+  protocol: http
+  use_proxies: false
 bootstrap:
   method: wal_e
   wal_e: {command: /bin/restore}
@@ -68,7 +67,7 @@ postgresql:
   basebackup: {max-rate: 100M}
   pg_ctl_timeout: 60
   authentication:
-    superuser: {username: postgres, sslmode: require}
+    superuser: {username: postgres, sslmode: prefer, gssencmode: null}
     replication: {username: replicator}
 tags: {replicatefrom: node2}
 kubernetes: {namespace: x}
@@ -76,14 +75,11 @@ kubernetes: {namespace: x}
     let loaded = ok(yaml);
     let w = &loaded.warnings;
     for key in [
-        "restapi.certfile",
-        "restapi.allowlist",
-        "etcd3.protocol",
-        "etcd3.username",
+        "restapi.request_queue_size",
+        "etcd3.use_proxies",
         "bootstrap.dcs.standby_cluster",
         "postgresql.basebackup",
         "postgresql.pg_ctl_timeout",
-        "postgresql.authentication.superuser.sslmode",
         "kubernetes",
     ] {
         assert_has_prefix(
@@ -116,4 +112,48 @@ kubernetes: {namespace: x}
         c.tags.to_member_json().get("replicatefrom"),
         Some(&serde_json::json!("node2"))
     );
+}
+
+/// Where a config asks for TLS or authentication Warden cannot give yet, it refuses to
+/// start rather than run in plain text (each key named).
+#[test]
+fn security_settings_warden_cannot_honour_are_errors() {
+    let yaml = r#"
+scope: demo
+name: node1
+restapi:
+  listen: 127.0.0.1:8008
+  certfile: /etc/ssl/a.pem
+  keyfile: /etc/ssl/a.key
+  verify_client: required
+  allowlist: [10.0.0.0/8]
+etcd3:
+  hosts: [127.0.0.1:2379]
+  protocol: https
+  cacert: /etc/ssl/ca.pem
+  username: root
+  password: secret
+postgresql:
+  listen: 127.0.0.1:5432
+  data_dir: /nonexistent/warden/data
+  authentication:
+    superuser: {username: postgres, sslmode: verify-full, sslrootcert: /ca.pem}
+    replication: {username: replicator}
+"#;
+    let p = problems(yaml);
+    for key in [
+        "restapi.certfile",
+        "restapi.keyfile",
+        "restapi.verify_client",
+        "restapi.allowlist",
+        "etcd3.protocol",
+        "etcd3.cacert",
+        "etcd3.username",
+        "etcd3.password",
+        "postgresql.authentication.superuser.sslmode",
+        "postgresql.authentication.superuser.sslrootcert",
+    ] {
+        assert_has_prefix(&p, &format!("{key}: cannot be honoured: "));
+    }
+    assert_eq!(p.len(), 10, "{p:#?}");
 }
