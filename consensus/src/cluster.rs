@@ -10,6 +10,12 @@ use crate::keys::Keys;
 use crate::types::{Failover, HistoryEntry, Member, Status, SyncState};
 use std::collections::BTreeMap;
 
+/// The largest value of a cluster key that is read (a member key or the config is
+/// a few KiB; `/history` grows by a line per failover).
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The most member keys read; more are reported and ignored.
+pub const MAX_MEMBERS: usize = 1024;
+
 /// A parsed value with the revision needed to compare-and-swap it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
@@ -65,6 +71,23 @@ impl Cluster {
             let Some(rel) = keys.relative(&kv.key) else {
                 continue;
             };
+            if kv.value.len() > MAX_VALUE_BYTES {
+                // Nothing Warden or Patroni writes comes near it: not parsed at all.
+                c.config_invalid |= rel == "config";
+                c.errors.push(format!(
+                    "{}: {} bytes, more than any cluster key holds ({MAX_VALUE_BYTES}); ignored",
+                    kv.key,
+                    kv.value.len()
+                ));
+                continue;
+            }
+            if rel.starts_with("members/") && c.members.len() >= MAX_MEMBERS {
+                c.errors.push(format!(
+                    "{}: more than {MAX_MEMBERS} member keys; ignored",
+                    kv.key
+                ));
+                continue;
+            }
             if let Err(e) = c.absorb(rel, kv) {
                 c.errors.push(format!("{}: {e}", kv.key));
             }
@@ -205,6 +228,40 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_values_and_too_many_members_are_reported_not_read() {
+        let keys = Keys::new("service", "c");
+        let mut kvs = vec![KeyValue {
+            key: keys.config(),
+            value: vec![b' '; MAX_VALUE_BYTES + 1],
+            create_revision: 1,
+            mod_revision: 1,
+            lease: 0,
+        }];
+        for i in 0..=MAX_MEMBERS {
+            kvs.push(KeyValue {
+                key: keys.member(&format!("m{i:05}")),
+                value: br#"{"conn_url":"postgres://h:5432/postgres","api_url":"http://h:8008/patroni","state":"running","role":"replica","version":"4.0.1"}"#.to_vec(),
+                create_revision: 2,
+                mod_revision: 2,
+                lease: 0,
+            });
+        }
+        let c = Cluster::from_snapshot(&keys, &Snapshot { revision: 3, kvs });
+        assert!(
+            c.config.is_none() && c.config_invalid,
+            "the last valid one stays"
+        );
+        assert_eq!(
+            c.members.len(),
+            MAX_MEMBERS,
+            "{:?}",
+            &c.errors[..c.errors.len().min(3)]
+        );
+        assert_eq!(c.errors.len(), 2, "{:?}", c.errors);
+        assert!(c.errors[0].contains("bytes, more than any cluster key holds"));
+    }
 
     fn kv(key: &str, value: &str, rev: i64) -> KeyValue {
         KeyValue {

@@ -21,6 +21,10 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// etcd client with a per-request deadline.
+/// The largest cluster snapshot (one prefix read) decoded: the cluster's keys are a few
+/// KiB each, so this leaves room for thousands of members and still bounds memory.
+const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
+
 pub struct EtcdDcs {
     client: Client,
     /// Per-request deadline in milliseconds; follows `retry_timeout` at run time.
@@ -237,9 +241,16 @@ impl Dcs for EtcdDcs {
 
     async fn get_prefix(&self, prefix: &str) -> Result<Snapshot, DcsError> {
         let resp = bounded(self.timeout(), || {
-            let mut c = self.client();
+            let c = self.client();
             let prefix = prefix.to_string();
-            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            async move {
+                // An explicit ceiling (gRPC's default is 4 MiB): a cluster's keys fit
+                // many times over, and an oversized reply is a named error, not memory.
+                c.kv_client()
+                    .max_decoding_message_size(MAX_SNAPSHOT_BYTES)
+                    .get(prefix, Some(GetOptions::new().with_prefix()))
+                    .await
+            }
         })
         .await?;
         Ok(Snapshot {

@@ -106,7 +106,9 @@ pub(crate) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<R
     )
     .err()?;
     let (method, path) = (req.method(), req.uri().path());
-    tracing::warn!(%method, path, reason = %e, "rejected an unauthenticated request");
+    if let Some(suppressed) = AUTH_LOG.allow() {
+        tracing::warn!(%method, path, reason = %e, suppressed, "rejected an unauthenticated request");
+    }
     // Patroni's two texts; the precise reason is in the log line above.
     let msg = match e {
         super::auth::AuthError::Missing => "no auth header received",
@@ -117,6 +119,44 @@ pub(crate) fn unauthorized<B>(req: &HttpRequest<B>, shared: &Shared) -> Option<R
         r.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, v);
     }
     Some(r)
+}
+
+/// At most one log line per second about refused credentials, with how many were not
+/// logged since: a flood of bad requests must not flood the log.
+static AUTH_LOG: LogLimiter = LogLimiter::new(Duration::from_secs(1));
+
+/// A per-call-site log limit.
+pub(crate) struct LogLimiter {
+    every: Duration,
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimiter {
+    pub(crate) const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)`: log now, `n` calls went unlogged since the last line; `None`: skip.
+    pub(crate) fn allow(&self) -> Option<u64> {
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if st
+            .0
+            .is_some_and(|last| now.duration_since(last) < self.every)
+        {
+            st.1 += 1;
+            return None;
+        }
+        let suppressed = st.1;
+        *st = (Some(now), 0);
+        Some(suppressed)
+    }
 }
 
 fn config_reply(r: Result<Value, super::config_edit::Rejection>) -> Reply {
@@ -617,6 +657,18 @@ async fn ask_loop(ctx: &Context, kind: Kind, wait: Duration) -> request::Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_auth_log_is_limited_and_counts_what_it_skipped() {
+        let l = LogLimiter::new(Duration::from_secs(3600));
+        assert_eq!(l.allow(), Some(0));
+        for _ in 0..5 {
+            assert_eq!(l.allow(), None);
+        }
+        let l = LogLimiter::new(Duration::ZERO);
+        assert_eq!(l.allow(), Some(0));
+        assert_eq!(l.allow(), Some(0));
+    }
     use serde_json::json;
 
     #[test]
