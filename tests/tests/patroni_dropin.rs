@@ -442,7 +442,8 @@ fn a_bad_config_key_keeps_the_last_valid_one(cluster: &Cluster) {
                 .then_some(())
         });
     }
-    // Several turns later, still paused on both.
+    // Several turns later, still paused on both: an observation window (the loop turns
+    // every second here), sampled every 200 ms; nothing is waited for.
     let since = Instant::now();
     while since.elapsed() < Duration::from_secs(3) {
         assert_eq!(paused(0), Some(true), "pause dropped by a bad config key");

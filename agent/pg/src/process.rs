@@ -284,15 +284,19 @@ mod tests {
         assert_eq!(m["Latest checkpoint's TimeLineID"], "3");
     }
 
+    fn programs_in(dir: &Path) -> Programs {
+        Programs {
+            bin_dir: dir.into(),
+            data_dir: dir.into(),
+            run_as: None,
+            log_file: dir.join("log"),
+        }
+    }
+
     #[test]
     fn client_programs_and_scripts_get_no_secrets() {
         let dir = tempfile::tempdir().unwrap();
-        let programs = Programs {
-            bin_dir: dir.path().into(),
-            data_dir: dir.path().into(),
-            run_as: None,
-            log_file: dir.path().join("log"),
-        };
+        let programs = programs_in(dir.path());
         let removed = |cmd: &Command| -> Vec<String> {
             cmd.as_std()
                 .get_envs()
@@ -311,12 +315,7 @@ mod tests {
     #[test]
     fn a_pid_file_naming_another_program_is_not_believed() {
         let dir = tempfile::tempdir().unwrap();
-        let programs = Programs {
-            bin_dir: dir.path().into(),
-            data_dir: dir.path().into(),
-            run_as: None,
-            log_file: dir.path().join("log"),
-        };
+        let programs = programs_in(dir.path());
         // A live process of ours, but not a postgres: never to be signalled.
         let me = std::process::id();
         std::fs::write(dir.path().join("postmaster.pid"), format!("{me}\n")).unwrap();

@@ -216,11 +216,8 @@ fn python_json(v: &serde_json::Value) -> String {
             w: &mut W,
             first: bool,
         ) -> std::io::Result<()> {
-            if first {
-                Ok(())
-            } else {
-                w.write_all(b", ")
-            }
+            // The same separator between members as between items.
+            self.begin_array_value(w, first)
         }
         fn begin_object_value<W: ?Sized + std::io::Write>(
             &mut self,

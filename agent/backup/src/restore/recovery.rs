@@ -119,20 +119,11 @@ pub fn strip_block(text: &str) -> String {
 
 /// Writes `recovery.signal` and the settings block into the data directory `dir`.
 pub fn configure(dir: &Path, recovery: &Recovery) -> std::io::Result<()> {
-    for stale in ["standby.signal", "recovery.signal", "postmaster.pid"] {
-        match fs::remove_file(dir.join(stale)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    let auto = dir.join("postgresql.auto.conf");
-    let existing = fs::read_to_string(&auto).unwrap_or_default();
-    let mut text = strip_block(&existing);
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&render_block(recovery));
-    replace_file(dir, "postgresql.auto.conf", &text)?;
+    remove_stale(
+        dir,
+        &["standby.signal", "recovery.signal", "postmaster.pid"],
+    )?;
+    replace_block(dir, &render_block(recovery))?;
     let signal = if recovery.standby {
         "standby.signal"
     } else {
@@ -146,27 +137,37 @@ pub fn configure(dir: &Path, recovery: &Recovery) -> std::io::Result<()> {
 /// bootstrap's `recovery_conf`), replacing any earlier block; removed again by
 /// [`unconfigure`].
 pub fn configure_settings(dir: &Path, settings: &[(String, String)]) -> std::io::Result<()> {
-    for stale in ["standby.signal", "recovery.signal"] {
+    remove_stale(dir, &["standby.signal", "recovery.signal"])?;
+    let mut block = format!("{BEGIN}\n");
+    for (k, v) in settings {
+        block.push_str(&format!("{k} = {}\n", quote(v)));
+    }
+    block.push_str(END);
+    block.push('\n');
+    replace_block(dir, &block)?;
+    replace_file(dir, "recovery.signal", "")
+}
+
+/// Removes the named files of `dir` (a link is removed, not followed); absent is fine.
+fn remove_stale(dir: &Path, names: &[&str]) -> std::io::Result<()> {
+    for stale in names {
         match fs::remove_file(dir.join(stale)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
     }
-    let auto = dir.join("postgresql.auto.conf");
-    let existing = fs::read_to_string(&auto).unwrap_or_default();
+    Ok(())
+}
+
+/// `postgresql.auto.conf` with `block` in place of any earlier Warden block.
+fn replace_block(dir: &Path, block: &str) -> std::io::Result<()> {
+    let existing = fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap_or_default();
     let mut text = strip_block(&existing);
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(BEGIN);
-    text.push('\n');
-    for (k, v) in settings {
-        text.push_str(&format!("{k} = {}\n", quote(v)));
-    }
-    text.push_str(END);
-    text.push('\n');
-    replace_file(dir, "postgresql.auto.conf", &text)?;
-    replace_file(dir, "recovery.signal", "")
+    text.push_str(block);
+    replace_file(dir, "postgresql.auto.conf", &text)
 }
 
 /// Writes `dir/name` as a new file (never through a link the data directory's owner
