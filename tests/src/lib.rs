@@ -42,6 +42,7 @@ pub mod proxy;
 pub mod s3;
 pub mod sql;
 pub mod stats;
+pub mod tls;
 pub mod wait;
 pub mod walfile;
 pub mod workdir;
