@@ -18,6 +18,7 @@ use crate::etcd::EtcdCluster;
 use crate::haproxy::{Backend, Haproxy};
 use crate::node::Node;
 use crate::observe::{KeyWatch, PrimaryWatch};
+use crate::tls::TlsMaterial;
 use crate::workdir::WorkDir;
 use crate::{bins, sql, wait};
 
@@ -57,6 +58,8 @@ pub struct Cluster {
     proxies: Vec<NodeProxies>,
     haproxy: Option<Haproxy>,
     etcd: EtcdCluster,
+    /// Certificates when any part runs over TLS; files live in `dir`.
+    tls: Option<TlsMaterial>,
     dir: WorkDir,
     scope: String,
     ttl: u32,
@@ -77,6 +80,11 @@ impl Cluster {
         let dir = match &spec.dir {
             Some(d) => WorkDir::fixed(d)?,
             None => WorkDir::temp()?,
+        };
+        let tls = if spec.any_tls() {
+            Some(TlsMaterial::create(&dir.path().join("tls"))?)
+        } else {
+            None
         };
         let etcd = EtcdCluster::start_with_ports(dir.path(), &ports.etcd)?;
         let mut nodes = Vec::new();
@@ -139,12 +147,18 @@ impl Cluster {
             proxies,
             haproxy,
             etcd,
+            tls,
             dir,
             scope: spec.scope,
             ttl: spec.ttl,
             loop_wait: spec.loop_wait,
             agents_started,
         })
+    }
+
+    /// The cluster's certificates, when it runs anything over TLS.
+    pub fn tls(&self) -> Option<&TlsMaterial> {
+        self.tls.as_ref()
     }
 
     pub fn dir(&self) -> &Path {

@@ -123,6 +123,33 @@ impl TestCa {
     }
 }
 
+/// What a cluster running over TLS uses: one authority, one loopback server
+/// certificate every process serves (etcd, REST, PostgreSQL), the kit's own
+/// client certificate (CN `root`: etcd's root user, so the kit's reads pass
+/// RBAC), and a foreign authority for negative tests.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    pub ca: TestCa,
+    pub server: CertFiles,
+    pub root_client: CertFiles,
+    pub foreign: TestCa,
+}
+
+impl TlsMaterial {
+    pub fn create(dir: &Path) -> Result<TlsMaterial> {
+        let ca = TestCa::new(dir, "cluster")?;
+        let server = ca.server("loopback")?;
+        let root_client = ca.client("root")?;
+        let foreign = TestCa::new(dir, "foreign")?;
+        Ok(TlsMaterial {
+            ca,
+            server,
+            root_client,
+            foreign,
+        })
+    }
+}
+
 fn sanitize(cn: &str) -> String {
     cn.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })

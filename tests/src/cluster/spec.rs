@@ -41,6 +41,12 @@ pub struct ClusterSpec {
     ///
     /// [`NodeProxies`]: super::NodeProxies
     pub proxies: bool,
+    /// etcd over https with client certificates and RBAC (see [`crate::tls`]).
+    pub etcd_tls: bool,
+    /// The agents' REST API over https.
+    pub rest_tls: bool,
+    /// PostgreSQL with `ssl = on` and replication over verified TLS.
+    pub pg_tls: bool,
     pub(super) ports: Option<ClusterPorts>,
     pub(super) dir: Option<PathBuf>,
     pub(super) haproxy_config: Option<String>,
@@ -58,6 +64,9 @@ impl std::fmt::Debug for ClusterSpec {
             .field("retry_timeout", &self.retry_timeout)
             .field("haproxy", &self.haproxy)
             .field("proxies", &self.proxies)
+            .field("etcd_tls", &self.etcd_tls)
+            .field("rest_tls", &self.rest_tls)
+            .field("pg_tls", &self.pg_tls)
             .field("ports", &self.ports)
             .field("dir", &self.dir)
             .field("customize", &self.customize.len())
@@ -77,6 +86,9 @@ impl ClusterSpec {
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             haproxy: true,
             proxies: false,
+            etcd_tls: false,
+            rest_tls: false,
+            pg_tls: false,
             ports: None,
             dir: None,
             haproxy_config: None,
@@ -136,6 +148,29 @@ impl ClusterSpec {
     pub fn dir(mut self, dir: &Path) -> Self {
         self.dir = Some(dir.to_path_buf());
         self
+    }
+
+    /// etcd over https, client certificates required, RBAC on (see [`ClusterSpec::etcd_tls`]).
+    pub fn with_etcd_tls(mut self) -> Self {
+        self.etcd_tls = true;
+        self
+    }
+
+    /// The agents' REST API over https (see [`ClusterSpec::rest_tls`]).
+    pub fn with_rest_tls(mut self) -> Self {
+        self.rest_tls = true;
+        self
+    }
+
+    /// PostgreSQL over TLS (see [`ClusterSpec::pg_tls`]).
+    pub fn with_pg_tls(mut self) -> Self {
+        self.pg_tls = true;
+        self
+    }
+
+    /// True when any part runs over TLS: the cluster then has a [`crate::tls::TlsMaterial`].
+    pub fn any_tls(&self) -> bool {
+        self.etcd_tls || self.rest_tls || self.pg_tls
     }
 
     /// Use this HAProxy config text verbatim (its ports must be the
