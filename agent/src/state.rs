@@ -23,7 +23,9 @@ pub struct NodeStatus {
     pub server_pid: Option<i32>,
     pub probe: Option<Probe>,
     /// The last DCS view, if any was ever read.
-    pub cluster: Option<Cluster>,
+    /// Shared, not copied: every API request takes a snapshot of this status, and a
+    /// cluster view holds every member key (up to the DCS bounds).
+    pub cluster: Option<Arc<Cluster>>,
     /// We held the leader key at the end of the last turn.
     pub is_leader: bool,
     /// The leader key's create_revision while we hold it.
@@ -98,7 +100,7 @@ impl NodeStatus {
     }
 
     pub fn paused(&self) -> bool {
-        self.cluster.as_ref().is_some_and(Cluster::is_paused)
+        self.cluster.as_deref().is_some_and(Cluster::is_paused)
     }
 
     pub fn in_recovery(&self) -> Option<bool> {

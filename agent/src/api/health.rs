@@ -386,7 +386,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        s.cluster = Some(c);
+        s.cluster = Some(std::sync::Arc::new(c));
         assert_eq!(replica_lag(&s), Some(20_000));
         assert_eq!(eval(Check::Replica, Some("lag=16kB"), &s, false), 503);
         assert_eq!(eval(Check::Replica, Some("lag=1MB"), &s, false), 200);
@@ -401,13 +401,13 @@ mod tests {
             p.receive_lsn = Some(30_000);
             p.replay_lsn = Some(1_000);
         }
-        s.cluster = Some(warden_consensus::Cluster {
+        s.cluster = Some(std::sync::Arc::new(warden_consensus::Cluster {
             status: Some(warden_consensus::types::Status {
                 optime: Some(31_000),
                 ..Default::default()
             }),
             ..Default::default()
-        });
+        }));
         // Replayed: 30000 behind; received: 1000 behind.
         assert_eq!(eval(Check::Readiness, None, &s, false), 200);
         assert_eq!(eval(Check::Readiness, Some("lag=10kB"), &s, false), 503);
@@ -452,7 +452,7 @@ mod tests {
             mod_revision: 2,
         });
         c.config = Some(mode(serde_json::json!("quorum")));
-        s.cluster = Some(c.clone());
+        s.cluster = Some(std::sync::Arc::new(c.clone()));
         for (check, code) in [
             (Check::Quorum, 200),
             (Check::ReadOnlyQuorum, 200),
@@ -467,7 +467,7 @@ mod tests {
             );
         }
         c.config = Some(mode(serde_json::json!(true)));
-        s.cluster = Some(c.clone());
+        s.cluster = Some(std::sync::Arc::new(c.clone()));
         for (check, code) in [
             (Check::Quorum, 503),
             (Check::Sync, 200),
@@ -478,7 +478,7 @@ mod tests {
         }
         // Synchronous mode off: a leftover /sync does not make a synchronous standby.
         c.config = None;
-        s.cluster = Some(c);
+        s.cluster = Some(std::sync::Arc::new(c));
         assert_eq!(eval(Check::Sync, None, &s, false), 503);
         assert_eq!(eval(Check::Async, None, &s, false), 200);
         // The primary is read-only-sync and read-only-quorum, never sync or quorum.

@@ -139,7 +139,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
     primary.system_identifier = Some("7408277255830290455".into());
     primary.note = "holding the leader key".into();
     primary.probe = Some(probe(false));
-    primary.cluster = Some(cluster_view("off"));
+    primary.cluster = Some(std::sync::Arc::new(cluster_view("off")));
     primary.tags.insert("zone".into(), json!("a"));
     primary.archiver = true;
     primary.archive = Some(warden_backup::archiver::stream::Status {
@@ -193,7 +193,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
         r.system_identifier = Some("7408277255830290455".into());
         r.note = "following node1".into();
         r.probe = Some(probe(true));
-        r.cluster = Some(cluster_view(mode));
+        r.cluster = Some(std::sync::Arc::new(cluster_view(mode)));
         out.push((what, r, false));
     }
 
@@ -214,7 +214,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
     }));
     let paused = DynamicConfig::from_json(&json!({"pause": true})).unwrap();
     c.config = Some(versioned(paused));
-    archive_replica.cluster = Some(c);
+    archive_replica.cluster = Some(std::sync::Arc::new(c));
     out.push((
         "replica in archive recovery, unlocked and paused cluster",
         archive_replica,
@@ -233,7 +233,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
         scheduled_at: None,
         extra: serde_json::Map::new(),
     }));
-    no_status.cluster = Some(c);
+    no_status.cluster = Some(std::sync::Arc::new(c));
     out.push((
         "no cluster position, unscheduled failover key",
         no_status,

@@ -88,7 +88,7 @@ impl<D: LocalEngine> Agent<D> {
             s.note = note.to_string();
             s.last_turn = Some(std::time::Instant::now());
             if let Some(c) = cluster {
-                s.cluster = Some(c.clone());
+                s.cluster = Some(std::sync::Arc::new(c.clone()));
                 s.dcs_last_seen = Some(chrono::Utc::now().timestamp());
             }
         });

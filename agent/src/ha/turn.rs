@@ -20,14 +20,14 @@ impl<D: LocalEngine> Agent<D> {
     /// One turn. Returns the cluster view it acted on.
     pub(super) async fn turn(&mut self) -> Result<Option<Cluster>, Fatal> {
         let cluster_cfg = self.shared.snapshot().cluster;
-        let ttl = self.dynamic(cluster_cfg.as_ref()).ttl_duration();
+        let ttl = self.dynamic(cluster_cfg.as_deref()).ttl_duration();
         let lease_renewed = self.refresh_lease(ttl).await;
         self.renewed_this_turn = lease_renewed;
         let cluster = self.read_cluster().await;
         self.check_leadership(cluster.as_ref());
         self.apply_dynamic(cluster.as_ref());
         let (obs, reply) = self
-            .observe(cluster, cluster_cfg.as_ref(), lease_renewed, ttl)
+            .observe(cluster, cluster_cfg.as_deref(), lease_renewed, ttl)
             .await;
         let d = decide(&obs);
         if d.note != self.last_note {
