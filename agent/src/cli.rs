@@ -119,9 +119,11 @@ fn resolve_bin_dir(cfg: &Config) -> anyhow::Result<PathBuf> {
 
 fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
     let p = &cfg.postgresql;
-    let role = |c: &config::Credentials| pg::Role {
+    let tls = &p.authentication.tls;
+    let role = |c: &config::Credentials, tls: &pg::tls::ClientTls| pg::Role {
         username: c.username.clone(),
         password: c.password.clone(),
+        tls: tls.clone(),
     };
     pg::Settings {
         name: cfg.name.clone(),
@@ -131,9 +133,13 @@ fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
         listen_hosts: p.listen_hosts.clone(),
         port: p.port,
         pgpass: p.pgpass.clone(),
-        superuser: role(&p.authentication.superuser),
-        replication: role(&p.authentication.replication),
-        rewind: p.authentication.rewind.as_ref().map(role),
+        superuser: role(&p.authentication.superuser, &tls.superuser),
+        replication: role(&p.authentication.replication, &tls.replication),
+        rewind: p
+            .authentication
+            .rewind
+            .as_ref()
+            .map(|c| role(c, tls.rewind.as_ref().unwrap_or(&tls.superuser))),
         parameters: p.parameters.clone(),
         recovery_conf: p.recovery_conf.clone(),
         pg_hba: p.pg_hba.clone(),
@@ -157,6 +163,11 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.restapi.listen)
         .await
         .with_context(|| format!("restapi.listen: cannot listen on {}", cfg.restapi.listen))?;
+    // The certificate, key and CAs are read now (also the client side the name check
+    // below uses): a bad file stops the start, naming the key, rather than serving
+    // without TLS.
+    let security =
+        crate::api::security::Security::start(&cfg.restapi).map_err(|e| anyhow!("{e}"))?;
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
@@ -198,6 +209,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         keys: warden_consensus::Keys::new(&cfg.namespace, &cfg.scope),
         requests: requests.clone(),
         backups: backups.clone(),
+        security,
     };
     let api_stop = CancellationToken::new();
     let api = tokio::spawn(crate::api::serve(listener, api_ctx, api_stop.clone()));
@@ -224,7 +236,10 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     });
     let mut agent = Agent::new(cfg, dcs, postgres, shared)
         .with_guard(Box::new(guard))
-        .with_requests(requests_rx, config_path);
+        .with_requests(requests_rx, config_path)
+        // The REST API's certificate, client CA, allowlist and headers, and the
+        // members' client TLS; a bad new certificate keeps the running one.
+        .with_reload_hook(Box::new(|c| crate::api::security::reload(&c.restapi)));
     if let Some(service) = backups {
         agent = agent.with_backups(service);
     }
@@ -318,7 +333,7 @@ async fn connect_dcs(
     let timeout = warden_consensus::request_timeout(cfg.bootstrap.dcs.retry_timeout);
     let mut delay = Duration::from_millis(200);
     loop {
-        match EtcdDcs::connect(&cfg.etcd3.hosts, timeout).await {
+        match EtcdDcs::connect(&cfg.etcd3.hosts, &cfg.etcd3.security, timeout).await {
             Ok(d) => return Ok(Some(Arc::new(d))),
             Err(e) => {
                 tracing::warn!(error = %e, hosts = ?cfg.etcd3.hosts, "cannot reach etcd; retrying")

@@ -25,7 +25,9 @@ pub async fn ensure(cluster: &Cluster, name: &str, own_api: &str) -> anyhow::Res
     let Some(url) = liveness_url(&member.api_url) else {
         return Ok(());
     };
-    if url == liveness_url(&format!("http://{own_api}/patroni")).unwrap_or_default() {
+    // Either scheme: an earlier run may have served http or https.
+    let own = |scheme: &str| liveness_url(&format!("{scheme}://{own_api}/patroni"));
+    if [own("http"), own("https")].contains(&Some(url.clone())) {
         return Ok(());
     }
     match warden_api::client::get(&url, PROBE_TIMEOUT).await {

@@ -86,7 +86,24 @@ impl Cluster {
         } else {
             None
         };
-        let etcd = EtcdCluster::start_with_ports(dir.path(), &ports.etcd)?;
+        let etcd_tls = match (&tls, spec.etcd_tls) {
+            (Some(t), true) => Some(crate::etcd::EtcdTlsFiles {
+                ca: t.ca.cert.clone(),
+                server: t.server.clone(),
+                // No CN: etcd's gateway refuses CN certificates once RBAC is on.
+                client: t.ca.client("")?,
+            }),
+            _ => None,
+        };
+        let etcd = EtcdCluster::start_with_ports_tls(dir.path(), &ports.etcd, etcd_tls.as_ref())?;
+        // etcd over TLS also gets RBAC: agents log in as a user limited to the prefix.
+        let agent_client = match (&tls, spec.etcd_tls) {
+            (Some(t), true) => {
+                etcd.enable_auth(&crate::etcd::rbac_users(&spec.scope))?;
+                Some((t.ca.cert.clone(), t.ca.client(crate::etcd::AGENT_USER)?))
+            }
+            _ => None,
+        };
         let mut nodes = Vec::new();
         let mut proxies = Vec::new();
         for i in 0..spec.nodes {
@@ -102,15 +119,29 @@ impl Cluster {
             .ttl(spec.ttl)
             .loop_wait(spec.loop_wait)
             .retry_timeout(spec.retry_timeout);
+            if let Some((ca, client)) = &agent_client {
+                cfg = crate::etcd::agent_tls_config(cfg, ca, client);
+            }
             if spec.proxies {
                 let p = NodeProxies::start(&etcd, ports.pg[i], ports.api[i])?;
                 cfg = p.route(cfg);
                 proxies.push(p);
             }
+            if let (true, Some(t)) = (spec.pg_tls, &tls) {
+                cfg = pg_tls(cfg, t);
+            }
+            if let (true, Some(t)) = (spec.rest_tls, &tls) {
+                cfg = rest_tls(cfg, t);
+            }
             for f in &spec.customize {
                 cfg = f(i, cfg);
             }
             nodes.push(Node::create(cfg, &warden)?);
+        }
+        if let (Some(t), true) = (&tls, spec.rest_tls) {
+            // The kit's own REST calls (crate::http) trust the cluster CA and present
+            // its root client certificate.
+            crate::http::use_tls(&t.ca.cert, &t.root_client)?;
         }
         let agents_started = Instant::now();
         for n in &mut nodes {
@@ -125,12 +156,17 @@ impl Cluster {
                     api_port: n.api_port(),
                 })
                 .collect();
+            let check_tls = match (&tls, spec.rest_tls) {
+                (Some(t), true) => Some(haproxy_check_tls(dir.path(), t)?),
+                _ => None,
+            };
             let text = match &spec.haproxy_config {
                 Some(t) => t.clone(),
-                None => crate::haproxy::render_config(
+                None => crate::haproxy::render_config_with_tls(
                     ports.haproxy_write,
                     ports.haproxy_read,
                     &backends,
+                    check_tls.as_ref(),
                 ),
             };
             Some(Haproxy::start_with_config(
@@ -553,4 +589,73 @@ impl Drop for Cluster {
         }
         // Then fields drop in order: nodes (already dead), HAProxy, etcd, dir.
     }
+}
+
+/// The REST API over https: the loopback server certificate, client certificates
+/// required (checked against the cluster CA), and the `ctl` side members and
+/// wardenctl/patronictl use to call each other (CA + the root client certificate).
+fn rest_tls(cfg: NodeConfig, tls: &TlsMaterial) -> NodeConfig {
+    let ca = tls.ca.cert.display().to_string();
+    cfg.set("restapi.certfile", tls.server.cert.display().to_string())
+        .set("restapi.keyfile", tls.server.key.display().to_string())
+        .set("restapi.cafile", ca.as_str())
+        .set("restapi.verify_client", "required")
+        .set("ctl.cacert", ca.as_str())
+        .set("ctl.certfile", tls.root_client.cert.display().to_string())
+        .set("ctl.keyfile", tls.root_client.key.display().to_string())
+}
+
+/// HAProxy's `check-ssl` files: the CA and one PEM holding the client certificate and
+/// its key (HAProxy's `crt` format).
+fn haproxy_check_tls(dir: &Path, tls: &TlsMaterial) -> Result<crate::haproxy::CheckTls> {
+    let crt = dir.join("tls").join("haproxy-client.pem");
+    let mut pem = std::fs::read(&tls.root_client.cert)?;
+    pem.extend(std::fs::read(&tls.root_client.key)?);
+    std::fs::write(&crt, pem)?;
+    Ok(crate::haproxy::CheckTls {
+        ca_file: tls.ca.cert.clone(),
+        crt,
+    })
+}
+
+/// PostgreSQL over TLS: the server certificate (its key is 0600 and owned by
+/// `postgres`, outside the data directory that initdb and clones recreate),
+/// replication only over TLS (a plain replication connection is rejected), and every
+/// role of the agent connecting with `verify-full` against the cluster CA. The kit's
+/// own SQL (plain, `NoTls`) stays allowed for non-replication connections.
+fn pg_tls(cfg: NodeConfig, tls: &TlsMaterial) -> NodeConfig {
+    let ca = tls.ca.cert.display().to_string();
+    let hba: Vec<serde_yaml::Value> = [
+        "local all all trust",
+        "hostnossl replication all 127.0.0.1/32 reject",
+        "hostssl replication replicator 127.0.0.1/32 scram-sha-256",
+        "host all all 127.0.0.1/32 scram-sha-256",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    let mut cfg = cfg
+        .set("postgresql.parameters.ssl", "on")
+        .set(
+            "postgresql.parameters.ssl_cert_file",
+            tls.server.cert.display().to_string(),
+        )
+        .set(
+            "postgresql.parameters.ssl_key_file",
+            tls.server.key.display().to_string(),
+        )
+        .set("postgresql.parameters.ssl_ca_file", ca.as_str())
+        .set("postgresql.pg_hba", serde_yaml::Value::Sequence(hba));
+    for role in ["superuser", "replication", "rewind"] {
+        cfg = cfg
+            .set(
+                &format!("postgresql.authentication.{role}.sslmode"),
+                "verify-full",
+            )
+            .set(
+                &format!("postgresql.authentication.{role}.sslrootcert"),
+                ca.as_str(),
+            );
+    }
+    cfg
 }

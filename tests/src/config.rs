@@ -170,8 +170,14 @@ impl NodeConfig {
         self.node_dir.join("warden.log")
     }
 
+    /// `https://` once `restapi.certfile` is set (as the agent publishes it).
     pub fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        let tls = self
+            .edits
+            .iter()
+            .any(|e| matches!(e, Edit::Set(path, _) if path == "restapi.certfile"));
+        let scheme = if tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.api_port)
     }
 
     /// The full config as a YAML value, edits applied.

@@ -3,8 +3,10 @@
 //!
 //! Every URL is explicit (no defaults on 2379/2380), so clusters of parallel
 //! tests never meet. Readiness is etcd's own `GET /health`, polled with a
-//! deadline. Keys are read through etcd's v3 JSON gateway over plain HTTP, so
-//! tests can check what agents wrote without an etcd client library.
+//! deadline. Keys are read through etcd's v3 JSON gateway, so tests can check what
+//! agents wrote without an etcd client library: over plain HTTP, or, for a cluster
+//! started with [`EtcdTlsFiles`], over https through `curl` with the kit's own client
+//! certificate and, once RBAC is on, a token of etcd's root user.
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -18,7 +20,34 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::process::Managed;
+use crate::tls::CertFiles;
 use crate::{bins, http, ports, wait};
+
+/// What an etcd started over TLS uses: clients must present a certificate signed
+/// by `ca`; `server` is what etcd serves; `client` is the kit's own, without a CN
+/// (see [`RootLogin`]).
+#[derive(Debug, Clone)]
+pub struct EtcdTlsFiles {
+    pub ca: PathBuf,
+    pub server: CertFiles,
+    pub client: CertFiles,
+}
+
+/// The etcd user agents of a [`crate::ClusterSpec::with_etcd_tls`] cluster log in as
+/// (its role: readwrite on the cluster's prefix only).
+pub const AGENT_USER: &str = "warden";
+pub const AGENT_PASSWORD: &str = "warden-etcd-pw";
+/// A user whose role covers another prefix only (`/elsewhere/`): permission tests.
+pub const STRANGER_USER: &str = "stranger";
+pub const STRANGER_PASSWORD: &str = "stranger-etcd-pw";
+
+/// An etcd user and the key prefix its role may read and write.
+#[derive(Debug, Clone)]
+pub struct EtcdUserSpec {
+    pub name: String,
+    pub password: String,
+    pub prefix: String,
+}
 
 /// Bound for a fresh member or cluster to report healthy.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +62,7 @@ pub struct EtcdMember {
     log: PathBuf,
     initial_cluster: String,
     token: String,
+    tls: Option<EtcdTlsFiles>,
     proc: Option<Managed>,
 }
 
@@ -49,9 +79,10 @@ impl EtcdMember {
         self.peer_port
     }
 
-    /// `http://127.0.0.1:<client port>`.
+    /// `http://127.0.0.1:<client port>` (`https://` over TLS).
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// `127.0.0.1:<client port>`, the form `etcd3.hosts` takes.
@@ -101,6 +132,23 @@ impl EtcdMember {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
+            // etcd says nothing useful at warn level about refused handshakes.
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "--cert-file".into(),
+                    t.server.cert.clone().into_os_string(),
+                    "--key-file".into(),
+                    t.server.key.clone().into_os_string(),
+                    "--client-cert-auth".into(),
+                    "--trusted-ca-file".into(),
+                    t.ca.clone().into_os_string(),
+                    // Auth tokens die after 2 idle seconds instead of 300, so clients
+                    // that pause between requests (agents between turns, the kit between
+                    // polls) must re-authenticate all the time, not once in five minutes.
+                    "--auth-token-ttl".into(),
+                    "2".into(),
+                ]
+            }))
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             // Info level is a page per start; failure dumps need the agents' lines.
             .args(["--log-level", "warn"]);
@@ -145,9 +193,15 @@ impl EtcdMember {
 
     /// `GET /health` answers `{"health":"true"}`.
     pub fn is_healthy(&self) -> bool {
-        http::get(&format!("{}/health", self.client_url()))
-            .ok()
-            .and_then(|r| r.json().ok())
+        let url = format!("{}/health", self.client_url());
+        let body = match &self.tls {
+            Some(t) => curl(&url, None, t, None, http::TIMEOUT)
+                .ok()
+                .filter(|(status, _)| *status == 200)
+                .map(|(_, b)| b),
+            None => http::get(&url).ok().map(|r| r.body),
+        };
+        body.and_then(|b| serde_json::from_str::<Value>(&b).ok())
             .is_some_and(|v| v["health"] == "true")
     }
 }
@@ -174,6 +228,17 @@ pub struct KeyValue {
 #[derive(Debug)]
 pub struct EtcdCluster {
     members: Vec<EtcdMember>,
+    /// Once RBAC is on: root's password and the current token for gateway requests.
+    root: std::sync::Mutex<Option<RootLogin>>,
+}
+
+/// etcd's gateway never maps a client certificate's CN to a user (CVE-2018-16886):
+/// with RBAC on it refuses any certificate that has a CN, so the kit presents one
+/// without a CN and logs in as root with a password, keeping the token it gets.
+#[derive(Debug, Clone)]
+struct RootLogin {
+    password: String,
+    token: Option<String>,
 }
 
 impl EtcdCluster {
@@ -187,6 +252,16 @@ impl EtcdCluster {
 
     /// Start one member per `(client port, peer port)` pair under `dir`.
     pub fn start_with_ports(dir: &Path, ports: &[(u16, u16)]) -> Result<EtcdCluster> {
+        Self::start_with_ports_tls(dir, ports, None)
+    }
+
+    /// Like [`EtcdCluster::start_with_ports`]; with `tls`, clients speak https and must
+    /// present a certificate signed by its CA (peers stay on loopback http).
+    pub fn start_with_ports_tls(
+        dir: &Path,
+        ports: &[(u16, u16)],
+        tls: Option<&EtcdTlsFiles>,
+    ) -> Result<EtcdCluster> {
         if ports.is_empty() {
             bail!("an etcd cluster needs at least one member");
         }
@@ -211,10 +286,14 @@ impl EtcdCluster {
                 data_dir,
                 initial_cluster: initial_cluster.clone(),
                 token: token.clone(),
+                tls: tls.cloned(),
                 proc: None,
             });
         }
-        let mut cluster = EtcdCluster { members };
+        let mut cluster = EtcdCluster {
+            members,
+            root: std::sync::Mutex::new(None),
+        };
         for m in &mut cluster.members {
             m.start()?;
         }
@@ -282,8 +361,132 @@ impl EtcdCluster {
         self.members.iter().map(|m| m.log.clone()).collect()
     }
 
+    /// Turns on etcd's RBAC: a `root` user (the kit logs in as it for its own reads),
+    /// and for each of `users` a user whose role may read and write only its prefix.
+    /// Then `auth enable`.
+    pub fn enable_auth(&self, users: &[EtcdUserSpec]) -> Result<()> {
+        // Only the kit knows root's password; it never reaches a node's config.
+        let root_password = format!("root-{}", std::process::id());
+        self.gateway(
+            "/v3/auth/user/add",
+            &json!({"name": "root", "password": root_password}),
+        )?;
+        self.gateway(
+            "/v3/auth/user/grant",
+            &json!({"user": "root", "role": "root"}),
+        )?;
+        for u in users {
+            self.gateway("/v3/auth/role/add", &json!({"name": u.name}))?;
+            self.gateway(
+                "/v3/auth/role/grant",
+                &json!({"name": u.name, "perm": {
+                    "permType": "READWRITE",
+                    "key": B64.encode(&u.prefix),
+                    "range_end": B64.encode(prefix_end(&u.prefix)),
+                }}),
+            )?;
+            self.gateway(
+                "/v3/auth/user/add",
+                &json!({"name": u.name, "password": u.password}),
+            )?;
+            self.gateway(
+                "/v3/auth/user/grant",
+                &json!({"user": u.name, "role": u.name}),
+            )?;
+        }
+        self.gateway("/v3/auth/enable", &json!({}))?;
+        *self.root.lock().unwrap_or_else(|e| e.into_inner()) = Some(RootLogin {
+            password: root_password,
+            token: None,
+        });
+        Ok(())
+    }
+
+    /// Log in as `user` through the first member's gateway (TLS clusters); the token.
+    pub fn authenticate(&self, user: &str, password: &str) -> Result<String> {
+        let tls = self.tls_files().context("etcd is not running over TLS")?;
+        let url = format!("{}/v3/auth/authenticate", self.members[0].client_url());
+        let body = json!({"name": user, "password": password});
+        match curl(&url, Some(&body), tls, None, http::TIMEOUT)? {
+            (200, b) => serde_json::from_str::<Value>(&b)?["token"]
+                .as_str()
+                .map(str::to_string)
+                .context("no token in the answer"),
+            (status, b) => bail!("authenticate {user}: {status} {b}"),
+        }
+    }
+
+    /// Read `key` with `token` through the first member's gateway: `(status, body)`.
+    pub fn range_with_token(&self, key: &str, token: &str) -> Result<(u16, String)> {
+        let tls = self.tls_files().context("etcd is not running over TLS")?;
+        let url = format!("{}/v3/kv/range", self.members[0].client_url());
+        curl(
+            &url,
+            Some(&json!({"key": B64.encode(key)})),
+            tls,
+            Some(token),
+            http::TIMEOUT,
+        )
+    }
+
+    /// root's token for a gateway request, logging in when there is none yet.
+    fn root_token(&self, tls: &EtcdTlsFiles, fresh: bool) -> Result<Option<String>> {
+        let mut guard = self.root.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(login) = guard.as_mut() else {
+            return Ok(None);
+        };
+        if login.token.is_none() || fresh {
+            let body = json!({"name": "root", "password": login.password});
+            let mut last = None;
+            for m in &self.members {
+                let url = format!("{}/v3/auth/authenticate", m.client_url());
+                match curl(&url, Some(&body), tls, None, http::TIMEOUT) {
+                    Ok((200, b)) => {
+                        let v: Value = serde_json::from_str(&b)?;
+                        login.token = v["token"].as_str().map(str::to_string);
+                        last = None;
+                        break;
+                    }
+                    Ok((status, b)) => last = Some(anyhow::anyhow!("authenticate: {status} {b}")),
+                    Err(e) => last = Some(e),
+                }
+            }
+            if let Some(e) = last {
+                return Err(e);
+            }
+        }
+        Ok(login.token.clone())
+    }
+
+    /// The TLS files of an etcd started over TLS: the CA and the kit's CN-less client
+    /// certificate (what a gateway client such as patronictl can present too).
+    pub fn tls_files(&self) -> Option<&EtcdTlsFiles> {
+        self.members.first().and_then(|m| m.tls.as_ref())
+    }
+
     /// POST to the JSON gateway of the first member that answers.
     fn gateway(&self, path: &str, body: &Value) -> Result<Value> {
+        if let Some(tls) = self.members.first().and_then(|m| m.tls.clone()) {
+            let mut last = None;
+            let mut token = self.root_token(&tls, false)?;
+            for m in &self.members {
+                let url = format!("{}{path}", m.client_url());
+                let mut result = curl(&url, Some(body), &tls, token.as_deref(), http::TIMEOUT);
+                // Tokens die after five idle minutes and with a restarted member.
+                if matches!(&result, Ok((_, b)) if b.contains("invalid auth token")) {
+                    token = self.root_token(&tls, true)?;
+                    result = curl(&url, Some(body), &tls, token.as_deref(), http::TIMEOUT);
+                }
+                match result {
+                    Ok((200, b)) => {
+                        return serde_json::from_str(&b).with_context(|| format!("{path}: {b}"))
+                    }
+                    Ok((status, b)) => last = Some(anyhow::anyhow!("{path}: status {status} {b}")),
+                    Err(e) => last = Some(e),
+                }
+            }
+            return Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")));
+        }
         let mut last = None;
         for m in &self.members {
             // The short bound: these reads sit in polling loops, some with a member frozen.
@@ -355,6 +558,110 @@ impl EtcdCluster {
         self.gateway("/v3/kv/deleterange", &json!({ "key": B64.encode(key) }))
             .map(drop)
     }
+}
+
+/// The users a TLS cluster of scope `scope` gets: the agents' and a stranger's.
+pub fn rbac_users(scope: &str) -> Vec<EtcdUserSpec> {
+    vec![
+        EtcdUserSpec {
+            name: AGENT_USER.into(),
+            password: AGENT_PASSWORD.into(),
+            prefix: format!("/service/{scope}/"),
+        },
+        EtcdUserSpec {
+            name: STRANGER_USER.into(),
+            password: STRANGER_PASSWORD.into(),
+            prefix: "/elsewhere/".into(),
+        },
+    ]
+}
+
+/// A node's etcd3 section for a TLS cluster: https, the CA, a client certificate,
+/// the agents' user.
+pub fn agent_tls_config(
+    cfg: crate::NodeConfig,
+    ca: &Path,
+    client: &CertFiles,
+) -> crate::NodeConfig {
+    let path = |p: &Path| p.display().to_string();
+    cfg.set("etcd3.protocol", "https")
+        .set("etcd3.cacert", path(ca))
+        .set("etcd3.cert", path(&client.cert))
+        .set("etcd3.key", path(&client.key))
+        .set("etcd3.username", AGENT_USER)
+        .set("etcd3.password", AGENT_PASSWORD)
+}
+
+/// One https request to etcd with the kit's client certificate: `(status, body)`.
+/// `curl` because the kit's HTTP client has no TLS; the body goes through stdin, so
+/// passwords in it never reach a command line.
+fn curl(
+    url: &str,
+    body: Option<&Value>,
+    tls: &EtcdTlsFiles,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String)> {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time"])
+        .arg(format!("{:.1}", timeout.as_secs_f64()))
+        .arg("--cacert")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.client.cert)
+        .arg("--key")
+        .arg(&tls.client.key)
+        .args(["-w", "\n%{http_code}"]);
+    // The token goes in a file, not on the command line.
+    let header = match token {
+        Some(t) => {
+            let mut f = tempfile::NamedTempFile::new().context("token header file")?;
+            writeln!(f, "Authorization: {t}")?;
+            cmd.arg("-H").arg(format!("@{}", f.path().display()));
+            Some(f)
+        }
+        None => None,
+    };
+    if body.is_some() {
+        cmd.args([
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ]);
+    }
+    cmd.arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().context("running curl")?;
+    {
+        let mut stdin = child.stdin.take().context("curl stdin")?;
+        if let Some(b) = body {
+            stdin.write_all(b.to_string().as_bytes())?;
+        }
+    }
+    let out = child.wait_with_output().context("waiting for curl")?;
+    drop(header);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some((body, status)) = text.rsplit_once('\n') else {
+        bail!(
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    };
+    let status: u16 = status.trim().parse().unwrap_or(0);
+    if status == 0 {
+        bail!(
+            "curl {url}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok((status, body.to_string()))
 }
 
 /// Read one key through the JSON gateway of the first of `client_urls` that

@@ -28,12 +28,38 @@ pub struct Backend {
     pub api_port: u16,
 }
 
+/// Health checks over https (`check-ssl`): the CA the agents' certificates are checked
+/// against, and the client certificate + key (one PEM file) HAProxy presents to agents
+/// that require one (`restapi.verify_client: required`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckTls {
+    pub ca_file: PathBuf,
+    pub crt: PathBuf,
+}
+
 /// HAProxy config text for a write and a read listener over `backends`.
 pub fn render_config(write_port: u16, read_port: u16, backends: &[Backend]) -> String {
+    render_config_with_tls(write_port, read_port, backends, None)
+}
+
+/// [`render_config`], with the health checks over https when `tls` is given.
+pub fn render_config_with_tls(
+    write_port: u16,
+    read_port: u16,
+    backends: &[Backend],
+    tls: Option<&CheckTls>,
+) -> String {
+    let check_ssl = tls.map_or(String::new(), |t| {
+        format!(
+            " check-ssl verify required ca-file {} crt {}",
+            t.ca_file.display(),
+            t.crt.display()
+        )
+    });
     let servers = |out: &mut String| {
         for b in backends {
             out.push_str(&format!(
-                "    server {} 127.0.0.1:{} maxconn 100 check port {}\n",
+                "    server {} 127.0.0.1:{} maxconn 100 check port {}{check_ssl}\n",
                 b.name, b.pg_port, b.api_port
             ));
         }

@@ -44,13 +44,64 @@ fn agent() -> ureq::Agent {
     agent_with_timeout(TIMEOUT)
 }
 
+/// The TLS every `https://` call uses ([`use_tls`]); the default trusts nothing the
+/// kit made, so an unconfigured https call fails rather than passing unverified.
+static TLS: std::sync::RwLock<Option<ureq::tls::TlsConfig>> = std::sync::RwLock::new(None);
+
+/// From now on `https://` calls trust `ca` and present `client` (a
+/// `ClusterSpec::with_rest_tls` cluster: its CA and `TlsMaterial::root_client`).
+pub fn use_tls(ca: &std::path::Path, client: &crate::tls::CertFiles) -> Result<()> {
+    let config = tls_config(ca, Some(client))?;
+    *TLS.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(config);
+    Ok(())
+}
+
+/// A TLS configuration trusting the CA in `ca` and presenting `client` if given.
+pub fn tls_config(
+    ca: &std::path::Path,
+    client: Option<&crate::tls::CertFiles>,
+) -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
+    let ca_pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+    let root = Certificate::from_pem(&ca_pem).context("CA certificate")?;
+    let mut builder =
+        TlsConfig::builder().root_certs(RootCerts::Specific(std::sync::Arc::new(vec![root])));
+    if let Some(c) = client {
+        let cert =
+            std::fs::read(&c.cert).with_context(|| format!("reading {}", c.cert.display()))?;
+        let key = std::fs::read(&c.key).with_context(|| format!("reading {}", c.key.display()))?;
+        let cert = Certificate::from_pem(&cert).context("client certificate")?;
+        let key = PrivateKey::from_pem(&key).context("client key")?;
+        builder = builder.client_cert(Some(ClientCert::new_with_certs(&[cert], key)));
+    }
+    Ok(builder.build())
+}
+
 fn agent_with_timeout(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let tls = TLS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    agent_with(timeout, tls)
+}
+
+/// An agent with an explicit TLS configuration (`None`: ureq's default, which trusts
+/// only public roots) — for tests that call with another identity.
+pub fn agent_with(timeout: Duration, tls: Option<ureq::tls::TlsConfig>) -> ureq::Agent {
+    let mut b = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout))
-        .max_idle_connections(0)
-        .build()
-        .into()
+        .max_idle_connections(0);
+    if let Some(t) = tls {
+        b = b.tls_config(t);
+    }
+    b.build().into()
+}
+
+/// `GET url` through `agent` (e.g. from [`agent_with`]).
+pub fn get_via(agent: &ureq::Agent, url: &str) -> Result<HttpResponse> {
+    finish(url, agent.get(url).call())
 }
 
 fn finish(

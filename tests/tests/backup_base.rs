@@ -114,7 +114,7 @@ impl Check {
             let path = format!("{dir}/{}", p.name);
             let sealed = self.get(&path);
             assert_eq!(sealed.len() as u64, p.stored_size, "{path}");
-            assert!(sealed.starts_with(b"WRDNBK01"), "{path} is sealed");
+            assert!(sealed.starts_with(b"WRDNBK02"), "{path} is sealed");
             assert!(
                 !sealed.windows(5).any(|w| w == b"ustar"),
                 "{path} holds plain tar headers"

@@ -1,9 +1,16 @@
-//! A minimal bounded HTTP client for talking to other agents' REST APIs.
+//! A minimal bounded HTTP client for talking to other agents' REST APIs, over `http://`
+//! or `https://` (rustls).
+//!
+//! The TLS side is the process's: the daemon installs it from `ctl.*`/`restapi.*` at
+//! start and on reload, `wardenctl` from its config and `-k` ([`set_tls`]). One
+//! process, one identity, as Patroni's single request pool: threading it through every
+//! probe and call site would change nothing but signatures. An `https://` URL is never
+//! tried over plain HTTP, and a plain `http://` URL never over TLS.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// Answers from peers are small status documents; anything larger is refused.
@@ -19,6 +26,72 @@ pub enum HttpError {
     Request(String, String),
     #[error("{0} answered with a body that is not JSON: {1}")]
     Body(String, String),
+    /// The TLS handshake failed: the server's certificate did not verify against what
+    /// the client trusts (named), or the server refused the client's certificate.
+    #[error("TLS with {0} failed: {1}")]
+    Tls(String, String),
+}
+
+/// The client's TLS configuration and a description of what it trusts (for errors).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// E.g. `ctl.cacert /etc/ca.pem`, `the system trust store`.
+    pub trusts: String,
+}
+
+impl ClientTls {
+    /// From the files (`ctl.*`, else `restapi.*`): fails on unreadable or bad files.
+    pub fn from_files(files: &crate::tls::ClientFiles) -> Result<Self, crate::tls::TlsError> {
+        let config = crate::tls::client_config(files)?;
+        let trusts = if files.insecure {
+            "nothing (verification disabled: insecure)".to_string()
+        } else {
+            match &files.cafile {
+                Some(p) => format!("{} {}", files.source.cafile, p.display()),
+                None => "the system trust store".to_string(),
+            }
+        };
+        Ok(Self {
+            config: Arc::new(config),
+            trusts,
+        })
+    }
+}
+
+/// The process's client TLS: not set yet, ready, or unusable (the reason).
+static TLS: RwLock<Option<Result<ClientTls, String>>> = RwLock::new(None);
+
+/// Installs the TLS configuration every later `https://` request uses.
+pub fn set_tls(tls: ClientTls) {
+    *TLS.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Ok(tls));
+}
+
+/// Records that the configured TLS files are unusable: every later `https://` request
+/// fails with `reason` (never with some other trust store); `http://` is unaffected.
+pub fn set_tls_error(reason: String) {
+    *TLS.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Err(reason));
+}
+
+/// The installed configuration, or (none installed) the system trust store and no
+/// client certificate, as Patroni's requests with no CA configured.
+fn current_tls(url: &str) -> Result<ClientTls, HttpError> {
+    let installed = TLS
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match installed {
+        Some(Ok(t)) => Ok(t),
+        Some(Err(reason)) => Err(HttpError::Tls(url.into(), reason)),
+        None => {
+            let t = ClientTls::from_files(&crate::tls::ClientFiles::default())
+                .map_err(|e| HttpError::Tls(url.into(), e.to_string()))?;
+            set_tls(t.clone());
+            Ok(t)
+        }
+    }
 }
 
 pub async fn get_json(url: &str, timeout: Duration) -> Result<serde_json::Value, HttpError> {
@@ -28,27 +101,9 @@ pub async fn get_json(url: &str, timeout: Duration) -> Result<serde_json::Value,
 
 /// GET with a deadline covering connect, headers and body. Returns status and body.
 pub async fn get(url: &str, timeout: Duration) -> Result<(u16, Bytes), HttpError> {
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let work = async {
-        let resp = client
-            .get(uri)
-            .await
-            .map_err(|e| HttpError::Request(url.into(), e.to_string()))?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| HttpError::Request(url.into(), e.to_string()))?
-            .to_bytes();
-        Ok((status, body))
-    };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(r) => r,
-        Err(_) => Err(HttpError::Timeout(url.into(), timeout)),
-    }
+    request(Method::GET, url, None, None, timeout)
+        .await
+        .map(|r| (r.status, r.body))
 }
 
 /// POSTs a JSON body with a deadline covering the whole exchange, with HTTP Basic
@@ -124,14 +179,35 @@ pub async fn request(
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e: hyper::http::uri::InvalidUri| HttpError::Url(url.into(), e.to_string()))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(HttpError::Url(
-            url.into(),
-            "only http:// is supported (the REST API serves plain HTTP)".into(),
-        ));
-    }
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut builder = hyper::Request::builder().method(method).uri(uri);
+    let tls = match uri.scheme_str() {
+        Some("http") => None,
+        Some("https") => Some(current_tls(url)?),
+        _ => {
+            return Err(HttpError::Url(
+                url.into(),
+                "expected http:// or https://".into(),
+            ))
+        }
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| HttpError::Url(url.into(), "no host".into()))?
+        .clone();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = authority
+        .port_u16()
+        .unwrap_or(if tls.is_some() { 443 } else { 80 });
+    let path = uri
+        .path_and_query()
+        .map_or("/", hyper::http::uri::PathAndQuery::as_str);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, authority.as_str());
     if let Some(a) = auth {
         builder = builder.header(hyper::header::AUTHORIZATION, a.header_value());
     }
@@ -146,22 +222,66 @@ pub async fn request(
         .body(Full::new(payload))
         .map_err(|e| HttpError::Url(url.into(), e.to_string()))?;
     let work = async {
-        let resp = client
-            .request(req)
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
-            .map_err(|e| HttpError::Request(url.into(), error_chain(&e)))?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| HttpError::Request(url.into(), e.to_string()))?
-            .to_bytes();
-        Ok(Response { status, body })
+            .map_err(|e| HttpError::Request(url.into(), format!("cannot connect: {e}")))?;
+        match tls {
+            None => exchange(url, TokioIo::new(tcp), req).await,
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| HttpError::Url(url.into(), e.to_string()))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| {
+                        HttpError::Tls(
+                            format!("{host}:{port}"),
+                            format!("{}; this client trusts {}", error_chain(&e), tls.trusts),
+                        )
+                    })?;
+                exchange(url, TokioIo::new(stream), req).await
+            }
+        }
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
         Err(_) => Err(HttpError::Timeout(url.into(), timeout)),
     }
+}
+
+/// One request on a fresh connection; the connection task ends with this call.
+async fn exchange<T>(
+    url: &str,
+    io: TokioIo<T>,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<Response, HttpError>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    /// Aborts the connection task when the exchange ends or times out.
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| HttpError::Request(url.into(), error_chain(&e)))?;
+    let _conn = Abort(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| HttpError::Request(url.into(), error_chain(&e)))?;
+    let status = resp.status().as_u16();
+    let body = Limited::new(resp.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| HttpError::Request(url.into(), e.to_string()))?
+        .to_bytes();
+    Ok(Response { status, body })
 }
 
 /// hyper's client errors say only "client error (Connect)"; the cause (connection

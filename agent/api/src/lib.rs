@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod patroni;
 pub mod requests;
 mod serde_util;
+pub mod tls;
 
 pub use cluster::{ClusterMember, ClusterStatus, ScheduledSwitchover, WalValue};
 pub use patroni::{

@@ -1,24 +1,50 @@
 //! Streaming compress-then-encrypt ([`seal`]) and decrypt-then-decompress ([`open`]).
 //!
-//! Object format (version 1):
+//! Object format, version 2 (every object written now):
+//!
+//! ```text
+//! header   "WRDNBK02" (8 bytes) | sequence (u64, big-endian) | nonce (19 random bytes)
+//! chunks   XChaCha20-Poly1305 STREAM (BE32) over the payload
+//!              zstd output ‖ SHA-256 of the plaintext (32 bytes)
+//!          every chunk but the last holds exactly CHUNK payload bytes + a 16-byte tag;
+//!          the last holds 1..=CHUNK + tag
+//! ```
+//!
+//! Version 1 (read only, so repositories written before keep restoring):
 //!
 //! ```text
 //! header   "WRDNBK01" (8 bytes) | nonce (19 random bytes)
-//! chunks   XChaCha20-Poly1305 STREAM (BE32): every chunk but the last holds exactly
-//!          CHUNK bytes of zstd output + a 16-byte tag; the last holds 0..=CHUNK + tag
-//! trailer  SHA-256 of the plaintext (32 bytes)
+//! chunks   STREAM over the zstd output alone (last chunk 0..=CHUNK + tag)
+//! trailer  SHA-256 of the plaintext (32 bytes, in the clear; authenticated by the
+//!          last chunk)
 //! ```
+//!
+//! Why version 2: a clear plaintext digest is a confirmation oracle. Anyone who can
+//! read the repository could hash a guess of a predictable object (a WAL segment of a
+//! known workload, a catalog record, a stock config file) and compare. In version 2
+//! the digest is the last 32 payload bytes, encrypted like the rest, and nothing in
+//! the clear is derived from the plaintext (the object's size still is, as with any
+//! encryption of compressed data).
 //!
 //! Why this shape: STREAM puts a chunk counter and a last-chunk flag into each nonce,
 //! so a modified, dropped, reordered or truncated chunk fails authentication. Every
-//! chunk authenticates the header and the object's *context* (associated data: its
-//! path in the repository, so a validly sealed object moved to another name — one WAL
-//! segment swapped for another — fails too), and the last one also the trailer. Fixed-size chunks need no length fields: a
-//! reader that keeps one chunk plus the trailer of look-ahead knows which chunk is last.
-//! Neither side ever holds more than a chunk or two in memory.
+//! chunk authenticates the header (so the format version and the sequence) and the
+//! object's *context* (associated data: its path in the repository, so a validly sealed
+//! object moved to another name — one WAL segment swapped for another — fails too).
+//! Fixed-size chunks need no length fields: a reader that keeps one chunk (plus, for
+//! version 1, the trailer) of look-ahead knows which chunk is last. Neither side ever
+//! holds more than a chunk or two in memory.
 //!
-//! The trailer is the content checksum: the SHA-256 of what was sealed, as it was on
-//! disk, so a later push of the same file can be recognised and a restore verified.
+//! The *sequence* is 0 for objects whose name is written once. An object that is
+//! overwritten in place (the live WAL segment, see `wal_live`) carries an increasing
+//! sequence, authenticated with everything else, so a reader that knows how far it got
+//! can tell an older version put back from the current one; the codec itself only
+//! reports it ([`Opener::sequence`]), the caller decides what is too old.
+//!
+//! The digest is the content checksum: the SHA-256 of what was sealed, as it was on
+//! disk, so a later push of the same file can be recognised (after opening the
+//! existing object with the key) and a restore verified. Nothing in Warden checks
+//! objects without the key, so no keyless digest (of the ciphertext) is kept.
 //!
 //! [`Opener`] hands out plaintext chunk by chunk as each chunk authenticates; the end
 //! of the stream (and so truncation) is only proven when it reports end-of-file. A
@@ -36,10 +62,14 @@ use sha2::{Digest, Sha256};
 
 use super::key::EncryptionKey;
 
-const MAGIC: &[u8; 8] = b"WRDNBK01";
+const MAGIC_LEN: usize = 8;
+const MAGIC_V1: &[u8; MAGIC_LEN] = b"WRDNBK01";
+const MAGIC_V2: &[u8; MAGIC_LEN] = b"WRDNBK02";
 /// STREAM-BE32 over XChaCha20 leaves 24 − 5 = 19 nonce bytes to the caller.
 const NONCE_LEN: usize = 19;
-const HEADER_LEN: usize = MAGIC.len() + NONCE_LEN;
+const SEQUENCE_LEN: usize = 8;
+const HEADER_V1_LEN: usize = MAGIC_LEN + NONCE_LEN;
+const HEADER_V2_LEN: usize = MAGIC_LEN + SEQUENCE_LEN + NONCE_LEN;
 const TAG_LEN: usize = 16;
 const DIGEST_LEN: usize = 32;
 /// Plaintext bytes per chunk: small enough to stream, large enough that the 16-byte
@@ -49,6 +79,15 @@ const SEALED_CHUNK: usize = CHUNK + TAG_LEN;
 
 /// SHA-256 of an object's plaintext.
 pub type Digest32 = [u8; DIGEST_LEN];
+
+/// The object format a stored object was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Clear digest trailer, no sequence (read only).
+    V1,
+    /// Digest inside the encrypted stream, sequence in the header.
+    V2,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -105,19 +144,33 @@ pub struct Sealed {
     pub len: u64,
 }
 
-/// Starts sealing into `inner`: writes go through zstd at `level`, then encryption.
-/// Call [`Sealer::finish`]; dropping a sealer leaves an unterminated (invalid) object.
+/// Starts sealing into `inner` (sequence 0: an object written once under its name).
+/// Writes go through zstd at `level`, then encryption. Call [`Sealer::finish`];
+/// dropping a sealer leaves an unterminated (invalid) object.
 pub fn seal<W: Write>(
     key: &EncryptionKey,
     level: i32,
     context: &str,
     inner: W,
 ) -> Result<Sealer<W>, CodecError> {
+    seal_sequenced(key, level, context, 0, inner)
+}
+
+/// [`seal`] with a `sequence` in the (authenticated) header: for an object that is
+/// replaced in place, so a reader can tell versions apart.
+pub fn seal_sequenced<W: Write>(
+    key: &EncryptionKey,
+    level: i32,
+    context: &str,
+    sequence: u64,
+    inner: W,
+) -> Result<Sealer<W>, CodecError> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
-    let mut header = [0u8; HEADER_LEN];
-    header[..MAGIC.len()].copy_from_slice(MAGIC);
-    header[MAGIC.len()..].copy_from_slice(&nonce);
+    let mut header = Vec::with_capacity(HEADER_V2_LEN);
+    header.extend_from_slice(MAGIC_V2);
+    header.extend_from_slice(&sequence.to_be_bytes());
+    header.extend_from_slice(&nonce);
     let mut inner = inner;
     inner.write_all(&header).map_err(CodecError::Io)?;
     let encrypt = EncryptWriter {
@@ -160,7 +213,7 @@ impl<W: Write> Write for Sealer<W> {
 }
 
 impl<W: Write> Sealer<W> {
-    /// Ends the zstd frame, seals the last chunk and writes the trailer.
+    /// Ends the zstd frame, appends the digest to the payload and seals the last chunk.
     pub fn finish(self) -> Result<(W, Sealed), CodecError> {
         let digest: Digest32 = self.hasher.finalize().into();
         let encrypt = self.zstd.finish().map_err(CodecError::from_io)?;
@@ -175,7 +228,7 @@ impl<W: Write> Sealer<W> {
     }
 }
 
-/// Cuts the compressed stream into chunks and encrypts each.
+/// Cuts the payload (compressed stream, then digest) into chunks and encrypts each.
 struct EncryptWriter<W: Write> {
     inner: W,
     encryptor: EncryptorBE32<XChaCha20Poly1305>,
@@ -208,44 +261,60 @@ impl<W: Write> Write for EncryptWriter<W> {
 }
 
 impl<W: Write> EncryptWriter<W> {
+    /// The digest goes through the same chunking as the compressed data, so it may
+    /// straddle the last two chunks; the last chunk is never empty.
     fn finish(mut self, digest: &Digest32) -> Result<W, CodecError> {
-        let aad = [&self.aad[..], digest].concat();
+        self.write_all(digest).map_err(CodecError::Io)?;
         let sealed = self
             .encryptor
             .encrypt_last(Payload {
                 msg: &self.pending,
-                aad: &aad,
+                aad: &self.aad,
             })
             .map_err(|_| CodecError::Io(io::Error::other("encryption failed")))?;
         self.inner.write_all(&sealed).map_err(CodecError::Io)?;
-        self.inner.write_all(digest).map_err(CodecError::Io)?;
         self.inner.flush().map_err(CodecError::Io)?;
         Ok(self.inner)
     }
 }
 
-/// Starts opening a sealed stream: reads and checks the header.
+/// Starts opening a sealed stream (either format): reads and checks the header.
 pub fn open<R: Read>(
     key: &EncryptionKey,
     context: &str,
     mut inner: R,
 ) -> Result<Opener<R>, CodecError> {
-    let mut header = [0u8; HEADER_LEN];
-    read_full(&mut inner, &mut header).map_err(CodecError::from_io)?;
-    if &header[..MAGIC.len()] != MAGIC {
-        return Err(CodecError::BadHeader);
-    }
+    let mut magic = [0u8; MAGIC_LEN];
+    read_full(&mut inner, &mut magic).map_err(CodecError::from_io)?;
+    let (format, header_len) = match &magic {
+        m if m == MAGIC_V2 => (Format::V2, HEADER_V2_LEN),
+        m if m == MAGIC_V1 => (Format::V1, HEADER_V1_LEN),
+        _ => return Err(CodecError::BadHeader),
+    };
+    let mut header = vec![0u8; header_len];
+    header[..MAGIC_LEN].copy_from_slice(&magic);
+    read_full(&mut inner, &mut header[MAGIC_LEN..]).map_err(CodecError::from_io)?;
+    let sequence = match format {
+        Format::V1 => None,
+        Format::V2 => {
+            let mut seq = [0u8; SEQUENCE_LEN];
+            seq.copy_from_slice(&header[MAGIC_LEN..MAGIC_LEN + SEQUENCE_LEN]);
+            Some(u64::from_be_bytes(seq))
+        }
+    };
     let decryptor = DecryptorBE32::from_aead(
         cipher(key),
-        GenericArray::from_slice(&header[MAGIC.len()..]),
+        GenericArray::from_slice(&header[header_len - NONCE_LEN..]),
     );
     let decrypt = DecryptReader {
         inner,
+        format,
         decryptor: Some(decryptor),
         aad: associated_data(&header, context),
         sealed: Vec::with_capacity(2 * SEALED_CHUNK),
         plain: Vec::new(),
         pos: 0,
+        held: Vec::new(),
         digest: None,
         source_done: false,
     };
@@ -254,6 +323,8 @@ pub fn open<R: Read>(
         zstd,
         hasher: Sha256::new(),
         done: false,
+        format,
+        sequence,
     })
 }
 
@@ -276,11 +347,17 @@ pub struct Opener<R: Read> {
     zstd: zstd::stream::read::Decoder<'static, BufReader<DecryptReader<R>>>,
     hasher: Sha256,
     done: bool,
+    format: Format,
+    sequence: Option<u64>,
 }
 
 impl<R: Read> std::fmt::Debug for Opener<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opener").field("done", &self.done).finish()
+        f.debug_struct("Opener")
+            .field("done", &self.done)
+            .field("format", &self.format)
+            .field("sequence", &self.sequence)
+            .finish()
     }
 }
 
@@ -342,28 +419,54 @@ impl<R: Read> Opener<R> {
         }
         self.zstd.get_ref().get_ref().digest
     }
+
+    /// The object's format (from its header).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The header's sequence (`None` for a version 1 object, which has none). Read
+    /// from the header at once, but authenticated only with the first chunk: trust it
+    /// once [`Read::read`] returned 0, like the content.
+    pub fn sequence(&self) -> Option<u64> {
+        self.sequence
+    }
 }
 
-/// Authenticates and decrypts chunk by chunk, keeping a chunk plus trailer of
-/// look-ahead to know which chunk is the last.
+/// Authenticates and decrypts chunk by chunk, keeping a chunk (plus the version 1
+/// trailer) of look-ahead to know which chunk is the last. For version 2 it also
+/// holds back the last [`DIGEST_LEN`] payload bytes seen, which are the digest once
+/// the last chunk is opened.
 struct DecryptReader<R: Read> {
     inner: R,
+    format: Format,
     /// `None` once the last chunk was opened.
     decryptor: Option<DecryptorBE32<XChaCha20Poly1305>>,
     aad: Vec<u8>,
     sealed: Vec<u8>,
     plain: Vec<u8>,
     pos: usize,
+    /// Version 2: payload bytes that may still turn out to be (part of) the digest.
+    held: Vec<u8>,
     digest: Option<Digest32>,
     source_done: bool,
 }
 
 impl<R: Read> DecryptReader<R> {
+    /// The clear trailer after the last chunk.
+    fn trailer_len(&self) -> usize {
+        match self.format {
+            Format::V1 => DIGEST_LEN,
+            Format::V2 => 0,
+        }
+    }
+
     /// Reads from the source until more than one sealed chunk plus trailer is buffered,
     /// or the source ends.
     fn fill(&mut self) -> io::Result<()> {
         let mut buf = vec![0u8; SEALED_CHUNK];
-        while !self.source_done && self.sealed.len() <= SEALED_CHUNK + DIGEST_LEN {
+        let want = SEALED_CHUNK + self.trailer_len();
+        while !self.source_done && self.sealed.len() <= want {
             match self.inner.read(&mut buf) {
                 Ok(0) => self.source_done = true,
                 Ok(n) => self.sealed.extend_from_slice(&buf[..n]),
@@ -382,35 +485,67 @@ impl<R: Read> DecryptReader<R> {
             return Ok(false);
         }
         self.fill()?;
-        if self.sealed.len() > SEALED_CHUNK + DIGEST_LEN {
+        let trailer = self.trailer_len();
+        let (opened, last) = if self.sealed.len() > SEALED_CHUNK + trailer {
             let decryptor = self.decryptor.as_mut().expect("checked above");
-            self.plain = decryptor
+            let opened = decryptor
                 .decrypt_next(Payload {
                     msg: &self.sealed[..SEALED_CHUNK],
                     aad: &self.aad,
                 })
                 .map_err(|_| io_err(CodecError::Tampered))?;
             self.sealed.drain(..SEALED_CHUNK);
+            (opened, false)
         } else {
-            if self.sealed.len() < TAG_LEN + DIGEST_LEN {
+            if self.sealed.len() < TAG_LEN + trailer {
                 return Err(io_err(CodecError::Truncated));
             }
-            let split = self.sealed.len() - DIGEST_LEN;
-            let mut digest = [0u8; DIGEST_LEN];
-            digest.copy_from_slice(&self.sealed[split..]);
-            let aad = [&self.aad[..], &digest].concat();
+            let split = self.sealed.len() - trailer;
+            // Version 1: the clear trailer is authenticated as associated data of
+            // the last chunk.
+            let aad = [&self.aad[..], &self.sealed[split..]].concat();
             let decryptor = self.decryptor.take().expect("checked above");
-            self.plain = decryptor
+            let opened = decryptor
                 .decrypt_last(Payload {
                     msg: &self.sealed[..split],
                     aad: &aad,
                 })
                 .map_err(|_| io_err(CodecError::Tampered))?;
+            if self.format == Format::V1 {
+                let mut digest = [0u8; DIGEST_LEN];
+                digest.copy_from_slice(&self.sealed[split..]);
+                self.digest = Some(digest);
+            }
             self.sealed.clear();
-            self.digest = Some(digest);
-        }
+            (opened, true)
+        };
+        self.plain = match self.format {
+            Format::V1 => opened,
+            Format::V2 => self.split_digest(&opened, last)?,
+        };
         self.pos = 0;
         Ok(true)
+    }
+
+    /// Version 2: returns the payload bytes that are certainly compressed data, and
+    /// at the last chunk takes the final [`DIGEST_LEN`] bytes as the digest.
+    fn split_digest(&mut self, opened: &[u8], last: bool) -> io::Result<Vec<u8>> {
+        let mut all = std::mem::take(&mut self.held);
+        all.extend_from_slice(opened);
+        let Some(keep) = all.len().checked_sub(DIGEST_LEN) else {
+            // Only the last chunk can leave fewer: an authenticated payload too short
+            // to hold a digest was not written by Warden.
+            return Err(io_err(CodecError::Truncated));
+        };
+        let tail = all.split_off(keep);
+        if last {
+            let mut digest = [0u8; DIGEST_LEN];
+            digest.copy_from_slice(&tail);
+            self.digest = Some(digest);
+        } else {
+            self.held = tail;
+        }
+        Ok(all)
     }
 }
 
@@ -429,10 +564,10 @@ impl<R: Read> Read for DecryptReader<R> {
 }
 
 /// Header, then the context's length and bytes (the length keeps `a`+`bc` and `ab`+`c`
-/// apart).
-fn associated_data(header: &[u8; HEADER_LEN], context: &str) -> Vec<u8> {
+/// apart). The header carries the format version and, in version 2, the sequence.
+fn associated_data(header: &[u8], context: &str) -> Vec<u8> {
     let len = u64::try_from(context.len()).unwrap_or(u64::MAX);
-    [&header[..], &len.to_be_bytes(), context.as_bytes()].concat()
+    [header, &len.to_be_bytes(), context.as_bytes()].concat()
 }
 
 /// Seals all of `plain` into memory (small objects, tests).
@@ -442,7 +577,18 @@ pub fn seal_bytes(
     context: &str,
     plain: &[u8],
 ) -> Result<(Vec<u8>, Sealed), CodecError> {
-    let mut sealer = seal(key, level, context, Vec::new())?;
+    seal_bytes_sequenced(key, level, context, 0, plain)
+}
+
+/// [`seal_bytes`] with a header sequence (see [`seal_sequenced`]).
+pub fn seal_bytes_sequenced(
+    key: &EncryptionKey,
+    level: i32,
+    context: &str,
+    sequence: u64,
+    plain: &[u8],
+) -> Result<(Vec<u8>, Sealed), CodecError> {
+    let mut sealer = seal_sequenced(key, level, context, sequence, Vec::new())?;
     sealer.write_all(plain).map_err(CodecError::from_io)?;
     sealer.finish()
 }
@@ -461,163 +607,4 @@ pub fn open_bytes(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(seed: u8) -> EncryptionKey {
-        let hex: String = (0..32u8)
-            .map(|i| format!("{:02x}", i.wrapping_mul(37).wrapping_add(seed)))
-            .collect();
-        EncryptionKey::parse(&hex, "test").unwrap()
-    }
-
-    /// Pseudo-random, poorly compressible bytes so the sealed form spans many chunks.
-    fn noise(len: usize) -> Vec<u8> {
-        let mut x: u32 = 0x1234_5678;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x.to_le_bytes()[0]
-            })
-            .collect()
-    }
-
-    fn err_of(sealed: &[u8], k: &EncryptionKey) -> CodecError {
-        match open_bytes(k, "ctx", sealed) {
-            Ok(_) => panic!("opening should fail"),
-            Err(e) => e,
-        }
-    }
-
-    #[test]
-    fn round_trips_empty_small_chunk_sized_and_large() {
-        let k = key(1);
-        for len in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK + 17] {
-            let plain = noise(len);
-            let (sealed, info) = seal_bytes(&k, 3, "ctx", &plain).unwrap();
-            assert_eq!(info.len, len as u64);
-            assert_eq!(info.digest, <[u8; 32]>::from(Sha256::digest(&plain)));
-            let (back, digest) = open_bytes(&k, "ctx", &sealed).unwrap();
-            assert_eq!(back, plain, "len {len}");
-            assert_eq!(digest, info.digest);
-        }
-    }
-
-    #[test]
-    fn compresses_before_encrypting() {
-        let plain = vec![7u8; 4 * CHUNK];
-        let (sealed, _) = seal_bytes(&key(1), 3, "ctx", &plain).unwrap();
-        assert!(sealed.len() < 1024, "{} bytes", sealed.len());
-    }
-
-    #[test]
-    fn same_plaintext_seals_differently() {
-        let (a, _) = seal_bytes(&key(1), 3, "ctx", b"segment").unwrap();
-        let (b, _) = seal_bytes(&key(1), 3, "ctx", b"segment").unwrap();
-        assert_ne!(a, b, "a fresh nonce per object");
-    }
-
-    #[test]
-    fn detects_flipped_bits_everywhere() {
-        let k = key(1);
-        let (sealed, _) = seal_bytes(&k, 1, "ctx", &noise(3 * CHUNK)).unwrap();
-        // The header, a middle chunk, the last chunk and the trailer.
-        for at in [
-            0,
-            HEADER_LEN - 1,
-            HEADER_LEN + 10,
-            HEADER_LEN + SEALED_CHUNK + 5,
-            sealed.len() - DIGEST_LEN - 3,
-            sealed.len() - 1,
-        ] {
-            let mut bad = sealed.clone();
-            bad[at] ^= 0x01;
-            let e = err_of(&bad, &k);
-            assert!(e.is_corruption(), "flip at {at}: {e}");
-        }
-    }
-
-    #[test]
-    fn detects_truncation_at_and_between_chunk_boundaries() {
-        let k = key(1);
-        let (sealed, _) = seal_bytes(&k, 1, "ctx", &noise(3 * CHUNK)).unwrap();
-        assert!(sealed.len() > HEADER_LEN + 3 * SEALED_CHUNK);
-        // Cut after the first chunk (+ a fake trailer's worth of bytes: looks complete).
-        for cut in [
-            HEADER_LEN + SEALED_CHUNK + DIGEST_LEN,
-            HEADER_LEN + 2 * SEALED_CHUNK,
-            sealed.len() - 1,
-            HEADER_LEN + 3,
-            5,
-        ] {
-            let e = err_of(&sealed[..cut], &k);
-            assert!(e.is_corruption(), "cut at {cut}: {e}");
-        }
-    }
-
-    #[test]
-    fn detects_reordered_and_dropped_chunks() {
-        let k = key(1);
-        let (sealed, _) = seal_bytes(&k, 1, "ctx", &noise(4 * CHUNK)).unwrap();
-        let c =
-            |i: usize| &sealed[HEADER_LEN + i * SEALED_CHUNK..HEADER_LEN + (i + 1) * SEALED_CHUNK];
-        let rest = &sealed[HEADER_LEN + 2 * SEALED_CHUNK..];
-        let swapped = [&sealed[..HEADER_LEN], c(1), c(0), rest].concat();
-        assert!(matches!(err_of(&swapped, &k), CodecError::Tampered));
-        let dropped = [&sealed[..HEADER_LEN], c(1), rest].concat();
-        assert!(matches!(err_of(&dropped, &k), CodecError::Tampered));
-    }
-
-    #[test]
-    fn wrong_key_and_foreign_data_are_refused() {
-        let (sealed, _) = seal_bytes(&key(1), 3, "ctx", b"wal").unwrap();
-        assert!(matches!(err_of(&sealed, &key(2)), CodecError::Tampered));
-        assert!(matches!(
-            err_of(b"plain old file contents here", &key(1)),
-            CodecError::BadHeader
-        ));
-    }
-
-    #[test]
-    fn an_object_moved_to_another_name_is_refused() {
-        let k = key(1);
-        let (sealed, _) = seal_bytes(&k, 3, "wal/1/A", b"segment A").unwrap();
-        assert!(open_bytes(&k, "wal/1/A", &sealed).is_ok());
-        assert!(matches!(
-            open_bytes(&k, "wal/1/B", &sealed),
-            Err(CodecError::Tampered)
-        ));
-    }
-
-    /// A source that fails after some bytes: the failure must stay an I/O error (a
-    /// retry may help), never look like corruption.
-    #[test]
-    fn a_failing_source_is_not_corruption() {
-        struct Failing(Vec<u8>, usize);
-        impl Read for Failing {
-            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-                if self.1 >= self.0.len() / 2 {
-                    return Err(io::Error::other("connection reset"));
-                }
-                let n = buf.len().min(self.0.len() / 2 - self.1);
-                buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
-                self.1 += n;
-                Ok(n)
-            }
-        }
-        let k = key(1);
-        let (sealed, _) = seal_bytes(&k, 1, "ctx", &noise(4 * CHUNK)).unwrap();
-        let mut opener = open(&k, "ctx", Failing(sealed, 0)).unwrap();
-        let e = CodecError::from_io(opener.read_to_end(&mut Vec::new()).unwrap_err());
-        assert!(matches!(e, CodecError::Io(_)), "{e}");
-        assert!(!e.is_corruption());
-    }
-
-    #[test]
-    fn errors_read_clearly() {
-        let msg = CodecError::Tampered.to_string();
-        assert!(msg.starts_with("authentication failed"), "{msg}");
-    }
-}
+pub(crate) mod tests;

@@ -161,7 +161,9 @@ pub fn fetch_exit(result: &Result<(), FetchError>) -> u8 {
         // repository is simply not there.
         Err(FetchError::NotFound { .. } | FetchError::BadName(_)) => FETCH_NOT_FOUND,
         Err(FetchError::Repo { .. } | FetchError::Local { .. }) => FETCH_UNAVAILABLE,
-        Err(FetchError::Corrupt { .. }) => FETCH_ABORT,
+        // A rolled-back live copy would end recovery early, short of WAL the
+        // repository held: the loss the attack is after. Stop loudly instead.
+        Err(FetchError::Corrupt { .. } | FetchError::LiveRolledBack { .. }) => FETCH_ABORT,
     }
 }
 
@@ -198,5 +200,11 @@ mod tests {
             source: CodecError::Tampered,
         };
         assert!(fetch_exit(&Err(corrupt)) > 125, "must abort recovery");
+        let rolled_back = FetchError::LiveRolledBack {
+            name: name(),
+            seen: 2,
+            found: 1,
+        };
+        assert!(fetch_exit(&Err(rolled_back)) > 125, "must abort recovery");
     }
 }

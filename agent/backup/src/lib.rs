@@ -5,7 +5,7 @@
 //! - `repo`: one [`repo::Repository`] over a directory or an S3-compatible bucket,
 //!   every call bounded.
 //! - `codec`: streaming zstd + XChaCha20-Poly1305 STREAM, with the plaintext SHA-256
-//!   sealed in each object.
+//!   encrypted inside each object (format 2; format 1, with a clear one, still read).
 //! - `layout`: object paths (`<scope>/<system_identifier>/wal/<timeline>/<file>`).
 //! - `key`: the encryption key (file or `WARDEN_BACKUP_KEY`), never logged.
 //! - `wal`: push and fetch with PostgreSQL's archiver rules.

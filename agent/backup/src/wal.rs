@@ -92,6 +92,10 @@ pub enum FetchError {
         #[source]
         source: RepoError,
     },
+    /// The live copy is older than one already restored into the same directory: an
+    /// older sealed version was put back over the newer one (see `wal_live`).
+    #[error("{name}: the live copy in the repository (sequence {found}) is older than the one already restored here (sequence {seen}); an older version was put back in place, refusing it")]
+    LiveRolledBack { name: String, seen: u64, found: u64 },
     #[error("{name}: cannot write {}: {source}", path.display())]
     Local {
         name: String,
@@ -209,7 +213,7 @@ impl Archive {
     /// Restores the archived file `name` (PostgreSQL's `%f`) to `dest` (`%p`).
     pub async fn fetch(&self, name: &str, dest: &Path) -> Result<(), FetchError> {
         let name = WalName::parse(name)?;
-        let (object, sealed) = self.find(&name).await?;
+        let (object, sealed, live) = self.find(&name).await?;
         let local = |path: &Path, source| FetchError::Local {
             name: name.to_string(),
             path: path.to_owned(),
@@ -224,16 +228,28 @@ impl Archive {
             .tempfile_in(dir)
             .map_err(|e| local(dir, e))?;
         let copied = codec::open(&self.key, &object, &sealed[..]).and_then(|mut opener| {
-            std::io::copy(&mut opener, tmp.as_file_mut()).map_err(CodecError::from_io)
+            std::io::copy(&mut opener, tmp.as_file_mut()).map_err(CodecError::from_io)?;
+            // Authenticated now that the whole object was read. A version 1 live
+            // copy has no sequence: older than any version 2 one.
+            Ok(opener.sequence().unwrap_or(0))
         });
-        match copied {
-            Ok(_) => {}
+        let sequence = match copied {
+            Ok(sequence) => sequence,
             Err(CodecError::Io(e)) => return Err(local(tmp.path(), e)),
             Err(source) => {
                 return Err(FetchError::Corrupt {
                     name: name.to_string(),
                     source,
                 })
+            }
+        };
+        if live {
+            if let Some(seen) = super::wal_live::rolled_back(dir, &name, sequence) {
+                return Err(FetchError::LiveRolledBack {
+                    name: name.to_string(),
+                    seen,
+                    found: sequence,
+                });
             }
         }
         tmp.as_file_mut()
@@ -245,6 +261,9 @@ impl Archive {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| local(dir, e))?;
+        if live {
+            super::wal_live::record_seen(dir, &name, sequence);
+        }
         tracing::debug!(segment = %name, "restored from the repository");
         Ok(())
     }
@@ -252,8 +271,9 @@ impl Archive {
 
 impl Archive {
     /// The archived object for `name`; for a segment not archived yet, the archiver's
-    /// live copy of it (see `wal_live`), so a restore reaches the newest WAL.
-    async fn find(&self, name: &WalName) -> Result<(String, Bytes), FetchError> {
+    /// live copy of it (see `wal_live`), so a restore reaches the newest WAL. True
+    /// when it is the live copy.
+    async fn find(&self, name: &WalName) -> Result<(String, Bytes, bool), FetchError> {
         let mut candidates = vec![self.layout.wal(name)];
         if name.kind == WalKind::Segment {
             candidates.push(self.layout.wal_live(name));
@@ -264,7 +284,7 @@ impl Archive {
                     if i > 0 {
                         tracing::info!(segment = %name, "serving the archiver's live partial copy");
                     }
-                    return Ok((object.clone(), b));
+                    return Ok((object.clone(), b, i > 0));
                 }
                 Err(RepoError::NotFound { .. }) => {}
                 Err(source) => {

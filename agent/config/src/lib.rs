@@ -16,6 +16,7 @@ pub mod logging;
 pub mod methods;
 mod postgresql;
 mod reader;
+mod restapi_tls;
 mod schema;
 mod sections;
 mod types;
@@ -33,6 +34,9 @@ pub use types::{
 pub use types::{
     CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap, Retention,
 };
+
+pub use types::PgAuthTls;
+pub use types::{KeyedPath, RestClientTls, RestTls, VerifyClient};
 
 pub use env::EnvConfig;
 use reader::{Reader, Section};

@@ -12,10 +12,11 @@ use super::reader::{describe_yaml, key_text, Reader, Section};
 use super::schema;
 use super::sections::{credentials, host_port};
 use super::types::{
-    BootstrapConfig, HostPort, InitdbOption, PgAuth, PostgresqlConfig, ReplicaMethod,
+    BootstrapConfig, HostPort, InitdbOption, PgAuth, PgAuthTls, PostgresqlConfig, ReplicaMethod,
     RestoreBootstrap,
 };
 use warden_pg::target::Target;
+use warden_pg::tls::{ChannelBinding, ClientTls, SslMode};
 
 pub(super) fn postgresql(
     r: &mut Reader,
@@ -352,26 +353,154 @@ fn pg_auth(r: &mut Reader, value: &Value) -> Option<PgAuth> {
     const PATH: &str = "postgresql.authentication";
     let s = r.section(PATH, value)?;
     r.check_keys(&s, schema::PG_AUTH, &[]);
+    let role = |r: &mut Reader, name: &str, v: &Value| {
+        let path = s.path_of(name);
+        let credentials = credentials(r, &path, v, schema::PG_CREDENTIALS);
+        let tls = role_tls(r, &path, v);
+        Some((credentials?, tls?))
+    };
     let superuser = r
         .required(&s, "superuser")
-        .and_then(|v| credentials(r, &s.path_of("superuser"), v, schema::PG_CREDENTIALS));
+        .and_then(|v| role(r, "superuser", v));
     let replication = r
         .required(&s, "replication")
-        .and_then(|v| credentials(r, &s.path_of("replication"), v, schema::PG_CREDENTIALS));
+        .and_then(|v| role(r, "replication", v));
     let rewind = match s.get("rewind") {
-        Some(v) => Some(credentials(
-            r,
-            &s.path_of("rewind"),
-            v,
-            schema::PG_CREDENTIALS,
-        )?),
+        Some(v) => Some(role(r, "rewind", v)?),
         None => None,
     };
+    let (superuser, superuser_tls) = superuser?;
+    let (replication, replication_tls) = replication?;
+    let (rewind, rewind_tls) = rewind.map_or((None, None), |(c, t)| (Some(c), Some(t)));
     Some(PgAuth {
-        superuser: superuser?,
-        replication: replication?,
+        superuser,
+        replication,
         rewind,
+        tls: PgAuthTls {
+            superuser: superuser_tls,
+            replication: replication_tls,
+            rewind: rewind_tls,
+        },
     })
+}
+
+/// A role's libpq connection settings (Patroni passes them to libpq as given). Each
+/// is honoured by the libpq programs and by the agent's own connections, or refused:
+/// never accepted and then weakened.
+pub(super) fn role_tls(r: &mut Reader, path: &str, value: &Value) -> Option<ClientTls> {
+    let Value::Mapping(map) = value else {
+        return None;
+    };
+    let s = Section {
+        path: path.to_owned(),
+        map,
+    };
+    let before = r.problems.len();
+    let text = |r: &mut Reader, key: &str| match s.get(key) {
+        None | Some(Value::Null) => None,
+        Some(v) => r.string(&s.path_of(key), v),
+    };
+    let mut tls = ClientTls::default();
+    if let Some(mode) = text(r, "sslmode") {
+        tls.sslmode = SslMode::parse(&mode);
+        if tls.sslmode.is_none() {
+            r.error(
+                s.path_of("sslmode"),
+                format!("expected {}, got {mode:?}", SslMode::NAMES),
+            );
+        }
+    }
+    let file = |r: &mut Reader, key: &str, dir: bool| {
+        let value = text(r, key)?;
+        let p = PathBuf::from(&value);
+        let ok = if dir { p.is_dir() } else { p.is_file() };
+        if value.is_empty() {
+            r.error(s.path_of(key), "must not be empty");
+        } else if !p.is_absolute() {
+            r.error(
+                s.path_of(key),
+                format!("must be an absolute path, got {value:?}"),
+            );
+        } else if !ok {
+            let what = if dir { "directory" } else { "file" };
+            r.error(s.path_of(key), format!("no such {what} {value:?}"));
+        }
+        Some(p)
+    };
+    tls.sslrootcert = file(r, "sslrootcert", false);
+    tls.sslcert = file(r, "sslcert", false);
+    tls.sslkey = file(r, "sslkey", false);
+    tls.sslcrl = file(r, "sslcrl", false);
+    tls.sslcrldir = file(r, "sslcrldir", true);
+    if matches!(tls.sslmode, Some(SslMode::VerifyCa | SslMode::VerifyFull))
+        && s.get("sslrootcert").is_none()
+    {
+        r.error(
+            s.path_of("sslrootcert"),
+            format!(
+                "required with sslmode {}: the CA certificate(s) to check the server \
+                 against (Warden does not read ~/.postgresql/root.crt)",
+                tls.mode().as_str()
+            ),
+        );
+    }
+    match (&tls.sslcert, &tls.sslkey) {
+        (Some(_), None) => r.error(s.path_of("sslkey"), "required with sslcert"),
+        (None, Some(_)) => r.error(s.path_of("sslcert"), "required with sslkey"),
+        _ => {}
+    }
+    match text(r, "sslnegotiation").as_deref() {
+        None | Some("postgres") => {}
+        Some("direct") => r.error(
+            s.path_of("sslnegotiation"),
+            "cannot be honoured: PostgreSQL 15's libpq (pg_basebackup, pg_rewind, the \
+             walreceiver) knows only the postgres negotiation",
+        ),
+        Some(other) => r.error(
+            s.path_of("sslnegotiation"),
+            format!("expected postgres or direct, got {other:?}"),
+        ),
+    }
+    match text(r, "gssencmode") {
+        None => {}
+        Some(m) if matches!(m.as_str(), "disable" | "allow" | "prefer") => {
+            tls.gssencmode = Some(m);
+        }
+        Some(m) if m == "require" => r.error(
+            s.path_of("gssencmode"),
+            "cannot be honoured: the agent's own connections do not use GSSAPI encryption",
+        ),
+        Some(m) => r.error(
+            s.path_of("gssencmode"),
+            format!("expected disable, allow, prefer or require, got {m:?}"),
+        ),
+    }
+    if let Some(cb) = text(r, "channel_binding") {
+        tls.channel_binding = ChannelBinding::parse(&cb);
+        if tls.channel_binding.is_none() {
+            r.error(
+                s.path_of("channel_binding"),
+                format!("expected disable, prefer or require, got {cb:?}"),
+            );
+        }
+    }
+    if let Some(v) = s.get("allow_cleartext_password") {
+        tls.allow_cleartext_password = r
+            .boolean(&s.path_of("allow_cleartext_password"), v)
+            .unwrap_or(false);
+    }
+    if r.problems.len() != before {
+        return None;
+    }
+    // The files are there; check they hold what the mode needs (a certificate, a
+    // key) now rather than at the first connection.
+    if tls.mode() != SslMode::Disable {
+        if let Err(e) = warden_pg::tls::client_config(&tls) {
+            r.error(path, e.to_string());
+            return None;
+        }
+    }
+    Some(tls)
 }
 
 pub(super) fn bootstrap(r: &mut Reader, root: &Section<'_>) -> Option<BootstrapConfig> {

@@ -56,7 +56,7 @@ pub(super) const TOP: &[Key] = &[
     warden("bootstrap"),
     warden("postgresql"),
     warden("tags"),
-    patroni("ctl", ""),
+    warden("ctl"),
     patroni("citus", ""),
     warden("watchdog"),
     warden("backup"),
@@ -142,29 +142,24 @@ pub(super) const LOG: &[Key] = &[
     warden("deduplicate_heartbeat_logs"),
 ];
 
-const NO_TLS: &str = "the REST API serves plain HTTP; TLS is not supported yet";
-const ETCD_NO_TLS: &str = "Warden connects to etcd over plain http; TLS is not supported yet";
-
 pub(super) const RESTAPI: &[Key] = &[
     warden("listen"),
     warden("connect_address"),
     warden("authentication"),
-    refused("certfile", NO_TLS),
-    refused("keyfile", NO_TLS),
-    refused("keyfile_password", NO_TLS),
-    refused("cafile", NO_TLS),
-    refused("ciphers", NO_TLS),
-    refused("verify_client", "client certificates are not checked yet"),
+    warden("certfile"),
+    warden("keyfile"),
+    warden("keyfile_password"),
+    warden("cafile"),
     refused(
-        "allowlist",
-        "write endpoints are not restricted by client address yet",
+        "ciphers",
+        "Warden's REST API uses rustls' default cipher suites (TLS 1.2 AEAD and TLS 1.3) \
+         and cannot restrict them to a list yet",
     ),
-    refused(
-        "allowlist_include_members",
-        "write endpoints are not restricted by client address yet",
-    ),
-    patroni("http_extra_headers", ""),
-    patroni("https_extra_headers", ""),
+    warden("verify_client"),
+    warden("allowlist"),
+    warden("allowlist_include_members"),
+    warden("http_extra_headers"),
+    warden("https_extra_headers"),
     patroni("request_queue_size", ""),
     patroni("server_tokens", ""),
     patroni(
@@ -173,25 +168,44 @@ pub(super) const RESTAPI: &[Key] = &[
     ),
 ];
 
+/// `ctl`: how wardenctl (and a member calling another member) authenticates to the
+/// REST API and verifies it.
+pub(super) const CTL: &[Key] = &[
+    warden("authentication"),
+    warden("certfile"),
+    warden("keyfile"),
+    warden("keyfile_password"),
+    warden("cacert"),
+    warden("insecure"),
+];
+
 pub(super) const RESTAPI_AUTH: &[Key] = &[warden("username"), warden("password")];
 
 pub(super) const ETCD3: &[Key] = &[
     warden("host"),
     warden("hosts"),
     warden("protocol"),
-    refused("cacert", ETCD_NO_TLS),
-    refused("cert", ETCD_NO_TLS),
-    refused("key", ETCD_NO_TLS),
-    refused("username", "etcd authentication is not supported yet"),
-    refused("password", "etcd authentication is not supported yet"),
+    warden("cacert"),
+    warden("cert"),
+    warden("key"),
+    warden("username"),
+    warden("password"),
     patroni("url", "use hosts"),
     patroni("proxy", "use hosts"),
     patroni("srv", "use hosts"),
     patroni("srv_suffix", "use hosts"),
     patroni("use_proxies", ""),
     patroni("port", "use hosts with host:port"),
-    refused("key_password", ETCD_NO_TLS),
-    refused("verify", ETCD_NO_TLS),
+    refused(
+        "key_password",
+        "Warden cannot read an encrypted etcd client key (Patroni's etcd3 section has no \
+         such key either); give an unencrypted etcd3.key readable only by the agent",
+    ),
+    refused(
+        "verify",
+        "Warden always verifies etcd's server certificate (against etcd3.cacert, else the \
+         system trust store); turning verification off is not supported",
+    ),
 ];
 
 /// `bootstrap` when `method: warden_restore` (the method and its section are Warden's).
@@ -264,21 +278,28 @@ pub(super) const WATCHDOG: &[Key] = &[
 
 pub(super) const PG_AUTH: &[Key] = &[warden("superuser"), warden("replication"), warden("rewind")];
 
-const LIBPQ_TLS: &str = "the agent's connections use libpq defaults (sslmode prefer); per-role TLS settings are not supported yet";
+/// libpq children cannot take `sslpassword` without a command line showing it, and the
+/// agent's own connections do not decrypt keys.
+const NO_SSLPASSWORD: &str = "encrypted client keys are not supported: use an unencrypted sslkey readable only by PostgreSQL's user";
 
+/// Each role under `postgresql.authentication`: libpq's connection settings, checked
+/// and honoured in `postgresql.rs` (`role_tls`).
 pub(super) const PG_CREDENTIALS: &[Key] = &[
     warden("username"),
     warden("password"),
     warden("sslmode"),
-    refused("sslkey", LIBPQ_TLS),
-    refused("sslpassword", LIBPQ_TLS),
-    refused("sslcert", LIBPQ_TLS),
-    refused("sslrootcert", LIBPQ_TLS),
-    refused("sslcrl", LIBPQ_TLS),
-    refused("sslcrldir", LIBPQ_TLS),
-    refused("sslnegotiation", LIBPQ_TLS),
-    refused("gssencmode", LIBPQ_TLS),
-    refused("channel_binding", LIBPQ_TLS),
+    warden("sslkey"),
+    refused("sslpassword", NO_SSLPASSWORD),
+    warden("sslcert"),
+    warden("sslrootcert"),
+    warden("sslcrl"),
+    warden("sslcrldir"),
+    warden("sslnegotiation"),
+    warden("gssencmode"),
+    warden("channel_binding"),
+    // Warden's own: whether the agent's SQL connections answer a cleartext password
+    // request (refused by default).
+    warden("allow_cleartext_password"),
 ];
 
 /// Tags Patroni knows that Warden does not act on (none left; kept for the check).
@@ -342,6 +363,7 @@ mod tests {
             TOP,
             LOG,
             RESTAPI,
+            CTL,
             ETCD3,
             BOOTSTRAP,
             POSTGRESQL,

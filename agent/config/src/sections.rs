@@ -382,10 +382,17 @@ pub(super) fn restapi(r: &mut Reader, root: &Section<'_>) -> Option<RestApiConfi
         )?),
         None => None,
     };
+    let extra = super::restapi_tls::read(r, &s, root);
     Some(RestApiConfig {
         listen: listen?.0,
         connect_address: connect_address?,
         authentication,
+        tls: extra.tls,
+        allowlist: extra.allowlist,
+        allowlist_include_members: extra.allowlist_include_members,
+        http_extra_headers: extra.http_extra_headers,
+        https_extra_headers: extra.https_extra_headers,
+        client: extra.client,
     })
 }
 
@@ -422,28 +429,7 @@ pub(super) fn credentials(
         Some(v) => Some(r.string(&s.path_of("password"), v)?),
         None => None,
     };
-    // The agent's connections use sslmode prefer: a weaker mode is honoured, a
-    // stronger one (the certificate checked) is not yet, and must not be pretended.
-    if let Some(v) = s.get("sslmode") {
-        let path = s.path_of("sslmode");
-        if let Some(mode) = r.string(&path, v) {
-            match mode.as_str() {
-                "disable" | "allow" | "prefer" => {}
-                "require" | "verify-ca" | "verify-full" => r.error(
-                    path,
-                    format!(
-                        "cannot be honoured: {mode:?} needs TLS the agent's connections do not \
-                         enforce yet (they use prefer). Remove it, or stay on Patroni until \
-                         Warden supports it (Warden never falls back to plain text)"
-                    ),
-                ),
-                other => r.error(
-                    path,
-                    format!("expected disable, allow, prefer, require, verify-ca or verify-full, got {other:?}"),
-                ),
-            }
-        }
-    }
+    // A PostgreSQL role's TLS keys (sslmode, ...) are read by postgresql.rs.
     Some(Credentials {
         username: username?,
         password,
@@ -460,23 +446,20 @@ pub(super) fn etcd3(r: &mut Reader, root: &Section<'_>) -> Option<EtcdConfig> {
     };
     let s = r.section("etcd3", value)?;
     r.check_keys(&s, schema::ETCD3, &[]);
-    if let Some(v) = s.get("protocol") {
-        if let Some(p) = r.string("etcd3.protocol", v) {
-            match p.as_str() {
-                "http" => {}
-                "https" => r.error(
-                    "etcd3.protocol",
-                    "cannot be honoured: Warden connects to etcd over plain http; TLS is not \
-                     supported yet. Remove it, or stay on Patroni until Warden supports it \
-                     (Warden never falls back to plain text)",
-                ),
-                other => r.error(
+    let protocol = match s.get("protocol") {
+        Some(v) => match r.string("etcd3.protocol", v)?.as_str() {
+            "http" => Some(false),
+            "https" => Some(true),
+            other => {
+                r.error(
                     "etcd3.protocol",
                     format!("expected http or https, got {other:?}"),
-                ),
+                );
+                return None;
             }
-        }
-    }
+        },
+        None => None,
+    };
     let raw: Vec<(String, String)> = match (s.get("hosts"), s.get("host")) {
         (Some(hosts), host) => {
             if host.is_some() {
@@ -496,10 +479,52 @@ pub(super) fn etcd3(r: &mut Reader, root: &Section<'_>) -> Option<EtcdConfig> {
             return None;
         }
     };
+    let (hosts, https) = etcd_hosts(r, raw, protocol)?;
+    let security = etcd_security(r, &s, https)?;
+    Some(EtcdConfig { hosts, security })
+}
+
+/// The endpoints as `host:port`, and whether they are https. A host may be written as
+/// a URL (`https://etcd1:2379`); its scheme must agree with `protocol` and the other
+/// hosts, since one client speaks one protocol to all of them.
+fn etcd_hosts(
+    r: &mut Reader,
+    raw: Vec<(String, String)>,
+    protocol: Option<bool>,
+) -> Option<(Vec<String>, bool)> {
     let mut hosts = Vec::with_capacity(raw.len());
     let mut ok = true;
+    let mut https = protocol;
     for (path, text) in raw {
-        match address::parse_etcd_host(&text) {
+        let text = text.trim();
+        let (scheme, rest) = match text.split_once("://") {
+            Some(("https", rest)) => (Some(true), rest.trim_end_matches('/')),
+            Some(("http", rest)) => (Some(false), rest.trim_end_matches('/')),
+            Some((other, _)) => {
+                r.error(
+                    path,
+                    format!("unknown scheme {other:?} in \"{text}\" (expected http or https)"),
+                );
+                ok = false;
+                continue;
+            }
+            None => (None, text),
+        };
+        if let (Some(given), Some(before)) = (scheme, https) {
+            if given != before {
+                r.error(
+                    path,
+                    format!(
+                        "\"{text}\" does not match etcd3.protocol or the other hosts: all \
+                         etcd endpoints are either http or https"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+        }
+        https = https.or(scheme);
+        match address::parse_etcd_host(rest) {
             Ok(host) => hosts.push(host),
             Err(e) => {
                 r.error(path, e);
@@ -511,7 +536,76 @@ pub(super) fn etcd3(r: &mut Reader, root: &Section<'_>) -> Option<EtcdConfig> {
         r.error("etcd3.hosts", "must list at least one host");
         return None;
     }
-    ok.then_some(EtcdConfig { hosts })
+    ok.then_some((hosts, https.unwrap_or(false)))
+}
+
+/// `cacert`/`cert`/`key` (https only: a certificate beside plain http would be a
+/// silent downgrade) and `username`/`password` (both or neither).
+fn etcd_security(
+    r: &mut Reader,
+    s: &Section<'_>,
+    https: bool,
+) -> Option<warden_consensus::etcd::EtcdSecurity> {
+    use warden_consensus::etcd::{EtcdSecurity, EtcdTls, EtcdUser};
+    let mut ok = true;
+    let mut file = |r: &mut Reader, key: &str| -> Option<std::path::PathBuf> {
+        let path = format!("etcd3.{key}");
+        let text = r.string(&path, s.get(key)?)?;
+        if text.trim().is_empty() {
+            // Patroni treats an empty value as not set.
+            return None;
+        }
+        let p = std::path::PathBuf::from(text);
+        if !https {
+            r.error(
+                &path,
+                "set, but etcd is reached over plain http; set etcd3.protocol: https \
+                 (or https:// hosts) to use it",
+            );
+            ok = false;
+            return None;
+        }
+        if let Err(e) = std::fs::File::open(&p) {
+            r.error(&path, format!("cannot read {}: {e}", p.display()));
+            ok = false;
+            return None;
+        }
+        Some(p)
+    };
+    let cacert = file(r, "cacert");
+    let cert = file(r, "cert");
+    let key = file(r, "key");
+    if key.is_some() && cert.is_none() {
+        r.error("etcd3.key", "set without etcd3.cert");
+        ok = false;
+    }
+    let username = s
+        .get("username")
+        .and_then(|v| r.string("etcd3.username", v));
+    let password = s
+        .get("password")
+        .and_then(|v| r.string("etcd3.password", v));
+    let user = match (username, password) {
+        (Some(username), Some(password)) if !username.is_empty() => {
+            if !https {
+                r.warn("etcd3.password: sent to etcd over plain http; set etcd3.protocol: https");
+            }
+            Some(EtcdUser { username, password })
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            r.error("etcd3.password", "missing; etcd3.username needs it");
+            ok = false;
+            None
+        }
+        (_, Some(_)) => {
+            r.error("etcd3.username", "missing; etcd3.password needs it");
+            ok = false;
+            None
+        }
+    };
+    let tls = https.then_some(EtcdTls { cacert, cert, key });
+    ok.then_some(EtcdSecurity { tls, user })
 }
 
 /// `hosts` as a YAML list or a comma-separated string; each entry with its key path.

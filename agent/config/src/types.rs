@@ -128,12 +128,83 @@ pub struct RestApiConfig {
     pub connect_address: HostPort,
     /// Basic-auth credentials protecting the unsafe (write) endpoints.
     pub authentication: Option<Credentials>,
+    /// `certfile` (and its keys): the API serves https only; `None`: plain http.
+    pub tls: Option<RestTls>,
+    /// `allowlist`: who may call the unsafe endpoints (IP, CIDR or host name); empty
+    /// with `allowlist_include_members` false: anyone.
+    pub allowlist: Vec<String>,
+    /// `allowlist_include_members`: members' `api_url` hosts are allowed too.
+    pub allowlist_include_members: bool,
+    /// `http_extra_headers`: added to every response.
+    pub http_extra_headers: Vec<(String, String)>,
+    /// `https_extra_headers`: added to every response served over TLS.
+    pub https_extra_headers: Vec<(String, String)>,
+    /// What this member presents and trusts when it calls other members' APIs:
+    /// `ctl.*`, else `restapi.*` (Patroni's request fallback).
+    pub client: RestClientTls,
+}
+
+impl RestApiConfig {
+    /// The `api_url` this member publishes: https when it serves TLS, as Patroni.
+    pub fn api_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/patroni", self.connect_address)
+    }
+}
+
+/// `restapi.certfile` and what goes with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestTls {
+    pub certfile: PathBuf,
+    /// `None`: the key is in `certfile`.
+    pub keyfile: Option<PathBuf>,
+    pub keyfile_password: Option<Secret>,
+    /// CA certificates client certificates are checked against.
+    pub cafile: Option<PathBuf>,
+    pub verify_client: VerifyClient,
+}
+
+/// `restapi.verify_client`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyClient {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// Asked for; when given it must verify; the unsafe endpoints require one.
+    Optional,
+    /// Every connection must present a certificate that verifies.
+    Required,
+}
+
+/// A file setting and the key it came from (`ctl.cacert` or `restapi.cafile`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedPath {
+    pub key: &'static str,
+    pub path: PathBuf,
+}
+
+/// The REST client's TLS settings (members calling members; wardenctl reads the same
+/// keys itself).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RestClientTls {
+    /// `ctl.cacert`, else `restapi.cafile`; `None`: the system trust store.
+    pub cacert: Option<KeyedPath>,
+    /// `ctl.certfile`, else `restapi.certfile`.
+    pub certfile: Option<KeyedPath>,
+    /// The keyfile that goes with `certfile`'s section.
+    pub keyfile: Option<KeyedPath>,
+    pub keyfile_password: Option<Secret>,
+    /// `ctl.insecure`: server certificates are not verified.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdConfig {
-    /// Endpoints as `host:port` (port 2379 when the YAML gave none).
+    /// Endpoints as `host:port` (port 2379 when the YAML gave none); the scheme is
+    /// `security.tls` (https when set).
     pub hosts: Vec<String>,
+    /// `protocol: https` with `cacert`/`cert`/`key`, and `username`/`password`.
+    pub security: warden_consensus::etcd::EtcdSecurity,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -246,6 +317,17 @@ pub struct PgAuth {
     pub superuser: Credentials,
     pub replication: Credentials,
     pub rewind: Option<Credentials>,
+    /// Each role's TLS settings (`sslmode`, `sslrootcert`, ...).
+    pub tls: PgAuthTls,
+}
+
+/// The TLS part of `postgresql.authentication`, per role; `rewind` is `None` when
+/// there is no rewind role (pg_rewind then uses the superuser's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PgAuthTls {
+    pub superuser: warden_pg::tls::ClientTls,
+    pub replication: warden_pg::tls::ClientTls,
+    pub rewind: Option<warden_pg::tls::ClientTls>,
 }
 
 /// A user name and optional password. `Debug` never prints the password.

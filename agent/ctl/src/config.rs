@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 use warden_api::client::BasicAuth;
+use warden_consensus::etcd::{EtcdSecurity, EtcdTls, EtcdUser};
 
 pub const DEFAULT_NAMESPACE: &str = "/service/";
 const ETCD_DEFAULT_PORT: u16 = 2379;
@@ -23,10 +24,15 @@ const ETCD_DEFAULT_PORT: u16 = 2379;
 pub struct CtlConfig {
     pub scope: Option<String>,
     pub namespace: String,
-    /// etcd endpoints, `host:port` each.
+    /// etcd endpoints, `host:port` or `http(s)://host:port` each.
     pub etcd_hosts: Vec<String>,
+    /// etcd3's `protocol`, `cacert`, `cert`, `key`, `username`, `password`, resolved
+    /// by [`CtlConfig::etcd_security`].
+    pub etcd: EtcdSettings,
     /// Credentials for the REST API's write endpoints.
     pub auth: Option<BasicAuth>,
+    /// The REST API's TLS (`ctl.*` with `restapi.*` fallback).
+    pub rest_tls: crate::rest_tls::RestTlsSettings,
     /// The file that was read, if any (for messages).
     pub file: Option<PathBuf>,
     /// The file has an etcd v2 (`etcd:`) section but no `etcd3:` one.
@@ -39,7 +45,9 @@ impl Default for CtlConfig {
             scope: None,
             namespace: DEFAULT_NAMESPACE.to_string(),
             etcd_hosts: Vec::new(),
+            etcd: EtcdSettings::default(),
             auth: None,
+            rest_tls: crate::rest_tls::RestTlsSettings::default(),
             file: None,
             only_etcd_v2: false,
         }
@@ -160,6 +168,88 @@ impl CtlConfig {
     }
 }
 
+/// The etcd3 settings as written (file, then environment); each one overrides alone.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct EtcdSettings {
+    pub protocol: Option<String>,
+    pub cacert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for EtcdSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdSettings")
+            .field("protocol", &self.protocol)
+            .field("cacert", &self.cacert)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl EtcdSettings {
+    const KEYS: [&'static str; 6] = ["protocol", "cacert", "cert", "key", "username", "password"];
+
+    fn slot(&mut self, key: &str) -> &mut Option<String> {
+        match key {
+            "protocol" => &mut self.protocol,
+            "cacert" => &mut self.cacert,
+            "cert" => &mut self.cert,
+            "key" => &mut self.key,
+            "username" => &mut self.username,
+            _ => &mut self.password,
+        }
+    }
+}
+
+impl CtlConfig {
+    /// TLS and the etcd user as the agent reads them (Patroni's meanings): https when
+    /// `protocol: https` or a host is an `https://` URL; certificates beside plain http
+    /// are an error, never ignored.
+    pub fn etcd_security(&self) -> Result<EtcdSecurity> {
+        let e = &self.etcd;
+        let https = match e.protocol.as_deref() {
+            Some("https") => true,
+            Some("http") | None => self.etcd_hosts.iter().any(|h| h.starts_with("https://")),
+            Some(other) => bail!("etcd3.protocol: expected http or https, got {other:?}"),
+        };
+        let path = |v: &Option<String>| {
+            v.clone()
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from)
+        };
+        let (cacert, cert, key) = (path(&e.cacert), path(&e.cert), path(&e.key));
+        if !https {
+            for (name, v) in [("cacert", &cacert), ("cert", &cert), ("key", &key)] {
+                if v.is_some() {
+                    bail!(
+                        "etcd3.{name}: set, but etcd is reached over plain http; set \
+                         etcd3.protocol: https (or https:// hosts)"
+                    );
+                }
+            }
+        }
+        let user = match (&e.username, &e.password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some(EtcdUser {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            (None, None) => None,
+            (Some(_), None) => bail!("etcd3.password: missing; etcd3.username needs it"),
+            (_, Some(_)) => bail!("etcd3.username: missing; etcd3.password needs it"),
+        };
+        Ok(EtcdSecurity {
+            tls: https.then_some(EtcdTls { cacert, cert, key }),
+            user,
+        })
+    }
+}
+
 /// Credentials by section; the environment overrides each section separately.
 #[derive(Debug, Default)]
 struct Auth {
@@ -197,6 +287,14 @@ fn apply_file(cfg: &mut CtlConfig, text: &str) -> Result<Auth> {
         }
         None => cfg.only_etcd_v2 = root.get("etcd").is_some(),
     }
+    if let Some(etcd3) = root.get("etcd3") {
+        for key in EtcdSettings::KEYS {
+            if let Some(v) = scalar(etcd3.get(key)) {
+                *cfg.etcd.slot(key) = Some(v);
+            }
+        }
+    }
+    cfg.rest_tls.apply_file(&root);
     let auth_of = |section: &str| -> Option<BasicAuth> {
         let a = root.get(section)?.get("authentication")?;
         Some(BasicAuth {
@@ -211,6 +309,7 @@ fn apply_file(cfg: &mut CtlConfig, text: &str) -> Result<Auth> {
 }
 
 fn apply_env(cfg: &mut CtlConfig, auth: &mut Auth, env: &dyn Fn(&str) -> Option<String>) {
+    cfg.rest_tls.apply_env(env);
     if let Some(s) = env("PATRONI_SCOPE") {
         cfg.scope = Some(s);
     }
@@ -219,6 +318,11 @@ fn apply_env(cfg: &mut CtlConfig, auth: &mut Auth, env: &dyn Fn(&str) -> Option<
     }
     if let Some(h) = env("PATRONI_ETCD3_HOSTS").or_else(|| env("PATRONI_ETCD3_HOST")) {
         cfg.etcd_hosts = split_hosts(&h);
+    }
+    for key in EtcdSettings::KEYS {
+        if let Some(v) = env(&format!("PATRONI_ETCD3_{}", key.to_uppercase())) {
+            *cfg.etcd.slot(key) = Some(v);
+        }
     }
     let auth_env = |section: &str| -> Option<BasicAuth> {
         Some(BasicAuth {
@@ -538,5 +642,39 @@ some_future_key: [1, 2, {x: y}]
             let e = parse_dcs_url(bad).unwrap_err().to_string();
             assert!(e.contains(needle) && e.contains(bad), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn etcd_tls_and_user_from_file_and_env() {
+        let file = "scope: s\netcd3:\n  hosts: [h:1]\n  protocol: https\n  cacert: /ca.pem\n  \
+                    cert: /c.pem\n  key: /c.key\n  username: filer\n  password: pw\n";
+        let c = load_with(Some(file), None, &[("PATRONI_ETCD3_USERNAME", "envuser")]).unwrap();
+        let sec = c.etcd_security().unwrap();
+        let tls = sec.tls.unwrap();
+        assert_eq!(tls.cacert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(tls.cert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(tls.key, Some(PathBuf::from("/c.key")));
+        let user = sec.user.unwrap();
+        assert_eq!(
+            (user.username.as_str(), user.password.as_str()),
+            ("envuser", "pw")
+        );
+        assert!(!format!("{c:?}").contains("pw\""), "{c:?}");
+        // An https URL host means TLS even without protocol.
+        let c = load_with(Some("etcd3: {hosts: 'https://h:1'}"), None, &[]).unwrap();
+        assert!(c.etcd_security().unwrap().tls.is_some());
+        // Certificates beside plain http are refused, not ignored.
+        let c = load_with(Some("etcd3: {hosts: h:1, cacert: /ca.pem}"), None, &[]).unwrap();
+        let e = c.etcd_security().unwrap_err().to_string();
+        assert!(
+            e.contains("etcd3.cacert") && e.contains("plain http"),
+            "{e}"
+        );
+        let c = load_with(Some("etcd3: {hosts: h:1, username: u}"), None, &[]).unwrap();
+        assert!(c
+            .etcd_security()
+            .unwrap_err()
+            .to_string()
+            .contains("etcd3.password"));
     }
 }

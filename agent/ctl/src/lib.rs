@@ -29,6 +29,7 @@ pub mod members;
 pub mod output;
 pub mod pyfmt;
 mod query;
+pub mod rest_tls;
 pub mod restore;
 mod switch;
 #[cfg(test)]
@@ -180,7 +181,8 @@ impl<'a> Ctl<'a> {
             return Ok(d.clone());
         }
         let endpoints = self.config.endpoints()?.to_vec();
-        let d = EtcdDcs::connect(&endpoints, DCS_TIMEOUT)
+        let security = self.config.etcd_security()?;
+        let d = EtcdDcs::connect(&endpoints, &security, DCS_TIMEOUT)
             .await
             .map_err(|e| self.dcs_error("connecting", &e))?;
         let d: Arc<dyn Dcs> = Arc::new(d);
@@ -302,6 +304,7 @@ pub fn main() -> ExitCode {
     let stdin_is_terminal = stdin.is_terminal();
     let mut input = stdin.lock();
     let result = config::load(&sources).and_then(|cfg| {
+        cfg.rest_tls.install(cli.insecure);
         let mut ctl = Ctl::new(
             cfg,
             io::Io {

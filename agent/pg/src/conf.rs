@@ -38,17 +38,22 @@ pub struct Upstream {
     pub passfile: String,
     pub application_name: String,
     pub slot: Option<String>,
+    /// The replication role's TLS settings (libpq's default `prefer` when unset).
+    pub tls: crate::tls::ClientTls,
 }
 
 impl Upstream {
     pub fn conninfo(&self) -> String {
+        let mut tls = self.tls.clone();
+        tls.sslmode.get_or_insert(crate::tls::SslMode::Prefer);
         format!(
-            "host={} port={} user={} passfile={} application_name={} sslmode=prefer",
+            "host={} port={} user={} passfile={} application_name={}{}",
             conninfo_quote(&self.host),
             self.port,
             conninfo_quote(&self.user),
             conninfo_quote(&self.passfile),
-            conninfo_quote(&self.application_name)
+            conninfo_quote(&self.application_name),
+            tls.conninfo()
         )
     }
 }
@@ -182,12 +187,21 @@ pub fn render_hba(lines: &[String]) -> String {
     s
 }
 
-/// `~/.pgpass` lines matching any host, port and database for each user.
-pub fn render_pgpass(users: &[(&str, &str)]) -> String {
-    users
-        .iter()
-        .map(|(u, p)| format!("*:*:*:{}:{}\n", pgpass_escape(u), pgpass_escape(p)))
-        .collect()
+/// `~/.pgpass` lines: each user's password only for the given `(host, port)` pairs
+/// (the members the agent connects to and the local server), any database.
+pub fn render_pgpass(hosts: &[(String, u16)], users: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (host, port) in hosts {
+        for (u, p) in users {
+            out.push_str(&format!(
+                "{}:{port}:*:{}:{}\n",
+                pgpass_escape(host),
+                pgpass_escape(u),
+                pgpass_escape(p)
+            ));
+        }
+    }
+    out
 }
 
 /// Physical slot name for a member, as Patroni derives it: lower case, `-` and `.`
@@ -327,11 +341,12 @@ mod tests {
             passfile: "/tmp/pgpass".into(),
             application_name: "node2".into(),
             slot: Some("node2".into()),
+            tls: crate::tls::ClientTls::default(),
         };
         let p = effective_parameters(&BTreeMap::new(), &BTreeMap::new(), &managed(Some(Some(up))));
         assert_eq!(
             p["primary_conninfo"],
-            "host='10.0.0.1' port=5433 user='repl' passfile='/tmp/pgpass' application_name='node2' sslmode=prefer"
+            "host='10.0.0.1' port=5433 user='repl' passfile='/tmp/pgpass' application_name='node2' sslmode='prefer'"
         );
         assert_eq!(p["primary_slot_name"], "node2");
         let conf = render_postgresql_conf(&p);
@@ -344,7 +359,10 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(slot_name("Node-1.a"), "node_1_a");
-        assert_eq!(render_pgpass(&[("u:x", "p\\w")]), "*:*:*:u\\:x:p\\\\w\n");
+        assert_eq!(
+            render_pgpass(&[("10.0.0.1".into(), 5432)], &[("u:x", "p\\w")]),
+            "10.0.0.1:5432:*:u\\:x:p\\\\w\n"
+        );
         assert_eq!(conf_quote("it's"), "'it''s'");
         assert_eq!(param_text(&json!(false)), "off");
         assert_eq!(param_text(&json!(10)), "10");

@@ -132,7 +132,7 @@ impl Database for Postgres {
         port: u16,
         timeout: Duration,
     ) -> Result<(), PgError> {
-        self.write_pgpass()?;
+        self.write_pgpass(Some((host, port)))?;
         self.basebackup(host, port, timeout).await
     }
 
@@ -159,10 +159,12 @@ impl Database for Postgres {
                     application_name: me.name.clone(),
                     // Patroni's rule: a slot only with `use_slots`.
                     slot: dynamic.postgresql.use_slots.then(|| slot_name(&me.name)),
+                    tls: me.replication.tls.clone(),
                 }
             })),
         };
-        self.write_pgpass()?;
+        let peer = standby.as_ref().and_then(Option::as_ref);
+        self.write_pgpass(peer.map(|u| (u.host.as_str(), u.port)))?;
         self.write_config(
             &dynamic.postgresql.parameters,
             dynamic.postgresql.pg_hba.as_deref(),
@@ -205,7 +207,7 @@ impl Database for Postgres {
         port: u16,
         timeout: Duration,
     ) -> Result<RepairOutcome<PgError>, PgError> {
-        self.write_pgpass()?;
+        self.write_pgpass(Some((host, port)))?;
         self.source_checkpointed(host, port).await?;
         self.clear_recovery_signals()?;
         tracing::warn!(host, port, "rewinding the former primary with pg_rewind");

@@ -19,6 +19,7 @@ pub mod sql;
 pub mod standbys;
 pub mod sync;
 pub mod target;
+pub mod tls;
 
 use conf::{Managed, Upstream};
 use process::{ProcessError, Programs, StopMode};
@@ -173,9 +174,12 @@ impl Postgres {
             .ok_or_else(|| PgError::Files("pg_controldata printed no system identifier".into()))
     }
 
-    /// Writes pgpass so replicas, pg_basebackup and pg_rewind can authenticate.
-    pub fn write_pgpass(&self) -> Result<(), PgError> {
+    /// Writes pgpass so replicas, pg_basebackup and pg_rewind can authenticate: the
+    /// passwords only for the local server and `peer` (the member being connected to),
+    /// never for any host that asks.
+    pub fn write_pgpass(&self, peer: Option<(&str, u16)>) -> Result<(), PgError> {
         let s = &self.settings;
+        let hosts = pgpass_hosts(s, peer);
         let mut users: Vec<(&str, &str)> = Vec::new();
         for role in [Some(&s.replication), Some(&s.superuser), s.rewind.as_ref()]
             .into_iter()
@@ -187,7 +191,7 @@ impl Postgres {
         }
         write_private(
             &s.pgpass,
-            &conf::render_pgpass(&users),
+            &conf::render_pgpass(&hosts, &users),
             self.programs.run_as,
         )
     }
@@ -451,7 +455,7 @@ impl Postgres {
         dcs_cfg: &warden_consensus::DynamicConfig,
         timeout: Duration,
     ) -> Result<(), PgError> {
-        self.write_pgpass()?;
+        self.write_pgpass(None)?;
         self.write_config(
             &dcs_cfg.postgresql.parameters,
             dcs_cfg.postgresql.pg_hba.as_deref(),
@@ -466,14 +470,16 @@ impl Postgres {
     /// control file names its current timeline); pg_rewind needs that.
     pub async fn source_checkpointed(&self, host: &str, port: u16) -> Result<(), PgError> {
         let s = &self.settings;
-        let role = s.rewind.as_ref().unwrap_or(&s.superuser);
+        let role = s.rewind_role();
         let mut conn = format!(
-            "host='{host}' port={port} user='{}' dbname=postgres application_name='warden-rewind' connect_timeout=3",
-            role.username
+            "host='{}' port={port} user='{}' dbname=postgres application_name='warden-rewind' connect_timeout=3",
+            libpq_escape(host),
+            libpq_escape(&role.username)
         );
         if let Some(p) = &role.password {
             conn.push_str(&format!(" password='{}'", libpq_escape(p)));
         }
+        conn.push_str(&role.tls.sql_conninfo());
         let mut sql = Sql::new(conn, Duration::from_secs(3));
         let rows = sql
             .query(
@@ -510,13 +516,17 @@ impl Postgres {
     /// down cleanly, and does nothing when the histories have not diverged.
     pub async fn rewind(&self, host: &str, port: u16, timeout: Duration) -> Result<(), PgError> {
         let s = &self.settings;
-        let role = s.rewind.as_ref().unwrap_or(&s.superuser);
+        let role = s.rewind_role();
         let mut cmd = self.programs.command("pg_rewind");
+        // No secret on the command line: the password comes from pgpass, and the TLS
+        // settings are file names and modes.
         cmd.arg("-D")
             .arg(&s.data_dir)
             .arg(format!(
-                "--source-server=host={host} port={port} user={} dbname=postgres connect_timeout=5",
-                role.username
+                "--source-server=host='{}' port={port} user='{}' dbname=postgres connect_timeout=5{}",
+                libpq_escape(host),
+                libpq_escape(&role.username),
+                role.tls.conninfo()
             ))
             .env("PGPASSFILE", &s.pgpass);
         let out = self.programs.run(cmd, "pg_rewind", timeout).await?;
@@ -586,10 +596,35 @@ impl Postgres {
             .arg(format!("--username={}", s.replication.username))
             .env("PGPASSFILE", &s.pgpass)
             .env("PGAPPNAME", &s.name)
-            .env("PGCONNECT_TIMEOUT", "5");
+            .env("PGCONNECT_TIMEOUT", "5")
+            .envs(s.replication.tls.env());
         self.programs.run(cmd, "pg_basebackup", timeout).await?;
         Ok(())
     }
+}
+
+/// The `(host, port)` pairs pgpass names: the local server as every client of it
+/// spells it (TCP listen addresses, `localhost`, the socket directories), and `peer`.
+fn pgpass_hosts(s: &Settings, peer: Option<(&str, u16)>) -> Vec<(String, u16)> {
+    let mut hosts = vec![local_tcp_host(&s.listen_hosts), "localhost".to_owned()];
+    hosts.extend(s.listen_hosts.iter().cloned());
+    let sockets = s
+        .parameters
+        .get("unix_socket_directories")
+        .map_or("/var/run/postgresql", String::as_str);
+    hosts.extend(sockets.split(',').map(|d| d.trim().to_owned()));
+    let mut out: Vec<(String, u16)> = Vec::new();
+    for h in hosts {
+        if !h.is_empty() && h != "*" && !out.iter().any(|(o, _)| *o == h) {
+            out.push((h, s.port));
+        }
+    }
+    if let Some((host, port)) = peer {
+        if !out.iter().any(|(h, p)| h == host && *p == port) {
+            out.push((host.to_owned(), port));
+        }
+    }
+    out
 }
 
 /// Makes a running primary stop accepting writes at once: `standby.signal` first (so

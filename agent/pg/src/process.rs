@@ -58,6 +58,12 @@ impl Programs {
         }
         if let Some(r) = self.run_as {
             cmd.uid(r.uid).gid(r.gid);
+            // libpq looks for default client certificates and root.crt under HOME:
+            // the PostgreSQL user's, not root's (unreadable to it, a hard error).
+            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(r.uid));
+            if let Ok(Some(user)) = user {
+                cmd.env("HOME", user.dir);
+            }
         }
         // Run from a directory the PostgreSQL user can read, not the agent's cwd.
         if let Some(parent) = self.data_dir.parent() {

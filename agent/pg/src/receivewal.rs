@@ -38,10 +38,11 @@ impl ReceiveWal {
     /// covers it); the password goes through the environment, never the command line.
     pub fn new(settings: &Settings, programs: Programs, slot: &str, spool: PathBuf) -> Self {
         let conninfo = format!(
-            "host='{}' port={} user='{}' application_name='warden_archiver' connect_timeout=5",
+            "host='{}' port={} user='{}' application_name='warden_archiver' connect_timeout=5{}",
             super::libpq_escape(&super::local_tcp_host(&settings.listen_hosts)),
             settings.port,
             super::libpq_escape(&settings.replication.username),
+            settings.replication.tls.conninfo(),
         );
         Self {
             programs,

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 pub struct Role {
     pub username: String,
     pub password: Option<String>,
+    /// `sslmode`, `sslrootcert`, ... of this role (libpq's meanings).
+    pub tls: crate::tls::ClientTls,
 }
 
 impl std::fmt::Debug for Role {
@@ -16,6 +18,7 @@ impl std::fmt::Debug for Role {
         f.debug_struct("Role")
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -74,6 +77,12 @@ impl Settings {
         if let Some(p) = self.superuser.password.as_ref().filter(|_| with_password) {
             s.push_str(&format!(" password='{}'", libpq_escape(p)));
         }
+        // A program's string (no password) goes to libpq, which knows only libpq's keys.
+        if with_password {
+            s.push_str(&self.superuser.tls.sql_conninfo());
+        } else {
+            s.push_str(&self.superuser.tls.conninfo());
+        }
         s
     }
 }
@@ -91,7 +100,13 @@ impl Settings {
         if let Some(p) = &self.superuser.password {
             s.push_str(&format!(" password='{}'", libpq_escape(p)));
         }
+        s.push_str(&self.superuser.tls.sql_conninfo());
         s
+    }
+
+    /// The role pg_rewind and its checks use: `rewind`, else the superuser.
+    pub fn rewind_role(&self) -> &Role {
+        self.rewind.as_ref().unwrap_or(&self.superuser)
     }
 }
 
@@ -100,11 +115,12 @@ impl Settings {
     /// password (pass it as `PGPASSWORD`, never on a command line).
     pub fn local_replication_conninfo(&self, application_name: &str) -> String {
         format!(
-            "host='{}' port={} user='{}' application_name='{}' connect_timeout=5",
+            "host='{}' port={} user='{}' application_name='{}' connect_timeout=5{}",
             libpq_escape(&local_tcp_host(&self.listen_hosts)),
             self.port,
             libpq_escape(&self.replication.username),
             libpq_escape(application_name),
+            self.replication.tls.conninfo(),
         )
     }
 }

@@ -4,7 +4,7 @@
 use super::lsn::Lsn;
 use serde::Serialize;
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SqlError {
@@ -122,7 +122,8 @@ impl Sql {
 
     async fn client(&mut self) -> Result<&Client, SqlError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let connect = tokio_postgres::connect(&self.conn_string, NoTls);
+            // TLS and the cleartext-password policy come from the connection string.
+            let connect = crate::tls::connect(&self.conn_string);
             let (client, conn) = match tokio::time::timeout(self.timeout, connect).await {
                 Ok(Ok(pair)) => pair,
                 Ok(Err(e)) => return Err(SqlError::Connect(e.to_string())),
@@ -407,7 +408,7 @@ pub async fn first_value(
     sql: &str,
     timeout: Duration,
 ) -> Result<Option<String>, SqlError> {
-    let connect = tokio_postgres::connect(conn, NoTls);
+    let connect = crate::tls::connect(conn);
     let (client, connection) = tokio::time::timeout(FIRST_VALUE_CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| SqlError::Connect("connecting timed out".into()))?

@@ -8,6 +8,7 @@ pub mod config_edit;
 pub mod health;
 pub mod metrics;
 mod metrics_backup;
+pub mod security;
 pub mod views;
 pub mod write;
 
@@ -115,7 +116,7 @@ pub async fn serve(listener: TcpListener, ctx: write::Context, shutdown: Cancell
             .flatten();
         if let (Some(permit), Some(slot)) = (permit, slot) {
             tokio::spawn(async move {
-                serve_connection(stream, ctx, true).await;
+                accept_connection(stream, peer.ip(), ctx, true).await;
                 drop((permit, slot));
             });
             continue;
@@ -123,10 +124,12 @@ pub async fn serve(listener: TcpListener, ctx: write::Context, shutdown: Cancell
         match overflow.clone().try_acquire_owned() {
             Ok(permit) => {
                 tokio::spawn(async move {
-                    serve_connection(stream, ctx, false).await;
+                    accept_connection(stream, peer.ip(), ctx, false).await;
                     drop(permit);
                 });
             }
+            // Over TLS a plain-text 503 would be noise to the client: just close.
+            Err(_) if ctx.security.tls => drop(stream),
             Err(_) => {
                 tokio::spawn(refuse_connection(stream));
             }
@@ -134,23 +137,84 @@ pub async fn serve(listener: TcpListener, ctx: write::Context, shutdown: Cancell
     }
 }
 
+/// The TLS handshake (with the current certificate, within the header deadline), then
+/// the HTTP connection; plain HTTP when the API serves no TLS. Nothing falls back: a
+/// failed handshake closes the connection.
+async fn accept_connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::IpAddr,
+    ctx: Arc<write::Context>,
+    regular: bool,
+) {
+    let rules = ctx.security.current();
+    let Some(tls) = rules.tls.clone() else {
+        let conn = security::ConnInfo {
+            peer,
+            client_cert: false,
+        };
+        serve_connection(TokioIo::new(stream), conn, ctx, regular).await;
+        return;
+    };
+    let deadline = if regular {
+        HEADER_TIMEOUT
+    } else {
+        OVERFLOW_HEADER_TIMEOUT
+    };
+    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+    let stream = match tokio::time::timeout(deadline, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let client_cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|c| !c.is_empty());
+    let conn = security::ConnInfo { peer, client_cert };
+    serve_connection(TokioIo::new(stream), conn, ctx, regular).await;
+}
+
 /// Serves one connection: with keep-alive (`regular`), or a single request with a short
 /// header deadline that only the read-only endpoints answer.
-async fn serve_connection(stream: tokio::net::TcpStream, ctx: Arc<write::Context>, regular: bool) {
-    let svc = hyper::service::service_fn(move |req| {
+async fn serve_connection<T>(
+    io: TokioIo<T>,
+    conn_info: security::ConnInfo,
+    ctx: Arc<write::Context>,
+    regular: bool,
+) where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let ctx = ctx.clone();
         async move {
-            let reply = if regular
-                || matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
-            {
-                if regular {
-                    route(req, &ctx).await
-                } else {
-                    handle(&req, &ctx.shared)
-                }
-            } else {
+            let rules = ctx.security.current();
+            let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+            let mut reply = if !safe && !regular {
                 text(503, "the REST API is at its connection limit; retry")
+            } else if let Some(reason) = match safe {
+                true => None,
+                false => {
+                    let cluster = ctx.shared.snapshot().cluster;
+                    security::denied(&rules, conn_info, cluster.as_deref()).await
+                }
+            } {
+                tracing::info!(peer = %conn_info.peer, method = %req.method(), path = req.uri().path(), reason, "refused an unsafe request");
+                text(403, reason)
+            } else if regular {
+                route(req, &ctx).await
+            } else {
+                handle(&req, &ctx.shared)
             };
+            for (name, value) in &rules.headers {
+                reply.headers_mut().insert(name.clone(), value.clone());
+            }
             Ok::<_, Infallible>(reply)
         }
     });
@@ -162,7 +226,7 @@ async fn serve_connection(stream: tokio::net::TcpStream, ctx: Arc<write::Context
         } else {
             OVERFLOW_HEADER_TIMEOUT
         })
-        .serve_connection(TokioIo::new(stream), svc);
+        .serve_connection(io, svc);
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "API connection ended with an error");
     }

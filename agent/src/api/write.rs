@@ -50,6 +50,8 @@ pub struct Context {
     pub requests: RequestTx,
     /// Base backups (`POST /backup`); `None` without a backup section.
     pub backups: Option<Arc<warden_backup::base::Service>>,
+    /// TLS, allowlist and extra headers (swapped on reload).
+    pub security: Arc<super::security::Security>,
 }
 
 /// Handles a mutating request, or returns `None` when the method/path is not one.

@@ -109,7 +109,7 @@ pub(super) async fn bootstrap(
     }
     let args = spec.arguments(&pg.settings.scope, &dir.display().to_string());
     tracing::info!(method = %spec.name, command = %spec.command, "running the custom bootstrap script");
-    pg.write_pgpass().map_err(|e| e.to_string())?;
+    pg.write_pgpass(None).map_err(|e| e.to_string())?;
     let cmd = user_command(pg, &spec.command, &args)?;
     run(&spec.name, cmd, SCRIPT_TIMEOUT)
         .await
@@ -242,7 +242,7 @@ pub(super) async fn create_replica(
             Err(e) => return Err(format!("cannot set the data directory aside: {e}")),
         }
     }
-    pg.write_pgpass().map_err(|e| e.to_string())?;
+    pg.write_pgpass(Some(source)).map_err(|e| e.to_string())?;
     let connstring = dsn(
         "postgres",
         &pg.settings.replication.username,

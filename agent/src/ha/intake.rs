@@ -173,6 +173,9 @@ impl<D: LocalEngine> Agent<D> {
             s.tags = tags;
             s.auth = auth;
         });
+        if let Some(hook) = &self.on_reload {
+            hook(&new);
+        }
         self.cfg = Arc::new(new);
         if let Some(service) = &self.backups {
             service.set_config(self.cfg.clone());

@@ -203,10 +203,7 @@ impl<D: Database> Agent<D> {
             .iter()
             .map(|(n, m)| (n.clone(), m.value.api_url.clone()))
             .collect();
-        wanted.insert(
-            self.cfg.name.clone(),
-            format!("http://{}/patroni", self.cfg.restapi.connect_address),
-        );
+        wanted.insert(self.cfg.name.clone(), self.cfg.restapi.api_url());
         if c.failsafe.as_ref() != Some(&wanted) {
             let body = serde_json::to_vec(&wanted).map_err(failed)?;
             self.dcs

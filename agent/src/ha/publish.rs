@@ -31,7 +31,7 @@ impl<D: LocalEngine> Agent<D> {
         let pg = &self.cfg.postgresql;
         let mut m = json!({
             "conn_url": format!("postgres://{}/postgres", pg.connect_address),
-            "api_url": format!("http://{}/patroni", self.cfg.restapi.connect_address),
+            "api_url": self.cfg.restapi.api_url(),
             "state": self.state,
             "role": Self::role_of(local).as_str(),
             "version": PATRONI_COMPAT_VERSION,

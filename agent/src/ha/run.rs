@@ -84,7 +84,13 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) backups: Option<Arc<warden_backup::base::Service>>,
     /// The backup supervisor, which follows each turn's report (while running).
     pub(super) backup_side: Option<crate::backups::Handle>,
+    /// Told of every reloaded config (the REST API's certificates and allowlist):
+    /// the loop owns the reload, the parts it feeds live elsewhere.
+    pub(super) on_reload: Option<ReloadHook>,
 }
+
+/// What a reload tells the rest of the daemon.
+pub type ReloadHook = Box<dyn Fn(&Config) + Send + Sync>;
 
 impl<D: Database> std::fmt::Debug for Agent<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -138,6 +144,7 @@ impl<D: Database> Agent<D> {
             sync_recheck: false,
             backup_side: None,
             backups: None,
+            on_reload: None,
         }
     }
 
@@ -160,6 +167,12 @@ impl<D: Database> Agent<D> {
     /// it on shutdown before the database.
     pub fn with_backup_side(mut self, side: crate::backups::Handle) -> Self {
         self.backup_side = Some(side);
+        self
+    }
+
+    /// Called with each config a reload accepts.
+    pub fn with_reload_hook(mut self, hook: ReloadHook) -> Self {
+        self.on_reload = Some(hook);
         self
     }
 
@@ -332,7 +345,7 @@ impl<D: Database> Agent<D> {
             .or_else(|| last.failsafe.clone())
             .unwrap_or_default();
         let started = self.env.clock.now();
-        let my_api = format!("http://{}/patroni", self.cfg.restapi.connect_address);
+        let my_api = self.cfg.restapi.api_url();
         let ok = self
             .env
             .peers

@@ -139,7 +139,7 @@ fn many_problems_are_reported_together() {
 scope: a/b
 name: ""
 restapi: {listen: "127.0.0.1:99999", lisen: x}
-etcd3: {hosts: "http://127.0.0.1:2379"}
+etcd3: {hosts: "gopher://127.0.0.1:2379"}
 bootstrap:
   dcs: {ttl: 1, tll: 5}
 postgresql:
@@ -157,7 +157,7 @@ tags: {failover_priority: -1}
         "name: must not be empty",
         "restapi.listen: invalid port \"99999\" (expected 1-65535)",
         "restapi.lisen: unknown key (not a Patroni or Warden setting); did you mean \"listen\"?",
-        "etcd3.hosts: expected host:port without a scheme, got \"http://127.0.0.1:2379\"",
+        "etcd3.hosts: unknown scheme \"gopher\" in \"gopher://127.0.0.1:2379\" (expected http or https)",
         "bootstrap.dcs.tll: unknown key (not a Patroni or Warden setting); did you mean \"ttl\"?",
         "postgresql.data_dir: must be an absolute path, got \"relative/data\"",
         "tags.failover_priority: must be a non-negative integer, got -1",
