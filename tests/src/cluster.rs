@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::config::NodeConfig;
@@ -224,6 +224,40 @@ impl Cluster {
 
     pub fn etcd_mut(&mut self) -> &mut EtcdCluster {
         &mut self.etcd
+    }
+
+    /// Write a patronictl/wardenctl config for this cluster to `path`: the scope, the
+    /// etcd hosts, and whatever TLS the cluster runs — etcd over https (the CA, the
+    /// kit's CN-less client certificate, which etcd's JSON gateway that patronictl
+    /// uses requires once RBAC is on, and the agents' user), and the REST API's `ctl`
+    /// side (the CA and the root client certificate).
+    pub fn write_ctl_config(&self, path: &Path) -> Result<()> {
+        let mut text = format!(
+            "scope: {}\netcd3:\n  hosts: {}\n",
+            self.scope,
+            self.etcd.hosts()
+        );
+        if let Some(etcd) = self.etcd.tls_files() {
+            text.push_str(&format!(
+                "  protocol: https\n  cacert: {}\n  cert: {}\n  key: {}\n  username: {}\n  \
+                 password: {}\n",
+                etcd.ca.display(),
+                etcd.client.cert.display(),
+                etcd.client.key.display(),
+                crate::etcd::AGENT_USER,
+                crate::etcd::AGENT_PASSWORD,
+            ));
+        }
+        let rest_tls = self.nodes.iter().any(|n| n.api_url().starts_with("https"));
+        if let (true, Some(tls)) = (rest_tls, &self.tls) {
+            text.push_str(&format!(
+                "ctl:\n  cacert: {}\n  certfile: {}\n  keyfile: {}\n",
+                tls.ca.cert.display(),
+                tls.root_client.cert.display(),
+                tls.root_client.key.display()
+            ));
+        }
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     }
 
     /// etcd key prefix of this cluster: `/service/<scope>/`.

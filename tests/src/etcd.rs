@@ -5,12 +5,13 @@
 //! tests never meet. Readiness is etcd's own `GET /health`, polled with a
 //! deadline. Keys are read through etcd's v3 JSON gateway, so tests can check what
 //! agents wrote without an etcd client library: over plain HTTP, or, for a cluster
-//! started with [`EtcdTlsFiles`], over https through `curl` with the kit's own client
+//! started with [`EtcdTlsFiles`], over https with the kit's own client
 //! certificate and, once RBAC is on, a token of etcd's root user.
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -195,7 +196,8 @@ impl EtcdMember {
     pub fn is_healthy(&self) -> bool {
         let url = format!("{}/health", self.client_url());
         let body = match &self.tls {
-            Some(t) => curl(&url, None, t, None, http::TIMEOUT)
+            Some(t) => tls_agent(t)
+                .and_then(|a| tls_request(&a, &url, None, None))
                 .ok()
                 .filter(|(status, _)| *status == 200)
                 .map(|(_, b)| b),
@@ -229,7 +231,7 @@ pub struct KeyValue {
 pub struct EtcdCluster {
     members: Vec<EtcdMember>,
     /// Once RBAC is on: root's password and the current token for gateway requests.
-    root: std::sync::Mutex<Option<RootLogin>>,
+    root: Arc<Mutex<Option<RootLogin>>>,
 }
 
 /// etcd's gateway never maps a client certificate's CN to a user (CVE-2018-16886):
@@ -292,7 +294,7 @@ impl EtcdCluster {
         }
         let mut cluster = EtcdCluster {
             members,
-            root: std::sync::Mutex::new(None),
+            root: Arc::new(Mutex::new(None)),
         };
         for m in &mut cluster.members {
             m.start()?;
@@ -407,7 +409,7 @@ impl EtcdCluster {
         let tls = self.tls_files().context("etcd is not running over TLS")?;
         let url = format!("{}/v3/auth/authenticate", self.members[0].client_url());
         let body = json!({"name": user, "password": password});
-        match curl(&url, Some(&body), tls, None, http::TIMEOUT)? {
+        match tls_request(&tls_agent(tls)?, &url, Some(&body), None)? {
             (200, b) => serde_json::from_str::<Value>(&b)?["token"]
                 .as_str()
                 .map(str::to_string)
@@ -420,42 +422,12 @@ impl EtcdCluster {
     pub fn range_with_token(&self, key: &str, token: &str) -> Result<(u16, String)> {
         let tls = self.tls_files().context("etcd is not running over TLS")?;
         let url = format!("{}/v3/kv/range", self.members[0].client_url());
-        curl(
+        tls_request(
+            &tls_agent(tls)?,
             &url,
             Some(&json!({"key": B64.encode(key)})),
-            tls,
             Some(token),
-            http::TIMEOUT,
         )
-    }
-
-    /// root's token for a gateway request, logging in when there is none yet.
-    fn root_token(&self, tls: &EtcdTlsFiles, fresh: bool) -> Result<Option<String>> {
-        let mut guard = self.root.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(login) = guard.as_mut() else {
-            return Ok(None);
-        };
-        if login.token.is_none() || fresh {
-            let body = json!({"name": "root", "password": login.password});
-            let mut last = None;
-            for m in &self.members {
-                let url = format!("{}/v3/auth/authenticate", m.client_url());
-                match curl(&url, Some(&body), tls, None, http::TIMEOUT) {
-                    Ok((200, b)) => {
-                        let v: Value = serde_json::from_str(&b)?;
-                        login.token = v["token"].as_str().map(str::to_string);
-                        last = None;
-                        break;
-                    }
-                    Ok((status, b)) => last = Some(anyhow::anyhow!("authenticate: {status} {b}")),
-                    Err(e) => last = Some(e),
-                }
-            }
-            if let Some(e) = last {
-                return Err(e);
-            }
-        }
-        Ok(login.token.clone())
     }
 
     /// The TLS files of an etcd started over TLS: the CA and the kit's CN-less client
@@ -464,43 +436,19 @@ impl EtcdCluster {
         self.members.first().and_then(|m| m.tls.as_ref())
     }
 
+    /// A reader of this cluster's keys that owns what it needs (URLs, TLS, root's
+    /// login), for observer threads that must not borrow the cluster.
+    pub fn reader(&self) -> Gateway {
+        Gateway {
+            urls: self.members.iter().map(EtcdMember::client_url).collect(),
+            tls: self.tls_files().cloned(),
+            root: self.root.clone(),
+        }
+    }
+
     /// POST to the JSON gateway of the first member that answers.
     fn gateway(&self, path: &str, body: &Value) -> Result<Value> {
-        if let Some(tls) = self.members.first().and_then(|m| m.tls.clone()) {
-            let mut last = None;
-            let mut token = self.root_token(&tls, false)?;
-            for m in &self.members {
-                let url = format!("{}{path}", m.client_url());
-                let mut result = curl(&url, Some(body), &tls, token.as_deref(), http::TIMEOUT);
-                // Tokens die after five idle minutes and with a restarted member.
-                if matches!(&result, Ok((_, b)) if b.contains("invalid auth token")) {
-                    token = self.root_token(&tls, true)?;
-                    result = curl(&url, Some(body), &tls, token.as_deref(), http::TIMEOUT);
-                }
-                match result {
-                    Ok((200, b)) => {
-                        return serde_json::from_str(&b).with_context(|| format!("{path}: {b}"))
-                    }
-                    Ok((status, b)) => last = Some(anyhow::anyhow!("{path}: status {status} {b}")),
-                    Err(e) => last = Some(e),
-                }
-            }
-            return Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")));
-        }
-        let mut last = None;
-        for m in &self.members {
-            // The short bound: these reads sit in polling loops, some with a member frozen.
-            match http::post_json_with_timeout(
-                &format!("{}{path}", m.client_url()),
-                body,
-                http::TIMEOUT,
-            ) {
-                Ok(r) if r.status == 200 => return r.json(),
-                Ok(r) => last = Some(anyhow::anyhow!("{path}: status {} {}", r.status, r.body)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
+        self.reader().post(path, body, http::TIMEOUT)
     }
 
     /// Read one key.
@@ -531,14 +479,16 @@ impl EtcdCluster {
         let mut ids = Vec::new();
         let mut leader = None;
         for m in &self.members {
-            let url = format!("{}/v3/maintenance/status", m.client_url());
-            match http::post_json_with_timeout(&url, &json!({}), http::TIMEOUT) {
-                Ok(r) if r.status == 200 => {
-                    let v = r.json()?;
+            let one = Gateway {
+                urls: vec![m.client_url()],
+                ..self.reader()
+            };
+            match one.post("/v3/maintenance/status", &json!({}), http::TIMEOUT) {
+                Ok(v) => {
                     ids.push(uint(&v["header"]["member_id"]));
                     leader = leader.or(uint(&v["leader"]));
                 }
-                _ => ids.push(None),
+                Err(_) => ids.push(None),
             }
         }
         let leader = leader.context("no etcd member answered /v3/maintenance/status")?;
@@ -592,112 +542,133 @@ pub fn agent_tls_config(
         .set("etcd3.password", AGENT_PASSWORD)
 }
 
-/// One https request to etcd with the kit's client certificate: `(status, body)`.
-/// `curl` because the kit's HTTP client has no TLS; the body goes through stdin, so
-/// passwords in it never reach a command line.
-fn curl(
+/// Reads and writes through etcd's v3 JSON gateway, owning everything it needs, so
+/// observer threads can poll without borrowing an [`EtcdCluster`]: over plain HTTP,
+/// or over https with the kit's CN-less client certificate and, once RBAC is on, a
+/// token of root's (renewed when etcd says it expired).
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    urls: Vec<String>,
+    tls: Option<EtcdTlsFiles>,
+    root: Arc<Mutex<Option<RootLogin>>>,
+}
+
+impl Gateway {
+    /// POST `body` to `path` on the first member that answers 200, each request
+    /// bounded by `timeout`.
+    pub fn post(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
+        let mut last = None;
+        let agent = match &self.tls {
+            Some(t) => Some(tls_agent_with(t, timeout)?),
+            None => None,
+        };
+        for url in &self.urls {
+            let url = format!("{url}{path}");
+            let answer = match &agent {
+                Some(a) => self.post_tls(a, &url, body),
+                None => {
+                    http::post_json_with_timeout(&url, body, timeout).map(|r| (r.status, r.body))
+                }
+            };
+            match answer {
+                Ok((200, b)) => {
+                    return serde_json::from_str(&b).with_context(|| format!("{path}: {b}"))
+                }
+                Ok((status, b)) => last = Some(anyhow::anyhow!("{path}: status {status} {b}")),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
+    }
+
+    /// One request with root's token when RBAC is on, logging in again once if etcd
+    /// says the token is no longer valid (idle tokens expire; a restarted member
+    /// forgets them).
+    fn post_tls(&self, agent: &ureq::Agent, url: &str, body: &Value) -> Result<(u16, String)> {
+        let token = self.root_token(agent, false)?;
+        let first = tls_request(agent, url, Some(body), token.as_deref())?;
+        if first.1.contains("invalid auth token") {
+            let token = self.root_token(agent, true)?;
+            return tls_request(agent, url, Some(body), token.as_deref());
+        }
+        Ok(first)
+    }
+
+    /// root's token, logging in when there is none yet (or `fresh`); `None` before
+    /// RBAC is enabled.
+    fn root_token(&self, agent: &ureq::Agent, fresh: bool) -> Result<Option<String>> {
+        let mut guard = self.root.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(login) = guard.as_mut() else {
+            return Ok(None);
+        };
+        if login.token.is_some() && !fresh {
+            return Ok(login.token.clone());
+        }
+        let body = json!({"name": "root", "password": login.password});
+        let mut last = None;
+        for url in &self.urls {
+            let url = format!("{url}/v3/auth/authenticate");
+            match tls_request(agent, &url, Some(&body), None) {
+                Ok((200, b)) => {
+                    let v: Value = serde_json::from_str(&b)?;
+                    login.token = v["token"].as_str().map(str::to_string);
+                    return Ok(login.token.clone());
+                }
+                Ok((status, b)) => last = Some(anyhow::anyhow!("authenticate: {status} {b}")),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
+    }
+
+    /// Read one key.
+    pub fn get(&self, key: &str, timeout: Duration) -> Result<Option<KeyValue>> {
+        let v = self.post("/v3/kv/range", &json!({ "key": B64.encode(key) }), timeout)?;
+        Ok(parse_kvs(&v)?.into_iter().next())
+    }
+
+    /// A lease's remaining time to live in whole seconds, `None` once it is gone.
+    pub fn lease_ttl(&self, lease: i64, timeout: Duration) -> Result<Option<i64>> {
+        parse_lease_ttl(&self.post("/v3/lease/timetolive", &json!({ "ID": lease }), timeout)?)
+    }
+}
+
+/// An https client trusting the cluster's CA and presenting the kit's certificate.
+fn tls_agent(tls: &EtcdTlsFiles) -> Result<ureq::Agent> {
+    tls_agent_with(tls, http::TIMEOUT)
+}
+
+fn tls_agent_with(tls: &EtcdTlsFiles, timeout: Duration) -> Result<ureq::Agent> {
+    let config = http::tls_config(&tls.ca, Some(&tls.client))?;
+    Ok(http::agent_with(timeout, Some(config)))
+}
+
+/// One https request (a POST of `body`, or a GET without one): `(status, body)`.
+fn tls_request(
+    agent: &ureq::Agent,
     url: &str,
     body: Option<&Value>,
-    tls: &EtcdTlsFiles,
     token: Option<&str>,
-    timeout: Duration,
 ) -> Result<(u16, String)> {
-    use std::io::Write as _;
-    use std::process::Stdio;
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--max-time"])
-        .arg(format!("{:.1}", timeout.as_secs_f64()))
-        .arg("--cacert")
-        .arg(&tls.ca)
-        .arg("--cert")
-        .arg(&tls.client.cert)
-        .arg("--key")
-        .arg(&tls.client.key)
-        .args(["-w", "\n%{http_code}"]);
-    // The token goes in a file, not on the command line.
-    let header = match token {
-        Some(t) => {
-            let mut f = tempfile::NamedTempFile::new().context("token header file")?;
-            writeln!(f, "Authorization: {t}")?;
-            cmd.arg("-H").arg(format!("@{}", f.path().display()));
-            Some(f)
+    let answer = match body {
+        Some(b) => {
+            let mut req = agent.post(url).header("content-type", "application/json");
+            if let Some(t) = token {
+                req = req.header("authorization", t);
+            }
+            req.send(b.to_string())
         }
-        None => None,
+        None => agent.get(url).call(),
     };
-    if body.is_some() {
-        cmd.args([
-            "-X",
-            "POST",
-            "-H",
-            "content-type: application/json",
-            "--data-binary",
-            "@-",
-        ]);
-    }
-    cmd.arg(url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().context("running curl")?;
-    {
-        let mut stdin = child.stdin.take().context("curl stdin")?;
-        if let Some(b) = body {
-            stdin.write_all(b.to_string().as_bytes())?;
-        }
-    }
-    let out = child.wait_with_output().context("waiting for curl")?;
-    drop(header);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let Some((body, status)) = text.rsplit_once('\n') else {
-        bail!(
-            "curl {url}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    };
-    let status: u16 = status.trim().parse().unwrap_or(0);
-    if status == 0 {
-        bail!(
-            "curl {url}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok((status, body.to_string()))
+    let mut resp = answer.with_context(|| format!("request to {url}"))?;
+    let status = resp.status().as_u16();
+    let text = resp
+        .body_mut()
+        .read_to_string()
+        .with_context(|| format!("reading the answer of {url}"))?;
+    Ok((status, text))
 }
 
-/// Read one key through the JSON gateway of the first of `client_urls` that
-/// answers, each request bounded by `timeout`. For observer threads that
-/// must not borrow an [`EtcdCluster`].
-pub fn get_via(client_urls: &[String], key: &str, timeout: Duration) -> Result<Option<KeyValue>> {
-    let body = json!({ "key": B64.encode(key) });
-    let mut last = None;
-    for url in client_urls {
-        match http::post_json_with_timeout(&format!("{url}/v3/kv/range"), &body, timeout) {
-            Ok(r) if r.status == 200 => return Ok(parse_kvs(&r.json()?)?.into_iter().next()),
-            Ok(r) => last = Some(anyhow::anyhow!("status {} {}", r.status, r.body)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
-}
-
-/// Remaining TTL of `lease` in whole seconds through the JSON gateway of
-/// the first of `client_urls` that answers (`None` once the lease is gone).
-/// See [`EtcdCluster::lease_ttl`].
-pub fn lease_ttl_via(client_urls: &[String], lease: i64, timeout: Duration) -> Result<Option<i64>> {
-    let body = json!({ "ID": lease });
-    let mut last = None;
-    for url in client_urls {
-        match http::post_json_with_timeout(&format!("{url}/v3/lease/timetolive"), &body, timeout) {
-            Ok(r) if r.status == 200 => return parse_lease_ttl(&r.json()?),
-            Ok(r) => last = Some(anyhow::anyhow!("status {} {}", r.status, r.body)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no etcd member")))
-}
-
-/// The gateway omits a zero TTL and answers `TTL: -1` without `grantedTTL`
-/// for a lease that is gone.
 fn parse_lease_ttl(v: &Value) -> Result<Option<i64>> {
     let ttl = int(&v["TTL"]);
     Ok((ttl >= 0 && v.get("grantedTTL").is_some()).then_some(ttl))

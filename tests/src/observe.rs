@@ -220,15 +220,12 @@ impl KeyWatch {
     /// Poll `key` on `etcd`'s members (client URLs copied, so the cluster is
     /// not borrowed).
     pub fn start(etcd: &EtcdCluster, key: &str) -> KeyWatch {
-        let urls: Vec<String> = etcd
-            .members()
-            .iter()
-            .map(crate::etcd::EtcdMember::client_url)
-            .collect();
+        let reader = etcd.reader();
         let key = key.to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let (series, h) = spawn_poller("watch-key", &stop, move || {
-            crate::etcd::get_via(&urls, &key, POLL_TIMEOUT)
+            reader
+                .get(&key, POLL_TIMEOUT)
                 .map(|kv| kv.map(|kv| (kv.value, kv.create_revision)))
                 .map_err(|e| format!("{e:#}"))
         });
@@ -330,14 +327,12 @@ pub struct LeaseWatch {
 
 impl LeaseWatch {
     pub fn start(etcd: &EtcdCluster, lease: i64) -> LeaseWatch {
-        let urls: Vec<String> = etcd
-            .members()
-            .iter()
-            .map(crate::etcd::EtcdMember::client_url)
-            .collect();
+        let reader = etcd.reader();
         let stop = Arc::new(AtomicBool::new(false));
         let (series, h) = spawn_poller_every("watch-lease", &stop, LEASE_POLL, move || {
-            crate::etcd::lease_ttl_via(&urls, lease, POLL_TIMEOUT).map_err(|e| format!("{e:#}"))
+            reader
+                .lease_ttl(lease, POLL_TIMEOUT)
+                .map_err(|e| format!("{e:#}"))
         });
         LeaseWatch {
             series,

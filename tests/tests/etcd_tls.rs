@@ -173,25 +173,11 @@ fn lists_two_members(cluster: &Cluster, cfg: &Path) {
 /// username, password) from a config file and lists the cluster.
 fn patronictl_lists(cluster: &Cluster) {
     let ctl = bins::patronictl().unwrap_or_else(|e| panic!("{e:#}"));
-    let tls = cluster.tls().expect("tls material");
     // patronictl goes through etcd's JSON gateway, which refuses a client
-    // certificate with a CN once RBAC is on: it presents the kit's CN-less one and
-    // logs in with the user's password.
-    let client = cluster.etcd().tls_files().expect("etcd tls").client.clone();
+    // certificate with a CN once RBAC is on: the kit's config presents a CN-less one
+    // and logs in with the agents' user.
     let file = cluster.dir().join("patronictl-tls.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "scope: {}\netcd3:\n  hosts: {}\n  protocol: https\n  cacert: {}\n  cert: {}\n  \
-             key: {}\n  username: {AGENT_USER}\n  password: {AGENT_PASSWORD}\n",
-            cluster.scope(),
-            cluster.etcd().member(0).endpoint(),
-            tls.ca.cert.display(),
-            client.cert.display(),
-            client.key.display(),
-        ),
-    )
-    .unwrap();
+    cluster.write_ctl_config(&file).unwrap();
     let mut last = String::new();
     poll_until(T, || {
         let mut cmd = Command::new(&ctl);

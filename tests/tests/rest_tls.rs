@@ -113,19 +113,8 @@ fn patronictl_over_tls(cluster: &Cluster, scope: &str, member: &str) {
     let Ok(ctl) = bins::patronictl() else {
         panic!("patronictl not found: set WARDEN_PATRONICTL");
     };
-    let tls = cluster.tls().unwrap();
     let cfg = cluster.dir().join("patronictl-tls.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "scope: {scope}\netcd3:\n  hosts: {}\nctl:\n  cacert: {}\n  certfile: {}\n  keyfile: {}\n",
-            cluster.etcd().hosts(),
-            tls.ca.cert.display(),
-            tls.root_client.cert.display(),
-            tls.root_client.key.display()
-        ),
-    )
-    .unwrap();
+    cluster.write_ctl_config(&cfg).unwrap();
     let run = |args: &[&str]| {
         let mut cmd = Command::new(&ctl);
         cmd.env("PATRONICTL_CONFIG_FILE", &cfg).args(args);

@@ -15,7 +15,8 @@
 //!   cluster converged, acknowledged ids missing on the new primary.
 //!
 //! One line per run, then median and max. Usage:
-//! `warden-bench-failover [--runs N] [--ttl SECONDS]` (defaults 5 and 10).
+//! `warden-bench-failover [--runs N] [--ttl SECONDS] [--tls]` (defaults 5 and 10;
+//! `--tls`: etcd, the REST API and replication over verified TLS, as in production).
 //! Set WARDEN_BIN_DIR to use prebuilt binaries. Ctrl-C stops after cleaning
 //! up.
 
@@ -44,11 +45,16 @@ const IN_FLIGHT: Duration = Duration::from_millis(100);
 struct Args {
     runs: usize,
     ttl: u32,
+    tls: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let usage = "usage: warden-bench-failover [--runs N] [--ttl SECONDS]";
-    let mut a = Args { runs: 5, ttl: 10 };
+    let usage = "usage: warden-bench-failover [--runs N] [--ttl SECONDS] [--tls]";
+    let mut a = Args {
+        runs: 5,
+        ttl: 10,
+        tls: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> Result<String> {
@@ -60,6 +66,7 @@ fn parse_args() -> Result<Args> {
                 a.runs = value("--runs")?.parse().context("--runs: not a number")?;
             }
             "--ttl" => a.ttl = value("--ttl")?.parse().context("--ttl: not a number")?,
+            "--tls" => a.tls = true,
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0);
@@ -143,8 +150,14 @@ fn run() -> Result<bool> {
     process::detach_process_groups();
     println!(
         "warden-bench-failover: {} runs, ttl {} s, loop_wait 1 s, retry_timeout 3 s, 3 nodes, \
-         writes through HAProxy",
-        args.runs, args.ttl
+         writes through HAProxy{}",
+        args.runs,
+        args.ttl,
+        if args.tls {
+            ", etcd/REST/replication over TLS"
+        } else {
+            ""
+        }
     );
     let mut results = Vec::new();
     let mut failed = 0;
@@ -153,7 +166,8 @@ fn run() -> Result<bool> {
             println!("interrupted");
             break;
         }
-        let out = std::panic::catch_unwind(AssertUnwindSafe(|| run_once(args.ttl, &stop)));
+        let out =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run_once(args.ttl, args.tls, &stop)));
         match out {
             Ok(Ok(Some(r))) => {
                 println!("{}", r.line(i, args.runs));
@@ -249,8 +263,12 @@ fn poll<T>(
     }
 }
 
-fn run_once(ttl: u32, stop: &AtomicBool) -> Result<Option<RunResult>> {
-    let mut cluster = Cluster::start(ClusterSpec::new(3).ttl(ttl))?;
+fn run_once(ttl: u32, tls: bool, stop: &AtomicBool) -> Result<Option<RunResult>> {
+    let mut spec = ClusterSpec::new(3).ttl(ttl);
+    if tls {
+        spec = spec.with_tls_everywhere();
+    }
+    let mut cluster = Cluster::start(spec)?;
     cluster.wait_formed(FORM_TIMEOUT);
     let before = cluster.assert_converged(CONVERGE_TIMEOUT);
     let p = before.primary;

@@ -9,7 +9,8 @@
 //! last run, every acknowledged id must be on the final primary.
 //!
 //! One line per run, then median and max. Usage:
-//! `warden-bench-switchover [--runs N]` (default 10). Set WARDEN_BIN_DIR to use prebuilt
+//! `warden-bench-switchover [--runs N] [--tls]` (default 10; `--tls`: etcd, the REST API
+//! and replication over verified TLS, as in production). Set WARDEN_BIN_DIR to use prebuilt
 //! binaries.
 
 use std::process::ExitCode;
@@ -26,10 +27,17 @@ const T: Duration = Duration::from_secs(60);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
 const TABLE: &str = "bench_switchover";
 
-fn parse_runs() -> Result<usize> {
-    let usage = "usage: warden-bench-switchover [--runs N]";
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.as_slice() {
+/// The number of runs, and whether everything runs over TLS.
+fn parse_args() -> Result<(usize, bool)> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let tls = args.iter().any(|a| a == "--tls");
+    args.retain(|a| a != "--tls");
+    Ok((parse_runs(&args)?, tls))
+}
+
+fn parse_runs(args: &[String]) -> Result<usize> {
+    let usage = "usage: warden-bench-switchover [--runs N] [--tls]";
+    match args {
         [] => Ok(10),
         [flag, n] if flag == "--runs" => {
             let n: usize = n
@@ -57,9 +65,18 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let runs = parse_runs()?;
-    println!("warden-bench-switchover: {runs} switchovers, 3 nodes, writes through HAProxy");
-    let cluster = Cluster::start(ClusterSpec::new(3)).context("start cluster")?;
+    let (runs, tls) = parse_args()?;
+    let over = if tls {
+        ", etcd/REST/replication over TLS"
+    } else {
+        ""
+    };
+    println!("warden-bench-switchover: {runs} switchovers, 3 nodes, writes through HAProxy{over}");
+    let mut spec = ClusterSpec::new(3);
+    if tls {
+        spec = spec.with_tls_everywhere();
+    }
+    let cluster = Cluster::start(spec).context("start cluster")?;
     cluster.wait_formed(FORM_TIMEOUT);
     cluster.wait_replicas_streaming(T);
     let writer = Writer::start(cluster.write_port(), TABLE, WriterOptions::default())

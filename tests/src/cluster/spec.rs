@@ -168,6 +168,12 @@ impl ClusterSpec {
         self
     }
 
+    /// etcd (client certificates, RBAC), the REST API (`verify_client: required`) and
+    /// replication (`verify-full`) over TLS: a production-like deployment.
+    pub fn with_tls_everywhere(self) -> Self {
+        self.with_etcd_tls().with_rest_tls().with_pg_tls()
+    }
+
     /// True when any part runs over TLS: the cluster then has a [`crate::tls::TlsMaterial`].
     pub fn any_tls(&self) -> bool {
         self.etcd_tls || self.rest_tls || self.pg_tls
