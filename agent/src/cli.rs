@@ -218,6 +218,14 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     if let Some(risk) = open_api_risk(&cfg) {
         tracing::warn!(api = %cfg.restapi.listen, "{risk}");
     }
+    for role in libpq_cleartext_risk(&cfg) {
+        tracing::warn!(
+            "postgresql.authentication.{role}: pg_basebackup, pg_rewind and the walreceiver \
+             (libpq 15, which has no require_auth) answer a cleartext password request from \
+             whatever server they reach, so a forged member address collects this password; \
+             set sslmode: verify-full (or verify-ca) or channel_binding: require for this role"
+        );
+    }
 
     let guard =
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
@@ -264,6 +272,44 @@ fn open_api_risk(cfg: &Config) -> Option<&'static str> {
          can reach it can switch over, fail over, restart, reinitialize or reconfigure the \
          cluster; set restapi.authentication (and restrict who can reach the port)",
     )
+}
+
+/// The roles whose password libpq programs would hand to a peer asking for it in clear
+/// text: the members are not all on this host (the member's own address is not
+/// loopback), the role has a password, and neither a verified server certificate nor
+/// channel binding stands in the way. The agent's own SQL refuses such requests itself
+/// (`allow_cleartext_password`); libpq 15 cannot be told to. Said on every start.
+fn libpq_cleartext_risk(cfg: &Config) -> Vec<&'static str> {
+    use warden_pg::tls::{ChannelBinding, SslMode};
+    let pg = &cfg.postgresql;
+    let local = pg
+        .connect_address
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+        || pg.connect_address.host == "localhost";
+    if local {
+        return Vec::new();
+    }
+    let auth = &pg.authentication;
+    let exposed = |creds: &warden_config::Credentials, tls: &warden_pg::tls::ClientTls| {
+        creds.password.is_some()
+            && !matches!(tls.mode(), SslMode::VerifyCa | SslMode::VerifyFull)
+            && tls.channel_binding != Some(ChannelBinding::Require)
+    };
+    let mut roles = Vec::new();
+    if exposed(&auth.replication, &auth.tls.replication) {
+        roles.push("replication");
+    }
+    if exposed(&auth.superuser, &auth.tls.superuser) {
+        roles.push("superuser");
+    }
+    if let (Some(c), Some(t)) = (&auth.rewind, &auth.tls.rewind) {
+        if exposed(c, t) {
+            roles.push("rewind");
+        }
+    }
+    roles
 }
 
 /// SIGHUP re-reads the config file, like `POST /reload` (and Patroni).
@@ -363,6 +409,31 @@ mod tests {
              authentication:\n    superuser: {{username: postgres}}\n    replication: {{username: r}}\n"
         );
         config::parse(&yaml).unwrap().config
+    }
+
+    #[test]
+    fn libpq_cleartext_exposure_is_named_for_remote_members() {
+        let yaml = |address: &str, replication: &str| {
+            format!(
+                "scope: demo\nname: n1\nrestapi:\n  listen: 127.0.0.1:8008\netcd3:\n  \
+                 host: 127.0.0.1:2379\npostgresql:\n  listen: 0.0.0.0:5432\n  \
+                 connect_address: {address}:5432\n  data_dir: /nonexistent/warden/n1/data\n  \
+                 authentication:\n    superuser: {{username: postgres}}\n    \
+                 replication: {replication}\n"
+            )
+        };
+        let risk = |address: &str, replication: &str| {
+            libpq_cleartext_risk(&config::parse(&yaml(address, replication)).unwrap().config)
+        };
+        let with_password = "{username: r, password: secret}";
+        assert_eq!(risk("10.1.2.3", with_password), ["replication"]);
+        assert!(risk("127.0.0.1", with_password).is_empty());
+        assert!(risk("10.1.2.3", "{username: r}").is_empty());
+        assert!(risk(
+            "10.1.2.3",
+            "{username: r, password: secret, sslmode: require, channel_binding: require}"
+        )
+        .is_empty());
     }
 
     #[test]
