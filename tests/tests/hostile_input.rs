@@ -339,3 +339,150 @@ fn backup_codec_opener() {
     assert_eq!(opened, 0, "a modified object opened");
     println!("hostile input: backup codec: {n} modified objects, all refused, 0 panics");
 }
+
+/// Endpoints a request is aimed at, with Patroni's query parameters, so random
+/// requests reach the handlers, not only the router's 404.
+const PATHS: &[&str] = &[
+    "/",
+    "/primary",
+    "/leader",
+    "/replica",
+    "/replica?lag=",
+    "/read-only?lag=1e400",
+    "/standby-leader",
+    "/sync",
+    "/async",
+    "/quorum",
+    "/health",
+    "/liveness",
+    "/readiness?lag=10MB&mode=write",
+    "/patroni",
+    "/cluster",
+    "/history",
+    "/config",
+    "/failsafe",
+    "/metrics",
+    "/switchover",
+    "/failover",
+    "/restart",
+    "/reinitialize",
+    "/reload",
+    "/backup",
+];
+
+const METHODS: &[&str] = &[
+    "GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE", "G\u{0}T", "get",
+];
+
+/// One request's bytes: a method, a path with random query text, random and
+/// malformed headers (Authorization with wrong or broken credentials, lying or huge
+/// Content-Length, chunked garbage, control characters, huge values) and a body.
+fn raw_request(r: &mut Rng) -> Vec<u8> {
+    let method = *r.pick(METHODS);
+    let mut path = (*r.pick(PATHS)).to_string();
+    if r.below(3) == 0 {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        path.push(sep);
+        path.push_str(&text(r).chars().take(300).collect::<String>());
+    }
+    let body = match r.below(4) {
+        0 => Vec::new(),
+        1 => Value::Object(object(r, 3)).to_string().into_bytes(),
+        2 => text(r).into_bytes(),
+        _ => (0..r.below(2000))
+            .map(|_| (r.next() & 0xff) as u8)
+            .collect(),
+    };
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for _ in 0..r.below(6) {
+        let line = match r.below(9) {
+            0 => format!("Authorization: Basic {}", text(r)),
+            1 => "Authorization: Basic d2FyZGVuOndyb25n".to_string(), // warden:wrong
+            2 => format!("Authorization: {}", text(r)),
+            3 => format!("Content-Length: {}", r.next()),
+            4 => format!("Content-Length: {}", body.len() + 10),
+            5 => "Transfer-Encoding: chunked".to_string(),
+            6 => format!(
+                "X-{}: {}",
+                r.below(1000),
+                "v".repeat(r.below(20_000) as usize)
+            ),
+            7 => format!("{}: {}", text(r), text(r)),
+            _ => "Connection: close".to_string(),
+        };
+        head.push_str(&line);
+        head.push_str("\r\n");
+    }
+    if r.below(2) == 0 {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend(body);
+    bytes
+}
+
+/// Random, malformed and unauthenticated requests against a live agent whose REST API
+/// requires authentication: every one ends in an answer or a closed connection, the
+/// agent keeps answering its health check, and nothing changes (the leader, the
+/// `config` key, PostgreSQL's process).
+#[test]
+fn rest_requests_against_a_live_agent() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    use warden_tests::{http, Cluster, ClusterSpec};
+    let cluster = Cluster::start(ClusterSpec::new(1).without_haproxy().customize(|_, c| {
+        c.set("restapi.authentication.username", "warden")
+            .set("restapi.authentication.password", "right-password")
+    }))
+    .expect("start a one-node cluster");
+    cluster.wait_formed(Duration::from_secs(90));
+    let node = cluster.node(0);
+    let pid = node.postmaster_pid();
+    let config_key = format!("{}config", cluster.key_prefix());
+    let config_before = cluster.etcd().get(&config_key).unwrap().map(|kv| kv.value);
+    let (leader, revision) = cluster.wait_leader(Duration::from_secs(30));
+    let addr = format!("127.0.0.1:{}", node.api_port());
+    let n = (cases() / 4).max(1);
+    let mut r = rng(6);
+    let (mut answered, mut closed) = (0u64, 0u64);
+    for _ in 0..n {
+        let req = raw_request(&mut r);
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect to the REST API");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        // The server may answer and close before the whole request is written.
+        let _ = s.write_all(&req);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut head = [0u8; 12];
+        match s.read(&mut head) {
+            Ok(k) if k >= 12 && head.starts_with(b"HTTP/1.") => {
+                let status = &head[9..12];
+                // Never a success on a mutating method: nothing here is authenticated.
+                let method = req.split(|b| *b == b' ').next().unwrap_or_default();
+                if matches!(method, b"POST" | b"PUT" | b"PATCH" | b"DELETE") {
+                    assert_ne!(status[0], b'2', "an unauthenticated write was accepted");
+                }
+                answered += 1;
+            }
+            Ok(_) | Err(_) => closed += 1,
+        }
+    }
+    let health = http::get(&format!(
+        "{}/health",
+        node.api_url().trim_end_matches("/patroni")
+    ))
+    .expect("the agent still answers");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(
+        cluster.wait_leader(Duration::from_secs(10)),
+        (leader, revision)
+    );
+    assert_eq!(node.postmaster_pid(), pid, "PostgreSQL was restarted");
+    let config_after = cluster.etcd().get(&config_key).unwrap().map(|kv| kv.value);
+    assert_eq!(config_after, config_before, "the config key changed");
+    println!(
+        "hostile input: REST requests against a live agent: {n} requests ({answered} answered, \
+         {closed} closed by the server), 0 panics, nothing changed"
+    );
+}
