@@ -49,6 +49,10 @@ pub const SEEN_FILE: &str = ".warden-live-seen";
 /// microsecond (or a clock step back) still get increasing sequences.
 static LAST_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// The segment this process last uploaded a live copy of: the first upload of another
+/// segment first reads the copy already there (another archiver's, before a hand-over).
+static LIVE_SEGMENT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 /// The next live sequence: the clock in microseconds, above every earlier one.
 fn next_sequence() -> u64 {
     let now = std::time::SystemTime::now()
@@ -144,6 +148,7 @@ impl Archive {
             path.to_owned(),
             name.to_string(),
         );
+        self.raise_floor(&name, &object).await;
         let sequence = next_sequence();
         let (sealed, info) = tokio::task::spawn_blocking(move || {
             let plain = std::fs::read(&file).map_err(|source| {
@@ -169,6 +174,45 @@ impl Archive {
                 source,
             })?;
         Ok(info.len)
+    }
+
+    /// On the first upload of a segment here, lifts this process's sequences above the
+    /// live copy already in the repository: after a hand-over the previous archiver's
+    /// clock may be ahead of ours, and a reader that served its copy would refuse ours
+    /// as a rollback until our clock caught up. The copy's sequence counts only once
+    /// its first chunk authenticated. Best effort: without it, sequences are the clock.
+    async fn raise_floor(&self, name: &WalName, object: &str) {
+        {
+            let mut last = LIVE_SEGMENT
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.as_deref() == Some(name.segment()) {
+                return;
+            }
+            *last = Some(name.segment().to_owned());
+        }
+        let sealed = match self.repo.get(object).await {
+            Ok(b) => b,
+            Err(RepoError::NotFound { .. }) => return,
+            Err(e) => {
+                tracing::warn!(object, error = %e, "cannot read the live WAL copy already in the repository; sequencing by the clock alone");
+                return;
+            }
+        };
+        let key = self.key.clone();
+        let context = object.to_owned();
+        let found = tokio::task::spawn_blocking(move || {
+            let mut opener = codec::open(&key, &context, &sealed[..]).ok()?;
+            let mut first = [0u8; 1];
+            std::io::Read::read(&mut opener, &mut first).ok()?;
+            opener.sequence()
+        })
+        .await
+        .ok()
+        .flatten();
+        if let Some(seq) = found {
+            LAST_SEQUENCE.fetch_max(seq, Ordering::SeqCst);
+        }
     }
 
     /// Deletes the live copy of `archived`'s segment now that the segment (or its
@@ -224,6 +268,34 @@ mod tests {
             assert!(next > last, "{next} after {last}");
             last = next;
         }
+    }
+
+    /// A hand-over from an archiver whose clock runs ahead: the new archiver's first
+    /// upload of the segment still gets a higher sequence than the copy it replaces,
+    /// so a reader that served the old one accepts the new one.
+    #[tokio::test]
+    async fn a_new_archiver_sequences_above_the_copy_it_replaces() {
+        // A segment no other test uses: the "last segment uploaded" slot is per process.
+        const AHEAD: &str = "0000000100000000000000A7";
+        let dir = tempfile::tempdir().unwrap();
+        let a = archive(dir.path());
+        let name = WalName::parse(AHEAD).unwrap();
+        let object = a.layout.wal_live(&name);
+        let ahead = next_sequence() + 3_600_000_000; // an hour ahead of our clock
+        let (sealed, _) =
+            codec::seal_bytes_sequenced(&a.key, 3, &object, ahead, b"the previous archiver's")
+                .unwrap();
+        a.repo.put(&object, Bytes::from(sealed)).await.unwrap();
+        let spool = dir.path().join("spool");
+        std::fs::create_dir_all(&spool).unwrap();
+        let partial = spool.join(format!("{AHEAD}.partial"));
+        std::fs::write(&partial, b"the previous archiver's, and ours").unwrap();
+        a.push_live(&partial).await.unwrap();
+        let ours = a.repo.get(&object).await.unwrap();
+        let mut opener = codec::open(&a.key, &object, &ours[..]).unwrap();
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut opener, &mut plain).unwrap();
+        assert!(opener.sequence().unwrap() > ahead);
     }
 
     /// Issue 12: an older sealed version of the live object copied over the newer
