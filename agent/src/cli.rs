@@ -168,6 +168,8 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // without TLS.
     let security =
         crate::api::security::Security::start(&cfg.restapi).map_err(|e| anyhow!("{e}"))?;
+    // The loop owns reloads; the server's rules are swapped through this handle.
+    let reload_security = security.clone();
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
@@ -247,7 +249,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .with_requests(requests_rx, config_path)
         // The REST API's certificate, client CA, allowlist and headers, and the
         // members' client TLS; a bad new certificate keeps the running one.
-        .with_reload_hook(Box::new(|c| crate::api::security::reload(&c.restapi)));
+        .with_reload_hook(Box::new(move |c| reload_security.reload(&c.restapi)));
     if let Some(service) = backups {
         agent = agent.with_backups(service);
     }

@@ -9,7 +9,7 @@
 
 use hyper::header::{HeaderName, HeaderValue};
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::ServerConfig;
@@ -38,22 +38,16 @@ pub struct Security {
     pub tls: bool,
 }
 
-/// The running agent's server rules, for `POST /reload` and SIGHUP (one agent per
-/// process; the simulation starts no server, so there is nothing to reload there).
-static RUNNING: OnceLock<Arc<Security>> = OnceLock::new();
-
 impl Security {
     /// Builds the rules from the config (errors name the key) and installs the members'
     /// client TLS. The daemon fails to start on an error.
     pub fn start(cfg: &RestApiConfig) -> Result<Arc<Self>, TlsError> {
         install_client(cfg)?;
         let rules = build(cfg)?;
-        let me = Arc::new(Self {
+        Ok(Arc::new(Self {
             tls: rules.tls.is_some(),
             rules: RwLock::new(Arc::new(rules)),
-        });
-        let _ = RUNNING.set(me.clone());
-        Ok(me)
+        }))
     }
 
     pub fn current(&self) -> Arc<Rules> {
@@ -90,13 +84,6 @@ impl Security {
         if let Err(e) = install_client(cfg) {
             tracing::error!(error = %e, "reload: the new REST client TLS settings are unusable; keeping the running ones");
         }
-    }
-}
-
-/// Reloads the running server's rules (no-op without a running server).
-pub fn reload(cfg: &RestApiConfig) {
-    if let Some(s) = RUNNING.get() {
-        s.reload(cfg);
     }
 }
 
