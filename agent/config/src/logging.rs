@@ -697,8 +697,11 @@ fn python_float(f: f64) -> String {
     }
 }
 
-/// Python's `repr()` of a string (single quotes unless the text holds one).
-fn python_repr(text: &str) -> String {
+/// Python's `repr()` of a string: single quotes unless the text holds one and no
+/// double quote, backslash escapes for the quote, `\\`, `\n`, `\r`, `\t`, and `\xNN` for
+/// other control characters. Patroni's log records and patronictl's query output print
+/// strings this way.
+pub fn python_repr(text: &str) -> String {
     let quote = if text.contains('\'') && !text.contains('"') {
         '"'
     } else {
@@ -715,6 +718,9 @@ fn python_repr(text: &str) -> String {
             c if c == quote => {
                 out.push('\\');
                 out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
             }
             c => out.push(c),
         }
