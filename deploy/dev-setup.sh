@@ -56,6 +56,11 @@ if ! "$VENV/bin/python" -c 'import moto.server, flask, boto3' >/dev/null 2>&1 \
     echo "dev-setup: installing moto[server] into $VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
+# redis-py (Sentinel clients' behaviour) for the Redis engine's interoperability tests.
+if ! "$VENV/bin/python" -c 'import redis.sentinel' >/dev/null 2>&1; then
+    echo "dev-setup: installing redis-py into $VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'redis>=5,<9'
+fi
 "$VENV/bin/patronictl" version >/dev/null 2>&1 \
     || { echo "dev-setup: $VENV/bin/patronictl does not run" >&2; exit 1; }
 "$VENV/bin/moto_server" --help >/dev/null 2>&1 \
