@@ -30,6 +30,8 @@ use super::repo::{RepoError, Repository};
 pub const FORMAT: u32 = 1;
 pub const BACKUP_RECORD: &str = "backup.json";
 pub const DUMP_RECORD: &str = "dump.json";
+/// The record of a Redis RDB snapshot (`<cluster>/rdb/<id>/rdb.json`).
+pub const RDB_RECORD: &str = "rdb.json";
 pub const MANIFEST: &str = "backup_manifest";
 
 /// An id for something starting at `t`: `20261202T031500Z`.
@@ -109,6 +111,33 @@ pub struct DumpedDatabase {
     pub toc_entries: u64,
 }
 
+/// A committed Redis RDB snapshot, fetched from a replica and read back through the
+/// codec with the same CRC-64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RdbRecord {
+    pub format: u32,
+    pub id: String,
+    /// The member that took it.
+    pub member: String,
+    /// `host:port` of the server it was fetched from.
+    pub source: String,
+    /// The `redis-ver` the RDB itself carries (the server that wrote it), when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_version: Option<String>,
+    pub rdb_version: u32,
+    /// The RDB's CRC-64 (its trailer), as the fetch computed it and the read-back
+    /// confirmed it.
+    pub crc64: u64,
+    /// Plaintext bytes (the RDB file) and bytes stored.
+    pub size: u64,
+    pub stored_size: u64,
+    pub compression_level: i32,
+    pub parts: Vec<Part>,
+    /// The fetch's start: the snapshot is no older than this (its fork came later).
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
 /// The result of one restore drill, committed or failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -182,6 +211,10 @@ impl Catalog {
         format!("{}/dumps/{id}", self.layout.cluster())
     }
 
+    pub fn rdb_dir(&self, id: &str) -> String {
+        format!("{}/rdb/{id}", self.layout.cluster())
+    }
+
     pub fn drill_path(&self, id: &str) -> String {
         format!("{}/drills/{id}.json", self.layout.cluster())
     }
@@ -243,6 +276,26 @@ impl Catalog {
     pub async fn dumps(&self) -> Result<Vec<DumpRecord>, CatalogError> {
         self.records(&format!("{}/dumps/", self.layout.cluster()), DUMP_RECORD)
             .await
+    }
+
+    /// Every committed Redis RDB snapshot, oldest first.
+    pub async fn rdbs(&self) -> Result<Vec<RdbRecord>, CatalogError> {
+        self.records(&format!("{}/rdb/", self.layout.cluster()), RDB_RECORD)
+            .await
+    }
+
+    /// One RDB snapshot by id, or the newest for `latest`.
+    pub async fn rdb(&self, id: &str) -> Result<RdbRecord, CatalogError> {
+        if id == "latest" {
+            return self.rdbs().await?.pop().ok_or(CatalogError::NoBackup);
+        }
+        let path = format!("{}/{RDB_RECORD}", self.rdb_dir(id));
+        match self.get_record(&path).await {
+            Err(CatalogError::Repo(RepoError::NotFound { .. })) => {
+                Err(CatalogError::NoSuchBackup(id.to_owned()))
+            }
+            other => other,
+        }
     }
 
     /// Every drill result, oldest first.
@@ -312,6 +365,11 @@ impl HasFormat for BackupRecord {
     }
 }
 impl HasFormat for DumpRecord {
+    fn format(&self) -> u32 {
+        self.format
+    }
+}
+impl HasFormat for RdbRecord {
     fn format(&self) -> u32 {
         self.format
     }

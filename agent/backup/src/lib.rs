@@ -13,6 +13,8 @@
 //! - `command`: `warden wal-push` and `warden wal-fetch`.
 //! - `archiver`: the elected archiver streaming WAL into the repository.
 //! - `catalog`: committed backups, dumps and drill results (records written last).
+//! - `rdb`: Redis RDB snapshots from a replica, sealed into parts; verify, restore,
+//!   drill (retention through `prune`, like dumps).
 
 pub mod archiver;
 pub mod base;
@@ -29,6 +31,7 @@ pub mod layout;
 pub mod notify;
 pub mod parts;
 pub mod prune;
+pub mod rdb;
 pub mod repo;
 pub mod restore;
 pub mod retention;

@@ -205,3 +205,6 @@ fn superseded(c: &Cluster, me: Option<&str>, replid: &str) -> Option<Supersessio
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod decide_tests;

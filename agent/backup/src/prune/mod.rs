@@ -27,6 +27,7 @@ pub async fn plan_prune(
 ) -> Result<Plan, CatalogError> {
     let backups = catalog.backups().await?;
     let dumps = catalog.dumps().await?;
+    let rdbs = catalog.rdbs().await?;
     let cluster = catalog.layout.cluster();
     let objects: Vec<(String, u64)> = catalog
         .repo
@@ -41,6 +42,7 @@ pub async fn plan_prune(
             cluster: &cluster,
             backups: &backups,
             dumps: &dumps,
+            rdbs: &rdbs,
             objects: &objects,
             now: Utc::now(),
             leftover_age: LEFTOVER_AGE,
@@ -58,10 +60,13 @@ pub async fn plan_delete(catalog: &Catalog, id: &str) -> Result<Plan, CatalogErr
     )
     .await?;
     let is_backup = all.backups.iter().any(|i| i.id == id);
+    let is_rdb = all.rdbs.iter().any(|i| i.id == id);
     let item = plan::single(id, &all).ok_or_else(|| CatalogError::NoSuchBackup(id.to_owned()))?;
     let mut out = Plan::default();
     if is_backup {
         out.backups.push(item);
+    } else if is_rdb {
+        out.rdbs.push(item);
     } else {
         out.dumps.push(item);
     }
@@ -76,6 +81,8 @@ pub struct Report {
     pub backups_kept: Vec<Kept>,
     pub dumps_deleted: Vec<String>,
     pub dumps_kept: Vec<Kept>,
+    pub rdbs_deleted: Vec<String>,
+    pub rdbs_kept: Vec<Kept>,
     pub leftovers_deleted: Vec<String>,
     pub wal_deleted: usize,
     pub wal_kept_from: Option<String>,
@@ -101,7 +108,11 @@ impl Report {
                 })
                 .collect()
         };
-        let items: Vec<&Item> = plan.doomed_backups().chain(plan.doomed_dumps()).collect();
+        let items: Vec<&Item> = plan
+            .doomed_backups()
+            .chain(plan.doomed_dumps())
+            .chain(plan.doomed_rdbs())
+            .collect();
         let item_objects: usize = items.iter().map(|i| i.objects.len() + 1).sum();
         let item_bytes: u64 = items.iter().map(|i| i.bytes).sum();
         Self {
@@ -110,6 +121,8 @@ impl Report {
             backups_kept: kept(&plan.backups),
             dumps_deleted: plan.doomed_dumps().map(|i| i.id.clone()).collect(),
             dumps_kept: kept(&plan.dumps),
+            rdbs_deleted: plan.doomed_rdbs().map(|i| i.id.clone()).collect(),
+            rdbs_kept: kept(&plan.rdbs),
             leftovers_deleted: plan.leftovers.iter().map(|l| l.dir.clone()).collect(),
             wal_deleted: plan.wal.len(),
             wal_kept_from: plan.wal_kept_from.clone(),
@@ -154,6 +167,16 @@ impl Report {
         for id in &self.dumps_deleted {
             out.push_str(&format!("{verb} dump {id}\n"));
         }
+        for k in &self.rdbs_kept {
+            out.push_str(&format!(
+                "keep   RDB snapshot {} ({})\n",
+                k.id,
+                k.reasons.join(", ")
+            ));
+        }
+        for id in &self.rdbs_deleted {
+            out.push_str(&format!("{verb} RDB snapshot {id}\n"));
+        }
         for d in &self.leftovers_deleted {
             out.push_str(&format!("{verb} incomplete {d}\n"));
         }
@@ -184,7 +207,11 @@ impl Report {
 /// picks up where this one stopped).
 pub async fn execute(catalog: &Catalog, plan: &Plan) -> Result<(), RepoError> {
     let repo = &catalog.repo;
-    for item in plan.doomed_backups().chain(plan.doomed_dumps()) {
+    for item in plan
+        .doomed_backups()
+        .chain(plan.doomed_dumps())
+        .chain(plan.doomed_rdbs())
+    {
         repo.delete(&item.record).await?;
         tracing::info!(id = %item.id, "deleted a backup's record; deleting its objects");
         for o in &item.objects {
@@ -221,6 +248,7 @@ pub async fn after_backup(
     tracing::info!(
         backups = report.backups_deleted.len(),
         dumps = report.dumps_deleted.len(),
+        rdbs = report.rdbs_deleted.len(),
         leftovers = report.leftovers_deleted.len(),
         wal = report.wal_deleted,
         "retention prune after the backup"

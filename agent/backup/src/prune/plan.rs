@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-use crate::catalog::{BackupRecord, DumpRecord, BACKUP_RECORD, DUMP_RECORD};
+use crate::catalog::{BackupRecord, DumpRecord, RdbRecord, BACKUP_RECORD, DUMP_RECORD, RDB_RECORD};
 use crate::layout::{WalKind, WalName};
 use crate::retention::{self, Reason};
 use crate::walchain;
@@ -46,6 +46,8 @@ pub struct Leftover {
 pub struct Plan {
     pub backups: Vec<Item>,
     pub dumps: Vec<Item>,
+    /// Redis RDB snapshots, under the same rules as dumps.
+    pub rdbs: Vec<Item>,
     pub leftovers: Vec<Leftover>,
     /// WAL objects to delete, oldest first.
     pub wal: Vec<String>,
@@ -63,9 +65,14 @@ impl Plan {
         self.dumps.iter().filter(|i| i.kept_by.is_empty())
     }
 
+    pub fn doomed_rdbs(&self) -> impl Iterator<Item = &Item> {
+        self.rdbs.iter().filter(|i| i.kept_by.is_empty())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.doomed_backups().next().is_none()
             && self.doomed_dumps().next().is_none()
+            && self.doomed_rdbs().next().is_none()
             && self.leftovers.is_empty()
             && self.wal.is_empty()
     }
@@ -77,6 +84,7 @@ pub struct Inputs<'a> {
     pub cluster: &'a str,
     pub backups: &'a [BackupRecord],
     pub dumps: &'a [DumpRecord],
+    pub rdbs: &'a [RdbRecord],
     pub objects: &'a [(String, u64)],
     pub now: DateTime<Utc>,
     pub leftover_age: chrono::Duration,
@@ -178,10 +186,22 @@ pub fn prune(policy: &Retention, inputs: &Inputs<'_>) -> Plan {
     let dids: BTreeSet<&str> = dcommitted.iter().map(|(i, _)| i.as_str()).collect();
     let mut left = leftovers(&bdirs, &bprefix, &bids, inputs);
     left.extend(leftovers(&ddirs, &dprefix, &dids, inputs));
+    // Redis snapshots: committed ones by the policy, incomplete ones as leftovers.
+    let rprefix = format!("{}/rdb/", inputs.cluster);
+    let rdirs = by_dir(inputs.objects, &rprefix);
+    let rcommitted: Vec<(String, DateTime<Utc>)> = inputs
+        .rdbs
+        .iter()
+        .map(|r| (r.id.clone(), r.finished_at))
+        .collect();
+    let rdbs = items(&rdirs, &rprefix, RDB_RECORD, &rcommitted, policy);
+    let rids: BTreeSet<&str> = rcommitted.iter().map(|(i, _)| i.as_str()).collect();
+    left.extend(leftovers(&rdirs, &rprefix, &rids, inputs));
 
     let mut plan = Plan {
         backups,
         dumps,
+        rdbs,
         leftovers: left,
         ..Plan::default()
     };
@@ -242,6 +262,7 @@ pub fn single(item_id: &str, plan_all: &Plan) -> Option<Item> {
         .backups
         .iter()
         .chain(plan_all.dumps.iter())
+        .chain(plan_all.rdbs.iter())
         .find(|i| i.id == item_id)
         .map(|i| Item {
             kept_by: vec![],

@@ -36,6 +36,7 @@ fn inputs<'a>(
         cluster: C,
         backups,
         dumps,
+        rdbs: &[],
         objects,
         now: at(10, 12),
         leftover_age: chrono::Duration::days(1),

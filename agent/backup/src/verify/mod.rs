@@ -46,6 +46,8 @@ pub struct DumpReport {
 pub struct Report {
     pub backups: Vec<BackupReport>,
     pub dumps: Vec<DumpReport>,
+    /// Redis RDB snapshots (the same shape as a dump's report).
+    pub rdbs: Vec<DumpReport>,
     /// Problems not tied to one backup (the WAL listing, history files).
     pub problems: Vec<Problem>,
 }
@@ -55,12 +57,14 @@ impl Report {
         self.problems.is_empty()
             && self.backups.iter().all(|b| b.problems.is_empty())
             && self.dumps.iter().all(|d| d.problems.is_empty())
+            && self.rdbs.iter().all(|d| d.problems.is_empty())
     }
 
     pub fn problem_count(&self) -> usize {
         self.problems.len()
             + self.backups.iter().map(|b| b.problems.len()).sum::<usize>()
             + self.dumps.iter().map(|d| d.problems.len()).sum::<usize>()
+            + self.rdbs.iter().map(|d| d.problems.len()).sum::<usize>()
     }
 
     pub fn human(&self) -> String {
@@ -84,9 +88,14 @@ impl Report {
                 out.push_str(&format!("  {}: {}\n", p.object, p.problem));
             }
         }
-        for d in &self.dumps {
+        for (kind, d) in self
+            .dumps
+            .iter()
+            .map(|d| ("dump", d))
+            .chain(self.rdbs.iter().map(|d| ("RDB snapshot", d)))
+        {
             out.push_str(&format!(
-                "dump {}: {}/{} parts: {}\n",
+                "{kind} {}: {}/{} parts: {}\n",
                 d.id,
                 d.parts_checked,
                 d.parts,
@@ -122,11 +131,16 @@ pub struct PartsSummary {
     pub bytes: u64,
 }
 
-/// Verifies backup `id` (`latest` works), or every backup and dump when `None`.
+/// Verifies backup `id` (`latest` works), or every backup, dump and RDB snapshot when
+/// `None`.
 pub async fn verify(catalog: &Catalog, id: Option<&str>) -> Result<Report, CatalogError> {
-    let (backups, dumps) = match id {
-        Some(id) => (vec![catalog.backup(id).await?], vec![]),
-        None => (catalog.backups().await?, catalog.dumps().await?),
+    let (backups, dumps, rdbs) = match id {
+        Some(id) => (vec![catalog.backup(id).await?], vec![], vec![]),
+        None => (
+            catalog.backups().await?,
+            catalog.dumps().await?,
+            catalog.rdbs().await?,
+        ),
     };
     let mut report = Report::default();
     let archived = archive::read(catalog, &mut report.problems).await?;
@@ -137,6 +151,9 @@ pub async fn verify(catalog: &Catalog, id: Option<&str>) -> Result<Report, Catal
     }
     for d in &dumps {
         report.dumps.push(verify_dump(catalog, d).await);
+    }
+    for r in &rdbs {
+        report.rdbs.push(verify_rdb(catalog, r).await);
     }
     Ok(report)
 }
@@ -258,6 +275,30 @@ async fn verify_dump(catalog: &Catalog, d: &DumpRecord) -> DumpReport {
         report.problems.extend(reader.problems);
     }
     report
+}
+
+async fn verify_rdb(catalog: &Catalog, r: &crate::catalog::RdbRecord) -> DumpReport {
+    use crate::rdb::RdbCheckError;
+    let (parts_checked, problems) = match crate::rdb::verify(catalog, r).await {
+        Ok(c) => (c.parts_checked, vec![]),
+        Err(RdbCheckError::Parts { problems, .. }) => {
+            (r.parts.len() - problems.len().min(r.parts.len()), problems)
+        }
+        // The parts authenticated; the RDB inside them is refused.
+        Err(e) => (
+            r.parts.len(),
+            vec![Problem {
+                object: catalog.rdb_dir(&r.id),
+                problem: e.to_string(),
+            }],
+        ),
+    };
+    DumpReport {
+        id: r.id.clone(),
+        parts_checked,
+        parts: r.parts.len(),
+        problems,
+    }
 }
 
 #[cfg(test)]
