@@ -48,8 +48,10 @@ pub trait Engine: Clone + std::fmt::Debug + PartialEq {
     /// key back (another node was promoted while it was away).
     fn primary_refusal(&self, cluster: &Cluster) -> Option<String>;
 
-    /// Why `peer` could not win a race (so it is not worth deferring to).
-    fn peer_refusal(&self, cluster: &Cluster, peer: &PeerStatus) -> Option<String>;
+    /// Why `peer` (member `name`) could not win a race (so it is not worth deferring
+    /// to). The name lets an engine look at what the peer's member key says, e.g. a
+    /// history it does not report over `/patroni`.
+    fn peer_refusal(&self, cluster: &Cluster, name: &str, peer: &PeerStatus) -> Option<String>;
 
     /// A stopped node about to start as a replica of `leader`: `Some(why)` when its data
     /// must first be repaired from the leader ([`crate::Action::Repair`]), e.g. a former

@@ -167,10 +167,10 @@ pub fn race_refusal<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Opti
     let optime = c.status.as_ref().and_then(|s| s.optime);
     // The same lag and timeline rules we apply to ourselves decide whether a peer
     // could win the race; only such a peer is worth deferring to.
-    let peer_may_race = |s: &PeerStatus| {
+    let peer_may_race = |name: &str, s: &PeerStatus| {
         let lag_ok =
             optime.is_none_or(|o| o.saturating_sub(s.position) <= cfg.maximum_lag_on_failover);
-        lag_ok && o.local.engine.peer_refusal(c, s).is_none()
+        lag_ok && o.local.engine.peer_refusal(c, name, s).is_none()
     };
     let peers: Vec<Peer> = o
         .peers
@@ -192,14 +192,14 @@ pub(crate) fn better_peer(
     tags: &Tags,
     mine: u64,
     peers: &[Peer],
-    peer_may_race: impl Fn(&PeerStatus) -> bool,
+    peer_may_race: impl Fn(&str, &PeerStatus) -> bool,
 ) -> Option<String> {
     for p in peers {
         let Some(s) = p.status.as_ref() else { continue };
         if s.is_primary {
             return Some(format!("{} is still running as a primary", p.name));
         }
-        if !s.may_become_leader || !peer_may_race(s) {
+        if !s.may_become_leader || !peer_may_race(&p.name, s) {
             continue;
         }
         if s.position > mine {

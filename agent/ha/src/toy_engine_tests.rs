@@ -41,7 +41,7 @@ impl Engine for Toy {
         self.promotion_refusal(c, "")
     }
 
-    fn peer_refusal(&self, _: &Cluster, peer: &PeerStatus) -> Option<String> {
+    fn peer_refusal(&self, _: &Cluster, _: &str, peer: &PeerStatus) -> Option<String> {
         peer.generation
             .is_some_and(|g| g < self.epoch)
             .then(|| "peer is on an older epoch".into())

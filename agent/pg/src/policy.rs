@@ -45,7 +45,7 @@ impl Engine for PgLocal {
         timeline_refusal(cluster, self.probe.as_ref()?.timeline)
     }
 
-    fn peer_refusal(&self, cluster: &Cluster, peer: &PeerStatus) -> Option<String> {
+    fn peer_refusal(&self, cluster: &Cluster, _: &str, peer: &PeerStatus) -> Option<String> {
         timeline_refusal(cluster, peer.generation)
     }
 

@@ -101,12 +101,19 @@ impl Engine for RedisLocal {
         superseded(cluster, None, &mine.replid).map(|s| s.refusal(&mine.replid))
     }
 
-    /// A peer's `/patroni` carries no replication id (the race's `PeerStatus` has a
-    /// position and a numbered generation only, and Redis has no numbers): the peer
-    /// judges itself with [`Engine::promotion_refusal`] before it races, so we cannot
-    /// refuse it here.
-    fn peer_refusal(&self, _: &Cluster, _: &PeerStatus) -> Option<String> {
-        None
+    /// A peer's `/patroni` carries no replication id (Redis has no promotion counter
+    /// for `PeerStatus::generation`), so its member key says which history it is on:
+    /// a peer another member shows as abandoned would refuse itself, and deferring to
+    /// it (say, ahead by offset on the old history) would leave the cluster without a
+    /// leader.
+    fn peer_refusal(&self, cluster: &Cluster, name: &str, _: &PeerStatus) -> Option<String> {
+        let replid = cluster
+            .member(name)?
+            .extra
+            .get(fields::REPLID)?
+            .as_str()?
+            .to_string();
+        superseded(cluster, Some(name), &replid).map(|s| s.refusal(&replid))
     }
 
     /// Never: started as a replica, Redis asks its primary for a partial resync from

@@ -537,22 +537,25 @@ fn a_cut_off_primary_on_an_abandoned_history_does_not_take_the_key_back() {
     );
 }
 
-/// Known gap (Redis engine): the race asks `Engine::peer_refusal` about a peer with its
-/// `/patroni` status only (offset, no name, no replication id; Redis reports no
-/// promotion counter), so a peer on an abandoned history cannot be refused. When it is
-/// ahead by offset, the member that followed the promotion defers to it, and it refuses
-/// itself: nobody is promoted until its offset falls behind (never, while nobody
-/// writes). PostgreSQL avoids this with the timeline in `PeerStatus::generation`. This
-/// test pins the current behaviour; fixing the gap flips its first assertion.
+/// A peer on an abandoned history, ahead by offset, is not worth deferring to: its
+/// member key shows the history another member continued (`Engine::peer_refusal`
+/// gets the peer's name), and it refuses itself. Deferring to it would leave the
+/// cluster without a leader for as long as its offset stayed ahead.
 #[test]
-fn known_gap_a_peer_on_an_abandoned_history_ahead_by_offset_holds_off_the_race() {
+fn a_peer_on_an_abandoned_history_ahead_by_offset_does_not_hold_off_the_race() {
     let n2 = replica_at(500);
     let c = after_promotion(&n2);
+    assert!(
+        local(FOLLOWING)
+            .peer_refusal(&c, "n2", &peer("n2", 500).status.unwrap())
+            .is_some_and(|why| why.contains(OLD_ID)),
+        "n2's member key shows the abandoned id"
+    );
     let mut o = obs("n1", c.clone(), local(FOLLOWING));
     o.peers = vec![peer("n2", 500)];
     let d = run(&o);
-    assert_eq!(d.actions, vec![], "the gap is fixed: assert the race here");
-    assert!(d.note.contains("n2"), "{}", d.note);
+    assert_eq!(d.actions[0], Action::AcquireLeader, "{d:?}");
+    assert!(is_promote(&d.actions[1]), "{d:?}");
     // ... while n2 refuses itself.
     let mut o = obs("n2", c, n2);
     o.peers = vec![peer("n1", 168)];
