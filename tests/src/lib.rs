@@ -39,6 +39,7 @@ pub mod pgserver;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod redis;
 pub mod s3;
 pub mod sql;
 pub mod stats;

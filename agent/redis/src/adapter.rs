@@ -10,9 +10,11 @@
 mod conf;
 mod marker;
 mod server;
+pub mod tls;
 
 pub use conf::{quote, RedisSettings, NOBODY, OWNED};
 pub use marker::Marker;
+pub use tls::{AuthClients, RedisTls, TlsError};
 
 use crate::policy::{Lineage, RedisLocal, Replication, ServerRole};
 use std::time::{Duration, Instant};
@@ -47,6 +49,12 @@ pub enum RedisError {
     Timeout(String, Duration),
     #[error("{0}")]
     State(String),
+    #[error("{what}: {source}")]
+    Tls {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The local Redis: its settings, the child process, the role last configured and the

@@ -39,5 +39,5 @@ pub mod server;
 pub mod view;
 
 pub use pubsub::EventHub;
-pub use server::{serve, SentinelConfig, SentinelError};
+pub use server::{serve, SentinelConfig, SentinelError, SentinelTls};
 pub use view::{run_id_for, Event, EventTracker, Instance, Replica, SentinelView};

@@ -229,12 +229,33 @@ async fn connection_limit_idle_timeout_and_shutdown() {
         );
         // Idle: closed by the server, then the slot is free again.
         assert_eq!(first.read_to_close(), b"");
-        wait_for(|| Client::try_connect(p).is_some_and(|mut c| c.cmd(&["PING"]) == b"+PONG\r\n"));
+        wait_for(|| {
+            Client::try_connect(p)
+                .and_then(|mut c| c.try_line(&["PING"]))
+                .is_some_and(|l| l == b"+PONG\r\n")
+        });
     })
     .await;
+    // The probe's slot is released when the server notices it closed: retry until the
+    // subscriber gets in (one slot), then read the rest of the confirmation.
     let mut sub = blocking(move || {
-        let mut sub = Client::connect(p);
-        sub.cmd(&["SUBSCRIBE", "x"]);
+        let mut sub = None;
+        wait_for(|| {
+            let Some(mut c) = Client::try_connect(p) else {
+                return false;
+            };
+            if c.try_line(&["SUBSCRIBE", "x"])
+                .is_some_and(|l| l == b"*3\r\n")
+            {
+                sub = Some(c);
+            }
+            sub.is_some()
+        });
+        let mut sub = sub.expect("subscribed");
+        // The confirmation's three elements after its header line.
+        for _ in 0..3 {
+            sub.reply();
+        }
         sub
     })
     .await;

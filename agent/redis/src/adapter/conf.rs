@@ -4,6 +4,7 @@
 //! whom it follows and who may log in; a user's parameter naming one of them is refused
 //! with its name. Everything else is passed to `redis-server` as written.
 
+use super::tls::RedisTls;
 use super::RedisError;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +34,9 @@ pub struct RedisSettings {
     /// Further `redis.conf` settings, passed as written (e.g. `appendonly`, `save`,
     /// `maxmemory`).
     pub parameters: BTreeMap<String, String>,
+    /// TLS on the server's port (then TLS only: `port 0`, `tls-port <port>`), for
+    /// replication and for the agent's own connections; `None`: plain TCP.
+    pub tls: Option<RedisTls>,
 }
 
 impl std::fmt::Debug for RedisSettings {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for RedisSettings {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("parameters", &self.parameters)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -77,6 +82,16 @@ pub const OWNED: &[&str] = &[
     "slave-announce-ip",
     "replica-announce-port",
     "slave-announce-port",
+    // TLS: from `tls`, so that a TLS-only server cannot be half configured.
+    "tls-port",
+    "tls-cert-file",
+    "tls-key-file",
+    "tls-ca-cert-file",
+    "tls-ca-cert-dir",
+    "tls-client-cert-file",
+    "tls-client-key-file",
+    "tls-auth-clients",
+    "tls-replication",
 ];
 
 /// The host a replica configured with no source follows: port 0 never accepts a
@@ -128,6 +143,12 @@ impl RedisSettings {
                 why: "must be a name other than `default`, without spaces".into(),
             });
         }
+        if let Some(tls) = &self.tls {
+            tls.validate().map_err(|e| RedisError::BadParameter {
+                key: e.setting,
+                why: e.why,
+            })?;
+        }
         Ok(())
     }
 
@@ -166,7 +187,21 @@ impl RedisSettings {
             "# Written by Warden, rewritten on every role change: edit Warden's configuration instead.\n",
         );
         let dir = |p: &Path| quote(&p.display().to_string());
-        let _ = writeln!(s, "port {}", self.port);
+        match &self.tls {
+            None => {
+                let _ = writeln!(s, "port {}", self.port);
+            }
+            Some(tls) => {
+                // TLS only: no plain-text listener at all.
+                s.push_str("port 0\n");
+                let _ = writeln!(s, "tls-port {}", self.port);
+                let _ = writeln!(s, "tls-cert-file {}", dir(&tls.cert_file));
+                let _ = writeln!(s, "tls-key-file {}", dir(&tls.key_file));
+                let _ = writeln!(s, "tls-ca-cert-file {}", dir(&tls.ca_file));
+                let _ = writeln!(s, "tls-auth-clients {}", tls.auth_clients.as_str());
+                s.push_str("tls-replication yes\n");
+            }
+        }
         let _ = writeln!(s, "bind {}", self.listen_host);
         let _ = writeln!(s, "dir {}", dir(&self.data_dir));
         s.push_str("daemonize no\n");
@@ -232,6 +267,7 @@ mod tests {
             username: None,
             password: None,
             parameters: BTreeMap::new(),
+            tls: None,
         }
     }
 
@@ -294,6 +330,35 @@ mod tests {
         );
         let nobody = s.render(&RoleConfig::Replica { source: None });
         assert!(nobody.ends_with("replicaof \"127.0.0.1\" 0\n"), "{nobody}");
+    }
+
+    #[test]
+    fn tls_makes_the_port_tls_only() {
+        let mut s = settings();
+        s.tls = Some(RedisTls {
+            cert_file: "/etc/r/s.crt".into(),
+            key_file: "/etc/r/s.key".into(),
+            ca_file: "/etc/r/ca.crt".into(),
+            client_cert_file: None,
+            client_key_file: None,
+            auth_clients: crate::adapter::AuthClients::Optional,
+        });
+        let conf = s.render(&RoleConfig::Primary);
+        for line in [
+            "port 0\n",
+            "tls-port 6390\n",
+            "tls-cert-file \"/etc/r/s.crt\"\n",
+            "tls-key-file \"/etc/r/s.key\"\n",
+            "tls-ca-cert-file \"/etc/r/ca.crt\"\n",
+            "tls-auth-clients optional\n",
+            "tls-replication yes\n",
+        ] {
+            assert!(conf.contains(line), "{line:?} missing from {conf}");
+        }
+        assert!(!conf.lines().any(|l| l == "port 6390"), "{conf}");
+        s.tls = None;
+        s.parameters.insert("tls-port".into(), "6391".into());
+        assert!(matches!(s.validate(), Err(RedisError::OwnedParameter(k)) if k == "tls-port"));
     }
 
     #[test]

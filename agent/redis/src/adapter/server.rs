@@ -29,19 +29,44 @@ pub async fn command<T: redis::FromRedisValue>(
             auth = auth.set_username(user);
         }
     }
-    let info = redis::ConnectionAddr::Tcp(host.to_string(), port)
-        .into_connection_info()
-        .map_err(err)?
-        .set_redis_settings(auth);
-    let client = redis::Client::open(info).map_err(err)?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
     let run = async {
-        let mut con = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(err)?;
+        let mut con = match &settings.tls {
+            None => {
+                let info = redis::ConnectionAddr::Tcp(host.to_string(), port)
+                    .into_connection_info()
+                    .map_err(err)?
+                    .set_redis_settings(auth);
+                redis::Client::open(info)
+                    .map_err(err)?
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(err)?
+            }
+            Some(tls) => {
+                // Our own rustls stream (ring, verified against the CA), handed to the
+                // `redis` crate, which then logs in (`AUTH`/`HELLO`) over it as usual.
+                let client_config = tls.client_config().map_err(|e| RedisError::BadParameter {
+                    key: e.setting,
+                    why: e.why,
+                })?;
+                let stream = super::tls::connect(client_config, host, port, timeout)
+                    .await
+                    .map_err(|source| RedisError::Tls {
+                        what: format!("{what} on {host}:{port}"),
+                        source,
+                    })?;
+                let (con, driver) =
+                    redis::aio::MultiplexedConnection::new_with_config(&auth, stream, config)
+                        .await
+                        .map_err(err)?;
+                // The driver ends when the connection (dropped after the command) closes.
+                tokio::spawn(driver);
+                con
+            }
+        };
         cmd.query_async::<T>(&mut con).await.map_err(err)
     };
     // Belt and braces: the whole exchange, not only each step, is bounded.

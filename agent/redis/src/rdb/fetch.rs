@@ -31,7 +31,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -73,6 +75,9 @@ pub struct FetchOptions {
     pub idle_timeout: Duration,
     /// Bound on the whole fetch, connect to the last byte written.
     pub deadline: Duration,
+    /// TLS to a `tls-port` (the server is verified for `host`, a name or an IP
+    /// address; e.g. [`crate::adapter::RedisTls::client_config`]); `None`: plain TCP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl FetchOptions {
@@ -86,6 +91,7 @@ impl FetchOptions {
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(6 * 3600),
+            tls: None,
         }
     }
 }
@@ -401,9 +407,13 @@ async fn copy_until_mark<W: AsyncWrite + Unpin>(
     }
 }
 
+/// The byte stream: plain TCP or TLS over it (`Sync`: callers hold the fetch across threads).
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> Io for T {}
+
 /// The connection with its read buffer and time bounds.
 struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     addr: String,
     buf: Vec<u8>,
     start: usize,
@@ -419,8 +429,25 @@ impl Conn {
     async fn connect(opts: &FetchOptions, deadline_at: Instant) -> Result<Self, FetchError> {
         let addr = format!("{}:{}", opts.host, opts.port);
         let bound = deadline_at.min(Instant::now() + opts.connect_timeout);
-        let stream =
-            match timeout_at(bound, TcpStream::connect((opts.host.as_str(), opts.port))).await {
+        let after = opts.connect_timeout.min(opts.deadline);
+        let stream: Box<dyn Io> = if let Some(tls) = &opts.tls {
+            // Connect and handshake share the connect bound; a failed verification is
+            // `Connect` with rustls's reason, never a retry in plain text.
+            let left = bound.saturating_duration_since(Instant::now());
+            match crate::adapter::tls::connect(Arc::clone(tls), &opts.host, opts.port, left).await {
+                Ok(s) => Box::new(s),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(FetchError::ConnectTimeout { addr, after })
+                }
+                Err(source) => return Err(FetchError::Connect { addr, source }),
+            }
+        } else {
+            let stream = match timeout_at(
+                bound,
+                TcpStream::connect((opts.host.as_str(), opts.port)),
+            )
+            .await
+            {
                 Err(_) => {
                     return Err(FetchError::ConnectTimeout {
                         addr,
@@ -430,8 +457,10 @@ impl Conn {
                 Ok(Err(source)) => return Err(FetchError::Connect { addr, source }),
                 Ok(Ok(s)) => s,
             };
-        // Commands are tiny and each waits for its answer.
-        let _ = stream.set_nodelay(true);
+            // Commands are tiny and each waits for its answer.
+            let _ = stream.set_nodelay(true);
+            Box::new(stream)
+        };
         Ok(Self {
             stream,
             addr,

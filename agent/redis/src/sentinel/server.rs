@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, watch, Semaphore};
 use tokio::task::JoinSet;
@@ -18,6 +18,7 @@ use super::pubsub::{messages_for, EventHub};
 use super::records::ServerFacts;
 use super::resp::{parse_request, Reply, MAX_ARGS, MAX_ARG_BYTES};
 use super::view::{Event, EventTracker, SentinelView};
+use crate::adapter::tls::{server_config, TlsError};
 
 /// The port's limits and credentials (`redis.sentinel.*` in the member's YAML).
 #[derive(Clone)]
@@ -38,6 +39,45 @@ pub struct SentinelConfig {
     /// Publish `+switch-master`, `+sdown`/`-sdown`, `+slave` and `+new-epoch` derived from
     /// successive views (see [`EventTracker`]), so the daemon only has to publish views.
     pub publish_view_events: bool,
+    /// TLS on the port (`tls-port` semantics: the port then speaks only TLS); `None`:
+    /// plain RESP.
+    pub tls: Option<SentinelTls>,
+}
+
+/// The Sentinel port's certificate, and whether clients must present one.
+#[derive(Debug, Clone)]
+pub struct SentinelTls {
+    /// The port's certificate chain and key (PEM).
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+    /// Client certificates are verified against this authority when given.
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// With `client_ca_file`: a client without a certificate is refused
+    /// (`tls-auth-clients yes`); otherwise one is checked only when presented.
+    pub require_client_cert: bool,
+}
+
+impl SentinelTls {
+    /// The acceptor; an unreadable or invalid file is an error naming its setting.
+    pub fn acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+        if self.require_client_cert && self.client_ca_file.is_none() {
+            return Err(TlsError {
+                setting: "sentinel.tls.require_client_cert".into(),
+                why: "needs sentinel.tls.client_ca_file".into(),
+            });
+        }
+        let config = server_config(
+            ("sentinel.tls.cert_file", &self.cert_file),
+            ("sentinel.tls.key_file", &self.key_file),
+            self.client_ca_file.as_deref().map(|ca| {
+                (
+                    ("sentinel.tls.client_ca_file", ca),
+                    self.require_client_cert,
+                )
+            }),
+        )?;
+        Ok(tokio_rustls::TlsAcceptor::from(config))
+    }
 }
 
 impl std::fmt::Debug for SentinelConfig {
@@ -50,6 +90,7 @@ impl std::fmt::Debug for SentinelConfig {
             .field("write_timeout", &self.write_timeout)
             .field("event_queue", &self.event_queue)
             .field("publish_view_events", &self.publish_view_events)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -64,6 +105,7 @@ impl Default for SentinelConfig {
             write_timeout: Duration::from_secs(10),
             event_queue: 256,
             publish_view_events: true,
+            tls: None,
         }
     }
 }
@@ -74,7 +116,14 @@ pub enum SentinelError {
     /// The listening socket could not be read.
     #[error("sentinel port: reading the listener's address: {0}")]
     Listener(#[source] std::io::Error),
+    /// The TLS settings cannot be honoured (the port does not start in plain text).
+    #[error("sentinel port: {0}")]
+    Tls(#[source] TlsError),
 }
+
+/// A client's byte stream: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Bytes of replies gathered before they are written, so a pipelining client that does
 /// not read cannot make the server buffer without bound.
@@ -131,6 +180,10 @@ pub async fn serve(
         .local_addr()
         .map_err(SentinelError::Listener)?
         .port();
+    let acceptor = match &config.tls {
+        Some(tls) => Some(tls.acceptor().map_err(SentinelError::Tls)?),
+        None => None,
+    };
     let limit = Arc::new(Semaphore::new(config.max_connections));
     let shared = Arc::new(Shared {
         config,
@@ -163,14 +216,40 @@ pub async fn serve(
                 };
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                    tasks.spawn(refuse(stream, shared.config.write_timeout));
+                    // Over TLS the refusal would need a handshake first: closing says it.
+                    if acceptor.is_none() {
+                        tasks.spawn(refuse(stream, shared.config.write_timeout));
+                    }
                     continue;
                 };
+                let acceptor = acceptor.clone();
                 let shared = Arc::clone(&shared);
                 let view = view.clone();
                 let cancel = cancel.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
+                    let stream: Box<dyn Io> = match acceptor {
+                        None => Box::new(stream),
+                        Some(acceptor) => {
+                            // The handshake is bounded like a request; no plain text is
+                            // ever answered on a TLS port.
+                            let handshake = tokio::time::timeout(
+                                shared.config.read_timeout,
+                                acceptor.accept(stream),
+                            );
+                            match handshake.await {
+                                Ok(Ok(tls)) => Box::new(tls),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "sentinel port: TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "sentinel port: TLS handshake timed out");
+                                    return;
+                                }
+                            }
+                        }
+                    };
                     shared.counters.connected.fetch_add(1, Ordering::Relaxed);
                     shared.counters.total_connections.fetch_add(1, Ordering::Relaxed);
                     let mut conn = Connection::new(&shared, stream);
@@ -192,10 +271,18 @@ pub async fn serve(
 }
 
 async fn refuse(mut stream: TcpStream, write_timeout: Duration) {
-    let _ = tokio::time::timeout(
-        write_timeout,
-        stream.write_all(b"-ERR max number of clients reached\r\n"),
-    )
+    let _ = tokio::time::timeout(write_timeout, async {
+        stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .await?;
+        stream.shutdown().await?;
+        // Read what the client already sent until it closes (bounded in time and
+        // buffer): closing with unread input would send a reset, which can destroy the
+        // error before the client reads it.
+        let mut sink = [0u8; 512];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
     .await;
 }
 
@@ -219,7 +306,7 @@ async fn publish_view_events(
 
 struct Connection<'a> {
     shared: &'a Shared,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     session: Session,
     input: BytesMut,
     output: Vec<u8>,
@@ -228,7 +315,7 @@ struct Connection<'a> {
 }
 
 impl<'a> Connection<'a> {
-    fn new(shared: &'a Shared, stream: TcpStream) -> Connection<'a> {
+    fn new(shared: &'a Shared, stream: Box<dyn Io>) -> Connection<'a> {
         let id = shared.counters.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         Connection {
             shared,
@@ -309,6 +396,9 @@ impl<'a> Connection<'a> {
                         };
                         dispatch(&mut self.session, &ctx, &args)
                     };
+                    // Join the hub before the `SUBSCRIBE` confirmation goes out: an
+                    // event published once the client has it must reach it.
+                    self.sync_subscriptions();
                     for reply in replies {
                         reply.encode(self.session.proto, &mut self.output);
                     }

@@ -47,6 +47,7 @@ pub fn settings(dir: &std::path::Path, port: u16) -> RedisSettings {
         username: None,
         password: None,
         parameters: BTreeMap::new(),
+        tls: None,
     }
 }
 

@@ -126,6 +126,16 @@ impl Client {
         out
     }
 
+    /// Sends a command and reads the first line of its reply; `None` when the server
+    /// closed the connection or refused the write (e.g. the connection limit was still
+    /// reached when we connected). For probes that retry.
+    pub fn try_line(&mut self, args: &[&str]) -> Option<Vec<u8>> {
+        self.reader.get_mut().write_all(&encode(args)).ok()?;
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).ok()?;
+        line.ends_with(b"\r\n").then_some(line)
+    }
+
     /// Reads until the server closes the connection; the bytes before that.
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let mut rest = Vec::new();
