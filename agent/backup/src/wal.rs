@@ -313,14 +313,16 @@ fn existing_digest(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
     use warden_config::{RepositoryConfig, RepositoryKind};
 
     const SEG: &str = "000000010000000000000003";
 
-    fn archive(dir: &Path) -> Archive {
+    /// An archive over a filesystem repository in `dir/repo` with a fixed test key
+    /// (also the live-copy tests').
+    pub(crate) fn archive(dir: &Path) -> Archive {
         let repo = Repository::open(&RepositoryConfig {
             kind: RepositoryKind::Filesystem {
                 path: dir.join("repo"),

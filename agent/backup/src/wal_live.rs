@@ -231,34 +231,11 @@ impl Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use warden_config::{RepositoryConfig, RepositoryKind};
 
-    use crate::key::EncryptionKey;
-    use crate::repo::Repository;
+    use crate::wal::tests::archive;
     use crate::wal::FetchError;
 
     const SEG: &str = "000000010000000000000005";
-
-    fn archive(dir: &Path) -> Archive {
-        let repo = Repository::open(&RepositoryConfig {
-            kind: RepositoryKind::Filesystem {
-                path: dir.join("repo"),
-            },
-            timeout: Duration::from_secs(5),
-        })
-        .unwrap();
-        Archive {
-            repo,
-            layout: Layout::new("demo", 42),
-            key: EncryptionKey::parse(
-                "8f3a1c9e5b7d2f4a6c8e0b1d3f5a7c9e2b4d6f8a0c1e3b5d7f9a2c4e6b8d0f13",
-                "test",
-            )
-            .unwrap(),
-            compression_level: 3,
-        }
-    }
 
     #[test]
     fn sequences_increase_strictly() {

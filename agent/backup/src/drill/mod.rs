@@ -117,24 +117,7 @@ pub fn job(cfg: &std::sync::Arc<Config>, config_path: Option<&Path>) -> Option<J
 /// Runs one drill and records its result in the catalog. `Err` only when the record
 /// itself cannot be written; a failed drill is `Ok` with `ok == false`.
 pub async fn run(catalog: &Catalog, opts: &DrillOptions) -> Result<DrillRecord> {
-    let started_at = Utc::now();
-    let mut record = DrillRecord {
-        format: FORMAT,
-        id: id_at(started_at),
-        member: opts.member.clone(),
-        backup_id: opts.backup.clone(),
-        started_at,
-        finished_at: started_at,
-        ok: false,
-        error: None,
-        fetch_seconds: None,
-        replay_seconds: None,
-        checks_seconds: None,
-        rto_seconds: None,
-        restored_heartbeat: None,
-        rpo_seconds: None,
-        checks: Vec::new(),
-    };
+    let mut record = new_record(opts.member.clone(), opts.backup.clone());
     let mut scratch = None;
     let outcome = tokio::time::timeout(
         opts.timeout,
@@ -150,7 +133,40 @@ pub async fn run(catalog: &Catalog, opts: &DrillOptions) -> Result<DrillRecord> 
             .unwrap_or_else(|e| Err(anyhow!("drill cleanup: {e}"))),
         None => Ok(()),
     };
-    let result = outcome.and(cleaned);
+    finish(catalog, record, outcome.and(cleaned), "restore drill").await
+}
+
+/// A drill's record as it starts: nothing measured yet, not ok.
+pub(crate) fn new_record(member: String, backup_id: Option<String>) -> DrillRecord {
+    let started_at = Utc::now();
+    DrillRecord {
+        format: FORMAT,
+        id: id_at(started_at),
+        member,
+        backup_id,
+        started_at,
+        finished_at: started_at,
+        ok: false,
+        error: None,
+        fetch_seconds: None,
+        replay_seconds: None,
+        checks_seconds: None,
+        rto_seconds: None,
+        restored_heartbeat: None,
+        rpo_seconds: None,
+        checks: Vec::new(),
+    }
+}
+
+/// Completes a drill's record with its outcome (RTO = fetch + replay + checks when
+/// all three were measured), logs it, alerts on failure and writes it to the catalog.
+/// `Err` only when the record cannot be written. `what` names the drill in the log.
+pub(crate) async fn finish(
+    catalog: &Catalog,
+    mut record: DrillRecord,
+    result: Result<()>,
+    what: &str,
+) -> Result<DrillRecord> {
     record.ok = result.is_ok();
     record.error = result.err().map(|e| format!("{e:#}"));
     record.finished_at = Utc::now();
@@ -163,10 +179,10 @@ pub async fn run(catalog: &Catalog, opts: &DrillOptions) -> Result<DrillRecord> 
     }
     match &record.error {
         None => {
-            tracing::info!(id = %record.id, rto = ?record.rto_seconds, rpo = ?record.rpo_seconds, "restore drill passed")
+            tracing::info!(id = %record.id, rto = ?record.rto_seconds, rpo = ?record.rpo_seconds, "{what} passed")
         }
         Some(e) => {
-            tracing::error!(id = %record.id, error = %e, "restore drill failed");
+            tracing::error!(id = %record.id, error = %e, "{what} failed");
             // Only where the agent installed the webhook; `wardenctl drill` reports
             // through its exit code.
             crate::notify::alert(

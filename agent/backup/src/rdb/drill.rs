@@ -18,10 +18,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use chrono::Utc;
 
 use super::resp::{Conn, Reply};
-use crate::catalog::{id_at, Catalog, CheckResult, DrillRecord, FORMAT};
+use crate::catalog::{Catalog, CheckResult, DrillRecord};
 
 /// Bound on one command to the scratch server (and on one connect).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,24 +119,7 @@ fn free_port() -> Result<u16> {
 /// Runs one drill and records its result in the catalog. `Err` only when the record
 /// itself cannot be written; a failed drill is `Ok` with `ok == false`.
 pub async fn run(catalog: &Catalog, opts: &RdbDrillOptions) -> Result<DrillRecord> {
-    let started_at = Utc::now();
-    let mut record = DrillRecord {
-        format: FORMAT,
-        id: id_at(started_at),
-        member: opts.member.clone(),
-        backup_id: opts.snapshot.clone(),
-        started_at,
-        finished_at: started_at,
-        ok: false,
-        error: None,
-        fetch_seconds: None,
-        replay_seconds: None,
-        checks_seconds: None,
-        rto_seconds: None,
-        restored_heartbeat: None,
-        rpo_seconds: None,
-        checks: Vec::new(),
-    };
+    let mut record = crate::drill::new_record(opts.member.clone(), opts.snapshot.clone());
     let mut scratch = None;
     let outcome = tokio::time::timeout(
         opts.timeout,
@@ -150,34 +132,7 @@ pub async fn run(catalog: &Catalog, opts: &RdbDrillOptions) -> Result<DrillRecor
         None => Ok(()),
     };
     drop(scratch);
-    let result = outcome.and(cleaned);
-    record.ok = result.is_ok();
-    record.error = result.err().map(|e| format!("{e:#}"));
-    record.finished_at = Utc::now();
-    if let (Some(f), Some(r), Some(c)) = (
-        record.fetch_seconds,
-        record.replay_seconds,
-        record.checks_seconds,
-    ) {
-        record.rto_seconds = Some(f + r + c);
-    }
-    match &record.error {
-        None => {
-            tracing::info!(id = %record.id, rto = ?record.rto_seconds, rpo = ?record.rpo_seconds, "RDB restore drill passed")
-        }
-        Some(e) => {
-            tracing::error!(id = %record.id, error = %e, "RDB restore drill failed");
-            crate::notify::alert(
-                crate::notify::Kind::Drill,
-                &format!("drill {}: {e}", record.id),
-            );
-        }
-    }
-    catalog
-        .put_record(&catalog.drill_path(&record.id), &record)
-        .await
-        .map_err(|e| anyhow!("recording the drill result: {e}"))?;
-    Ok(record)
+    crate::drill::finish(catalog, record, outcome.and(cleaned), "RDB restore drill").await
 }
 
 async fn drill(
