@@ -398,8 +398,6 @@ impl Cluster {
         )
     }
 
-    /// The leader key as stored in etcd, `None` while vacant. Its
-    /// `create_revision` is the leader's fencing token.
     /// The `members/<name>` JSON as stored in etcd, `None` if absent or unreadable.
     pub fn member_key(&self, name: &str) -> Option<Value> {
         let kv = self
@@ -407,6 +405,37 @@ impl Cluster {
             .get(&format!("{}members/{name}", self.key_prefix()))
             .ok()??;
         serde_json::from_str(&kv.value).ok()
+    }
+
+    /// The `sync` key's JSON, `None` if absent or unreadable.
+    pub fn sync_key(&self) -> Option<Value> {
+        let kv = self
+            .etcd()
+            .get(&format!("{}sync", self.key_prefix()))
+            .ok()??;
+        serde_json::from_str(&kv.value).ok()
+    }
+
+    /// Waits until `/sync` names exactly one synchronous standby of `leader` and the
+    /// leader's PostgreSQL reports that standby as `sync`; returns its name.
+    pub fn wait_sync_standby(&self, leader: &str, timeout: Duration) -> String {
+        wait::wait_until(timeout, "one confirmed synchronous standby", || {
+            let key = self.sync_key()?;
+            if key["leader"] != leader {
+                return None;
+            }
+            let standby = key["sync_standby"].as_str()?.to_string();
+            let port = self.node(self.index_of(leader)?).pg_port();
+            let state = sql::query_text(
+                port,
+                &format!(
+                    "SELECT sync_state FROM pg_stat_replication \
+                     WHERE application_name = '{standby}'"
+                ),
+            )
+            .ok()??;
+            (state == "sync").then_some(standby)
+        })
     }
 
     /// Every node has a member key and it satisfies `check`.

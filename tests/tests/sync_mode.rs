@@ -18,35 +18,6 @@ const T: Duration = Duration::from_secs(60);
 const TABLE: &str = "sync_writes";
 const QUORUM_TABLE: &str = "quorum_writes";
 
-fn sync_key(cluster: &Cluster) -> Option<Value> {
-    let kv = cluster
-        .etcd()
-        .get(&format!("{}sync", cluster.key_prefix()))
-        .ok()??;
-    serde_json::from_str(&kv.value).ok()
-}
-
-/// `(leader, standby)` once `/sync` names exactly one synchronous standby and the
-/// leader's PostgreSQL reports that standby as `sync`.
-fn wait_sync_standby(cluster: &Cluster, leader: &str) -> String {
-    wait_until(T, "one confirmed synchronous standby", || {
-        let key = sync_key(cluster)?;
-        if key["leader"] != leader {
-            return None;
-        }
-        let standby = key["sync_standby"].as_str()?.to_string();
-        let port = cluster.node(cluster.index_of(leader)?).pg_port();
-        let state = sql::query_text(
-            port,
-            &format!(
-                "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{standby}'"
-            ),
-        )
-        .ok()??;
-        (state == "sync").then_some(standby)
-    })
-}
-
 fn patch_config(cluster: &Cluster, node: usize, patch: &Value) {
     let url = format!("{}/config", cluster.node(node).api_url());
     let body = patch.to_string();
@@ -109,7 +80,7 @@ fn wait_quorum(cluster: &Cluster, leader: &str) -> Vec<String> {
     let names = format!("ANY 1 ({},{})", others[0], others[1]);
     let voters = others.join(",");
     wait_until(T, "quorum commit over both replicas", || {
-        let key = sync_key(cluster)?;
+        let key = cluster.sync_key()?;
         let port = cluster.node(li).pg_port();
         let ssn = sql::query_text(port, "SHOW synchronous_standby_names").ok()??;
         (key["leader"] == leader
@@ -135,7 +106,7 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
     let li = cluster.index_of(&leader).unwrap();
 
     // One synchronous standby, named the same way in PostgreSQL and in /sync.
-    let standby = wait_sync_standby(&cluster, &leader);
+    let standby = cluster.wait_sync_standby(&leader, T);
     let si = cluster.index_of(&standby).unwrap();
     let other = (0..3).find(|&i| i != li && i != si).unwrap();
     let names = sql::query_text(cluster.node(li).pg_port(), "SHOW synchronous_standby_names")
@@ -165,7 +136,7 @@ fn synchronous_mode_keeps_every_acknowledged_write() {
     // The primary crashes under a write stream: only the synchronous standby may be
     // promoted, and it has every acknowledged write.
     let writer = writing(&cluster, li, TABLE, 1, 50);
-    let sync_now = wait_sync_standby(&cluster, &leader);
+    let sync_now = cluster.wait_sync_standby(&leader, T);
     cluster.node_mut(li).kill_hard();
     let acks = workload::acks_of(&writer.stop());
     let (new_leader, _) = wait_until(T, "a new leader", || {
@@ -255,7 +226,7 @@ fn standby_loss_is_covered_between_turns(
         stall < Duration::from_secs(5) && took < Duration::from_secs(5),
         "commits waited up to {stall:?} (a new commit {took:?}), not well under loop_wait (10 s)"
     );
-    let replacement = wait_sync_standby(cluster, leader);
+    let replacement = cluster.wait_sync_standby(leader, T);
     assert_eq!(replacement, cluster.node(other).name());
     patch_config(cluster, li, &json!({"loop_wait": 1, "ttl": 10}));
     cluster
@@ -288,7 +259,7 @@ fn paused_replay_is_replaced_under_remote_apply(cluster: &Cluster, leader: &str)
             == "remote_apply")
             .then_some(())
     });
-    let stalled = wait_sync_standby(cluster, leader);
+    let stalled = cluster.wait_sync_standby(leader, T);
     let si = cluster.index_of(&stalled).unwrap();
     sql::execute(cluster.node(si).pg_port(), "SELECT pg_wal_replay_pause()").expect("pause");
     // About 4 MB of WAL in one commit: well past the 1 MB limit once flushed.
@@ -311,7 +282,7 @@ fn paused_replay_is_replaced_under_remote_apply(cluster: &Cluster, leader: &str)
             "a remote_apply commit still waits for {stalled}, whose replay is paused, after {T:?}"
         ),
     };
-    let replacement = wait_sync_standby(cluster, leader);
+    let replacement = cluster.wait_sync_standby(leader, T);
     assert_ne!(
         replacement, stalled,
         "the paused standby is still synchronous"
