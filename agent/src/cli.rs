@@ -107,8 +107,8 @@ pub fn main() -> ExitCode {
 }
 
 /// Finds `postgres`: in `postgresql.bin_dir`, else on PATH.
-fn resolve_bin_dir(cfg: &Config) -> anyhow::Result<PathBuf> {
-    if let Some(d) = &cfg.postgresql.bin_dir {
+fn resolve_bin_dir(pg: &config::PostgresqlConfig) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &pg.bin_dir {
         return Ok(d.clone());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -117,8 +117,7 @@ fn resolve_bin_dir(cfg: &Config) -> anyhow::Result<PathBuf> {
         .ok_or_else(|| anyhow!("postgresql.bin_dir: not set and no `postgres` executable on PATH; set it (e.g. /usr/lib/postgresql/15/bin)"))
 }
 
-fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
-    let p = &cfg.postgresql;
+fn pg_settings(cfg: &Config, p: &config::PostgresqlConfig, bin_dir: PathBuf) -> pg::Settings {
     let tls = &p.authentication.tls;
     let role = |c: &config::Credentials, tls: &pg::tls::ClientTls| pg::Role {
         username: c.username.clone(),
@@ -154,11 +153,75 @@ fn pg_settings(cfg: &Config, bin_dir: PathBuf) -> pg::Settings {
     }
 }
 
+/// The engine the config names, built before anything is bound or started, so a
+/// setting it cannot use stops the start naming it.
+enum Engine {
+    Postgres(Box<Postgres>),
+    Redis(Box<warden_redis::adapter::Redis>),
+}
+
+impl Engine {
+    fn prepare(cfg: &Config) -> anyhow::Result<Engine> {
+        match &cfg.engine {
+            config::EngineConfig::Postgresql(p) => {
+                let run_as = pg::runas::resolve(&p.data_dir)?;
+                let bin_dir = resolve_bin_dir(p)?;
+                Ok(Engine::Postgres(Box::new(Postgres::new(
+                    pg_settings(cfg, p, bin_dir),
+                    run_as,
+                ))))
+            }
+            config::EngineConfig::Redis(r) => {
+                let settings = crate::redis_mode::settings(cfg, r);
+                let redis = warden_redis::adapter::Redis::new(settings)
+                    .map_err(|e| anyhow!("redis.parameters: {e}"))?;
+                Ok(Engine::Redis(Box::new(redis)))
+            }
+        }
+    }
+
+    /// What the deadline timer does when the lease deadline passes.
+    fn fence(&self) -> Arc<dyn crate::ha::fence::Fence> {
+        match self {
+            Engine::Postgres(pg) => Arc::new(crate::ha::fence::PgFence(pg.programs.clone())),
+            Engine::Redis(r) => Arc::new(crate::ha::fence::RedisFence(r.settings().clone())),
+        }
+    }
+}
+
+/// What both engines' agents are started with.
+struct Started {
+    cfg: Arc<Config>,
+    dcs: Arc<dyn Dcs>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    requests_rx: crate::ha::request::RequestRx,
+    config_path: Option<PathBuf>,
+    reload_security: Arc<crate::api::security::Security>,
+}
+
+impl Started {
+    /// The agent with the parts every engine has: the guard, the request queue and the
+    /// reload hook.
+    fn agent<D: crate::ha::LocalEngine>(
+        self,
+        db: D,
+        guard: crate::ha::fence::Guard,
+    ) -> (Agent<D>, CancellationToken) {
+        let reload_security = self.reload_security;
+        let agent = Agent::new(self.cfg, self.dcs, db, self.shared)
+            .with_guard(Box::new(guard))
+            .with_requests(self.requests_rx, self.config_path)
+            // The REST API's certificate, client CA, allowlist and headers, and the
+            // members' client TLS; a bad new certificate keeps the running one.
+            .with_reload_hook(Box::new(move |c| reload_security.reload(&c.restapi)));
+        (agent, self.shutdown)
+    }
+}
+
 async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
-    let run_as = pg::runas::resolve(&cfg.postgresql.data_dir)?;
-    let bin_dir = resolve_bin_dir(&cfg)?;
-    let postgres = Postgres::new(pg_settings(&cfg, bin_dir), run_as);
+    let engine = Engine::prepare(&cfg)?;
 
     let listener = tokio::net::TcpListener::bind(cfg.restapi.listen)
         .await
@@ -197,14 +260,16 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     ));
     shared.update(|s| s.auth = cfg.restapi.authentication.clone());
     let (requests, requests_rx) = crate::ha::request::channel();
-    let backups = cfg.backup.as_ref().map(|_| {
-        warden_backup::base::Service::new(
+    // Base backups (PostgreSQL's; a Redis member's snapshots are RDB jobs).
+    let backups = match (&engine, cfg.backup.is_some()) {
+        (Engine::Postgres(pg), true) => Some(warden_backup::base::Service::new(
             cfg.clone(),
-            postgres.settings.clone(),
-            postgres.programs.clone(),
+            pg.settings.clone(),
+            pg.programs.clone(),
             shared.clone(),
-        )
-    });
+        )),
+        _ => None,
+    };
     let api_ctx = crate::api::write::Context {
         shared: shared.clone(),
         dcs: dcs.clone(),
@@ -231,33 +296,54 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
 
     let guard =
         crate::ha::fence::Guard::spawn().context("cannot start the fencing guard process")?;
-    let timer = crate::ha::fence::spawn_timer(shared.clone(), postgres.programs.clone());
-    // The backup supervisor (with a backup section) follows the loop's turn reports.
-    let backup_side = cfg.backup.is_some().then(|| {
-        crate::backups::Handle::start(crate::backups::Parts {
-            dcs: dcs.clone(),
-            keys: warden_consensus::Keys::new(&cfg.namespace, &cfg.scope),
-            shared: shared.clone(),
-            settings: postgres.settings.clone(),
-            programs: postgres.programs.clone(),
-            backups: backups.clone(),
-            config_path: config_path.clone(),
-        })
-    });
-    let mut agent = Agent::new(cfg, dcs, postgres, shared)
-        .with_guard(Box::new(guard))
-        .with_requests(requests_rx, config_path)
-        // The REST API's certificate, client CA, allowlist and headers, and the
-        // members' client TLS; a bad new certificate keeps the running one.
-        .with_reload_hook(Box::new(move |c| reload_security.reload(&c.restapi)));
-    if let Some(service) = backups {
-        agent = agent.with_backups(service);
-    }
-    if let Some(side) = backup_side {
-        agent = agent.with_backup_side(side);
-    }
-    // Boxed: the loop's future is large and lives for the whole run.
-    let result = Box::pin(agent.run(shutdown)).await;
+    let timer = crate::ha::fence::spawn_timer(shared.clone(), engine.fence());
+    let started = Started {
+        cfg: cfg.clone(),
+        dcs: dcs.clone(),
+        shared: shared.clone(),
+        shutdown: shutdown.clone(),
+        requests_rx,
+        config_path: config_path.clone(),
+        reload_security,
+    };
+    let result = match engine {
+        Engine::Postgres(pg) => {
+            // The backup supervisor (with a backup section) follows the loop's turn
+            // reports.
+            let backup_side = cfg.backup.is_some().then(|| {
+                crate::backups::Handle::start(crate::backups::Parts {
+                    dcs: dcs.clone(),
+                    keys: warden_consensus::Keys::new(&cfg.namespace, &cfg.scope),
+                    shared: shared.clone(),
+                    settings: pg.settings.clone(),
+                    programs: pg.programs.clone(),
+                    backups: backups.clone(),
+                    config_path: config_path.clone(),
+                })
+            });
+            let (mut agent, shutdown) = started.agent(*pg, guard);
+            if let Some(service) = backups {
+                agent = agent.with_backups(service);
+            }
+            if let Some(side) = backup_side {
+                agent = agent.with_backup_side(side);
+            }
+            // Boxed: the loop's future is large and lives for the whole run.
+            Box::pin(agent.run(shutdown)).await
+        }
+        Engine::Redis(redis) => {
+            let port_stop = CancellationToken::new();
+            let port =
+                crate::redis_mode::start_sentinel(&cfg, shared.clone(), port_stop.clone()).await?;
+            let (agent, shutdown) = started.agent(*redis, guard);
+            let result = Box::pin(agent.run(shutdown)).await;
+            port_stop.cancel();
+            if let Some(task) = port {
+                let _ = task.await;
+            }
+            result
+        }
+    };
     timer.abort();
     api_stop.cancel();
     let _ = api.await;
@@ -283,7 +369,9 @@ fn open_api_risk(cfg: &Config) -> Option<&'static str> {
 /// (`allow_cleartext_password`); libpq 15 cannot be told to. Said on every start.
 fn libpq_cleartext_risk(cfg: &Config) -> Vec<&'static str> {
     use warden_pg::tls::{ChannelBinding, SslMode};
-    let pg = &cfg.postgresql;
+    let Some(pg) = cfg.postgresql() else {
+        return Vec::new();
+    };
     let local = pg
         .connect_address
         .host

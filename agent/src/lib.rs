@@ -1,13 +1,17 @@
-//! The `warden` agent: a Patroni-compatible high-availability sidecar for PostgreSQL.
+//! The `warden` agent: a Patroni-compatible high-availability sidecar for PostgreSQL
+//! and Redis.
 //!
-//! Layout: `config` reads the Patroni YAML; `ha` holds the pure decision core and the
-//! loop that feeds it; `pg` is the PostgreSQL adapter; `api` serves the REST API from
-//! the cached `state`. See ARCHITECTURE.md for the invariants.
+//! Layout: `ha` holds the loop that feeds the pure decision core (`warden-ha`) for
+//! either engine; `probe` is what the rest reads of the local server; `api` serves the
+//! REST API from the cached `state`; `cli` starts the engine the config names. See
+//! ARCHITECTURE.md for the invariants.
 
 pub mod api;
 pub mod backups;
 pub mod cli;
 pub mod ha;
+pub mod probe;
+pub mod redis_mode;
 
 pub mod state;
 mod unique_name;

@@ -7,7 +7,7 @@ use warden_consensus::types::MemberState;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_fencing::LeaseDeadline;
-use warden_pg::sql::Probe;
+use crate::probe::ServerProbe;
 
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
@@ -21,7 +21,8 @@ pub struct NodeStatus {
     /// on every request, so they stop answering 200 the moment it exits rather than
     /// at the next turn (and without running SQL).
     pub server_pid: Option<i32>,
-    pub probe: Option<Probe>,
+    /// The local server as the last turn probed it.
+    pub probe: Option<ServerProbe>,
     /// The last DCS view, if any was ever read.
     /// Shared, not copied: every API request takes a snapshot of this status, and a
     /// cluster view holds every member key (up to the DCS bounds).
@@ -104,7 +105,7 @@ impl NodeStatus {
     }
 
     pub fn in_recovery(&self) -> Option<bool> {
-        self.probe.as_ref().map(|p| p.in_recovery)
+        self.probe.as_ref().map(ServerProbe::in_recovery)
     }
 }
 

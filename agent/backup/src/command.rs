@@ -100,7 +100,10 @@ fn archive(config_path: &Path) -> anyhow::Result<Archive> {
     let data_dir = if here.join("global/pg_control").is_file() {
         here
     } else {
-        cfg.postgresql.data_dir.as_path()
+        cfg.require_postgresql("wal-push and wal-fetch")
+            .map_err(anyhow::Error::msg)?
+            .data_dir
+            .as_path()
     };
     let system_identifier = warden_pg::control::system_identifier(data_dir)?;
     Ok(Archive {

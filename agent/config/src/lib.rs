@@ -16,6 +16,7 @@ pub mod logging;
 pub mod methods;
 mod postgresql;
 mod reader;
+pub mod redis;
 mod restapi_tls;
 mod schema;
 mod sections;
@@ -35,7 +36,7 @@ pub use types::{
     CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap, Retention,
 };
 
-pub use types::PgAuthTls;
+pub use types::{EngineConfig, PgAuthTls};
 pub use types::{KeyedPath, RestClientTls, RestTls, VerifyClient};
 
 pub use env::EnvConfig;
@@ -245,7 +246,7 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
     let restapi = sections::restapi(r, root);
     let etcd3 = sections::etcd3(r, root);
     let bootstrap = postgresql::bootstrap(r, root);
-    let postgresql = postgresql::postgresql(r, root, name.as_deref());
+    let engine = engine(r, root, name.as_deref(), scope.as_deref());
     let tags = sections::tags(r, root);
     let watchdog = sections::watchdog(r, root);
     let backup = backup::backup(r, root);
@@ -257,11 +258,33 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
         restapi: restapi?,
         etcd3: etcd3?,
         bootstrap: bootstrap?,
-        postgresql: postgresql?,
+        engine: engine?,
         tags,
         watchdog,
         backup: backup?,
     })
+}
+
+/// Exactly one of `postgresql` and `redis`.
+fn engine(
+    r: &mut Reader,
+    root: &Section<'_>,
+    name: Option<&str>,
+    scope: Option<&str>,
+) -> Option<EngineConfig> {
+    match (root.get("postgresql"), root.get("redis")) {
+        (Some(_), Some(_)) => {
+            r.error(
+                "redis",
+                "a member runs PostgreSQL or Redis: give the postgresql or the redis section, \
+                 not both",
+            );
+            None
+        }
+        (None, Some(v)) => redis::redis(r, v, scope).map(|c| EngineConfig::Redis(Box::new(c))),
+        _ => postgresql::postgresql(r, root, name)
+            .map(|c| EngineConfig::Postgresql(Box::new(c))),
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ pub(super) const TOP: &[Key] = &[
     warden("etcd3"),
     warden("bootstrap"),
     warden("postgresql"),
+    warden("redis"),
     warden("tags"),
     warden("ctl"),
     patroni("citus", ""),
@@ -238,6 +239,42 @@ pub(super) const BOOTSTRAP: &[Key] = &[
     warden("post_init"),
     patroni("users", "removed in Patroni 4"),
     patroni("pg_hba", "removed in Patroni 4; use postgresql.pg_hba"),
+];
+
+pub(super) const REDIS: &[Key] = &[
+    warden("listen"),
+    warden("connect_address"),
+    warden("data_dir"),
+    warden("bin_dir"),
+    warden("authentication"),
+    warden("parameters"),
+    warden("tls"),
+    warden("sentinel"),
+];
+
+pub(super) const REDIS_AUTH: &[Key] = &[warden("username"), warden("password")];
+
+pub(super) const REDIS_TLS: &[Key] = &[
+    warden("cert_file"),
+    warden("key_file"),
+    warden("ca_file"),
+    warden("client_cert_file"),
+    warden("client_key_file"),
+    warden("auth_clients"),
+];
+
+pub(super) const REDIS_SENTINEL: &[Key] = &[
+    warden("listen"),
+    warden("master_name"),
+    warden("password"),
+    warden("tls"),
+];
+
+pub(super) const REDIS_SENTINEL_TLS: &[Key] = &[
+    warden("cert_file"),
+    warden("key_file"),
+    warden("client_ca_file"),
+    warden("require_client_cert"),
 ];
 
 pub(super) const POSTGRESQL: &[Key] = &[

@@ -20,11 +20,58 @@ pub struct Config {
     pub restapi: RestApiConfig,
     pub etcd3: EtcdConfig,
     pub bootstrap: BootstrapConfig,
-    pub postgresql: PostgresqlConfig,
+    /// The database this member runs: the `postgresql` or the `redis` section.
+    pub engine: EngineConfig,
     pub tags: Tags,
     pub watchdog: WatchdogConfig,
     /// `backup` (Warden only); `None` when the section is absent.
     pub backup: Option<BackupConfig>,
+}
+
+/// Which engine a member runs, with its section: exactly one of `postgresql` and
+/// `redis` is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineConfig {
+    Postgresql(Box<PostgresqlConfig>),
+    Redis(Box<crate::redis::RedisConfig>),
+}
+
+impl Config {
+    /// The `postgresql` section; `None` for a Redis member.
+    pub fn postgresql(&self) -> Option<&PostgresqlConfig> {
+        match &self.engine {
+            EngineConfig::Postgresql(p) => Some(p),
+            EngineConfig::Redis(_) => None,
+        }
+    }
+
+    /// The `redis` section; `None` for a PostgreSQL member.
+    pub fn redis(&self) -> Option<&crate::redis::RedisConfig> {
+        match &self.engine {
+            EngineConfig::Redis(r) => Some(r),
+            EngineConfig::Postgresql(_) => None,
+        }
+    }
+
+    /// The member key's `conn_url`: how clients and other members reach the server
+    /// (`postgres://host:port/postgres`; Redis: `redis://host:port`, `rediss://` with
+    /// TLS).
+    pub fn conn_url(&self) -> String {
+        match &self.engine {
+            EngineConfig::Postgresql(p) => format!("postgres://{}/postgres", p.connect_address),
+            EngineConfig::Redis(r) => {
+                let scheme = if r.tls.is_some() { "rediss" } else { "redis" };
+                format!("{scheme}://{}", r.connect_address)
+            }
+        }
+    }
+
+    /// The `postgresql` section, or an error naming what needs it (an operation only
+    /// PostgreSQL has, asked of a Redis member).
+    pub fn require_postgresql(&self, what: &str) -> Result<&PostgresqlConfig, String> {
+        self.postgresql()
+            .ok_or_else(|| format!("{what} needs a postgresql section (this member runs Redis)"))
+    }
 }
 
 /// `watchdog`, as in Patroni: a hardware (or softdog) timer that resets the machine if

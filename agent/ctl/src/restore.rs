@@ -152,7 +152,7 @@ impl Ctl<'_> {
     pub async fn drill(&mut self, a: DrillArgs) -> Result<()> {
         let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
         let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
-        let mut opts = DrillOptions::from_config(&cfg, &cfg_path, a.backup);
+        let mut opts = DrillOptions::from_config(&cfg, &cfg_path, a.backup)?;
         opts.scratch_parent = a.scratch_dir;
         let record = drill::run(&catalog, &opts).await?;
         if a.json {

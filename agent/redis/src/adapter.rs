@@ -675,6 +675,54 @@ impl Database for Redis {
     // SHUTDOWN (which saves per the configuration) does not.
 }
 
+/// Fences the local server when the leader's lease deadline passes, on the daemon's
+/// deadline timer (not the loop, which may be the thing that is late):
+///
+/// 1. `CLIENT PAUSE <long> WRITE`: from this instant no write is acknowledged;
+/// 2. `REPLICAOF` [`NOBODY`]: a read-only replica of no one, which refuses writes
+///    (`READONLY`) on its own and keeps its data and replication id, so it can later
+///    follow the new primary with a partial resync;
+/// 3. `CLIENT KILL TYPE normal|pubsub`: clients reconnect and ask the Sentinel port,
+///    which names the new primary (as Sentinel does on a reconfiguration);
+/// 4. `CLIENT UNPAUSE`: a replica has nothing to pause, and replication from the next
+///    primary must not wait.
+///
+/// Each step is bounded by `timeout`. If the pause fails the server may still take
+/// writes, so that is the error; the guard process still kills the server a little
+/// later, before the lease can expire in etcd.
+pub async fn fence(settings: &RedisSettings, timeout: Duration) -> Result<(), RedisError> {
+    let host = settings.local_host();
+    let run = |cmd: redis::Cmd, what: &'static str| {
+        let host = host.clone();
+        async move {
+            server::command::<redis::Value>(settings, &host, settings.port, &cmd, what, timeout)
+                .await
+                .map(|_| ())
+        }
+    };
+    // Longer than any demotion takes; Redis lifts it by itself if we never do.
+    let mut pause = redis::cmd("CLIENT");
+    pause.arg("PAUSE").arg(600_000).arg("WRITE");
+    run(pause, "CLIENT PAUSE WRITE").await?;
+    let mut demote = redis::cmd("REPLICAOF");
+    demote.arg(NOBODY.0).arg(NOBODY.1);
+    let demoted = run(demote, "REPLICAOF (fencing)").await;
+    for kind in ["normal", "pubsub"] {
+        let mut kill = redis::cmd("CLIENT");
+        kill.arg("KILL").arg("TYPE").arg(kind).arg("SKIPME").arg("yes");
+        if let Err(e) = run(kill, "CLIENT KILL").await {
+            tracing::warn!(error = %e, "fencing: clients not disconnected");
+        }
+    }
+    // Only once it is a replica: a primary that could not be demoted stays paused.
+    if demoted.is_ok() {
+        let mut unpause = redis::cmd("CLIENT");
+        unpause.arg("UNPAUSE");
+        run(unpause, "CLIENT UNPAUSE").await?;
+    }
+    demoted
+}
+
 /// The lineage a stopped server last reported (for tests and the status the daemon
 /// will publish).
 pub fn last_lineage(settings: &RedisSettings) -> Option<Lineage> {

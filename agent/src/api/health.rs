@@ -2,6 +2,7 @@
 //! status, the query string and whether our lease deadline has passed.
 
 use crate::state::NodeStatus;
+use crate::probe::ServerProbe;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use warden_consensus::dynamic_config::SynchronousMode;
@@ -151,7 +152,7 @@ fn alive(pid: i32) -> bool {
 
 /// How far behind the cluster's last known position we are, if it can be told.
 pub fn replica_lag(s: &NodeStatus) -> Option<u64> {
-    let mine = s.probe.as_ref()?.wal_position?;
+    let mine = s.probe.as_ref()?.position()?;
     let c = s.cluster.as_ref()?;
     let from_status = c.status.as_ref().and_then(|st| st.optime);
     let from_leader = c
@@ -179,7 +180,7 @@ pub fn sync_role(s: &NodeStatus) -> Option<bool> {
 /// `?mode=write`: received) WAL within `?lag=` (default `maximum_lag_on_failover`) of
 /// the leader's `/status` optime.
 fn replica_ready(s: &NodeStatus, f: &Filters) -> bool {
-    let Some(p) = s.probe.as_ref().filter(|p| p.in_recovery && p.streaming) else {
+    let Some(p) = s.probe.as_ref().filter(|p| p.in_recovery() && p.streaming()) else {
         return false;
     };
     if !running(s) {
@@ -197,9 +198,9 @@ fn replica_ready(s: &NodeStatus, f: &Filters) -> bool {
         .and_then(|st| st.optime)
         .unwrap_or(0);
     let mine = if f.write_mode {
-        p.receive_lsn
+        p.received()
     } else {
-        p.replay_lsn
+        p.applied()
     };
     optime.saturating_sub(mine.unwrap_or(0)) <= max
 }
@@ -220,7 +221,7 @@ fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
         }
     }
     if let Some(want) = &f.replication_state {
-        let have = if s.probe.as_ref().is_some_and(|p| p.streaming) {
+        let have = if s.probe.as_ref().is_some_and(ServerProbe::streaming) {
             "streaming"
         } else {
             "in archive recovery"
@@ -296,12 +297,12 @@ mod tests {
         s.state = warden_consensus::types::MemberState::Running;
         s.running = true;
         s.is_leader = is_leader;
-        s.probe = Some(Probe {
+        s.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(Probe {
             in_recovery,
             wal_position: Some(1000),
             streaming: in_recovery,
             ..Probe::default()
-        });
+        })));
         s.last_turn = Some(Instant::now());
         s.ttl = Duration::from_secs(10);
         s
@@ -397,7 +398,7 @@ mod tests {
     #[test]
     fn readiness_lag_and_mode_as_patroni() {
         let mut s = status(true, false);
-        if let Some(p) = s.probe.as_mut() {
+        if let Some(p) = s.probe.as_mut().and_then(crate::probe::ServerProbe::pg_mut) {
             p.receive_lsn = Some(30_000);
             p.replay_lsn = Some(1_000);
         }
@@ -415,7 +416,7 @@ mod tests {
             eval(Check::Readiness, Some("lag=10kB&mode=write"), &s, false),
             200
         );
-        if let Some(p) = s.probe.as_mut() {
+        if let Some(p) = s.probe.as_mut().and_then(crate::probe::ServerProbe::pg_mut) {
             p.streaming = false;
         }
         assert_eq!(eval(Check::Readiness, None, &s, false), 503);

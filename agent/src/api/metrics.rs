@@ -2,6 +2,7 @@
 //! working) plus Warden's own, built from the cached status on each scrape.
 
 use crate::state::NodeStatus;
+use crate::probe::ServerProbe;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -47,8 +48,8 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
 /// Role gauges: running, primary, replica, synchronous or quorum standby.
 fn role_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
     let probe = s.probe.as_ref();
-    let primary = s.is_leader && probe.is_some_and(|p| !p.in_recovery);
-    let replica = probe.is_some_and(|p| p.in_recovery);
+    let primary = s.is_leader && probe.is_some_and(ServerProbe::is_primary);
+    let replica = probe.is_some_and(ServerProbe::in_recovery);
     let sync_role = super::health::sync_role(s);
     gauge(
         "patroni_version",
@@ -90,13 +91,15 @@ fn role_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
 /// Replication-position gauges, as Patroni names them.
 fn wal_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
     let probe = s.probe.as_ref();
-    let primary = s.is_leader && probe.is_some_and(|p| !p.in_recovery);
+    let primary = s.is_leader && probe.is_some_and(ServerProbe::is_primary);
+    // PostgreSQL's own figures; a Redis member reports its offsets as positions.
+    let pg = probe.and_then(ServerProbe::pg);
     let n = |v: Option<u64>| v.and_then(|x| i64::try_from(x).ok()).unwrap_or(0);
     gauge(
         "patroni_xlog_location",
         "Current WAL location (primary)",
         if primary {
-            n(probe.and_then(|p| p.wal_position))
+            n(probe.and_then(ServerProbe::position))
         } else {
             0
         },
@@ -104,50 +107,50 @@ fn wal_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
     gauge(
         "patroni_xlog_received_location",
         "Received WAL location (replica)",
-        n(probe.and_then(|p| p.receive_lsn)),
+        n(probe.and_then(ServerProbe::received)),
     );
     gauge(
         "patroni_xlog_replayed_location",
         "Replayed WAL location (replica)",
-        n(probe.and_then(|p| p.replay_lsn)),
+        n(probe.and_then(ServerProbe::applied)),
     );
     gauge(
         "patroni_xlog_paused",
         "1 if WAL replay is paused",
-        i64::from(probe.is_some_and(|p| p.replay_paused)),
+        i64::from(pg.is_some_and(|p| p.replay_paused)),
     );
     gauge(
         "patroni_postgres_server_version",
         "PostgreSQL version number",
-        probe.map_or(0, |p| i64::from(p.server_version)),
+        pg.map_or(0, |p| i64::from(p.server_version)),
     );
     gauge(
         "patroni_postgres_timeline",
         "PostgreSQL timeline",
-        probe.and_then(|p| p.timeline).map_or(0, i64::from),
+        pg.and_then(|p| p.timeline).map_or(0, i64::from),
     );
-    let replica = probe.filter(|p| p.in_recovery);
+    let replica = probe.filter(|p| p.in_recovery());
     gauge(
         "patroni_postgres_streaming",
         "1 if the replica streams WAL from its upstream",
-        i64::from(replica.is_some_and(|p| p.streaming)),
+        i64::from(replica.is_some_and(ServerProbe::streaming)),
     );
     gauge(
         "patroni_postgres_in_archive_recovery",
         "1 if the replica replays WAL from the archive (not streaming)",
-        i64::from(replica.is_some_and(|p| !p.streaming)),
+        i64::from(replica.and_then(ServerProbe::pg).is_some_and(|p| !p.streaming)),
     );
     gauge(
         "patroni_postmaster_start_time",
         "Unix time PostgreSQL was started",
-        probe
-            .and_then(|p| unix_time(&p.postmaster_start_time))
+        pg.and_then(|p| unix_time(&p.postmaster_start_time))
             .unwrap_or(0),
     );
     gauge(
         "patroni_xlog_replayed_timestamp",
         "Unix time of the last transaction replayed (replica)",
         replica
+            .and_then(ServerProbe::pg)
             .and_then(|p| p.replay_timestamp.as_deref())
             .and_then(unix_time)
             .unwrap_or(0),
@@ -202,7 +205,7 @@ fn cluster_gauges(
     gauge(
         "patroni_pending_restart",
         "1 if PostgreSQL needs a restart for a setting",
-        i64::from(s.probe.as_ref().is_some_and(|p| p.pending_restart)),
+        i64::from(s.probe.as_ref().is_some_and(ServerProbe::pending_restart)),
     );
     gauge(
         "patroni_postgres_state",
@@ -255,7 +258,7 @@ fn archive_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
         age,
     );
     // What this node has of the WAL, against the end of the last archived segment.
-    let here = s.probe.as_ref().and_then(|p| {
+    let here = s.probe.as_ref().and_then(ServerProbe::pg).and_then(|p| {
         if p.in_recovery {
             p.receive_lsn.or(p.replay_lsn)
         } else {
@@ -314,13 +317,13 @@ mod tests {
     fn replica_and_failsafe_gauges() {
         let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
         s.ttl = Duration::from_secs(30);
-        s.probe = Some(warden_pg::sql::Probe {
+        s.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(warden_pg::sql::Probe {
             in_recovery: true,
             streaming: false,
             postmaster_start_time: "2026-12-07 10:00:00.123+00".into(),
             replay_timestamp: Some("2026-12-07 10:00:05+00".into()),
             ..warden_pg::sql::Probe::default()
-        });
+        })));
         s.failsafe_leader = Some(("n2".into(), std::time::Instant::now()));
         let text = render(&s, Duration::ZERO);
         for line in [

@@ -3,6 +3,7 @@
 //! read them with.
 
 use super::health::replica_lag;
+use crate::probe::ServerProbe;
 use crate::state::NodeStatus;
 use serde_json::{json, Value};
 use warden_api::{
@@ -14,7 +15,7 @@ use warden_consensus::Cluster;
 /// `GET /patroni` (also the body of every health answer).
 pub fn patroni(s: &NodeStatus, lease_valid: bool) -> PatroniStatus {
     let role = match (&s.probe, s.is_leader) {
-        (Some(p), _) if !p.in_recovery => "primary",
+        (Some(p), _) if p.is_primary() => "primary",
         (Some(_), _) => "replica",
         _ => s.role.as_str(),
     };
@@ -49,7 +50,79 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> PatroniStatus {
         failsafe_mode_is_active: s.failsafe_active(std::time::Instant::now()),
         ..PatroniStatus::default()
     };
-    if let Some(p) = &s.probe {
+    match &s.probe {
+        Some(ServerProbe::Postgres(p)) => pg_fields(s, p, &mut b),
+        Some(ServerProbe::Redis(r)) => redis_fields(s, r, &mut b),
+        None => {}
+    }
+    b
+}
+
+/// A Redis member's positions: its replication offsets where PostgreSQL's are LSNs
+/// (what `wardenctl list` and peers compare), and its replicas as `INFO` lists them.
+fn redis_fields(s: &NodeStatus, r: &crate::probe::RedisProbe, b: &mut PatroniStatus) {
+    use warden_redis::policy::ServerRole;
+    let rep = &r.replication;
+    if rep.role == ServerRole::Replica {
+        b.xlog = Some(Xlog::Replica {
+            received_location: Some(rep.slave_read_repl_offset.unwrap_or(rep.position())),
+            replayed_location: Some(rep.slave_repl_offset.unwrap_or(rep.position())),
+            replayed_timestamp: None,
+            paused: false,
+        });
+        let state = if rep.link_up {
+            "streaming"
+        } else if rep.sync_in_progress {
+            "syncing"
+        } else {
+            "disconnected"
+        };
+        b.replication_state = Some(state.to_string());
+        match super::health::sync_role(s) {
+            Some(true) => b.quorum_standby = true,
+            Some(false) => b.sync_standby = true,
+            None => {}
+        }
+    } else {
+        b.xlog = Some(Xlog::Primary {
+            location: rep.position(),
+        });
+        let names = s.cluster.as_deref().map(member_by_address).unwrap_or_default();
+        b.replication = Some(
+            rep.replicas
+                .iter()
+                .map(|c| warden_api::ReplicationRow {
+                    usename: None,
+                    application_name: Some(
+                        names
+                            .get(&(c.ip.clone(), c.port))
+                            .cloned()
+                            .unwrap_or_else(|| format!("{}:{}", c.ip, c.port)),
+                    ),
+                    client_addr: Some(c.ip.clone()),
+                    state: Some(
+                        if c.state == "online" { "streaming" } else { c.state.as_str() }
+                            .to_string(),
+                    ),
+                    sync_state: Some("async".to_string()),
+                    sync_priority: Some(0),
+                    flush_lsn: Some(c.offset),
+                })
+                .collect(),
+        );
+    }
+}
+
+/// Member names by the (host, port) of their `conn_url`.
+fn member_by_address(c: &Cluster) -> std::collections::HashMap<(String, u16), String> {
+    c.members
+        .iter()
+        .filter_map(|(name, m)| Some((m.value.conn_host_port()?, name.clone())))
+        .collect()
+}
+
+fn pg_fields(s: &NodeStatus, p: &warden_pg::sql::Probe, b: &mut PatroniStatus) {
+    {
         b.postmaster_start_time = Some(p.postmaster_start_time.clone());
         b.server_version = Some(p.server_version);
         b.timeline = p.timeline;
@@ -89,7 +162,6 @@ pub fn patroni(s: &NodeStatus, lease_valid: bool) -> PatroniStatus {
             b.replication = Some(p.replication.iter().map(replication_row).collect());
         }
     }
-    b
 }
 
 fn replication_state(streaming: bool) -> &'static str {

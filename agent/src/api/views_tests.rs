@@ -138,7 +138,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
     primary.fencing_token = Some(42);
     primary.system_identifier = Some("7408277255830290455".into());
     primary.note = "holding the leader key".into();
-    primary.probe = Some(probe(false));
+    primary.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(probe(false))));
     primary.cluster = Some(std::sync::Arc::new(cluster_view("off")));
     primary.tags.insert("zone".into(), json!("a"));
     primary.archiver = true;
@@ -153,7 +153,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
 
     let mut bare = primary.clone();
     bare.archive = Some(warden_backup::archiver::stream::Status::default());
-    if let Some(p) = bare.probe.as_mut() {
+    if let Some(p) = bare.probe.as_mut().and_then(crate::probe::ServerProbe::pg_mut) {
         p.replication.clear();
         p.timeline = None;
         p.wal_position = None;
@@ -161,7 +161,7 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
     out.push(("primary, nothing replicating", bare, false));
 
     let mut pending = primary;
-    if let Some(p) = pending.probe.as_mut() {
+    if let Some(p) = pending.probe.as_mut().and_then(crate::probe::ServerProbe::pg_mut) {
         p.pending_restart = true;
         p.pending_restart_reason
             .insert("max_connections".into(), ("100".into(), "200".into()));
@@ -192,18 +192,18 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
         r.role = Role::Replica;
         r.system_identifier = Some("7408277255830290455".into());
         r.note = "following node1".into();
-        r.probe = Some(probe(true));
+        r.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(probe(true))));
         r.cluster = Some(std::sync::Arc::new(cluster_view(mode)));
         out.push((what, r, false));
     }
 
     let mut archive_replica = base("node2");
-    archive_replica.probe = Some(Probe {
+    archive_replica.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(Probe {
         in_recovery: true,
         replay_paused: true,
         pending_restart: true,
         ..Probe::default()
-    });
+    })));
     let mut c = cluster_view("on");
     c.leader = None;
     c.failover = Some(versioned(Failover {

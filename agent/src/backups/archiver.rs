@@ -68,9 +68,9 @@ impl Supervisor {
         // slot and the stream.
         let briefly_not_streaming = r.not_streaming_for.is_some_and(|d| d < r.ttl);
         let (role, healthy) = match &r.probe {
-            Some(p) if p.in_recovery => (
+            Some(p) if p.in_recovery() => (
                 elect::Role::Replica,
-                p.streaming || (self.archiver.is_some() && briefly_not_streaming),
+                p.streaming() || (self.archiver.is_some() && briefly_not_streaming),
             ),
             Some(_) => (elect::Role::Primary, r.holds_leader),
             None => (elect::Role::Other, false),
@@ -292,6 +292,7 @@ impl Supervisor {
         let has_slot = r
             .probe
             .as_ref()
+            .and_then(crate::probe::ServerProbe::pg)
             .is_some_and(|p| p.physical_slots.contains_key(SLOT));
         if has_slot {
             match warden_pg::drop_slot(&self.parts.settings, SLOT).await {

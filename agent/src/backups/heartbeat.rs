@@ -8,7 +8,10 @@ use warden_backup::heartbeat::{self, Heartbeat};
 impl Supervisor {
     pub(super) fn heartbeat_turn(&mut self, r: &TurnReport) {
         let every = self.cfg().backup.as_ref().and_then(|b| b.heartbeat);
-        let writable = r.probe.as_ref().is_some_and(|p| !p.in_recovery);
+        let writable = r
+            .probe
+            .as_ref()
+            .is_some_and(crate::probe::ServerProbe::is_primary);
         match every {
             Some(every) if r.holds_leader && writable => {
                 if self.heartbeat.is_none() {

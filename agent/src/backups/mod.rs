@@ -17,7 +17,6 @@ use tokio::task::JoinHandle;
 use warden_config::Config;
 use warden_consensus::{Cluster, Dcs, Keys, LeaseId};
 use warden_pg::process::Programs;
-use warden_pg::sql::Probe;
 use warden_pg::Settings;
 
 use crate::state::Shared;
@@ -33,8 +32,8 @@ pub struct TurnReport {
     pub lease: Option<LeaseId>,
     /// We hold the leader key.
     pub holds_leader: bool,
-    /// The local PostgreSQL's answer to this turn's probe.
-    pub probe: Option<Probe>,
+    /// The local server's answer to this turn's probe.
+    pub probe: Option<crate::probe::ServerProbe>,
     /// How long our replica has run without streaming from its upstream.
     pub not_streaming_for: Option<Duration>,
     /// The cluster's `ttl`.

@@ -34,6 +34,18 @@ fn command(line: &str, args: &[&str]) -> Option<Command> {
 }
 
 impl Callbacks {
+    /// `postgresql.callbacks` and `pre_promote`; a Redis member has none.
+    pub fn from_config(cfg: &warden_config::Config) -> Self {
+        match cfg.postgresql() {
+            Some(pg) => Self::new(
+                pg.callbacks.clone(),
+                pg.pre_promote.clone(),
+                cfg.scope.clone(),
+            ),
+            None => Self::new(BTreeMap::new(), None, cfg.scope.clone()),
+        }
+    }
+
     pub fn new(
         commands: BTreeMap<String, String>,
         pre_promote: Option<String>,

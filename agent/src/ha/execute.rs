@@ -38,7 +38,7 @@ impl<D: LocalEngine> Agent<D> {
     pub(super) async fn execute(
         &mut self,
         action: &Action,
-        obs: &Observation,
+        obs: &Observation<D::Facts>,
     ) -> Result<(), ActError> {
         let cluster = obs.cluster.as_ref();
         // A decision made before a freeze must not act on leadership that has since
@@ -307,10 +307,13 @@ impl<D: LocalEngine> Agent<D> {
             .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
         self.state = MemberState::CreatingReplica;
         self.publish_state().await;
-        let methods = if self.cfg.postgresql.create_replica_methods.is_empty() {
-            vec![ReplicaMethod::Basebackup]
-        } else {
-            self.cfg.postgresql.create_replica_methods.clone()
+        // PostgreSQL's create_replica_methods; other engines copy through the
+        // adapter's `clone_from` (the `basebackup` entry).
+        let methods = match self.cfg.postgresql() {
+            Some(pg) if !pg.create_replica_methods.is_empty() => {
+                pg.create_replica_methods.clone()
+            }
+            _ => vec![ReplicaMethod::Basebackup],
         };
         let sysid: Option<u64> = cluster
             .and_then(|c| c.initialize.as_deref())
@@ -369,7 +372,7 @@ impl<D: LocalEngine> Agent<D> {
         )))
     }
 
-    async fn promote(&mut self, reason: &str, obs: &Observation) -> Result<(), ActError> {
+    async fn promote(&mut self, reason: &str, obs: &Observation<D::Facts>) -> Result<(), ActError> {
         let fork = obs.local.engine.fork_point();
         if let Err(why) = self.callbacks.pre_promote().await {
             // Patroni's rule: a vetoed promotion gives the leader key back at once.
@@ -420,7 +423,7 @@ impl<D: LocalEngine> Agent<D> {
             s.is_leader = true;
             s.state = MemberState::Running;
             if let Some(p) = s.probe.as_mut() {
-                p.in_recovery = false;
+                p.mark_primary();
             }
         });
         self.callbacks.fire("on_role_change", "primary");
@@ -436,7 +439,7 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     /// On the primary: retain the stream for `members` ([`warden_ha::Database::retain`]).
-    async fn retain(&mut self, members: &[String], obs: &Observation) -> Result<(), ActError> {
+    async fn retain(&mut self, members: &[String], obs: &Observation<D::Facts>) -> Result<(), ActError> {
         let dynamic = self.dynamic(obs.cluster.as_ref());
         let Some(c) = obs.cluster.as_ref() else {
             return self
@@ -474,7 +477,7 @@ impl<D: LocalEngine> Agent<D> {
     /// On a replica: retain the stream for every other member where the leader's
     /// `/status` reports it, never ahead of what we replayed. If we are promoted, the
     /// others (the old leader too) then find their history still here.
-    async fn retain_for_leader(&mut self, leader: &str, obs: &Observation) -> Result<(), ActError> {
+    async fn retain_for_leader(&mut self, leader: &str, obs: &Observation<D::Facts>) -> Result<(), ActError> {
         let Some(c) = obs.cluster.as_ref() else {
             return Ok(());
         };
@@ -557,7 +560,7 @@ impl<D: LocalEngine> Agent<D> {
         }
     }
 
-    async fn write_status(&mut self, obs: &Observation) -> Result<(), ActError> {
+    async fn write_status(&mut self, obs: &Observation<D::Facts>) -> Result<(), ActError> {
         let Some(optime) = obs.local.db().and_then(|d| d.position) else {
             return Ok(());
         };

@@ -1,12 +1,14 @@
 //! Self-fencing, in two layers that do not depend on the HA loop running on time:
 //!
 //! 1. A timer task in the agent: the moment the leader's local lease deadline passes
-//!    without renewal, PostgreSQL is made read-only (standby.signal written, fast
-//!    shutdown; the loop restarts it as a replica). `/primary` already answers 503 from
-//!    that instant because it checks the deadline per request.
+//!    without renewal, the server is made read-only ([`Fence`]: PostgreSQL gets
+//!    standby.signal and a fast shutdown, the loop restarts it as a replica; Redis
+//!    pauses writes and becomes a replica of no one, see `warden_redis::adapter::fence`).
+//!    `/primary` already answers 503 from that instant because it checks the deadline
+//!    per request.
 //! 2. The guard process (`warden guard`), fed a deadline every turn: if the agent itself
-//!    is frozen or dead, it kills the postmaster's process group a little later, still
-//!    before etcd can expire the lease.
+//!    is frozen or dead, it kills the server's process group (the postmaster's, or
+//!    redis-server's) a little later, still before etcd can expire the lease.
 
 use crate::state::Shared;
 use std::process::Stdio;
@@ -19,19 +21,56 @@ use warden_pg::process::Programs;
 
 /// How often the timer re-reads a deadline that may have moved.
 const TIMER_GRANULARITY: Duration = Duration::from_millis(100);
+/// How long each of Redis's fencing commands may take.
+const REDIS_FENCE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Watches the lease deadline and fences PostgreSQL when it passes.
-pub fn spawn_timer(shared: Arc<Shared>, programs: Programs) -> tokio::task::JoinHandle<()> {
+/// Makes the local server stop acknowledging writes, now.
+#[async_trait::async_trait]
+pub trait Fence: Send + Sync {
+    async fn fence(&self) -> Result<(), String>;
+}
+
+/// PostgreSQL: standby.signal and a fast shutdown.
+#[derive(Debug)]
+pub struct PgFence(pub Programs);
+
+#[async_trait::async_trait]
+impl Fence for PgFence {
+    async fn fence(&self) -> Result<(), String> {
+        let programs = self.0.clone();
+        // pg_ctl runs for a while: off the runtime's worker threads.
+        tokio::task::spawn_blocking(move || warden_pg::fence(&programs))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Redis: writes paused, a replica of no one, clients disconnected.
+#[derive(Debug)]
+pub struct RedisFence(pub warden_redis::adapter::RedisSettings);
+
+#[async_trait::async_trait]
+impl Fence for RedisFence {
+    async fn fence(&self) -> Result<(), String> {
+        warden_redis::adapter::fence(&self.0, REDIS_FENCE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Watches the lease deadline and fences the server when it passes.
+pub fn spawn_timer(shared: Arc<Shared>, fence: Arc<dyn Fence>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             let now = Instant::now();
             match shared.deadline.deadline() {
                 Some(d) if now >= d => {
                     tracing::error!(
-                        "lease deadline passed without renewal: fencing PostgreSQL (read-only)"
+                        "lease deadline passed without renewal: fencing the server (read-only)"
                     );
                     shared.deadline.clear();
-                    if let Err(e) = warden_pg::fence(&programs) {
+                    if let Err(e) = fence.fence().await {
                         tracing::error!(error = %e, "fencing failed");
                     }
                     // Tell peers at once (via /patroni) that we no longer run a primary,

@@ -6,6 +6,7 @@ use super::observation::{Local, ManualTask};
 use super::request::{self, Kind, Reply, Request};
 use super::run::Agent;
 use super::LocalEngine;
+use crate::probe::{EngineFacts as _, ServerProbe};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use warden_consensus::Cluster;
@@ -32,7 +33,7 @@ impl<D: LocalEngine> Agent<D> {
     pub(super) async fn take_request(
         &mut self,
         cluster: Option<&Cluster>,
-        local: &Local,
+        local: &Local<D::Facts>,
     ) -> (
         Option<ManualTask>,
         Option<(oneshot::Sender<Reply>, ManualTask)>,
@@ -81,14 +82,11 @@ impl<D: LocalEngine> Agent<D> {
                 return (None, None);
             }
             Kind::Restart(spec) => {
+                let probe = local.engine.probe();
                 let facts = request::LocalFacts {
-                    is_primary: local.engine.probe.as_ref().is_some_and(|p| !p.in_recovery),
-                    server_version: local.engine.probe.as_ref().map(|p| p.server_version),
-                    pending_restart: local
-                        .engine
-                        .probe
-                        .as_ref()
-                        .is_some_and(|p| p.pending_restart),
+                    is_primary: probe.as_ref().is_some_and(ServerProbe::is_primary),
+                    server_version: probe.as_ref().and_then(ServerProbe::server_version),
+                    pending_restart: probe.as_ref().is_some_and(ServerProbe::pending_restart),
                 };
                 if let Some(why) = request::restart_refusal(&spec, facts) {
                     tracing::info!(reason = %why, "restart filters not met");
@@ -141,15 +139,9 @@ impl<D: LocalEngine> Agent<D> {
             ("name", old.name != new.name),
             ("scope", old.scope != new.scope),
             ("namespace", old.namespace != new.namespace),
-            (
-                "postgresql.data_dir",
-                old.postgresql.data_dir != new.postgresql.data_dir,
-            ),
-            (
-                "postgresql.listen",
-                old.postgresql.port != new.postgresql.port
-                    || old.postgresql.listen_hosts != new.postgresql.listen_hosts,
-            ),
+            // PostgreSQL's or Redis's: where the server keeps its data and listens
+            // (and which of the two it is).
+            ("postgresql or redis", engine_fixed(&old.engine) != engine_fixed(&new.engine)),
             ("restapi.listen", old.restapi.listen != new.restapi.listen),
             ("etcd3.hosts", old.etcd3.hosts != new.etcd3.hosts),
         ];
@@ -162,11 +154,7 @@ impl<D: LocalEngine> Agent<D> {
             return;
         }
         self.db.apply_local(&new);
-        self.callbacks = super::callbacks::Callbacks::new(
-            new.postgresql.callbacks.clone(),
-            new.postgresql.pre_promote.clone(),
-            new.scope.clone(),
-        );
+        self.callbacks = super::callbacks::Callbacks::from_config(&new);
         let tags = new.tags.to_member_json();
         let auth = new.restapi.authentication.clone();
         self.shared.update(|s| {
@@ -183,5 +171,18 @@ impl<D: LocalEngine> Agent<D> {
         // The backup supervisor sees the new config in the next turn's report and
         // reschedules its jobs.
         tracing::info!(path = %path.display(), "configuration reloaded");
+    }
+}
+
+/// The engine settings a reload cannot change: the data directory and where the server
+/// listens.
+fn engine_fixed(e: &warden_config::EngineConfig) -> String {
+    match e {
+        warden_config::EngineConfig::Postgresql(p) => {
+            format!("postgresql {} {:?} {}", p.data_dir.display(), p.listen_hosts, p.port)
+        }
+        warden_config::EngineConfig::Redis(r) => {
+            format!("redis {} {} {}", r.data_dir.display(), r.listen_host, r.port)
+        }
     }
 }

@@ -31,23 +31,19 @@ mod turn;
 pub use warden_ha::{action, decide, race, switchover};
 pub use warden_ha::{Action, Decision, StartAs};
 
-/// What the loop observes and decides on, for the PostgreSQL engine.
+/// What the loop observes and decides on.
 pub mod observation {
-    pub use warden_ha::{ManualTask, Peer, PeerStatus, Tags};
-    /// This turn's observation with PostgreSQL's own facts.
-    pub type Observation = warden_ha::Observation<warden_pg::policy::PgLocal>;
-    /// The local PostgreSQL as the loop saw it this turn.
-    pub type Local = warden_ha::Local<warden_pg::policy::PgLocal>;
+    pub use warden_ha::{Local, ManualTask, Observation, Peer, PeerStatus, Tags};
 }
 pub use observation::Observation;
 
-/// The engine adapter the loop drives: any [`warden_ha::Database`] whose facts are
-/// PostgreSQL's ([`warden_pg::policy::PgLocal`]: the loop still publishes PostgreSQL's
-/// status probe to the REST API and the backups, and records timelines in `/history`),
-/// plus what ties the engine to the daemon's config file and backup repository. Every
-/// hook here has a default, so an adapter (the simulation's) needs only `Database`.
+/// The engine adapter the loop drives: any [`warden_ha::Database`] whose facts the
+/// daemon can show ([`crate::probe::EngineFacts`]: the probe the REST API and the
+/// backups read), plus what ties the engine to the daemon's config file and backup
+/// repository. Every hook here has a default, so an adapter (the simulation's) needs
+/// only `Database`.
 pub trait LocalEngine:
-    warden_ha::Database<Facts = warden_pg::policy::PgLocal> + Sync + 'static
+    warden_ha::Database<Facts: crate::probe::EngineFacts> + Sync + 'static
 {
     /// A reloaded config's local settings (parameters, pg_hba) for the next configure.
     fn apply_local(&mut self, cfg: &warden_config::Config) {
@@ -117,11 +113,10 @@ pub trait LocalEngine:
 
 impl LocalEngine for warden_pg::Postgres {
     fn apply_local(&mut self, cfg: &warden_config::Config) {
-        self.settings
-            .parameters
-            .clone_from(&cfg.postgresql.parameters);
-        self.settings.pg_hba.clone_from(&cfg.postgresql.pg_hba);
-        self.settings.use_pg_rewind = cfg.postgresql.use_pg_rewind;
+        let Some(pg) = cfg.postgresql() else { return };
+        self.settings.parameters.clone_from(&pg.parameters);
+        self.settings.pg_hba.clone_from(&pg.pg_hba);
+        self.settings.use_pg_rewind = pg.use_pg_rewind;
     }
 
     async fn bootstrap_from_repository<'a>(

@@ -36,7 +36,7 @@ impl<D: LocalEngine> Agent<D> {
     pub(super) async fn hand_over(
         &mut self,
         candidate: &str,
-        obs: &Observation,
+        obs: &Observation<D::Facts>,
     ) -> Result<(), ActError> {
         let cluster = obs.cluster.as_ref();
         let api = cluster
@@ -197,7 +197,7 @@ impl<D: LocalEngine> Agent<D> {
         &mut self,
         as_primary: bool,
         timeout: Option<Duration>,
-        obs: &Observation,
+        obs: &Observation<D::Facts>,
     ) -> Result<(), ActError> {
         let cluster = obs.cluster.as_ref();
         let timeout = timeout.unwrap_or(DEFAULT_RESTART_TIMEOUT);
@@ -250,7 +250,7 @@ impl<D: LocalEngine> Agent<D> {
     pub(super) async fn reinitialize(
         &mut self,
         from: &str,
-        obs: &Observation,
+        obs: &Observation<D::Facts>,
     ) -> Result<(), ActError> {
         tracing::warn!(
             from,

@@ -4,6 +4,7 @@
 use super::observation::Local;
 use super::run::Agent;
 use super::LocalEngine;
+use crate::probe::EngineFacts;
 use serde_json::{json, Value};
 use warden_api::PATRONI_COMPAT_VERSION;
 use warden_consensus::types::Role;
@@ -12,7 +13,7 @@ use warden_ha::DataState;
 use warden_ha::Engine as _;
 
 impl<D: LocalEngine> Agent<D> {
-    fn role_of(local: &Local) -> Role {
+    fn role_of(local: &Local<D::Facts>) -> Role {
         match (local.db(), local.data) {
             (Some(d), _) if d.writable => Role::Primary,
             (Some(_), _) => Role::Replica,
@@ -27,10 +28,9 @@ impl<D: LocalEngine> Agent<D> {
         }
     }
 
-    pub(super) fn member_json(&self, local: &Local) -> Value {
-        let pg = &self.cfg.postgresql;
+    pub(super) fn member_json(&self, local: &Local<D::Facts>) -> Value {
         let mut m = json!({
-            "conn_url": format!("postgres://{}/postgres", pg.connect_address),
+            "conn_url": self.cfg.conn_url(),
             "api_url": self.cfg.restapi.api_url(),
             "state": self.state,
             "role": Self::role_of(local).as_str(),
@@ -39,6 +39,9 @@ impl<D: LocalEngine> Agent<D> {
         });
         if crate::backups::may_archive(&self.cfg) {
             m[crate::backups::MEMBER_FIELD] = json!(true);
+        }
+        if let Some(addr) = crate::redis_mode::sentinel_address(&self.cfg) {
+            m[crate::redis_mode::SENTINEL_FIELD] = json!(addr);
         }
         let tags = self.cfg.tags.to_member_json();
         if !tags.is_empty() {
@@ -59,7 +62,7 @@ impl<D: LocalEngine> Agent<D> {
 
     /// Writes our member key when it changed (it lives as long as our lease), and
     /// refreshes the cached status.
-    pub(super) async fn publish(&mut self, cluster: Option<&Cluster>, local: &Local, note: &str) {
+    pub(super) async fn publish(&mut self, cluster: Option<&Cluster>, local: &Local<D::Facts>, note: &str) {
         let is_leader = self.holds_leader;
         // Without a DCS view this turn, keep the token we last published while we lead.
         let previous = self.shared.snapshot().fencing_token;
@@ -80,7 +83,7 @@ impl<D: LocalEngine> Agent<D> {
             s.role = role;
             s.running = local.running;
             s.server_pid = server_pid;
-            s.probe.clone_from(&local.engine.probe);
+            s.probe = local.engine.probe();
             s.system_identifier.clone_from(&local.system_identifier);
             s.is_leader = is_leader;
             s.fencing_token = token;
@@ -103,17 +106,14 @@ impl<D: LocalEngine> Agent<D> {
             system_identifier: self.system_identifier.clone(),
             was_primary: false,
             running: false,
-            engine: warden_pg::policy::PgLocal {
-                rewound: self.rewound,
-                ..Default::default()
-            },
+            engine: D::Facts::busy(self.rewound),
         };
         self.write_member(&local).await;
         let state = self.state.clone();
         self.shared.update(|s| s.state = state);
     }
 
-    async fn write_member(&mut self, local: &Local) {
+    async fn write_member(&mut self, local: &Local<D::Facts>) {
         let Some((lease, _)) = self.lease else { return };
         let body = self.member_json(local).to_string();
         if self

@@ -19,6 +19,7 @@ use warden_ha::{Database, StopMode};
 use warden_pg::Postgres;
 
 use super::LocalEngine;
+use crate::probe::EngineFacts as _;
 
 /// An error that must stop the agent (an operator has to act).
 #[derive(Debug, thiserror::Error)]
@@ -103,11 +104,7 @@ impl<D: Database> std::fmt::Debug for Agent<D> {
 
 impl<D: Database> Agent<D> {
     pub fn new(cfg: Arc<Config>, dcs: Arc<dyn Dcs>, db: D, shared: Arc<Shared>) -> Self {
-        let callbacks = super::callbacks::Callbacks::new(
-            cfg.postgresql.callbacks.clone(),
-            cfg.postgresql.pre_promote.clone(),
-            cfg.scope.clone(),
-        );
+        let callbacks = super::callbacks::Callbacks::from_config(&cfg);
         let env = Env::system(cfg.watchdog.device.clone());
         Self {
             env,
@@ -290,7 +287,7 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     /// Publishes what this turn learned to the backup supervisor.
-    pub(super) fn report_turn(&self, cluster: Option<&Cluster>, local: &Local, ttl: Duration) {
+    pub(super) fn report_turn(&self, cluster: Option<&Cluster>, local: &Local<D::Facts>, ttl: Duration) {
         let Some(side) = &self.backup_side else {
             return;
         };
@@ -302,7 +299,7 @@ impl<D: LocalEngine> Agent<D> {
                 .filter(|_| self.renewed_this_turn)
                 .map(|(id, _)| id),
             holds_leader: self.holds_leader,
-            probe: local.engine.probe.clone(),
+            probe: local.engine.probe(),
             not_streaming_for: self
                 .not_streaming_since
                 .as_ref()

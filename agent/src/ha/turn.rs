@@ -7,6 +7,7 @@ use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::Reply;
 use super::run::{Agent, Fatal};
 use super::LocalEngine;
+use crate::probe::EngineFacts as _;
 use super::{decide, Action, Decision};
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -129,7 +130,7 @@ impl<D: LocalEngine> Agent<D> {
         cluster_cfg: Option<&Cluster>,
         lease_renewed: bool,
         ttl: Duration,
-    ) -> (Observation, PendingReply) {
+    ) -> (Observation<D::Facts>, PendingReply) {
         let local = self.observe_local(cluster.as_ref()).await;
         let (manual, reply) = self.take_request(cluster.as_ref(), &local).await;
         // Publish the fresh probe before any race: peers racing at the same moment read
@@ -138,7 +139,7 @@ impl<D: LocalEngine> Agent<D> {
         self.shared.update(|s| {
             s.running = local.running;
             s.server_pid = server_pid;
-            s.probe.clone_from(&local.engine.probe);
+            s.probe = local.engine.probe();
         });
         let peers = self.gather_peers(cluster.as_ref(), &local).await;
         self.track_timers(cluster.as_ref(), &local);
@@ -181,7 +182,7 @@ impl<D: LocalEngine> Agent<D> {
 
     /// Peers' `/patroni`, only when a race is possible (the key is vacant and we are a
     /// replica) or our switchover is due (to check the candidate).
-    async fn gather_peers(&self, cluster: Option<&Cluster>, local: &Local) -> Vec<warden_ha::Peer> {
+    async fn gather_peers(&self, cluster: Option<&Cluster>, local: &Local<D::Facts>) -> Vec<warden_ha::Peer> {
         let Some(c) = cluster else { return Vec::new() };
         let named_candidate = c.failover.as_ref().and_then(|f| f.value.member.as_deref())
             == Some(self.cfg.name.as_str());
@@ -202,7 +203,7 @@ impl<D: LocalEngine> Agent<D> {
 
     /// How long our primary has been down while we lead, and how long our replica has
     /// gone without streaming from the current leader.
-    fn track_timers(&mut self, cluster: Option<&Cluster>, local: &Local) {
+    fn track_timers(&mut self, cluster: Option<&Cluster>, local: &Local<D::Facts>) {
         let leads = cluster.and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
         let primary_ok = local.db().is_some_and(|d| d.writable);
         if leads && !primary_ok && local.data == DataState::Initialized {
@@ -234,7 +235,7 @@ impl<D: LocalEngine> Agent<D> {
     async fn act(
         &mut self,
         d: &Decision,
-        obs: &Observation,
+        obs: &Observation<D::Facts>,
         ttl: Duration,
     ) -> Result<(bool, Result<(), String>), Fatal> {
         let mut changed_local = false;

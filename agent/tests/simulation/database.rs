@@ -133,7 +133,7 @@ impl World {
     }
 
     /// The local look of `observe`: control file and probe.
-    fn observe(&mut self, n: usize, known: &mut Option<String>, repaired: bool) -> Local {
+    fn observe(&mut self, n: usize, known: &mut Option<String>, repaired: bool) -> Local<PgLocal> {
         let now = self.now();
         let pg = &self.nodes[n].pg;
         let (data, running) = (pg.data, pg.running);
@@ -195,7 +195,7 @@ impl Database for SimPg {
         })
     }
 
-    async fn observe(&mut self, repaired: bool, dynamic: &DynamicConfig) -> Local {
+    async fn observe(&mut self, repaired: bool, dynamic: &DynamicConfig) -> Local<PgLocal> {
         let n = self.node;
         let mut known = self.known_system_identifier.take();
         let mut local = self

@@ -52,7 +52,16 @@ pub struct DrillOptions {
 impl DrillOptions {
     /// The settings of `cfg` (which must have a backup section); `config_path` is the
     /// file `restore_command` hands to `warden wal-fetch`.
-    pub fn from_config(cfg: &Config, config_path: &Path, backup: Option<String>) -> Self {
+    /// A drill of a PostgreSQL backup; a Redis member's config is refused (its drills
+    /// are the RDB drills).
+    pub fn from_config(
+        cfg: &Config,
+        config_path: &Path,
+        backup: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let pg = cfg
+            .require_postgresql("a PostgreSQL drill")
+            .map_err(anyhow::Error::msg)?;
         let drill = cfg
             .backup
             .as_ref()
@@ -62,11 +71,11 @@ impl DrillOptions {
                 checks: Vec::new(),
                 timeout: Duration::from_secs(3600),
             });
-        let su = &cfg.postgresql.authentication.superuser;
-        DrillOptions {
+        let su = &pg.authentication.superuser;
+        Ok(DrillOptions {
             backup,
             member: cfg.name.clone(),
-            bin_dir: cfg.postgresql.bin_dir.clone().unwrap_or_default(),
+            bin_dir: pg.bin_dir.clone().unwrap_or_default(),
             restore_command: restore::recovery::restore_command(
                 &restore::source::warden_binary(),
                 config_path,
@@ -76,7 +85,7 @@ impl DrillOptions {
             user: su.username.clone(),
             password: su.password.clone(),
             scratch_parent: None,
-        }
+        })
     }
 }
 
@@ -90,7 +99,13 @@ pub async fn scheduled(cfg: std::sync::Arc<Config>, config_path: PathBuf) {
             return;
         }
     };
-    let opts = DrillOptions::from_config(&cfg, &config_path, None);
+    let opts = match DrillOptions::from_config(&cfg, &config_path, None) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "scheduled drill not started");
+            return;
+        }
+    };
     if let Err(e) = run(&catalog, &opts).await {
         tracing::error!(error = %format!("{e:#}"), "scheduled drill");
     }

@@ -32,9 +32,12 @@ pub async fn catalog(
     let scope = scope.unwrap_or(&cfg.scope);
     let sysid = match system_identifier {
         Some(s) => s,
-        None => match warden_pg::control::system_identifier(&cfg.postgresql.data_dir) {
-            Ok(s) => s,
-            Err(_) => discover(&repo, scope).await?,
+        None => match cfg
+            .postgresql()
+            .map(|pg| warden_pg::control::system_identifier(&pg.data_dir))
+        {
+            Some(Ok(s)) => s,
+            _ => discover(&repo, scope).await?,
         },
     };
     Ok(Catalog {

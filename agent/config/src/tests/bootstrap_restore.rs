@@ -69,14 +69,14 @@ fn create_replica_methods() {
     };
     let loaded = with("[warden_restore, basebackup]");
     assert_eq!(
-        loaded.config.postgresql.create_replica_methods,
+        loaded.config.postgresql().unwrap().create_replica_methods,
         vec![ReplicaMethod::WardenRestore, ReplicaMethod::Basebackup]
     );
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
     // A custom method: the section named after it configures it (absent: the name is
     // the command).
     let loaded = with("[wal_e, basebackup]");
-    let methods = &loaded.config.postgresql.create_replica_methods;
+    let methods = &loaded.config.postgresql().unwrap().create_replica_methods;
     assert_eq!(methods.len(), 2);
     assert_eq!(methods[1], ReplicaMethod::Basebackup);
     let ReplicaMethod::Custom(m) = &methods[0] else {
@@ -88,7 +88,7 @@ fn create_replica_methods() {
         "postgresql:\n",
         "postgresql:\n  create_replica_method: [clone]\n  clone: {command: '/usr/bin/clone.sh --fast', keep_data: true, threads: 4}\n",
     ));
-    let ReplicaMethod::Custom(m) = &loaded.config.postgresql.create_replica_methods[0] else {
+    let ReplicaMethod::Custom(m) = &loaded.config.postgresql().unwrap().create_replica_methods[0] else {
         panic!()
     };
     assert_eq!(m.command, "/usr/bin/clone.sh --fast");
@@ -107,7 +107,7 @@ fn create_replica_methods() {
     assert_has_prefix(&p, "postgresql.clone.command: ");
     assert!(ok(MINIMAL)
         .config
-        .postgresql
+        .postgresql().unwrap()
         .create_replica_methods
         .is_empty());
 }

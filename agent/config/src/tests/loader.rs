@@ -45,7 +45,7 @@ fn contract_example_parses_without_warnings() {
         .collect();
     assert_eq!(args, vec!["--encoding=UTF8", "--data-checksums"]);
 
-    let pg = &c.postgresql;
+    let pg = c.postgresql().unwrap();
     assert_eq!(pg.listen_hosts, vec!["127.0.0.1"]);
     assert_eq!(pg.port, 5432);
     assert_eq!(pg.connect_address.to_string(), "127.0.0.1:5432");
@@ -80,15 +80,15 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.restapi.connect_address.to_string(), "127.0.0.1:8008");
     assert_eq!(c.etcd3.hosts, vec!["127.0.0.1:2379"]);
     assert_eq!(c.bootstrap, BootstrapConfig::default());
-    assert_eq!(c.postgresql.connect_address.to_string(), "127.0.0.1:5432");
-    assert_eq!(c.postgresql.bin_dir, None);
+    assert_eq!(c.postgresql().unwrap().connect_address.to_string(), "127.0.0.1:5432");
+    assert_eq!(c.postgresql().unwrap().bin_dir, None);
     assert_eq!(
-        c.postgresql.pgpass,
+        c.postgresql().unwrap().pgpass,
         PathBuf::from("/nonexistent/warden/node1/pgpass.node1")
     );
-    assert!(c.postgresql.parameters.is_empty());
-    assert_eq!(c.postgresql.authentication.superuser.password, None);
-    assert_eq!(c.postgresql.authentication.rewind, None);
+    assert!(c.postgresql().unwrap().parameters.is_empty());
+    assert_eq!(c.postgresql().unwrap().authentication.superuser.password, None);
+    assert_eq!(c.postgresql().unwrap().authentication.rewind, None);
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn yaml_errors_and_merge_keys() {
         "    superuser: {username: postgres}",
         "    superuser: &su {username: postgres, password: s}\n    rewind:\n      <<: *su\n      username: rewinder",
     );
-    let rewind = ok(&yaml).config.postgresql.authentication.rewind.unwrap();
+    let rewind = ok(&yaml).config.postgresql().unwrap().authentication.rewind.clone().unwrap();
     assert_eq!(rewind.username, "rewinder");
     assert_eq!(rewind.password.as_deref(), Some("s"));
 }

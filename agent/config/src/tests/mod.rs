@@ -11,5 +11,6 @@ mod loader;
 mod member_settings;
 mod pg_tls;
 mod postgresql;
+mod redis;
 mod restapi_tls;
 mod unknown_keys;

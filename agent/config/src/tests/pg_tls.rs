@@ -31,7 +31,7 @@ fn verify_full_with_a_root_certificate_is_read_per_role() {
         root.display()
     ));
     let c = ok(&yaml).config;
-    let tls = &c.postgresql.authentication.tls;
+    let tls = &c.postgresql().unwrap().authentication.tls;
     assert_eq!(tls.replication.sslmode, Some(SslMode::VerifyFull));
     assert_eq!(tls.replication.sslrootcert.as_deref(), Some(root.as_path()));
     assert_eq!(
@@ -110,13 +110,13 @@ fn weak_modes_and_the_cleartext_switch_are_accepted() {
     for mode in ["disable", "allow", "prefer", "require"] {
         let c = ok(&with_replication(&format!("sslmode: {mode}"))).config;
         assert_eq!(
-            c.postgresql.authentication.tls.replication.sslmode,
+            c.postgresql().unwrap().authentication.tls.replication.sslmode,
             SslMode::parse(mode)
         );
     }
     let c = ok(&with_replication("allow_cleartext_password: true")).config;
     assert!(
-        c.postgresql
+        c.postgresql().unwrap()
             .authentication
             .tls
             .replication

@@ -15,7 +15,7 @@ fn parameters_are_stringified_like_postgresql() {
          shared_buffers: '128MB', port: 5432}\n  data_dir:",
     );
     let c = ok(&yaml).config;
-    let params = &c.postgresql.parameters;
+    let params = &c.postgresql().unwrap().parameters;
     assert_eq!(params["hot_standby"], "on");
     assert_eq!(params["fsync"], "off");
     assert_eq!(params["max_connections"], "100");
@@ -96,7 +96,7 @@ fn paths_are_checked() {
     );
     // Patroni: an empty bin_dir means "use PATH".
     let yaml = MINIMAL.replace("  data_dir:", "  bin_dir: ''\n  data_dir:");
-    assert_eq!(ok(&yaml).config.postgresql.bin_dir, None);
+    assert_eq!(ok(&yaml).config.postgresql().unwrap().bin_dir, None);
 
     let yaml = MINIMAL.replace(
         "  data_dir:",
@@ -110,7 +110,7 @@ fn callbacks_and_pre_promote() {
     let yaml = format!(
         "{MINIMAL}  callbacks: {{on_start: /bin/cb, on_role_change: '/usr/bin/cb --x'}}\n  pre_promote: /bin/check\n"
     );
-    let pg = ok(&yaml).config.postgresql;
+    let pg = ok(&yaml).config.postgresql().unwrap().clone();
     assert_eq!(
         pg.callbacks.get("on_start").map(String::as_str),
         Some("/bin/cb")
