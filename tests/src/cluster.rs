@@ -119,6 +119,9 @@ impl Cluster {
             .ttl(spec.ttl)
             .loop_wait(spec.loop_wait)
             .retry_timeout(spec.retry_timeout);
+            if spec.redis {
+                cfg = cfg.redis(ports.sentinel[i]);
+            }
             if let Some((ca, client)) = &agent_client {
                 cfg = crate::etcd::agent_tls_config(cfg, ca, client);
             }

@@ -19,6 +19,8 @@ pub const REPLICATION_USER: &str = "replicator";
 pub const REPLICATION_PASSWORD: &str = "replicator-secret";
 pub const REWIND_USER: &str = "rewind_user";
 pub const REWIND_PASSWORD: &str = "rewind-secret";
+/// `redis.authentication.password` of the kit's Redis members (`requirepass`).
+pub const REDIS_PASSWORD: &str = "redis-secret";
 
 /// Warden's recommended timing (DESIGN §3), used by tests, demo and examples.
 pub const DEFAULT_TTL: u32 = 10;
@@ -69,6 +71,9 @@ pub struct NodeConfig {
     pub loop_wait: u32,
     pub retry_timeout: u32,
     pub tags: Mapping,
+    /// A Redis member (a `redis` section instead of `postgresql`, `pg_port` being
+    /// redis-server's port) serving the Sentinel port on this port.
+    pub sentinel_port: Option<u16>,
     edits: Vec<Edit>,
     /// Extra environment variables for the agent (e.g. Patroni's `PATRONI_*`).
     pub env: Vec<(String, String)>,
@@ -89,9 +94,17 @@ impl NodeConfig {
             loop_wait: DEFAULT_LOOP_WAIT,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             tags: Mapping::new(),
+            sentinel_port: None,
             edits: Vec::new(),
             env: Vec::new(),
         }
+    }
+
+    /// A Redis member: redis-server on `pg_port`, the Sentinel port on
+    /// `sentinel_port`.
+    pub fn redis(mut self, sentinel_port: u16) -> Self {
+        self.sentinel_port = Some(sentinel_port);
+        self
     }
 
     /// Sets an environment variable for the agent.
@@ -198,6 +211,32 @@ impl NodeConfig {
         serde_yaml::to_string(&self.to_value()?).context("serialising node config")
     }
 
+    /// The `redis` section of a Redis member.
+    fn redis_section(&self, sentinel_port: u16) -> Value {
+        let addr = format!("127.0.0.1:{}", self.pg_port);
+        map([
+            ("listen", addr.as_str().into()),
+            ("connect_address", addr.as_str().into()),
+            ("data_dir", self.data_dir().display().to_string().into()),
+            (
+                "authentication",
+                map([("password", REDIS_PASSWORD.into())]),
+            ),
+            (
+                "parameters",
+                // Snapshots only when asked: the tests' writes need no disk.
+                map([("save", "".into()), ("appendonly", "no".into())]),
+            ),
+            (
+                "sentinel",
+                map([
+                    ("listen", format!("127.0.0.1:{sentinel_port}").into()),
+                    ("master_name", "mymaster".into()),
+                ]),
+            ),
+        ])
+    }
+
     fn base(&self) -> Value {
         let api = format!("127.0.0.1:{}", self.api_port);
         let pg = format!("127.0.0.1:{}", self.pg_port);
@@ -238,6 +277,32 @@ impl NodeConfig {
             for (k, v) in &self.tags {
                 t.insert(k.clone(), v.clone());
             }
+        }
+        if let Some(sentinel_port) = self.sentinel_port {
+            let dcs = map([
+                ("ttl", self.ttl.into()),
+                ("loop_wait", self.loop_wait.into()),
+                ("retry_timeout", self.retry_timeout.into()),
+                // Bytes of replication offset.
+                ("maximum_lag_on_failover", 1_048_576.into()),
+            ]);
+            return map([
+                ("scope", self.scope.as_str().into()),
+                ("namespace", self.namespace.as_str().into()),
+                ("name", self.name.as_str().into()),
+                ("log", map([("level", "INFO".into())])),
+                (
+                    "restapi",
+                    map([
+                        ("listen", api.as_str().into()),
+                        ("connect_address", api.as_str().into()),
+                    ]),
+                ),
+                ("etcd3", map([("hosts", self.etcd_hosts.as_str().into())])),
+                ("bootstrap", map([("dcs", dcs)])),
+                ("redis", self.redis_section(sentinel_port)),
+                ("tags", tags),
+            ]);
         }
         map([
             ("scope", self.scope.as_str().into()),

@@ -29,6 +29,7 @@ pub fn ports() -> ClusterPorts {
         api: API_PORTS.to_vec(),
         haproxy_write: HAPROXY_WRITE_PORT,
         haproxy_read: HAPROXY_READ_PORT,
+        sentinel: Vec::new(),
     }
 }
 

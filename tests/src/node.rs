@@ -70,6 +70,16 @@ impl Node {
         self.config.pg_port
     }
 
+    /// A Redis member's redis-server port (the `pg` port of its layout).
+    pub fn redis_port(&self) -> u16 {
+        self.config.pg_port
+    }
+
+    /// A Redis member's Sentinel port.
+    pub fn sentinel_port(&self) -> Option<u16> {
+        self.config.sentinel_port
+    }
+
     pub fn api_port(&self) -> u16 {
         self.config.api_port
     }

@@ -181,11 +181,19 @@ pub fn wait_reaped(pids: &[i32], timeout: Duration) -> bool {
 /// The pid in the first line of `<data_dir>/postmaster.pid`, if that process
 /// still exists (possibly as a zombie) and really is a PostgreSQL server —
 /// pids get reused, and a stale file must not make us kill a stranger.
+/// The database server of `data_dir` from its pid file: PostgreSQL's
+/// `postmaster.pid`, or the `redis.pid` Warden's Redis engine has redis-server write.
 fn pid_file_pid(data_dir: &Path) -> Option<i32> {
-    let text = std::fs::read_to_string(data_dir.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    matches!(comm.trim(), "postgres" | "postmaster").then_some(pid)
+    let servers: [(&str, &[&str]); 2] = [
+        ("postmaster.pid", &["postgres", "postmaster"]),
+        ("redis.pid", &["redis-server"]),
+    ];
+    servers.iter().find_map(|(file, names)| {
+        let text = std::fs::read_to_string(data_dir.join(file)).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        names.contains(&comm.trim()).then_some(pid)
+    })
 }
 
 /// The running postmaster's pid from `<data_dir>/postmaster.pid`.

@@ -41,7 +41,17 @@ const CHECK_BATCH: usize = 1000;
 
 /// A connection to 127.0.0.1:`port` with every operation bounded by `timeout`.
 pub fn connect(port: u16, timeout: Duration) -> Result<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+    connect_as(port, None, timeout)
+}
+
+/// [`connect`], logging in with `password` (the default user) when given.
+pub fn connect_as(
+    port: u16,
+    password: Option<&str>,
+    timeout: Duration,
+) -> Result<redis::Connection> {
+    let auth = password.map_or(String::new(), |p| format!(":{p}@"));
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}/"))
         .with_context(|| format!("redis client for port {port}"))?;
     let conn = client
         .get_connection_with_timeout(timeout)
@@ -345,10 +355,17 @@ pub struct SentinelWriter {
 impl SentinelWriter {
     /// Start writing; `sentinels` are asked in this order.
     pub fn start(sentinels: Vec<u16>) -> SentinelWriter {
+        Self::start_as(sentinels, None)
+    }
+
+    /// [`SentinelWriter::start`], logging in to the servers with `password`.
+    pub fn start_as(sentinels: Vec<u16>, password: Option<String>) -> SentinelWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(WriterState::default()));
         let (s, st) = (stop.clone(), state.clone());
-        let handle = std::thread::spawn(move || write_loop(&sentinels, &s, &st));
+        let handle = std::thread::spawn(move || {
+            write_loop(&sentinels, password.as_deref(), &s, &st);
+        });
         SentinelWriter {
             stop,
             state,
@@ -410,14 +427,19 @@ impl Drop for SentinelWriter {
     }
 }
 
-fn write_loop(sentinels: &[u16], stop: &AtomicBool, state: &Mutex<WriterState>) {
+fn write_loop(
+    sentinels: &[u16],
+    password: Option<&str>,
+    stop: &AtomicBool,
+    state: &Mutex<WriterState>,
+) {
     let mut conn: Option<(u16, redis::Connection)> = None;
     let mut id: u64 = 0;
     let lock = || state.lock().unwrap_or_else(PoisonError::into_inner);
     while !stop.load(Ordering::SeqCst) {
         let Some((port, c)) = conn.as_mut() else {
-            conn =
-                discover_primary(sentinels).and_then(|p| Some((p, connect(p, IO_TIMEOUT).ok()?)));
+            conn = discover_primary(sentinels)
+                .and_then(|p| Some((p, connect_as(p, password, IO_TIMEOUT).ok()?)));
             if conn.is_none() {
                 lock().errors += 1;
                 std::thread::sleep(RETRY_PAUSE);
@@ -456,7 +478,12 @@ fn write_loop(sentinels: &[u16], stop: &AtomicBool, state: &Mutex<WriterState>) 
 /// The ids of `acks` whose key is missing (or holds another value) on the
 /// server at `port`: acknowledged, then lost.
 pub fn lost_writes(port: u16, acks: &[Ack]) -> Result<Vec<u64>> {
-    let mut c = connect(port, Duration::from_secs(10))?;
+    lost_writes_as(port, None, acks)
+}
+
+/// [`lost_writes`], logging in with `password`.
+pub fn lost_writes_as(port: u16, password: Option<&str>, acks: &[Ack]) -> Result<Vec<u64>> {
+    let mut c = connect_as(port, password, Duration::from_secs(10))?;
     let mut lost = Vec::new();
     for batch in acks.chunks(CHECK_BATCH) {
         let mut cmd = redis::cmd("MGET");

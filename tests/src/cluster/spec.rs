@@ -24,6 +24,8 @@ pub struct ClusterPorts {
     pub api: Vec<u16>,
     pub haproxy_write: u16,
     pub haproxy_read: u16,
+    /// Sentinel port per node (Redis clusters only; empty otherwise).
+    pub sentinel: Vec<u16>,
 }
 
 /// What to start.
@@ -47,6 +49,9 @@ pub struct ClusterSpec {
     pub rest_tls: bool,
     /// PostgreSQL with `ssl = on` and replication over verified TLS.
     pub pg_tls: bool,
+    /// Redis members instead of PostgreSQL (redis-server on the `pg` ports, a
+    /// Sentinel port each).
+    pub redis: bool,
     pub(super) ports: Option<ClusterPorts>,
     pub(super) dir: Option<PathBuf>,
     pub(super) haproxy_config: Option<String>,
@@ -67,6 +72,7 @@ impl std::fmt::Debug for ClusterSpec {
             .field("etcd_tls", &self.etcd_tls)
             .field("rest_tls", &self.rest_tls)
             .field("pg_tls", &self.pg_tls)
+            .field("redis", &self.redis)
             .field("ports", &self.ports)
             .field("dir", &self.dir)
             .field("customize", &self.customize.len())
@@ -89,11 +95,18 @@ impl ClusterSpec {
             etcd_tls: false,
             rest_tls: false,
             pg_tls: false,
+            redis: false,
             ports: None,
             dir: None,
             haproxy_config: None,
             customize: Vec::new(),
         }
+    }
+
+    /// Redis members (see [`ClusterSpec::redis`]).
+    pub fn redis(mut self) -> Self {
+        self.redis = true;
+        self
     }
 
     pub fn scope(mut self, scope: &str) -> Self {
@@ -199,6 +212,7 @@ impl ClusterSpec {
         if let Some(p) = &self.ports {
             if p.pg.len() != self.nodes
                 || p.api.len() != self.nodes
+                || (self.redis && p.sentinel.len() != self.nodes)
                 || p.etcd.len() != self.etcd_members
             {
                 bail!(
@@ -209,7 +223,9 @@ impl ClusterSpec {
             }
             return Ok(p.clone());
         }
-        let mut free = ports::free_ports(2 * self.etcd_members + 2 * self.nodes + 2)?.into_iter();
+        let sentinels = if self.redis { self.nodes } else { 0 };
+        let mut free =
+            ports::free_ports(2 * self.etcd_members + 2 * self.nodes + 2 + sentinels)?.into_iter();
         let mut next = || free.next().unwrap_or(0); // exactly as many as requested
         Ok(ClusterPorts {
             etcd: (0..self.etcd_members).map(|_| (next(), next())).collect(),
@@ -217,6 +233,7 @@ impl ClusterSpec {
             api: (0..self.nodes).map(|_| next()).collect(),
             haproxy_write: next(),
             haproxy_read: next(),
+            sentinel: (0..sentinels).map(|_| next()).collect(),
         })
     }
 }
