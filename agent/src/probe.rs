@@ -129,7 +129,9 @@ pub trait EngineFacts: warden_ha::Engine + Send + Sync + 'static {
 
 impl EngineFacts for PgLocal {
     fn probe(&self) -> Option<ServerProbe> {
-        self.probe.clone().map(|p| ServerProbe::Postgres(Box::new(p)))
+        self.probe
+            .clone()
+            .map(|p| ServerProbe::Postgres(Box::new(p)))
     }
 
     fn busy(rewound: bool) -> Self {

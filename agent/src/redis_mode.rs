@@ -20,8 +20,9 @@ use warden_redis::sentinel::{self, run_id_for, EventHub, Instance, Replica, Sent
 /// agent can list the others in `SENTINEL SENTINELS`.
 pub const SENTINEL_FIELD: &str = "sentinel";
 
-/// How often the port's view is rebuilt from the cached status.
-const VIEW_REFRESH: Duration = Duration::from_millis(100);
+/// How often the port's view is rebuilt when the status did not change (a view goes
+/// stale by age alone).
+const VIEW_REFRESH: Duration = Duration::from_millis(500);
 
 impl crate::ha::LocalEngine for Redis {}
 
@@ -38,7 +39,10 @@ pub fn settings(cfg: &Config, r: &RedisConfig) -> RedisSettings {
         username: r.username.clone(),
         password: r.password.clone(),
         parameters: r.parameters.clone(),
-        tls: r.tls.as_ref().map(warden_config::redis::RedisTlsConfig::to_engine),
+        tls: r
+            .tls
+            .as_ref()
+            .map(warden_config::redis::RedisTlsConfig::to_engine),
     }
 }
 
@@ -75,7 +79,9 @@ pub fn view_of(master_name: &str, me: &str, s: &NodeStatus, now_unix: i64) -> Se
     let age = s.dcs_last_seen.map(|t| now_unix.saturating_sub(t));
     view.fresh = age.is_some_and(|a| a <= i64::from(ttl));
     view.refreshed_at = Instant::now()
-        .checked_sub(Duration::from_secs(u64::try_from(age.unwrap_or(0)).unwrap_or(0)))
+        .checked_sub(Duration::from_secs(
+            u64::try_from(age.unwrap_or(0)).unwrap_or(0),
+        ))
         .unwrap_or_else(Instant::now);
     view.down_after_ms = u64::from(ttl) * 1000;
     view.failover_timeout_ms = 2 * u64::from(ttl) * 1000;
@@ -137,8 +143,7 @@ fn replicas(c: &Cluster) -> Vec<Replica> {
                 },
                 offset: m.xlog_location.unwrap_or(0),
                 link_up: m.replication_state.as_deref() == Some("streaming"),
-                reachable: m.state == MemberState::Running
-                    && m.role == Role::Replica,
+                reachable: m.state == MemberState::Running && m.role == Role::Replica,
                 priority,
             })
         })
@@ -166,7 +171,10 @@ pub async fn start_sentinel(
         write_timeout: Duration::from_secs(10),
         event_queue: 1024,
         publish_view_events: true,
-        tls: s.tls.as_ref().map(warden_config::redis::SentinelTlsConfig::to_engine),
+        tls: s
+            .tls
+            .as_ref()
+            .map(warden_config::redis::SentinelTlsConfig::to_engine),
     };
     if let Some(tls) = &config.tls {
         // A certificate that cannot be used stops the start, naming the setting, rather
@@ -186,6 +194,7 @@ pub async fn start_sentinel(
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
+                () = shared.changed() => {}
                 _ = tick.tick() => {}
             }
             let now = chrono::Utc::now().timestamp();

@@ -1,13 +1,13 @@
 //! The agent's cached status: written by the HA loop once per turn, read by the REST
 //! API and metrics. Health checks never run SQL; they read this.
 
+use crate::probe::ServerProbe;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use warden_consensus::types::MemberState;
 use warden_consensus::types::Role;
 use warden_consensus::Cluster;
 use warden_fencing::LeaseDeadline;
-use crate::probe::ServerProbe;
 
 #[derive(Debug, Clone)]
 pub struct NodeStatus {
@@ -114,6 +114,9 @@ impl NodeStatus {
 pub struct Shared {
     status: RwLock<NodeStatus>,
     pub deadline: LeaseDeadline,
+    /// Woken on every update: readers that serve clients from the status (the Sentinel
+    /// port) follow a change at once instead of at their next poll.
+    changed: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -121,6 +124,7 @@ impl Shared {
         Arc::new(Self {
             status: RwLock::new(status),
             deadline: LeaseDeadline::new(),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
@@ -137,6 +141,13 @@ impl Shared {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut guard);
+        drop(guard);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves at the next [`Shared::update`].
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 }
 

@@ -218,10 +218,7 @@ impl NodeConfig {
             ("listen", addr.as_str().into()),
             ("connect_address", addr.as_str().into()),
             ("data_dir", self.data_dir().display().to_string().into()),
-            (
-                "authentication",
-                map([("password", REDIS_PASSWORD.into())]),
-            ),
+            ("authentication", map([("password", REDIS_PASSWORD.into())])),
             (
                 "parameters",
                 // Snapshots only when asked: the tests' writes need no disk.

@@ -397,6 +397,11 @@ impl SentinelWriter {
         })
     }
 
+    /// Every acknowledgement so far, in order (the writer goes on).
+    pub fn acks_so_far(&self) -> Vec<Ack> {
+        self.with_state(|s| s.acks.clone())
+    }
+
     /// The last write acknowledged by the server on `port`.
     pub fn last_ack_on(&self, port: u16) -> Option<Ack> {
         self.with_state(|s| s.acks.iter().rev().find(|a| a.port == port).copied())

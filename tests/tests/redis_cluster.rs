@@ -3,10 +3,11 @@
 //!
 //! One cluster, in order: it forms (one primary, two replicas streaming, every
 //! Sentinel port naming the leader, HAProxy's `/primary` check routing to it); a
-//! Sentinel-aware writer (the client guide's discovery) writes through the ports; the
-//! primary's node is killed outright and a replica takes over within the ttl, the
-//! ports name it, the writer resumes on it; the old node comes back as a replica of the
-//! new primary with a partial resync.
+//! Sentinel-aware writer (the client guide's discovery) writes through the ports; a
+//! `wardenctl switchover` hands the primary over with writes held, not stopped, and
+//! loses no acknowledged write; the primary's node is killed outright and a replica
+//! takes over within the ttl, the ports name it, the writer resumes on it; the old node
+//! comes back as a replica of the new primary.
 
 use std::time::{Duration, Instant};
 
@@ -69,19 +70,27 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
         ports_agree_on(&cluster, primary_port).then_some(())
     });
     // The member key says it is Redis: conn_url and the replication id.
-    let member = cluster.member_key(&leader).expect("the leader's member key");
+    let member = cluster
+        .member_key(&leader)
+        .expect("the leader's member key");
     assert_eq!(
         member["conn_url"],
         format!("redis://127.0.0.1:{primary_port}"),
         "{member}"
     );
-    assert!(member["replid"].as_str().is_some_and(|id| id.len() == 40), "{member}");
+    assert!(
+        member["replid"].as_str().is_some_and(|id| id.len() == 40),
+        "{member}"
+    );
     assert_eq!(cluster.node(p).fencing_token(), Some(token));
 
     // HAProxy routes writes with the same httpchk /primary pattern as PostgreSQL.
-    let mut via_haproxy =
-        kit_redis::connect_as(cluster.write_port(), Some(REDIS_PASSWORD), Duration::from_secs(2))
-            .expect("connect through HAProxy");
+    let mut via_haproxy = kit_redis::connect_as(
+        cluster.write_port(),
+        Some(REDIS_PASSWORD),
+        Duration::from_secs(2),
+    )
+    .expect("connect through HAProxy");
     let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut via_haproxy).expect("ROLE");
     assert_eq!(
         role.first(),
@@ -94,14 +103,25 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
         (writer.ack_count() >= 200).then_some(())
     });
 
+    // Planned: wardenctl switchover to another member while the writer runs.
+    let (leader, token) = switch_over(&cluster, &writer, &leader);
+    let p = cluster.index_of(&leader).unwrap();
+    let primary_port = cluster.node(p).redis_port();
+
     // Unplanned: the primary's node dies; the lease expires; a replica takes over.
     let t_kill = Instant::now();
-    cluster.node_mut(p).kill(Signal::SIGKILL).expect("kill the primary's node");
+    cluster
+        .node_mut(p)
+        .kill(Signal::SIGKILL)
+        .expect("kill the primary's node");
     let first = wait_until(T, "a write acknowledged by another server", || {
         writer.first_ack_elsewhere(t_kill, primary_port)
     });
     let gap = first.at - t_kill;
-    println!("kill -9 of the primary: writes resumed after {:.2} s", gap.as_secs_f64());
+    println!(
+        "kill -9 of the primary: writes resumed after {:.2} s",
+        gap.as_secs_f64()
+    );
     let (new_leader, new_token) = cluster.wait_leader(T);
     assert_ne!(new_leader, leader, "a new leader");
     assert!(new_token > token, "a new fencing token");
@@ -118,7 +138,10 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
     });
 
     // The old node comes back and follows the new primary.
-    cluster.node_mut(p).start().expect("restart the old primary's agent");
+    cluster
+        .node_mut(p)
+        .start()
+        .expect("restart the old primary's agent");
     wait_until(T, "the old primary streams from the new one", || {
         let info = replication(primary_port)?;
         (info.get("role")? == "slave"
@@ -134,4 +157,71 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
     // Asynchronous replication: a kill -9 may lose what the primary acknowledged in its
     // last moments (the synchronous-mode test asserts 0); report it.
     println!("{} writes acknowledged, {} lost", acks.len(), lost.len());
+}
+
+/// `wardenctl switchover --force` from `old` to the next member; asserts the hand-over
+/// lost nothing and prints the write gap. Returns the new leader and its token.
+fn switch_over(cluster: &Cluster, writer: &SentinelWriter, old: &str) -> (String, i64) {
+    let o = cluster.index_of(old).unwrap();
+    let old_port = cluster.node(o).redis_port();
+    let candidate = cluster.node((o + 1) % 3).name().to_string();
+    let new_port = cluster.node((o + 1) % 3).redis_port();
+    let asked = Instant::now();
+    let mut cmd = warden_tests::bins::wardenctl_command().expect("wardenctl");
+    cmd.arg("-c").arg(cluster.node(o).config_path()).args([
+        "switchover",
+        cluster.scope(),
+        "--leader",
+        old,
+        "--candidate",
+        candidate.as_str(),
+        "--force",
+    ]);
+    let out = warden_tests::process::run_bounded(&mut cmd, Duration::from_secs(40)).unwrap();
+    assert!(
+        out.status.is_some_and(|s| s.success()),
+        "wardenctl switchover: {}",
+        out.describe()
+    );
+    let first_new = wait_until(T, "a write acknowledged by the candidate", || {
+        writer.first_ack_elsewhere(asked, old_port)
+    });
+    assert_eq!(first_new.port, new_port, "writes moved to the candidate");
+    let last_old = writer
+        .last_ack_on(old_port)
+        .expect("writes on the old primary");
+    println!(
+        "switchover {old} -> {candidate}: write gap {:.0} ms (last ack on the old primary to \
+         the first on the new)",
+        (first_new.at.saturating_duration_since(last_old.at)).as_secs_f64() * 1000.0
+    );
+    let (leader, token) = cluster.wait_leader(T);
+    assert_eq!(leader, candidate);
+    // The old primary follows the new one, and nothing acknowledged is missing there.
+    wait_until(T, "the old primary streams from the candidate", || {
+        let info = replication(old_port)?;
+        (info.get("role")? == "slave"
+            && info.get("master_port")? == &new_port.to_string()
+            && info.get("master_link_status")? == "up")
+            .then_some(())
+    });
+    let acks: Vec<_> = {
+        let n = writer.ack_count();
+        wait_until(T, "more writes on the new primary", || {
+            (writer.ack_count() > n + 100).then_some(())
+        });
+        writer.acks_so_far()
+    };
+    let lost = kit_redis::lost_writes_as(new_port, Some(REDIS_PASSWORD), &acks).expect("check");
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost in the switchover: {:?}",
+        lost.len(),
+        acks.len(),
+        &lost[..lost.len().min(20)]
+    );
+    wait_until(T, "every Sentinel port names the candidate", || {
+        ports_agree_on(cluster, new_port).then_some(())
+    });
+    (leader, token)
 }

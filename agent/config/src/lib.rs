@@ -282,8 +282,7 @@ fn engine(
             None
         }
         (None, Some(v)) => redis::redis(r, v, scope).map(|c| EngineConfig::Redis(Box::new(c))),
-        _ => postgresql::postgresql(r, root, name)
-            .map(|c| EngineConfig::Postgresql(Box::new(c))),
+        _ => postgresql::postgresql(r, root, name).map(|c| EngineConfig::Postgresql(Box::new(c))),
     }
 }
 

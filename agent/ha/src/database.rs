@@ -284,6 +284,31 @@ pub trait Database: Send {
     /// attempt starts clean; returns where it went.
     fn set_aside(&mut self) -> Result<Option<String>, Self::Error>;
 
+    /// A planned hand-over without stopping the server: writes are held from now until
+    /// [`Database::resume_writes`] (or `bound`, after which the engine lifts the hold by
+    /// itself), and the answer is the position a candidate must have received *past*
+    /// to hold every acknowledged write. `Ok(None)`: the engine hands over by stopping
+    /// its server instead ([`Database::shutdown_position`]; PostgreSQL's shutdown
+    /// checkpoint). Redis: `CLIENT PAUSE WRITE`, then its replication offset.
+    fn pause_for_handover(
+        &mut self,
+        bound: Duration,
+    ) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
+        let _ = bound;
+        async { Ok(None) }
+    }
+
+    /// Ends a hold set by [`Database::pause_for_handover`]: held writes go on (a server
+    /// that follows another by then refuses them itself); with `disconnect`, clients
+    /// are disconnected so they ask again where the primary is.
+    fn resume_writes(
+        &mut self,
+        disconnect: bool,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = disconnect;
+        async { Ok(()) }
+    }
+
     /// The stopped primary's last position, written by a clean shutdown: a replica that
     /// received past it holds everything (a switchover waits for the candidate to).
     /// `Err` if the server did not shut down cleanly. PostgreSQL: the shutdown

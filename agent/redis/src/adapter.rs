@@ -643,6 +643,40 @@ impl Database for Redis {
         Ok(Some(aside.display().to_string()))
     }
 
+    /// `CLIENT PAUSE WRITE` for at most `bound`, then the offset: a candidate that
+    /// received it holds every acknowledged write, so the position to pass is one less.
+    /// Only a primary hands over.
+    async fn pause_for_handover(&mut self, bound: Duration) -> Result<Option<u64>, RedisError> {
+        self.pause_writes(bound).await?;
+        let r = match self.info(OBSERVE_TIMEOUT).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.unpause_writes().await;
+                return Err(e);
+            }
+        };
+        if r.role != ServerRole::Master {
+            let _ = self.unpause_writes().await;
+            return Err(RedisError::State(
+                "a switchover needs this server to run as the primary".into(),
+            ));
+        }
+        Ok(Some(r.position().saturating_sub(1)))
+    }
+
+    /// `CLIENT UNPAUSE`, then (with `disconnect`) `CLIENT KILL` of every client.
+    async fn resume_writes(&mut self, disconnect: bool) -> Result<(), RedisError> {
+        self.unpause_writes().await?;
+        if disconnect {
+            let n = self.disconnect_clients().await?;
+            tracing::info!(
+                clients = n,
+                "disconnected clients: they ask the Sentinel ports again"
+            );
+        }
+        Ok(())
+    }
+
     /// The offset the last `SHUTDOWN` left (read with writes paused just before it);
     /// `Err` if the last stop was not clean or the server ran since.
     async fn shutdown_position(&self) -> Result<u64, RedisError> {
@@ -709,7 +743,11 @@ pub async fn fence(settings: &RedisSettings, timeout: Duration) -> Result<(), Re
     let demoted = run(demote, "REPLICAOF (fencing)").await;
     for kind in ["normal", "pubsub"] {
         let mut kill = redis::cmd("CLIENT");
-        kill.arg("KILL").arg("TYPE").arg(kind).arg("SKIPME").arg("yes");
+        kill.arg("KILL")
+            .arg("TYPE")
+            .arg(kind)
+            .arg("SKIPME")
+            .arg("yes");
         if let Err(e) = run(kill, "CLIENT KILL").await {
             tracing::warn!(error = %e, "fencing: clients not disconnected");
         }

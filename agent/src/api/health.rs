@@ -1,8 +1,8 @@
 //! Health endpoint semantics (Patroni's contract), as a pure function of the cached
 //! status, the query string and whether our lease deadline has passed.
 
-use crate::state::NodeStatus;
 use crate::probe::ServerProbe;
+use crate::state::NodeStatus;
 use std::collections::BTreeMap;
 use std::time::Instant;
 use warden_consensus::dynamic_config::SynchronousMode;
@@ -180,7 +180,11 @@ pub fn sync_role(s: &NodeStatus) -> Option<bool> {
 /// `?mode=write`: received) WAL within `?lag=` (default `maximum_lag_on_failover`) of
 /// the leader's `/status` optime.
 fn replica_ready(s: &NodeStatus, f: &Filters) -> bool {
-    let Some(p) = s.probe.as_ref().filter(|p| p.in_recovery() && p.streaming()) else {
+    let Some(p) = s
+        .probe
+        .as_ref()
+        .filter(|p| p.in_recovery() && p.streaming())
+    else {
         return false;
     };
     if !running(s) {

@@ -1,8 +1,8 @@
 //! `GET /metrics`: Patroni's `patroni_*` gauges (so existing dashboards and alerts keep
 //! working) plus Warden's own, built from the cached status on each scrape.
 
-use crate::state::NodeStatus;
 use crate::probe::ServerProbe;
+use crate::state::NodeStatus;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
@@ -138,7 +138,11 @@ fn wal_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
     gauge(
         "patroni_postgres_in_archive_recovery",
         "1 if the replica replays WAL from the archive (not streaming)",
-        i64::from(replica.and_then(ServerProbe::pg).is_some_and(|p| !p.streaming)),
+        i64::from(
+            replica
+                .and_then(ServerProbe::pg)
+                .is_some_and(|p| !p.streaming),
+        ),
     );
     gauge(
         "patroni_postmaster_start_time",
@@ -317,13 +321,15 @@ mod tests {
     fn replica_and_failsafe_gauges() {
         let mut s = NodeStatus::new("demo".into(), "n1".into(), serde_json::Map::new());
         s.ttl = Duration::from_secs(30);
-        s.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(warden_pg::sql::Probe {
-            in_recovery: true,
-            streaming: false,
-            postmaster_start_time: "2026-12-07 10:00:00.123+00".into(),
-            replay_timestamp: Some("2026-12-07 10:00:05+00".into()),
-            ..warden_pg::sql::Probe::default()
-        })));
+        s.probe = Some(crate::probe::ServerProbe::Postgres(Box::new(
+            warden_pg::sql::Probe {
+                in_recovery: true,
+                streaming: false,
+                postmaster_start_time: "2026-12-07 10:00:00.123+00".into(),
+                replay_timestamp: Some("2026-12-07 10:00:05+00".into()),
+                ..warden_pg::sql::Probe::default()
+            },
+        )));
         s.failsafe_leader = Some(("n2".into(), std::time::Instant::now()));
         let text = render(&s, Duration::ZERO);
         for line in [

@@ -417,7 +417,11 @@ async fn failsafe(req: Request<Incoming>, shared: &Shared) -> Response<Full<Byte
     shared.update(|st| st.failsafe_leader = Some((leader, Instant::now())));
     let mut r = text(200, "Accepted");
     // Patroni's `lsn` header: how far this member has received/replayed.
-    if let Some(lsn) = s.probe.as_ref().and_then(crate::probe::ServerProbe::position) {
+    if let Some(lsn) = s
+        .probe
+        .as_ref()
+        .and_then(crate::probe::ServerProbe::position)
+    {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&lsn.to_string()) {
             r.headers_mut().insert("lsn", v);
         }

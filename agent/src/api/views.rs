@@ -87,7 +87,11 @@ fn redis_fields(s: &NodeStatus, r: &crate::probe::RedisProbe, b: &mut PatroniSta
         b.xlog = Some(Xlog::Primary {
             location: rep.position(),
         });
-        let names = s.cluster.as_deref().map(member_by_address).unwrap_or_default();
+        let names = s
+            .cluster
+            .as_deref()
+            .map(member_by_address)
+            .unwrap_or_default();
         b.replication = Some(
             rep.replicas
                 .iter()
@@ -101,8 +105,12 @@ fn redis_fields(s: &NodeStatus, r: &crate::probe::RedisProbe, b: &mut PatroniSta
                     ),
                     client_addr: Some(c.ip.clone()),
                     state: Some(
-                        if c.state == "online" { "streaming" } else { c.state.as_str() }
-                            .to_string(),
+                        if c.state == "online" {
+                            "streaming"
+                        } else {
+                            c.state.as_str()
+                        }
+                        .to_string(),
                     ),
                     sync_state: Some("async".to_string()),
                     sync_priority: Some(0),

@@ -153,7 +153,11 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
 
     let mut bare = primary.clone();
     bare.archive = Some(warden_backup::archiver::stream::Status::default());
-    if let Some(p) = bare.probe.as_mut().and_then(crate::probe::ServerProbe::pg_mut) {
+    if let Some(p) = bare
+        .probe
+        .as_mut()
+        .and_then(crate::probe::ServerProbe::pg_mut)
+    {
         p.replication.clear();
         p.timeline = None;
         p.wal_position = None;
@@ -161,7 +165,11 @@ fn states() -> Vec<(&'static str, NodeStatus, bool)> {
     out.push(("primary, nothing replicating", bare, false));
 
     let mut pending = primary;
-    if let Some(p) = pending.probe.as_mut().and_then(crate::probe::ServerProbe::pg_mut) {
+    if let Some(p) = pending
+        .probe
+        .as_mut()
+        .and_then(crate::probe::ServerProbe::pg_mut)
+    {
         p.pending_restart = true;
         p.pending_restart_reason
             .insert("max_connections".into(), ("100".into(), "200".into()));

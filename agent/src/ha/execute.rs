@@ -310,9 +310,7 @@ impl<D: LocalEngine> Agent<D> {
         // PostgreSQL's create_replica_methods; other engines copy through the
         // adapter's `clone_from` (the `basebackup` entry).
         let methods = match self.cfg.postgresql() {
-            Some(pg) if !pg.create_replica_methods.is_empty() => {
-                pg.create_replica_methods.clone()
-            }
+            Some(pg) if !pg.create_replica_methods.is_empty() => pg.create_replica_methods.clone(),
             _ => vec![ReplicaMethod::Basebackup],
         };
         let sysid: Option<u64> = cluster
@@ -439,7 +437,11 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     /// On the primary: retain the stream for `members` ([`warden_ha::Database::retain`]).
-    async fn retain(&mut self, members: &[String], obs: &Observation<D::Facts>) -> Result<(), ActError> {
+    async fn retain(
+        &mut self,
+        members: &[String],
+        obs: &Observation<D::Facts>,
+    ) -> Result<(), ActError> {
         let dynamic = self.dynamic(obs.cluster.as_ref());
         let Some(c) = obs.cluster.as_ref() else {
             return self
@@ -477,7 +479,11 @@ impl<D: LocalEngine> Agent<D> {
     /// On a replica: retain the stream for every other member where the leader's
     /// `/status` reports it, never ahead of what we replayed. If we are promoted, the
     /// others (the old leader too) then find their history still here.
-    async fn retain_for_leader(&mut self, leader: &str, obs: &Observation<D::Facts>) -> Result<(), ActError> {
+    async fn retain_for_leader(
+        &mut self,
+        leader: &str,
+        obs: &Observation<D::Facts>,
+    ) -> Result<(), ActError> {
         let Some(c) = obs.cluster.as_ref() else {
             return Ok(());
         };

@@ -141,7 +141,10 @@ impl<D: LocalEngine> Agent<D> {
             ("namespace", old.namespace != new.namespace),
             // PostgreSQL's or Redis's: where the server keeps its data and listens
             // (and which of the two it is).
-            ("postgresql or redis", engine_fixed(&old.engine) != engine_fixed(&new.engine)),
+            (
+                "postgresql or redis",
+                engine_fixed(&old.engine) != engine_fixed(&new.engine),
+            ),
             ("restapi.listen", old.restapi.listen != new.restapi.listen),
             ("etcd3.hosts", old.etcd3.hosts != new.etcd3.hosts),
         ];
@@ -179,10 +182,20 @@ impl<D: LocalEngine> Agent<D> {
 fn engine_fixed(e: &warden_config::EngineConfig) -> String {
     match e {
         warden_config::EngineConfig::Postgresql(p) => {
-            format!("postgresql {} {:?} {}", p.data_dir.display(), p.listen_hosts, p.port)
+            format!(
+                "postgresql {} {:?} {}",
+                p.data_dir.display(),
+                p.listen_hosts,
+                p.port
+            )
         }
         warden_config::EngineConfig::Redis(r) => {
-            format!("redis {} {} {}", r.data_dir.display(), r.listen_host, r.port)
+            format!(
+                "redis {} {} {}",
+                r.data_dir.display(),
+                r.listen_host,
+                r.port
+            )
         }
     }
 }

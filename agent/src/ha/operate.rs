@@ -20,6 +20,9 @@ const HANDOVER_CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDOVER_POLL: Duration = Duration::from_millis(25);
 const CANDIDATE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// A hold on writes outlasts the candidate's confirmation by this much, so it never
+/// lifts by itself while the hand-over is still deciding.
+const PAUSE_MARGIN: Duration = Duration::from_secs(5);
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A restart without its own `timeout` waits this long for PostgreSQL to come back.
 const DEFAULT_RESTART_TIMEOUT: Duration = Duration::from_secs(120);
@@ -45,6 +48,16 @@ impl<D: LocalEngine> Agent<D> {
             .ok_or_else(|| failed(format!("candidate {candidate} is not a member")))?;
         let dynamic = self.dynamic(cluster);
         let lease = self.lease.map(|(id, _)| id);
+        // An engine that can hold writes without stopping (Redis) hands over running.
+        let bound = HANDOVER_CONFIRM_TIMEOUT + PAUSE_MARGIN;
+        let paused = self
+            .db
+            .pause_for_handover(bound)
+            .await
+            .map_err(|e| failed(format!("switchover: holding writes failed: {e}")))?;
+        if let Some(position) = paused {
+            return self.hand_over_paused(candidate, obs, &api, position).await;
+        }
         tracing::warn!(
             candidate,
             "switchover: checkpoint, then shut down the primary"
@@ -117,6 +130,79 @@ impl<D: LocalEngine> Agent<D> {
         self.write_config(cluster, &role)?;
         self.db.start().map_err(failed)?;
         self.state = MemberState::Starting;
+        self.callbacks.fire("on_role_change", "replica");
+        Ok(())
+    }
+
+    /// The hand-over of an engine whose server keeps running with writes held
+    /// ([`Database::pause_for_handover`]): the candidate confirms it holds `position`,
+    /// the key is released, this server follows no one (the next turn points it at the
+    /// new leader), and the held writes are released to be refused and their clients
+    /// disconnected. If the candidate does not confirm in time, writes resume here
+    /// under the key we never gave up.
+    async fn hand_over_paused(
+        &mut self,
+        candidate: &str,
+        obs: &Observation<D::Facts>,
+        api: &str,
+        position: u64,
+    ) -> Result<(), ActError> {
+        let cluster = obs.cluster.as_ref();
+        let lease = self.lease.map(|(id, _)| id);
+        let loop_wait = self.dynamic(cluster).loop_wait;
+        tracing::warn!(
+            candidate,
+            position,
+            "switchover: writes held; waiting for the candidate"
+        );
+        // Health checks stop routing writes here at once.
+        self.shared.update(|s| s.is_leader = false);
+        self.publish_optime(cluster, position).await;
+        let conn = cluster
+            .and_then(|c| c.member(candidate))
+            .and_then(warden_consensus::types::Member::conn_host_port);
+        let confirmed = keep_lease_during(
+            self.dcs.clone(),
+            lease,
+            loop_wait,
+            wait_for_position(&self.db, api, conn, position),
+        )
+        .await;
+        if let Err(why) = confirmed {
+            tracing::error!(candidate, reason = %why, "switchover aborted: resuming writes as primary");
+            self.clear_failover(cluster).await;
+            let resumed = self.db.resume_writes(false).await;
+            self.shared.update(|s| s.is_leader = true);
+            resumed.map_err(|e| {
+                failed(format!(
+                    "switchover aborted, and resuming writes failed: {e}"
+                ))
+            })?;
+            return Err(failed(format!(
+                "switchover to {candidate} aborted: {why}; writes resumed here"
+            )));
+        }
+        self.mark_handover(cluster, position).await;
+        match self
+            .dcs
+            .delete_if_value(&self.keys.leader(), self.cfg.name.as_bytes())
+            .await
+        {
+            Ok(_) => tracing::warn!(candidate, "switchover: leader key released"),
+            Err(e) => {
+                tracing::error!(error = %e, "switchover: could not release the leader key; it expires with our lease")
+            }
+        }
+        self.holds_leader = false;
+        self.watchdog = None;
+        self.shared.deadline.clear();
+        // No source yet: the candidate may not have promoted, and following a replica
+        // that follows us would make a loop; the next turn points us at the leader.
+        self.write_config(cluster, &RoleConfig::Replica { source: None })?;
+        let demoted = self.db.reload().await;
+        let resumed = self.db.resume_writes(true).await;
+        demoted.map_err(|e| failed(format!("switchover: following no one failed: {e}")))?;
+        resumed.map_err(|e| failed(format!("switchover: releasing held writes failed: {e}")))?;
         self.callbacks.fire("on_role_change", "replica");
         Ok(())
     }

@@ -62,7 +62,12 @@ impl<D: LocalEngine> Agent<D> {
 
     /// Writes our member key when it changed (it lives as long as our lease), and
     /// refreshes the cached status.
-    pub(super) async fn publish(&mut self, cluster: Option<&Cluster>, local: &Local<D::Facts>, note: &str) {
+    pub(super) async fn publish(
+        &mut self,
+        cluster: Option<&Cluster>,
+        local: &Local<D::Facts>,
+        note: &str,
+    ) {
         let is_leader = self.holds_leader;
         // Without a DCS view this turn, keep the token we last published while we lead.
         let previous = self.shared.snapshot().fencing_token;

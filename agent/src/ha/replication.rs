@@ -14,7 +14,10 @@ use warden_ha::{RoleConfig, SyncSetting, SyncStep};
 impl<D: LocalEngine> Agent<D> {
     /// Synchronous mode on the leader, once per turn. With synchronous mode off, drops
     /// both `/sync` (if ours) and the engine's synchronous setting.
-    pub(super) async fn sync_replication(&mut self, obs: &Observation<D::Facts>) -> Result<(), ActError> {
+    pub(super) async fn sync_replication(
+        &mut self,
+        obs: &Observation<D::Facts>,
+    ) -> Result<(), ActError> {
         self.sync_recheck = false;
         let Some(c) = obs.cluster.as_ref() else {
             return Ok(());

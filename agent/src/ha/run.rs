@@ -287,7 +287,12 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     /// Publishes what this turn learned to the backup supervisor.
-    pub(super) fn report_turn(&self, cluster: Option<&Cluster>, local: &Local<D::Facts>, ttl: Duration) {
+    pub(super) fn report_turn(
+        &self,
+        cluster: Option<&Cluster>,
+        local: &Local<D::Facts>,
+        ttl: Duration,
+    ) {
         let Some(side) = &self.backup_side else {
             return;
         };

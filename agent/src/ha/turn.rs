@@ -7,8 +7,8 @@ use super::observation::{Local, ManualTask, Observation, Tags};
 use super::request::Reply;
 use super::run::{Agent, Fatal};
 use super::LocalEngine;
-use crate::probe::EngineFacts as _;
 use super::{decide, Action, Decision};
+use crate::probe::EngineFacts as _;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use warden_consensus::Cluster;
@@ -182,7 +182,11 @@ impl<D: LocalEngine> Agent<D> {
 
     /// Peers' `/patroni`, only when a race is possible (the key is vacant and we are a
     /// replica) or our switchover is due (to check the candidate).
-    async fn gather_peers(&self, cluster: Option<&Cluster>, local: &Local<D::Facts>) -> Vec<warden_ha::Peer> {
+    async fn gather_peers(
+        &self,
+        cluster: Option<&Cluster>,
+        local: &Local<D::Facts>,
+    ) -> Vec<warden_ha::Peer> {
         let Some(c) = cluster else { return Vec::new() };
         let named_candidate = c.failover.as_ref().and_then(|f| f.value.member.as_deref())
             == Some(self.cfg.name.as_str());

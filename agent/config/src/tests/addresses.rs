@@ -76,13 +76,21 @@ fn ipv6_addresses() {
     assert_eq!(c.restapi.connect_address.host, "::1");
     assert_eq!(c.restapi.connect_address.to_string(), "[::1]:8008");
     assert_eq!(c.postgresql().unwrap().listen_hosts, vec!["::1"]);
-    assert_eq!(c.postgresql().unwrap().connect_address.to_string(), "[::1]:5432");
+    assert_eq!(
+        c.postgresql().unwrap().connect_address.to_string(),
+        "[::1]:5432"
+    );
 
     let yaml = MINIMAL.replace(
         "  data_dir:",
         "  connect_address: '[fd00::5]:5433'\n  data_dir:",
     );
-    let hp = ok(&yaml).config.postgresql().unwrap().connect_address.clone();
+    let hp = ok(&yaml)
+        .config
+        .postgresql()
+        .unwrap()
+        .connect_address
+        .clone();
     assert_eq!((hp.host.as_str(), hp.port), ("fd00::5", 5433));
     assert_eq!(hp.to_string(), "[fd00::5]:5433");
 }
@@ -108,7 +116,10 @@ fn wildcard_listen_needs_a_connect_address() {
     let c = ok(&yaml).config;
     assert_eq!(c.restapi.listen, "0.0.0.0:8008".parse().unwrap());
     assert_eq!(c.postgresql().unwrap().listen_hosts, vec!["*"]);
-    assert_eq!(c.postgresql().unwrap().connect_address.to_string(), "10.0.0.1:5432");
+    assert_eq!(
+        c.postgresql().unwrap().connect_address.to_string(),
+        "10.0.0.1:5432"
+    );
 
     let p = problems(&MINIMAL.replace(
         "  data_dir:",

@@ -88,7 +88,8 @@ fn create_replica_methods() {
         "postgresql:\n",
         "postgresql:\n  create_replica_method: [clone]\n  clone: {command: '/usr/bin/clone.sh --fast', keep_data: true, threads: 4}\n",
     ));
-    let ReplicaMethod::Custom(m) = &loaded.config.postgresql().unwrap().create_replica_methods[0] else {
+    let ReplicaMethod::Custom(m) = &loaded.config.postgresql().unwrap().create_replica_methods[0]
+    else {
         panic!()
     };
     assert_eq!(m.command, "/usr/bin/clone.sh --fast");
@@ -107,7 +108,8 @@ fn create_replica_methods() {
     assert_has_prefix(&p, "postgresql.clone.command: ");
     assert!(ok(MINIMAL)
         .config
-        .postgresql().unwrap()
+        .postgresql()
+        .unwrap()
         .create_replica_methods
         .is_empty());
 }

@@ -80,14 +80,20 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.restapi.connect_address.to_string(), "127.0.0.1:8008");
     assert_eq!(c.etcd3.hosts, vec!["127.0.0.1:2379"]);
     assert_eq!(c.bootstrap, BootstrapConfig::default());
-    assert_eq!(c.postgresql().unwrap().connect_address.to_string(), "127.0.0.1:5432");
+    assert_eq!(
+        c.postgresql().unwrap().connect_address.to_string(),
+        "127.0.0.1:5432"
+    );
     assert_eq!(c.postgresql().unwrap().bin_dir, None);
     assert_eq!(
         c.postgresql().unwrap().pgpass,
         PathBuf::from("/nonexistent/warden/node1/pgpass.node1")
     );
     assert!(c.postgresql().unwrap().parameters.is_empty());
-    assert_eq!(c.postgresql().unwrap().authentication.superuser.password, None);
+    assert_eq!(
+        c.postgresql().unwrap().authentication.superuser.password,
+        None
+    );
     assert_eq!(c.postgresql().unwrap().authentication.rewind, None);
 }
 
@@ -186,7 +192,14 @@ fn yaml_errors_and_merge_keys() {
         "    superuser: {username: postgres}",
         "    superuser: &su {username: postgres, password: s}\n    rewind:\n      <<: *su\n      username: rewinder",
     );
-    let rewind = ok(&yaml).config.postgresql().unwrap().authentication.rewind.clone().unwrap();
+    let rewind = ok(&yaml)
+        .config
+        .postgresql()
+        .unwrap()
+        .authentication
+        .rewind
+        .clone()
+        .unwrap();
     assert_eq!(rewind.username, "rewinder");
     assert_eq!(rewind.password.as_deref(), Some("s"));
 }

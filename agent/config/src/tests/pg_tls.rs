@@ -110,13 +110,19 @@ fn weak_modes_and_the_cleartext_switch_are_accepted() {
     for mode in ["disable", "allow", "prefer", "require"] {
         let c = ok(&with_replication(&format!("sslmode: {mode}"))).config;
         assert_eq!(
-            c.postgresql().unwrap().authentication.tls.replication.sslmode,
+            c.postgresql()
+                .unwrap()
+                .authentication
+                .tls
+                .replication
+                .sslmode,
             SslMode::parse(mode)
         );
     }
     let c = ok(&with_replication("allow_cleartext_password: true")).config;
     assert!(
-        c.postgresql().unwrap()
+        c.postgresql()
+            .unwrap()
             .authentication
             .tls
             .replication

@@ -106,7 +106,10 @@ kubernetes: {namespace: x}
     }
     assert_eq!(c.bootstrap.custom.as_ref().unwrap().command, "/bin/restore");
     assert_eq!(c.bootstrap.post_bootstrap.as_deref(), Some("/bin/true"));
-    assert_eq!(c.postgresql().unwrap().create_replica_methods[0].name(), "wal_e");
+    assert_eq!(
+        c.postgresql().unwrap().create_replica_methods[0].name(),
+        "wal_e"
+    );
     assert_eq!(c.log.level, "DEBUG");
     assert_eq!(c.bootstrap.dcs.primary_start_timeout, 60);
     assert!(c.bootstrap.dcs.is_standby_cluster());
