@@ -360,11 +360,22 @@ impl SentinelWriter {
 
     /// [`SentinelWriter::start`], logging in to the servers with `password`.
     pub fn start_as(sentinels: Vec<u16>, password: Option<String>) -> SentinelWriter {
+        Self::start_waiting(sentinels, password, None)
+    }
+
+    /// [`SentinelWriter::start_as`]; with `wait = Some((n, ms))` every `SET` is
+    /// followed by `WAIT n ms`, and a write counts as acknowledged only when `WAIT`
+    /// reports at least `n` replicas (what a client of synchronous mode does).
+    pub fn start_waiting(
+        sentinels: Vec<u16>,
+        password: Option<String>,
+        wait: Option<(u32, u64)>,
+    ) -> SentinelWriter {
         let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(Mutex::new(WriterState::default()));
         let (s, st) = (stop.clone(), state.clone());
         let handle = std::thread::spawn(move || {
-            write_loop(&sentinels, password.as_deref(), &s, &st);
+            write_loop(&sentinels, password.as_deref(), wait, &s, &st);
         });
         SentinelWriter {
             stop,
@@ -435,6 +446,7 @@ impl Drop for SentinelWriter {
 fn write_loop(
     sentinels: &[u16],
     password: Option<&str>,
+    wait: Option<(u32, u64)>,
     stop: &AtomicBool,
     state: &Mutex<WriterState>,
 ) {
@@ -457,7 +469,23 @@ fn write_loop(
         let r = redis::cmd("SET")
             .arg(format!("k{id}"))
             .arg(id)
-            .query::<()>(c);
+            .query::<()>(c)
+            .and_then(|()| match wait {
+                None => Ok(()),
+                Some((n, ms)) => {
+                    let got: u32 = redis::cmd("WAIT").arg(n).arg(ms).query(c)?;
+                    if got >= n {
+                        Ok(())
+                    } else {
+                        // Not confirmed by enough replicas: not acknowledged (the
+                        // connection stays; the next write tries again).
+                        Err(redis::RedisError::from((
+                            redis::ErrorKind::Io,
+                            "WAIT: too few replicas",
+                        )))
+                    }
+                }
+            });
         let at = Instant::now();
         match r {
             Ok(()) => {

@@ -19,7 +19,10 @@ pub use tls::{AuthClients, RedisTls, TlsError};
 use crate::policy::{Lineage, RedisLocal, Replication, ServerRole};
 use std::time::{Duration, Instant};
 use warden_consensus::{Cluster, DynamicConfig};
-use warden_ha::{DataState, Database, Local, RepairOutcome, RoleConfig, StopMode};
+use warden_ha::{
+    DataState, Database, Local, RepairOutcome, RoleConfig, StopMode, SyncPlan, SyncSetting,
+    SyncStep,
+};
 
 /// How long one look at the server (`INFO`) may take.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,6 +68,9 @@ pub struct Redis {
     child: Option<tokio::process::Child>,
     role: RoleConfig,
     paused_until: Option<Instant>,
+    /// `min-replicas-to-write` that synchronous mode's strict variant puts in force
+    /// (`None`: the configured value).
+    sync_min_replicas: Option<u32>,
 }
 
 impl Redis {
@@ -76,6 +82,7 @@ impl Redis {
             child: None,
             role: RoleConfig::Replica { source: None },
             paused_until: None,
+            sync_min_replicas: None,
         })
     }
 
@@ -158,7 +165,26 @@ impl Redis {
     /// Writes `redis.conf` for `role`; returns whether it changed.
     fn write_conf(&mut self, role: &RoleConfig) -> Result<bool, RedisError> {
         self.role = role.clone();
-        server::write_private(&self.settings.conf_path(), &self.settings.render(role))
+        let mut text = self.settings.render(role);
+        if let (RoleConfig::Primary, Some(n)) = (role, self.sync_min_replicas) {
+            // After the user's parameters: the last line wins.
+            text.push_str(&format!("min-replicas-to-write {n}\n"));
+        }
+        server::write_private(&self.settings.conf_path(), &text)
+    }
+
+    /// `min-replicas-to-write` as it should be now: strict synchronous mode's, else the
+    /// configured one (0 when not configured).
+    fn min_replicas_now(&self) -> String {
+        match (self.sync_min_replicas, &self.role) {
+            (Some(n), RoleConfig::Primary) => n.to_string(),
+            _ => self
+                .settings
+                .parameters
+                .iter()
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("min-replicas-to-write"))
+                .map_or_else(|| "0".to_string(), |(_, v)| v.clone()),
+        }
     }
 
     /// Polls `INFO` until `done` holds or `timeout` passes.
@@ -575,6 +601,12 @@ impl Database for Redis {
                 tracing::warn!(parameter = %k, error = %e, "parameter not applied at runtime; it takes effect at the next restart");
             }
         }
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(self.min_replicas_now());
+        self.local_command::<()>(&cmd, "CONFIG SET min-replicas-to-write")
+            .await?;
         let (host, port) = match &self.role {
             RoleConfig::Primary => return Ok(()),
             RoleConfig::Replica { source: Some(s) } => (s.host.clone(), s.port),
@@ -641,6 +673,69 @@ impl Database for Redis {
         std::fs::rename(dir, &aside)
             .map_err(|e| RedisError::Files(format!("cannot move {} aside: {e}", dir.display())))?;
         Ok(Some(aside.display().to_string()))
+    }
+
+    /// Strict synchronous mode: `min-replicas-to-write` (the primary refuses writes
+    /// while fewer replicas are connected); otherwise the configured value.
+    fn set_synchronous(&mut self, setting: SyncSetting) -> bool {
+        let want = match setting {
+            SyncSetting::Configured | SyncSetting::Nobody { strict: false } => None,
+            SyncSetting::Nobody { strict: true } => Some(1),
+            SyncSetting::Planned(text) => text.parse().ok().filter(|n| *n > 0),
+        };
+        let changed = want != self.sync_min_replicas;
+        self.sync_min_replicas = want;
+        changed
+    }
+
+    /// Redis's replicas acknowledge a write only when a client asks (`WAIT k`), and
+    /// any connected replica counts, so every other member is a voter: a write that
+    /// `WAIT k` (`synchronous_node_count`) confirmed is on at least `k` of them, and
+    /// missing on at most `voters - k` — the `/sync` quorum a candidate must hear from
+    /// (Patroni's quorum rule, which the HA core applies in both `on` and `quorum`).
+    /// Strict mode also keeps the primary from taking writes with fewer than `k`
+    /// replicas connected (`min-replicas-to-write`).
+    async fn plan_synchronous(
+        &mut self,
+        cluster: &Cluster,
+        me: &str,
+        dynamic: &DynamicConfig,
+        _: &RedisLocal,
+    ) -> Result<SyncPlan, RedisError> {
+        let k = dynamic.synchronous_node_count.max(1);
+        let mut voters: Vec<String> = cluster
+            .members
+            .keys()
+            .filter(|n| n.as_str() != me)
+            .cloned()
+            .collect();
+        voters.sort();
+        let quorum = u32::try_from(voters.len())
+            .unwrap_or(u32::MAX)
+            .saturating_sub(k);
+        let mut steps = Vec::new();
+        let current = cluster.sync.as_ref().map(|s| &s.value);
+        let same = current.is_some_and(|s| {
+            s.leader.as_deref() == Some(me)
+                && s.quorum == Some(quorum)
+                && s.standbys() == voters.iter().map(String::as_str).collect::<Vec<_>>()
+        });
+        if !same {
+            steps.push(SyncStep::Key { quorum, voters });
+        }
+        let setting = if dynamic.synchronous_mode_strict {
+            k
+        } else {
+            0
+        };
+        let want = (setting > 0).then_some(setting);
+        if want != self.sync_min_replicas {
+            steps.push(SyncStep::Setting(setting.to_string()));
+        }
+        Ok(SyncPlan {
+            steps,
+            pending: false,
+        })
     }
 
     /// `CLIENT PAUSE WRITE` for at most `bound`, then the offset: a candidate that

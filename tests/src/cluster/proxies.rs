@@ -50,8 +50,15 @@ impl NodeProxies {
     /// Point a node's config at these proxies.
     pub(super) fn route(&self, cfg: NodeConfig) -> NodeConfig {
         let hosts: Vec<String> = self.etcd.iter().map(Proxy::endpoint).collect();
+        // Members reach the database server through the proxy too (a Redis member's
+        // `redis.connect_address`).
+        let db = if cfg.sentinel_port.is_some() {
+            "redis.connect_address"
+        } else {
+            "postgresql.connect_address"
+        };
         let mut cfg = cfg
-            .set("postgresql.connect_address", self.pg.endpoint())
+            .set(db, self.pg.endpoint())
             .set("restapi.connect_address", self.api.endpoint());
         cfg.etcd_hosts = hosts.join(",");
         cfg
