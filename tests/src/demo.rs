@@ -11,6 +11,8 @@ use crate::cluster::{ClusterPorts, ClusterSpec};
 /// `deploy/haproxy.cfg`, compiled in: the demo runs HAProxy with exactly the
 /// file users copy.
 pub const HAPROXY_CFG: &str = include_str!("../../deploy/haproxy.cfg");
+/// `deploy/haproxy-redis.cfg`, compiled in, for the Redis demo.
+pub const HAPROXY_REDIS_CFG: &str = include_str!("../../deploy/haproxy-redis.cfg");
 
 pub const SCOPE: &str = "demo";
 pub const ETCD_CLIENT_PORT: u16 = 2379;
@@ -20,6 +22,12 @@ pub const API_PORTS: [u16; 3] = [8008, 8009, 8010];
 pub const HAPROXY_WRITE_PORT: u16 = 5000;
 pub const HAPROXY_READ_PORT: u16 = 5001;
 pub const DEFAULT_DIR: &str = "/tmp/warden-demo";
+/// The Redis demo (`--redis`): redis-server and Sentinel ports; the rest is the
+/// PostgreSQL demo's (so the two do not run at once).
+pub const REDIS_PORTS: [u16; 3] = [16379, 16380, 16381];
+pub const SENTINEL_PORTS: [u16; 3] = [26379, 26380, 26381];
+pub const REDIS_SCOPE: &str = "demo-redis";
+pub const REDIS_DEFAULT_DIR: &str = "/tmp/warden-demo-redis";
 
 /// The demo's ports as a [`ClusterPorts`].
 pub fn ports() -> ClusterPorts {
@@ -31,6 +39,28 @@ pub fn ports() -> ClusterPorts {
         haproxy_read: HAPROXY_READ_PORT,
         sentinel: Vec::new(),
     }
+}
+
+/// The Redis demo's ports.
+pub fn redis_ports() -> ClusterPorts {
+    ClusterPorts {
+        pg: REDIS_PORTS.to_vec(),
+        sentinel: SENTINEL_PORTS.to_vec(),
+        ..ports()
+    }
+}
+
+/// Every fixed port of the Redis demo with what it is for.
+pub fn labelled_redis_ports() -> Vec<(u16, String)> {
+    let mut out: Vec<(u16, String)> = labelled_ports()
+        .into_iter()
+        .filter(|(p, _)| !PG_PORTS.contains(p))
+        .collect();
+    for i in 0..3 {
+        out.push((REDIS_PORTS[i], format!("node{} redis-server", i + 1)));
+        out.push((SENTINEL_PORTS[i], format!("node{} Sentinel port", i + 1)));
+    }
+    out
 }
 
 /// Every fixed port with what it is for, for the "port taken" check.
@@ -56,4 +86,15 @@ pub fn spec(dir: &Path) -> ClusterSpec {
         .dir(dir)
         .fixed_ports(ports())
         .haproxy_config(HAPROXY_CFG)
+}
+
+/// The Redis demo: the same layout with redis-server instead of PostgreSQL, a
+/// Sentinel port per agent, HAProxy from deploy/haproxy-redis.cfg.
+pub fn redis_spec(dir: &Path) -> ClusterSpec {
+    ClusterSpec::new(3)
+        .redis()
+        .scope(REDIS_SCOPE)
+        .dir(dir)
+        .fixed_ports(redis_ports())
+        .haproxy_config(HAPROXY_REDIS_CFG)
 }

@@ -42,6 +42,27 @@ fn haproxy_cfg_is_valid_and_matches_the_kit_generator() {
     assert_eq!(directives(&file), directives(&generated));
 }
 
+#[test]
+fn haproxy_redis_cfg_is_valid_and_matches_the_kit_generator() {
+    let path = bins::workspace_root().join("deploy/haproxy-redis.cfg");
+    check_config(&path).unwrap();
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        file,
+        demo::HAPROXY_REDIS_CFG,
+        "the Redis demo must embed deploy/haproxy-redis.cfg verbatim"
+    );
+    let backends: Vec<Backend> = (0..3)
+        .map(|i| Backend {
+            name: format!("node{}", i + 1),
+            pg_port: demo::REDIS_PORTS[i],
+            api_port: demo::API_PORTS[i],
+        })
+        .collect();
+    let generated = render_config(demo::HAPROXY_WRITE_PORT, demo::HAPROXY_READ_PORT, &backends);
+    assert_eq!(directives(&file), directives(&generated));
+}
+
 /// Blank out values that legitimately differ in a deployment example.
 fn without_secrets(mut v: Value) -> Value {
     if let Some(auth) = v["postgresql"]

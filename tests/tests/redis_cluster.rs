@@ -83,6 +83,7 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
         "{member}"
     );
     assert_eq!(cluster.node(p).fencing_token(), Some(token));
+    wardenctl_lists_offsets(&cluster, &leader);
 
     // HAProxy routes writes with the same httpchk /primary pattern as PostgreSQL.
     let mut via_haproxy = kit_redis::connect_as(
@@ -224,4 +225,27 @@ fn switch_over(cluster: &Cluster, writer: &SentinelWriter, old: &str) -> (String
         ports_agree_on(cluster, new_port).then_some(())
     });
     (leader, token)
+}
+
+/// `wardenctl list -f json` shows Redis members with their replication offsets and
+/// lag in bytes (no timelines or LSNs).
+fn wardenctl_lists_offsets(cluster: &Cluster, leader: &str) {
+    let mut last = String::new();
+    let rows = warden_tests::wait::poll_until(T, || {
+        let mut cmd = warden_tests::bins::wardenctl_command().ok()?;
+        cmd.arg("-c")
+            .arg(cluster.node(0).config_path())
+            .args(["list", "-f", "json"]);
+        let out = warden_tests::process::run_bounded(&mut cmd, Duration::from_secs(30)).ok()?;
+        last = out.describe();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(out.stdout.trim()).ok()?;
+        let replicas_with_offsets = rows
+            .iter()
+            .filter(|r| r["Member"] != leader && r["Offset"].as_u64().is_some_and(|o| o > 0))
+            .filter(|r| r["Lag (bytes)"].as_u64().is_some())
+            .count();
+        (rows.len() == 3 && replicas_with_offsets == 2).then_some(rows)
+    })
+    .unwrap_or_else(|| panic!("wardenctl list with offsets: {last}"));
+    assert!(rows.iter().all(|r| r.get("TL").is_none()), "{rows:?}");
 }

@@ -351,18 +351,37 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
     };
     // The framed tables (pretty, topology) hide long restart reasons.
     let framed = format == Format::Pretty;
-    let mut columns: Vec<&str> = vec![
-        "Cluster",
-        "Member",
-        "Host",
-        "Role",
-        "State",
-        "TL",
-        "Receive LSN",
-        "Receive Lag",
-        "Replay LSN",
-        "Replay Lag",
-    ];
+    // A Redis cluster has replication offsets, not timelines and LSNs: one offset per
+    // member and its lag behind the leader, in bytes.
+    let redis = cluster
+        .members
+        .values()
+        .any(|m| m.value.conn_url.starts_with("redis"));
+    let top = cluster_lsn(cluster);
+    let mut columns: Vec<&str> = if redis {
+        vec![
+            "Cluster",
+            "Member",
+            "Host",
+            "Role",
+            "State",
+            "Offset",
+            "Lag (bytes)",
+        ]
+    } else {
+        vec![
+            "Cluster",
+            "Member",
+            "Host",
+            "Role",
+            "State",
+            "TL",
+            "Receive LSN",
+            "Receive Lag",
+            "Replay LSN",
+            "Replay Lag",
+        ]
+    };
     // Only members with a host count, as in patronictl.
     let listed: Vec<&MemberRow> = members.iter().filter(|m| !m.host.is_empty()).collect();
     let any = |f: &dyn Fn(&MemberRow) -> bool| extended || listed.iter().any(|m| f(m));
@@ -407,6 +426,15 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
                     "Receive Lag" => m.receive.lag_cell(),
                     "Replay LSN" => m.replay.lsn_cell(),
                     "Replay Lag" => m.replay.lag_cell(),
+                    "Offset" => match (m.receive, m.replay) {
+                        (Wal::At { lsn, .. }, _) | (_, Wal::At { lsn, .. }) => json!(lsn),
+                        (Wal::None, _) if top > 0 => json!(top),
+                        _ => json!(""),
+                    },
+                    "Lag (bytes)" => match (m.receive, m.replay) {
+                        (Wal::At { lag, .. }, _) | (_, Wal::At { lag, .. }) => json!(lag),
+                        _ => json!(""),
+                    },
                     "Pending restart" => json!(if m.pending_restart { "*" } else { "" }),
                     "Pending restart reason" => {
                         json!(restart_reason(m.pending_restart_reason.as_ref(), framed))
@@ -432,7 +460,14 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
     let mut table = Rows {
         columns: columns.iter().map(|c| c.to_string()).collect(),
         rows: data,
-        right: vec!["TL", "Receive LSN", "Replay LSN", "Lag"],
+        right: vec![
+            "TL",
+            "Receive LSN",
+            "Replay LSN",
+            "Lag",
+            "Offset",
+            "Lag (bytes)",
+        ],
         skip_empty: true,
     };
     if framed {

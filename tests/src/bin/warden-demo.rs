@@ -5,8 +5,13 @@
 //! (write port 5000, read port 5001). Ctrl-C or SIGTERM stops everything in
 //! order and exits 0.
 //!
-//! Usage: `warden-demo [--dir DIR]` (default /tmp/warden-demo, wiped and
-//! recreated on each run). Set WARDEN_BIN_DIR to use prebuilt binaries.
+//! With `--redis`: the agents run redis-server (16379-16381) and serve
+//! Sentinel-compatible ports (26379-26381), HAProxy uses
+//! `deploy/haproxy-redis.cfg`.
+//!
+//! Usage: `warden-demo [--redis] [--dir DIR]` (default /tmp/warden-demo, or
+//! /tmp/warden-demo-redis, wiped and recreated on each run). Set
+//! WARDEN_BIN_DIR to use prebuilt binaries.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use warden_tests::config::{SUPERUSER, SUPERUSER_PASSWORD};
+use warden_tests::config::{REDIS_PASSWORD, SUPERUSER, SUPERUSER_PASSWORD};
 use warden_tests::{demo, ports, process, Cluster};
 
 /// Bound for the cluster to form (initdb + two base backups on 2 cores).
@@ -37,28 +42,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse_args() -> Result<PathBuf> {
-    let mut dir = PathBuf::from(demo::DEFAULT_DIR);
+const USAGE: &str = "usage: warden-demo [--redis] [--dir DIR]";
+
+/// `(dir, redis)`.
+fn parse_args() -> Result<(PathBuf, bool)> {
+    let mut dir = None;
+    let mut redis = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--dir" => dir = PathBuf::from(args.next().context("--dir needs a value")?),
+            "--dir" => dir = Some(PathBuf::from(args.next().context("--dir needs a value")?)),
+            "--redis" => redis = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: warden-demo [--dir DIR]   (default {})",
-                    demo::DEFAULT_DIR
+                    "{USAGE}   (default dir {}, with --redis {})",
+                    demo::DEFAULT_DIR,
+                    demo::REDIS_DEFAULT_DIR
                 );
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?} (usage: warden-demo [--dir DIR])"),
+            other => bail!("unknown argument {other:?} ({USAGE})"),
         }
     }
-    Ok(dir)
+    let default = if redis {
+        demo::REDIS_DEFAULT_DIR
+    } else {
+        demo::DEFAULT_DIR
+    };
+    Ok((dir.unwrap_or_else(|| PathBuf::from(default)), redis))
 }
 
 /// Refuse to start if any fixed port is in use, naming it.
-fn check_ports() -> Result<()> {
-    let taken: Vec<String> = demo::labelled_ports()
+fn check_ports(redis: bool) -> Result<()> {
+    let labelled = if redis {
+        demo::labelled_redis_ports()
+    } else {
+        demo::labelled_ports()
+    };
+    let taken: Vec<String> = labelled
         .into_iter()
         .filter(|(p, _)| !ports::port_is_free(*p))
         .map(|(p, what)| format!("127.0.0.1:{p} ({what})"))
@@ -96,8 +117,8 @@ fn prepare_dir(dir: &Path) -> Result<()> {
 }
 
 fn run() -> Result<()> {
-    let dir = parse_args()?;
-    check_ports()?;
+    let (dir, redis) = parse_args()?;
+    check_ports(redis)?;
     prepare_dir(&dir)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -111,7 +132,12 @@ fn run() -> Result<()> {
         "Starting etcd, 3 warden agents and HAProxy in {} ...",
         dir.display()
     );
-    let mut cluster = Cluster::start(demo::spec(&dir))?;
+    let spec = if redis {
+        demo::redis_spec(&dir)
+    } else {
+        demo::spec(&dir)
+    };
+    let mut cluster = Cluster::start(spec)?;
 
     let formed = wait_formed(&mut cluster, &stop);
     let took = match formed {
@@ -123,7 +149,11 @@ fn run() -> Result<()> {
             return Err(e);
         }
     };
-    print_banner(&cluster, &dir, took);
+    if redis {
+        print_redis_banner(&cluster, &dir, took);
+    } else {
+        print_banner(&cluster, &dir, took);
+    }
 
     let mut reported = [false; 3];
     while !stop.load(Ordering::SeqCst) {
@@ -221,6 +251,57 @@ fn print_banner(cluster: &Cluster, dir: &Path, took: Duration) {
     println!(
         "Logs:   {}/node*/warden.log, {}/etcd1.log, {}/haproxy.log",
         dir.display(),
+        dir.display(),
+        dir.display()
+    );
+    println!("\nPress Ctrl-C to stop.");
+}
+
+fn print_redis_banner(cluster: &Cluster, dir: &Path, took: Duration) {
+    let primary = cluster.primary_index();
+    println!(
+        "\nWarden demo cluster '{}' (Redis) is up (formed {:.1} s after the agents started).\n",
+        demo::REDIS_SCOPE,
+        took.as_secs_f64()
+    );
+    println!("Connect through HAProxy (writes) or ask the Sentinel ports (any client that speaks Sentinel):");
+    println!(
+        "  write (primary):  redis-cli -p {} -a {REDIS_PASSWORD} --no-auth-warning",
+        demo::HAPROXY_WRITE_PORT
+    );
+    println!(
+        "  Sentinel:         redis-cli -p {} SENTINEL get-master-addr-by-name mymaster",
+        demo::SENTINEL_PORTS[0]
+    );
+    println!(
+        "  redis-py:         Sentinel([('127.0.0.1', {}), ('127.0.0.1', {}), ('127.0.0.1', {})]).master_for('mymaster', password='{REDIS_PASSWORD}')",
+        demo::SENTINEL_PORTS[0],
+        demo::SENTINEL_PORTS[1],
+        demo::SENTINEL_PORTS[2]
+    );
+    println!("\nNodes:");
+    for (i, n) in cluster.nodes().iter().enumerate() {
+        let role = if Some(i) == primary {
+            "primary"
+        } else {
+            "replica"
+        };
+        println!(
+            "  {:<6} {:<8} redis 127.0.0.1:{}   Sentinel 127.0.0.1:{}   REST {}/patroni",
+            n.name(),
+            role,
+            n.redis_port(),
+            n.sentinel_port().unwrap_or(0),
+            n.api_url()
+        );
+    }
+    println!(
+        "\nREST:   curl {}/cluster    (also /primary, /replica, /health, /metrics)",
+        cluster.node(0).api_url()
+    );
+    println!("wardenctl -c {}/node1/warden.yml list", dir.display());
+    println!(
+        "Logs:   {}/node*/warden.log, {}/node*/data/redis.log",
         dir.display(),
         dir.display()
     );
