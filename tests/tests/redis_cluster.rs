@@ -104,8 +104,10 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
         (writer.ack_count() >= 200).then_some(())
     });
 
-    // Planned: wardenctl switchover to another member while the writer runs.
-    let (leader, token) = switch_over(&cluster, &writer, &leader);
+    // Planned: wardenctl, then Patroni's own patronictl, switch over to another member
+    // while the writer runs.
+    let (leader, _) = switch_over(&cluster, &writer, &leader, Tool::Wardenctl);
+    let (leader, token) = switch_over(&cluster, &writer, &leader, Tool::Patronictl);
     let p = cluster.index_of(&leader).unwrap();
     let primary_port = cluster.node(p).redis_port();
 
@@ -160,16 +162,21 @@ fn redis_cluster_forms_fails_over_and_rejoins() {
     println!("{} writes acknowledged, {} lost", acks.len(), lost.len());
 }
 
-/// `wardenctl switchover --force` from `old` to the next member; asserts the hand-over
-/// lost nothing and prints the write gap. Returns the new leader and its token.
-fn switch_over(cluster: &Cluster, writer: &SentinelWriter, old: &str) -> (String, i64) {
+#[derive(Debug, Clone, Copy)]
+enum Tool {
+    Wardenctl,
+    Patronictl,
+}
+
+/// `switchover --force` from `old` to the next member with `tool`; asserts the
+/// hand-over lost nothing and prints the write gap. Returns the new leader and its
+/// token.
+fn switch_over(cluster: &Cluster, writer: &SentinelWriter, old: &str, tool: Tool) -> (String, i64) {
     let o = cluster.index_of(old).unwrap();
     let old_port = cluster.node(o).redis_port();
     let candidate = cluster.node((o + 1) % 3).name().to_string();
     let new_port = cluster.node((o + 1) % 3).redis_port();
-    let asked = Instant::now();
-    let mut cmd = warden_tests::bins::wardenctl_command().expect("wardenctl");
-    cmd.arg("-c").arg(cluster.node(o).config_path()).args([
+    let args = [
         "switchover",
         cluster.scope(),
         "--leader",
@@ -177,11 +184,39 @@ fn switch_over(cluster: &Cluster, writer: &SentinelWriter, old: &str) -> (String
         "--candidate",
         candidate.as_str(),
         "--force",
-    ]);
-    let out = warden_tests::process::run_bounded(&mut cmd, Duration::from_secs(40)).unwrap();
+    ];
+    let mut cmd = match tool {
+        Tool::Wardenctl => {
+            let mut cmd = warden_tests::bins::wardenctl_command().expect("wardenctl");
+            cmd.arg("-c").arg(cluster.node(o).config_path());
+            cmd
+        }
+        Tool::Patronictl => {
+            // Patroni's CLI needs only the scope and etcd: it reads the member keys
+            // and posts to the leader's REST API, whatever engine runs behind it.
+            let cfg = cluster.dir().join("patronictl.yaml");
+            std::fs::write(
+                &cfg,
+                format!(
+                    "scope: {}\netcd3:\n  hosts: {}\n",
+                    cluster.scope(),
+                    cluster.etcd().member(0).endpoint()
+                ),
+            )
+            .expect("write patronictl.yaml");
+            let mut cmd = std::process::Command::new(
+                warden_tests::bins::patronictl().unwrap_or_else(|e| panic!("{e:#}")),
+            );
+            cmd.arg("-c").arg(cfg);
+            cmd
+        }
+    };
+    cmd.args(args);
+    let asked = Instant::now();
+    let out = warden_tests::process::run_bounded(&mut cmd, Duration::from_secs(60)).unwrap();
     assert!(
         out.status.is_some_and(|s| s.success()),
-        "wardenctl switchover: {}",
+        "{tool:?} switchover: {}",
         out.describe()
     );
     let first_new = wait_until(T, "a write acknowledged by the candidate", || {
@@ -192,7 +227,7 @@ fn switch_over(cluster: &Cluster, writer: &SentinelWriter, old: &str) -> (String
         .last_ack_on(old_port)
         .expect("writes on the old primary");
     println!(
-        "switchover {old} -> {candidate}: write gap {:.0} ms (last ack on the old primary to \
+        "{tool:?} switchover {old} -> {candidate}: write gap {:.0} ms (last ack on the old primary to \
          the first on the new)",
         (first_new.at.saturating_duration_since(last_old.at)).as_secs_f64() * 1000.0
     );
