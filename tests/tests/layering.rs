@@ -156,6 +156,12 @@ fn only_the_postgresql_engine_knows_its_driver() {
     );
 }
 
+/// Redis's client stays in the Redis engine; the kit's clients are the other users.
+#[test]
+fn only_the_redis_engine_knows_its_client() {
+    only_crates_depend_on("redis", &["warden-redis", "warden-tests"]);
+}
+
 #[test]
 fn only_the_backup_repository_knows_the_object_store() {
     only_crates_depend_on("object_store", &["warden-backup"]);
