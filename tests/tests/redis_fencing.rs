@@ -19,7 +19,11 @@
 //! which the old primary had certainly still accepted a write, and a [`Transition`]'s
 //! `not_before` is the instant the previous poll (which did not see the change yet) was
 //! sent. Without a working fence the old primary keeps acknowledging after the
-//! promotion and the ordering assertions fail.
+//! promotion and the ordering assertions fail. In the cut-off case the fenced server
+//! must also still run as a replica refusing writes (`READONLY`), and an idle connection
+//! opened before the fault must have been closed (clients are disconnected so they
+//! rediscover; a write held by CLIENT PAUSE WRITE may instead be answered `READONLY`
+//! when the server turns replica, so the writer's own connection is no witness).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +51,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// Pause after a failed attempt of the direct writer: pacing, so a dead port is not a
 /// busy loop.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Pause after each acknowledged direct write: about a thousand writes a second time
+/// the fence to the millisecond without a writer spinning on a core the cluster's
+/// processes need (pacing, not synchronisation).
+const PAUSE_AFTER_ACK: Duration = Duration::from_millis(1);
 /// The direct writer's ids start here, so its keys (`k<id>`, like the Sentinel
 /// writer's) never collide with the Sentinel writer's.
 const DIRECT_IDS: u64 = 1_000_000_000;
@@ -81,6 +89,9 @@ struct Attempt {
     sent: Instant,
     at: Instant,
     result: Result<(), String>,
+    /// The error code when the server answered with an error (`READONLY`); `None` when
+    /// it acknowledged, or the connection failed (refused, dropped, timed out).
+    code: Option<String>,
 }
 
 /// A client that writes to one redis port only, reconnecting to the same port after
@@ -109,20 +120,17 @@ impl DirectWriter {
         }
     }
 
-    fn attempts(&self) -> Vec<Attempt> {
-        self.attempts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn with_attempts<T>(&self, f: impl FnOnce(&[Attempt]) -> T) -> T {
+        f(&self.attempts.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     fn ack_count(&self) -> usize {
-        self.attempts().iter().filter(|a| a.result.is_ok()).count()
+        self.with_attempts(|v| v.iter().filter(|a| a.result.is_ok()).count())
     }
 
     /// Attempts sent at or after `t`.
     fn attempts_since(&self, t: Instant) -> usize {
-        self.attempts().iter().filter(|a| a.sent >= t).count()
+        self.with_attempts(|v| v.len() - v.partition_point(|a| a.sent < t))
     }
 
     fn stop(mut self) -> Vec<Attempt> {
@@ -165,6 +173,7 @@ fn direct_write_loop(port: u16, stop: &AtomicBool, attempts: &Mutex<Vec<Attempt>
                         sent,
                         at: Instant::now(),
                         result: Err(format!("connect: {e:#}")),
+                        code: None,
                     });
                     std::thread::sleep(RETRY_PAUSE);
                 }
@@ -178,15 +187,19 @@ fn direct_write_loop(port: u16, stop: &AtomicBool, attempts: &Mutex<Vec<Attempt>
             .query::<()>(c);
         let at = Instant::now();
         let failed = r.is_err();
+        let code = r.as_ref().err().and_then(|e| e.code()).map(str::to_string);
         record(Attempt {
             id,
             sent,
             at,
             result: r.map_err(|e| e.to_string()),
+            code,
         });
         if failed {
             conn = None;
             std::thread::sleep(RETRY_PAUSE);
+        } else {
+            std::thread::sleep(PAUSE_AFTER_ACK);
         }
     }
 }
@@ -582,7 +595,26 @@ fn direct_acks(attempts: &[Attempt], port: u16) -> Vec<Ack> {
         .collect()
 }
 
-/// `(pid, state)` of redis-server per `/proc`, `None` once it is gone or reaped.
+/// How the direct writer's attempts since `t0` failed: `READONLY 1234, dropped 1, ...`.
+fn failure_kinds(attempts: &[Attempt], t0: Instant) -> String {
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for a in attempts.iter().filter(|a| a.sent >= t0) {
+        let kind = match (&a.result, &a.code) {
+            (Ok(()), _) => continue,
+            (Err(_), Some(code)) => code.clone(),
+            (Err(e), None) if e.starts_with("connect:") => "connect failed".into(),
+            (Err(_), None) => "connection dropped or timed out".into(),
+        };
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    let parts: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    parts.join(", ")
+}
+
+/// The state of process `pid` per `/proc`, `None` once it is gone or reaped.
 fn proc_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rfind(')')
@@ -614,6 +646,7 @@ fn frozen_agent_old_primary_stops_acknowledging_before_promotion() {
     let state_after = proc_state(server_pid);
     let names: Vec<String> = cluster.nodes().iter().map(|n| n.name().into()).collect();
     println!("frozen agent: {}", order.report(&names, p));
+    println!("failed direct writes: {}", failure_kinds(&attempts, t0));
     let logs = cluster.dump_logs();
     assert_fenced_in_time(&order, &names, p, &logs);
     assert!(
@@ -669,13 +702,37 @@ fn primary_cut_off_from_etcd_and_replicas_stops_acknowledging_before_promotion()
 
     // etcd, the redis proxy the replicas stream through and the REST proxy their peer
     // probes use; the direct writer and the observers use the real ports.
+    // A client that only reads, connected before the fault.
+    let mut idle = kit_redis::connect_as(old_port, Some(REDIS_PASSWORD), IO_TIMEOUT)
+        .expect("an idle connection to the primary");
+    let pong: String = redis::cmd("PING").query(&mut idle).expect("PING");
+    assert_eq!(pong, "PONG");
+
     let t0 = Instant::now();
     cluster.proxies(p).isolate();
     let (order, attempts, sentinel_acks) = measure(&cluster, s, t0);
     let names: Vec<String> = cluster.nodes().iter().map(|n| n.name().into()).collect();
     println!("cut off: {}", order.report(&names, p));
+    println!("failed direct writes: {}", failure_kinds(&attempts, t0));
     let logs = cluster.dump_logs();
     assert_fenced_in_time(&order, &names, p, &logs);
+    // The fence disconnects the clients of the demoted primary so they rediscover (a
+    // write held by CLIENT PAUSE WRITE may instead be refused with READONLY when the
+    // server turns replica, and the writer then drops its connection itself: the idle
+    // connection is the witness), and a client that reconnects anyway is refused.
+    let idle_answered = redis::cmd("PING").query::<String>(&mut idle);
+    assert!(
+        idle_answered.is_err(),
+        "a connection opened before the fault still answers after the fence \
+         ({idle_answered:?}): clients of the demoted primary were not disconnected\n{logs}"
+    );
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a.sent > order.first_failure.at && a.code.as_deref() == Some("READONLY")),
+        "no write to the fenced old primary was refused with READONLY: {}\n{logs}",
+        failure_kinds(&attempts, t0)
+    );
     // Fenced, not dead: the server still runs and refuses writes as a replica.
     let fenced = info(old_port, "replication", IO_TIMEOUT);
     assert_eq!(
