@@ -335,7 +335,10 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
             let port_stop = CancellationToken::new();
             let port =
                 crate::redis_mode::start_sentinel(&cfg, shared.clone(), port_stop.clone()).await?;
+            // RDB snapshots and drills (with a backup section) follow the turn reports.
+            let side = crate::backups::rdb::side(&cfg, &dcs, &shared, redis.settings())?;
             let (agent, shutdown) = started.agent(*redis, guard);
+            let agent = side.into_iter().fold(agent, Agent::with_backup_side);
             let result = Box::pin(agent.run(shutdown)).await;
             port_stop.cancel();
             if let Some(task) = port {

@@ -5,7 +5,8 @@
 //! the runner when it takes the archiver key and stops it when it loses the key (the
 //! base backup in flight is cancelled separately, through its `Service`).
 //!
-//! To add a job (dumps, drills), push another [`Job`] in [`standard`].
+//! To add a job (dumps, drills), push another [`Job`] in [`standard`]; a Redis
+//! member's jobs (RDB snapshots, RDB drills) are [`redis`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,6 +74,76 @@ pub fn standard(cfg: &Config, backups: &Arc<Service>) -> Vec<Job> {
         });
     }
     jobs
+}
+
+/// The jobs a Redis member's `cfg` asks for, run by the member holding the snapshot
+/// role: `backup.schedule` takes an RDB snapshot (then the retention prune), and
+/// `backup.drill.schedule` runs the RDB drill of the newest snapshot.
+pub fn redis(cfg: &Config, service: &Arc<super::rdb::service::RdbService>) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    let Some(b) = &cfg.backup else {
+        return jobs;
+    };
+    if let Some(schedule) = &b.schedule {
+        let service = service.clone();
+        let retention = Arc::new(b.retention.clone());
+        jobs.push(Job {
+            name: "RDB snapshot".into(),
+            schedule: schedule.clone(),
+            run: Arc::new(move || {
+                let service = service.clone();
+                let retention = retention.clone();
+                Box::pin(async move { scheduled_rdb(&service, &retention).await })
+            }),
+        });
+    }
+    if let Some(schedule) = &b.drill.schedule {
+        let service = service.clone();
+        let opts = super::rdb::source::drill_options(cfg, None);
+        jobs.push(Job {
+            name: "RDB restore drill".into(),
+            schedule: schedule.clone(),
+            run: Arc::new(move || {
+                let service = service.clone();
+                let opts = opts.as_ref().map_err(|e| format!("{e:#}")).cloned();
+                Box::pin(async move {
+                    let Some(catalog) = service.catalog() else {
+                        tracing::error!("scheduled RDB drill not started: the cluster identity is not known yet");
+                        return;
+                    };
+                    match opts {
+                        Ok(opts) => {
+                            if let Err(e) = super::rdb::drill::run(&catalog, &opts).await {
+                                tracing::error!(error = %format!("{e:#}"), "scheduled RDB drill");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, "scheduled RDB drill not started"),
+                    }
+                })
+            }),
+        });
+    }
+    jobs
+}
+
+/// One scheduled RDB snapshot: skipped while another one runs; then the retention
+/// prune.
+async fn scheduled_rdb(service: &Arc<super::rdb::service::RdbService>, retention: &Retention) {
+    use super::rdb::service::StartError as RdbStart;
+    match service.start("schedule") {
+        Ok((_, handle)) => {
+            if let (Ok(Ok(_)), Some(catalog)) = (handle.await, service.catalog()) {
+                prune_after(catalog, retention).await;
+            }
+        }
+        Err(RdbStart::Busy(id) | RdbStart::SameSecond(id)) => {
+            tracing::warn!(
+                running = id,
+                "scheduled RDB snapshot skipped: one is running"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "scheduled RDB snapshot not started"),
+    }
 }
 
 /// After a scheduled job committed: the retention prune (`backup.retention` set is

@@ -1,8 +1,11 @@
 //! `wardenctl backup create` (asks the archiver's REST API) and `wardenctl backup
 //! list` (reads the catalog in the repository directly, with the `backup` section of
-//! the `-c` config and the system identifier from the DCS).
+//! the `-c` config and the system identifier from the DCS). A Redis cluster's RDB
+//! snapshots go the same ways: `create` asks the archiver (which takes a snapshot),
+//! `list` shows them, `verify` checks them (the cluster's `initialize` value stands
+//! for the system identifier).
 
-use super::args::{BackupArgs, BackupCommand, BackupCreateArgs, BackupListArgs};
+use super::args::{BackupArgs, BackupCommand, BackupCreateArgs, BackupListArgs, BackupVerifyArgs};
 use super::commands::timestamp;
 use super::output::{Align, TextTable};
 use super::Ctl;
@@ -10,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
 use warden_api::client::Method;
-use warden_backup::catalog::{BackupRecord, DrillRecord, DumpRecord};
+use warden_backup::catalog::{BackupRecord, Catalog, DrillRecord, DumpRecord, RdbRecord};
 
 /// Consecutive failed status reads before `create --wait` gives up.
 const MAX_STATUS_FAILURES: u32 = 30;
@@ -70,6 +73,63 @@ fn dump_summary(d: &DumpRecord) -> Value {
     })
 }
 
+/// One RDB snapshot as `backup list --json` shows it (without the parts).
+pub fn rdb_summary(r: &RdbRecord) -> Value {
+    json!({
+        "id": r.id,
+        "member": r.member,
+        "source": r.source,
+        "redis_version": r.redis_version,
+        "rdb_version": r.rdb_version,
+        "crc64": format!("{:016x}", r.crc64),
+        "size": r.size,
+        "stored_size": r.stored_size,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "duration_seconds": (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0,
+        "parts": r.parts.len(),
+    })
+}
+
+/// The RDB snapshots table.
+pub fn rdbs_table(title: &str, rdbs: &[RdbRecord]) -> String {
+    let mut t = TextTable {
+        title: title.to_string(),
+        columns: [
+            "ID", "Member", "Source", "Redis", "CRC-64", "Size", "Stored", "Duration",
+        ]
+        .map(String::from)
+        .to_vec(),
+        align: vec![
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+        ],
+        rows: Vec::new(),
+    };
+    for r in rdbs {
+        t.rows.push(vec![
+            r.id.clone(),
+            r.member.clone(),
+            r.source.clone(),
+            r.redis_version.clone().unwrap_or_else(|| "-".into()),
+            format!("{:016x}", r.crc64),
+            human_bytes(r.size),
+            human_bytes(r.stored_size),
+            format!(
+                "{:.1}s",
+                (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0
+            ),
+        ]);
+    }
+    t.render()
+}
+
 /// The backups table.
 pub fn backups_table(title: &str, backups: &[BackupRecord]) -> String {
     let mut t = TextTable {
@@ -118,7 +178,7 @@ impl Ctl<'_> {
         match a.command {
             BackupCommand::Create(a) => self.backup_create(a).await,
             BackupCommand::List(a) => self.backup_list(a).await,
-            BackupCommand::Verify(a) => self.backup_verify(a).await,
+            BackupCommand::Verify(a) => self.verify_backups_or_snapshots(a).await,
             BackupCommand::Delete(a) => self.backup_delete(a).await,
         }
     }
@@ -300,6 +360,10 @@ impl Ctl<'_> {
             .dumps()
             .await
             .with_context(|| format!("reading the dumps in {where_}"))?;
+        let rdbs = catalog
+            .rdbs()
+            .await
+            .with_context(|| format!("reading the RDB snapshots in {where_}"))?;
         let drill: Option<DrillRecord> = catalog
             .drills()
             .await
@@ -312,14 +376,24 @@ impl Ctl<'_> {
                 "repository": where_,
                 "backups": backups.iter().map(backup_summary).collect::<Vec<_>>(),
                 "dumps": dumps.iter().map(dump_summary).collect::<Vec<_>>(),
+                "rdbs": rdbs.iter().map(rdb_summary).collect::<Vec<_>>(),
                 "last_drill": drill,
             }))?)?;
             return Ok(());
         }
-        let title = format!("Backups: {scope} ({where_})");
-        self.io.println(backups_table(&title, &backups))?;
-        if backups.is_empty() {
-            self.io.println("No committed base backup.")?;
+        if !rdbs.is_empty() && backups.is_empty() {
+            // A Redis cluster: its snapshots are its backups.
+            let title = format!("RDB snapshots: {scope} ({where_})");
+            self.io.println(rdbs_table(&title, &rdbs))?;
+        } else {
+            let title = format!("Backups: {scope} ({where_})");
+            self.io.println(backups_table(&title, &backups))?;
+            if backups.is_empty() {
+                self.io.println("No committed base backup.")?;
+            }
+            if !rdbs.is_empty() {
+                self.io.println(rdbs_table("RDB snapshots", &rdbs))?;
+            }
         }
         if !dumps.is_empty() {
             let mut t = TextTable {
@@ -361,6 +435,92 @@ impl Ctl<'_> {
             ))?;
         }
         Ok(())
+    }
+}
+
+impl Ctl<'_> {
+    /// `backup verify`: a cluster with RDB snapshots and no base backup (Redis) has its
+    /// snapshots verified (one by id, `latest`, or all); any other the PostgreSQL way.
+    async fn verify_backups_or_snapshots(&mut self, a: BackupVerifyArgs) -> Result<()> {
+        let (catalog, _) = self.backup_catalog(a.cluster.as_deref()).await?;
+        let where_ = catalog.repo.url().to_string();
+        let rdbs = catalog
+            .rdbs()
+            .await
+            .with_context(|| format!("reading the RDB snapshots in {where_}"))?;
+        let base = catalog
+            .backups()
+            .await
+            .with_context(|| format!("reading the backups in {where_}"))?;
+        if rdbs.is_empty() || !base.is_empty() {
+            return self.backup_verify(a).await;
+        }
+        match a.id.as_deref() {
+            Some(id) => self.verify_rdb(&catalog, &rdbs, id, a.json).await,
+            None => {
+                let report = warden_backup::verify::verify(&catalog, None).await?;
+                if a.json {
+                    self.io.println(serde_json::to_string_pretty(&report)?)?;
+                } else {
+                    self.io.println(report.human().trim_end())?;
+                }
+                if !report.ok() {
+                    bail!("verify found {} problem(s)", report.problem_count());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Verifies RDB snapshot `id` (`latest`: the newest) of `rdbs`.
+    async fn verify_rdb(
+        &mut self,
+        catalog: &Catalog,
+        rdbs: &[RdbRecord],
+        id: &str,
+        as_json: bool,
+    ) -> Result<()> {
+        let record = if id == "latest" {
+            rdbs.last()
+        } else {
+            rdbs.iter().find(|r| r.id == id)
+        }
+        .ok_or_else(|| anyhow!("no committed RDB snapshot {id:?} in {}", catalog.repo.url()))?;
+        let result = warden_backup::rdb::verify(catalog, record).await;
+        if as_json {
+            self.io.println(serde_json::to_string_pretty(&json!({
+                "id": record.id,
+                "kind": "rdb",
+                "ok": result.is_ok(),
+                "parts": record.parts.len(),
+                "parts_checked": result.as_ref().map_or(0, |c| c.parts_checked),
+                "crc64": format!("{:016x}", record.crc64),
+                "error": result.as_ref().err().map(ToString::to_string),
+            }))?)?;
+        }
+        match result {
+            Ok(c) => {
+                if !as_json {
+                    self.io.println(format!(
+                        "RDB snapshot {}: {}/{} parts, {}, RDB v{} CRC-64 {:016x}: OK",
+                        c.id,
+                        c.parts_checked,
+                        record.parts.len(),
+                        human_bytes(c.summary.len),
+                        c.summary.version,
+                        c.summary.crc
+                    ))?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if !as_json {
+                    self.io
+                        .println(format!("RDB snapshot {}: FAILED\n  {e}", record.id))?;
+                }
+                bail!("verify found 1 problem(s): {e}")
+            }
+        }
     }
 }
 

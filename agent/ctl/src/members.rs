@@ -351,37 +351,8 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
     };
     // The framed tables (pretty, topology) hide long restart reasons.
     let framed = format == Format::Pretty;
-    // A Redis cluster has replication offsets, not timelines and LSNs: one offset per
-    // member and its lag behind the leader, in bytes.
-    let redis = cluster
-        .members
-        .values()
-        .any(|m| m.value.conn_url.starts_with("redis"));
     let top = cluster_lsn(cluster);
-    let mut columns: Vec<&str> = if redis {
-        vec![
-            "Cluster",
-            "Member",
-            "Host",
-            "Role",
-            "State",
-            "Offset",
-            "Lag (bytes)",
-        ]
-    } else {
-        vec![
-            "Cluster",
-            "Member",
-            "Host",
-            "Role",
-            "State",
-            "TL",
-            "Receive LSN",
-            "Receive Lag",
-            "Replay LSN",
-            "Replay Lag",
-        ]
-    };
+    let mut columns = position_columns(cluster);
     // Only members with a host count, as in patronictl.
     let listed: Vec<&MemberRow> = members.iter().filter(|m| !m.host.is_empty()).collect();
     let any = |f: &dyn Fn(&MemberRow) -> bool| extended || listed.iter().any(|m| f(m));
@@ -426,15 +397,7 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
                     "Receive Lag" => m.receive.lag_cell(),
                     "Replay LSN" => m.replay.lsn_cell(),
                     "Replay Lag" => m.replay.lag_cell(),
-                    "Offset" => match (m.receive, m.replay) {
-                        (Wal::At { lsn, .. }, _) | (_, Wal::At { lsn, .. }) => json!(lsn),
-                        (Wal::None, _) if top > 0 => json!(top),
-                        _ => json!(""),
-                    },
-                    "Lag (bytes)" => match (m.receive, m.replay) {
-                        (Wal::At { lag, .. }, _) | (_, Wal::At { lag, .. }) => json!(lag),
-                        _ => json!(""),
-                    },
+                    "Offset" | "Lag (bytes)" => offset_cell(c, m, top),
                     "Pending restart" => json!(if m.pending_restart { "*" } else { "" }),
                     "Pending restart reason" => {
                         json!(restart_reason(m.pending_restart_reason.as_ref(), framed))
@@ -491,6 +454,54 @@ pub fn render(name: &str, cluster: &Cluster, extended: bool, layout: Layout) -> 
         }
     }
     out
+}
+
+/// The leading columns: a Redis cluster has replication offsets, not timelines and
+/// LSNs (one offset per member and its lag behind the leader, in bytes).
+fn position_columns(cluster: &Cluster) -> Vec<&'static str> {
+    let redis = cluster
+        .members
+        .values()
+        .any(|m| m.value.conn_url.starts_with("redis"));
+    if redis {
+        vec![
+            "Cluster",
+            "Member",
+            "Host",
+            "Role",
+            "State",
+            "Offset",
+            "Lag (bytes)",
+        ]
+    } else {
+        vec![
+            "Cluster",
+            "Member",
+            "Host",
+            "Role",
+            "State",
+            "TL",
+            "Receive LSN",
+            "Receive Lag",
+            "Replay LSN",
+            "Replay Lag",
+        ]
+    }
+}
+
+/// A Redis member's `Offset` or `Lag (bytes)` cell: its published offset (the leader:
+/// the cluster's last position) and how far it is behind.
+fn offset_cell(column: &str, m: &MemberRow, top: u64) -> Value {
+    let at = match (m.receive, m.replay) {
+        (Wal::At { lsn, lag }, _) | (_, Wal::At { lsn, lag }) => Some((lsn, lag)),
+        (Wal::None, _) if top > 0 => Some((top, 0)),
+        _ => None,
+    };
+    match (column, at) {
+        ("Offset", Some((lsn, _))) => json!(lsn),
+        ("Lag (bytes)", Some((_, lag))) => json!(lag),
+        _ => json!(""),
+    }
 }
 
 /// `param: old->new` lines; long ones hidden in the framed table so it stays readable.

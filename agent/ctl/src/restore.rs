@@ -1,6 +1,13 @@
 //! `wardenctl restore` and `wardenctl drill`: local operations on the backup
 //! repository, with the Warden config (`-c`, its `backup` section) for the
 //! repository, key and scope.
+//!
+//! With a Redis member's config they work on RDB snapshots: `restore` writes a
+//! verified `dump.rdb` into a new data directory; `drill` restores the snapshot into a
+//! scratch directory, starts `redis-server` on it, runs `backup.drill.checks` (`DBSIZE`,
+//! `GET key`) and reports RTO and RPO. The cluster identity (the `initialize` value)
+//! comes from `--system-identifier`, the local data directory's marker, or the only
+//! cluster with snapshots in the repository.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +17,7 @@ use clap::Args;
 use super::Ctl;
 use warden_backup::catalog::CatalogError;
 use warden_backup::drill::{self, DrillOptions};
+use warden_backup::rdb;
 use warden_backup::restore::{self, source, target, Recovery, Target};
 use warden_config::Config;
 
@@ -33,10 +41,11 @@ pub struct RestoreArgs {
     #[arg(long = "immediate")]
     pub immediate: bool,
     /// The new data directory (must not exist, or be empty).
-    #[arg(long = "to", value_name = "DIR")]
+    #[arg(long = "to", visible_alias = "data-dir", value_name = "DIR")]
     pub to: PathBuf,
-    /// The cluster's system identifier, when the repository holds several under the
-    /// scope (default: the local data directory's, else the only one).
+    /// The cluster's system identifier (Redis: its initialize value), when the
+    /// repository holds several under the scope (default: the local data directory's,
+    /// else the only one).
     #[arg(long = "system-identifier", value_name = "ID")]
     pub system_identifier: Option<u64>,
     /// Print the report as JSON.
@@ -74,6 +83,15 @@ fn warden_config(file: Option<&Path>) -> Result<(Config, PathBuf)> {
     Ok((loaded.config, path))
 }
 
+/// The `-c` config when it is a Redis member's with a backup section (anything else,
+/// including a config that does not load, goes the PostgreSQL way, which reports it).
+fn redis_config(file: Option<&Path>) -> Option<Config> {
+    warden_config(file)
+        .ok()
+        .map(|(c, _)| c)
+        .filter(|c| c.redis().is_some())
+}
+
 /// `--to` must be new or empty; checked before anything is fetched.
 fn check_target_dir(dir: &Path) -> Result<PathBuf> {
     let abs = if dir.is_absolute() {
@@ -96,6 +114,9 @@ fn check_target_dir(dir: &Path) -> Result<PathBuf> {
 
 impl Ctl<'_> {
     pub async fn restore(&mut self, a: RestoreArgs) -> Result<()> {
+        if let Some(cfg) = redis_config(self.config.file.as_deref()) {
+            return self.restore_rdb(&cfg, a).await;
+        }
         let target = Target::from_options(
             a.target_time.as_deref(),
             a.target_lsn.as_deref(),
@@ -149,7 +170,88 @@ impl Ctl<'_> {
         Ok(())
     }
 
+    /// `restore` with a Redis config: the snapshot as `<DIR>/dump.rdb`, verified on the
+    /// way (a corrupt snapshot leaves no file).
+    async fn restore_rdb(&mut self, cfg: &Config, a: RestoreArgs) -> Result<()> {
+        if a.target_time.is_some()
+            || a.target_lsn.is_some()
+            || a.target_name.is_some()
+            || a.immediate
+        {
+            bail!(
+                "--target-time, --target-lsn, --target-name and --immediate are PostgreSQL's \
+                 (WAL replay); an RDB snapshot restores as it was taken"
+            );
+        }
+        let dir = check_target_dir(&a.to)?;
+        let catalog = rdb::source::catalog(cfg, None, a.system_identifier).await?;
+        let record = catalog.rdb(&a.backup).await.map_err(|e| match e {
+            CatalogError::NoBackup => anyhow!(
+                "the repository holds no committed RDB snapshot of cluster {} ({})",
+                catalog.layout.cluster(),
+                catalog.repo.url()
+            ),
+            e => anyhow!("RDB snapshot {:?}: {e}", a.backup),
+        })?;
+        let started = std::time::Instant::now();
+        let restored = rdb::restore(&catalog, &record, &dir).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        if a.json {
+            self.io
+                .println(serde_json::to_string_pretty(&serde_json::json!({
+                    "backup_id": record.id,
+                    "kind": "rdb",
+                    "dir": dir,
+                    "path": restored.path,
+                    "bytes": restored.summary.len,
+                    "rdb_version": restored.summary.version,
+                    "crc64": format!("{:016x}", restored.summary.crc),
+                    "stored_bytes": record.stored_size,
+                    "total_seconds": seconds,
+                }))?)?;
+        } else {
+            self.io.println(format!(
+                "Restored RDB snapshot {} into {} ({:.1} MB, RDB v{}, CRC-64 {:016x} verified) in \
+                 {seconds:.1} s\n  start it with: redis-server --dir {} --dbfilename {}",
+                record.id,
+                restored.path.display(),
+                restored.summary.len as f64 / 1e6,
+                restored.summary.version,
+                restored.summary.crc,
+                dir.display(),
+                restored
+                    .path
+                    .file_name()
+                    .map_or_else(|| "dump.rdb".into(), |n| n.to_string_lossy())
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// `drill` with a Redis config.
+    async fn drill_rdb(&mut self, cfg: &Config, a: DrillArgs) -> Result<()> {
+        let catalog = rdb::source::catalog(cfg, None, a.system_identifier).await?;
+        let mut opts = rdb::source::drill_options(cfg, a.backup)?;
+        opts.scratch_parent = a.scratch_dir;
+        let record = rdb::drill::run(&catalog, &opts).await?;
+        if a.json {
+            self.io.println(serde_json::to_string_pretty(&record)?)?;
+        } else {
+            self.io.println(rdb::drill::render(&record).trim_end())?;
+        }
+        if !record.ok {
+            bail!(
+                "the drill failed: {}",
+                record.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        Ok(())
+    }
+
     pub async fn drill(&mut self, a: DrillArgs) -> Result<()> {
+        if let Some(cfg) = redis_config(self.config.file.as_deref()) {
+            return self.drill_rdb(&cfg, a).await;
+        }
         let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
         let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
         let mut opts = DrillOptions::from_config(&cfg, &cfg_path, a.backup)?;

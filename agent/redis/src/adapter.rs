@@ -583,6 +583,15 @@ impl Database for Redis {
         cmd.arg("NO").arg("ONE");
         self.local_command::<()>(&cmd, "REPLICAOF NO ONE").await?;
         self.write_conf(&RoleConfig::Primary)?;
+        // A primary batches its replicas' full syncs as configured (not critical: a
+        // failure here only delays the next full sync).
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg(self.settings.diskless_delay(&RoleConfig::Primary));
+        if let Err(e) = self.local_command::<()>(&cmd, "CONFIG SET").await {
+            tracing::warn!(error = %e, "repl-diskless-sync-delay not restored after the promotion");
+        }
         self.wait_for("the promotion", timeout, |r| r.role == ServerRole::Master)
             .await?;
         tracing::warn!("promoted: REPLICAOF NO ONE");
@@ -604,9 +613,10 @@ impl Database for Redis {
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("SET")
             .arg("min-replicas-to-write")
-            .arg(self.min_replicas_now());
-        self.local_command::<()>(&cmd, "CONFIG SET min-replicas-to-write")
-            .await?;
+            .arg(self.min_replicas_now())
+            .arg("repl-diskless-sync-delay")
+            .arg(self.settings.diskless_delay(&self.role));
+        self.local_command::<()>(&cmd, "CONFIG SET").await?;
         let (host, port) = match &self.role {
             RoleConfig::Primary => return Ok(()),
             RoleConfig::Replica { source: Some(s) } => (s.host.clone(), s.port),

@@ -1,5 +1,7 @@
 //! `POST /backup` (start a base backup on this member, which must be the archiver)
-//! and `GET /backup` (what is running and how the last one ended).
+//! and `GET /backup` (what is running and how the last one ended). On a Redis member
+//! the same requests start and report RDB snapshots (`crate::backups::rdb`), taken by
+//! the member holding the same archiver key.
 
 use super::write::{unauthorized, Context, MAX_REQUEST_BODY};
 use super::{json, text, Reply};
@@ -24,6 +26,12 @@ pub async fn handle(req: Request<Incoming>, ctx: &Context) -> Result<Reply, Requ
                 return Ok(r);
             }
             match read_body(req).await {
+                Ok(Kind::Base) if crate::backups::rdb::service().is_some() => start_rdb(ctx).await,
+                Ok(Kind::Dump) if crate::backups::rdb::service().is_some() => text(
+                    400,
+                    "logical dumps are PostgreSQL's; a Redis member takes RDB snapshots \
+                     (POST /backup with no body)",
+                ),
                 Ok(Kind::Base) => start(ctx).await,
                 Ok(Kind::Dump) => super::backup_dump::start(ctx).await,
                 Err(r) => r,
@@ -76,6 +84,13 @@ async fn read_body(req: Request<Incoming>) -> Result<Kind, Reply> {
 fn status(ctx: &Context, with_body: bool) -> Reply {
     let s = ctx.shared.snapshot();
     let holder = s.cluster.as_ref().and_then(|c| c.archiver.clone());
+    if let Some(rdb) = crate::backups::rdb::service() {
+        let mut v = rdb.progress();
+        v["member"] = s.name.clone().into();
+        v["is_archiver"] = s.archiver.into();
+        v["archiver"] = holder.map_or(Value::Null, Value::from);
+        return json(200, &v, with_body);
+    }
     let Some(service) = &ctx.backups else {
         return text(
             503,
@@ -112,6 +127,61 @@ pub(super) async fn archiver_now(ctx: &Context) -> Option<String> {
         .into_iter()
         .find(|kv| kv.key == key)
         .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+}
+
+/// Refuses a start on a member that is not the archiver: 409 naming the holder, or
+/// 503 when none holds it yet. `what`: "base backups", "RDB snapshots".
+async fn not_the_archiver(ctx: &Context, what: &str) -> Option<Reply> {
+    let s = ctx.shared.snapshot();
+    if s.archiver {
+        return None;
+    }
+    let holder = match archiver_now(ctx).await {
+        Some(h) => Some(h),
+        None => s.cluster.as_ref().and_then(|c| c.archiver.clone()),
+    };
+    Some(match holder {
+        Some(h) if h != s.name => text(
+            409,
+            &format!(
+                "{} is not the archiver; {what} run on the archiver, {h}: send the request there",
+                s.name
+            ),
+        ),
+        _ => text(
+            503,
+            &format!(
+                "{} does not hold the archiver key (no member holds it yet, or it is \
+                 being handed over); try again shortly",
+                s.name
+            ),
+        ),
+    })
+}
+
+/// `POST /backup` on a Redis member: an RDB snapshot of this member's server.
+async fn start_rdb(ctx: &Context) -> Reply {
+    let Some(service) = crate::backups::rdb::service() else {
+        return text(
+            503,
+            "this member has no backup section in its configuration",
+        );
+    };
+    if let Some(refused) = not_the_archiver(ctx, "RDB snapshots").await {
+        return refused;
+    }
+    use warden_backup::rdb::service::StartError as RdbStart;
+    match service.start("api") {
+        Ok((id, _)) => json(
+            202,
+            &serde_json::json!({"id": id, "member": service.member(), "kind": "rdb", "status": "started"}),
+            true,
+        ),
+        Err(e @ (RdbStart::Busy(_) | RdbStart::SameSecond(_))) => {
+            text(409, &format!("{} on {}", e, service.member()))
+        }
+        Err(RdbStart::Setup(e)) => text(503, &format!("cannot start an RDB snapshot: {e}")),
+    }
 }
 
 async fn start(ctx: &Context) -> Reply {

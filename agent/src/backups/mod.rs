@@ -3,9 +3,13 @@
 //! its own follows it — the archiver election, the WAL streamer, the scheduled jobs and
 //! the heartbeat writer. A slow repository or a stuck backup therefore never delays a
 //! turn, and the loop knows nothing of backups but the channel.
+//!
+//! A Redis member's side is [`rdb`]: the same election picks the member that takes
+//! RDB snapshots (`Handle::start_redis`).
 
 mod archiver;
 mod heartbeat;
+pub mod rdb;
 
 pub use archiver::{may_archive, MEMBER_FIELD, SLOT};
 

@@ -13,11 +13,16 @@
 //! - [`drill`]: restore into a scratch directory, start `redis-server` on it, check it,
 //!   and record RTO and RPO.
 //! - Retention: `prune` plans snapshots with the same rules as dumps.
+//! - [`service`]: the agent's one-at-a-time snapshot runner behind the schedule and
+//!   `POST /backup`; [`source`]: a Redis member's config turned into the catalog (the
+//!   cluster identity) and the drill's options.
 
 pub mod check;
 pub mod drill;
 pub mod parts;
 mod resp;
+pub mod service;
+pub mod source;
 
 use chrono::Utc;
 

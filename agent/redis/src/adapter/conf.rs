@@ -92,6 +92,9 @@ pub const OWNED: &[&str] = &[
     "tls-client-key-file",
     "tls-auth-clients",
     "tls-replication",
+    // Snapshots are fetched from replicas over the replication protocol: a disk-based
+    // sync would rewrite the source replica's own dump.rdb.
+    "repl-diskless-sync",
 ];
 
 /// The host a replica configured with no source follows: port 0 never accepts a
@@ -219,6 +222,7 @@ impl RedisSettings {
                 let _ = writeln!(s, "masteruser {}", quote(user));
             }
         }
+        s.push_str("repl-diskless-sync yes\n");
         for (k, v) in &self.parameters {
             let _ = writeln!(s, "{} {v}", k.trim().to_ascii_lowercase());
         }
@@ -228,7 +232,23 @@ impl RedisSettings {
             RoleConfig::Replica { source: None } => NOBODY,
         };
         let _ = writeln!(s, "replicaof {} {port}", quote(host));
+        // A replica serves only snapshot fetches: no reason to wait for more replicas to
+        // share the transfer (the primary keeps the configured delay).
+        s.push_str("repl-diskless-sync-delay 0\n");
         s
+    }
+
+    /// `repl-diskless-sync-delay` for `role`: 0 on a replica, the configured value (or
+    /// Redis's default, 5) on a primary.
+    pub fn diskless_delay(&self, role: &RoleConfig) -> String {
+        match role {
+            RoleConfig::Replica { .. } => "0".to_string(),
+            RoleConfig::Primary => self
+                .parameters
+                .iter()
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("repl-diskless-sync-delay"))
+                .map_or_else(|| "5".to_string(), |(_, v)| v.clone()),
+        }
     }
 }
 
@@ -325,11 +345,17 @@ mod tests {
             source: Some(source),
         });
         assert!(
-            replica.ends_with("replicaof \"10.0.0.6\" 6391\n"),
+            replica.ends_with("replicaof \"10.0.0.6\" 6391\nrepl-diskless-sync-delay 0\n"),
             "{replica}"
         );
         let nobody = s.render(&RoleConfig::Replica { source: None });
-        assert!(nobody.ends_with("replicaof \"127.0.0.1\" 0\n"), "{nobody}");
+        assert!(
+            nobody.ends_with("replicaof \"127.0.0.1\" 0\nrepl-diskless-sync-delay 0\n"),
+            "{nobody}"
+        );
+        // Snapshots never touch a replica's disk; a primary keeps the configured delay.
+        assert!(primary.contains("repl-diskless-sync yes\n"), "{primary}");
+        assert!(!primary.contains("repl-diskless-sync-delay"), "{primary}");
     }
 
     #[test]
