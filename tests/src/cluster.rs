@@ -136,6 +136,9 @@ impl Cluster {
             if let (true, Some(t)) = (spec.rest_tls, &tls) {
                 cfg = rest_tls(cfg, t);
             }
+            if let (true, Some(t)) = (spec.redis_tls, &tls) {
+                cfg = redis_tls(cfg, t);
+            }
             for f in &spec.customize {
                 cfg = f(i, cfg);
             }
@@ -682,6 +685,23 @@ fn haproxy_check_tls(dir: &Path, tls: &TlsMaterial) -> Result<crate::haproxy::Ch
         ca_file: tls.ca.cert.clone(),
         crt,
     })
+}
+
+/// Redis over TLS: redis-server's port speaks only TLS with client certificates from
+/// the cluster CA required (`auth_clients` defaults to yes; the agent and replicas
+/// present the loopback certificate, which is also a client certificate), and the
+/// Sentinel port speaks only TLS and requires a client certificate too.
+fn redis_tls(cfg: NodeConfig, tls: &TlsMaterial) -> NodeConfig {
+    let ca = tls.ca.cert.display().to_string();
+    let cert = tls.server.cert.display().to_string();
+    let key = tls.server.key.display().to_string();
+    cfg.set("redis.tls.cert_file", cert.as_str())
+        .set("redis.tls.key_file", key.as_str())
+        .set("redis.tls.ca_file", ca.as_str())
+        .set("redis.sentinel.tls.cert_file", cert.as_str())
+        .set("redis.sentinel.tls.key_file", key.as_str())
+        .set("redis.sentinel.tls.client_ca_file", ca.as_str())
+        .set("redis.sentinel.tls.require_client_cert", true)
 }
 
 /// PostgreSQL over TLS: the server certificate (its key is 0600 and owned by

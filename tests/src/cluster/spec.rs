@@ -52,6 +52,9 @@ pub struct ClusterSpec {
     /// Redis members instead of PostgreSQL (redis-server on the `pg` ports, a
     /// Sentinel port each).
     pub redis: bool,
+    /// With `redis`: redis-server speaks only TLS (client certificates required,
+    /// replication included) and so do the Sentinel ports.
+    pub redis_tls: bool,
     pub(super) ports: Option<ClusterPorts>,
     pub(super) dir: Option<PathBuf>,
     pub(super) haproxy_config: Option<String>,
@@ -73,6 +76,7 @@ impl std::fmt::Debug for ClusterSpec {
             .field("rest_tls", &self.rest_tls)
             .field("pg_tls", &self.pg_tls)
             .field("redis", &self.redis)
+            .field("redis_tls", &self.redis_tls)
             .field("ports", &self.ports)
             .field("dir", &self.dir)
             .field("customize", &self.customize.len())
@@ -96,6 +100,7 @@ impl ClusterSpec {
             rest_tls: false,
             pg_tls: false,
             redis: false,
+            redis_tls: false,
             ports: None,
             dir: None,
             haproxy_config: None,
@@ -181,6 +186,14 @@ impl ClusterSpec {
         self
     }
 
+    /// Redis members over TLS (see [`ClusterSpec::redis_tls`]); implies
+    /// [`ClusterSpec::redis`].
+    pub fn with_redis_tls(mut self) -> Self {
+        self.redis = true;
+        self.redis_tls = true;
+        self
+    }
+
     /// etcd (client certificates, RBAC), the REST API (`verify_client: required`) and
     /// replication (`verify-full`) over TLS: a production-like deployment.
     pub fn with_tls_everywhere(self) -> Self {
@@ -189,7 +202,7 @@ impl ClusterSpec {
 
     /// True when any part runs over TLS: the cluster then has a [`crate::tls::TlsMaterial`].
     pub fn any_tls(&self) -> bool {
-        self.etcd_tls || self.rest_tls || self.pg_tls
+        self.etcd_tls || self.rest_tls || self.pg_tls || self.redis_tls
     }
 
     /// Use this HAProxy config text verbatim (its ports must be the
