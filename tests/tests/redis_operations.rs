@@ -1,6 +1,7 @@
 //! `wardenctl` operating a real Redis cluster: `failover` to a named replica, `restart`
 //! of a member (its redis-server gets a new run id and comes back in its role),
-//! `reinit` of a replica (its data removed and copied again from the primary), and
+//! `reinit` of a replica (its data removed and copied again from the primary), a
+//! replica pointed elsewhere behind its agent's back is pointed back, and
 //! `pause`/`resume` (while paused, a dead primary is not replaced).
 
 use std::collections::HashMap;
@@ -117,6 +118,21 @@ fn wardenctl_failover_restart_reinit_and_pause_on_redis() {
         (follows(r_port, primary_port) && get(r_port, "after-failover").as_deref() == Some("1"))
             .then_some(())
     });
+
+    // A replica pointed at no one behind its agent's back (what the deadline fence does
+    // to a member that then stays a replica) is pointed at the primary again.
+    let mut c = kit_redis::connect_as(r_port, Some(REDIS_PASSWORD), Duration::from_secs(2))
+        .expect("connect to the replica");
+    redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(0)
+        .query::<()>(&mut c)
+        .expect("REPLICAOF no one");
+    wait_until(
+        T,
+        "the agent points its replica at the primary again",
+        || follows(r_port, primary_port).then_some(()),
+    );
 
     // pause: the primary's node dies and nobody takes over; resume: a replica does.
     let out = wardenctl(&cluster, &["pause", &scope, "--wait"]);

@@ -71,6 +71,10 @@ pub struct Redis {
     /// `min-replicas-to-write` that synchronous mode's strict variant puts in force
     /// (`None`: the configured value).
     sync_min_replicas: Option<u32>,
+    /// The running server follows someone other than the configured source (the
+    /// deadline fence pointed it at no one behind the loop's back): the next
+    /// `configure` reports a change, so the loop reloads and `REPLICAOF` is sent again.
+    drifted: bool,
 }
 
 impl Redis {
@@ -83,6 +87,7 @@ impl Redis {
             role: RoleConfig::Replica { source: None },
             paused_until: None,
             sync_min_replicas: None,
+            drifted: false,
         })
     }
 
@@ -379,6 +384,20 @@ impl Database for Redis {
             None => marker.last_role_master,
         };
         let writes_paused = self.writes_paused();
+        if let (Some(r), RoleConfig::Replica { source }) = (&replication, &self.role) {
+            let want = source
+                .as_ref()
+                .map_or((NOBODY.0.to_string(), NOBODY.1), |s| {
+                    (s.host.clone(), s.port)
+                });
+            if r.role == ServerRole::Replica && r.master.as_ref() != Some(&want) {
+                tracing::warn!(
+                    configured = %format!("{}:{}", want.0, want.1),
+                    "the server follows another upstream than configured (fenced?); it will be pointed again"
+                );
+                self.drifted = true;
+            }
+        }
         Local {
             data,
             system_identifier: (data == DataState::Initialized)
@@ -505,7 +524,8 @@ impl Database for Redis {
         }
         let changed_role = *role != self.role;
         let changed_file = self.write_conf(role)?;
-        Ok(changed_role || changed_file)
+        let drifted = std::mem::take(&mut self.drifted);
+        Ok(changed_role || changed_file || drifted)
     }
 
     /// Spawns `redis-server redis.conf` in its own process group, with a scrubbed

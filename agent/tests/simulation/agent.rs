@@ -5,16 +5,39 @@ use super::*;
 use database::SimPg;
 use dcs::SimDcs;
 use guard::{SimGuard, SimWatchdog};
+use redis_db::SimRedis;
 use seams::SimPeers;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 use warden_agent::ha::env::Env;
 use warden_agent::ha::run::Agent;
+use warden_agent::ha::LocalEngine;
 use warden_agent::state::{NodeStatus, Shared};
 
 /// Member `n`'s configuration file, with the seed's `bootstrap.dcs`.
-pub(crate) fn config(n: usize, dcs: &DynamicConfig) -> Arc<warden_config::Config> {
+pub(crate) fn config(
+    engine: EngineKind,
+    n: usize,
+    dcs: &DynamicConfig,
+) -> Arc<warden_config::Config> {
     let name = NAMES[n];
+    let section = match engine {
+        EngineKind::Postgres => format!(
+            r"postgresql:
+  listen: 127.0.0.1:5432
+  connect_address: {name}:5432
+  data_dir: /nonexistent/warden-sim/{name}/data
+  authentication:
+    superuser: {{username: postgres}}
+    replication: {{username: replicator}}"
+        ),
+        EngineKind::Redis => format!(
+            r"redis:
+  listen: 127.0.0.1:6379
+  connect_address: {name}:6379
+  data_dir: /nonexistent/warden-sim/{name}/redis"
+        ),
+    };
     let yaml = format!(
         r"
 scope: sim
@@ -25,13 +48,7 @@ restapi:
   connect_address: {name}:8008
 etcd3:
   host: 127.0.0.1:2379
-postgresql:
-  listen: 127.0.0.1:5432
-  connect_address: {name}:5432
-  data_dir: /nonexistent/warden-sim/{name}/data
-  authentication:
-    superuser: {{username: postgres}}
-    replication: {{username: replicator}}
+{section}
 watchdog:
   mode: automatic
   device: /nonexistent/warden-sim/watchdog
@@ -88,6 +105,21 @@ pub(crate) fn start(sim: &Sim, n: usize) {
     if sim.with(|w| w.nodes[n].proc.is_some() || !w.nodes[n].machine_up) {
         return;
     }
+    match sim.with(|w| w.engine) {
+        EngineKind::Postgres => {
+            let db = SimPg {
+                sim: sim.clone(),
+                node: n,
+                known_system_identifier: None,
+            };
+            start_with(sim, n, db);
+        }
+        EngineKind::Redis => start_with(sim, n, SimRedis::new(sim.clone(), n)),
+    }
+}
+
+/// Starts node `n`'s agent process over the engine adapter `db`.
+fn start_with<D: LocalEngine>(sim: &Sim, n: usize, db: D) {
     let (cfg, clock) = sim.with(|w| (w.configs[n].clone(), w.nodes[n].clock));
     let (id, shared, delay) = sim.with(|w| w.new_process(n));
     let env = Env {
@@ -112,11 +144,6 @@ pub(crate) fn start(sim: &Sim, n: usize) {
         sim: sim.clone(),
         node: n,
     });
-    let db = SimPg {
-        sim: sim.clone(),
-        node: n,
-        known_system_identifier: None,
-    };
     let span = trace::span(n);
     // `Agent::new` first looks at the configured (here: absent) watchdog device; only
     // what it says about the simulated one counts.

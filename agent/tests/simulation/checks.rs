@@ -15,8 +15,9 @@ impl World {
             .is_some_and(|p| p.shared.deadline.valid_at(self.node_now(n)))
     }
 
-    /// 1. At most one node believes it is the writable primary: PostgreSQL accepts
-    ///    writes and its agent's local lease deadline has not passed.
+    /// 1. At most one node believes it is the writable primary: its server accepts
+    ///    writes (PostgreSQL out of recovery; Redis a master whose writes are not
+    ///    paused) and its agent's local lease deadline has not passed.
     /// 2. At most one node accepts writes at all, whatever its agent believes (the
     ///    property the chaos checker measures; it needs the timer and the guard).
     /// 3. An agent whose local deadline has not passed holds the leader key on the
@@ -24,7 +25,7 @@ impl World {
     ///    unless failsafe confirmations extended it: then the others promised instead.
     pub(crate) fn check_safety(&self) -> Result<(), String> {
         let now = self.now();
-        let writable = |n: usize| self.nodes[n].pg.writable(now);
+        let writable = |n: usize| self.writable(n);
         let both: Vec<usize> = (0..NODES)
             .filter(|&n| writable(n) && self.believes(n))
             .collect();
@@ -64,7 +65,7 @@ impl World {
             Some(_) if node.frozen => "agent stopped",
             Some(_) => "agent running",
         };
-        let incarnation = node.pg.incarnation;
+        let incarnation = self.server(n).1;
         let guard = if node
             .guards
             .iter()
@@ -89,9 +90,15 @@ impl World {
     /// happened in this run.
     pub(crate) fn check_liveness(&mut self) -> Result<(), String> {
         let now = self.now();
-        let writable: Vec<usize> = (0..NODES)
-            .filter(|&n| self.nodes[n].pg.writable(now))
-            .collect();
+        let writable: Vec<usize> = (0..NODES).filter(|&n| self.writable(n)).collect();
+        if writable.is_empty() && self.latest_data_lost() {
+            self.stats.leaderless_after_loss += 1;
+            self.log(
+                None,
+                "no primary: every copy of the latest data was lost (no persistence)".into(),
+            );
+            return Ok(());
+        }
         let settle = (END_MS - FAULTS_UNTIL_MS) / 1000;
         let [p] = writable[..] else {
             return Err(format!(
@@ -111,6 +118,11 @@ impl World {
             return Err("no failover happened in this run".into());
         }
         for r in (0..NODES).filter(|&r| r != p) {
+            if self.engine == EngineKind::Redis {
+                self.redis_follows(r, p)
+                    .map_err(|why| format!("{settle}s after all faults healed {why}"))?;
+                continue;
+            }
             let pg = &self.nodes[r].pg;
             if pg.ready(now) && pg.in_recovery && pg.streaming && pg.upstream == Some(p) {
                 continue;
@@ -132,6 +144,86 @@ impl World {
         Ok(())
     }
 
+    /// A Redis world without persistence lost every copy of the latest data: each
+    /// member is further behind the highest offset written than a failover may lose.
+    fn latest_data_lost(&self) -> bool {
+        self.engine == EngineKind::Redis
+            && self.persist == redis::Persist::Never
+            && self
+                .nodes
+                .iter()
+                .all(|node| node.rs.lin.offset + MAX_LAG_ON_FAILOVER < self.max_offset)
+    }
+
+    /// Redis replica `r` follows primary `p`: a replica of it, its link up, on its
+    /// replication id.
+    fn redis_follows(&self, r: usize, p: usize) -> Result<(), String> {
+        let now = self.now();
+        let (rs, up) = (&self.nodes[r].rs, &self.nodes[p].rs);
+        if rs.ready(now)
+            && !rs.master
+            && rs.upstream == Some(p)
+            && rs.link_up
+            && rs.lin.id == up.lin.id
+        {
+            return Ok(());
+        }
+        let why = if !rs.ready(now) {
+            "Redis not running"
+        } else if rs.master {
+            "it runs as a master"
+        } else if rs.upstream != Some(p) {
+            "not a replica of the primary"
+        } else if rs.full_sync_until.is_some() {
+            "still in a full resync"
+        } else {
+            "its link is down"
+        };
+        Err(format!(
+            "{} is not a replica streaming from {}: {why}",
+            NAMES[r], NAMES[p]
+        ))
+    }
+
+    /// One node's database server, for the dump.
+    fn server_dump(&self, n: usize) -> String {
+        let now = self.now();
+        if self.engine == EngineKind::Redis {
+            let rs = &self.nodes[n].rs;
+            return format!(
+                "redis data {:?} running {} ready {} master {} paused {} replid #{} replid2 {:?} offset {} upstream {:?} link_up {} full_sync {:?} conf {:?} disk {:?} marker {:?} incarnation {}",
+                rs.data_state(),
+                rs.running,
+                rs.ready(now),
+                rs.master,
+                rs.paused(now),
+                rs.lin.id,
+                rs.lin.id2,
+                rs.lin.offset,
+                rs.upstream.map(|u| NAMES[u]),
+                rs.link_up,
+                rs.full_sync_until,
+                rs.conf,
+                rs.disk.map(|d| (d.id, d.offset)),
+                rs.marker.as_ref().map(|m| (m.cluster.is_some(), m.last_role_master, m.shutdown_offset)),
+                rs.incarnation,
+            );
+        }
+        let pg = &self.nodes[n].pg;
+        format!(
+            "pg running {} ready {} in_recovery {} tl {} lsn {} upstream {:?} streaming {} conf {:?} pg incarnation {}",
+            pg.running,
+            pg.ready(now),
+            pg.in_recovery,
+            pg::timeline(&self.epochs, pg),
+            pg.wal.lsn,
+            pg.upstream.map(|u| NAMES[u]),
+            pg.streaming,
+            pg.conf,
+            pg.incarnation,
+        )
+    }
+
     pub(crate) fn dump(&self) -> String {
         let now = self.now();
         let mut out = format!(
@@ -141,21 +233,13 @@ impl World {
             self.leader_key()
         );
         for (n, node) in self.nodes.iter().enumerate() {
-            let pg = &node.pg;
             out.push_str(&format!(
-                "  {}: machine_up {} partition {:?} stopped {} | pg running {} ready {} in_recovery {} tl {} lsn {} upstream {:?} streaming {} conf {:?}",
+                "  {}: machine_up {} partition {:?} stopped {} | {}",
                 NAMES[n],
                 node.machine_up,
                 node.partition,
                 node.frozen,
-                pg.running,
-                pg.ready(now),
-                pg.in_recovery,
-                pg::timeline(&self.epochs, pg),
-                pg.wal.lsn,
-                pg.upstream.map(|u| NAMES[u]),
-                pg.streaming,
-                pg.conf,
+                self.server_dump(n),
             ));
             let guards: Vec<String> = node
                 .guards
@@ -170,8 +254,7 @@ impl World {
                 })
                 .collect();
             out.push_str(&format!(
-                " pg incarnation {} | live guard processes [{}] | watchdog {:?}",
-                pg.incarnation,
+                " | live guard processes [{}] | watchdog {:?}",
                 guards.join(", "),
                 node.watchdog.map(|w| w.fires_at)
             ));

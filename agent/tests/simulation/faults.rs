@@ -84,9 +84,9 @@ impl World {
 
     pub(crate) fn crash_machine(&mut self, n: usize, lose_disk: bool) {
         self.kill_agent(n);
+        self.kill_server(n);
         let node = &mut self.nodes[n];
         node.machine_up = false;
-        node.pg.stop(false);
         for g in &mut node.guards {
             g.alive = false;
         }
@@ -95,7 +95,7 @@ impl World {
             wd.gen += 1;
         }
         if lose_disk {
-            node.pg = Pg::empty();
+            self.lose_disk(n);
         }
     }
 
@@ -137,9 +137,8 @@ impl World {
         match roll {
             0..=14 => {
                 // A streaming replica may come back with a new, empty disk.
-                let pg = &self.nodes[n].pg;
                 let lose_disk =
-                    pg.in_recovery && pg.streaming && leader != Some(n) && self.rng.chance(200);
+                    self.streaming_replica(n) && leader != Some(n) && self.rng.chance(200);
                 self.stats.faults += 1;
                 self.log(
                     Some(n),
@@ -154,7 +153,7 @@ impl World {
                 self.stats.faults += 1;
                 self.log(
                     Some(n),
-                    "FAULT: agent SIGKILLed (PostgreSQL and guard live on)".into(),
+                    "FAULT: agent SIGKILLed (the database server and guard live on)".into(),
                 );
                 self.kill_agent(n);
                 self.nodes[n].boot_gen += 1;
@@ -167,10 +166,10 @@ impl World {
                 self.pause(n, how_long, "");
             }
             50..=74 => self.partition(n, roll < 62),
-            75..=89 if self.nodes[n].pg.running => {
+            75..=89 if self.server(n).0 => {
                 self.stats.faults += 1;
-                self.log(Some(n), "FAULT: PostgreSQL killed".into());
-                self.nodes[n].pg.stop(false);
+                self.log(Some(n), "FAULT: database server killed".into());
+                self.kill_server(n);
             }
             _ => {}
         }

@@ -10,8 +10,9 @@ use warden_consensus::types::MemberState;
 /// How often the timer re-reads a deadline that may have moved (`fence.rs`).
 const TIMER_GRANULARITY_MS: u64 = 100;
 
-/// `fence::spawn_timer`: at the local deadline, PostgreSQL goes read-only
-/// (standby.signal + fast shutdown). A task of the agent process: stopped with it.
+/// `fence::spawn_timer`: at the local deadline, the server stops acknowledging writes
+/// (PostgreSQL: standby.signal + fast shutdown, `PgFence`; Redis: writes paused, a
+/// replica of no one, `RedisFence`). A task of the agent process: stopped with it.
 pub(crate) async fn fence_timer(sim: Sim, n: usize, shared: Arc<Shared>) {
     let clock = sim.with(|w| w.nodes[n].clock);
     loop {
@@ -37,10 +38,16 @@ impl World {
     /// The fencing timer's action.
     pub(crate) fn fence(&mut self, n: usize, shared: &Shared) {
         shared.deadline.clear();
-        let pg = &mut self.nodes[n].pg;
-        pg.standby_signal = true;
-        let was_running = pg.running;
-        pg.stop(true);
+        let what = match self.engine {
+            EngineKind::Postgres => {
+                let pg = &mut self.nodes[n].pg;
+                pg.standby_signal = true;
+                let was_running = pg.running;
+                pg.stop(true);
+                format!("fenced PostgreSQL (was running: {was_running})")
+            }
+            EngineKind::Redis => format!("fenced Redis: {}", self.redis_fence(n)),
+        };
         // Tell peers at once (via /patroni) that we no longer run a primary.
         shared.update(|s| {
             s.is_leader = false;
@@ -50,9 +57,7 @@ impl World {
         self.stats.fences += 1;
         self.log(
             Some(n),
-            format!(
-                "fencing timer: lease deadline passed; fenced PostgreSQL (was running: {was_running})"
-            ),
+            format!("fencing timer: lease deadline passed; {what}"),
         );
         self.check();
     }
@@ -99,12 +104,12 @@ impl World {
             }
         }
         let clock = self.nodes[n].clock;
-        let pg = &self.nodes[n].pg;
+        let (running, incarnation) = self.server(n);
         // The guard arms only for a live process (checked by pid and start time), at an
         // absolute reading of the machine's monotonic clock.
         let arm = target
-            .filter(|&(_, pid)| pg.running && i64::from(pid) == 100 + pg.incarnation as i64)
-            .map(|(at, _)| (clock.global_ms(clock.local_of(at)), pg.incarnation));
+            .filter(|&(_, pid)| running && i64::from(pid) == 100 + incarnation as i64)
+            .map(|(at, _)| (clock.global_ms(clock.local_of(at)), incarnation));
         let was_armed = self.nodes[n].guards[g].armed.is_some();
         match arm {
             Some((fire_at, incarnation)) => {
@@ -158,17 +163,17 @@ impl World {
         let stays = guard.input_open;
         guard.alive = stays;
         let then = if stays { "guard stays" } else { "guard exits" };
-        if node.pg.running && node.pg.incarnation == a.incarnation {
-            node.pg.stop(false);
+        if self.server(n) == (true, a.incarnation) {
+            self.kill_server(n);
             self.stats.guard_kills += 1;
             self.log(
                 Some(n),
-                format!("guard: lease deadline passed without renewal; killed PostgreSQL; {then}"),
+                format!("guard: lease deadline passed without renewal; killed the server; {then}"),
             );
         } else {
             self.log(
                 Some(n),
-                format!("guard: deadline passed, PostgreSQL already gone; {then}"),
+                format!("guard: deadline passed, the server already gone; {then}"),
             );
         }
     }

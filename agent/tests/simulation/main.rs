@@ -30,12 +30,32 @@
 //!   (PostgreSQL read-only at the deadline); it is part of the agent process, so it
 //!   freezes and dies with it.
 //!
+//! The same world runs with Redis members instead ([`EngineKind::Redis`], the second
+//! test): the loop drives [`redis_db::SimRedis`], `warden_ha::Database` with the Redis
+//! policy's facts (`warden_redis::policy::RedisLocal`: `INFO`'s replication ids and
+//! offsets, the adapter's write pause, the marker's last lineage), over the server model
+//! [`redis::Rs`]: `REPLICAOF NO ONE` starts a new replication id that continues the old
+//! one (`replid2` up to `second_repl_offset`), `REPLICAOF host` keeps the data and
+//! resyncs partially when our id and offset are a prefix of the upstream's history in its
+//! 1 MB backlog, else fully (our data replaced); a restart resumes the saved id (replica)
+//! or continues it under a new one (master), as Redis 7.0 does; per seed the dataset
+//! persists every write (AOF) or only a copy's final save (`save ""`, no AOF). Writable
+//! means a master whose writes are not paused (`CLIENT PAUSE WRITE`); the fencing timer
+//! does what `RedisFence` does (pause, `REPLICAOF 127.0.0.1 0`, unpause; a server still
+//! loading keeps the pause) and the guard kills `redis-server`. Liveness: every other
+//! member a replica of the primary with its link up, on its replication id; a run
+//! without persistence whose every copy of the latest data died may end leaderless
+//! (counted, not a failure: the loop rightly refuses to promote a member further behind
+//! than `maximum_lag_on_failover`). Switchovers (`pause_for_handover`) are modelled but
+//! not driven: the old primary's wait for the candidate asks its REST API over real
+//! HTTP, which has no seam here.
+//!
 //! Faults are chosen by the seeded RNG: machine crash (now and then with a new, empty
 //! disk), SIGKILL of the agent alone (its tasks aborted; PostgreSQL and the guard live
 //! on), SIGSTOP of the agent (every seam call of that node waits while it is stopped, so
 //! the loop halts at its next I/O, exactly like a process stopped between two steps;
 //! also aimed at the moments right after taking the leader key, promoting and starting
-//! as primary), partition from etcd alone or from etcd and the peers, PostgreSQL crash.
+//! as primary), partition from etcd alone or from etcd and the peers, database server crash.
 //! Every run's fault phase starts by crashing the leader, so every run fails over at
 //! least once.
 //!
@@ -59,8 +79,9 @@
 //! - `WARDEN_SIM_SEED=1234`: run only that seed and print its whole trace (the loop's
 //!   own log lines, at INFO, beside the world's), e.g.
 //!   `WARDEN_SIM_SEED=1234 cargo test -p warden-agent --test simulation -- --nocapture`;
-//! - `WARDEN_SIM_SEEDS=1000`: run seeds 0..1000 instead of the default set (on as many
-//!   threads as the machine has cores);
+//! - `WARDEN_SIM_SEEDS=1000`: run seeds 0..1000 instead of the default set (300 for
+//!   PostgreSQL, 200 for Redis; on as many threads as the machine has cores);
+//! - `WARDEN_SIM_ENGINE=postgresql` or `redis`: run that engine's world only;
 //! - `WARDEN_SIM_FIXES=guard-respawn,failsafe-peers`, `daemon` (the default: what the
 //!   daemon does), `all` or `none`: what-if switches for the parts of the agent the
 //!   simulation supplies itself at a seam ([`Fixes`]). The old model's other switches
@@ -83,7 +104,8 @@
 //!
 //! Layout: `world.rs` (events, clocks, the world's driver), `store.rs` (etcd),
 //! `dcs.rs` (the agent's DCS client), `pg.rs` (PostgreSQL's data and WAL),
-//! `database.rs` (the engine adapter), `seams.rs` (clock, peers), `guard.rs` (fencing
+//! `database.rs` (the engine adapter), `redis.rs` (Redis's replication ids, offsets and
+//! resyncs), `redis_db.rs` (the Redis adapter), `seams.rs` (clock, peers), `guard.rs` (fencing
 //! timer, guard process, watchdog), `agent.rs` (agent processes), `faults.rs`,
 //! `checks.rs` (invariants), `trace.rs` (the trace and the loop's log lines).
 
@@ -101,6 +123,8 @@ mod dcs;
 mod faults;
 mod guard;
 mod pg;
+mod redis;
+mod redis_db;
 mod seams;
 mod store;
 mod trace;
@@ -121,6 +145,9 @@ const TTL: Duration = Duration::from_secs(10);
 const LOOP_WAIT_S: u64 = 1;
 
 const RETRY_TIMEOUT_S: u64 = 3;
+
+/// `maximum_lag_on_failover` in the seeds' `bootstrap.dcs`.
+const MAX_LAG_ON_FAILOVER: u64 = 1_048_576;
 
 /// Replication and the workload run at this period.
 const TICK_MS: u64 = 200;
@@ -144,6 +171,28 @@ const FAULTS_UNTIL_MS: u64 = 150_000;
 const END_MS: u64 = 210_000;
 
 const DEFAULT_SEEDS: u64 = 300;
+
+/// The Redis world's default: fewer seeds, so both engines together stay within about a
+/// minute in a debug build on two cores.
+const DEFAULT_REDIS_SEEDS: u64 = 200;
+
+/// The engine the members run: the same loop, with another adapter and server model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EngineKind {
+    /// [`database::SimPg`] over [`Pg`].
+    Postgres,
+    /// [`redis_db::SimRedis`] over [`redis::Rs`].
+    Redis,
+}
+
+impl EngineKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgresql",
+            Self::Redis => "redis",
+        }
+    }
+}
 
 const TRACE_SHOWN: usize = 60;
 
@@ -376,6 +425,9 @@ struct Node {
     unguarded: bool,
     gate: Arc<tokio::sync::Notify>,
     pg: Pg,
+    /// The Redis world's server (never started in the PostgreSQL world, and `pg` never
+    /// in the Redis world).
+    rs: redis::Rs,
     proc: Option<Proc>,
     guards: Vec<GuardProc>,
     /// `None`: this machine has no watchdog device (`watchdog.mode: automatic` then
@@ -425,6 +477,13 @@ struct Stats {
     /// `/history` written by an agent whose lease deadline had passed.
     stale_history_writes: u64,
     faults: u64,
+    /// Redis replicas that had to take a full copy (their history was not a prefix of
+    /// their upstream's, or no longer in its backlog).
+    full_resyncs: u64,
+    /// Redis runs without persistence that ended leaderless because every copy of the
+    /// latest data was lost (each member more than `maximum_lag_on_failover` behind the
+    /// highest offset written): the loop rightly refuses to promote any of them.
+    leaderless_after_loss: u64,
 }
 
 impl Stats {
@@ -441,6 +500,8 @@ impl Stats {
         self.timeline_reuses += o.timeline_reuses;
         self.stale_history_writes += o.stale_history_writes;
         self.faults += o.faults;
+        self.full_resyncs += o.full_resyncs;
+        self.leaderless_after_loss += o.leaderless_after_loss;
     }
 }
 
@@ -451,7 +512,8 @@ impl std::fmt::Display for Stats {
             "{} events, {} turns, {} faults, {} failovers, {} fences by the timer, {} kills by \
              the guard, {} watchdog resets ({} of a running agent, {} of them holding in \
              failsafe mode), {} failsafe holds, {} timeline IDs reused, {} stale /history \
-             writes",
+             writes, {} full resyncs, {} runs leaderless after every copy of the latest data \
+             was lost",
             self.events,
             self.turns,
             self.faults,
@@ -464,6 +526,8 @@ impl std::fmt::Display for Stats {
             self.failsafe_holds,
             self.timeline_reuses,
             self.stale_history_writes,
+            self.full_resyncs,
+            self.leaderless_after_loss,
         )
     }
 }
@@ -471,6 +535,13 @@ impl std::fmt::Display for Stats {
 /// The simulated world: everything outside the agents' loops.
 struct World {
     seed: u64,
+    engine: EngineKind,
+    /// The Redis world's persistence (per seed).
+    persist: redis::Persist,
+    /// The last replication id handed out (Redis draws them at random).
+    next_replid: u64,
+    /// The highest Redis offset a writable primary reached.
+    max_offset: u64,
     rng: Rng,
     /// Instant 0 of the simulation on tokio's (paused) clock.
     origin: tokio::time::Instant,
@@ -525,7 +596,13 @@ struct Run {
 }
 
 /// Runs `seeds` on up to `threads` threads, in seed order of the results.
-fn run_seeds(seeds: &[u64], full_trace: bool, fixes: Fixes, threads: usize) -> Vec<Run> {
+fn run_seeds(
+    engine: EngineKind,
+    seeds: &[u64],
+    full_trace: bool,
+    fixes: Fixes,
+    threads: usize,
+) -> Vec<Run> {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -533,7 +610,7 @@ fn run_seeds(seeds: &[u64], full_trace: bool, fixes: Fixes, threads: usize) -> V
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(&seed) = seeds.get(i) else { break };
-                let run = world::run_seed(seed, full_trace, fixes);
+                let run = world::run_seed(engine, seed, full_trace, fixes);
                 done.lock().expect("no panic while holding it").push(run);
             });
         }
@@ -543,20 +620,27 @@ fn run_seeds(seeds: &[u64], full_trace: bool, fixes: Fixes, threads: usize) -> V
     runs
 }
 
-/// The default set of seeds (or `WARDEN_SIM_SEEDS` of them, or the one
-/// `WARDEN_SIM_SEED`): every run must keep the safety invariants after every event and
-/// end, faults healed, with one primary after at least one failover.
-#[test]
-fn seeded_runs_keep_at_most_one_writable_primary() {
+/// Runs the default set of seeds for `engine` (or `WARDEN_SIM_SEEDS` of them, or the
+/// one `WARDEN_SIM_SEED`; `WARDEN_SIM_ENGINE=postgresql|redis` runs one engine only):
+/// every run must keep the safety invariants after every event and end, faults healed,
+/// with one primary after at least one failover.
+fn run_engine(engine: EngineKind, default_seeds: u64) {
+    if std::env::var("WARDEN_SIM_ENGINE").is_ok_and(|e| e.trim() != engine.name()) {
+        eprintln!(
+            "simulation ({}): skipped (WARDEN_SIM_ENGINE)",
+            engine.name()
+        );
+        return;
+    }
     let single = env_u64("WARDEN_SIM_SEED");
     let seeds: Vec<u64> = match single {
         Some(s) => vec![s],
-        None => (0..env_u64("WARDEN_SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
+        None => (0..env_u64("WARDEN_SIM_SEEDS").unwrap_or(default_seeds)).collect(),
     };
     let fixes = Fixes::from_env();
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let started = std::time::Instant::now();
-    let runs = run_seeds(&seeds, single.is_some(), fixes, threads);
+    let runs = run_seeds(engine, &seeds, single.is_some(), fixes, threads);
     let mut total = Stats::default();
     let mut failures: Vec<&Run> = Vec::new();
     for run in &runs {
@@ -569,7 +653,8 @@ fn seeded_runs_keep_at_most_one_writable_primary() {
         }
     }
     eprintln!(
-        "simulation: {} seeds in {:.1?} on {threads} threads ({fixes:?}): {total}, {} failing seeds",
+        "simulation ({}): {} seeds in {:.1?} on {threads} threads ({fixes:?}): {total}, {} failing seeds",
+        engine.name(),
         seeds.len(),
         started.elapsed(),
         failures.len(),
@@ -594,29 +679,46 @@ fn seeded_runs_keep_at_most_one_writable_primary() {
             first.dump
         );
         panic!(
-            "{} of {} seeds failed; first: seed {}: {why}\nreplay: WARDEN_SIM_SEED={} cargo test -p warden-agent --test simulation -- --nocapture",
+            "{} of {} {} seeds failed; first: seed {}: {why}\nreplay: WARDEN_SIM_ENGINE={} WARDEN_SIM_SEED={} cargo test -p warden-agent --test simulation -- --nocapture",
             failures.len(),
             seeds.len(),
+            engine.name(),
             first.seed,
+            engine.name(),
             first.seed
         );
     }
     assert!(total.failovers > 0, "no run exercised a failover");
 }
 
+/// PostgreSQL members.
+#[test]
+fn seeded_runs_keep_at_most_one_writable_primary() {
+    run_engine(EngineKind::Postgres, DEFAULT_SEEDS);
+}
+
+/// Redis members: the same loop with the Redis adapter's facts (replication ids and
+/// offsets), fenced by pausing writes and following no one.
+#[test]
+fn redis_seeded_runs_keep_at_most_one_writable_primary() {
+    run_engine(EngineKind::Redis, DEFAULT_REDIS_SEEDS);
+}
+
 #[test]
 fn a_seed_replays_exactly() {
-    let fingerprint = |seed| {
-        let run = world::run_seed(seed, true, Fixes::DAEMON);
-        let s = run.stats;
-        (
-            run.result,
-            (s.events, s.turns, s.failovers, s.fences, s.faults),
-            run.trace,
-            run.dump,
-        )
-    };
-    let first = fingerprint(7);
-    assert!(first.2.len() > 100, "the trace shows the run");
-    assert_eq!(first, fingerprint(7));
+    for engine in [EngineKind::Postgres, EngineKind::Redis] {
+        let fingerprint = |seed| {
+            let run = world::run_seed(engine, seed, true, Fixes::DAEMON);
+            let s = run.stats;
+            (
+                run.result,
+                (s.events, s.turns, s.failovers, s.fences, s.faults),
+                run.trace,
+                run.dump,
+            )
+        };
+        let first = fingerprint(7);
+        assert!(first.2.len() > 100, "the trace shows the run");
+        assert_eq!(first, fingerprint(7), "{engine:?} seed 7 replays exactly");
+    }
 }

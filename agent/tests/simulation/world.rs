@@ -7,7 +7,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 /// Runs one seed to its end on a fresh paused runtime.
-pub(crate) fn run_seed(seed: u64, full_trace: bool, fixes: Fixes) -> Run {
+pub(crate) fn run_seed(engine: EngineKind, seed: u64, full_trace: bool, fixes: Fixes) -> Run {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -18,6 +18,7 @@ pub(crate) fn run_seed(seed: u64, full_trace: bool, fixes: Fixes) -> Run {
     let (_sim, result, stats, dump) = local.block_on(&rt, async {
         let _log = trace::install(&trace);
         let sim = Sim(Arc::new(Mutex::new(World::new(
+            engine,
             seed,
             Instant::now(),
             trace.clone(),
@@ -131,7 +132,7 @@ impl Sim {
 }
 
 impl World {
-    fn new(seed: u64, origin: Instant, trace: Trace, fixes: Fixes) -> Self {
+    fn new(engine: EngineKind, seed: u64, origin: Instant, trace: Trace, fixes: Fixes) -> Self {
         trace.start(origin);
         let mut rng = Rng(seed);
         // Per seed: how long a primary may stay down before it hands the key over, and
@@ -142,17 +143,26 @@ impl World {
         let watchdog = rng.chance(400);
         let dcs = DynamicConfig::from_json(&json!({
             "ttl": TTL.as_secs(), "loop_wait": LOOP_WAIT_S, "retry_timeout": RETRY_TIMEOUT_S,
-            "maximum_lag_on_failover": 1_048_576,
+            "maximum_lag_on_failover": MAX_LAG_ON_FAILOVER,
             "primary_start_timeout": primary_start_timeout,
             "check_timeline": check_timeline,
             "failsafe_mode": failsafe_mode,
             "postgresql": {"use_pg_rewind": true},
         }))
         .expect("valid bootstrap.dcs");
-        let options = format!(
-            "primary_start_timeout {primary_start_timeout}s, check_timeline {check_timeline}, \
-             failsafe_mode {failsafe_mode}, watchdog device {watchdog}"
+        let mut options = format!(
+            "{}: primary_start_timeout {primary_start_timeout}s, check_timeline {check_timeline}, \
+             failsafe_mode {failsafe_mode}, watchdog device {watchdog}",
+            engine.name()
         );
+        // Drawn only for Redis, so the PostgreSQL world's seeds replay as before.
+        let persist = match engine {
+            EngineKind::Redis if rng.chance(250) => redis::Persist::Never,
+            _ => redis::Persist::Always,
+        };
+        if engine == EngineKind::Redis {
+            options.push_str(&format!(", persistence {persist:?}"));
+        }
         let nodes = (0..NODES)
             .map(|_| Node {
                 clock: NodeClock::new(origin, rng.range(995_000, 1_005_000)),
@@ -163,6 +173,7 @@ impl World {
                 unguarded: false,
                 gate: Arc::new(tokio::sync::Notify::new()),
                 pg: Pg::empty(),
+                rs: redis::Rs::empty(),
                 proc: None,
                 guards: Vec::new(),
                 watchdog: watchdog.then(Watchdog::default),
@@ -172,9 +183,13 @@ impl World {
                 heal_gen: 0,
             })
             .collect();
-        let configs = (0..NODES).map(|n| agent::config(n, &dcs)).collect();
+        let configs = (0..NODES).map(|n| agent::config(engine, n, &dcs)).collect();
         let mut w = Self {
             seed,
+            engine,
+            persist,
+            next_replid: 0,
+            max_offset: 0,
             rng,
             origin,
             seq: 0,
@@ -239,6 +254,56 @@ impl World {
     pub(crate) fn net_ok(&self, a: usize, b: usize) -> bool {
         let up = |n: usize| self.nodes[n].machine_up && self.nodes[n].partition != Partition::Full;
         up(a) && up(b)
+    }
+
+    /// Node `n`'s database server acknowledges writes now (either engine).
+    pub(crate) fn writable(&self, n: usize) -> bool {
+        let now = self.now();
+        match self.engine {
+            EngineKind::Postgres => self.nodes[n].pg.writable(now),
+            EngineKind::Redis => self.nodes[n].rs.writable(now),
+        }
+    }
+
+    /// Node `n`'s database server process runs, and which start of it that is (its
+    /// pid, with the start time, as the guard checks it).
+    pub(crate) fn server(&self, n: usize) -> (bool, u64) {
+        match self.engine {
+            EngineKind::Postgres => (self.nodes[n].pg.running, self.nodes[n].pg.incarnation),
+            EngineKind::Redis => (self.nodes[n].rs.running, self.nodes[n].rs.incarnation),
+        }
+    }
+
+    /// Node `n`'s server process dies (SIGKILL, OOM, a crash of the machine).
+    pub(crate) fn kill_server(&mut self, n: usize) {
+        match self.engine {
+            EngineKind::Postgres => self.nodes[n].pg.stop(false),
+            EngineKind::Redis => self.nodes[n].rs.stop(self.persist),
+        }
+    }
+
+    /// Node `n` runs a replica whose link to its upstream is up.
+    pub(crate) fn streaming_replica(&self, n: usize) -> bool {
+        match self.engine {
+            EngineKind::Postgres => self.nodes[n].pg.in_recovery && self.nodes[n].pg.streaming,
+            EngineKind::Redis => {
+                let rs = &self.nodes[n].rs;
+                rs.running && !rs.master && rs.link_up
+            }
+        }
+    }
+
+    /// Node `n`'s machine comes back with a new, empty disk.
+    pub(crate) fn lose_disk(&mut self, n: usize) {
+        match self.engine {
+            EngineKind::Postgres => self.nodes[n].pg = Pg::empty(),
+            EngineKind::Redis => {
+                // The process counter is the kernel's pid space, not the disk's.
+                let incarnation = self.nodes[n].rs.incarnation;
+                self.nodes[n].rs = redis::Rs::empty();
+                self.nodes[n].rs.incarnation = incarnation;
+            }
+        }
     }
 
     /// Node `n`'s clock now, as the loop reads it.
@@ -310,6 +375,21 @@ impl World {
     /// Workload and replication.
     fn tick(&mut self) {
         let now = self.now();
+        if self.engine == EngineKind::Redis {
+            for n in 0..NODES {
+                if self.nodes[n].rs.writable(now) {
+                    let rs = &mut self.nodes[n].rs;
+                    rs.lin.offset += self.rng.range(0, WRITE_PER_TICK);
+                    self.max_offset = self.max_offset.max(rs.lin.offset);
+                }
+            }
+            for r in 0..NODES {
+                let budget = self.rng.range(STREAM_PER_TICK / 4, STREAM_PER_TICK);
+                self.redis_replicate(r, budget);
+            }
+            self.push(now + TICK_MS, Ev::Tick);
+            return;
+        }
         for n in 0..NODES {
             if self.nodes[n].pg.writable(now) {
                 self.nodes[n].pg.wal.lsn += self.rng.range(0, WRITE_PER_TICK);
