@@ -22,6 +22,7 @@ fn info(sync: bool) -> RunInfo {
         started_at: "2025-01-01T00:00:00Z".into(),
         unsafe_test: false,
         dynamic_config: None,
+        redis: false,
     }
 }
 
@@ -566,4 +567,39 @@ fn a_gap_belongs_to_the_fault_during_which_writes_came_back() {
     assert_eq!(c.faults[0].write_gap, Some(1_510 * MS));
     assert_eq!(c.faults[1].write_gap, Some(4_010 * MS));
     assert!(!c.faults[0].gap_open && !c.faults[1].gap_open);
+}
+
+#[test]
+fn a_redis_run_is_judged_by_the_same_rules() {
+    // The same events from Redis members: only the label differs.
+    let mut log = clean_log();
+    log.info.as_mut().unwrap().redis = true;
+    let (c, v) = run(&log);
+    assert!(v.pass, "{:?}", v.reasons);
+    let line = verdict_line(&log, &c, &v);
+    assert!(
+        line.starts_with("VERDICT: PASS seed=42 mode=async engine=redis faults=1 writes="),
+        "{line}"
+    );
+    assert_eq!(check(&clean_log(), &Rules::for_log(&clean_log())), c);
+
+    // Asynchronous Redis may lose a killed primary's last writes: counted; with
+    // --sync (a write counted only once `WAIT 1` confirmed it) it fails.
+    let ids: Vec<i64> = log
+        .writes
+        .iter()
+        .map(|w| w.id)
+        .filter(|&id| id != 400)
+        .collect();
+    log.final_state.writer_present = Some(to_ranges(&ids));
+    let (_, v) = run(&log);
+    assert!(v.pass && v.notes[0].contains("1 of"), "{v:?}");
+    log.info.as_mut().unwrap().sync = true;
+    assert_fails_with(&log, "lost writes: 1 of");
+
+    // Stored logs from before the flag read as PostgreSQL runs.
+    let mut json: serde_json::Value = serde_json::to_value(clean_log()).unwrap();
+    json["info"].as_object_mut().unwrap().remove("redis");
+    let back: EventLog = serde_json::from_value(json).unwrap();
+    assert!(!back.info.unwrap().redis);
 }

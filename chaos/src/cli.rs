@@ -27,8 +27,8 @@ pub const DEFAULT_DURATION: Duration = Duration::from_secs(300);
 #[derive(Debug, Parser)]
 #[command(
     name = "warden-chaos",
-    about = "Attack a local Warden cluster (3 etcd members, 3 PostgreSQL nodes with agents, \
-             HAProxy) with faults under a write workload, and check that no acknowledged write \
+    about = "Attack a local Warden cluster (3 etcd members, 3 PostgreSQL or Redis nodes with \
+             agents, HAProxy) with faults under a write workload, and check that no acknowledged write \
              is lost, no two nodes accept writes at once, and the cluster converges.",
     after_help = fault_help(),
     version
@@ -67,6 +67,11 @@ struct Args {
     /// Fail the run on lost acknowledged writes in asynchronous mode too.
     #[arg(long)]
     require_no_loss: bool,
+    /// Redis members instead of PostgreSQL: the same faults and checks, with
+    /// `SET` through HAProxy and on every node's redis port (with --sync, a
+    /// write counts only once `WAIT 1` confirms it).
+    #[arg(long)]
+    redis: bool,
     /// Directory for the report. Default: /tmp/warden-chaos-<UTC time>.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -81,7 +86,7 @@ struct Args {
     /// --out, without starting anything.
     #[arg(long, value_name = "EVENTS_JSON", conflicts_with_all = [
         "seed", "duration", "faults", "smoke", "sync", "sync_strict", "sync_quorum", "failsafe",
-        "require_no_loss", "unsafe_test_rogue_primary",
+        "require_no_loss", "unsafe_test_rogue_primary", "redis",
     ])]
     recheck: Option<PathBuf>,
     /// TEST-ONLY, UNSAFE: allow the `rogue-promote` fault, which promotes a
@@ -121,6 +126,8 @@ pub struct Options {
     pub sync_quorum: bool,
     pub failsafe: bool,
     pub require_no_loss: bool,
+    /// Redis members instead of PostgreSQL.
+    pub redis: bool,
     pub out: PathBuf,
     pub converge_timeout: Duration,
     pub unsafe_test: bool,
@@ -187,6 +194,7 @@ impl Options {
             sync_quorum: a.sync_quorum,
             failsafe: a.failsafe,
             require_no_loss: a.require_no_loss,
+            redis: a.redis,
             out: a.out.unwrap_or_else(default_out),
             converge_timeout: Duration::from_secs(a.converge_timeout),
             unsafe_test: a.unsafe_test_rogue_primary,
@@ -231,7 +239,7 @@ mod tests {
         assert_eq!(o.order, Order::Random(SAFE_KINDS.to_vec()));
         assert_eq!(o.duration, Some(DEFAULT_DURATION));
         assert_eq!(o.converge_timeout, Duration::from_secs(120));
-        assert!(!o.sync && !o.failsafe && !o.unsafe_test && !o.smoke);
+        assert!(!o.sync && !o.failsafe && !o.unsafe_test && !o.smoke && !o.redis);
         assert!(o.out.starts_with("/tmp"), "{:?}", o.out);
     }
 
@@ -267,6 +275,11 @@ mod tests {
         assert_eq!(o.converge_timeout, Duration::from_secs(30));
         let o = parse(&["--faults", "switchover"]).unwrap();
         assert_eq!(o.duration, None, "named faults run once");
+        let r = parse(&["--redis", "--sync", "--seed", "42", "--duration", "300"]).unwrap();
+        assert!(r.redis && r.sync && !r.sync_strict);
+        assert_eq!(r.duration, Some(Duration::from_secs(300)));
+        let s = parse(&["--redis", "--smoke"]).unwrap();
+        assert!(s.redis && s.smoke);
     }
 
     #[test]
@@ -296,6 +309,7 @@ mod tests {
         assert!(e.contains("rogue-promote"), "{e}");
         assert!(usage_error(&["--faults", ""]).contains("fault"));
         assert!(usage_error(&["--recheck", "e.json", "--sync"]).contains("--sync"));
+        assert!(usage_error(&["--recheck", "e.json", "--redis"]).contains("--redis"));
     }
 
     #[test]

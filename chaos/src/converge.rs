@@ -8,11 +8,18 @@
 //! says a streaming replica on that timeline; and the primary's
 //! `pg_stat_replication` lists each of them as streaming. A former primary
 //! therefore counts only once it has rejoined as a streaming replica.
+//!
+//! Redis members have no timeline: there the primary's `INFO replication`
+//! must list every other node online, and each of them must be a replica
+//! with its link up on the primary's replication id
+//! ([`crate::redis_engine::converged_replication`]).
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use warden_tests::{sql, Cluster};
+
+use crate::redis_engine;
 
 /// Interval between two convergence checks.
 const POLL: Duration = Duration::from_millis(500);
@@ -20,7 +27,16 @@ const POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converged {
     pub primary: usize,
-    pub timeline: u64,
+    /// PostgreSQL's timeline; `None` for Redis members.
+    pub timeline: Option<u64>,
+}
+
+impl Converged {
+    /// ` on timeline N` (nothing for Redis), for messages.
+    pub fn on_timeline(&self) -> String {
+        self.timeline
+            .map_or_else(String::new, |t| format!(" on timeline {t}"))
+    }
 }
 
 /// One look at the cluster.
@@ -66,6 +82,9 @@ pub fn check_now(cluster: &Cluster) -> Result<Converged, String> {
             primary.name()
         ));
     }
+    if redis_engine::is_redis(cluster) {
+        return check_redis(cluster, p);
+    }
     let v = primary
         .patroni()
         .ok_or_else(|| format!("{}: no /patroni", primary.name()))?;
@@ -106,7 +125,35 @@ pub fn check_now(cluster: &Cluster) -> Result<Converged, String> {
     }
     Ok(Converged {
         primary: p,
-        timeline: timeline.into(),
+        timeline: Some(timeline.into()),
+    })
+}
+
+/// [`check_now`]'s second half for Redis members: `/patroni` roles and
+/// replication state, then the servers' own view.
+fn check_redis(cluster: &Cluster, p: usize) -> Result<Converged, String> {
+    for (i, n) in cluster.nodes().iter().enumerate() {
+        let v = n
+            .patroni()
+            .ok_or_else(|| format!("{}: no /patroni", n.name()))?;
+        let ok = if i == p {
+            v.role == "primary"
+        } else {
+            v.role == "replica" && v.replication_state.as_deref() == Some("streaming")
+        };
+        if !ok {
+            return Err(format!(
+                "{}: /patroni role {:?} state {:?}",
+                n.name(),
+                v.role,
+                v.replication_state
+            ));
+        }
+    }
+    redis_engine::converged_replication(cluster, p)?;
+    Ok(Converged {
+        primary: p,
+        timeline: None,
     })
 }
 

@@ -50,11 +50,18 @@ pub struct RunInfo {
     /// started: shows the mode the agents really run with.
     #[serde(default)]
     pub dynamic_config: Option<serde_json::Value>,
+    /// Redis members instead of PostgreSQL (`--redis`). The checks do not depend
+    /// on it: writes are ids, nodes are ports, times are instants in either
+    /// engine. Absent in reports of older runs.
+    #[serde(default)]
+    pub redis: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub name: String,
+    /// The node's database port: PostgreSQL's, or redis-server's with `--redis`
+    /// (the name stays for stored logs).
     pub pg_port: u16,
 }
 
@@ -64,7 +71,8 @@ pub struct WriteAck {
     pub id: i64,
     pub sent: Us,
     pub acked: Us,
-    /// The node whose PostgreSQL committed it (`inet_server_port()`).
+    /// The node whose server committed it (PostgreSQL's `inet_server_port()`;
+    /// redis-server's `tcp_port` on the connection).
     pub node: Option<usize>,
 }
 
@@ -92,14 +100,15 @@ pub struct ProbeAck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeError {
-    /// A replica (or a fenced primary): `read-only transaction`.
+    /// A replica (or a fenced primary): `read-only transaction`, Redis's `READONLY`.
     ReadOnly,
     /// No connection.
     Connect,
     /// The statement hit its timeout.
     Timeout,
     /// The commit was local but the wait for the synchronous standby was
-    /// cancelled: not an acknowledgement.
+    /// cancelled (Redis: `WAIT` confirmed no replica in time): not an
+    /// acknowledgement.
     SyncWaitCancelled,
     Other,
 }
@@ -208,7 +217,7 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Node index of a PostgreSQL port.
+    /// Node index of a database port.
     pub fn node_of_port(&self, port: u16) -> Option<usize> {
         self.nodes.iter().position(|n| n.pg_port == port)
     }

@@ -17,14 +17,14 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use warden_api::SwitchoverRequest;
 use warden_tests::wait::poll_until;
-use warden_tests::workload::Writer;
 use warden_tests::{http, process, sql, Cluster};
 
 use crate::converge;
 use crate::events::FaultRecord;
 use crate::fault::FaultKind;
+use crate::redis_engine;
 use crate::schedule::Step;
-use crate::workload::{pause, Clock, Probes};
+use crate::workload::{pause, Clock, HaWriter, Probes};
 
 /// Bound for writes through HAProxy to resume once the cluster converged.
 const WRITES_RESUME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,6 +36,8 @@ const SWITCHOVER_TIMEOUT: Duration = Duration::from_secs(60);
 const SYNC_STANDBY_TIMEOUT: Duration = Duration::from_secs(20);
 /// `rogue-promote`: bound for both nodes to acknowledge direct writes.
 const ROGUE_EVIDENCE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound for a killed redis-server to be gone.
+const SERVER_KILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// `rogue-promote`: acknowledged direct writes wanted from each node.
 const ROGUE_EVIDENCE_ACKS: usize = 3;
 
@@ -44,7 +46,7 @@ const ROGUE_EVIDENCE_ACKS: usize = 3;
 pub struct Ctx<'a> {
     pub cluster: &'a mut Cluster,
     pub clock: Clock,
-    pub writer: &'a Writer,
+    pub writer: &'a HaWriter,
     pub probes: &'a Probes,
     pub stop: &'a AtomicBool,
     pub converge_timeout: Duration,
@@ -83,7 +85,7 @@ impl Ctx<'_> {
             .collect()
     }
 
-    /// Node index of a PostgreSQL port.
+    /// Node index of a database port.
     fn node_of_port(&self, port: u16) -> Option<usize> {
         self.cluster
             .nodes()
@@ -157,10 +159,22 @@ fn kill_node(
     r
 }
 
-/// SIGKILL the primary's postmaster; the agent is left to react (restart in
-/// place or fail over), so there is nothing to heal.
+/// SIGKILL the primary's postmaster (with Redis members: its redis-server)
+/// only; the agent is left to react (restart in place or fail over), so there
+/// is nothing to heal.
 fn kill_postgres(ctx: &mut Ctx<'_>, i: usize, rec: &mut FaultRecord) -> Result<()> {
     let node = ctx.cluster.node(i);
+    if redis_engine::is_redis(ctx.cluster) {
+        rec.target = format!("{} (primary's redis-server)", node.name());
+        let pid = redis_engine::server_pid(node).context("the primary has no redis-server")?;
+        rec.injected = ctx.clock.now();
+        kill(Pid::from_raw(pid), Signal::SIGKILL).context("SIGKILL redis-server")?;
+        if !process::wait_gone(&[pid], SERVER_KILL_TIMEOUT) {
+            bail!("redis-server {pid} survived SIGKILL");
+        }
+        rec.notes.push(format!("killed redis-server {pid}"));
+        return Ok(());
+    }
     rec.target = format!("{} (primary's PostgreSQL)", node.name());
     let pid = node
         .postmaster_pid()
@@ -183,17 +197,23 @@ fn freeze_agent(ctx: &mut Ctx<'_>, step: &Step, i: usize, rec: &mut FaultRecord)
     r
 }
 
-/// SIGSTOP the postmaster first (so it cannot fork), then its children;
-/// SIGCONT them all after the hold, each only if it still is a PostgreSQL
-/// process (a pid of a process that died meanwhile may have been reused).
+/// SIGSTOP the postmaster (with Redis members: redis-server) first, so it
+/// cannot fork, then its children; SIGCONT them all after the hold, each only
+/// if it still is a server process (a pid of a process that died meanwhile
+/// may have been reused).
 fn freeze_postgres(ctx: &mut Ctx<'_>, step: &Step, i: usize, rec: &mut FaultRecord) -> Result<()> {
     let node = ctx.cluster.node(i);
-    rec.target = format!("{} (primary's PostgreSQL)", node.name());
-    let pm = node
-        .postmaster_pid()
-        .context("the primary has no postmaster")?;
+    let redis = redis_engine::is_redis(ctx.cluster);
+    let pm = if redis {
+        rec.target = format!("{} (primary's redis-server)", node.name());
+        redis_engine::server_pid(node).context("the primary has no redis-server")?
+    } else {
+        rec.target = format!("{} (primary's PostgreSQL)", node.name());
+        node.postmaster_pid()
+            .context("the primary has no postmaster")?
+    };
     rec.injected = ctx.clock.now();
-    kill(Pid::from_raw(pm), Signal::SIGSTOP).context("SIGSTOP the postmaster")?;
+    kill(Pid::from_raw(pm), Signal::SIGSTOP).context("SIGSTOP the server")?;
     let mut frozen = vec![pm];
     for c in process::children(pm) {
         if kill(Pid::from_raw(c), Signal::SIGSTOP).is_ok() {
@@ -204,9 +224,13 @@ fn freeze_postgres(ctx: &mut Ctx<'_>, step: &Step, i: usize, rec: &mut FaultReco
         .push(format!("stopped {} processes", frozen.len()));
     ctx.hold(step);
     for pid in frozen {
-        let is_pg = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .is_ok_and(|c| matches!(c.trim(), "postgres" | "postmaster"));
-        if is_pg {
+        let is_server = if redis {
+            redis_engine::is_redis_process(pid)
+        } else {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| matches!(c.trim(), "postgres" | "postmaster"))
+        };
+        if is_server {
             let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
     }
@@ -353,8 +377,8 @@ fn sync_standbys(ctx: &Ctx<'_>, leader: usize) -> Result<Vec<usize>> {
 /// TEST-ONLY: promote a replica behind the agents' back.
 ///
 /// The replica's agent is frozen first, so it cannot notice and demote its
-/// PostgreSQL while we watch; then `pg_promote()` over SQL makes that
-/// PostgreSQL a second writable primary beside the real one. The fault holds
+/// server while we watch; then `pg_promote()` over SQL (Redis: `REPLICAOF NO
+/// ONE`) makes it a second writable primary beside the real one. The fault holds
 /// until the direct-write probes have evidence from both nodes (several
 /// acknowledged writes each, after the promotion) — so the split brain is in
 /// the log by construction, not by luck of timing — then the agent is
@@ -375,10 +399,15 @@ fn rogue_promote(
     ctx.cluster.node(rogue).signal(Signal::SIGSTOP)?;
     let t = Instant::now();
     rec.injected = ctx.clock.us(t);
+    let redis = redis_engine::is_redis(ctx.cluster);
     let result = (|| -> Result<()> {
-        let promoted = sql::query_text(port, "SELECT pg_promote(true, 4)::text")?;
-        if promoted.as_deref() != Some("true") {
-            bail!("pg_promote() returned {promoted:?}");
+        if redis {
+            redis_engine::promote_behind_agent(port)?;
+        } else {
+            let promoted = sql::query_text(port, "SELECT pg_promote(true, 4)::text")?;
+            if promoted.as_deref() != Some("true") {
+                bail!("pg_promote() returned {promoted:?}");
+            }
         }
         let evidence = poll_until(ROGUE_EVIDENCE_TIMEOUT, || {
             let acks = ctx.probes.acks();

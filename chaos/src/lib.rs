@@ -16,6 +16,7 @@ pub mod converge;
 pub mod events;
 pub mod fault;
 pub mod inject;
+pub mod redis_engine;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -16,16 +16,20 @@ use warden_chaos::{report, run};
 
 /// The command line that replays `o`'s schedule.
 fn replay(o: &Options) -> String {
+    let redis = if o.redis { " --redis" } else { "" };
+    let mut a = Vec::new();
     if o.smoke {
-        return "warden-chaos --smoke".into();
-    }
-    let mut a = vec![format!("warden-chaos --seed {}", o.seed)];
-    if let Order::Listed(k) = &o.order {
-        let names: Vec<&str> = k.iter().map(|k| k.name()).collect();
-        a.push(format!("--faults {}", names.join(",")));
-    }
-    if let Some(d) = o.duration {
-        a.push(format!("--duration {}", d.as_secs()));
+        // The seed and faults are fixed; the mode flags still apply.
+        a.push(format!("warden-chaos{redis} --smoke"));
+    } else {
+        a.push(format!("warden-chaos{redis} --seed {}", o.seed));
+        if let Order::Listed(k) = &o.order {
+            let names: Vec<&str> = k.iter().map(|k| k.name()).collect();
+            a.push(format!("--faults {}", names.join(",")));
+        }
+        if let Some(d) = o.duration {
+            a.push(format!("--duration {}", d.as_secs()));
+        }
     }
     for (on, flag) in [
         (o.sync_strict, "--sync-strict"),
@@ -80,7 +84,8 @@ fn recheck(events: &Path, opts: &Options) -> ExitCode {
         }
     };
     let replay = log.info.as_ref().map_or_else(String::new, |i| {
-        format!("warden-chaos --seed {} ...", i.seed)
+        let redis = if i.redis { " --redis" } else { "" };
+        format!("warden-chaos{redis} --seed {} ...", i.seed)
     });
     finish(&log, &report::build(&log, &replay), opts)
 }

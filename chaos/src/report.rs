@@ -92,6 +92,13 @@ pub fn markdown(r: &Report, log: &EventLog) -> String {
         let _ = writeln!(m, "| | |\n|---|---|");
         let _ = writeln!(m, "| seed | {} |", i.seed);
         let _ = writeln!(m, "| replay | `{}` |", r.replay);
+        let engine = if i.redis {
+            "Redis (synchronous: `WAIT 1` confirms each counted write)"
+        } else {
+            "PostgreSQL"
+        };
+        let engine = if i.redis && !i.sync { "Redis" } else { engine };
+        let _ = writeln!(m, "| engine | {engine} |");
         let _ = writeln!(m, "| replication | {mode} |");
         let _ = writeln!(
             m,
@@ -319,6 +326,7 @@ pub(crate) mod tests {
                 started_at: "2025-01-01T00:00:00+00:00".into(),
                 unsafe_test: false,
                 dynamic_config: None,
+                redis: false,
             }),
             nodes: (0..3)
                 .map(|i| NodeInfo {

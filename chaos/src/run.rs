@@ -2,7 +2,7 @@
 //! schedule, converge, stop, collect. Produces the [`EventLog`]; checking and
 //! reporting are separate (and pure).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,9 @@ use crate::cli::Options;
 use crate::converge;
 use crate::events::{to_ranges, EventLog, NodeInfo, RunInfo, WriteAck, WriteFailure};
 use crate::inject::{self, Ctx};
+use crate::redis_engine::{self, RedisWriter};
 use crate::schedule::{Order, Schedule};
-use crate::workload::{pause, Clock, PrimaryRounds, Probes, PROBE_TABLE};
+use crate::workload::{pause, Clock, Engine, HaWriter, PrimaryRounds, Probes, PROBE_TABLE};
 
 /// The writer's table.
 pub const WRITER_TABLE: &str = "chaos_writes";
@@ -28,19 +29,28 @@ const WARMUP_TIMEOUT: Duration = Duration::from_secs(30);
 const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The scope of the chaos cluster in etcd.
 const SCOPE: &str = "chaos";
+/// The writer's pacing: a write every ~10 ms resolves gaps well enough and
+/// leaves the two cores to the cluster.
+const WRITER_PAUSE_AFTER_ACK: Duration = Duration::from_millis(10);
+const WRITER_PAUSE_AFTER_ERROR: Duration = Duration::from_millis(50);
 
 /// Progress on stdout, stamped with the time since `start`.
 pub fn say(start: Instant, msg: &str) {
     println!("[{:7.1} s] {msg}", start.elapsed().as_secs_f64());
 }
 
-/// The cluster: 3 etcd members, 3 nodes with proxies, HAProxy; the mode
-/// flags go into every node's `bootstrap.dcs`.
+/// The cluster: 3 etcd members, 3 nodes (PostgreSQL, or Redis with
+/// `--redis`) with proxies, HAProxy; the mode flags go into every node's
+/// `bootstrap.dcs`.
 pub fn spec(opts: &Options) -> ClusterSpec {
     let (sync, strict, failsafe) = (opts.sync, opts.sync_strict, opts.failsafe);
     let quorum = opts.sync_quorum;
-    ClusterSpec::new(3)
-        .scope(SCOPE)
+    let spec = if opts.redis {
+        ClusterSpec::new(3).redis()
+    } else {
+        ClusterSpec::new(3)
+    };
+    spec.scope(SCOPE)
         .etcd_members(3)
         .with_proxies()
         .customize(move |_, mut c| {
@@ -75,12 +85,14 @@ pub fn run(opts: &Options, stop: &AtomicBool, start: Instant) -> EventLog {
             started_at: String::new(),
             unsafe_test: opts.unsafe_test,
             dynamic_config: None,
+            redis: opts.redis,
         }),
         ..EventLog::default()
     };
+    let engine = if opts.redis { "Redis" } else { "PostgreSQL" };
     say(
         start,
-        "starting 3 etcd members, 3 nodes with agents, HAProxy",
+        &format!("starting 3 etcd members, 3 {engine} nodes with agents, HAProxy"),
     );
     let mut cluster = match Cluster::start(spec(opts)) {
         Ok(c) => c,
@@ -121,12 +133,17 @@ fn drive(
     say(
         start,
         &format!(
-            "formed: primary {}, timeline {}",
+            "formed: primary {}{}",
             cluster.node(formed.primary).name(),
-            formed.timeline
+            formed.on_timeline()
         ),
     );
-    create_probe_table(cluster)?;
+    let engine = if opts.redis {
+        Engine::Redis { sync: opts.sync }
+    } else {
+        create_probe_table(cluster)?;
+        Engine::Postgres
+    };
     let config = dynamic_config(cluster, formed.primary, opts)?;
 
     let clock = Clock::start();
@@ -147,20 +164,25 @@ fn drive(
         .enumerate()
         .collect();
     let rounds = PrimaryRounds::start(&apis, clock)?;
-    let probes = Probes::start(&nodes, clock)?;
-    let writer = Writer::start(
-        cluster.write_port(),
-        WRITER_TABLE,
-        WriterOptions {
-            // Paced: a write every ~10 ms resolves gaps well enough and
-            // leaves the two cores to the cluster.
-            pause_after_ack: Duration::from_millis(10),
-            pause_after_error: Duration::from_millis(50),
-            ..WriterOptions::default()
-        },
-    )
-    .context("starting the writer through HAProxy")?;
-    poll_until(WARMUP_TIMEOUT, || (!writer.acks().is_empty()).then_some(()))
+    let probes = Probes::start(&nodes, clock, engine)?;
+    let writer = match engine {
+        Engine::Postgres => HaWriter::Postgres(Writer::start(
+            cluster.write_port(),
+            WRITER_TABLE,
+            WriterOptions {
+                pause_after_ack: WRITER_PAUSE_AFTER_ACK,
+                pause_after_error: WRITER_PAUSE_AFTER_ERROR,
+                ..WriterOptions::default()
+            },
+        )?),
+        Engine::Redis { sync } => HaWriter::Redis(RedisWriter::start(
+            cluster.write_port(),
+            sync,
+            WRITER_PAUSE_AFTER_ACK,
+            WRITER_PAUSE_AFTER_ERROR,
+        )?),
+    };
+    poll_until(WARMUP_TIMEOUT, || writer.acked_any().then_some(()))
         .context("no write acknowledged through HAProxy after the start")?;
     say(
         start,
@@ -201,9 +223,9 @@ fn drive(
             say(
                 start,
                 &format!(
-                    "converged: primary {} on timeline {} ({:.1} s)",
+                    "converged: primary {}{} ({:.1} s)",
                     cluster.node(c.primary).name(),
-                    c.timeline,
+                    c.on_timeline(),
                     at.duration_since(fin_start).as_secs_f64()
                 ),
             );
@@ -276,7 +298,7 @@ fn run_schedule(
     stop: &AtomicBool,
     start: Instant,
     clock: Clock,
-    writer: &Writer,
+    writer: &HaWriter,
     probes: &Probes,
     mut primary: usize,
     log: &mut EventLog,
@@ -378,17 +400,29 @@ fn record_writes(log: &mut EventLog, outcomes: &[Outcome], clock: Clock) {
     }
 }
 
-/// The ids present on the final primary (read directly on its port).
+/// The ids present on the final primary (read directly on its port): the
+/// tables' rows, or for Redis which acknowledged ids' keys hold their id
+/// (`MGET`).
 fn read_final_rows(cluster: &Cluster, log: &mut EventLog) {
     let Some(p) = log.final_state.primary else {
         log.final_state.read_error = Some("no final primary".into());
         return;
     };
     let port = cluster.node(p).pg_port();
-    match (
-        workload::ids_in(port, WRITER_TABLE),
-        workload::ids_in(port, PROBE_TABLE),
-    ) {
+    let read = if redis_engine::is_redis(cluster) {
+        let writes: Vec<i64> = log.writes.iter().map(|w| w.id).collect();
+        let probes: Vec<i64> = log.probes.iter().map(|a| a.id).collect();
+        (
+            redis_engine::present(port, &writes),
+            redis_engine::present(port, &probes),
+        )
+    } else {
+        (
+            workload::ids_in(port, WRITER_TABLE),
+            workload::ids_in(port, PROBE_TABLE),
+        )
+    };
+    match read {
         (Ok(w), Ok(p)) => {
             log.final_state.writer_present = Some(to_ranges(&w));
             log.final_state.probe_present = Some(to_ranges(&p));
@@ -399,34 +433,47 @@ fn read_final_rows(cluster: &Cluster, log: &mut EventLog) {
     }
 }
 
-/// Every log of the cluster (agents, PostgreSQL, etcd, HAProxy) into `dir`,
-/// so a failed run can be diagnosed after its directory is gone.
+/// Every log of the cluster (agents, PostgreSQL or redis-server, etcd,
+/// HAProxy) into `dir`, so a failed run can be diagnosed after its directory
+/// is gone.
 fn copy_logs(cluster: &Cluster, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut files = cluster.log_paths();
+    let mut files: Vec<(PathBuf, String)> = cluster
+        .log_paths()
+        .into_iter()
+        .map(|f| {
+            let parent = f
+                .parent()
+                .and_then(Path::file_name)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // node1/warden.log -> node1-warden.log; etcd logs sit in the top dir.
+            let target = if name.starts_with("etcd") || name.starts_with("haproxy") {
+                name
+            } else {
+                format!("{parent}-{name}")
+            };
+            (f, target)
+        })
+        .collect();
     for n in cluster.nodes() {
-        let pg = n.node_dir().join("postgresql.log");
-        if pg.is_file() {
-            files.push(pg);
+        // The server's own log: PostgreSQL's in the node's directory, or
+        // redis-server's in its data directory.
+        for (f, name) in [
+            (n.node_dir().join("postgresql.log"), "postgresql.log"),
+            (n.data_dir().join("redis.log"), "redis.log"),
+        ] {
+            if f.is_file() {
+                files.push((f, format!("{}-{name}", n.name())));
+            }
         }
     }
-    for f in files {
-        let parent = f
-            .parent()
-            .and_then(Path::file_name)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // node1/warden.log -> node1-warden.log; etcd logs sit in the top dir.
-        let target = if name.starts_with("etcd") || name.starts_with("haproxy") {
-            dir.join(&name)
-        } else {
-            dir.join(format!("{parent}-{name}"))
-        };
-        if let Err(e) = std::fs::copy(&f, &target) {
+    for (f, target) in files {
+        if let Err(e) = std::fs::copy(&f, dir.join(&target)) {
             eprintln!("warden-chaos: copying {}: {e}", f.display());
         }
     }

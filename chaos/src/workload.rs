@@ -4,6 +4,8 @@
 //!   INSERT every [`PROBE_INTERVAL`] with a short statement timeout. A
 //!   replica answers "read-only transaction" at once; a node that accepts one
 //!   is writable. Two nodes accepting them at the same time is split brain.
+//!   With Redis members, a `SET` on the redis port instead (`READONLY` on a
+//!   replica; see [`crate::redis_engine`]).
 //! * [`PrimaryRounds`]: `GET /primary` on every node at the start of every
 //!   [`ROUND`] — one thread per node, so a frozen agent delays only its own
 //!   samples, and all nodes' samples of a round are sent within the round.
@@ -22,9 +24,10 @@ use postgres::error::SqlState;
 use postgres::NoTls;
 use warden_tests::config::{SUPERUSER, SUPERUSER_PASSWORD};
 use warden_tests::http;
-use warden_tests::workload::SYNC_WAIT_CANCELLED;
+use warden_tests::workload::{Ack, Outcome, Writer, SYNC_WAIT_CANCELLED};
 
 use crate::events::{push_sample, EventLog, PrimarySample, ProbeAck, ProbeError, StatusSpan, Us};
+use crate::redis_engine::{self as chaos_redis, RedisWriter};
 
 /// Between two direct writes on one node.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(75);
@@ -41,7 +44,59 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The probes' table; ids are unique across nodes (node `i` uses
 /// `(i + 1) * 10^12 + n`).
 pub const PROBE_TABLE: &str = "chaos_probe";
-const ID_BLOCK: i64 = 1_000_000_000_000;
+/// Id block per node of the direct writes (the writer's ids stay below it).
+pub const ID_BLOCK: i64 = 1_000_000_000_000;
+
+/// What the nodes run, as far as the workload cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    /// `sync`: a direct write counts only once `WAIT 1` confirms it.
+    Redis {
+        sync: bool,
+    },
+}
+
+/// The writer through HAProxy: the kit's PostgreSQL [`Writer`] or the
+/// harness's [`RedisWriter`]; both record the kit's [`Outcome`]s.
+#[derive(Debug)]
+pub enum HaWriter {
+    Postgres(Writer),
+    Redis(RedisWriter),
+}
+
+impl HaWriter {
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        match self {
+            HaWriter::Postgres(w) => w.outcomes(),
+            HaWriter::Redis(w) => w.outcomes(),
+        }
+    }
+
+    /// Acknowledged writes whose ack came at or after `t`.
+    pub fn acks_since(&self, t: Instant) -> Vec<Ack> {
+        self.outcomes()
+            .into_iter()
+            .filter_map(|o| match o {
+                Outcome::Ack(a) if a.acked >= t => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// True once any write was acknowledged.
+    pub fn acked_any(&self) -> bool {
+        self.outcomes().iter().any(|o| matches!(o, Outcome::Ack(_)))
+    }
+
+    /// Stop (bounded) and return every outcome.
+    pub fn stop(self) -> Vec<Outcome> {
+        match self {
+            HaWriter::Postgres(w) => w.stop(),
+            HaWriter::Redis(w) => w.stop(),
+        }
+    }
+}
 
 /// The workload's time origin.
 #[derive(Debug, Clone, Copy)]
@@ -103,9 +158,9 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Start one probe per `(node index, PostgreSQL port)`. The table must
-    /// exist on every node.
-    pub fn start(nodes: &[(usize, u16)], clock: Clock) -> Result<Probes> {
+    /// Start one probe per `(node index, database port)`. With PostgreSQL the
+    /// table must exist on every node.
+    pub fn start(nodes: &[(usize, u16)], clock: Clock, engine: Engine) -> Result<Probes> {
         let log = Arc::new(Mutex::new(EventLog::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::new();
@@ -114,7 +169,12 @@ impl Probes {
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("probe-{node}"))
-                    .spawn(move || probe_loop(node, port, clock, &l, &s))
+                    .spawn(move || match engine {
+                        Engine::Postgres => probe_loop(node, port, clock, &l, &s),
+                        Engine::Redis { sync } => {
+                            chaos_redis::probe_loop(node, port, sync, clock, &l, &s);
+                        }
+                    })
                     .context("spawning a probe thread")?,
             );
         }

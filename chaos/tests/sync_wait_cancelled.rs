@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use warden_chaos::events::{EventLog, ProbeError};
-use warden_chaos::workload::{Clock, Probes, PROBE_TABLE};
+use warden_chaos::workload::{Clock, Engine, Probes, PROBE_TABLE};
 use warden_tests::wait::{poll_until, wait_until};
 use warden_tests::workload::{Outcome, Writer, WriterOptions, SYNC_WAIT_CANCELLED};
 use warden_tests::{sql, Cluster, ClusterSpec};
@@ -79,7 +79,7 @@ fn a_cancelled_synchronous_commit_is_not_an_acknowledgement() {
     )
     .unwrap();
     let clock = Clock::start();
-    let probes = Probes::start(&[(0, port)], clock).unwrap();
+    let probes = Probes::start(&[(0, port)], clock, Engine::Postgres).unwrap();
     let cancelled_writes = || {
         writer
             .outcomes()

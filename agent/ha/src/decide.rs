@@ -386,6 +386,12 @@ fn primary_down<E: Engine>(o: &Observation<E>, c: &Cluster, stopped: bool) -> De
             "our primary is down and our lease was not renewed this turn; waiting",
         );
     }
+    if let Some(why) = stopped
+        .then(|| o.local.engine.restart_refusal(c, &o.me))
+        .flatten()
+    {
+        return decision(vec![Action::ReleaseLeader], why);
+    }
     if stopped {
         decision(
             vec![Action::RenewLeader, Action::Start(StartAs::Primary)],

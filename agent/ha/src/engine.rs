@@ -79,6 +79,16 @@ pub trait Engine: Clone + std::fmt::Debug + PartialEq {
         None
     }
 
+    /// We hold the leader key and our database is stopped: `Some(why)` when restarting
+    /// it as the primary would lose what a replica holds, so the key is released for a
+    /// replica to take over instead (Redis: a restart loads only what was on disk, and
+    /// replicas that resync from it discard the rest). `me`: our member name. Default:
+    /// never (PostgreSQL restarts with every committed transaction, from its WAL).
+    fn restart_refusal(&self, cluster: &Cluster, me: &str) -> Option<String> {
+        let _ = (cluster, me);
+        None
+    }
+
     /// A running replica of `leader` that has not streamed for `ttl` (`stuck`):
     /// `Some(why)` when it cannot catch up by itself and must be stopped, repaired and
     /// started again.

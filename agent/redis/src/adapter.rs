@@ -573,8 +573,9 @@ impl Database for Redis {
         }
     }
 
-    /// Fast: `SHUTDOWN` (saving per the configuration; Redis 7 first lets lagging
-    /// replicas catch up for up to `shutdown-timeout`); Immediate: SIGKILL. Bounded.
+    /// Fast: `SHUTDOWN` (a replica without saving: it resyncs from its primary; a
+    /// primary with `SAVE`; Redis 7 first lets lagging replicas catch up for up to
+    /// `shutdown-timeout`); Immediate: SIGKILL. Bounded.
     async fn stop(&mut self, mode: StopMode, timeout: Duration) -> Result<(), RedisError> {
         let Some(pid) = self.server_pid_now() else {
             return Ok(());

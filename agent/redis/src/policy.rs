@@ -126,6 +126,30 @@ impl Engine for RedisLocal {
         None
     }
 
+    /// A stopped primary comes back with what its disk held (nothing without
+    /// persistence, an older snapshot otherwise) under a new replication id, and every
+    /// replica that follows it resyncs in full and drops what it had, writes `WAIT`
+    /// confirmed included. So while another member still runs on our history (its
+    /// `replid` is ours: it received what we acknowledged), the key goes to the race
+    /// instead; only a primary nobody else has a copy of restarts in place.
+    fn restart_refusal(&self, cluster: &Cluster, me: &str) -> Option<String> {
+        let mine = self.lineage()?;
+        let (holder, _) = cluster.members.iter().find(|(name, m)| {
+            name.as_str() != me
+                && m.value.state == warden_consensus::types::MemberState::Running
+                && m.value
+                    .extra
+                    .get(fields::REPLID)
+                    .and_then(serde_json::Value::as_str)
+                    == Some(mine.replid.as_str())
+        })?;
+        Some(format!(
+            "our redis-server is down and {holder} holds our history (replication id {}): \
+             releasing the leader key rather than restart from what the disk holds",
+            mine.replid
+        ))
+    }
+
     /// Never: a Redis replica retries the sync every second by itself, and a restart
     /// would not change what its primary answers.
     fn repair_stuck_replica(&self, _: &Cluster, _: &str, _: bool) -> Option<String> {

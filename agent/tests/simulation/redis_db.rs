@@ -226,8 +226,7 @@ impl Database for SimRedis {
                 (Self::look(w, n, paused), 3)
             })
             .await;
-        if let (Some(r), RoleConfig::Replica { source }) = (&local.engine.replication, &self.role)
-        {
+        if let (Some(r), RoleConfig::Replica { source }) = (&local.engine.replication, &self.role) {
             let want = source
                 .as_ref()
                 .map_or(("127.0.0.1".to_string(), 0), |s| (s.host.clone(), s.port));

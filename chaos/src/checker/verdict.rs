@@ -137,8 +137,13 @@ pub fn verdict_line(log: &EventLog, checks: &Checks, v: &Verdict) -> String {
                     (true, false, false) => "sync",
                     _ => "async",
                 });
+        let engine = if log.info.as_ref().is_some_and(|i| i.redis) {
+            " engine=redis"
+        } else {
+            ""
+        };
         format!(
-            "VERDICT: PASS seed={seed} mode={mode} faults={} writes={} lost={}{} \
+            "VERDICT: PASS seed={seed} mode={mode}{engine} faults={} writes={} lost={}{} \
              split-brain=0 two-primaries=0 converged-in={}",
             log.faults.len(),
             checks.lost_writes.acknowledged,

@@ -1,9 +1,9 @@
 //! `warden-bench-sentinel`: issue 13's side-by-side benchmark — Warden's Redis mode
 //! against real Redis Sentinel, on the same machine, with the same writer, in one run.
 //!
-//! Sentinel side: a fresh 1 primary + 2 replicas + 3 `redis-server --sentinel` (quorum
-//! 2, `down-after-milliseconds` `--down-after`, failover-timeout 60000, parallel-syncs
-//! 1) per run. Warden side: a fresh 3-member Redis cluster of the kit (one etcd, ttl
+//! Sentinel side, per run: a fresh 1 primary + 2 replicas + 3 `redis-server
+//! --sentinel` (quorum 2, `down-after-milliseconds` `--down-after`, failover-timeout
+//! 60000, parallel-syncs one). Warden side: a fresh 3-member Redis cluster of the kit (one etcd, ttl
 //! `--ttl`, loop_wait 1), each agent running its redis-server and a Sentinel-compatible
 //! port. The writer is the same on both: [`SentinelWriter`] (`SET k<i> <i>` one at a
 //! time to the primary the Sentinel ports name, rediscovering on any error), or, for
@@ -263,25 +263,24 @@ fn run() -> Result<()> {
         describe(args.scenario, &args, opts)
     );
     let mut all: Vec<(Target, Vec<Metric>)> = Vec::new();
+    let mut report = |i: usize, t: Target, m: Vec<Metric>| {
+        let line: Vec<String> = m
+            .iter()
+            .map(|m| format!("{} {:.*}{}", m.name, m.digits, m.value, m.unit))
+            .collect();
+        println!("run {i} {}: {}", t.name(), line.join("; "));
+        all.push((t, m));
+    };
     for i in 1..=args.runs {
-        let outcomes = if args.scenario == Scenario::Idle {
-            idle_run(&args, opts).with_context(|| format!("run {i}"))?
-        } else {
-            let mut v = Vec::new();
-            for &t in &args.targets {
-                let m =
-                    one_run(t, &args, opts).with_context(|| format!("run {i}, {}", t.name()))?;
-                v.push((t, m));
+        if args.scenario == Scenario::Idle {
+            for (t, m) in idle_run(&args, opts).with_context(|| format!("run {i}"))? {
+                report(i, t, m);
             }
-            v
-        };
-        for (t, m) in outcomes {
-            let line: Vec<String> = m
-                .iter()
-                .map(|m| format!("{} {:.*}{}", m.name, m.digits, m.value, m.unit))
-                .collect();
-            println!("run {i} {}: {}", t.name(), line.join("; "));
-            all.push((t, m));
+            continue;
+        }
+        for &t in &args.targets {
+            let m = one_run(t, &args, opts).with_context(|| format!("run {i}, {}", t.name()))?;
+            report(i, t, m);
         }
     }
     for &t in &args.targets {
@@ -474,8 +473,8 @@ fn leader_index(cluster: &Cluster) -> Option<usize> {
     cluster.index_of(&kv.value)
 }
 
-/// A formed 3-member Redis cluster: a leader, two replicas streaming from it, every
-/// Sentinel port naming it. Returns the cluster and the leader's index.
+/// A formed 3-member Redis cluster: a leader answering 200 on `/primary`, two
+/// replicas on `/replica` and streaming from it, every Sentinel port naming it. Returns the cluster and the leader's index.
 fn start_warden(ttl: u32, proxies: bool) -> Result<(Cluster, usize)> {
     let mut spec = ClusterSpec::new(3).redis().ttl(ttl).without_haproxy();
     if proxies {
@@ -485,12 +484,21 @@ fn start_warden(ttl: u32, proxies: bool) -> Result<(Cluster, usize)> {
     let dir = cluster.dir().display().to_string();
     let p = poll_until(READY_TIMEOUT, || {
         let p = leader_index(&cluster)?;
+        // Formed by the agents' own account (200 on /primary and /replica): a member
+        // still cloning could not take over.
+        (cluster.formation()?.0 == p).then_some(())?;
         let port = cluster.node(p).redis_port();
         let i = replication(port)?;
         (i.get("role")? == "master" && i.get("connected_slaves")? == "2").then_some(())?;
+        // The ports name the leader's `redis.connect_address`: its proxy, if it has one.
+        let named = if proxies {
+            cluster.proxies(p).pg.port()
+        } else {
+            port
+        };
         sentinel_ports(&cluster)
             .into_iter()
-            .all(|s| discover_primary(&[s]) == Some(port))
+            .all(|s| discover_primary(&[s]) == Some(named))
             .then_some(p)
     })
     .with_context(|| format!("the Redis cluster did not form (logs in {dir})"))?;
@@ -938,9 +946,9 @@ fn idle_run(args: &Args, opts: SentinelOptions) -> Result<Vec<(Target, Vec<Metri
             window,
             hz,
             [
-                "Sentinel RSS median",
-                "Sentinel RSS max",
-                "Sentinel CPU max",
+                "Sentinel RSS (median of 3)",
+                "Sentinel RSS (max of 3)",
+                "Sentinel CPU (max of 3)",
             ],
         )?;
         out.push((Target::Sentinel, m));
@@ -951,14 +959,22 @@ fn idle_run(args: &Args, opts: SentinelOptions) -> Result<Vec<(Target, Vec<Metri
             &a0,
             window,
             hz,
-            ["agent RSS median", "agent RSS max", "agent CPU max"],
+            [
+                "agent RSS (median of 3)",
+                "agent RSS (max of 3)",
+                "agent CPU (max of 3)",
+            ],
         )?;
         m.extend(idle_metrics(
             &guard_pids,
             &g0,
             window,
             hz,
-            ["guard RSS median", "guard RSS max", "guard CPU max"],
+            [
+                "guard RSS (median of 3)",
+                "guard RSS (max of 3)",
+                "guard CPU (max of 3)",
+            ],
         )?);
         out.push((Target::Warden, m));
     }

@@ -691,3 +691,53 @@ fn synchronous_mode_promotes_only_the_standby_named_in_sync() {
     c.sync = None;
     assert_eq!(run(&obs("n2", c, replica_at(200))).actions, vec![]);
 }
+
+/// The primary's redis-server stopped while its agent holds the key: what it last
+/// reported (the marker), no answer now.
+fn stopped_primary() -> RedisLocal {
+    RedisLocal {
+        replication: None,
+        writes_paused: false,
+        last_known: Some(local(PRIMARY).lineage().unwrap()),
+    }
+}
+
+/// n1's turn: it last ran as the primary (the marker says so), its server is down.
+fn stopped_leader_obs(c: Cluster) -> Observation<RedisLocal> {
+    let mut o = obs("n1", c, stopped_primary());
+    o.local.was_primary = true;
+    o
+}
+
+#[test]
+fn a_stopped_primary_whose_history_a_replica_holds_releases_the_key() {
+    // The replica runs on the primary's replication id: it has what the primary
+    // acknowledged, and a restart from the primary's disk would make it drop that.
+    let c = cluster(
+        Some(CLUSTER_ID),
+        Some("n1"),
+        &[("n1", &stopped_primary()), ("n2", &local(REPLICA))],
+    );
+    let d = run(&stopped_leader_obs(c));
+    assert_eq!(d.actions, vec![Action::ReleaseLeader], "{}", d.note);
+    assert!(d.note.contains("n2 holds our history"), "{}", d.note);
+}
+
+#[test]
+fn a_stopped_primary_nobody_else_has_a_copy_of_restarts_in_place() {
+    // The only other member is down: restarting from the disk is all there is.
+    let mut gone = local(REPLICA);
+    gone.replication = None;
+    let c = cluster(
+        Some(CLUSTER_ID),
+        Some("n1"),
+        &[("n1", &stopped_primary()), ("n2", &gone)],
+    );
+    let d = run(&stopped_leader_obs(c));
+    assert_eq!(
+        d.actions,
+        vec![Action::RenewLeader, Action::Start(StartAs::Primary)],
+        "{}",
+        d.note
+    );
+}
