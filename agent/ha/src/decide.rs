@@ -114,7 +114,7 @@ fn dcs_unreachable<E: Engine>(o: &Observation<E>) -> Decision {
         // Without the DCS we cannot know who leads: only ever come back read-only.
         return decision(
             vec![Action::Start(StartAs::Replica { upstream: None })],
-            "DCS unreachable: starting PostgreSQL read-only",
+            "DCS unreachable: starting the database read-only",
         );
     }
     decision(vec![], "DCS unreachable; keeping the current state")
@@ -161,7 +161,7 @@ fn uninitialized_cluster<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision
         ),
         _ if !o.local.running => decision(
             vec![Action::Start(StartAs::Replica { upstream: None })],
-            "starting PostgreSQL read-only from the existing data directory",
+            "starting the database read-only from the existing data directory",
         ),
         _ => decision(vec![], "waiting for the DCS to be initialised"),
     }
@@ -207,7 +207,7 @@ fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
             if !primary {
                 return decision(
                     vec![Action::ReleaseLeader],
-                    "paused: PostgreSQL is not running as primary; removing the leader key",
+                    "paused: the database is not running as primary; removing the leader key",
                 );
             }
             if !o.lease_renewed {
@@ -238,7 +238,10 @@ fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
                     "paused: running as a primary while {l} holds the leader key; not demoting"
                 ),
             ),
-            None => decision(vec![], "paused: PostgreSQL is not running; not starting it"),
+            None => decision(
+                vec![],
+                "paused: the database is not running; not starting it",
+            ),
         },
         None if primary && o.lease_renewed => decision(
             vec![
@@ -301,7 +304,7 @@ fn manual_task<E: Engine>(o: &Observation<E>, c: &Cluster, task: &ManualTask) ->
                 as_primary,
                 timeout: *timeout,
             });
-            decision(actions, "restarting PostgreSQL as requested")
+            decision(actions, "restarting the database as requested")
         }
         ManualTask::Reinitialize { from } => {
             if leads {
@@ -354,12 +357,12 @@ fn start_stopped<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
             }
             decision(
                 vec![start],
-                format!("starting PostgreSQL as a replica of {l}"),
+                format!("starting the database as a replica of {l}"),
             )
         }
         _ => decision(
             vec![Action::Start(StartAs::Replica { upstream: None })],
-            "starting PostgreSQL read-only; no leader to follow yet",
+            "starting the database read-only; no leader to follow yet",
         ),
     }
 }
@@ -374,7 +377,7 @@ fn primary_down<E: Engine>(o: &Observation<E>, c: &Cluster, stopped: bool) -> De
         return decision(
             vec![Action::ReleaseLeader],
             format!(
-                "PostgreSQL has been down {}s, primary_start_timeout is {}s: releasing the leader key",
+                "the database has been down {}s, primary_start_timeout is {}s: releasing the leader key",
                 down.as_secs(),
                 timeout.as_secs()
             ),
@@ -395,12 +398,12 @@ fn primary_down<E: Engine>(o: &Observation<E>, c: &Cluster, stopped: bool) -> De
     if stopped {
         decision(
             vec![Action::RenewLeader, Action::Start(StartAs::Primary)],
-            "restarting PostgreSQL as primary: we still hold the leader key",
+            "restarting the database as primary: we still hold the leader key",
         )
     } else {
         decision(
             vec![Action::RenewLeader],
-            "PostgreSQL (primary) is starting; keeping the leader key",
+            "the database (primary) is starting; keeping the leader key",
         )
     }
 }

@@ -341,11 +341,17 @@ impl<D: LocalEngine> Agent<D> {
                         .map(|()| format!("{} from {from}", m.name))
                 }
                 ReplicaMethod::Basebackup => {
-                    tracing::info!(from, host, port, "cloning with pg_basebackup");
+                    // The engine's own copy: pg_basebackup, or Redis's full sync.
+                    let how = if self.cfg.redis().is_some() {
+                        "a full sync"
+                    } else {
+                        "pg_basebackup"
+                    };
+                    tracing::info!(from, host, port, "cloning with {how}");
                     let job = self.db.clone_from(&host, port, CLONE_TIMEOUT);
                     keep_lease_during(dcs, lease, loop_wait, job)
                         .await
-                        .map(|()| format!("pg_basebackup from {from}"))
+                        .map(|()| format!("{how} from {from}"))
                         .map_err(|e| e.to_string())
                 }
             };

@@ -290,7 +290,7 @@ impl<D: LocalEngine> Agent<D> {
         let dynamic = self.dynamic(cluster);
         let lease = self.lease.map(|(id, _)| id);
         let role = if as_primary { "primary" } else { "replica" };
-        tracing::warn!(role, "restarting PostgreSQL as requested");
+        tracing::warn!(role, "restarting the database as requested");
         self.state = MemberState::Restarting;
         self.publish_state().await;
         let wanted = if as_primary {

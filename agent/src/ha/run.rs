@@ -429,7 +429,7 @@ impl<D: Database> Agent<D> {
         let local = self.db.observe(self.rewound, &dynamic).await;
         self.system_identifier.clone_from(&local.system_identifier);
         if !local.running && self.state.is_running() {
-            tracing::warn!("PostgreSQL is not running");
+            tracing::warn!("the database server is not running");
             self.state = MemberState::Stopped;
         }
         if let Some(db) = local.db() {
