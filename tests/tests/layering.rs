@@ -156,10 +156,11 @@ fn only_the_postgresql_engine_knows_its_driver() {
     );
 }
 
-/// Redis's client stays in the Redis engine; the kit's clients are the other users.
+/// Redis's client stays in the Redis engine; the kit's and the chaos harness's clients
+/// are the other users.
 #[test]
 fn only_the_redis_engine_knows_its_client() {
-    only_crates_depend_on("redis", &["warden-redis", "warden-tests"]);
+    only_crates_depend_on("redis", &["warden-redis", "warden-tests", "warden-chaos"]);
 }
 
 #[test]
