@@ -23,6 +23,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// A hold on writes outlasts the candidate's confirmation by this much, so it never
 /// lifts by itself while the hand-over is still deciding.
 const PAUSE_MARGIN: Duration = Duration::from_secs(5);
+/// A hand-over with writes held gives up this long before our lease deadline, so that
+/// resuming writes comes before the fence.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(60);
 /// A restart without its own `timeout` waits this long for PostgreSQL to come back.
 const DEFAULT_RESTART_TIMEOUT: Duration = Duration::from_secs(120);
@@ -95,7 +98,7 @@ impl<D: LocalEngine> Agent<D> {
             self.dcs.clone(),
             lease,
             dynamic.loop_wait,
-            wait_for_position(&self.db, &api, conn, checkpoint.0),
+            wait_for_position(&self.db, &api, conn, checkpoint.0, HANDOVER_CONFIRM_TIMEOUT),
         )
         .await;
         if let Err(why) = confirmed {
@@ -161,11 +164,23 @@ impl<D: LocalEngine> Agent<D> {
         let conn = cluster
             .and_then(|c| c.member(candidate))
             .and_then(warden_consensus::types::Member::conn_host_port);
+        // The server keeps running as the primary meanwhile, so the wait must end before
+        // our local lease deadline: past it the fence would demote it (and the guard
+        // kill it) in the middle of the hand-over, and an abort could not resume.
+        let limit = self
+            .shared
+            .deadline
+            .deadline()
+            .map_or(HANDOVER_CONFIRM_TIMEOUT, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+                    .saturating_sub(DEADLINE_MARGIN)
+            })
+            .min(HANDOVER_CONFIRM_TIMEOUT);
         let confirmed = keep_lease_during(
             self.dcs.clone(),
             lease,
             loop_wait,
-            wait_for_position(&self.db, api, conn, position),
+            wait_for_position(&self.db, api, conn, position, limit),
         )
         .await;
         if let Err(why) = confirmed {
@@ -360,8 +375,9 @@ async fn wait_for_position<D: Database + Sync>(
     api_url: &str,
     conn: Option<(String, u16)>,
     position: u64,
+    limit: Duration,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + HANDOVER_CONFIRM_TIMEOUT;
+    let deadline = Instant::now() + limit;
     let mut sql_works = conn.is_some();
     loop {
         if sql_works {
@@ -388,7 +404,7 @@ async fn wait_for_position<D: Database + Sync>(
         };
         if Instant::now() >= deadline {
             return Err(format!(
-                "the candidate did not confirm the shutdown checkpoint {} within {HANDOVER_CONFIRM_TIMEOUT:?} ({last})",
+                "the candidate did not confirm the shutdown checkpoint {} within {limit:?} ({last})",
                 Lsn(position)
             ));
         }
