@@ -193,18 +193,10 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     );
     let (cluster, primary) = start_formed(3, yaml, FORM_TIMEOUT);
     let leader = cluster.node(primary).name().to_string();
-    // More than one 64 MiB part: about 100 MiB of table.
-    fill(cluster.node(primary).pg_port(), 800_000);
-    let writer = Writer::start(
-        cluster.node(primary).pg_port(),
-        "backup_writes",
-        WriterOptions {
-            pause_after_ack: Duration::from_millis(5),
-            ..WriterOptions::default()
-        },
-    )
-    .unwrap();
-
+    // The archive starts where the archiver starts streaming, and a backup taken on a
+    // replica begins at its last restartpoint, which can be the cluster's first WAL
+    // segment: archive before writing, as a deployment does, or (on a slow machine
+    // whose archiver comes up late) that segment is never in the archive.
     let archiver = wait_until(ARCHIVER_TIMEOUT, "a replica holds the archiver key", || {
         archiver_key(&cluster).filter(|a| *a != leader)
     });
@@ -216,6 +208,17 @@ fn scenario(work: &WorkDir, repo: &Repo) {
             .is_some_and(|p| p.is_archiver())
             .then_some(())
     });
+    // More than one 64 MiB part: about 100 MiB of table.
+    fill(cluster.node(primary).pg_port(), 800_000);
+    let writer = Writer::start(
+        cluster.node(primary).pg_port(),
+        "backup_writes",
+        WriterOptions {
+            pause_after_ack: Duration::from_millis(5),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
     let config = cluster.node(0).config_path();
 
     // A member that is not the archiver refuses, naming the archiver.
