@@ -103,6 +103,12 @@ impl S3Server {
         Ok(())
     }
 
+    /// Sends `sig` to the server: `SIGSTOP` makes an unreachable S3 (requests time out,
+    /// the data stays), `SIGCONT` brings it back.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> Result<()> {
+        self.proc.signal(sig)
+    }
+
     /// The log file, for assertion messages.
     pub fn log_path(&self) -> &Path {
         self.proc.log_path()

@@ -57,6 +57,10 @@ pub struct PatroniStatus {
     /// `server_version_num`, e.g. 160004.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_version: Option<u32>,
+    /// Warden only, on a standby cluster's leader: how far it is behind the remote
+    /// primary it follows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<StandbyClusterStatus>,
     /// Patroni's member state: `running`, `starting`, `creating replica`, ...
     #[serde(deserialize_with = "null_default")]
     pub state: String,
@@ -241,6 +245,23 @@ pub struct ScheduledRestart {
     /// Seconds to wait for PostgreSQL to come back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+}
+
+/// `standby_cluster` (Warden only): the standby leader's distance from the remote
+/// primary, from what it can know locally. Bytes: the remote's WAL end as last
+/// reported to our WAL receiver, less what we replayed (`null` without a receiver, e.g.
+/// fed from an archive only). Seconds: 0 when we replayed all of it, else the age of
+/// the newest replayed transaction (by our server's clock); `null` before any replay.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StandbyClusterStatus {
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// The remote primary's address, `host:port` (`null`: archive only).
+    pub remote: Option<String>,
+    /// Our WAL receiver streams from the remote right now (it is reachable).
+    #[serde(deserialize_with = "null_default")]
+    pub streaming: bool,
 }
 
 /// The `warden` object: what Warden adds to Patroni's status.

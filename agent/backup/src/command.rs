@@ -57,6 +57,10 @@ struct FetchArgs {
     /// Warden config file (with a `backup` section).
     #[arg(short = 'c', long = "config", env = CONFIG_ENV)]
     config: PathBuf,
+    /// Read from this repository: a `backup.copies` name (default: `main`, the
+    /// `backup.repository`).
+    #[arg(long = "repository", value_name = "NAME")]
+    repository: Option<String>,
     /// The archived file's name: PostgreSQL's %f.
     name: String,
     /// Where to write it: PostgreSQL's %p.
@@ -80,7 +84,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Config, key, repository and this cluster's layout.
-fn archive(config_path: &Path) -> anyhow::Result<Archive> {
+/// `repository`: a `backup.copies` name to read from instead (wal-fetch only).
+fn archive(config_path: &Path, repository: Option<&str>) -> anyhow::Result<Archive> {
     let loaded = config::load(config_path)?;
     let cfg: Config = loaded.config;
     warden_config::logging::init(&cfg.log.level, cfg.log.json);
@@ -93,6 +98,9 @@ fn archive(config_path: &Path) -> anyhow::Result<Archive> {
             config_path.display()
         )
     })?;
+    let backup = backup
+        .for_repository(repository)
+        .map_err(|e| anyhow::anyhow!("--repository: {e}"))?;
     let key = EncryptionKey::load(backup.encryption_key_file.as_deref())?;
     let repo = Repository::open(&backup.repository)?;
     // PostgreSQL runs archive and restore commands in the data directory.
@@ -115,7 +123,7 @@ fn archive(config_path: &Path) -> anyhow::Result<Archive> {
 }
 
 fn push_main(args: &PushArgs) -> ExitCode {
-    let result = archive(&args.config).and_then(|archive| {
+    let result = archive(&args.config, None).and_then(|archive| {
         runtime()?
             .block_on(archive.push(&args.path))
             .map_err(anyhow::Error::from)
@@ -132,7 +140,7 @@ fn push_main(args: &PushArgs) -> ExitCode {
 }
 
 fn fetch_main(args: &FetchArgs) -> ExitCode {
-    let archive = match archive(&args.config) {
+    let archive = match archive(&args.config, args.repository.as_deref()) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("warden wal-fetch {}: error: {e}", args.name);

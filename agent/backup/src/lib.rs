@@ -13,6 +13,7 @@
 //! - `command`: `warden wal-push` and `warden wal-fetch`.
 //! - `archiver`: the elected archiver streaming WAL into the repository.
 //! - `catalog`: committed backups, dumps and drill results (records written last).
+//! - `copies`: repository copies (`backup.copies`): the copier, its plan and lag.
 //! - `rdb`: Redis RDB snapshots from a replica, sealed into parts; verify, restore,
 //!   drill (retention through `prune`, like dumps).
 
@@ -21,6 +22,7 @@ pub mod base;
 pub mod catalog;
 pub mod codec;
 pub mod command;
+pub mod copies;
 pub mod drill;
 pub mod dump;
 pub mod facts;
@@ -29,6 +31,7 @@ pub mod jobs;
 pub mod key;
 pub mod layout;
 pub mod notify;
+pub mod objectives;
 pub mod parts;
 pub mod prune;
 pub mod rdb;

@@ -41,6 +41,10 @@ pub enum Kind {
     Dump,
     Archive,
     Drill,
+    /// A repository copy (`backup.copies`) behind, failing, or recovered.
+    Copy,
+    /// A DR objective (`backup.objectives`) violated, or met again.
+    Objective,
 }
 
 impl Kind {
@@ -50,6 +54,8 @@ impl Kind {
             Kind::Dump => "dump",
             Kind::Archive => "archive",
             Kind::Drill => "drill",
+            Kind::Copy => "copy",
+            Kind::Objective => "objective",
         }
     }
 }
@@ -123,8 +129,17 @@ impl Notifier {
 
     /// Queues a notification; never blocks.
     pub fn alert(&self, kind: Kind, message: &str) {
+        self.notify(kind, "failed", message);
+    }
+
+    /// Queues the notice that something alerted about is well again.
+    pub fn recovered(&self, kind: Kind, message: &str) {
+        self.notify(kind, "recovered", message);
+    }
+
+    fn notify(&self, kind: Kind, what: &str, message: &str) {
         let text = format!(
-            "warden {}/{}: {} failed: {message}",
+            "warden {}/{}: {} {what}: {message}",
             self.inner.scope,
             self.inner.member,
             kind.as_str()
@@ -248,6 +263,13 @@ pub fn installed() -> Option<&'static Notifier> {
 pub fn alert(kind: Kind, message: &str) {
     if let Some(n) = GLOBAL.get() {
         n.alert(kind, message);
+    }
+}
+
+/// Notifies that a failure alerted about is over (a copy caught up).
+pub fn recovered(kind: Kind, message: &str) {
+    if let Some(n) = GLOBAL.get() {
+        n.recovered(kind, message);
     }
 }
 

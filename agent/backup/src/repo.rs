@@ -49,6 +49,9 @@ pub enum RepoError {
 pub struct ObjectInfo {
     pub path: String,
     pub size: u64,
+    /// When the store last wrote it (copies use it for lag and for the live segment
+    /// overwritten in place).
+    pub modified: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -237,6 +240,7 @@ impl Repository {
                 ObjectInfo {
                     path: p.strip_prefix(&strip).unwrap_or(&p).to_owned(),
                     size: meta.size,
+                    modified: meta.last_modified,
                 }
             })
             .collect();

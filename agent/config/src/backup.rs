@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::backup_copies as copies;
 use super::backup_jobs as jobs;
 use super::reader::{Reader, Section};
 use super::schema;
@@ -48,7 +49,9 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
     };
     let s = r.section("backup", value)?;
     r.check_keys(&s, schema::BACKUP, &[]);
-    let repository = r.required(&s, "repository").and_then(|v| repository(r, v));
+    let repository = r
+        .required(&s, "repository")
+        .and_then(|v| repository(r, "backup.repository", v));
     let encryption_key_file = match s.get("encryption_key_file") {
         None => Some(None),
         Some(v) => absolute_path(r, "backup.encryption_key_file", v).map(Some),
@@ -75,6 +78,14 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
     let wal_wait_timeout = jobs::wal_wait_timeout(r, &s);
     let partial_upload_interval =
         jobs::partial_upload_interval(r, s.get("partial_upload_interval"));
+    let objectives = super::objectives::objectives(r, s.get("objectives"));
+    let copies = match (s.get("copies"), &repository, &retention) {
+        (None, _, _) => Some(Vec::new()),
+        (Some(v), Some(main), Some(main_retention)) => copies::copies(r, v, main, main_retention),
+        // The main repository or retention is invalid (reported): copies are compared
+        // with them, so they are checked once those are fixed.
+        (Some(_), _, _) => None,
+    };
     Some(Some(BackupConfig {
         repository: repository?,
         encryption_key_file: encryption_key_file?,
@@ -87,6 +98,8 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         webhook_url: webhook_url?,
         wal_wait_timeout: wal_wait_timeout?,
         partial_upload_interval: partial_upload_interval?,
+        objectives: objectives?,
+        copies: copies?,
     }))
 }
 
@@ -109,21 +122,23 @@ fn compression_level(r: &mut Reader, value: &Value) -> Option<i32> {
     }
 }
 
-fn repository(r: &mut Reader, value: &Value) -> Option<RepositoryConfig> {
-    let s = r.section("backup.repository", value)?;
+/// A repository's section at `key` (`backup.repository`, `backup.copies[i].repository`):
+/// every error names the key under it.
+pub(super) fn repository(r: &mut Reader, key: &str, value: &Value) -> Option<RepositoryConfig> {
+    let s = r.section(key, value)?;
     r.check_keys(&s, schema::REPOSITORY, &[]);
     let kind_text = r
         .required(&s, "type")
-        .and_then(|v| r.string("backup.repository.type", v));
+        .and_then(|v| r.string(&s.path_of("type"), v));
     let timeout = match s.get("timeout") {
         None => Some(DEFAULT_TIMEOUT),
-        Some(v) => duration(r, "backup.repository.timeout", v),
+        Some(v) => duration(r, &s.path_of("timeout"), v),
     };
     let kind = match kind_text.as_deref().map(str::trim) {
         Some("filesystem") => {
             reject_other_kind(r, &s, FILESYSTEM_KEYS, "filesystem");
             r.required(&s, "path")
-                .and_then(|v| absolute_path(r, "backup.repository.path", v))
+                .and_then(|v| absolute_path(r, &s.path_of("path"), v))
                 .map(|path| RepositoryKind::Filesystem { path })
         }
         Some("s3") => {
@@ -132,7 +147,7 @@ fn repository(r: &mut Reader, value: &Value) -> Option<RepositoryConfig> {
         }
         Some(other) => {
             r.error(
-                "backup.repository.type",
+                s.path_of("type"),
                 format!("expected \"filesystem\" or \"s3\", got \"{other}\""),
             );
             None
@@ -163,11 +178,11 @@ fn reject_other_kind(r: &mut Reader, s: &Section<'_>, allowed: &[&str], kind: &s
 fn s3(r: &mut Reader, s: &Section<'_>) -> Option<S3Config> {
     let bucket = r
         .required(s, "bucket")
-        .and_then(|v| r.string("backup.repository.bucket", v));
+        .and_then(|v| r.string(&s.path_of("bucket"), v));
     let bucket = match bucket {
         Some(b) if b.trim().is_empty() || b.contains('/') => {
             r.error(
-                "backup.repository.bucket",
+                s.path_of("bucket"),
                 format!("must be a bucket name (not empty, no '/'), got \"{b}\""),
             );
             None
@@ -190,20 +205,23 @@ fn s3(r: &mut Reader, s: &Section<'_>) -> Option<S3Config> {
     if let Some(Some(e)) = &endpoint {
         if !(e.starts_with("https://") || e.starts_with("http://")) {
             r.error(
-                "backup.repository.endpoint",
+                s.path_of("endpoint"),
                 format!("must be an http:// or https:// URL, got \"{e}\""),
             );
         } else if e.starts_with("http://") && !allow_http {
             r.error(
-                "backup.repository.endpoint",
-                "is plain http://; set backup.repository.allow_http: true to allow it",
+                s.path_of("endpoint"),
+                format!(
+                    "is plain http://; set {}: true to allow it",
+                    s.path_of("allow_http")
+                ),
             );
         }
     }
     if let (Some(id), Some(secret)) = (&access_key_id, &secret_access_key) {
         if id.is_some() != secret.is_some() {
             r.error(
-                "backup.repository",
+                s.path.clone(),
                 "set both access_key_id and secret_access_key, or neither (then the AWS \
                  environment variables are used)",
             );
@@ -222,7 +240,7 @@ fn s3(r: &mut Reader, s: &Section<'_>) -> Option<S3Config> {
     })
 }
 
-fn absolute_path(r: &mut Reader, key: &str, value: &Value) -> Option<PathBuf> {
+pub(super) fn absolute_path(r: &mut Reader, key: &str, value: &Value) -> Option<PathBuf> {
     let path = PathBuf::from(r.string(key, value)?);
     if !path.is_absolute() {
         r.error(

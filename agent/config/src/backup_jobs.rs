@@ -72,7 +72,12 @@ pub(super) fn schedule(r: &mut Reader, key: &str, value: &Value) -> Option<CronS
 }
 
 pub(super) fn retention(r: &mut Reader, value: &Value) -> Option<Retention> {
-    let s = r.section("backup.retention", value)?;
+    retention_at(r, "backup.retention", value)
+}
+
+/// `backup.retention`'s rules at `key` (a copy's `backup.copies[i].retention` too).
+pub(super) fn retention_at(r: &mut Reader, key: &str, value: &Value) -> Option<Retention> {
+    let s = r.section(key, value)?;
     r.check_keys(&s, schema::RETENTION, &[]);
     let mut out = Retention::default();
     let mut ok = true;
@@ -97,7 +102,7 @@ pub(super) fn retention(r: &mut Reader, value: &Value) -> Option<Retention> {
         && out.keep_monthly.unwrap_or(0) == 0
     {
         r.error(
-            "backup.retention",
+            key,
             "keeps no backup at all; set at least one keep_* above 0 (or remove the section to keep everything)",
         );
         return None;

@@ -9,11 +9,13 @@
 
 mod address;
 mod backup;
+mod backup_copies;
 pub mod backup_jobs;
 pub mod env;
 mod error;
 pub mod logging;
 pub mod methods;
+pub mod objectives;
 mod postgresql;
 mod reader;
 pub mod redis;
@@ -33,13 +35,15 @@ pub use types::{
     Secret, Tags, WatchdogConfig, WatchdogMode,
 };
 pub use types::{
-    CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap, Retention,
+    CopyConfig, CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap,
+    Retention,
 };
 
 pub use types::{EngineConfig, PgAuthTls};
 pub use types::{KeyedPath, RestClientTls, RestTls, VerifyClient};
 
 pub use env::EnvConfig;
+pub use objectives::Objectives;
 use reader::{Reader, Section};
 
 /// A valid configuration and the warnings found on the way (Patroni settings Warden
@@ -247,6 +251,17 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
     let etcd3 = sections::etcd3(r, root);
     let bootstrap = postgresql::bootstrap(r, root);
     let engine = engine(r, root, name.as_deref(), scope.as_deref());
+    // Standby clusters follow a remote PostgreSQL primary; Redis has no such mode.
+    if matches!(engine, Some(EngineConfig::Redis(_)))
+        && bootstrap
+            .as_ref()
+            .is_some_and(|b| b.dcs.is_standby_cluster())
+    {
+        r.error(
+            "bootstrap.dcs.standby_cluster",
+            "standby clusters are PostgreSQL only: a Redis cluster cannot follow a remote primary",
+        );
+    }
     let tags = sections::tags(r, root);
     let watchdog = sections::watchdog(r, root);
     let backup = backup::backup(r, root);

@@ -653,10 +653,6 @@ fn check_dcs_keys(r: &mut Reader, s: &Section<'_>, prefix: &str) {
                 r.warn(format!("{path}: legacy Patroni name; prefer {canonical}"))
             }
             KeyClass::PatroniOnly if value.is_null() => {}
-            KeyClass::PatroniOnly if relative == "standby_cluster" => r.not_implemented(
-                &path,
-                "this cluster does not replicate from the remote primary",
-            ),
             KeyClass::PatroniOnly => r.not_implemented(&path, "kept in the DCS config"),
             KeyClass::Unknown => {
                 r.unknown_key(&path, &name, dynamic_config::candidate_keys(prefix));

@@ -93,6 +93,24 @@ pub(super) const BACKUP: &[Key] = &[
     warden("webhook_url"),
     warden("wal_wait_timeout"),
     warden("partial_upload_interval"),
+    warden("objectives"),
+    warden("copies"),
+];
+
+pub(super) const COPY: &[Key] = &[
+    warden("name"),
+    warden("repository"),
+    warden("encryption_key_file"),
+    warden("retention"),
+    warden("max_lag"),
+];
+
+pub(super) const OBJECTIVES: &[Key] = &[
+    warden("rpo"),
+    warden("rto"),
+    warden("max_backup_age"),
+    warden("max_drill_age"),
+    warden("min_copies"),
 ];
 
 pub(super) const RETENTION: &[Key] = &[

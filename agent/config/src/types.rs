@@ -612,6 +612,24 @@ pub struct BackupConfig {
     /// is still receiving (`.partial`), bounding the archive's RPO; `None`: only complete
     /// segments are uploaded.
     pub partial_upload_interval: Option<std::time::Duration>,
+    /// `backup.objectives`: what `wardenctl dr-report` and the DR gauges judge.
+    pub objectives: crate::objectives::Objectives,
+    /// `backup.copies`: further repositories every committed object is copied to.
+    pub copies: Vec<CopyConfig>,
+}
+
+/// `backup.copies[i]`: a further repository (3-2-1) the archiver copies into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyConfig {
+    /// How `--repository NAME` and the metrics' `copy` label name it.
+    pub name: String,
+    pub repository: RepositoryConfig,
+    /// The copy's own key file; `None`: the main repository's key.
+    pub encryption_key_file: Option<PathBuf>,
+    /// The copy's retention (default: `backup.retention`); keeps at least as much.
+    pub retention: Retention,
+    /// Behind by more than this (age of the oldest object not yet copied): alert.
+    pub max_lag: std::time::Duration,
 }
 
 /// A validated cron expression (5 fields, or 6 with seconds first), evaluated in UTC.

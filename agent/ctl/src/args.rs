@@ -10,7 +10,7 @@ use std::path::PathBuf;
     version,
     about = "Operate a Warden (or Patroni) cluster: list, switchover, restart, edit-config, ...",
     after_help = "Exit codes: 0 success, 1 the operation failed or was refused (the reason is \
-                  printed), 2 bad usage."
+                  printed), 2 bad usage, 3 dr-report found an objective violated."
 )]
 pub struct Cli {
     /// Patroni/Warden YAML config to read scope, namespace, etcd3 hosts and REST API
@@ -80,6 +80,9 @@ pub enum Command {
     /// Restore drill: restore the latest backup into a scratch directory, start it,
     /// run the checks, report RTO and RPO, clean up (Warden only).
     Drill(super::restore::DrillArgs),
+    /// Disaster-recovery plan from the live cluster and repository, with a verdict
+    /// per `backup.objectives` objective; exit 3 when one is violated (Warden only).
+    DrReport(super::dr_report::DrReportArgs),
     /// Print `host=H port=P` of the leader, or of a member with --role, or of --member.
     Dsn(DsnArgs),
     /// Run SQL on the leader, or on a member with --role, or on --member, and print the
@@ -90,10 +93,12 @@ pub enum Command {
                       or as --config-file/--dcs-url."
     )]
     Query(QueryArgs),
-    /// patronictl command not supported by wardenctl.
-    DemoteCluster(Unsupported),
-    /// patronictl command not supported by wardenctl.
-    PromoteCluster(Unsupported),
+    /// Demote the cluster to a standby cluster of a remote primary (sets
+    /// `standby_cluster`), and follow it until the leader is the standby leader.
+    DemoteCluster(super::cluster_role::DemoteClusterArgs),
+    /// Promote a standby cluster, make it run standalone (removes `standby_cluster`),
+    /// and follow it until the leader runs as primary.
+    PromoteCluster(super::cluster_role::PromoteClusterArgs),
 }
 
 impl Command {
@@ -118,6 +123,7 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Drill(_) => "drill",
+            Command::DrReport(_) => "dr-report",
             Command::Dsn(_) => "dsn",
             Command::Query(_) => "query",
             Command::DemoteCluster(_) => "demote-cluster",
@@ -208,6 +214,9 @@ pub struct BackupListArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// List this repository: a `backup.copies` name (default: `main`).
+    #[arg(long = "repository", value_name = "NAME")]
+    pub repository: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -529,12 +538,6 @@ pub struct QueryArgs {
     pub dcs_url: Option<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct Unsupported {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -733,6 +736,10 @@ pub struct BackupVerifyArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Verify this repository: a `backup.copies` name (default: `main`), opened with
+    /// that copy's key.
+    #[arg(long = "repository", value_name = "NAME")]
+    pub repository: Option<String>,
     /// Cluster name (default: the config's scope).
     #[arg(long = "cluster", value_name = "CLUSTER_NAME")]
     pub cluster: Option<String>,

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use warden_api::client::Method;
 use warden_backup::catalog::{BackupRecord, Catalog, DrillRecord, DumpRecord, RdbRecord};
+use warden_config::BackupConfig;
 
 /// Consecutive failed status reads before `create --wait` gives up.
 const MAX_STATUS_FAILURES: u32 = 30;
@@ -349,7 +350,9 @@ impl Ctl<'_> {
 
     async fn backup_list(&mut self, a: BackupListArgs) -> Result<()> {
         let scope = self.config.scope_for(a.cluster_name.as_deref())?;
-        let (catalog, _) = self.backup_catalog(Some(&scope)).await?;
+        let (catalog, cfg) = self
+            .backup_catalog_from(Some(&scope), a.repository.as_deref())
+            .await?;
         let sysid = catalog.layout.system_identifier();
         let where_ = catalog.repo.url().to_string();
         let backups = catalog
@@ -369,11 +372,18 @@ impl Ctl<'_> {
             .await
             .with_context(|| format!("reading the drill results in {where_}"))?
             .pop();
+        // Listing the main repository: how far each copy is behind it.
+        let copies = if a.repository.as_deref().is_none_or(|r| r == "main") {
+            copies_lag(&catalog, &cfg).await
+        } else {
+            Vec::new()
+        };
         if a.json {
             self.io.println(serde_json::to_string_pretty(&json!({
                 "cluster": scope,
                 "system_identifier": sysid.to_string(),
                 "repository": where_,
+                "copies": copies.iter().map(CopyLag::json).collect::<Vec<_>>(),
                 "backups": backups.iter().map(backup_summary).collect::<Vec<_>>(),
                 "dumps": dumps.iter().map(dump_summary).collect::<Vec<_>>(),
                 "rdbs": rdbs.iter().map(rdb_summary).collect::<Vec<_>>(),
@@ -425,6 +435,9 @@ impl Ctl<'_> {
             }
             self.io.println(t.render())?;
         }
+        if !copies.is_empty() {
+            self.io.println(copies_table(&copies))?;
+        }
         if let Some(d) = drill {
             self.io.println(format!(
                 "Last drill: {} {} (backup {}){}",
@@ -442,7 +455,9 @@ impl Ctl<'_> {
     /// `backup verify`: a cluster with RDB snapshots and no base backup (Redis) has its
     /// snapshots verified (one by id, `latest`, or all); any other the PostgreSQL way.
     async fn verify_backups_or_snapshots(&mut self, a: BackupVerifyArgs) -> Result<()> {
-        let (catalog, _) = self.backup_catalog(a.cluster.as_deref()).await?;
+        let (catalog, _) = self
+            .backup_catalog_from(a.cluster.as_deref(), a.repository.as_deref())
+            .await?;
         let where_ = catalog.repo.url().to_string();
         let rdbs = catalog
             .rdbs()
@@ -524,6 +539,82 @@ impl Ctl<'_> {
     }
 }
 
+/// One copy's lag behind the main repository, as `backup list` shows it.
+struct CopyLag {
+    name: String,
+    url: String,
+    lag: Result<warden_backup::copies::Lag, String>,
+}
+
+impl CopyLag {
+    fn json(&self) -> Value {
+        match &self.lag {
+            Ok(l) => json!({
+                "name": self.name, "repository": self.url,
+                "lag_objects": l.objects, "lag_bytes": l.bytes, "lag_seconds": l.seconds,
+                "oldest_missing": l.oldest,
+            }),
+            Err(e) => json!({"name": self.name, "repository": self.url, "error": e}),
+        }
+    }
+}
+
+/// Lists the main repository and each copy (bounded by each repository's timeout)
+/// and compares them with `warden_backup::copies::lag`.
+async fn copies_lag(main: &warden_backup::catalog::Catalog, cfg: &BackupConfig) -> Vec<CopyLag> {
+    let mut out = Vec::with_capacity(cfg.copies.len());
+    for c in &cfg.copies {
+        let (url, lag) = match warden_backup::repo::Repository::open(&c.repository) {
+            Ok(repo) => (
+                repo.url().to_owned(),
+                warden_backup::copies::measure(main, &repo)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            Err(e) => ("-".to_owned(), Err(e.to_string())),
+        };
+        out.push(CopyLag {
+            name: c.name.clone(),
+            url,
+            lag,
+        });
+    }
+    out
+}
+
+fn copies_table(copies: &[CopyLag]) -> String {
+    let mut t = TextTable {
+        title: "Copies".into(),
+        columns: ["Name", "Repository", "Behind", "Lag", "Oldest missing"]
+            .map(String::from)
+            .to_vec(),
+        align: vec![
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+        ],
+        rows: Vec::new(),
+    };
+    for c in copies {
+        let (behind, lag, oldest) = match &c.lag {
+            Ok(l) => (
+                format!("{} obj, {}", l.objects, human_bytes(l.bytes)),
+                format!("{:.1} s", l.seconds),
+                l.oldest.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                ),
+            ),
+            Err(e) => ("?".to_owned(), "?".to_owned(), format!("cannot list: {e}")),
+        };
+        t.rows
+            .push(vec![c.name.clone(), c.url.clone(), behind, lag, oldest]);
+    }
+    t.render()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -556,6 +647,17 @@ mod tests {
         match parse(&["-c", "/etc/w.yml", "backup", "list", "--json"]).unwrap() {
             BackupCommand::List(a) => assert!(a.json && a.cluster_name.is_none()),
             other => panic!("list parsed as {other:?}"),
+        }
+        match parse(&["backup", "list", "--repository", "offsite"]).unwrap() {
+            BackupCommand::List(a) => assert_eq!(a.repository.as_deref(), Some("offsite")),
+            other => panic!("list parsed as {other:?}"),
+        }
+        match parse(&["backup", "verify", "latest", "--repository", "nas"]).unwrap() {
+            BackupCommand::Verify(a) => {
+                assert_eq!(a.repository.as_deref(), Some("nas"));
+                assert_eq!(a.id.as_deref(), Some("latest"));
+            }
+            other => panic!("verify parsed as {other:?}"),
         }
         let e = parse(&["backup", "list", "--format", "x"]).unwrap_err();
         assert!(e.to_string().contains("--format"), "{e}");

@@ -38,8 +38,22 @@ impl Ctl<'_> {
         &mut self,
         cluster: Option<&str>,
     ) -> Result<(Catalog, BackupConfig)> {
+        self.backup_catalog_from(cluster, None).await
+    }
+
+    /// [`Ctl::backup_catalog`] of repository `repository` (`--repository`: a
+    /// `backup.copies` name, with that copy's key; `None` or `main`: the main one). The
+    /// returned config is the main one (with its copies).
+    pub async fn backup_catalog_from(
+        &mut self,
+        cluster: Option<&str>,
+        repository: Option<&str>,
+    ) -> Result<(Catalog, BackupConfig)> {
         let scope = self.config.scope_for(cluster)?;
         let backup = self.backup_config()?;
+        let seen = backup
+            .for_repository(repository)
+            .map_err(|e| anyhow!("--repository: {e}"))?;
         let view = self.read_existing(&scope).await?;
         let sysid: u64 = view
             .cluster
@@ -54,16 +68,18 @@ impl Ctl<'_> {
                 )
             })?;
         let catalog = Catalog {
-            repo: Repository::open(&backup.repository)?,
+            repo: Repository::open(&seen.repository)?,
             layout: Layout::new(&scope, sysid),
-            key: EncryptionKey::load(backup.encryption_key_file.as_deref())?,
+            key: EncryptionKey::load(seen.encryption_key_file.as_deref())?,
         };
         Ok((catalog, backup))
     }
 
     /// `backup verify [ID] [--json]`: fails (exit 1) on any problem.
     pub async fn backup_verify(&mut self, a: BackupVerifyArgs) -> Result<()> {
-        let (catalog, _) = self.backup_catalog(a.cluster.as_deref()).await?;
+        let (catalog, _) = self
+            .backup_catalog_from(a.cluster.as_deref(), a.repository.as_deref())
+            .await?;
         let report = verify::verify(&catalog, a.id.as_deref()).await?;
         if a.json {
             writeln!(self.io.out, "{}", serde_json::to_string_pretty(&report)?)?;

@@ -20,8 +20,10 @@ pub mod api;
 pub mod args;
 pub mod backup;
 mod backup_ops;
+pub mod cluster_role;
 pub mod commands;
 pub mod config;
+pub mod dr_report;
 pub mod edit;
 pub mod io;
 mod maintenance;
@@ -246,13 +248,13 @@ impl<'a> Ctl<'a> {
             Command::Remove(a) => self.remove(a).await,
             Command::Restore(a) => self.restore(a).await,
             Command::Drill(a) => self.drill(a).await,
+            // Boxed: it holds the DCS, repository and copy reads at once.
+            Command::DrReport(a) => Box::pin(self.dr_report(a)).await,
             Command::Backup(a) => self.backup(a).await,
             Command::Dsn(a) => self.dsn(a).await,
             Command::Query(a) => self.query(a).await,
-            other @ (Command::DemoteCluster(_) | Command::PromoteCluster(_)) => bail!(
-                "`{}` is a patronictl command not supported by wardenctl",
-                other.name()
-            ),
+            Command::DemoteCluster(a) => self.demote_cluster(a).await,
+            Command::PromoteCluster(a) => self.promote_cluster(a).await,
         }
     }
 }
@@ -324,6 +326,11 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
+            // A report that found a violated objective: distinct from a failure to
+            // report, for cron and CI.
+            if e.downcast_ref::<dr_report::Violated>().is_some() {
+                return ExitCode::from(dr_report::EXIT_VIOLATED);
+            }
             ExitCode::FAILURE
         }
     }

@@ -299,6 +299,103 @@ fn statement_failure(e: &tokio_postgres::Error) -> String {
         .map_or_else(|| error_chain(e), |db| db.code().code().to_string())
 }
 
+/// A PostgreSQL server's place in the WAL, as `demote-cluster` compares it with this
+/// cluster's (see `cluster_role.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalPlace {
+    pub in_recovery: bool,
+    /// Current (primary) or received/replayed (standby) WAL position.
+    pub lsn: u64,
+    pub timeline: u32,
+    /// The timeline's history file (`parent<TAB>switchpoint<TAB>reason` lines), when
+    /// it has one and it could be read.
+    pub history: Option<String>,
+}
+
+impl Ctl<'_> {
+    /// Asks the server at `host:port` where it stands in the WAL, connecting as
+    /// `wardenctl query` does (PGUSER, PGPASSWORD or `.pgpass`); bounded by the connect
+    /// timeout and the API timeout.
+    pub(crate) async fn wal_place(&mut self, host: &str, port: u16) -> Result<WalPlace> {
+        let env = PgEnv::from_process();
+        let user = env
+            .user
+            .clone()
+            .or_else(|| env.os_user.clone())
+            .unwrap_or_else(|| "postgres".to_string());
+        let p = ConnParams {
+            host: host.to_string(),
+            port,
+            dbname: None,
+        };
+        let password = match env.password.clone() {
+            Some(pw) => Some(pw),
+            None => self.pgpass(&env, &p, env.database.as_deref().unwrap_or(&user), &user)?,
+        };
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(host)
+            .port(port)
+            .user(&user)
+            .dbname(env.database.as_deref().unwrap_or("postgres"))
+            .application_name(APPLICATION_NAME)
+            .connect_timeout(CONNECT_TIMEOUT);
+        if let Some(pw) = &password {
+            cfg.password(pw);
+        }
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, cfg.connect(NoTls))
+            .await
+            .map_err(|_| anyhow!("connecting to {host}:{port}: timeout expired"))?
+            .map_err(|e| anyhow!(connect_failure(&p, &e)))?;
+        tokio::spawn(connection);
+        let sql = "SELECT pg_is_in_recovery(), \
+                   (CASE WHEN pg_is_in_recovery() \
+                     THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) \
+                     ELSE pg_current_wal_lsn() END)::text, \
+                   (CASE WHEN pg_is_in_recovery() \
+                     THEN (SELECT timeline_id FROM pg_control_checkpoint()) \
+                     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int \
+                   END)";
+        let work = async {
+            let row = client.query_one(sql, &[]).await?;
+            let in_recovery: bool = row.try_get(0)?;
+            let lsn: Option<String> = row.try_get(1)?;
+            let timeline: i32 = row.try_get(2)?;
+            let file = format!("pg_wal/{timeline:08X}.history");
+            let history = if timeline > 1 {
+                client
+                    .query_one("SELECT pg_read_file($1)", &[&file])
+                    .await
+                    .ok()
+                    .and_then(|r| r.try_get::<_, String>(0).ok())
+            } else {
+                None
+            };
+            Ok::<_, tokio_postgres::Error>((in_recovery, lsn, timeline, history))
+        };
+        let (in_recovery, lsn, timeline, history) =
+            tokio::time::timeout(self.timing.api_timeout, work)
+                .await
+                .map_err(|_| anyhow!("{host}:{port} did not answer in time"))?
+                .map_err(|e| anyhow!(statement_failure(&e)))?;
+        let lsn = lsn
+            .as_deref()
+            .and_then(parse_lsn)
+            .ok_or_else(|| anyhow!("{host}:{port} reports no WAL position"))?;
+        Ok(WalPlace {
+            in_recovery,
+            lsn,
+            timeline: u32::try_from(timeline).unwrap_or(0),
+            history,
+        })
+    }
+}
+
+/// `X/Y` hexadecimal LSN text.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
 impl Ctl<'_> {
     pub async fn dsn(&mut self, a: DsnArgs) -> Result<()> {
         if a.role.is_some() && a.member.is_some() {

@@ -48,6 +48,10 @@ pub struct RestoreArgs {
     /// else the only one).
     #[arg(long = "system-identifier", value_name = "ID")]
     pub system_identifier: Option<u64>,
+    /// Restore from this repository: a `backup.copies` name (default: `main`,
+    /// `backup.repository`); the restored copy's `restore_command` reads WAL from it too.
+    #[arg(long = "repository", value_name = "NAME")]
+    pub repository: Option<String>,
     /// Print the report as JSON.
     #[arg(long = "json")]
     pub json: bool,
@@ -64,6 +68,10 @@ pub struct DrillArgs {
     /// Parent directory of the scratch directory (default: the system's temp dir).
     #[arg(long = "scratch-dir", value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// Drill from this repository: a `backup.copies` name (default: `main`); the
+    /// drill record is written there too. Proves that copy alone is enough.
+    #[arg(long = "repository", value_name = "NAME")]
+    pub repository: Option<String>,
     /// Print the drill record as JSON.
     #[arg(long = "json")]
     pub json: bool,
@@ -81,6 +89,18 @@ fn warden_config(file: Option<&Path>) -> Result<(Config, PathBuf)> {
         bail!("{}: no backup section (backup.repository)", path.display());
     }
     Ok((loaded.config, path))
+}
+
+/// `cfg` as seen from repository `name` (`--repository`): its `backup` section reads
+/// that copy's repository with that copy's key.
+pub(super) fn on_repository(mut cfg: Config, name: Option<&str>) -> Result<Config> {
+    if let Some(backup) = cfg.backup.as_ref() {
+        let seen = backup
+            .for_repository(name)
+            .map_err(|e| anyhow!("--repository: {e}"))?;
+        cfg.backup = Some(seen);
+    }
+    Ok(cfg)
 }
 
 /// The `-c` config when it is a Redis member's with a backup section (anything else,
@@ -115,6 +135,7 @@ fn check_target_dir(dir: &Path) -> Result<PathBuf> {
 impl Ctl<'_> {
     pub async fn restore(&mut self, a: RestoreArgs) -> Result<()> {
         if let Some(cfg) = redis_config(self.config.file.as_deref()) {
+            let cfg = on_repository(cfg, a.repository.as_deref())?;
             return self.restore_rdb(&cfg, a).await;
         }
         let target = Target::from_options(
@@ -125,6 +146,7 @@ impl Ctl<'_> {
         )?;
         let dir = check_target_dir(&a.to)?;
         let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
+        let cfg = on_repository(cfg, a.repository.as_deref())?;
         let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
         let backup = if a.backup == "latest" {
             let all = catalog.backups().await?;
@@ -138,9 +160,10 @@ impl Ctl<'_> {
         };
         let recovery = Recovery {
             target,
-            restore_command: restore::recovery::restore_command(
+            restore_command: restore::recovery::restore_command_from(
                 &source::warden_binary(),
                 &cfg_path,
+                a.repository.as_deref(),
             ),
             action: "promote",
             archive_off: true,
@@ -250,11 +273,18 @@ impl Ctl<'_> {
 
     pub async fn drill(&mut self, a: DrillArgs) -> Result<()> {
         if let Some(cfg) = redis_config(self.config.file.as_deref()) {
+            let cfg = on_repository(cfg, a.repository.as_deref())?;
             return self.drill_rdb(&cfg, a).await;
         }
         let (cfg, cfg_path) = warden_config(self.config.file.as_deref())?;
+        let cfg = on_repository(cfg, a.repository.as_deref())?;
         let catalog = source::catalog(&cfg, None, a.system_identifier).await?;
         let mut opts = DrillOptions::from_config(&cfg, &cfg_path, a.backup)?;
+        opts.restore_command = restore::recovery::restore_command_from(
+            &source::warden_binary(),
+            &cfg_path,
+            a.repository.as_deref(),
+        );
         opts.scratch_parent = a.scratch_dir;
         let record = drill::run(&catalog, &opts).await?;
         if a.json {

@@ -11,6 +11,9 @@ pub enum StartAs {
     Replica {
         upstream: Option<String>,
     },
+    /// Read-only, as the standby leader of a standby cluster: following the remote
+    /// primary the dynamic config's `standby_cluster` names (or replaying its archive).
+    StandbyLeader,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +60,17 @@ pub enum Action {
     Follow {
         leader: String,
     },
+    /// Standby leader: make sure we follow the remote primary of `standby_cluster`
+    /// (rewrites config and reloads if needed). Never promotes.
+    FollowRemote,
+    /// Stop the writable database and keep the leader key: the cluster became a
+    /// standby cluster, and its primary restarts as the standby leader (the next turn
+    /// repairs it from the remote if needed).
+    StopPrimary,
+    /// Make the stopped local data (a former primary) a valid standby of the remote
+    /// primary of `standby_cluster` (PostgreSQL: pg_rewind from it; if that fails, move
+    /// the data aside and copy the remote afresh).
+    RepairFromRemote,
     /// Primary: make sure the config is the primary's (no recovery settings).
     ConfigurePrimary,
     /// Primary: keep what each other member needs to catch up from us (PostgreSQL: one

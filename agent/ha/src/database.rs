@@ -32,9 +32,38 @@ pub enum RoleConfig {
 /// The member a replica streams from, addressed by its `conn_url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
+    /// Empty for the remote primary of a standby cluster ([`Source::remote`]): no
+    /// member of this cluster.
     pub member: String,
+    /// Empty (with port 0) for a standby cluster that only replays the remote's archive.
     pub host: String,
     pub port: u16,
+}
+
+impl Source {
+    /// The remote primary a standby cluster's leader follows, from `standby_cluster`
+    /// (`None`: no address, the archive only). Member names are never empty, so an
+    /// empty one marks it.
+    pub fn remote(address: Option<(String, u16)>) -> Self {
+        let (host, port) = address.unwrap_or_default();
+        Self {
+            member: String::new(),
+            host,
+            port,
+        }
+    }
+
+    /// The remote primary of a standby cluster (the engine then applies the rest of
+    /// `standby_cluster`: its slot, restore command, apply delay).
+    pub fn is_remote(&self) -> bool {
+        self.member.is_empty()
+    }
+
+    /// Whether there is a server to stream from (a remote without an address replays
+    /// the archive only).
+    pub fn streams(&self) -> bool {
+        !self.host.is_empty()
+    }
 }
 
 /// What the primary's configuration says about synchronous replication

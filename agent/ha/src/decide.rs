@@ -33,7 +33,9 @@ pub fn decide<E: Engine>(o: &Observation<E>) -> Decision {
     match c.initialize.as_deref() {
         None => return uninitialized_cluster(o, c),
         Some("") => {
-            if o.bootstrapped_here && o.local.db().is_some_and(|d| d.writable) {
+            // Writable after initdb; read-only after a standby cluster's bootstrap (a
+            // copy of the remote primary, following it).
+            if o.bootstrapped_here && o.local.db().is_some() {
                 let sysid = o.local.system_identifier.clone().unwrap_or_default();
                 return decision(
                     vec![
@@ -204,6 +206,12 @@ fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
     match c.leader_name() {
         Some(l) if l == o.me => {
+            if !primary && is_standby_cluster(o, c) && db.is_some() {
+                return decision(
+                    vec![Action::RenewLeader],
+                    "paused: keeping the leader key as the standby leader",
+                );
+            }
             if !primary {
                 return decision(
                     vec![Action::ReleaseLeader],
@@ -320,6 +328,7 @@ fn manual_task<E: Engine>(o: &Observation<E>, c: &Cluster, task: &ManualTask) ->
 
 fn start_stopped<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
     match c.leader_name() {
+        Some(l) if l == o.me && is_standby_cluster(o, c) => standby_leader_start(o),
         Some(l) if l == o.me && o.local.was_primary => primary_down(o, c, true),
         Some(l) if l != o.me => {
             let start = Action::Start(StartAs::Replica {
@@ -423,6 +432,9 @@ fn as_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decision {
         );
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
+    if is_standby_cluster(o, c) {
+        return standby_leader(db, others);
+    }
     if !db.writable {
         if let Some(why) = o.local.engine.promotion_refusal(c, &o.me) {
             // E.g. we took the key on a snapshot that went stale while we were frozen,
@@ -522,6 +534,12 @@ fn vacant_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decisio
                 format!("running as primary but not taking the vacant leader key: {why}; demoting"),
             );
         }
+        if is_standby_cluster(o, c) {
+            return decision(
+                vec![Action::AcquireLeader, Action::StopPrimary],
+                "leader key vacant and we run as primary in a standby cluster: taking it, to restart as the standby leader",
+            );
+        }
         return decision(
             vec![
                 Action::AcquireLeader,
@@ -539,6 +557,17 @@ fn vacant_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decisio
     };
     match refusal {
         Some(why) => decision(vec![], format!("not racing for the leader key: {why}")),
+        // A standby cluster's new leader follows the remote primary: no promotion, so no
+        // new timeline and nothing reserved in /history.
+        None if is_standby_cluster(o, c) => decision(
+            vec![
+                Action::AcquireLeader,
+                Action::FollowRemote,
+                Action::Retain { members: others },
+                Action::WriteStatus,
+            ],
+            "leader key vacant and we are the healthiest replica: racing, to lead the standby cluster following the remote primary",
+        ),
         None => decision(
             vec![
                 Action::AcquireLeader,
@@ -549,6 +578,62 @@ fn vacant_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decisio
                 Action::WriteStatus,
             ],
             "leader key vacant and we are the healthiest replica: racing",
+        ),
+    }
+}
+
+/// The config makes this cluster a standby of another (`standby_cluster`), and the
+/// engine can run one: its leader follows the remote primary and is never promoted.
+fn is_standby_cluster<E: Engine>(o: &Observation<E>, c: &Cluster) -> bool {
+    o.local.engine.supports_standby_cluster()
+        && c.config
+            .as_ref()
+            .is_some_and(|v| v.value.is_standby_cluster())
+}
+
+/// We hold the key of a standby cluster (lease renewed this turn).
+fn standby_leader(db: &Db, others: Vec<String>) -> Decision {
+    if db.writable {
+        // `standby_cluster` was set on a primary cluster (`demote-cluster`): stop, then
+        // start following the remote (repaired first where it forked from us).
+        return decision(
+            vec![Action::RenewLeader, Action::StopPrimary],
+            "the cluster became a standby cluster: stopping the primary to restart it as the standby leader",
+        );
+    }
+    decision(
+        vec![
+            Action::RenewLeader,
+            Action::FollowRemote,
+            Action::Retain { members: others },
+            Action::WriteStatus,
+        ],
+        "no action: I am the standby leader with the lock, following the remote primary",
+    )
+}
+
+/// We hold a standby cluster's key and our database is stopped: start it following the
+/// remote primary, after a repair where the engine says the data may have forked.
+fn standby_leader_start<E: Engine>(o: &Observation<E>) -> Decision {
+    if !o.lease_renewed {
+        return decision(
+            vec![],
+            "the standby leader's database is stopped and our lease was not renewed this turn; waiting",
+        );
+    }
+    let start = Action::Start(StartAs::StandbyLeader);
+    match o
+        .local
+        .engine
+        .repair_before_following_remote(o.local.was_primary)
+    {
+        Some(why) => decision(
+            vec![Action::RenewLeader, Action::RepairFromRemote, start],
+            why,
+        ),
+        None => decision(
+            vec![Action::RenewLeader, start],
+            "starting the database as the standby leader, following the remote primary",
         ),
     }
 }

@@ -63,6 +63,21 @@ pub trait Engine: Clone + std::fmt::Debug + PartialEq {
         leader: &str,
     ) -> Option<String>;
 
+    /// Whether the engine can run a standby cluster (`standby_cluster`: the leader
+    /// follows a remote primary). Default: no, and the core then ignores the section.
+    fn supports_standby_cluster(&self) -> bool {
+        false
+    }
+
+    /// A stopped node about to start as its standby cluster's leader, following the
+    /// remote primary: `Some(why)` when its data must first be repaired from the remote
+    /// ([`crate::Action::RepairFromRemote`]), e.g. a former primary whose cluster became
+    /// a standby of another that may have forked from it. Default: never.
+    fn repair_before_following_remote(&self, was_primary: bool) -> Option<String> {
+        let _ = was_primary;
+        None
+    }
+
     /// A stopped node about to follow `leader` whose data cannot be repaired in place
     /// and must be copied afresh ([`crate::Action::Clone`], the old data kept aside):
     /// e.g. a former primary whose history the cluster has since given, under the same

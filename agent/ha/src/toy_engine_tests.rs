@@ -56,6 +56,10 @@ impl Engine for Toy {
         (was_primary && self.diverged).then(|| format!("toy: full resync from {leader}"))
     }
 
+    fn supports_standby_cluster(&self) -> bool {
+        true
+    }
+
     fn repair_stuck_replica(&self, _: &Cluster, leader: &str, stuck: bool) -> Option<String> {
         stuck.then(|| format!("toy: replica stuck, resync from {leader}"))
     }
@@ -433,12 +437,35 @@ fn carry_out<D: Database>(db: &mut D, action: &Action) -> Result<(), String> {
     match action {
         Action::Bootstrap => ready(db.bootstrap(&DynamicConfig::default())).map_err(e),
         Action::Clone { .. } => ready(db.clone_from("127.0.0.1", 7000, t)).map_err(e),
+        Action::Start(StartAs::StandbyLeader) => {
+            let role = RoleConfig::Replica {
+                source: Some(crate::database::Source::remote(Some((
+                    "remote".into(),
+                    7000,
+                )))),
+            };
+            db.configure(&role, None, &DynamicConfig::default())
+                .map_err(e)?;
+            db.start().map_err(e)
+        }
         Action::Start(_) => db.start().map_err(e),
         Action::Promote { .. } => {
             ready(db.promote(t)).map_err(e)?;
             ready(db.checkpoint(t)).map_err(e)
         }
         Action::Demote { .. } => ready(db.stop(StopMode::Fast, t)).map_err(e),
+        Action::StopPrimary => ready(db.stop(StopMode::Fast, t)).map_err(e),
+        Action::FollowRemote => {
+            let role = RoleConfig::Replica {
+                source: Some(crate::database::Source::remote(Some((
+                    "remote".into(),
+                    7000,
+                )))),
+            };
+            db.configure(&role, None, &DynamicConfig::default())
+                .map(|_| ())
+                .map_err(e)
+        }
         Action::Repair { .. } => match ready(db.repair("127.0.0.1", 7000, t)).map_err(e)? {
             RepairOutcome::Repaired => Ok(()),
             RepairOutcome::Unrepairable(why) => Err(why.to_string()),
@@ -510,4 +537,91 @@ fn a_toy_adapter_bootstraps_and_promotes() {
     carry_out(&mut server, &Action::Start(StartAs::Primary)).unwrap();
     carry_out(&mut server, &Action::Promote { reason: "t".into() }).unwrap();
     assert!(server.writable && server.epoch == 1, "{server:?}");
+}
+
+/// `cluster` made a standby cluster of a remote primary.
+fn standby(mut c: Cluster) -> Cluster {
+    c.config = Some(Versioned {
+        value: DynamicConfig::from_json(
+            &serde_json::json!({"standby_cluster": {"host": "remote"}}),
+        )
+        .unwrap(),
+        mod_revision: 1,
+    });
+    c
+}
+
+#[test]
+fn a_toy_primary_becomes_the_standby_leader_of_a_remote_without_promoting() {
+    let mut server = ToyServer {
+        data: DataState::Initialized,
+        running: true,
+        writable: true,
+        ran_writable: true,
+        position: 500,
+        epoch: 1,
+        diverged: false,
+    };
+    let observe = |server: &mut ToyServer| {
+        let mut o = obs(standby(cluster(Some("b"))), replica(0));
+        o.local = ready(server.observe(false, &DynamicConfig::default()));
+        o
+    };
+    // Writable under the key of a standby cluster: stop, keeping the key.
+    let d = decide(&observe(&mut server));
+    assert_eq!(
+        d.actions,
+        vec![Action::RenewLeader, Action::StopPrimary],
+        "{d:?}"
+    );
+    for a in &d.actions {
+        carry_out(&mut server, a).unwrap();
+    }
+    // Stopped: started read-only, following the remote (the toy never needs a repair).
+    let d = decide(&observe(&mut server));
+    assert_eq!(
+        d.actions,
+        vec![Action::RenewLeader, Action::Start(StartAs::StandbyLeader)],
+        "{d:?}"
+    );
+    assert_keys_first(&d.actions);
+    for a in &d.actions {
+        carry_out(&mut server, a).unwrap();
+    }
+    assert!(server.running && !server.writable, "{server:?}");
+    // From then on it follows the remote each turn and is never promoted.
+    let d = decide(&observe(&mut server));
+    assert_eq!(
+        d.actions[..2],
+        [Action::RenewLeader, Action::FollowRemote],
+        "{d:?}"
+    );
+    assert!(!d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Promote { .. })));
+    assert_keys_first(&d.actions);
+    // The section removed: the same node is promoted, after renewing its key.
+    let mut o = observe(&mut server);
+    o.cluster = Some(cluster(Some("b")));
+    let d = decide(&o);
+    assert_eq!(d.actions[0], Action::RenewLeader, "{d:?}");
+    assert!(matches!(d.actions[1], Action::Promote { .. }), "{d:?}");
+}
+
+#[test]
+fn a_toy_standby_cluster_fails_over_without_promoting() {
+    let mut o = obs(standby(cluster(None)), replica(500));
+    o.peers = vec![peer("a", 400)];
+    let d = decide(&o);
+    assert_eq!(
+        d.actions[..2],
+        [Action::AcquireLeader, Action::FollowRemote],
+        "{d:?}"
+    );
+    assert!(!d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Promote { .. })));
+    assert_keys_first(&d.actions);
 }

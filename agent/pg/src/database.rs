@@ -76,7 +76,18 @@ impl Database for Postgres {
         }
         let probe = if running {
             match self.sql().probe().await {
-                Ok(p) => Some(p),
+                Ok(mut p) => {
+                    // A receiver that is down reports nothing: keep the last figure
+                    // (forgotten once the server runs writable).
+                    if !p.in_recovery {
+                        self.last_upstream_end = None;
+                    } else if p.upstream_end_lsn.is_some() {
+                        self.last_upstream_end = p.upstream_end_lsn;
+                    } else {
+                        p.upstream_end_lsn = self.last_upstream_end;
+                    }
+                    Some(p)
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "PostgreSQL did not answer the probe");
                     None
@@ -147,21 +158,48 @@ impl Database for Postgres {
     ) -> Result<bool, PgError> {
         let names = self.names_for(matches!(role, RoleConfig::Primary), cluster, dynamic);
         self.set_dynamic_recovery_conf(dynamic);
+        let remote = match role {
+            RoleConfig::Replica { source: Some(s) } if s.is_remote() => {
+                dynamic.standby_cluster.as_ref()
+            }
+            _ => None,
+        };
+        if let Some(sc) = remote {
+            // The standby leader's own recovery settings (Patroni's: they apply to it
+            // alone, over `recovery_conf`).
+            for (k, v) in [
+                ("restore_command", &sc.restore_command),
+                ("archive_cleanup_command", &sc.archive_cleanup_command),
+                ("recovery_min_apply_delay", &sc.recovery_min_apply_delay),
+            ] {
+                if let Some(v) = v {
+                    self.dynamic_recovery_conf.insert(k.into(), v.clone());
+                }
+            }
+        }
         let standby = match role {
             RoleConfig::Primary => None,
-            RoleConfig::Replica { source } => Some(source.as_ref().map(|s| {
-                let me = &self.settings;
-                Upstream {
-                    host: s.host.clone(),
-                    port: s.port,
-                    user: me.replication.username.clone(),
-                    passfile: me.pgpass.display().to_string(),
-                    application_name: me.name.clone(),
-                    // Patroni's rule: a slot only with `use_slots`.
-                    slot: dynamic.postgresql.use_slots.then(|| slot_name(&me.name)),
-                    tls: me.replication.tls.clone(),
-                }
-            })),
+            RoleConfig::Replica { source } => {
+                Some(source.as_ref().filter(|s| s.streams()).map(|s| {
+                    let me = &self.settings;
+                    // Patroni's rule: a slot only with `use_slots`; on the remote primary
+                    // only the one `standby_cluster.primary_slot_name` names.
+                    let slot = if s.is_remote() {
+                        remote.and_then(|sc| sc.primary_slot_name.clone())
+                    } else {
+                        Some(slot_name(&me.name))
+                    };
+                    Upstream {
+                        host: s.host.clone(),
+                        port: s.port,
+                        user: me.replication.username.clone(),
+                        passfile: me.pgpass.display().to_string(),
+                        application_name: me.name.clone(),
+                        slot: slot.filter(|_| dynamic.postgresql.use_slots),
+                        tls: me.replication.tls.clone(),
+                    }
+                }))
+            }
         };
         let peer = standby.as_ref().and_then(Option::as_ref);
         self.write_pgpass(peer.map(|u| (u.host.as_str(), u.port)))?;

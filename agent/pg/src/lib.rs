@@ -71,6 +71,9 @@ pub struct Postgres {
     dynamic_recovery_conf: BTreeMap<String, String>,
     /// The leader's PostgreSQL (host, port), to copy logical slots from.
     leader_source: Option<(String, u16)>,
+    /// The upstream's WAL end last reported to our WAL receiver (see
+    /// [`sql::Probe::upstream_end_lsn`]), kept while the receiver is down.
+    last_upstream_end: Option<u64>,
 }
 
 impl Postgres {
@@ -97,6 +100,7 @@ impl Postgres {
             slots: leader::Slots::default(),
             dynamic_recovery_conf: BTreeMap::new(),
             leader_source: None,
+            last_upstream_end: None,
         }
     }
 
@@ -483,8 +487,16 @@ impl Postgres {
         let mut sql = Sql::new(conn, Duration::from_secs(3));
         let rows = sql
             .query(
+                // A standby source (a standby cluster's leader, or a standby leader
+                // whose replicas are rewound onto its new timeline) has no current WAL
+                // position: its timeline is its WAL receiver's (when visible to the
+                // role), and pg_rewind reads the control file's.
                 "SELECT (SELECT timeline_id FROM pg_control_checkpoint()), \
-                 ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                 CASE WHEN pg_is_in_recovery() \
+                   THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), \
+                                 (SELECT timeline_id FROM pg_control_checkpoint())) \
+                   ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int \
+                 END",
             )
             .await?;
         let (checkpoint_tli, current_tli): (i32, i32) = rows

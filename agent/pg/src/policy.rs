@@ -161,6 +161,20 @@ impl Engine for PgLocal {
         })
     }
 
+    fn supports_standby_cluster(&self) -> bool {
+        true
+    }
+
+    /// A former primary whose cluster became a standby cluster may hold WAL past the
+    /// point where the remote forked from it (the remote was promoted off our
+    /// timeline): rewind onto the remote's timeline (a no-op when nothing diverged).
+    fn repair_before_following_remote(&self, was_primary: bool) -> Option<String> {
+        (was_primary && !self.rewound && self.use_pg_rewind).then(|| {
+            "former primary becoming the standby leader: pg_rewind from the remote primary, then follow it"
+                .to_string()
+        })
+    }
+
     /// A replica left on an older timeline that cannot stream (its WAL went past the
     /// leader's fork point, e.g. a former primary restarted read-only) never catches up
     /// by itself: stop it, rewind it onto the leader's timeline, start it again.

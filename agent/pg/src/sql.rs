@@ -67,6 +67,15 @@ pub struct Probe {
     /// The WAL receiver is streaming from an upstream.
     pub streaming: bool,
     pub upstream: Option<(String, u16)>,
+    /// Replica: the upstream's WAL end as it last reported it to our WAL receiver
+    /// (`pg_stat_wal_receiver.latest_end_lsn`); the adapter keeps the last value seen
+    /// while the receiver is down, so a standby leader cut off from its remote still
+    /// says how far behind the last contact it is.
+    pub upstream_end_lsn: Option<u64>,
+    /// Replica: seconds since the newest replayed transaction committed on the primary
+    /// (`now() - pg_last_xact_replay_timestamp()`, the server's clock); `None` before
+    /// any replay.
+    pub replay_age_seconds: Option<f64>,
     pub replication: Vec<ReplicationRow>,
     /// Primary: its `synchronous_commit` setting (what a commit waits for).
     pub synchronous_commit: Option<String>,
@@ -307,7 +316,8 @@ impl Sql {
                  pg_last_xact_replay_timestamp()::text, pg_is_wal_replay_paused(), \
                  (SELECT timeline_id FROM pg_control_checkpoint()), \
                  (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
-                  WHERE name ~ '^[0-9A-F]{8}\\.history$')",
+                  WHERE name ~ '^[0-9A-F]{8}\\.history$'), \
+                 extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
             )
             .await?;
         let row = first(&rows)?;
@@ -321,10 +331,12 @@ impl Sql {
         let newest_history = row
             .get::<_, Option<i32>>(5)
             .and_then(|t| u32::try_from(t).ok());
+        p.replay_age_seconds = row.get::<_, Option<f64>>(6).map(|s| s.max(0.0));
         p.wal_position = p.receive_lsn.max(p.replay_lsn);
         let rows = self
             .query(
-                "SELECT status, received_tli, sender_host, sender_port FROM pg_stat_wal_receiver",
+                "SELECT status, received_tli, sender_host, sender_port, latest_end_lsn::text \
+                 FROM pg_stat_wal_receiver",
             )
             .await?;
         if let Some(r) = rows.first() {
@@ -341,6 +353,7 @@ impl Sql {
             {
                 p.upstream = u16::try_from(port).ok().map(|port| (h, port));
             }
+            p.upstream_end_lsn = lsn(r, 4);
         }
         p.newest_timeline = p.timeline.max(newest_history);
         Ok(())

@@ -247,14 +247,18 @@ fn replica_ok(s: &NodeStatus, f: &Filters) -> bool {
 /// The status code of a health check: 200 or 503.
 pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, now: Instant) -> u16 {
     let leader = s.is_leader && lease_valid && running(s);
-    let primary = leader && s.in_recovery() == Some(false);
+    // Patroni's rule: in a standby cluster the key holder is never `/primary` (not even
+    // while a demoted primary still runs writable), and is `/standby-leader` once it
+    // runs read-only.
+    let standby = super::views::standby_cluster(s);
+    let primary = leader && !standby && s.in_recovery() == Some(false);
+    let standby_leader = leader && standby && s.in_recovery() == Some(true);
     let ok = match check {
         Check::Primary => primary,
-        // Standby clusters are not supported yet, so there is never a standby leader.
-        Check::StandbyLeader => false,
-        Check::Leader => primary,
+        Check::StandbyLeader => standby_leader,
+        Check::Leader => primary || standby_leader,
         Check::Replica => replica_ok(s, f),
-        Check::ReadOnly => primary || replica_ok(s, f),
+        Check::ReadOnly => primary || standby_leader || replica_ok(s, f),
         Check::Sync => replica_ok(s, f) && sync_role(s) == Some(false),
         Check::Quorum => replica_ok(s, f) && sync_role(s) == Some(true),
         Check::ReadOnlySync => primary || (replica_ok(s, f) && sync_role(s) == Some(false)),
@@ -265,7 +269,7 @@ pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, no
             let limit = if s.is_leader { s.ttl } else { s.ttl * 2 };
             s.paused() || s.last_turn.is_some_and(|t| now.duration_since(t) <= limit)
         }
-        Check::Readiness => primary || replica_ready(s, f),
+        Check::Readiness => primary || standby_leader || replica_ready(s, f),
     };
     if ok {
         200
@@ -348,6 +352,50 @@ mod tests {
         assert_eq!(eval(Check::ReadOnly, None, &s, true), 200);
         let not_leader = status(false, false);
         assert_eq!(eval(Check::Primary, None, &not_leader, true), 503);
+    }
+
+    #[test]
+    fn standby_leader_in_a_standby_cluster() {
+        let standby = |mut s: NodeStatus| {
+            let cfg = warden_consensus::DynamicConfig::from_json(
+                &serde_json::json!({"standby_cluster": {"host": "10.0.0.9"}}),
+            )
+            .unwrap();
+            s.cluster = Some(std::sync::Arc::new(warden_consensus::Cluster {
+                config: Some(warden_consensus::Versioned {
+                    value: cfg,
+                    mod_revision: 1,
+                }),
+                ..warden_consensus::Cluster::default()
+            }));
+            s
+        };
+        let s = standby(status(true, true));
+        for (check, code) in [
+            (Check::StandbyLeader, 200),
+            (Check::Leader, 200),
+            (Check::Primary, 503),
+            (Check::Replica, 503),
+            (Check::ReadOnly, 200),
+            (Check::Readiness, 200),
+        ] {
+            assert_eq!(eval(check, None, &s, true), code, "{check:?}");
+        }
+        assert_eq!(eval(Check::StandbyLeader, None, &s, false), 503, "lease");
+        // A demoted primary still writable: neither /primary nor /standby-leader.
+        let s = standby(status(false, true));
+        assert_eq!(eval(Check::Primary, None, &s, true), 503);
+        assert_eq!(eval(Check::StandbyLeader, None, &s, true), 503);
+        // Not a standby cluster: a read-only key holder is no standby leader.
+        assert_eq!(
+            eval(Check::StandbyLeader, None, &status(true, true), true),
+            503
+        );
+        // Other members of the standby cluster are replicas as usual.
+        assert_eq!(
+            eval(Check::Replica, None, &standby(status(true, false)), true),
+            200
+        );
     }
 
     #[test]

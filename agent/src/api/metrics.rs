@@ -39,6 +39,8 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         &warden_backup::facts::snapshot(),
         chrono::Utc::now(),
     );
+    super::metrics_backup::copy_gauges(&mut registry, &labels, &warden_backup::copies::status());
+    crate::backups::objectives::gauges(&mut registry, &s.scope, &s.name);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &registry);
@@ -81,11 +83,28 @@ fn role_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
         "1 if this node is a quorum standby",
         i64::from(sync_role == Some(true) && replica),
     );
+    let standby_lag = probe
+        .and_then(ServerProbe::pg)
+        .and_then(|p| super::views::standby_lag(s, p));
     gauge(
         "patroni_standby_leader",
         "1 if this node is a standby leader",
-        0,
+        i64::from(standby_lag.is_some()),
     );
+    // Only on a standby leader: its distance from the remote primary (-1: unknown).
+    if let Some(lag) = standby_lag {
+        gauge(
+            "warden_standby_cluster_lag_bytes",
+            "Standby leader: WAL the remote primary last reported beyond what we replayed (-1: unknown)",
+            lag.lag_bytes
+                .map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX)),
+        );
+        gauge(
+            "warden_standby_cluster_lag_seconds",
+            "Standby leader: 0 when caught up with the remote, else the age of the newest replayed transaction (-1: unknown)",
+            lag.lag_seconds.map_or(-1, |x| x.ceil() as i64),
+        );
+    }
 }
 
 /// Replication-position gauges, as Patroni names them.

@@ -103,6 +103,85 @@ pub(super) fn gauges(registry: &mut Registry, labels: &Labels, f: &Facts, now: D
     );
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct CopyLabels {
+    scope: String,
+    name: String,
+    copy: String,
+}
+
+/// Per-copy gauges (`backup.copies`), on the member running the copier (the archiver);
+/// nothing elsewhere.
+pub(super) fn copy_gauges(
+    registry: &mut Registry,
+    labels: &Labels,
+    copies: &std::collections::BTreeMap<String, warden_backup::copies::Status>,
+) {
+    if copies.is_empty() {
+        return;
+    }
+    let label = |copy: &str| CopyLabels {
+        scope: labels.scope.clone(),
+        name: labels.name.clone(),
+        copy: copy.to_owned(),
+    };
+    type Read = fn(&warden_backup::copies::Status) -> i64;
+    let ints: [(&str, &str, Read); 4] = [
+        (
+            "warden_backup_copy_lag_objects",
+            "Committed objects of the main repository the copy lacks (-1: not measured yet)",
+            |s| {
+                s.lag
+                    .map_or(-1, |l| i64::try_from(l.objects).unwrap_or(i64::MAX))
+            },
+        ),
+        (
+            "warden_backup_copy_last_success_timestamp_seconds",
+            "Unix time the copy last held every committed object (0: never)",
+            |s| s.last_success.map_or(0, secs),
+        ),
+        (
+            "warden_backup_copy_refused_objects",
+            "Objects not copied because they did not authenticate in the main repository",
+            |s| i64::try_from(s.refused).unwrap_or(i64::MAX),
+        ),
+        (
+            "warden_backup_copy_ok",
+            "1 if the copier's last pass succeeded and no alert is open",
+            |s| i64::from(s.error.is_none() && !s.alerted),
+        ),
+    ];
+    for (name, help, value) in ints {
+        let family = Family::<CopyLabels, Gauge>::default();
+        for (copy, st) in copies {
+            family.get_or_create(&label(copy)).set(value(st));
+        }
+        registry.register(name, help, family);
+    }
+    let family = Family::<CopyLabels, Gauge<f64, AtomicU64>>::default();
+    for (copy, st) in copies {
+        family
+            .get_or_create(&label(copy))
+            .set(st.lag.map_or(-1.0, |l| l.seconds));
+    }
+    let delay = Family::<CopyLabels, Gauge<f64, AtomicU64>>::default();
+    for (copy, st) in copies {
+        delay
+            .get_or_create(&label(copy))
+            .set(st.delay_seconds.unwrap_or(-1.0));
+    }
+    registry.register(
+        "warden_backup_copy_delay_seconds",
+        "Longest wait (main repository write to copied) of the objects the last copying pass copied (-1: none yet)",
+        delay,
+    );
+    registry.register(
+        "warden_backup_copy_lag_seconds",
+        "Age of the oldest committed object the copy lacks (0: none; -1: not measured yet)",
+        family,
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,6 +187,7 @@ impl Supervisor {
                     .backup
                     .as_ref()
                     .and_then(|b| b.partial_upload_interval);
+                self.start_copier(&archive);
                 self.archiver = Some(Streamer::start(archive, receiver, live_every));
                 self.start_jobs();
             }
@@ -222,6 +223,12 @@ impl Supervisor {
             jobs.stop();
             self.start_jobs();
         }
+        // The copies may have changed too.
+        if let Some(copier) = self.copier.take() {
+            let main = copier.main().clone();
+            copier.stop();
+            self.start_copier_from(main);
+        }
     }
 
     fn stop_jobs(&mut self) {
@@ -235,7 +242,41 @@ impl Supervisor {
         }
     }
 
+    /// The repository copier (`backup.copies`) runs alongside the streamer: the
+    /// archiver is the one member writing the main repository.
+    fn start_copier(&mut self, archive: &Archive) {
+        let Some(backup) = self.cfg().backup.as_ref() else {
+            return;
+        };
+        if self.copier.is_some() || backup.copies.is_empty() {
+            return;
+        }
+        self.start_copier_from(warden_backup::catalog::Catalog {
+            repo: archive.repo.clone(),
+            layout: archive.layout.clone(),
+            key: archive.key.clone(),
+        });
+    }
+
+    fn start_copier_from(&mut self, main: warden_backup::catalog::Catalog) {
+        let Some(backup) = self.cfg().backup.as_ref() else {
+            return;
+        };
+        if backup.copies.is_empty() {
+            return;
+        }
+        match warden_backup::copies::targets(backup, &main.key) {
+            Ok(targets) => {
+                self.copier = Some(warden_backup::copies::Copier::start(main, targets));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start the repository copier"),
+        }
+    }
+
     pub(super) fn stop_archiver(&mut self) {
+        if let Some(c) = self.copier.take() {
+            c.stop();
+        }
         self.stop_jobs();
         if let Some(s) = self.archiver.take() {
             s.stop();

@@ -9,6 +9,7 @@
 
 mod archiver;
 mod heartbeat;
+pub mod objectives;
 pub mod rdb;
 
 pub use archiver::{may_archive, MEMBER_FIELD, SLOT};
@@ -105,6 +106,8 @@ pub struct Supervisor {
     archiver_cooldown: Option<tokio::time::Instant>,
     /// Scheduled backup jobs, while we hold `warden/archiver`.
     jobs: Option<warden_backup::jobs::Runner>,
+    /// The repository copier (`backup.copies`), while we hold `warden/archiver`.
+    copier: Option<warden_backup::copies::Copier>,
     /// The heartbeat writer, while we lead a writable primary (`backup.heartbeat`).
     heartbeat: Option<warden_backup::heartbeat::Heartbeat>,
 }
@@ -126,6 +129,7 @@ impl Supervisor {
             archiver: None,
             archiver_cooldown: None,
             jobs: None,
+            copier: None,
             heartbeat: None,
         }
     }
@@ -140,6 +144,7 @@ impl Supervisor {
                 .as_ref()
                 .is_some_and(|c| !Arc::ptr_eq(c, &report.cfg));
             self.cfg = Some(report.cfg.clone());
+            objectives::follow(&self.parts.shared, &report.cfg);
             if reloaded {
                 self.reschedule_jobs();
             }

@@ -89,6 +89,14 @@ impl<D: LocalEngine> Agent<D> {
                 self.configure(cluster, &role).await?;
                 self.retain_for_leader(leader, obs).await
             }
+            Action::FollowRemote => {
+                let role = RoleConfig::Replica {
+                    source: Some(self.remote_source(cluster)),
+                };
+                self.configure(cluster, &role).await
+            }
+            Action::StopPrimary => self.stop_primary().await,
+            Action::RepairFromRemote => self.repair_from_remote(cluster).await,
             Action::ConfigurePrimary => self.configure(cluster, &RoleConfig::Primary).await,
             Action::Retain { members } => self.retain(members, obs).await,
             Action::WriteStatus => self.write_status(obs).await,
@@ -115,14 +123,17 @@ impl<D: LocalEngine> Agent<D> {
                     .as_deref()
                     .and_then(|u| self.stream_source(u, cluster)),
             },
+            StartAs::StandbyLeader => RoleConfig::Replica {
+                source: Some(self.remote_source(cluster)),
+            },
         };
         self.write_config(cluster, &role)?;
         self.db.start().map_err(failed)?;
         self.state = MemberState::Starting;
-        let role = if matches!(start_as, StartAs::Primary) {
-            "primary"
-        } else {
-            "replica"
+        let role = match start_as {
+            StartAs::Primary => "primary",
+            StartAs::Replica { .. } => "replica",
+            StartAs::StandbyLeader => "standby_leader",
         };
         self.callbacks.fire("on_start", role);
         Ok(())
@@ -154,6 +165,108 @@ impl<D: LocalEngine> Agent<D> {
 }
 
 impl<D: LocalEngine> Agent<D> {
+    /// The remote primary of the standby cluster, from the dynamic config in force.
+    pub(super) fn remote_source(&self, cluster: Option<&Cluster>) -> Source {
+        let dynamic = self.dynamic(cluster);
+        Source::remote(dynamic.standby_cluster.and_then(|s| s.address()))
+    }
+
+    /// The cluster became a standby cluster: stop our primary, keeping the leader key
+    /// (the next turn starts it as the standby leader).
+    async fn stop_primary(&mut self) -> Result<(), ActError> {
+        self.state = MemberState::Stopping;
+        self.publish_state().await;
+        self.db
+            .stop(StopMode::Fast, Duration::from_secs(60))
+            .await
+            .map_err(failed)?;
+        self.state = MemberState::Stopped;
+        tracing::warn!("the cluster became a standby cluster: primary stopped, restarting as the standby leader");
+        self.callbacks.fire("on_role_change", "standby_leader");
+        Ok(())
+    }
+
+    /// Repairs our data (a former primary) from the standby cluster's remote primary;
+    /// if it cannot be repaired in place, copies the remote afresh (old data kept aside).
+    async fn repair_from_remote(&mut self, cluster: Option<&Cluster>) -> Result<(), ActError> {
+        let remote = self.remote_source(cluster);
+        if !remote.streams() {
+            // Nothing to rewind from: replaying the archive decides.
+            self.rewound = true;
+            return Ok(());
+        }
+        let outcome = self
+            .db
+            .repair(&remote.host, remote.port, REWIND_TIMEOUT)
+            .await
+            .map_err(failed)?;
+        if let RepairOutcome::Unrepairable(e) = outcome {
+            tracing::error!(error = %e, host = remote.host, port = remote.port, "pg_rewind from the remote primary failed; copying it afresh (the old data directory is kept aside)");
+            let methods = self.standby_methods(cluster)?;
+            self.clone_with(
+                &methods,
+                "the remote primary",
+                &remote.host,
+                remote.port,
+                None,
+            )
+            .await?;
+        }
+        self.rewound = true;
+        Ok(())
+    }
+
+    /// `standby_cluster.create_replica_methods` by name: `basebackup`, `warden_restore`
+    /// (the newest backup in the member's `backup.repository`: the primary cluster's,
+    /// for a standby fed from the repository alone), or a method of the member's
+    /// `postgresql` section (default: `basebackup`).
+    fn standby_methods(&self, cluster: Option<&Cluster>) -> Result<Vec<ReplicaMethod>, ActError> {
+        let names = self
+            .dynamic(cluster)
+            .standby_cluster
+            .map(|s| s.create_replica_methods)
+            .unwrap_or_default();
+        if names.is_empty() {
+            return Ok(vec![ReplicaMethod::Basebackup]);
+        }
+        let configured = self
+            .cfg
+            .postgresql()
+            .map(|pg| pg.create_replica_methods.clone())
+            .unwrap_or_default();
+        names
+            .iter()
+            .map(|n| match configured.iter().find(|m| m.name() == n) {
+                Some(m) => Ok(m.clone()),
+                None if n == "basebackup" => Ok(ReplicaMethod::Basebackup),
+                None if n == "warden_restore" => Ok(ReplicaMethod::WardenRestore),
+                None => Err(failed(format!(
+                    "standby_cluster.create_replica_methods: {n} is neither basebackup, warden_restore nor a method of this member's postgresql section"
+                ))),
+            })
+            .collect()
+    }
+
+    /// Bootstraps a new standby cluster: a copy of the remote primary (through
+    /// `standby_cluster.create_replica_methods`), started following it.
+    async fn bootstrap_standby(&mut self) -> Result<(), ActError> {
+        let remote = self.remote_source(None);
+        let methods = self.standby_methods(None)?;
+        let from = if remote.streams() {
+            "the remote primary"
+        } else {
+            "the primary cluster's repository"
+        };
+        self.clone_with(&methods, from, &remote.host, remote.port, None)
+            .await?;
+        self.start(&StartAs::StandbyLeader, None)?;
+        self.db.wait_ready(START_TIMEOUT).await.map_err(failed)?;
+        tracing::info!("bootstrapped a standby cluster from the remote primary");
+        self.bootstrapped_here = true;
+        self.state = MemberState::Running;
+        Ok(())
+    }
+
     /// Repairs our data from `from` ([`Database::repair`]; PostgreSQL: pg_rewind); if it
     /// cannot be repaired in place, clone afresh (the old data kept aside).
     async fn repair(&mut self, from: &str, cluster: Option<&Cluster>) -> Result<(), ActError> {
@@ -233,6 +346,21 @@ impl<D: LocalEngine> Agent<D> {
     }
 
     async fn bootstrap(&mut self) -> Result<(), ActError> {
+        if self.cfg.bootstrap.dcs.is_standby_cluster() {
+            let result = self.bootstrap_standby().await;
+            if let Err(ActError::Failed(e) | ActError::Fatal(e)) = &result {
+                tracing::error!(error = %e, "bootstrapping the standby cluster failed");
+                let _ = self
+                    .db
+                    .stop(StopMode::Immediate, Duration::from_secs(10))
+                    .await;
+                if let Ok(Some(to)) = self.db.set_aside() {
+                    tracing::warn!(to, "moved the failed standby bootstrap's data aside");
+                }
+                let _ = self.dcs.delete_if_value(&self.keys.initialize(), b"").await;
+            }
+            return result;
+        }
         let custom = self.cfg.bootstrap.custom.is_some();
         self.state = if custom {
             MemberState::RunningCustomBootstrapScript
@@ -305,8 +433,6 @@ impl<D: LocalEngine> Agent<D> {
             .and_then(|c| c.member(from))
             .and_then(warden_consensus::types::Member::conn_host_port)
             .ok_or_else(|| failed(format!("member {from} has no usable conn_url")))?;
-        self.state = MemberState::CreatingReplica;
-        self.publish_state().await;
         // PostgreSQL's create_replica_methods; other engines copy through the
         // adapter's `clone_from` (the `basebackup` entry).
         let methods = match self.cfg.postgresql() {
@@ -316,8 +442,23 @@ impl<D: LocalEngine> Agent<D> {
         let sysid: Option<u64> = cluster
             .and_then(|c| c.initialize.as_deref())
             .and_then(|s| s.parse().ok());
+        self.clone_with(&methods, from, &host, port, sysid).await
+    }
+
+    /// Copies `from` (at `host:port`) with the first of `methods` that succeeds.
+    async fn clone_with(
+        &mut self,
+        methods: &[ReplicaMethod],
+        from: &str,
+        host: &str,
+        port: u16,
+        sysid: Option<u64>,
+    ) -> Result<(), ActError> {
+        self.state = MemberState::CreatingReplica;
+        self.publish_state().await;
+        let (host, port) = (host.to_string(), port);
         let mut errors = Vec::new();
-        for method in methods {
+        for method in methods.iter().cloned() {
             let dcs = self.dcs.clone();
             let lease = self.lease.map(|(id, _)| id);
             let loop_wait = self.cfg.bootstrap.dcs.loop_wait;

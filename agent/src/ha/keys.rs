@@ -154,6 +154,14 @@ impl<D: Database> Agent<D> {
         sysid: &str,
         cluster: Option<&Cluster>,
     ) -> Result<(), ActError> {
+        // The config first (create-only: an existing one stays): a cluster whose
+        // `initialize` is set must have it, or its leader could decide without, e.g.
+        // promote the copy a standby cluster just bootstrapped from its remote.
+        let cfg_json = serde_json::to_vec(&self.cfg.bootstrap.dcs.to_json()).map_err(failed)?;
+        self.dcs
+            .create(&self.keys.config(), cfg_json, None)
+            .await
+            .map_err(failed)?;
         let key = self.keys.initialize();
         let written = match cluster.and_then(|c| c.initialize.as_deref()) {
             None => self.dcs.create(&key, sysid.as_bytes().to_vec(), None).await,
@@ -167,11 +175,6 @@ impl<D: Database> Agent<D> {
         if !written {
             return Err(failed("the initialize key changed under us"));
         }
-        let cfg_json = serde_json::to_vec(&self.cfg.bootstrap.dcs.to_json()).map_err(failed)?;
-        self.dcs
-            .create(&self.keys.config(), cfg_json, None)
-            .await
-            .map_err(failed)?;
         self.bootstrapped_here = false;
         tracing::info!(
             system_identifier = sysid,

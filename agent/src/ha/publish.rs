@@ -13,9 +13,10 @@ use warden_ha::DataState;
 use warden_ha::Engine as _;
 
 impl<D: LocalEngine> Agent<D> {
-    fn role_of(local: &Local<D::Facts>) -> Role {
+    fn role_of(&self, local: &Local<D::Facts>) -> Role {
         match (local.db(), local.data) {
             (Some(d), _) if d.writable => Role::Primary,
+            (Some(_), _) if self.holds_leader && self.standby_cluster => Role::StandbyLeader,
             (Some(_), _) => Role::Replica,
             (None, DataState::Initialized) => {
                 if local.was_primary {
@@ -33,7 +34,7 @@ impl<D: LocalEngine> Agent<D> {
             "conn_url": self.cfg.conn_url(),
             "api_url": self.cfg.restapi.api_url(),
             "state": self.state,
-            "role": Self::role_of(local).as_str(),
+            "role": self.role_of(local).as_str(),
             "version": PATRONI_COMPAT_VERSION,
             "warden_version": env!("CARGO_PKG_VERSION"),
         });
@@ -79,8 +80,13 @@ impl<D: LocalEngine> Agent<D> {
                 .map(|l| l.create_revision),
             None => previous.filter(|_| is_leader),
         };
-        let ttl = self.dynamic(cluster).ttl_duration();
-        let role = Self::role_of(local);
+        let dynamic = self.dynamic(cluster);
+        let ttl = dynamic.ttl_duration();
+        if cluster.is_some() {
+            self.standby_cluster =
+                dynamic.is_standby_cluster() && local.engine.supports_standby_cluster();
+        }
+        let role = self.role_of(local);
         let state = self.state.clone();
         let server_pid = self.db.server_pid();
         self.shared.update(|s| {

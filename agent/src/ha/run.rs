@@ -45,6 +45,9 @@ pub struct Agent<D: Database = Postgres> {
     pub(super) holds_leader: bool,
     /// The data directory was rewound since it last ran as a primary.
     pub(super) rewound: bool,
+    /// The dynamic config last seen made this a standby cluster: holding the key with a
+    /// read-only database, we are its standby leader (member role `standby_leader`).
+    pub(super) standby_cluster: bool,
     /// When our primary was first seen down while we held the leader key.
     pub(super) primary_down_since: Option<Instant>,
     /// When our running replica was first seen not streaming, and the leader then.
@@ -123,6 +126,7 @@ impl<D: Database> Agent<D> {
             bootstrapped_here: false,
             holds_leader: false,
             rewound: false,
+            standby_cluster: false,
             primary_down_since: None,
             not_streaming_since: None,
             failsafe_round: None,

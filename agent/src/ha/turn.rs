@@ -210,7 +210,8 @@ impl<D: LocalEngine> Agent<D> {
     fn track_timers(&mut self, cluster: Option<&Cluster>, local: &Local<D::Facts>) {
         let leads = cluster.and_then(Cluster::leader_name) == Some(self.cfg.name.as_str());
         let primary_ok = local.db().is_some_and(|d| d.writable);
-        if leads && !primary_ok && local.data == DataState::Initialized {
+        // A standby leader runs read-only by design: its primary is not "down".
+        if leads && !primary_ok && !self.standby_cluster && local.data == DataState::Initialized {
             let now = self.env.clock.now();
             self.primary_down_since.get_or_insert(now);
         } else {

@@ -41,11 +41,7 @@ const ALIASES_TOP: &[(&str, &str)] = &[
 ];
 
 /// Top-level keys documented by Patroni (4.x) that Warden keeps but does not act on.
-pub const PATRONI_ONLY_TOP: &[&str] = &[
-    "standby_cluster",
-    "max_timelines_history",
-    "primary_race_backoff",
-];
+pub const PATRONI_ONLY_TOP: &[&str] = &["max_timelines_history", "primary_race_backoff"];
 
 pub(super) const IMPLEMENTED_POSTGRESQL: &[&str] =
     &["use_pg_rewind", "use_slots", "parameters", "pg_hba"];
@@ -55,6 +51,7 @@ pub(super) const KEPT_POSTGRESQL: &[&str] = &["recovery_conf"];
 
 /// Top-level keys Warden acts on but keeps verbatim in `extra` (read where used).
 pub(super) const KEPT_TOP: &[&str] = &[
+    "standby_cluster",
     "slots",
     "permanent_slots",
     "permanent_replication_slots",
@@ -183,10 +180,6 @@ impl DynamicConfig {
                 match classify_key(&path) {
                     KeyClass::Unknown => out.push(format!(
                         "{path}: unknown key (not a Patroni or Warden setting); preserved but ignored"
-                    )),
-                    KeyClass::PatroniOnly if path == "standby_cluster" => out.push(format!(
-                        "{path}: standby clusters are not implemented by Warden yet; ignored, so \
-                         this cluster does not replicate from the remote primary"
                     )),
                     KeyClass::PatroniOnly => out.push(format!(
                         "{path}: Patroni setting not implemented by Warden yet; preserved but ignored"

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 mod keys;
 mod parse;
 mod render;
+mod standby;
 mod validate;
 mod values;
 
@@ -26,6 +27,7 @@ pub use keys::{
     candidate_keys, classify_key, known_keys, patroni_only_keys, KeyClass, PATRONI_ONLY_POSTGRESQL,
     PATRONI_ONLY_TOP,
 };
+pub use standby::StandbyCluster;
 pub use values::{bool_word, boolean, control_char_problem, describe, guc_name_problem, guc_text};
 
 /// Patroni's defaults. Warden's own examples use smaller timeouts, but a config without
@@ -137,8 +139,13 @@ pub struct DynamicConfig {
     /// Maintenance mode. Stored by Patroni as `pause: true`, removed (or null) when off.
     pub pause: bool,
     pub postgresql: DynamicPostgresql,
-    /// Top-level keys Warden does not interpret (`standby_cluster`, `slots`,
-    /// `ignore_slots`, `member_slots_ttl`, keys of other tools), kept verbatim.
+    /// `standby_cluster`, read and validated (`None`: absent, or not a standby cluster
+    /// by Patroni's rule). The section itself stays verbatim in `extra`, which is what
+    /// is written back.
+    pub standby_cluster: Option<StandbyCluster>,
+    /// Top-level keys Warden does not interpret, or keeps verbatim and reads where used
+    /// (`standby_cluster`, `slots`, `ignore_slots`, `member_slots_ttl`, keys of other
+    /// tools).
     pub extra: Map<String, Value>,
 }
 
@@ -159,20 +166,18 @@ impl Default for DynamicConfig {
             failsafe_mode: false,
             pause: false,
             postgresql: DynamicPostgresql::default(),
+            standby_cluster: None,
             extra: Map::new(),
         }
     }
 }
 
 impl DynamicConfig {
-    /// True when a non-empty `standby_cluster` section is present. Warden does not run
-    /// standby clusters yet, but must not report such a cluster's leader as `/primary`.
+    /// True when the config makes this cluster a standby cluster (Patroni's rule: a
+    /// `standby_cluster` section with `host`, `port` or `restore_command`): its leader
+    /// follows the remote primary instead of being promoted.
     pub fn is_standby_cluster(&self) -> bool {
-        match self.extra.get("standby_cluster") {
-            Some(Value::Object(section)) => !section.is_empty(),
-            Some(Value::Null) | None => false,
-            Some(_) => true,
-        }
+        self.standby_cluster.is_some()
     }
 }
 
@@ -184,6 +189,8 @@ mod tests_keys;
 mod tests_parse;
 #[cfg(test)]
 mod tests_render;
+#[cfg(test)]
+mod tests_standby;
 #[cfg(test)]
 mod tests_validate;
 #[cfg(test)]

@@ -152,6 +152,10 @@ impl Parser {
         if let Some(value) = present(object, "postgresql") {
             c.postgresql = self.postgresql(value);
         }
+        match super::standby::parse(object, self.strict) {
+            Ok(s) => c.standby_cluster = s,
+            Err(errors) => self.errors.extend(errors),
+        }
         c.extra = object
             .iter()
             .filter(|(k, _)| {

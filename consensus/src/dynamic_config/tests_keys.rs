@@ -15,8 +15,9 @@ fn warnings_name_preserved_keys() {
         "postgresql": {"pg_ident": [], "weird": true}
     }));
     let w = c.warnings();
-    // `slots` is Warden's too now (kept verbatim, read by the engine): no warning.
-    assert_eq!(w.len(), 4, "{w:?}");
+    // `slots` and `standby_cluster` are Warden's too now (kept verbatim, read where
+    // used): no warning.
+    assert_eq!(w.len(), 3, "{w:?}");
     assert!(w.iter().any(|m| m.starts_with("mystery: unknown key")));
     assert!(w
         .iter()
@@ -25,9 +26,7 @@ fn warnings_name_preserved_keys() {
     assert!(w
         .iter()
         .any(|m| m.starts_with("postgresql.pg_ident: Patroni setting")));
-    assert!(w
-        .iter()
-        .any(|m| m.starts_with("standby_cluster: standby clusters")));
+    assert!(!w.iter().any(|m| m.starts_with("standby_cluster")), "{w:?}");
     assert!(c.is_standby_cluster());
     assert!(!parse(&json!({"standby_cluster": {}})).is_standby_cluster());
     assert!(!parse(&json!({"standby_cluster": null})).is_standby_cluster());
@@ -44,7 +43,7 @@ fn key_classification() {
             canonical: "primary_start_timeout"
         }
     );
-    assert_eq!(classify_key("standby_cluster"), KeyClass::PatroniOnly);
+    assert_eq!(classify_key("standby_cluster"), KeyClass::Implemented);
     assert_eq!(
         classify_key("postgresql.recovery_conf"),
         KeyClass::Implemented
@@ -61,7 +60,7 @@ fn key_classification() {
     assert!(known_keys().contains(&"postgresql.pg_hba".to_owned()));
     assert!(known_keys().contains(&"member_slots_ttl".to_owned()));
     assert!(known_keys().contains(&"postgresql.recovery_conf".to_owned()));
-    assert!(patroni_only_keys().contains(&"standby_cluster".to_owned()));
+    assert!(!patroni_only_keys().contains(&"standby_cluster".to_owned()));
     assert!(candidate_keys("").contains(&"loop_wait"));
     assert!(candidate_keys("postgresql").contains(&"use_pg_rewind"));
 }

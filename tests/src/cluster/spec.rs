@@ -212,6 +212,17 @@ impl ClusterSpec {
         self
     }
 
+    /// Make the cluster a standby cluster of the remote primary at `host:port`: every
+    /// member's `bootstrap.dcs.standby_cluster` names it, so the member that wins the
+    /// bootstrap race copies the remote instead of running initdb.
+    pub fn standby_of(self, host: &str, port: u16) -> Self {
+        let host = host.to_string();
+        self.customize(move |_, cfg| {
+            cfg.set("bootstrap.dcs.standby_cluster.host", host.as_str())
+                .set("bootstrap.dcs.standby_cluster.port", u64::from(port))
+        })
+    }
+
     /// Adjust node `i`'s config (0-based): tags, extra YAML, broken keys...
     pub fn customize(
         mut self,

@@ -51,8 +51,15 @@ pub struct Recovery {
 
 /// `warden wal-fetch -c CONFIG %f %p`, words quoted for the shell PostgreSQL uses.
 pub fn restore_command(warden_bin: &Path, config: &Path) -> String {
+    restore_command_from(warden_bin, config, None)
+}
+
+/// [`restore_command`] reading from repository `repository` (a `backup.copies` name):
+/// `warden wal-fetch -c CONFIG --repository NAME %f %p`.
+pub fn restore_command_from(warden_bin: &Path, config: &Path, repository: Option<&str>) -> String {
+    let from = repository.map_or_else(String::new, |r| format!(" --repository {}", shell_word(r)));
     format!(
-        "{} wal-fetch -c {} %f %p",
+        "{} wal-fetch -c {}{from} %f %p",
         shell_word(&warden_bin.to_string_lossy()),
         shell_word(&config.to_string_lossy())
     )
@@ -222,6 +229,20 @@ mod tests {
             archive_off: true,
             standby: false,
         }
+    }
+
+    #[test]
+    fn restore_command_names_the_copy() {
+        let bin = Path::new("/usr/bin/warden");
+        let cfg = Path::new("/etc/warden/w.yml");
+        assert_eq!(
+            restore_command_from(bin, cfg, Some("offsite")),
+            "/usr/bin/warden wal-fetch -c /etc/warden/w.yml --repository offsite %f %p"
+        );
+        assert_eq!(
+            restore_command_from(bin, cfg, None),
+            restore_command(bin, cfg)
+        );
     }
 
     #[test]

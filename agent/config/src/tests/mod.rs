@@ -2,6 +2,7 @@
 
 mod addresses;
 mod backup;
+mod backup_copies;
 mod backup_jobs;
 mod bootstrap;
 mod bootstrap_restore;
@@ -9,6 +10,7 @@ mod etcd3;
 mod fixtures;
 mod loader;
 mod member_settings;
+mod objectives;
 mod pg_tls;
 mod postgresql;
 mod redis;

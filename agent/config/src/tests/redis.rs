@@ -644,3 +644,15 @@ fn passwords_never_appear_in_debug_output() {
         assert!(text.contains("<redacted>"), "{text}");
     }
 }
+
+#[test]
+fn a_standby_cluster_is_refused_for_redis() {
+    let yaml = BASE.replace(
+        "redis:\n",
+        "bootstrap:\n  dcs:\n    standby_cluster: {host: 10.0.0.1, port: 6379}\nredis:\n",
+    );
+    assert_has_prefix(
+        &problems(&yaml),
+        "bootstrap.dcs.standby_cluster: standby clusters are PostgreSQL only",
+    );
+}

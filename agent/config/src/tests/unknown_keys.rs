@@ -80,7 +80,6 @@ kubernetes: {namespace: x}
     for key in [
         "restapi.request_queue_size",
         "etcd3.use_proxies",
-        "bootstrap.dcs.standby_cluster",
         "postgresql.basebackup",
         "postgresql.pg_ctl_timeout",
         "kubernetes",
@@ -112,7 +111,9 @@ kubernetes: {namespace: x}
     );
     assert_eq!(c.log.level, "DEBUG");
     assert_eq!(c.bootstrap.dcs.primary_start_timeout, 60);
+    // Standby clusters are implemented: typed, no warning.
     assert!(c.bootstrap.dcs.is_standby_cluster());
+    assert!(!w.iter().any(|l| l.contains("standby_cluster")), "{w:?}");
     assert_eq!(c.tags.replicatefrom.as_deref(), Some("node2"));
     assert_eq!(
         c.tags.to_member_json().get("replicatefrom"),

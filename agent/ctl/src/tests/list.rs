@@ -70,11 +70,13 @@ async fn version_asks_each_member() {
 }
 
 #[tokio::test]
-async fn unsupported_commands_and_missing_scope() {
+async fn demote_cluster_needs_a_remote_and_missing_scope() {
     let f = Fixture::new(always(200, ""), &[]).await;
+    // patronictl's rule: a remote address or a restore command is required.
     let o = f.run(&["demote-cluster", "demo"], "").await;
     assert!(
-        o.error().contains("not supported by wardenctl"),
+        o.error()
+            .contains("At least --host, --port or --restore-command"),
         "{}",
         o.error()
     );

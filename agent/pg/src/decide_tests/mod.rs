@@ -7,6 +7,7 @@ mod fixtures;
 mod pause;
 mod quorum;
 mod race;
+mod standby;
 mod start;
 mod steady;
 mod switchover;
