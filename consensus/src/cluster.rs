@@ -57,6 +57,8 @@ pub struct Cluster {
     pub failsafe: Option<BTreeMap<String, String>>,
     /// `warden/archiver`: the member archiving WAL (Warden only).
     pub archiver: Option<String>,
+    /// `warden/transitions`: recent leadership transitions, oldest first (Warden only).
+    pub transitions: Vec<crate::transitions::Transition>,
     /// Keys under the prefix whose values could not be understood, with the reason.
     pub errors: Vec<String>,
 }
@@ -171,6 +173,9 @@ impl Cluster {
                     return Err("archiver key holds an empty name".into());
                 }
                 self.archiver = Some(text.to_string());
+            }
+            "warden/transitions" => {
+                self.transitions = serde_json::from_str(text).map_err(|e| e.to_string())?;
             }
             _ => {
                 if let Some(name) = rel.strip_prefix("members/") {

@@ -51,6 +51,10 @@ impl Keys {
     pub fn archiver(&self) -> String {
         self.key("warden/archiver")
     }
+    /// Warden's own key: the recent leadership transitions (`transitions.rs`).
+    pub fn transitions(&self) -> String {
+        self.key("warden/transitions")
+    }
     pub fn members_prefix(&self) -> String {
         self.key("members/")
     }
@@ -87,6 +91,7 @@ mod tests {
         assert_eq!(k.member("node1"), "/service/demo/members/node1");
         assert_eq!(k.initialize(), "/service/demo/initialize");
         assert_eq!(k.archiver(), "/service/demo/warden/archiver");
+        assert_eq!(k.transitions(), "/service/demo/warden/transitions");
         assert_eq!(k.relative("/service/demo/members/n2"), Some("members/n2"));
         assert_eq!(k.relative("/service/other/leader"), None);
     }

@@ -11,6 +11,7 @@ pub mod dynamic_config;
 pub mod etcd;
 pub mod keys;
 pub mod memory;
+pub mod transitions;
 pub mod types;
 
 pub use cluster::{Cluster, LeaderKey, Versioned};

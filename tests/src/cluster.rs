@@ -656,6 +656,7 @@ impl Drop for Cluster {
         for n in &self.nodes {
             n.kill_postmaster();
         }
+        crate::ipc::sweep_postgres_orphans();
         // Then fields drop in order: nodes (already dead), HAProxy, etcd, dir.
     }
 }

@@ -33,6 +33,7 @@ pub mod etcd;
 pub mod failover;
 pub mod haproxy;
 pub mod http;
+pub mod ipc;
 pub mod node;
 pub mod observe;
 pub mod pgserver;

@@ -4,6 +4,11 @@
 //! 1. B bootstraps by copying A (no initdb), its leader is a *standby leader*
 //!    (`/standby-leader` 200, `/primary` 503, member role `standby_leader`), and rows
 //!    written on A reach both B members (the replica cascades from the standby leader).
+//!    B's `config` key deleted: its standby leader stays one for more than `ttl` (the
+//!    agents fall back to their own `bootstrap.dcs`, as Patroni does).
+//!    `wardenctl restart --role standby-leader` restarts B's standby leader in place;
+//!    `wardenctl switchover` hands B's key to the other member, which follows A (no
+//!    promotion) while the old standby leader cascades from it; refused while paused.
 //! 2. Failover inside B: the standby leader's node is killed; the other member takes
 //!    the key and follows A in turn, without a promotion (same timeline as A).
 //! 3. `wardenctl promote-cluster` on B is refused while A is up (two writable sites);
@@ -126,6 +131,8 @@ fn standby_cluster_follows_fails_over_promotes_and_demotes() {
         b.node(bl).name()
     );
     check_b_follows_a(&b, bl, a_port);
+    config_key_deleted(&b, bl);
+    let bl = operate_inside_b(&a, &b, pa, bl);
     let bl2 = failover_inside_b(&a, &mut b, pa, bl);
     let b_port = region_failover(&mut a, &b, bl2, a_port);
     failback(&mut a, b_port);
@@ -196,6 +203,153 @@ fn check_b_follows_a(b: &Cluster, bl: usize, a_port: u16) {
     );
 }
 
+/// Deletes B's `config` key: the standby leader `bl` must stay one (read-only, role
+/// `standby_leader`) over turns spanning more than `ttl`; then the key is put back.
+fn config_key_deleted(b: &Cluster, bl: usize) {
+    let key = format!("{}config", b.key_prefix());
+    let saved = b.etcd().get(&key).unwrap().expect("B's config key").value;
+    b.etcd().delete(&key).unwrap();
+    let port = b.node(bl).pg_port();
+    let name = b.node(bl).name().to_string();
+    let t = Instant::now();
+    let mut renewals = std::collections::BTreeSet::new();
+    // Each turn re-asserts the leader key (a new revision): the check spans many turns.
+    while t.elapsed() < b.ttl() + Duration::from_secs(3) || renewals.len() < 3 {
+        assert!(
+            t.elapsed() < b.ttl() * 4,
+            "the standby leader stopped renewing its key"
+        );
+        let kv = b.leader_key().unwrap().expect("B's leader key");
+        assert_eq!(kv.value, name, "the leader key moved");
+        renewals.insert(kv.mod_revision);
+        assert_eq!(
+            sql::is_in_recovery(port).ok(),
+            Some(true),
+            "B's standby leader was promoted after its config key was deleted"
+        );
+        assert_eq!(b.node(bl).status("/standby-leader"), Some(200));
+        assert_eq!(b.node(bl).status("/primary"), Some(503));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (_, m) = leader_member(b).expect("B's leader member");
+    assert_eq!(m["role"], "standby_leader", "{m}");
+    println!(
+        "config key deleted: {name} stayed the standby leader for {:.1?} ({} lease renewals)",
+        t.elapsed(),
+        renewals.len()
+    );
+    b.etcd().put(&key, &saved).unwrap();
+}
+
+/// Operator actions inside B: restart of the standby leader by role, a switchover to
+/// the other member (refused while paused). Returns the new standby leader's index.
+fn operate_inside_b(a: &Cluster, b: &Cluster, pa: usize, bl: usize) -> usize {
+    let b_ctl = b.dir().join("ctl.yaml");
+    b.write_ctl_config(&b_ctl).unwrap();
+    let started = |i: usize| {
+        sql::query_text(
+            b.node(i).pg_port(),
+            "SELECT pg_postmaster_start_time()::text",
+        )
+        .ok()
+        .flatten()
+    };
+    let before = started(bl).expect("standby leader start time");
+    let out = ctl(
+        &b_ctl,
+        &["restart", "site-b", "--role", "standby-leader", "--force"],
+        None,
+    );
+    assert_eq!(out.code(), Some(0), "restart --role standby-leader");
+    assert!(out.stdout.contains(b.node(bl).name()), "{}", out.stdout);
+    wait_until(
+        Duration::from_secs(60),
+        "the standby leader restarted",
+        || started(bl).filter(|s| *s != before).map(drop),
+    );
+    assert_eq!(wait_leader_role(b, "standby_leader", FORM), bl);
+    assert_eq!(sql::is_in_recovery(b.node(bl).pg_port()).ok(), Some(true));
+
+    let br = 1 - bl;
+    let (old, new) = (b.node(bl).name(), b.node(br).name());
+    wait_until(FORM, "B's replica streaming", || {
+        let p = b.node(br).patroni_json()?;
+        (p["replication_state"] == "streaming").then_some(())
+    });
+    // Paused, the standby leader would not act on it: refused, not stored.
+    assert_eq!(
+        ctl(&b_ctl, &["pause", "site-b", "--wait"], None).code(),
+        Some(0)
+    );
+    let switch = [
+        "switchover",
+        "site-b",
+        "--leader",
+        old,
+        "--candidate",
+        new,
+        "--force",
+    ];
+    let out = ctl(&b_ctl, &switch, None);
+    assert_ne!(out.code(), Some(0));
+    assert!(
+        format!("{}{}", out.stdout, out.stderr).contains("paused"),
+        "{out:?}"
+    );
+    assert_eq!(
+        ctl(&b_ctl, &["resume", "site-b", "--wait"], None).code(),
+        Some(0)
+    );
+    let t = Instant::now();
+    let out = ctl(&b_ctl, &switch, None);
+    assert_eq!(out.code(), Some(0), "switchover inside the standby cluster");
+    let now = wait_leader_role(b, "standby_leader", Duration::from_secs(60));
+    assert_eq!(now, br);
+    println!(
+        "switchover inside B: {new} is the standby leader {:.1?} after the request",
+        t.elapsed()
+    );
+    let a_port = a.node(pa).pg_port();
+    sql::execute(
+        a_port,
+        "INSERT INTO rows_a SELECT generate_series(201, 210)",
+    )
+    .unwrap();
+    for i in [br, bl] {
+        wait_rows(
+            b.node(i).pg_port(),
+            "rows_a",
+            210,
+            "A's rows after the switchover",
+        );
+        assert_eq!(sql::is_in_recovery(b.node(i).pg_port()).ok(), Some(true));
+    }
+    assert_eq!(
+        b.node(br).timeline(),
+        a.node(pa).timeline(),
+        "no promotion inside the standby cluster"
+    );
+    wait_until(
+        FORM,
+        "the old standby leader cascades from the new one",
+        || {
+            let up = sql::query_text(
+                b.node(bl).pg_port(),
+                "SELECT sender_port::text FROM pg_stat_wal_receiver",
+            )
+            .ok()??;
+            (up == b.node(br).pg_port().to_string()).then_some(())
+        },
+    );
+    let failover = format!("{}failover", b.key_prefix());
+    wait_until(Duration::from_secs(30), "the failover key cleared", || {
+        let f = b.etcd().get(&failover).ok()?;
+        f.is_none_or(|f| f.value == "{}" || f.value.is_empty())
+            .then_some(())
+    });
+    br
+}
+
 /// Kills B's standby leader `bl`: the other member leads B, following A without a
 /// promotion. Returns its index.
 fn failover_inside_b(a: &Cluster, b: &mut Cluster, pa: usize, bl: usize) -> usize {
@@ -214,7 +368,7 @@ fn failover_inside_b(a: &Cluster, b: &mut Cluster, pa: usize, bl: usize) -> usiz
     );
     sql::execute(
         a_port,
-        "INSERT INTO rows_a SELECT generate_series(201, 300)",
+        "INSERT INTO rows_a SELECT generate_series(211, 300)",
     )
     .unwrap();
     let b_port = b.node(bl2).pg_port();

@@ -1,25 +1,31 @@
 //! A standby cluster fed from the primary cluster's repository alone: no network path
 //! from B's PostgreSQL to A's (nothing in B's config names A's server).
 //!
-//! Site A (one member) archives into a filesystem repository (the streaming archiver,
-//! with its live partial segment) and takes a base backup. Site B (two members, its own
-//! etcd, the same scope, `noarchive`) has `standby_cluster: {restore_command: warden
-//! wal-fetch ..., create_replica_methods: [warden_restore]}`: its first member restores
-//! A's newest backup, then replays A's WAL from the repository as standby leader; the
-//! other clones from it. Under a write load on A, B stays within a few seconds; then A
-//! is killed and `promote-cluster` makes B writable: RPO and RTO are printed.
+//! Site A (one member, scope `dr`) archives into a filesystem repository (the streaming
+//! archiver, with its live partial segment) copied to a second one (`offsite`), and
+//! takes a base backup; once the copy holds it, the backup is deleted from the main
+//! repository. Site B (two members, its own etcd, its own scope `dr-b`, archiving) has
+//! `standby_cluster: {restore_command: warden wal-fetch --scope dr ...,
+//! create_replica_methods: [warden_restore]}` and `postgresql.warden_restore:
+//! {repository: offsite, scope: dr}`: its first member restores A's backup from the copy
+//! (the only place it still is), then replays A's WAL from the main repository as
+//! standby leader; the other clones from it; B's own archiver writes under `dr-b`. Under
+//! a write load on A, B stays within a few seconds; then A is killed and
+//! `promote-cluster` makes B writable: RPO and RTO are printed.
 
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use warden_tests::backupkit::{repository, wait_archiver_streaming, wardenctl_json};
+use warden_tests::backupkit::{backup_yaml, key_file, wait_archiver_streaming, wardenctl_json};
 use warden_tests::bins::{warden_bin, wardenctl_command};
 use warden_tests::process::run_bounded_input;
-use warden_tests::workdir::WorkDir;
+use warden_tests::workdir::{create_node_dir, WorkDir};
 use warden_tests::workload::{self, Writer, WriterOptions};
 use warden_tests::{sql, wait_until, Cluster, ClusterSpec};
 
 const SCOPE: &str = "dr";
+/// Site B's own scope: it reads A's objects under [`SCOPE`] and archives under this.
+const B_SCOPE: &str = "dr-b";
 const FORM: Duration = Duration::from_secs(120);
 
 fn max_id(port: u16) -> Option<i64> {
@@ -32,7 +38,16 @@ fn max_id(port: u16) -> Option<i64> {
 #[test]
 fn a_standby_cluster_fed_only_from_the_repository_follows_and_promotes() {
     let work = WorkDir::temp().unwrap();
-    let (_repo, yaml) = repository(work.path()).unwrap();
+    let repo = work.path().join("repo");
+    let offsite = work.path().join("offsite");
+    create_node_dir(&repo).unwrap();
+    create_node_dir(&offsite).unwrap();
+    let copies = format!(
+        "  copies:\n    - name: offsite\n      repository: {{type: filesystem, path: {}, \
+         timeout: 10s}}\n",
+        offsite.display()
+    );
+    let yaml = backup_yaml(&repo, &key_file(work.path()).unwrap(), &copies);
     let a_yaml = yaml.clone();
     let mut a = Cluster::start(
         ClusterSpec::new(1)
@@ -49,12 +64,13 @@ fn a_standby_cluster_fed_only_from_the_repository_follows_and_promotes() {
         "CREATE TABLE w (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
     )
     .unwrap();
-    wardenctl_json(&a.node(0).config_path(), &["backup", "create", "--json"]).expect("backup");
+    backup_only_in_the_copy(&a, &repo);
 
-    // Site B: the same repository and scope, never archiving, no address of A.
+    // Site B: its own scope and archive, A's objects read under A's scope, no address
+    // of A.
     let b_dir = work.path().join("b");
     let wal_fetch = format!(
-        "{} wal-fetch -c {} %f %p",
+        "{} wal-fetch -c {} --scope {SCOPE} %f %p",
         warden_bin().unwrap().display(),
         b_dir.join("node1").join("warden.yml").display()
     );
@@ -62,13 +78,14 @@ fn a_standby_cluster_fed_only_from_the_repository_follows_and_promotes() {
     let t_b = Instant::now();
     let b = Cluster::start(
         ClusterSpec::new(2)
-            .scope(SCOPE)
+            .scope(B_SCOPE)
             .without_haproxy()
             .dir(&b_dir)
             .customize(move |_, c| {
                 c.merge_yaml(&b_yaml)
                     .unwrap()
-                    .tag("noarchive", true)
+                    .set("postgresql.warden_restore.repository", "offsite")
+                    .set("postgresql.warden_restore.scope", SCOPE)
                     .set(
                         "bootstrap.dcs.standby_cluster.restore_command",
                         wal_fetch.as_str(),
@@ -111,7 +128,74 @@ fn a_standby_cluster_fed_only_from_the_repository_follows_and_promotes() {
     });
 
     let writer = lag_under_load(a_port, b_port);
+    b_archives_under_its_own_scope(&repo);
+
     promote_after_loss(&mut a, &b, &b_dir, b_port, writer);
+}
+
+/// A base backup of A, then, once the copy `offsite` holds it, the main repository
+/// loses it: B can only bootstrap from the copy.
+fn backup_only_in_the_copy(a: &Cluster, repo: &std::path::Path) {
+    let a_cfg = a.node(0).config_path();
+    let backup = wardenctl_json(&a_cfg, &["backup", "create", "--json"]).expect("backup");
+    let id = backup["id"].as_str().expect("backup id").to_owned();
+    wait_until(Duration::from_secs(60), "the backup in the copy", || {
+        let list = wardenctl_json(
+            &a_cfg,
+            &["backup", "list", "--json", "--repository", "offsite"],
+        )
+        .ok()?;
+        list["backups"]
+            .as_array()?
+            .iter()
+            .any(|b| b["id"] == id.as_str())
+            .then_some(())
+    });
+    for sysid in std::fs::read_dir(repo.join(SCOPE)).unwrap() {
+        let backups = sysid.unwrap().path().join("backups");
+        if backups.exists() {
+            std::fs::remove_dir_all(&backups).unwrap();
+        }
+    }
+}
+
+/// B's archiver writes B's WAL under B's own scope, beside A's objects of the same
+/// system identifier (B is a physical copy of A).
+fn b_archives_under_its_own_scope(repo: &std::path::Path) {
+    wait_until(
+        Duration::from_secs(60),
+        "B's archive under its own scope",
+        || {
+            let sysid = std::fs::read_dir(repo.join(B_SCOPE))
+                .ok()?
+                .next()?
+                .ok()?
+                .path();
+            // Complete segments under wal/, the live partial under wal_live/.
+            let files = ["wal", "wal_live"]
+                .iter()
+                .filter_map(|d| std::fs::read_dir(sysid.join(d)).ok())
+                .flatten()
+                .filter_map(|tl| std::fs::read_dir(tl.ok()?.path()).ok())
+                .map(Iterator::count)
+                .sum::<usize>();
+            (files > 0).then_some(())
+        },
+    );
+    assert!(
+        std::fs::read_dir(
+            repo.join(SCOPE).join(
+                std::fs::read_dir(repo.join(B_SCOPE))
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .file_name()
+            )
+        )
+        .is_ok(),
+        "B is a physical copy of A: the same system identifier"
+    );
 }
 
 /// Starts a write load on A and samples, for 10 s, how long the oldest acknowledged
@@ -163,7 +247,7 @@ fn promote_after_loss(
     let ctl = b_dir.join("ctl.yaml");
     b.write_ctl_config(&ctl).unwrap();
     let mut cmd = wardenctl_command().unwrap();
-    cmd.arg("-c").arg(&ctl).args(["promote-cluster", SCOPE]);
+    cmd.arg("-c").arg(&ctl).args(["promote-cluster", B_SCOPE]);
     let out = run_bounded_input(&mut cmd, Some("y\n"), Duration::from_secs(120)).unwrap();
     println!("$ wardenctl promote-cluster\n{}{}", out.stdout, out.stderr);
     assert_eq!(out.code(), Some(0));

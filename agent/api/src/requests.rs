@@ -79,8 +79,8 @@ pub struct RestartRequest {
     /// Restart only if PostgreSQL reports a pending restart.
     #[serde(skip_serializing_if = "is_false")]
     pub restart_pending: bool,
-    /// Restart only in this role (`primary`, `master` or `replica`); `any` reads as
-    /// none.
+    /// Restart only in this role (`primary`, `master`, `standby_leader` or `replica`);
+    /// `any` reads as none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// When, ISO 8601 with a timezone; none is now.
@@ -120,12 +120,12 @@ impl TryFrom<Map<String, Value>> for RestartRequest {
                 "schedule" => r.schedule = opt_str(&m, k)?,
                 "role" => match opt_str(&m, k)?.as_deref() {
                     None | Some("any") => {}
-                    Some(role @ ("primary" | "master" | "replica")) => {
+                    Some(role @ ("primary" | "master" | "standby_leader" | "replica")) => {
                         r.role = Some(role.to_string());
                     }
                     Some(other) => {
                         return Err(format!(
-                            "PostgreSQL role should be either primary or replica, not {other:?}"
+                            "PostgreSQL role should be either primary, standby_leader, or replica, not {other:?}"
                         ))
                     }
                 },

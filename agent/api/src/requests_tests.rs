@@ -78,6 +78,16 @@ fn restart_bodies() {
             Some(crate::requests::MAX_RESTART_TIMEOUT)
         );
     }
+    // Patroni's three roles, `standby_leader` included (a standby cluster's leader).
+    for role in ["primary", "master", "standby_leader", "replica"] {
+        assert_eq!(
+            read::<RestartRequest>(json!({ "role": role }))
+                .unwrap()
+                .role
+                .as_deref(),
+            Some(role)
+        );
+    }
     assert!(read::<RestartRequest>(json!({"role": "any"}))
         .unwrap()
         .role
@@ -89,7 +99,7 @@ fn restart_bodies() {
     for (body, refusal) in [
         (
             json!({"role": "leader"}),
-            r#"PostgreSQL role should be either primary or replica, not "leader""#,
+            r#"PostgreSQL role should be either primary, standby_leader, or replica, not "leader""#,
         ),
         (
             json!({"timeout": 0}),
@@ -119,7 +129,7 @@ fn restart_bodies() {
         // The first refusal in name order.
         (
             json!({"timeout": 0, "role": "boss"}),
-            r#"PostgreSQL role should be either primary or replica, not "boss""#,
+            r#"PostgreSQL role should be either primary, standby_leader, or replica, not "boss""#,
         ),
     ] {
         assert_eq!(

@@ -61,6 +61,12 @@ struct FetchArgs {
     /// `backup.repository`).
     #[arg(long = "repository", value_name = "NAME")]
     repository: Option<String>,
+    /// Read another cluster's WAL: the scope it archives under (default: the config's
+    /// `scope`). A standby cluster fed from the primary cluster's repository runs under
+    /// a scope of its own; its data is a physical copy, so the system identifier (read
+    /// from the data directory) is the primary cluster's.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scope: Option<String>,
     /// The archived file's name: PostgreSQL's %f.
     name: String,
     /// Where to write it: PostgreSQL's %p.
@@ -84,8 +90,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Config, key, repository and this cluster's layout.
-/// `repository`: a `backup.copies` name to read from instead (wal-fetch only).
-fn archive(config_path: &Path, repository: Option<&str>) -> anyhow::Result<Archive> {
+/// `repository`: a `backup.copies` name to read from instead; `scope`: another
+/// cluster's objects (both wal-fetch only).
+fn archive(
+    config_path: &Path,
+    repository: Option<&str>,
+    scope: Option<&str>,
+) -> anyhow::Result<Archive> {
+    if let Some(s) = scope.filter(|s| s.is_empty() || s.contains('/')) {
+        anyhow::bail!("--scope: expected a cluster's scope (no '/'), got {s:?}");
+    }
     let loaded = config::load(config_path)?;
     let cfg: Config = loaded.config;
     warden_config::logging::init(&cfg.log.level, cfg.log.json);
@@ -116,14 +130,14 @@ fn archive(config_path: &Path, repository: Option<&str>) -> anyhow::Result<Archi
     let system_identifier = warden_pg::control::system_identifier(data_dir)?;
     Ok(Archive {
         repo,
-        layout: Layout::new(&cfg.scope, system_identifier),
+        layout: Layout::new(scope.unwrap_or(&cfg.scope), system_identifier),
         key,
         compression_level: backup.compression_level,
     })
 }
 
 fn push_main(args: &PushArgs) -> ExitCode {
-    let result = archive(&args.config, None).and_then(|archive| {
+    let result = archive(&args.config, None, None).and_then(|archive| {
         runtime()?
             .block_on(archive.push(&args.path))
             .map_err(anyhow::Error::from)
@@ -140,7 +154,11 @@ fn push_main(args: &PushArgs) -> ExitCode {
 }
 
 fn fetch_main(args: &FetchArgs) -> ExitCode {
-    let archive = match archive(&args.config, args.repository.as_deref()) {
+    let archive = match archive(
+        &args.config,
+        args.repository.as_deref(),
+        args.scope.as_deref(),
+    ) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("warden wal-fetch {}: error: {e}", args.name);

@@ -36,7 +36,7 @@ pub use types::{
 };
 pub use types::{
     CopyConfig, CronSchedule, DrillCheck, DrillConfig, DumpConfig, ReplicaMethod, RestoreBootstrap,
-    Retention,
+    RestoreSource, Retention,
 };
 
 pub use types::{EngineConfig, PgAuthTls};
@@ -265,6 +265,24 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
     let tags = sections::tags(r, root);
     let watchdog = sections::watchdog(r, root);
     let backup = backup::backup(r, root);
+    if let (Some(b), Some(backup)) = (&bootstrap, &backup) {
+        if let Some(restore) = &b.restore {
+            restore_repository(
+                r,
+                "bootstrap.warden_restore",
+                &restore.source,
+                backup.as_ref(),
+            );
+        }
+    }
+    if let (Some(EngineConfig::Postgresql(pg)), Some(backup)) = (&engine, &backup) {
+        restore_repository(
+            r,
+            "postgresql.warden_restore",
+            &pg.warden_restore,
+            backup.as_ref(),
+        );
+    }
     Some(Config {
         scope: scope?,
         namespace,
@@ -278,6 +296,30 @@ fn build(r: &mut Reader, root: &Section<'_>) -> Option<Config> {
         watchdog,
         backup: backup?,
     })
+}
+
+/// A `warden_restore` section's `repository` must name `backup.repository` (`main`)
+/// or one of `backup.copies`.
+fn restore_repository(
+    r: &mut Reader,
+    path: &str,
+    source: &RestoreSource,
+    backup: Option<&BackupConfig>,
+) {
+    let Some(name) = source.repository.as_deref() else {
+        return;
+    };
+    match backup {
+        None => r.error(
+            format!("{path}.repository"),
+            "names a repository, but the config has no backup section (backup.repository)",
+        ),
+        Some(b) => {
+            if let Err(e) = b.for_repository(Some(name)) {
+                r.error(format!("{path}.repository"), e.to_string());
+            }
+        }
+    }
 }
 
 /// Exactly one of `postgresql` and `redis`.

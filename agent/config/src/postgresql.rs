@@ -13,7 +13,7 @@ use super::schema;
 use super::sections::{credentials, host_port};
 use super::types::{
     BootstrapConfig, HostPort, InitdbOption, PgAuth, PgAuthTls, PostgresqlConfig, ReplicaMethod,
-    RestoreBootstrap,
+    RestoreBootstrap, RestoreSource,
 };
 use warden_pg::target::Target;
 use warden_pg::tls::{ChannelBinding, ClientTls, SslMode};
@@ -113,6 +113,14 @@ pub(super) fn postgresql(
         callbacks,
         pre_promote,
         create_replica_methods: create_replica_methods?,
+        warden_restore: match s.get(RESTORE_METHOD) {
+            Some(v) if !v.is_null() => {
+                let sec = r.section("postgresql.warden_restore", v)?;
+                r.check_keys(&sec, schema::WARDEN_RESTORE_REPLICA, &[]);
+                restore_source(r, &sec)?
+            }
+            _ => RestoreSource::default(),
+        },
     })
 }
 
@@ -555,6 +563,7 @@ fn restore_method(r: &mut Reader, value: Option<&Value>) -> Option<RestoreBootst
         backup: "latest".into(),
         target: Target::Latest,
         system_identifier: None,
+        source: RestoreSource::default(),
     };
     let Some(value) = value.filter(|v| !v.is_null()) else {
         return Some(out);
@@ -568,6 +577,7 @@ fn restore_method(r: &mut Reader, value: Option<&Value>) -> Option<RestoreBootst
     if let Some(b) = text(r, "backup") {
         out.backup = b;
     }
+    out.source = restore_source(r, &s)?;
     let time = text(r, "target_time");
     let lsn = text(r, "target_lsn");
     let name = text(r, "target_name");
@@ -599,6 +609,28 @@ fn restore_method(r: &mut Reader, value: Option<&Value>) -> Option<RestoreBootst
                 return None;
             }
         }
+    }
+    Some(out)
+}
+
+/// `repository` and `scope` of a `warden_restore` section (the names are checked
+/// against `backup` once the whole file is read).
+fn restore_source(r: &mut Reader, s: &Section<'_>) -> Option<RestoreSource> {
+    let mut out = RestoreSource::default();
+    if let Some(v) = s.get("repository") {
+        out.repository = Some(r.string(&s.path_of("repository"), v)?);
+    }
+    if let Some(v) = s.get("scope") {
+        let path = s.path_of("scope");
+        let scope = r.string(&path, v)?;
+        if scope.is_empty() || scope.contains('/') {
+            r.error(
+                path,
+                format!("expected a cluster's scope (no '/'), got {scope:?}"),
+            );
+            return None;
+        }
+        out.scope = Some(scope);
     }
     Some(out)
 }

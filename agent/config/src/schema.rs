@@ -247,7 +247,12 @@ pub(super) const WARDEN_RESTORE: &[Key] = &[
     warden("target_name"),
     warden("immediate"),
     warden("system_identifier"),
+    warden("repository"),
+    warden("scope"),
 ];
+
+/// `postgresql.warden_restore` (the replica method's source).
+pub(super) const WARDEN_RESTORE_REPLICA: &[Key] = &[warden("repository"), warden("scope")];
 
 pub(super) const BOOTSTRAP: &[Key] = &[
     warden("dcs"),
@@ -296,6 +301,7 @@ pub(super) const REDIS_SENTINEL_TLS: &[Key] = &[
 ];
 
 pub(super) const POSTGRESQL: &[Key] = &[
+    warden("warden_restore"),
     warden("listen"),
     warden("connect_address"),
     warden("data_dir"),

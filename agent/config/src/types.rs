@@ -278,6 +278,21 @@ pub struct RestoreBootstrap {
     pub target: warden_pg::target::Target,
     /// Needed only when the repository holds several clusters under this scope.
     pub system_identifier: Option<u64>,
+    /// Which repository and which cluster's objects (`repository`, `scope`).
+    pub source: RestoreSource,
+}
+
+/// Where a restore from the repository reads (`bootstrap.warden_restore`,
+/// `postgresql.warden_restore`): which repository, and whose objects in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RestoreSource {
+    /// `None` or `main`: `backup.repository`; else the name of one of `backup.copies`
+    /// (checked at load).
+    pub repository: Option<String>,
+    /// The cluster whose backups and WAL are read (default: this member's `scope`): a
+    /// standby cluster fed from the primary cluster's repository, under a scope of its
+    /// own, names the primary cluster's scope here.
+    pub scope: Option<String>,
 }
 
 /// One `bootstrap.initdb` item: `- data-checksums` or `- encoding: UTF8`.
@@ -335,6 +350,9 @@ pub struct PostgresqlConfig {
     /// `postgresql.create_replica_methods`: how a replica is created, tried in order
     /// (Patroni's semantics). Empty: `basebackup`.
     pub create_replica_methods: Vec<ReplicaMethod>,
+    /// `postgresql.warden_restore`: where the `warden_restore` replica method (and a
+    /// standby cluster's `create_replica_methods: [warden_restore]`) reads.
+    pub warden_restore: RestoreSource,
 }
 
 /// A way to create a replica.

@@ -207,6 +207,15 @@ fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
     match c.leader_name() {
         Some(l) if l == o.me => {
             if !primary && is_standby_cluster(o, c) && db.is_some() {
+                if failover_request(c).is_some() && o.lease_renewed {
+                    // Patroni's paused standby leader leaves the request unanswered; the
+                    // API refuses it, and one written anyway is cleared, not left to
+                    // act later.
+                    return decision(
+                        vec![Action::RenewLeader, Action::ClearFailover],
+                        "paused: a switchover is not carried out in a paused standby cluster; clearing the request",
+                    );
+                }
                 return decision(
                     vec![Action::RenewLeader],
                     "paused: keeping the leader key as the standby leader",
@@ -273,6 +282,17 @@ fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
                             && quorum_refusal(c, &o.me, d.position.unwrap_or(0), &o.peers)
                                 .is_some()) =>
                 {
+                    if is_standby_cluster(o, c) {
+                        return decision(
+                            vec![
+                                Action::AcquireLeader,
+                                Action::FollowRemote,
+                                Action::Retain { members: others },
+                                Action::WriteStatus,
+                            ],
+                            "paused: we are the candidate of a manual failover: taking the leader key, to lead the standby cluster following the remote primary",
+                        );
+                    }
                     decision(
                         vec![
                             Action::AcquireLeader,
@@ -285,7 +305,10 @@ fn paused<E: Engine>(o: &Observation<E>, c: &Cluster) -> Decision {
                         "paused: we are the candidate of a manual switchover: taking the leader key",
                     )
                 }
-                _ => decision(vec![], "paused: no leader; not promoting anyone automatically"),
+                _ => decision(
+                    vec![],
+                    "paused: no leader; not promoting anyone automatically",
+                ),
             }
         }
     }
@@ -433,7 +456,7 @@ fn as_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decision {
     }
     let others: Vec<String> = c.members.keys().filter(|n| **n != o.me).cloned().collect();
     if is_standby_cluster(o, c) {
-        return standby_leader(db, others);
+        return standby_leader(o, c, db, others);
     }
     if !db.writable {
         if let Some(why) = o.local.engine.promotion_refusal(c, &o.me) {
@@ -584,15 +607,23 @@ fn vacant_leader<E: Engine>(o: &Observation<E>, c: &Cluster, db: &Db) -> Decisio
 
 /// The config makes this cluster a standby of another (`standby_cluster`), and the
 /// engine can run one: its leader follows the remote primary and is never promoted.
+/// Without a `config` key in the DCS (deleted, or a wiped DCS) the member's own
+/// `bootstrap.dcs` answers, as Patroni's global config falls back to the local one: a
+/// missing key must never promote a standby leader.
 fn is_standby_cluster<E: Engine>(o: &Observation<E>, c: &Cluster) -> bool {
     o.local.engine.supports_standby_cluster()
         && c.config
             .as_ref()
-            .is_some_and(|v| v.value.is_standby_cluster())
+            .map_or(o.local_standby_cluster, |v| v.value.is_standby_cluster())
 }
 
 /// We hold the key of a standby cluster (lease renewed this turn).
-fn standby_leader(db: &Db, others: Vec<String>) -> Decision {
+fn standby_leader<E: Engine>(
+    o: &Observation<E>,
+    c: &Cluster,
+    db: &Db,
+    others: Vec<String>,
+) -> Decision {
     if db.writable {
         // `standby_cluster` was set on a primary cluster (`demote-cluster`): stop, then
         // start following the remote (repaired first where it forked from us).
@@ -600,6 +631,13 @@ fn standby_leader(db: &Db, others: Vec<String>) -> Decision {
             vec![Action::RenewLeader, Action::StopPrimary],
             "the cluster became a standby cluster: stopping the primary to restart it as the standby leader",
         );
+    }
+    // Patroni's standby leader acts on the `failover` key as a primary does: a
+    // switchover hands the key to the candidate, which then follows the remote (no
+    // promotion); a request that cannot be carried out is cleared, so no stale key is
+    // left to hold back a later race.
+    if let Some(d) = leader_switchover(o, c, false) {
+        return d;
     }
     decision(
         vec![

@@ -115,4 +115,8 @@ pub struct Observation<E> {
     pub watchdog_missing: Option<String>,
     /// How long our replica has been running without streaming from an upstream.
     pub not_streaming_for: Option<std::time::Duration>,
+    /// The member's own dynamic configuration (`bootstrap.dcs`) makes the cluster a
+    /// standby cluster. Patroni's global config falls back to the local one when the DCS
+    /// has no `config` key, so a deleted key must not promote a standby leader.
+    pub local_standby_cluster: bool,
 }

@@ -148,13 +148,32 @@ pub(crate) fn switchover_candidate<E: Engine>(
 /// of the race, `None` if the request does not apply (normal race rules).
 pub(crate) fn failover_race<E: Engine>(o: &Observation<E>, c: &Cluster) -> Option<bool> {
     let f = failover_request(c)?;
-    if matches!(schedule_due(o, c, f), Ok(false)) {
+    // Not due yet, or stale (nobody carried it out in time): a stale request must never
+    // hold back a failover, so the usual race decides.
+    if !matches!(schedule_due(o, c, f), Ok(true)) {
         return None;
     }
+    // Patroni's rule: a named candidate that did not answer our probe, or answered that
+    // it may not lead, is no reason for the others to stay out of the race.
+    let unfit = |m: &str| {
+        o.peers
+            .iter()
+            .find(|p| p.name == m)
+            .is_some_and(|p| p.status.as_ref().is_none_or(|s| !s.may_become_leader))
+    };
     match f.member.as_deref() {
         Some(m) if m == o.me => Some(true),
-        Some(m) if c.member(m).is_some_and(|x| x.state.is_running()) => Some(false),
-        _ if f.leader.as_deref() == Some(o.me.as_str()) => Some(false),
+        Some(m) if c.member(m).is_some_and(|x| x.state.is_running()) && !unfit(m) => Some(false),
+        // The former leader stays out while another member could take over; when none
+        // answered that it may lead (the candidate died before clearing the request),
+        // staying out would leave the cluster without a leader: the usual race decides.
+        _ if f.leader.as_deref() == Some(o.me.as_str()) => {
+            let another_may_lead = o
+                .peers
+                .iter()
+                .any(|p| p.status.as_ref().is_some_and(|s| s.may_become_leader));
+            another_may_lead.then_some(false)
+        }
         _ => None,
     }
 }

@@ -135,6 +135,7 @@ fn obs(cluster: Cluster, toy: Toy) -> Observation<Toy> {
         failsafe_leader_active: false,
         watchdog_missing: None,
         not_streaming_for: None,
+        local_standby_cluster: false,
     }
 }
 

@@ -50,11 +50,15 @@ impl Engine for PgLocal {
     }
 
     /// The timeline we leave and the LSN replayed (or written) when promoted; a node
-    /// that did not answer forks timeline 1 at 0, as Patroni records it.
+    /// that did not answer forks timeline 1 at 0, as Patroni records it. The timeline
+    /// left is the newest one known: recovery follows it (`latest`) and PostgreSQL
+    /// promotes onto the next ID, while the control file's timeline lags behind until a
+    /// restartpoint (reserving that one would record a fork twice and skip a timeline).
     fn fork_point(&self) -> Option<(u32, u64)> {
         let p = self.probe.as_ref();
         Some((
-            p.and_then(|p| p.timeline).unwrap_or(1),
+            p.and_then(|p| p.newest_timeline.max(p.timeline))
+                .unwrap_or(1),
             p.and_then(|p| p.replay_lsn.or(p.wal_position)).unwrap_or(0),
         ))
     }

@@ -265,6 +265,14 @@ async fn switchover_inner(ctx: &Context, body: &[u8], failover: bool) -> Result<
                 .map_err(|(c, msg)| Fail(c, msg))?,
         );
     }
+    // Patroni's paused standby leader does not act on the failover key: say so rather
+    // than store a request nobody carries out.
+    if paused && cluster.leader.is_some() && cluster.dynamic_config().is_standby_cluster() {
+        return Err(fail(
+            412,
+            &format!("{action} is not possible: the standby leader does not hand over while the standby cluster is paused"),
+        ));
+    }
     if paused && candidate.is_none() {
         return Err(fail(
             400,

@@ -93,6 +93,11 @@ impl<D: LocalEngine> Agent<D> {
                 let role = RoleConfig::Replica {
                     source: Some(self.remote_source(cluster)),
                 };
+                // A replica restored from the repository that now leads the standby
+                // cluster: `standby_cluster`'s recovery settings, not the restore's.
+                if self.db.drop_restore_settings().map_err(failed)? {
+                    self.db.reload().await.map_err(failed)?;
+                }
                 self.configure(cluster, &role).await
             }
             Action::StopPrimary => self.stop_primary().await,
@@ -123,9 +128,15 @@ impl<D: LocalEngine> Agent<D> {
                     .as_deref()
                     .and_then(|u| self.stream_source(u, cluster)),
             },
-            StartAs::StandbyLeader => RoleConfig::Replica {
-                source: Some(self.remote_source(cluster)),
-            },
+            StartAs::StandbyLeader => {
+                // Patroni's rule: the standby leader's recovery settings are
+                // `standby_cluster`'s; a restore's own (a copy's wal-fetch) would
+                // shadow them.
+                self.db.drop_restore_settings().map_err(failed)?;
+                RoleConfig::Replica {
+                    source: Some(self.remote_source(cluster)),
+                }
+            }
         };
         self.write_config(cluster, &role)?;
         self.db.start().map_err(failed)?;
@@ -556,11 +567,14 @@ impl<D: LocalEngine> Agent<D> {
             self.reserve_fork(obs.cluster.as_ref(), fork, reason)
                 .await?;
         }
+        // Before the promotion: afterwards there is no remote to be behind.
+        let standby_lag = super::transitions::standby_lag(&self.shared);
         tracing::warn!(?fork, "promoting the replica");
         self.db
             .promote(Duration::from_secs(10))
             .await
             .map_err(failed)?;
+        self.note_promotion(fork, standby_lag, obs.cluster.as_ref());
         // Writable from now on: tell health checks at once rather than at the end of
         // the turn (the checkpoint and DCS writes below take a while).
         self.state = MemberState::Running;

@@ -83,8 +83,10 @@ impl<D: LocalEngine> Agent<D> {
             }
             Kind::Restart(spec) => {
                 let probe = local.engine.probe();
+                let is_primary = probe.as_ref().is_some_and(ServerProbe::is_primary);
                 let facts = request::LocalFacts {
-                    is_primary: probe.as_ref().is_some_and(ServerProbe::is_primary),
+                    is_primary,
+                    is_standby_leader: !is_primary && self.holds_leader && self.standby_cluster,
                     server_version: probe.as_ref().and_then(ServerProbe::server_version),
                     pending_restart: probe.as_ref().is_some_and(ServerProbe::pending_restart),
                 };

@@ -25,6 +25,7 @@ pub mod request;
 pub mod restore_bootstrap;
 pub mod restore_replica;
 pub mod run;
+mod transitions;
 mod turn;
 
 // The pure core lives in `warden-ha`; the loop here runs it for PostgreSQL.
@@ -67,6 +68,14 @@ pub trait LocalEngine:
     /// turn: PostgreSQL copies permanent logical slots from there.
     fn note_leader(&mut self, leader: Option<(String, u16)>) {
         let _ = leader;
+    }
+
+    /// About to start as a standby cluster's leader: drop recovery settings a restore
+    /// from the repository left (PostgreSQL: the restore block in
+    /// `postgresql.auto.conf`, which would shadow `standby_cluster.restore_command`).
+    /// Returns whether anything was removed (a reload makes it count).
+    fn drop_restore_settings(&mut self) -> Result<bool, String> {
+        Ok(false)
     }
 
     /// `bootstrap.method: NAME` with a command (Patroni's custom bootstrap).
@@ -143,6 +152,20 @@ impl LocalEngine for warden_pg::Postgres {
     }
     fn note_leader(&mut self, leader: Option<(String, u16)>) {
         self.set_leader_source(leader);
+    }
+
+    fn drop_restore_settings(&mut self) -> Result<bool, String> {
+        let auto = self.settings.data_dir.join("postgresql.auto.conf");
+        let has_block = std::fs::read_to_string(&auto)
+            .is_ok_and(|t| t.contains(warden_backup::restore::recovery::BEGIN));
+        if !has_block {
+            return Ok(false);
+        }
+        warden_backup::restore::recovery::unconfigure(&self.settings.data_dir)
+            .map(|()| true)
+            .map_err(|e| {
+                format!("removing the restore's recovery settings from postgresql.auto.conf: {e}")
+            })
     }
 
     async fn bootstrap_custom<'a>(

@@ -61,16 +61,28 @@ impl<D: LocalEngine> Agent<D> {
         if let Some(position) = paused {
             return self.hand_over_paused(candidate, obs, &api, position).await;
         }
-        tracing::warn!(
-            candidate,
-            "switchover: checkpoint, then shut down the primary"
-        );
-        // A checkpoint now makes the shutdown checkpoint (taken while writes are already
-        // refused) short.
-        self.db
-            .checkpoint(CHECKPOINT_TIMEOUT)
-            .await
-            .map_err(|e| failed(format!("switchover: CHECKPOINT failed: {e}")))?;
+        // A standby leader (standby cluster) writes nothing of its own: the candidate
+        // needs what we received from the remote, which we know before stopping (a
+        // standby's shutdown writes no checkpoint record of its own).
+        let standby = self.standby_cluster;
+        let received = obs.local.db().and_then(|d| d.position).unwrap_or(0);
+        if standby {
+            tracing::warn!(
+                candidate,
+                "switchover in a standby cluster: shutting down the standby leader"
+            );
+        } else {
+            tracing::warn!(
+                candidate,
+                "switchover: checkpoint, then shut down the primary"
+            );
+            // A checkpoint now makes the shutdown checkpoint (taken while writes are
+            // already refused) short.
+            self.db
+                .checkpoint(CHECKPOINT_TIMEOUT)
+                .await
+                .map_err(|e| failed(format!("switchover: CHECKPOINT failed: {e}")))?;
+        }
 
         // From here on we are no primary for anyone: health checks answer 503 at once.
         self.shared.deadline.clear();
@@ -86,8 +98,14 @@ impl<D: LocalEngine> Agent<D> {
             .map_err(|e| failed(format!("switchover: stopping the primary failed: {e}")))?;
         self.state = MemberState::Stopped;
 
-        let checkpoint = self.shutdown_checkpoint().await?;
-        tracing::info!(%checkpoint, candidate, "primary stopped; waiting for the candidate to confirm the shutdown checkpoint");
+        let (checkpoint, confirm_past) = if standby {
+            // The candidate confirms it has everything we had: past the byte before.
+            (Lsn(received), received.saturating_sub(1))
+        } else {
+            let c = self.shutdown_checkpoint().await?;
+            (c, c.0)
+        };
+        tracing::info!(%checkpoint, candidate, "stopped; waiting for the candidate to confirm our last position");
         // Racers compare themselves with the last leader position: make it exact.
         self.publish_optime(cluster, checkpoint.0).await;
 
@@ -98,12 +116,27 @@ impl<D: LocalEngine> Agent<D> {
             self.dcs.clone(),
             lease,
             dynamic.loop_wait,
-            wait_for_position(&self.db, &api, conn, checkpoint.0, HANDOVER_CONFIRM_TIMEOUT),
+            wait_for_position(&self.db, &api, conn, confirm_past, HANDOVER_CONFIRM_TIMEOUT),
         )
         .await;
         if let Err(why) = confirmed {
-            tracing::error!(candidate, reason = %why, "switchover aborted: restarting as primary");
             self.clear_failover(cluster).await;
+            if standby {
+                tracing::error!(candidate, reason = %why, "switchover aborted: restarting as the standby leader");
+                let remote = self.remote_source(cluster);
+                self.write_config(
+                    cluster,
+                    &RoleConfig::Replica {
+                        source: Some(remote),
+                    },
+                )?;
+                self.db.start().map_err(failed)?;
+                self.state = MemberState::Starting;
+                return Err(failed(format!(
+                    "switchover to {candidate} aborted: {why}; restarted as the standby leader"
+                )));
+            }
+            tracing::error!(candidate, reason = %why, "switchover aborted: restarting as primary");
             self.write_config(cluster, &RoleConfig::Primary)?;
             self.db.start().map_err(failed)?;
             self.state = MemberState::Starting;
@@ -304,12 +337,24 @@ impl<D: LocalEngine> Agent<D> {
         let timeout = timeout.unwrap_or(DEFAULT_RESTART_TIMEOUT);
         let dynamic = self.dynamic(cluster);
         let lease = self.lease.map(|(id, _)| id);
-        let role = if as_primary { "primary" } else { "replica" };
+        // A standby cluster's leader comes back following the remote primary.
+        let standby_leader = !as_primary && self.holds_leader && self.standby_cluster;
+        let role = if as_primary {
+            "primary"
+        } else if standby_leader {
+            "standby_leader"
+        } else {
+            "replica"
+        };
         tracing::warn!(role, "restarting the database as requested");
         self.state = MemberState::Restarting;
         self.publish_state().await;
         let wanted = if as_primary {
             RoleConfig::Primary
+        } else if standby_leader {
+            RoleConfig::Replica {
+                source: Some(self.remote_source(cluster)),
+            }
         } else {
             let leader = cluster.and_then(Cluster::leader_name);
             RoleConfig::Replica {

@@ -102,7 +102,15 @@ impl<D: LocalEngine> Agent<D> {
             s.note = note.to_string();
             s.last_turn = Some(std::time::Instant::now());
             if let Some(c) = cluster {
-                s.cluster = Some(std::sync::Arc::new(c.clone()));
+                let mut c = c.clone();
+                // No `config` key: the API answers from the configuration we run with
+                // (Patroni's global config falls back to the local one), so a standby
+                // leader stays `/standby-leader` while the key is missing.
+                c.config.get_or_insert_with(|| warden_consensus::Versioned {
+                    value: dynamic.clone(),
+                    mod_revision: 0,
+                });
+                s.cluster = Some(std::sync::Arc::new(c));
                 s.dcs_last_seen = Some(chrono::Utc::now().timestamp());
             }
         });

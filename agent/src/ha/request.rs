@@ -16,7 +16,7 @@ pub const REQUEST_QUEUE: usize = 4;
 /// The filters and limits of a restart, as `POST /restart` and `patronictl restart` send them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestartSpec {
-    /// Restart only if we run in this role (`primary` or `replica`).
+    /// Restart only if we run in this role (`primary`, `standby_leader` or `replica`).
     pub role: Option<String>,
     /// Restart only if our `server_version_num` is lower than this.
     pub postgres_version: Option<u32>,
@@ -80,6 +80,9 @@ pub fn channel() -> (RequestTx, RequestRx) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LocalFacts {
     pub is_primary: bool,
+    /// We hold a standby cluster's leader key with a read-only server (Patroni's role
+    /// `standby_leader`).
+    pub is_standby_leader: bool,
     pub server_version: Option<u32>,
     pub pending_restart: bool,
 }
@@ -89,6 +92,8 @@ pub fn restart_refusal(spec: &RestartSpec, local: LocalFacts) -> Option<String> 
     if let Some(role) = &spec.role {
         let mine = if local.is_primary {
             "primary"
+        } else if local.is_standby_leader {
+            "standby_leader"
         } else {
             "replica"
         };
@@ -185,6 +190,7 @@ mod tests {
     fn facts(is_primary: bool, pending: bool) -> LocalFacts {
         LocalFacts {
             is_primary,
+            is_standby_leader: false,
             server_version: Some(150010),
             pending_restart: pending,
         }
@@ -207,6 +213,19 @@ mod tests {
             ..RestartSpec::default()
         };
         assert_eq!(restart_refusal(&master, facts(true, false)), None);
+        // Patroni's third role: the standby leader of a standby cluster.
+        let standby_leader = RestartSpec {
+            role: Some("standby_leader".into()),
+            ..RestartSpec::default()
+        };
+        let sl = LocalFacts {
+            is_standby_leader: true,
+            ..facts(false, false)
+        };
+        assert_eq!(restart_refusal(&standby_leader, sl), None);
+        assert!(restart_refusal(&replica, sl).is_some());
+        assert!(restart_refusal(&standby_leader, facts(false, false)).is_some());
+        assert!(restart_refusal(&standby_leader, facts(true, false)).is_some());
         let pending = RestartSpec {
             restart_pending: true,
             ..RestartSpec::default()

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use warden_backup::restore::{self, recovery, source, target, Recovery};
+use warden_backup::restore::{self, recovery, target, Recovery};
 use warden_config::{Config, RestoreBootstrap};
 use warden_consensus::dynamic_config::DynamicConfig;
 use warden_pg::{PgError, Postgres};
@@ -33,7 +33,7 @@ pub(super) async fn run(
     let config_path = config_path
         .and_then(|p| std::fs::canonicalize(p).ok())
         .ok_or_else(|| failed("restore_command", "the agent's config file path is unknown"))?;
-    let catalog = source::catalog(cfg, None, spec.system_identifier)
+    let catalog = super::restore_replica::open(cfg, &spec.source, spec.system_identifier)
         .await
         .map_err(|e| failed("opening the repository", e))?;
     let backup = if spec.backup == "latest" {
@@ -58,7 +58,7 @@ pub(super) async fn run(
     tracing::info!(backup = %backup.id, target = %spec.target.describe(), "bootstrapping from the repository");
     let rec = Recovery {
         target: spec.target.clone(),
-        restore_command: recovery::restore_command(&source::warden_binary(), &config_path),
+        restore_command: super::restore_replica::restore_command(&config_path, &spec.source),
         action: "promote",
         // Archiving is Warden's (the elected archiver), not archive_command's.
         archive_off: false,

@@ -7,8 +7,9 @@
 
 use std::path::Path;
 
+use warden_backup::catalog::Catalog;
 use warden_backup::restore::{self, recovery, source, Recovery, Target};
-use warden_config::Config;
+use warden_config::{Config, RestoreSource};
 use warden_pg::{PgError, Postgres};
 
 fn failed(what: &str, e: impl std::fmt::Display) -> PgError {
@@ -26,7 +27,11 @@ pub(super) async fn run(
     let config_path = config_path
         .and_then(|p| std::fs::canonicalize(p).ok())
         .ok_or_else(|| failed("restore_command", "the agent's config file path is unknown"))?;
-    let catalog = source::catalog(cfg, None, system_identifier)
+    let from = cfg
+        .postgresql()
+        .map(|pg| pg.warden_restore.clone())
+        .unwrap_or_default();
+    let catalog = open(cfg, &from, system_identifier)
         .await
         .map_err(|e| failed("opening the repository", e))?;
     let backup = catalog
@@ -42,7 +47,7 @@ pub(super) async fn run(
     }
     let rec = Recovery {
         target: Target::Latest,
-        restore_command: recovery::restore_command(&source::warden_binary(), &config_path),
+        restore_command: restore_command(&config_path, &from),
         action: "promote",
         archive_off: false,
         standby: true,
@@ -52,4 +57,34 @@ pub(super) async fn run(
         .map_err(|e| failed("restoring", e))?;
     tracing::info!(backup = %backup.id, bytes = report.bytes, seconds = report.total_seconds, "restored the newest backup as a replica");
     Ok(backup.id)
+}
+
+/// The catalog of the cluster `from` names (its `scope`, default ours) in the
+/// repository it names (`main`: `backup.repository`; else a `backup.copies` entry,
+/// with its own credentials and key).
+pub(super) async fn open(
+    cfg: &Config,
+    from: &RestoreSource,
+    system_identifier: Option<u64>,
+) -> anyhow::Result<Catalog> {
+    let backup = cfg
+        .backup
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the config has no backup section (backup.repository)"))?
+        .for_repository(from.repository.as_deref())?;
+    let cfg = Config {
+        backup: Some(backup),
+        ..cfg.clone()
+    };
+    source::catalog(&cfg, from.scope.as_deref(), system_identifier).await
+}
+
+/// `warden wal-fetch` reading where `from` says, for the restored copy's recovery.
+pub(super) fn restore_command(config_path: &Path, from: &RestoreSource) -> String {
+    recovery::restore_command_for(
+        &source::warden_binary(),
+        config_path,
+        from.repository.as_deref(),
+        from.scope.as_deref(),
+    )
 }

@@ -91,6 +91,8 @@ pub struct Agent<D: Database = Postgres> {
     /// Told of every reloaded config (the REST API's certificates and allowlist):
     /// the loop owns the reload, the parts it feeds live elsewhere.
     pub(super) on_reload: Option<ReloadHook>,
+    /// What the turns saw that may explain a promotion (`warden/transitions`).
+    pub(super) transitions: super::transitions::Tracker,
 }
 
 /// What a reload tells the rest of the daemon.
@@ -138,6 +140,7 @@ impl<D: Database> Agent<D> {
             last_member: None,
             last_note: String::new(),
             last_errors: Vec::new(),
+            transitions: super::transitions::Tracker::default(),
             guard: None,
             requests: None,
             incoming: Vec::new(),

@@ -25,6 +25,9 @@ impl<D: LocalEngine> Agent<D> {
         let lease_renewed = self.refresh_lease(ttl).await;
         self.renewed_this_turn = lease_renewed;
         let cluster = self.read_cluster().await;
+        let now = self.env.clock.now();
+        self.transitions
+            .observe(cluster.as_ref(), &self.cfg.name, now);
         self.check_leadership(cluster.as_ref());
         self.apply_dynamic(cluster.as_ref());
         let (obs, reply) = self
@@ -43,6 +46,7 @@ impl<D: LocalEngine> Agent<D> {
         } else {
             local
         };
+        self.write_transition(&local);
         if !self.holds_leader {
             // Not leading: the watchdog is disarmed (magic close) when dropped.
             self.watchdog = None;
@@ -176,6 +180,7 @@ impl<D: LocalEngine> Agent<D> {
                 .not_streaming_since
                 .as_ref()
                 .map(|(t, _)| self.since(*t)),
+            local_standby_cluster: self.cfg.bootstrap.dcs.is_standby_cluster(),
         };
         (obs, reply)
     }

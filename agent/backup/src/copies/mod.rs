@@ -98,7 +98,9 @@ pub async fn measure(main: &Catalog, copy: &Repository) -> Result<Lag, crate::re
 pub struct Status {
     /// The last pass's lag (after it copied what it could); `None` before the first.
     pub lag: Option<Lag>,
-    /// When a pass last ended with nothing left to copy.
+    /// When the main repository was listed by the last pass that then left nothing
+    /// to copy: the copy holds everything the main repository held at that time (a
+    /// pass can take a while, and what was committed during it is the next pass's).
     pub last_success: Option<DateTime<Utc>>,
     /// Objects refused so far (they did not authenticate in the main repository).
     pub refused: u64,
@@ -273,6 +275,7 @@ async fn pass(
 ) -> anyhow::Result<bool> {
     let cluster = main.layout.cluster();
     let prefix = format!("{cluster}/");
+    let listed_at = Utc::now();
     let main_list = main.repo.list(&prefix).await?;
     let copy_list = match t.repo.list(&prefix).await {
         Ok(l) => l,
@@ -345,6 +348,13 @@ async fn pass(
     if new_record && !t.retention.keeps_everything() {
         prune(main, t).await;
     }
+    for path in plan::retired_live(&cluster, &main_list, &copy_list) {
+        // Best effort: a stale live copy is only served when the complete segment is
+        // missing, which it is not; the next pass tries again.
+        if let Err(e) = t.repo.delete(&path).await {
+            tracing::debug!(copy = %t.name, object = %path, error = %e, "could not delete a retired live segment");
+        }
+    }
     // The lag after this pass: re-list the copy only if something changed.
     let copy_now = if copied > 0 {
         t.repo.list(&prefix).await?
@@ -362,7 +372,7 @@ async fn pass(
         if result.is_ok() {
             s.error = None;
             if l.objects == 0 {
-                s.last_success = Some(now);
+                s.last_success = Some(listed_at);
             }
         }
     });

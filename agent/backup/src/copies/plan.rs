@@ -5,7 +5,10 @@
 //! Order (a copy must never show something it cannot use):
 //! 1. archived WAL (segments, `.backup` and `.history` files) in name order, which is
 //!    timeline then position (a `.history` file sorts before its timeline's segments);
-//! 2. the live `.partial`s, again when the main one was rewritten after the copy's;
+//! 2. the live segments (`wal_live/`, rewritten in place every second or so by the
+//!    archiver), again whenever the main one was rewritten after the copy's; a
+//!    timeline's final `.partial` under `wal/` is archived once and immutable, like a
+//!    segment;
 //! 3. the parts of *committed* backups, dumps and RDB snapshots (a set whose record is
 //!    not in the main repository yet is still being written, and is left alone);
 //! 4. their records (`backup.json`, `dump.json`, `rdb.json`) — the commit markers —
@@ -58,13 +61,10 @@ fn classify(cluster: &str, path: &str) -> Option<(Class, Option<String>)> {
     let Some((top, rest)) = rel.split_once('/') else {
         return Some((Class::Other, None));
     };
-    if top == "wal" {
-        let class = if rest.ends_with(".partial") {
-            Class::Live
-        } else {
-            Class::Wal
-        };
-        return Some((class, None));
+    match top {
+        "wal" => return Some((Class::Wal, None)),
+        "wal_live" => return Some((Class::Live, None)),
+        _ => {}
     }
     if let Some((_, record)) = SETS.iter().find(|(dir, _)| *dir == top) {
         let (id, file) = rest.split_once('/')?;
@@ -188,6 +188,26 @@ pub fn plan(cluster: &str, main: &[ObjectInfo], copy: &[ObjectInfo]) -> Vec<Step
     steps
 }
 
+/// The copy's live segments to delete: the main repository deleted its live copy of
+/// the segment (it archived the complete segment, or the timeline's final `.partial`),
+/// and the copy holds that complete file too, so `wal-fetch` from the copy no longer
+/// needs the live one. Without this a copy would keep one stale live object per
+/// segment forever.
+pub fn retired_live(cluster: &str, main: &[ObjectInfo], copy: &[ObjectInfo]) -> Vec<String> {
+    let in_main: BTreeSet<&str> = main.iter().map(|o| o.path.as_str()).collect();
+    let in_copy: BTreeSet<&str> = copy.iter().map(|o| o.path.as_str()).collect();
+    let live_prefix = format!("{cluster}/wal_live/");
+    copy.iter()
+        .filter_map(|o| {
+            let rest = o.path.strip_prefix(&live_prefix)?;
+            let complete = format!("{cluster}/wal/{rest}");
+            let archived = in_copy.contains(complete.as_str())
+                || in_copy.contains(format!("{complete}.partial").as_str());
+            (!in_main.contains(o.path.as_str()) && archived).then(|| o.path.clone())
+        })
+        .collect()
+}
+
 /// How far a copy is behind the main repository.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Lag {
@@ -277,6 +297,7 @@ mod tests {
             obj("wal/00000002/000000020000000000000004", 45),
             obj("wal/00000002/00000002.history", 44),
             obj("wal/00000001/000000010000000000000003.partial", 80),
+            obj("wal_live/00000002/000000020000000000000005", 81),
             obj("wal/00000001/000000010000000000000002", 20),
             obj("wal/00000001/000000010000000000000001", 10),
             obj("heartbeat", 5),
@@ -299,9 +320,10 @@ mod tests {
             [
                 "wal/00000001/000000010000000000000001",
                 "wal/00000001/000000010000000000000002",
+                "wal/00000001/000000010000000000000003.partial",
                 "wal/00000002/00000002.history",
                 "wal/00000002/000000020000000000000004",
-                "wal/00000001/000000010000000000000003.partial",
+                "wal_live/00000002/000000020000000000000005",
                 "backups/B1/base.tar.00000",
                 "backups/B1/base.tar.00001",
                 "dumps/D1/app.dump.0",
@@ -327,7 +349,7 @@ mod tests {
                 assert_eq!(parts, paged, "{set} at cut {cut}");
             }
         }
-        assert_eq!(steps[5].set.as_deref(), Some("backups/B1"));
+        assert_eq!(steps[6].set.as_deref(), Some("backups/B1"));
     }
 
     #[test]
@@ -342,16 +364,18 @@ mod tests {
             })
             .collect();
         assert_eq!(plan(C, &main, &copy), []);
-        // ...then the main .partial is rewritten: copied again.
+        // ...then the main live segment is rewritten: copied again; a rewritten
+        // timeline's final .partial could not be (it is immutable), nor is it.
         let mut main2 = main.clone();
-        let live = main2
+        for o in main2
             .iter_mut()
-            .find(|o| o.path.ends_with(".partial"))
-            .unwrap();
-        live.modified = at(100);
+            .filter(|o| o.path.contains("/wal_live/") || o.path.ends_with(".partial"))
+        {
+            o.modified = at(100);
+        }
         assert_eq!(
             paths(&plan(C, &main2, &copy)),
-            ["wal/00000001/000000010000000000000003.partial"]
+            ["wal_live/00000002/000000020000000000000005"]
         );
         // A segment the main repository pruned stays in the copy and is not a lag.
         let pruned: Vec<ObjectInfo> = main
@@ -382,6 +406,7 @@ mod tests {
             [
                 "wal/00000002/00000002.history",
                 "wal/00000002/000000020000000000000004",
+                "wal_live/00000002/000000020000000000000005",
                 "dumps/D1/app.dump.0",
                 "dumps/D1/dump.json",
                 "drills/X1.json",
@@ -394,8 +419,8 @@ mod tests {
     fn lag_counts_objects_and_the_oldest_age() {
         let main = main_listing();
         let none = lag(C, &main, &[], at(100));
-        assert_eq!(none.objects, 12);
-        assert_eq!(none.bytes, 120);
+        assert_eq!(none.objects, 13);
+        assert_eq!(none.bytes, 130);
         assert_eq!(none.oldest, Some(at(5)));
         assert!((none.seconds - 95.0).abs() < 1e-9, "{none:?}");
         // The copy has everything up to second 45: behind by what came after.
@@ -429,5 +454,43 @@ mod tests {
         assert_eq!(notice(false, true), Some(Notice::Alert));
         assert_eq!(notice(true, true), None);
         assert_eq!(notice(true, false), Some(Notice::Recovered));
+    }
+
+    #[test]
+    fn a_live_segment_is_retired_from_the_copy_once_archived_there() {
+        let live = obj("wal_live/00000002/000000020000000000000005", 80);
+        let complete = obj("wal/00000002/000000020000000000000005", 90);
+        // The main one still has its live copy: keep ours.
+        assert!(retired_live(
+            C,
+            std::slice::from_ref(&live),
+            &[live.clone(), complete.clone()]
+        )
+        .is_empty());
+        // The main one archived the segment, but the copy lacks it: keep ours.
+        assert!(retired_live(
+            C,
+            std::slice::from_ref(&complete),
+            std::slice::from_ref(&live)
+        )
+        .is_empty());
+        // Archived in both: ours goes; so after a timeline's final .partial.
+        assert_eq!(
+            retired_live(
+                C,
+                std::slice::from_ref(&complete),
+                &[live.clone(), complete.clone()]
+            ),
+            vec![live.path.clone()]
+        );
+        let last = obj("wal/00000002/000000020000000000000005.partial", 90);
+        assert_eq!(
+            retired_live(
+                C,
+                std::slice::from_ref(&last),
+                &[live.clone(), last.clone()]
+            ),
+            [live.path]
+        );
     }
 }

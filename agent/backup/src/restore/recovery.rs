@@ -57,7 +57,23 @@ pub fn restore_command(warden_bin: &Path, config: &Path) -> String {
 /// [`restore_command`] reading from repository `repository` (a `backup.copies` name):
 /// `warden wal-fetch -c CONFIG --repository NAME %f %p`.
 pub fn restore_command_from(warden_bin: &Path, config: &Path, repository: Option<&str>) -> String {
-    let from = repository.map_or_else(String::new, |r| format!(" --repository {}", shell_word(r)));
+    restore_command_for(warden_bin, config, repository, None)
+}
+
+/// [`restore_command_from`] reading another cluster's WAL (`scope`, e.g. a standby
+/// cluster with a scope of its own fed from the primary cluster's repository):
+/// `warden wal-fetch -c CONFIG [--repository NAME] [--scope SCOPE] %f %p`.
+pub fn restore_command_for(
+    warden_bin: &Path,
+    config: &Path,
+    repository: Option<&str>,
+    scope: Option<&str>,
+) -> String {
+    let mut from =
+        repository.map_or_else(String::new, |r| format!(" --repository {}", shell_word(r)));
+    if let Some(s) = scope {
+        from.push_str(&format!(" --scope {}", shell_word(s)));
+    }
     format!(
         "{} wal-fetch -c {}{from} %f %p",
         shell_word(&warden_bin.to_string_lossy()),
@@ -242,6 +258,10 @@ mod tests {
         assert_eq!(
             restore_command_from(bin, cfg, None),
             restore_command(bin, cfg)
+        );
+        assert_eq!(
+            restore_command_for(bin, cfg, Some("offsite"), Some("site a")),
+            "/usr/bin/warden wal-fetch -c /etc/warden/w.yml --repository offsite --scope 'site a' %f %p"
         );
     }
 

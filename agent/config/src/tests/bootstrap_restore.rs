@@ -113,3 +113,57 @@ fn create_replica_methods() {
         .create_replica_methods
         .is_empty());
 }
+
+/// `repository` and `scope` of `bootstrap.warden_restore` and `postgresql.warden_restore`:
+/// a copy's name (checked against `backup.copies`) and another cluster's scope.
+#[test]
+fn restore_source_names_a_copy_and_a_scope() {
+    let backup = "backup:\n  repository: {type: filesystem, path: /repo/main}\n  copies:\n    - \
+                  name: offsite\n      repository: {type: filesystem, path: /repo/copy}\n";
+    let yaml = format!(
+        "{}{backup}bootstrap:\n  method: warden_restore\n  warden_restore:\n    repository: \
+         offsite\n    scope: site-a\n",
+        MINIMAL.replace(
+            "postgresql:\n",
+            "postgresql:\n  create_replica_methods: [warden_restore]\n  warden_restore: \
+             {repository: main, scope: site-a}\n",
+        )
+    );
+    let c = ok(&yaml).config;
+    let r = c.bootstrap.restore.clone().unwrap();
+    assert_eq!(r.source.repository.as_deref(), Some("offsite"));
+    assert_eq!(r.source.scope.as_deref(), Some("site-a"));
+    let pg = c.postgresql().unwrap();
+    assert_eq!(pg.warden_restore.repository.as_deref(), Some("main"));
+    assert_eq!(pg.warden_restore.scope.as_deref(), Some("site-a"));
+    // Unknown names are errors naming the key and the known repositories.
+    let p = problems(&yaml.replace("repository: offsite", "repository: ofsite"));
+    assert!(
+        p.iter()
+            .any(|e| e.contains("bootstrap.warden_restore.repository")
+                && e.contains("ofsite")
+                && e.contains("offsite")),
+        "{p:?}"
+    );
+    let p = problems(&yaml.replace("{repository: main", "{repository: nas"));
+    assert!(
+        p.iter()
+            .any(|e| e.contains("postgresql.warden_restore.repository") && e.contains("nas")),
+        "{p:?}"
+    );
+    let p = problems(&yaml.replace("{repository: main", "{repo: main"));
+    assert!(p.iter().any(|e| e.contains("repo")), "{p:?}");
+    let p = problems(&yaml.replace("scope: site-a\n", "scope: a/b\n"));
+    assert!(
+        p.iter()
+            .any(|e| e.contains("bootstrap.warden_restore.scope")),
+        "{p:?}"
+    );
+    // Without a backup section a repository name cannot be honoured.
+    let p = problems(&yaml.replace(backup, ""));
+    assert!(
+        p.iter()
+            .any(|e| e.contains("warden_restore.repository") && e.contains("no backup section")),
+        "{p:?}"
+    );
+}

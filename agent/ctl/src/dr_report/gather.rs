@@ -11,6 +11,7 @@ use super::super::Ctl;
 use warden_backup::catalog::{BackupRecord, Catalog, DrillRecord, DumpRecord, RdbRecord};
 use warden_backup::objectives::{self as dr, human, CopyFact, DrillFact, Verdict};
 use warden_config::{BackupConfig, Objectives, Retention};
+use warden_consensus::transitions::{self, Transition, TransitionKind};
 use warden_consensus::Cluster;
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +26,8 @@ pub struct Report {
     /// Some objective is violated (the exit status is then 3).
     pub violated: bool,
     pub procedures: Vec<Procedure>,
+    /// `warden/transitions` as stored: the recent promotions, oldest first.
+    pub transitions: Vec<Transition>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,35 +252,94 @@ fn parse_time(t: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The newest promotion recorded in `/history` whose reason matches (or not).
-fn last_promotion(cluster: &Cluster, switchover: bool) -> Fact {
-    let name = if switchover {
-        "last switchover"
-    } else {
-        "last failover"
-    };
-    let entry = cluster
-        .history
-        .iter()
-        .rev()
-        .find(|h| h.reason.contains("switchover") == switchover);
-    match entry {
+/// The newest promotion `/history` records (Patroni's and older Warden's promotions
+/// too): when and onto which timeline, without a duration or a cause.
+fn last_history_promotion(cluster: &Cluster) -> Fact {
+    let name = "last promotion in /history".to_owned();
+    match cluster.history.last() {
         None => Fact {
-            name: name.into(),
-            value: "none recorded in /history".into(),
+            name,
+            value: "none recorded".into(),
             at: None,
         },
         Some(h) => Fact {
-            name: name.into(),
+            name,
             value: format!(
-                "timeline {} to {} ({}); duration not derivable: /history records when a \
-                 promotion happened, not when the old primary was lost",
+                "timeline {} to {} ({})",
                 h.timeline + 1,
                 h.new_leader.as_deref().unwrap_or("?"),
                 h.reason
             ),
             at: h.timestamp.as_deref().and_then(parse_time),
         },
+    }
+}
+
+fn secs(s: f64) -> String {
+    format!("{s:.1}s")
+}
+
+/// The newest transition of `kind` in `warden/transitions`, with what its new leader
+/// measured.
+pub(super) fn last_transition(list: &[Transition], kind: TransitionKind) -> Fact {
+    let name = match kind {
+        TransitionKind::Failover => "last failover",
+        TransitionKind::Switchover => "last switchover",
+        _ => "last region failover (cluster promotion)",
+    }
+    .to_owned();
+    let Some(t) = transitions::last_of(list, kind) else {
+        return Fact {
+            name,
+            value: "none recorded (warden/transitions)".into(),
+            at: None,
+        };
+    };
+    let timeline = t
+        .timeline
+        .map(|tl| format!(" (timeline {tl})"))
+        .unwrap_or_default();
+    let from = t.from.as_deref().unwrap_or("?");
+    let took = t.detected_to_promoted.map(secs);
+    let seen = t
+        .detected_at
+        .as_deref()
+        .map(|d| format!(" at {d}"))
+        .unwrap_or_default();
+    let value = match kind {
+        TransitionKind::Failover => format!(
+            "{from} to {}{timeline}: promoted {} after it saw the leader key vacant{seen}; \
+             the old leader failed up to its ttl ({}) before the key expired",
+            t.to,
+            took.as_deref().unwrap_or("?"),
+            t.ttl.map_or_else(|| "?".to_owned(), |s| format!("{s}s")),
+        ),
+        TransitionKind::Switchover => format!(
+            "{from} to {}{timeline}: promoted {} after the failover key named it{seen}",
+            t.to,
+            took.as_deref().unwrap_or("?"),
+        ),
+        _ => {
+            let lag = match (t.lag_bytes, t.lag_seconds) {
+                (None, None) => "its lag behind the remote unknown".to_owned(),
+                (b, s) => format!(
+                    "{} bytes / {} behind the remote",
+                    b.map_or_else(|| "?".to_owned(), |b| b.to_string()),
+                    s.map_or_else(|| "?".to_owned(), secs)
+                ),
+            };
+            format!(
+                "{} promoted{timeline} {} after the standby_cluster section was removed{seen} \
+                 (following {from}); {lag} then",
+                t.to,
+                took.as_deref().unwrap_or("?"),
+            )
+        }
+    };
+    Fact {
+        name,
+        value,
+        at: parse_time(&t.at),
     }
 }
 
@@ -365,13 +427,6 @@ fn catalog_facts(now: DateTime<Utc>, c: &Result<Catalogued, String>, out: &mut V
             },
         ),
         at: last.map(|d| d.finished_at),
-    });
-    out.push(Fact {
-        name: "last region-failover drill".into(),
-        value: "none recorded (Warden records restore drills only; a region failover drill \
-                is promote-cluster on the standby site)"
-            .into(),
-        at: None,
     });
 }
 
@@ -503,8 +558,14 @@ impl Ctl<'_> {
             }),
         }
         rows_facts(now, &member_list, &mut facts);
-        facts.push(last_promotion(&view.cluster, false));
-        facts.push(last_promotion(&view.cluster, true));
+        for kind in [
+            TransitionKind::Failover,
+            TransitionKind::Switchover,
+            TransitionKind::ClusterPromotion,
+        ] {
+            facts.push(last_transition(&view.cluster.transitions, kind));
+        }
+        facts.push(last_history_promotion(&view.cluster));
         let service = Service {
             scope: scope.clone(),
             namespace: self.config.namespace.clone(),
@@ -522,6 +583,7 @@ impl Ctl<'_> {
             schedule: schedule(&cfg, engine, &repo_url, &copy_urls),
             objectives: objectives_view(&cfg.objectives),
             violated: dr::any_violated(&verdicts),
+            transitions: view.cluster.transitions.clone(),
             verdicts,
             facts,
             service,

@@ -61,6 +61,7 @@ fn report(violated: bool) -> Report {
             summary: "Hand over:".into(),
             commands: vec!["wardenctl -c /etc/w.yml switchover demo --force".into()],
         }],
+        transitions: Vec::new(),
     }
 }
 
@@ -128,4 +129,35 @@ fn command_line() {
     let e: anyhow::Error = Violated(vec!["rpo: too old".into()]).into();
     assert!(e.downcast_ref::<Violated>().is_some());
     assert_eq!(e.to_string(), "1 objective(s) violated: rpo: too old");
+}
+
+#[test]
+fn transitions_become_facts_with_their_durations() {
+    use warden_consensus::transitions::{Transition, TransitionKind as K};
+    let list: Vec<Transition> = serde_json::from_value(serde_json::json!([
+        {"kind": "failover", "from": "n1", "to": "n2", "timeline": 2, "at": "2026-12-07T12:00:03Z",
+         "detected_at": "2026-12-07T12:00:01Z", "detected_to_promoted": 2.04, "ttl": 10},
+        {"kind": "cluster_promotion", "from": "10.0.0.1:5432", "to": "b1", "timeline": 3,
+         "at": "2026-12-07T12:10:00Z", "detected_to_promoted": 0.8, "ttl": 10,
+         "lag_bytes": 0, "lag_seconds": 0.0},
+        {"kind": "failover", "to": "n3", "at": "2026-12-07T12:20:00Z"}
+    ]))
+    .unwrap();
+    let f = gather::last_transition(&list, K::Failover);
+    assert_eq!(
+        f.value,
+        "? to n3: promoted ? after it saw the leader key vacant; the old \
+                         leader failed up to its ttl (?) before the key expired"
+    );
+    let f = gather::last_transition(&list[..1], K::Failover);
+    assert!(f.value.starts_with("n1 to n2 (timeline 2): promoted 2.0s after it saw the leader key vacant at 2026-12-07T12:00:01Z"), "{}", f.value);
+    assert!(f.value.contains("ttl (10s)"), "{}", f.value);
+    assert_eq!(f.at.unwrap().to_rfc3339(), "2026-12-07T12:00:03+00:00");
+    let f = gather::last_transition(&list, K::ClusterPromotion);
+    assert!(f.value.contains("b1 promoted (timeline 3) 0.8s after the standby_cluster section was removed (following 10.0.0.1:5432); 0 bytes / 0.0s behind"), "{}", f.value);
+    let f = gather::last_transition(&list, K::Switchover);
+    assert_eq!(
+        (f.value.as_str(), f.at),
+        ("none recorded (warden/transitions)", None)
+    );
 }

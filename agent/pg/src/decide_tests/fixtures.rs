@@ -83,6 +83,7 @@ pub(super) fn obs(
         failsafe_leader_active: false,
         watchdog_missing: None,
         not_streaming_for: None,
+        local_standby_cluster: false,
     }
 }
 

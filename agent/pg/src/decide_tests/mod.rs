@@ -8,6 +8,7 @@ mod pause;
 mod quorum;
 mod race;
 mod standby;
+mod standby_switchover;
 mod start;
 mod steady;
 mod switchover;

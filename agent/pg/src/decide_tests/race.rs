@@ -3,7 +3,7 @@
 use super::fixtures::*;
 use warden_consensus::types::Status;
 use warden_consensus::{Cluster, Versioned};
-use warden_ha::{decide, Action, DataState, Peer, StartAs};
+use warden_ha::{decide, Action, DataState, Engine, Peer, StartAs};
 
 #[test]
 fn healthiest_replica_races_for_vacant_key() {
@@ -144,6 +144,8 @@ fn replica_behind_the_cluster_timeline_never_races() {
         "{}",
         decide(&o).note
     );
+    // Its promotion leaves timeline 3 (what recovery follows), not the control file's 1.
+    assert_eq!(o.local.engine.fork_point().map(|f| f.0), Some(3));
     // A timeline known only from a member key (its promotion not yet in /history) counts.
     let c = o.cluster.as_mut().unwrap();
     c.members.get_mut("n1").unwrap().value.timeline = Some(4);

@@ -133,15 +133,21 @@ fn named_candidate_races_without_deferring_and_others_stay_out() {
 }
 
 #[test]
-fn former_leader_of_a_switchover_does_not_race() {
+fn former_leader_of_a_switchover_does_not_race_while_another_may_lead() {
     let mut c = with_failover(cluster(Some("42"), None), Some("n2"), None, None);
     c.members.remove("n3");
-    let d = decide(&obs(
-        Some(c),
-        DataState::Initialized,
-        Some(probe(true, 1000)),
-    ));
+    let mut o = obs(Some(c), DataState::Initialized, Some(probe(true, 1000)));
+    o.peers = vec![peer("n1", 1000, false)];
+    let d = decide(&o);
     assert!(d.actions.is_empty(), "{d:?}");
+    // The new leader died before clearing the request and nobody else answers: the
+    // former leader races rather than leave the cluster without one (Patroni's rule).
+    o.peers = vec![Peer {
+        name: "n1".into(),
+        status: None,
+    }];
+    let d = decide(&o);
+    assert_eq!(d.actions.first(), Some(&Action::AcquireLeader), "{d:?}");
 }
 
 #[test]

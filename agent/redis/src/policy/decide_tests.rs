@@ -148,6 +148,7 @@ fn obs(me: &str, c: Cluster, engine: RedisLocal) -> Observation<RedisLocal> {
         failsafe_leader_active: false,
         watchdog_missing: None,
         not_streaming_for: None,
+        local_standby_cluster: false,
     }
 }
 
