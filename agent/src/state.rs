@@ -107,6 +107,50 @@ impl NodeStatus {
     pub fn in_recovery(&self) -> Option<bool> {
         self.probe.as_ref().map(ServerProbe::in_recovery)
     }
+
+    /// The dynamic config in force makes this a standby cluster (PostgreSQL only: a
+    /// Redis member ignores the section, see `Engine::supports_standby_cluster`).
+    pub fn is_standby_cluster(&self) -> bool {
+        !matches!(self.probe, Some(ServerProbe::Redis(_)))
+            && self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.dynamic_config().is_standby_cluster())
+    }
+
+    /// The standby leader's distance from the remote primary (see
+    /// [`warden_api::patroni::StandbyClusterStatus`]); `None` on any other member. Read
+    /// by `/patroni` and `/metrics`, and by the loop just before a cluster promotion.
+    pub fn standby_lag(&self) -> Option<warden_api::patroni::StandbyClusterStatus> {
+        let Some(ServerProbe::Postgres(p)) = &self.probe else {
+            return None;
+        };
+        if !(self.is_leader && p.in_recovery && self.is_standby_cluster()) {
+            return None;
+        }
+        let lag_bytes = p
+            .upstream_end_lsn
+            .map(|end| end.saturating_sub(p.replay_lsn.unwrap_or(0)));
+        // Caught up: 0. Otherwise (or fed from an archive only, with no receiver to say
+        // where the remote is) the age of the newest replayed transaction, an upper bound
+        // while the remote commits steadily (Warden's leader writes a heartbeat).
+        let lag_seconds = match lag_bytes {
+            Some(0) => Some(0.0),
+            _ => p.replay_age_seconds,
+        };
+        let remote = self
+            .cluster
+            .as_ref()
+            .and_then(|c| c.dynamic_config().standby_cluster)
+            .and_then(|sc| sc.address())
+            .map(|(h, port)| format!("{h}:{port}"));
+        Some(warden_api::patroni::StandbyClusterStatus {
+            lag_bytes,
+            lag_seconds,
+            remote,
+            streaming: p.streaming,
+        })
+    }
 }
 
 /// Shared between the loop (writer) and the API (readers).

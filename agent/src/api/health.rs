@@ -250,7 +250,7 @@ pub fn evaluate(check: Check, f: &Filters, s: &NodeStatus, lease_valid: bool, no
     // Patroni's rule: in a standby cluster the key holder is never `/primary` (not even
     // while a demoted primary still runs writable), and is `/standby-leader` once it
     // runs read-only.
-    let standby = super::views::standby_cluster(s);
+    let standby = s.is_standby_cluster();
     let primary = leader && !standby && s.in_recovery() == Some(false);
     let standby_leader = leader && standby && s.in_recovery() == Some(true);
     let ok = match check {

@@ -83,9 +83,7 @@ fn role_gauges(s: &NodeStatus, gauge: &mut impl FnMut(&str, &str, i64)) {
         "1 if this node is a quorum standby",
         i64::from(sync_role == Some(true) && replica),
     );
-    let standby_lag = probe
-        .and_then(ServerProbe::pg)
-        .and_then(|p| super::views::standby_lag(s, p));
+    let standby_lag = s.standby_lag();
     gauge(
         "patroni_standby_leader",
         "1 if this node is a standby leader",

@@ -16,7 +16,7 @@ use warden_consensus::Cluster;
 pub fn patroni(s: &NodeStatus, lease_valid: bool) -> PatroniStatus {
     let role = match (&s.probe, s.is_leader) {
         (Some(p), _) if p.is_primary() => "primary",
-        (Some(_), true) if standby_cluster(s) => "standby_leader",
+        (Some(_), true) if s.is_standby_cluster() => "standby_leader",
         (Some(_), _) => "replica",
         _ => s.role.as_str(),
     };
@@ -130,51 +130,9 @@ fn member_by_address(c: &Cluster) -> std::collections::HashMap<(String, u16), St
         .collect()
 }
 
-/// The dynamic config in force makes this a standby cluster (PostgreSQL only: a
-/// Redis member ignores the section, see `Engine::supports_standby_cluster`).
-pub fn standby_cluster(s: &NodeStatus) -> bool {
-    !matches!(s.probe, Some(ServerProbe::Redis(_)))
-        && s.cluster
-            .as_ref()
-            .is_some_and(|c| c.dynamic_config().is_standby_cluster())
-}
-
-/// The standby leader's distance from the remote primary (see
-/// [`warden_api::patroni::StandbyClusterStatus`]); `None` on any other member.
-pub fn standby_lag(
-    s: &NodeStatus,
-    p: &warden_pg::sql::Probe,
-) -> Option<warden_api::patroni::StandbyClusterStatus> {
-    if !(s.is_leader && p.in_recovery && standby_cluster(s)) {
-        return None;
-    }
-    let lag_bytes = p
-        .upstream_end_lsn
-        .map(|end| end.saturating_sub(p.replay_lsn.unwrap_or(0)));
-    // Caught up: 0. Otherwise (or fed from an archive only, with no receiver to say
-    // where the remote is) the age of the newest replayed transaction, an upper bound
-    // while the remote commits steadily (Warden's leader writes a heartbeat).
-    let lag_seconds = match lag_bytes {
-        Some(0) => Some(0.0),
-        _ => p.replay_age_seconds,
-    };
-    let remote = s
-        .cluster
-        .as_ref()
-        .and_then(|c| c.dynamic_config().standby_cluster)
-        .and_then(|sc| sc.address())
-        .map(|(h, port)| format!("{h}:{port}"));
-    Some(warden_api::patroni::StandbyClusterStatus {
-        lag_bytes,
-        lag_seconds,
-        remote,
-        streaming: p.streaming,
-    })
-}
-
 fn pg_fields(s: &NodeStatus, p: &warden_pg::sql::Probe, b: &mut PatroniStatus) {
     {
-        b.standby_cluster = standby_lag(s, p);
+        b.standby_cluster = s.standby_lag();
         b.postmaster_start_time = Some(p.postmaster_start_time.clone());
         b.server_version = Some(p.server_version);
         b.timeline = p.timeline;

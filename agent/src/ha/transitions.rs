@@ -162,11 +162,7 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 /// The standby leader's distance from the remote primary as `/patroni` shows it now
 /// (taken just before a promotion: afterwards there is no remote to be behind).
 pub(super) fn standby_lag(shared: &Shared) -> Option<warden_api::patroni::StandbyClusterStatus> {
-    let s = shared.snapshot();
-    match s.probe.as_ref() {
-        Some(crate::probe::ServerProbe::Postgres(p)) => crate::api::views::standby_lag(&s, p),
-        _ => None,
-    }
+    shared.snapshot().standby_lag()
 }
 
 impl<D: LocalEngine> Agent<D> {
