@@ -4,7 +4,7 @@
 //! - `wardenctl backup create` runs the backup on the archiver, a replica, and waits
 //!   for the committed record.
 //! - The record's parts are sealed (not a plain tar); opened and concatenated they
-//!   are a tar stream whose files match the record's per-file SHA-256; the manifest
+//!   are a tar stream whose files match backup_manifest's per-file CRC32C; the manifest
 //!   object exists; every WAL segment from `start_wal` to `end_wal` is archived.
 //! - `wardenctl backup list` (table and JSON) shows the backup.
 //! - Bad input: `POST /backup` on a member that is not the archiver names the
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use warden_backup::base::filesums::{Algorithm, FileHasher};
 use warden_backup::catalog::{BackupRecord, Catalog, MANIFEST};
 use warden_backup::codec;
 use warden_backup::key::EncryptionKey;
@@ -114,7 +115,7 @@ impl Check {
             let path = format!("{dir}/{}", p.name);
             let sealed = self.get(&path);
             assert_eq!(sealed.len() as u64, p.stored_size, "{path}");
-            assert!(sealed.starts_with(b"WRDNBK02"), "{path} is sealed");
+            assert!(sealed.starts_with(b"WRDNBK03"), "{path} is sealed");
             assert!(
                 !sealed.windows(5).any(|w| w == b"ustar"),
                 "{path} holds plain tar headers"
@@ -122,7 +123,9 @@ impl Check {
             let (plain, digest) = codec::open_bytes(&self.catalog.key, &path, &sealed)
                 .unwrap_or_else(|e| panic!("{path}: {e}"));
             assert_eq!(plain.len() as u64, p.plain_size, "{path}");
-            assert_eq!(hex::encode(digest), p.sha256, "{path}");
+            // Codec version 3: no digest sealed, none recorded.
+            assert_eq!(digest, [0u8; 32], "{path}");
+            assert_eq!(p.sha256, "", "{path}");
             stream.extend_from_slice(&plain);
         }
         stream
@@ -150,13 +153,6 @@ impl Check {
         for must in ["PG_VERSION", "global/pg_control", "backup_label", MANIFEST] {
             assert!(in_tar.contains_key(must), "{must} missing from the stream");
         }
-        let recorded: BTreeMap<String, (u64, String)> = r
-            .files
-            .iter()
-            .map(|f| (f.path.clone(), (f.size, f.sha256.clone())))
-            .collect();
-        assert_eq!(recorded, in_tar, "per-file checksums match the stream");
-
         // The manifest object is the manifest of the stream.
         let mpath = format!("{}/{MANIFEST}", self.catalog.backup_dir(&r.id));
         let (manifest, _) =
@@ -166,7 +162,42 @@ impl Check {
             in_tar[MANIFEST].1,
             "the manifest object is the stream's backup_manifest"
         );
+        // The per-file checksums are the server's: the record lists none, and the
+        // manifest names every file of the stream (but itself) with its size and a
+        // CRC32C that matches the content.
+        assert!(r.files.is_empty());
         let m: Value = serde_json::from_slice(&manifest).unwrap();
+        let mut listed: BTreeMap<String, (u64, String)> = BTreeMap::new();
+        for f in m["Files"].as_array().unwrap() {
+            assert_eq!(f["Checksum-Algorithm"], "CRC32C", "{f}");
+            listed.insert(
+                f["Path"].as_str().unwrap().to_owned(),
+                (
+                    f["Size"].as_u64().unwrap(),
+                    f["Checksum"].as_str().unwrap().to_owned(),
+                ),
+            );
+        }
+        let mut archive = tar::Archive::new(&stream[..]);
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            if e.header().entry_type() != tar::EntryType::Regular || path == MANIFEST {
+                continue;
+            }
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            let mut h = FileHasher::new(Algorithm::Crc32c);
+            h.update(&data);
+            let (size, sum) = listed
+                .remove(&path)
+                .unwrap_or_else(|| panic!("{path} not in the manifest"));
+            assert_eq!((size, sum), (data.len() as u64, h.finish()), "{path}");
+        }
+        assert!(
+            listed.is_empty(),
+            "listed but not in the stream: {listed:?}"
+        );
         assert_eq!(m["WAL-Ranges"][0]["Start-LSN"], r.start_lsn.as_str());
         assert_eq!(m["WAL-Ranges"][0]["End-LSN"], r.end_lsn.as_str());
 

@@ -8,6 +8,9 @@
 //!   are deleted (timeline history files stay); the kept backup still verifies.
 //! - A flipped byte in a part object: verify exits 1 naming that object. One archived
 //!   WAL segment deleted: verify exits 1 naming the missing segment.
+//! - A flipped byte inside a data file, the part sealed again with the key (so it
+//!   authenticates): verify and restore both refuse, naming the file and its CRC32C
+//!   from backup_manifest.
 //! - `wardenctl backup create --dump`: a dump of two databases (one with a space in
 //!   its name) is committed, listed by `backup list`, and its parts, decrypted, are
 //!   accepted by `pg_restore --list` run here.
@@ -107,6 +110,7 @@ fn verify_retention_dumps_and_metrics() {
     metrics_show_the_last_backup(&cluster, archiver, &backups);
     let kept = prune_keeps_the_newest(&config, &repo, &rt, &catalog, &backups);
     corruption_is_named(&config, &repo, &cluster_dir, &kept);
+    a_resealed_flipped_byte_is_caught(&config, work.path(), &rt, &catalog, &kept);
     bad_input_is_refused(&config, &cluster, archiver, &kept);
     dump_on_demand(&config, work.path(), &rt, &catalog, &cluster_dir);
 }
@@ -157,10 +161,11 @@ fn verify_passes(config: &Path, backups: &[BackupRecord]) {
     assert_eq!(out.code(), Some(0));
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["backups"][0]["id"], backups[2].id.as_str());
-    assert_eq!(
-        v["backups"][0]["files_checked"].as_u64(),
-        Some(backups[2].files.len() as u64)
-    );
+    // The per-file checksums are the server's (backup_manifest): the record lists none.
+    assert!(backups[2].files.is_empty());
+    let checked = v["backups"][0]["files_checked"].as_u64().unwrap_or(0);
+    assert!(checked > 100, "{checked} files checked");
+    assert_eq!(v["backups"][0]["files"].as_u64(), Some(checked));
 }
 
 /// Metrics on the archiver: the last backup's age, from the catalog snapshot.
@@ -284,6 +289,81 @@ fn corruption_is_named(config: &Path, repo: &Path, cluster_dir: &str, kept: &Bac
         out.stdout
             .contains(&format!("WAL segment {gap} is missing")),
         "{}",
+        out.stdout
+    );
+}
+
+/// One byte of a data file changed and the part sealed again with the key, so the part
+/// authenticates: only the file's checksum from backup_manifest (CRC32C, computed by
+/// the server) can tell. Verify and restore both refuse, naming the file.
+fn a_resealed_flipped_byte_is_caught(
+    config: &Path,
+    work: &Path,
+    rt: &Runtime,
+    catalog: &Catalog,
+    kept: &BackupRecord,
+) {
+    let path = format!("{}/{}", catalog.backup_dir(&kept.id), kept.parts[0].name);
+    let original = rt.block_on(catalog.repo.get(&path)).unwrap();
+    let (mut plain, _) = codec::open_bytes(&catalog.key, &path, &original).unwrap();
+    // A regular file of at least a page lying wholly in this part.
+    let (file, offset) = {
+        let mut archive = tar::Archive::new(&plain[..]);
+        let mut found = None;
+        for e in archive.entries().unwrap() {
+            let Ok(e) = e else { break };
+            let start = e.raw_file_position();
+            let size = e.size();
+            if e.header().entry_type() == tar::EntryType::Regular
+                && size >= 8192
+                && start + size <= plain.len() as u64
+            {
+                found = Some((e.path().unwrap().display().to_string(), start + size / 2));
+                break;
+            }
+        }
+        found.expect("a data file in the first part")
+    };
+    plain[usize::try_from(offset).unwrap()] ^= 0x01;
+    let mut sealer = codec::seal_unhashed(&catalog.key, 3, &path, Vec::new()).unwrap();
+    std::io::Write::write_all(&mut sealer, &plain).unwrap();
+    let (resealed, _) = sealer.finish().unwrap();
+    rt.block_on(catalog.repo.put(&path, resealed.into()))
+        .unwrap();
+
+    let out = wardenctl_logged(config, &["backup", "verify", &kept.id]);
+    assert_eq!(out.code(), Some(1), "verify must fail on a changed file");
+    assert!(
+        out.stdout.contains(&format!("base.tar:{file}")) && out.stdout.contains("CRC32C"),
+        "{}",
+        out.stdout
+    );
+    let dest = work.join("restore-flipped");
+    warden_tests::workdir::create_node_dir(&dest).unwrap();
+    let data = dest.join("data");
+    let out = wardenctl_logged(
+        config,
+        &[
+            "restore",
+            "--backup",
+            &kept.id,
+            "--immediate",
+            "--to",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(out.code(), Some(0), "restore must fail on a changed file");
+    assert!(
+        out.stderr.contains(&file) && out.stderr.contains("CRC32C"),
+        "{}",
+        out.stderr
+    );
+    rt.block_on(catalog.repo.put(&path, original)).unwrap();
+    // (The WAL gap made above is still there: only the file must be fine again.)
+    let out = wardenctl_logged(config, &["backup", "verify", &kept.id]);
+    assert!(
+        !out.stdout.contains("base.tar"),
+        "the original part verifies again: {}",
         out.stdout
     );
 }

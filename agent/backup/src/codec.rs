@@ -10,6 +10,15 @@
 //!          the last holds 1..=CHUNK + tag
 //! ```
 //!
+//! Version 3 (base backup parts, issue 15): the version 2 layout ("WRDNBK03") with
+//! no plaintext digest in the payload: the payload is the zstd frame alone, written
+//! with zstd's own content checksum (XXH64, checked by the decompressor). STREAM
+//! still authenticates every byte, the header and the context; what the SHA-256 added
+//! on top (an end-to-end check of the plaintext) is done, for base backups, per file
+//! against the server's `backup_manifest`, so hashing every byte again here was a
+//! second full pass of SHA-256 for nothing. Older Warden versions refuse a version 3
+//! object as an unknown header (they cannot restore such a backup, and say so).
+//!
 //! Version 1 (read only, so repositories written before keep restoring):
 //!
 //! ```text
@@ -65,6 +74,7 @@ use super::key::EncryptionKey;
 const MAGIC_LEN: usize = 8;
 const MAGIC_V1: &[u8; MAGIC_LEN] = b"WRDNBK01";
 const MAGIC_V2: &[u8; MAGIC_LEN] = b"WRDNBK02";
+const MAGIC_V3: &[u8; MAGIC_LEN] = b"WRDNBK03";
 /// STREAM-BE32 over XChaCha20 leaves 24 − 5 = 19 nonce bytes to the caller.
 const NONCE_LEN: usize = 19;
 const SEQUENCE_LEN: usize = 8;
@@ -87,6 +97,8 @@ pub enum Format {
     V1,
     /// Digest inside the encrypted stream, sequence in the header.
     V2,
+    /// As version 2 without the digest (zstd's frame checksum instead).
+    V3,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,10 +177,36 @@ pub fn seal_sequenced<W: Write>(
     sequence: u64,
     inner: W,
 ) -> Result<Sealer<W>, CodecError> {
+    seal_format(key, level, context, sequence, inner, Format::V2)
+}
+
+/// [`seal`] in version 3: no plaintext digest (the reported `digest` is all zeros),
+/// for objects whose content is checked another way (base backup parts).
+pub fn seal_unhashed<W: Write>(
+    key: &EncryptionKey,
+    level: i32,
+    context: &str,
+    inner: W,
+) -> Result<Sealer<W>, CodecError> {
+    seal_format(key, level, context, 0, inner, Format::V3)
+}
+
+fn seal_format<W: Write>(
+    key: &EncryptionKey,
+    level: i32,
+    context: &str,
+    sequence: u64,
+    inner: W,
+    format: Format,
+) -> Result<Sealer<W>, CodecError> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rng().fill_bytes(&mut nonce);
     let mut header = Vec::with_capacity(HEADER_V2_LEN);
-    header.extend_from_slice(MAGIC_V2);
+    header.extend_from_slice(if format == Format::V3 {
+        MAGIC_V3
+    } else {
+        MAGIC_V2
+    });
     header.extend_from_slice(&sequence.to_be_bytes());
     header.extend_from_slice(&nonce);
     let mut inner = inner;
@@ -179,17 +217,24 @@ pub fn seal_sequenced<W: Write>(
         aad: associated_data(&header, context),
         pending: Vec::with_capacity(SEALED_CHUNK),
     };
-    let zstd = zstd::stream::write::Encoder::new(encrypt, level).map_err(CodecError::Io)?;
+    let mut zstd = zstd::stream::write::Encoder::new(encrypt, level).map_err(CodecError::Io)?;
+    let hasher = if format == Format::V3 {
+        zstd.include_checksum(true).map_err(CodecError::Io)?;
+        None
+    } else {
+        Some(Sha256::new())
+    };
     Ok(Sealer {
         zstd,
-        hasher: Sha256::new(),
+        hasher,
         len: 0,
     })
 }
 
 pub struct Sealer<W: Write> {
     zstd: zstd::stream::write::Encoder<'static, EncryptWriter<W>>,
-    hasher: Sha256,
+    /// `None` in version 3.
+    hasher: Option<Sha256>,
     len: u64,
 }
 
@@ -202,7 +247,9 @@ impl<W: Write> std::fmt::Debug for Sealer<W> {
 impl<W: Write> Write for Sealer<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.zstd.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.len += n as u64;
         Ok(n)
     }
@@ -215,9 +262,10 @@ impl<W: Write> Write for Sealer<W> {
 impl<W: Write> Sealer<W> {
     /// Ends the zstd frame, appends the digest to the payload and seals the last chunk.
     pub fn finish(self) -> Result<(W, Sealed), CodecError> {
-        let digest: Digest32 = self.hasher.finalize().into();
+        let digest: Option<Digest32> = self.hasher.map(|h| h.finalize().into());
         let encrypt = self.zstd.finish().map_err(CodecError::from_io)?;
-        let inner = encrypt.finish(&digest)?;
+        let inner = encrypt.finish(digest.as_ref())?;
+        let digest = digest.unwrap_or([0u8; DIGEST_LEN]);
         Ok((
             inner,
             Sealed {
@@ -263,8 +311,10 @@ impl<W: Write> Write for EncryptWriter<W> {
 impl<W: Write> EncryptWriter<W> {
     /// The digest goes through the same chunking as the compressed data, so it may
     /// straddle the last two chunks; the last chunk is never empty.
-    fn finish(mut self, digest: &Digest32) -> Result<W, CodecError> {
-        self.write_all(digest).map_err(CodecError::Io)?;
+    fn finish(mut self, digest: Option<&Digest32>) -> Result<W, CodecError> {
+        if let Some(digest) = digest {
+            self.write_all(digest).map_err(CodecError::Io)?;
+        }
         let sealed = self
             .encryptor
             .encrypt_last(Payload {
@@ -288,6 +338,7 @@ pub fn open<R: Read>(
     read_full(&mut inner, &mut magic).map_err(CodecError::from_io)?;
     let (format, header_len) = match &magic {
         m if m == MAGIC_V2 => (Format::V2, HEADER_V2_LEN),
+        m if m == MAGIC_V3 => (Format::V3, HEADER_V2_LEN),
         m if m == MAGIC_V1 => (Format::V1, HEADER_V1_LEN),
         _ => return Err(CodecError::BadHeader),
     };
@@ -296,7 +347,7 @@ pub fn open<R: Read>(
     read_full(&mut inner, &mut header[MAGIC_LEN..]).map_err(CodecError::from_io)?;
     let sequence = match format {
         Format::V1 => None,
-        Format::V2 => {
+        Format::V2 | Format::V3 => {
             let mut seq = [0u8; SEQUENCE_LEN];
             seq.copy_from_slice(&header[MAGIC_LEN..MAGIC_LEN + SEQUENCE_LEN]);
             Some(u64::from_be_bytes(seq))
@@ -321,7 +372,7 @@ pub fn open<R: Read>(
     let zstd = zstd::stream::read::Decoder::new(decrypt).map_err(CodecError::Io)?;
     Ok(Opener {
         zstd,
-        hasher: Sha256::new(),
+        hasher: (format != Format::V3).then(Sha256::new),
         done: false,
         format,
         sequence,
@@ -345,7 +396,8 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<()> {
 
 pub struct Opener<R: Read> {
     zstd: zstd::stream::read::Decoder<'static, BufReader<DecryptReader<R>>>,
-    hasher: Sha256,
+    /// `None` in version 3 (zstd checks its frame checksum itself).
+    hasher: Option<Sha256>,
     done: bool,
     format: Format,
     sequence: Option<u64>,
@@ -376,7 +428,9 @@ impl<R: Read> Read for Opener<R> {
             }
         })?;
         if n > 0 {
-            self.hasher.update(&buf[..n]);
+            if let Some(h) = self.hasher.as_mut() {
+                h.update(&buf[..n]);
+            }
             return Ok(n);
         }
         self.finish_checks()?;
@@ -402,20 +456,30 @@ impl<R: Read> Opener<R> {
                 "data after the end of the compressed stream".to_owned(),
             )));
         }
+        let Some(hasher) = self.hasher.clone() else {
+            // Version 3: the last chunk authenticated (so nothing was cut), and zstd
+            // checked its frame's content checksum at the frame's end.
+            return Ok(());
+        };
         let expected = decrypt
             .digest
             .ok_or_else(|| io_err(CodecError::Truncated))?;
-        let actual: Digest32 = self.hasher.clone().finalize().into();
+        let actual: Digest32 = hasher.finalize().into();
         if actual != expected {
             return Err(io_err(CodecError::ChecksumMismatch));
         }
         Ok(())
     }
 
-    /// The sealed checksum; known only once [`Read::read`] returned 0.
+    /// The sealed checksum; known only once [`Read::read`] returned 0 (so `Some`
+    /// also means the whole object was read and authenticated). Version 3 seals no
+    /// digest: all zeros.
     pub fn digest(&self) -> Option<Digest32> {
         if !self.done {
             return None;
+        }
+        if self.format == Format::V3 {
+            return Some([0u8; DIGEST_LEN]);
         }
         self.zstd.get_ref().get_ref().digest
     }
@@ -457,7 +521,7 @@ impl<R: Read> DecryptReader<R> {
     fn trailer_len(&self) -> usize {
         match self.format {
             Format::V1 => DIGEST_LEN,
-            Format::V2 => 0,
+            Format::V2 | Format::V3 => 0,
         }
     }
 
@@ -520,7 +584,7 @@ impl<R: Read> DecryptReader<R> {
             (opened, true)
         };
         self.plain = match self.format {
-            Format::V1 => opened,
+            Format::V1 | Format::V3 => opened,
             Format::V2 => self.split_digest(&opened, last)?,
         };
         self.pos = 0;

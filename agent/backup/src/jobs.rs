@@ -40,8 +40,8 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// The jobs `cfg` asks for: the base backup schedule, the logical dump schedule
-/// (more to come: drills).
+/// The jobs `cfg` asks for: the base backup schedule, the logical dump schedule,
+/// `backup.jobs` (the rest of the stack).
 pub fn standard(cfg: &Config, backups: &Arc<Service>) -> Vec<Job> {
     let mut jobs = Vec::new();
     let Some(b) = &cfg.backup else {
@@ -61,6 +61,7 @@ pub fn standard(cfg: &Config, backups: &Arc<Service>) -> Vec<Job> {
             }),
         });
     }
+    jobs.extend(super::stack::schedule::jobs(cfg));
     if let Some(dump) = &b.dump {
         let service = backups.clone();
         jobs.push(Job {
@@ -84,6 +85,7 @@ pub fn redis(cfg: &Config, service: &Arc<super::rdb::service::RdbService>) -> Ve
     let Some(b) = &cfg.backup else {
         return jobs;
     };
+    jobs.extend(super::stack::schedule::jobs(cfg));
     if let Some(schedule) = &b.schedule {
         let service = service.clone();
         let retention = Arc::new(b.retention.clone());

@@ -38,6 +38,7 @@ pub mod rdb;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod stack;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod verify;

@@ -45,6 +45,8 @@ pub enum Kind {
     Copy,
     /// A DR objective (`backup.objectives`) violated, or met again.
     Objective,
+    /// A `backup.jobs` run.
+    Job,
 }
 
 impl Kind {
@@ -56,6 +58,7 @@ impl Kind {
             Kind::Drill => "drill",
             Kind::Copy => "copy",
             Kind::Objective => "objective",
+            Kind::Job => "job",
         }
     }
 }

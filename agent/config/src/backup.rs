@@ -28,6 +28,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_COMPRESSION: i32 = 3;
 /// zstd's ordinary levels; 20–22 ("ultra") need far more memory on both sides.
 const COMPRESSION_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
+/// zstd's fast levels (negative: less compression, much less CPU); 0 would mean
+/// zstd's default and is refused to avoid the surprise.
+const FAST_LEVELS: std::ops::RangeInclusive<i32> = -7..=-1;
 
 const FILESYSTEM_KEYS: &[&str] = &["type", "timeout", "path"];
 const S3_KEYS: &[&str] = &[
@@ -86,6 +89,10 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         // with them, so they are checked once those are fixed.
         (Some(_), _, _) => None,
     };
+    let stack_jobs = match s.get("jobs") {
+        None => Some(Vec::new()),
+        Some(v) => super::stack_jobs::jobs(r, v),
+    };
     Some(Some(BackupConfig {
         repository: repository?,
         encryption_key_file: encryption_key_file?,
@@ -100,21 +107,30 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         partial_upload_interval: partial_upload_interval?,
         objectives: objectives?,
         copies: copies?,
+        jobs: stack_jobs?,
     }))
 }
 
 fn compression_level(r: &mut Reader, value: &Value) -> Option<i32> {
     const KEY: &str = "backup.compression_level";
-    let level = r.unsigned(KEY, value)?;
-    match i32::try_from(level) {
-        Ok(l) if COMPRESSION_LEVELS.contains(&l) => Some(l),
+    let level = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    let ok = |l: &i32| COMPRESSION_LEVELS.contains(l) || FAST_LEVELS.contains(l);
+    match level.map(i32::try_from) {
+        Some(Ok(l)) if ok(&l) => Some(l),
         _ => {
             r.error(
                 KEY,
                 format!(
-                    "must be a zstd level from {} to {}, got {level}",
+                    "must be a zstd level from {} to {}, or a fast level from {} to {}, got {}",
                     COMPRESSION_LEVELS.start(),
-                    COMPRESSION_LEVELS.end()
+                    COMPRESSION_LEVELS.end(),
+                    FAST_LEVELS.start(),
+                    FAST_LEVELS.end(),
+                    level.map_or_else(|| format!("{value:?}"), |l| l.to_string())
                 ),
             );
             None

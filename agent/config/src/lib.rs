@@ -22,6 +22,7 @@ pub mod redis;
 mod restapi_tls;
 mod schema;
 mod sections;
+pub mod stack_jobs;
 mod types;
 
 use std::path::Path;
@@ -44,6 +45,7 @@ pub use types::{KeyedPath, RestClientTls, RestTls, VerifyClient};
 
 pub use env::EnvConfig;
 pub use objectives::Objectives;
+pub use stack_jobs::{CommandJob, MariadbJob, ResticJob, StackCheck, StackDrill, StackJob, StackJobKind};
 use reader::{Reader, Section};
 
 /// A valid configuration and the warnings found on the way (Patroni settings Warden

@@ -95,6 +95,7 @@ pub(super) const BACKUP: &[Key] = &[
     warden("partial_upload_interval"),
     warden("objectives"),
     warden("copies"),
+    warden("jobs"),
 ];
 
 pub(super) const COPY: &[Key] = &[

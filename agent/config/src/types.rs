@@ -634,6 +634,8 @@ pub struct BackupConfig {
     pub objectives: crate::objectives::Objectives,
     /// `backup.copies`: further repositories every committed object is copied to.
     pub copies: Vec<CopyConfig>,
+    /// `backup.jobs`: backups of the rest of the stack (`stack_jobs.rs`).
+    pub jobs: Vec<crate::stack_jobs::StackJob>,
 }
 
 /// `backup.copies[i]`: a further repository (3-2-1) the archiver copies into.

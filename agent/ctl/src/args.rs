@@ -202,6 +202,9 @@ pub struct BackupCreateArgs {
     /// A logical dump (pg_dump of backup.dump.databases) instead of a base backup.
     #[arg(long)]
     pub dump: bool,
+    /// A `backup.jobs` job instead of PostgreSQL (run by wardenctl from -c).
+    #[arg(long = "job", value_name = "NAME")]
+    pub job: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -211,6 +214,9 @@ pub struct BackupCreateArgs {
 pub struct BackupListArgs {
     /// Cluster name (default: the config's scope).
     pub cluster_name: Option<String>,
+    /// The sets of this `backup.jobs` job (and its last drill).
+    #[arg(long = "job", value_name = "NAME")]
+    pub job: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -733,6 +739,9 @@ mod tests {
 pub struct BackupVerifyArgs {
     /// Backup id, or `latest` (default: every backup and dump).
     pub id: Option<String>,
+    /// Verify the sets of this `backup.jobs` job (ID: one set).
+    #[arg(long = "job", value_name = "NAME")]
+    pub job: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -378,6 +378,12 @@ impl Ctl<'_> {
         } else {
             Vec::new()
         };
+        // `backup.jobs` live in the main repository only.
+        let (jobs, jobs_text) = if a.repository.as_deref().is_none_or(|r| r == "main") {
+            crate::stack_jobs::jobs_overview(&cfg, &scope).await
+        } else {
+            (json!([]), String::new())
+        };
         if a.json {
             self.io.println(serde_json::to_string_pretty(&json!({
                 "cluster": scope,
@@ -388,6 +394,7 @@ impl Ctl<'_> {
                 "dumps": dumps.iter().map(dump_summary).collect::<Vec<_>>(),
                 "rdbs": rdbs.iter().map(rdb_summary).collect::<Vec<_>>(),
                 "last_drill": drill,
+                "jobs": jobs,
             }))?)?;
             return Ok(());
         }
@@ -446,6 +453,9 @@ impl Ctl<'_> {
                 d.backup_id.as_deref().unwrap_or("-"),
                 d.error.map(|e| format!(": {e}")).unwrap_or_default()
             ))?;
+        }
+        if !jobs_text.is_empty() {
+            self.io.println(jobs_text.trim_end())?;
         }
         Ok(())
     }

@@ -33,6 +33,7 @@ pub mod pyfmt;
 mod query;
 pub mod rest_tls;
 pub mod restore;
+mod stack_jobs;
 mod switch;
 #[cfg(test)]
 mod tests;
@@ -246,10 +247,20 @@ impl<'a> Ctl<'a> {
             Command::History(a) => self.history(a).await,
             Command::Version(a) => self.version(a).await,
             Command::Remove(a) => self.remove(a).await,
+            Command::Restore(a) if a.job.is_some() => {
+                let name = a.job.clone().unwrap_or_default();
+                self.restore_job(&name, &a.backup, &a.to, a.json).await
+            }
             Command::Restore(a) => self.restore(a).await,
+            Command::Drill(a) if a.job.is_some() => {
+                let name = a.job.clone().unwrap_or_default();
+                self.drill_job(&name, a.backup.as_deref(), a.scratch_dir.as_deref(), a.json)
+                    .await
+            }
             Command::Drill(a) => self.drill(a).await,
             // Boxed: it holds the DCS, repository and copy reads at once.
             Command::DrReport(a) => Box::pin(self.dr_report(a)).await,
+            Command::Backup(a) if a.command.job().is_some() => self.backup_job(a.command).await,
             Command::Backup(a) => self.backup(a).await,
             Command::Dsn(a) => self.dsn(a).await,
             Command::Query(a) => self.query(a).await,

@@ -43,6 +43,10 @@ pub struct RestoreArgs {
     /// The new data directory (must not exist, or be empty).
     #[arg(long = "to", visible_alias = "data-dir", value_name = "DIR")]
     pub to: PathBuf,
+    /// Restore a set of this `backup.jobs` job (its restore_command, with
+    /// $WARDEN_RESTORE_DIR = DIR) instead of a base backup.
+    #[arg(long = "job", value_name = "NAME")]
+    pub job: Option<String>,
     /// The cluster's system identifier (Redis: its initialize value), when the
     /// repository holds several under the scope (default: the local data directory's,
     /// else the only one).
@@ -68,6 +72,9 @@ pub struct DrillArgs {
     /// Parent directory of the scratch directory (default: the system's temp dir).
     #[arg(long = "scratch-dir", value_name = "DIR")]
     pub scratch_dir: Option<PathBuf>,
+    /// Drill this `backup.jobs` job instead of PostgreSQL.
+    #[arg(long = "job", value_name = "NAME")]
+    pub job: Option<String>,
     /// Drill from this repository: a `backup.copies` name (default: `main`); the
     /// drill record is written there too. Proves that copy alone is enough.
     #[arg(long = "repository", value_name = "NAME")]

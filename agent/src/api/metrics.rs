@@ -40,6 +40,7 @@ pub fn render(s: &NodeStatus, lease_remaining: Duration) -> String {
         chrono::Utc::now(),
     );
     super::metrics_backup::copy_gauges(&mut registry, &labels, &warden_backup::copies::status());
+    super::metrics_backup::job_gauges(&mut registry, &labels, &warden_backup::stack::status());
     crate::backups::objectives::gauges(&mut registry, &s.scope, &s.name);
     let mut out = String::new();
     // Writing into a String cannot fail.

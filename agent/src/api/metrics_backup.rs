@@ -242,3 +242,62 @@ mod tests {
         has("warden_drill_last_rpo_seconds{scope=\"demo\",name=\"n1\"} -1.0");
     }
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct JobLabels {
+    scope: String,
+    name: String,
+    job: String,
+}
+
+/// Per-job gauges (`backup.jobs`), on the member running the schedule (the archiver).
+pub(super) fn job_gauges(
+    registry: &mut Registry,
+    labels: &Labels,
+    jobs: &std::collections::BTreeMap<String, warden_backup::stack::JobStatus>,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    type Read = fn(&warden_backup::stack::JobStatus) -> i64;
+    let ints: [(&str, &str, Read); 5] = [
+        (
+            "warden_backup_job_last_success_timestamp_seconds",
+            "Unix time the job's last run on this member committed (0: none yet)",
+            |s| s.last_success.map_or(0, secs),
+        ),
+        (
+            "warden_backup_job_last_size_bytes",
+            "Plaintext bytes of the job's last committed set",
+            |s| i64::try_from(s.last_size).unwrap_or(i64::MAX),
+        ),
+        (
+            "warden_backup_job_failures",
+            "Failed runs of the job on this member since the agent started",
+            |s| i64::try_from(s.failures).unwrap_or(i64::MAX),
+        ),
+        (
+            "warden_backup_job_last_drill_timestamp_seconds",
+            "Unix time of the job's last drill on this member (0: none yet)",
+            |s| s.last_drill.map_or(0, secs),
+        ),
+        (
+            "warden_backup_job_last_drill_ok",
+            "1 if the job's last drill passed, 0 if it failed, -1 if none ran yet",
+            |s| s.last_drill_ok.map_or(-1, i64::from),
+        ),
+    ];
+    for (name, help, value) in ints {
+        let family = Family::<JobLabels, Gauge>::default();
+        for (job, st) in jobs {
+            family
+                .get_or_create(&JobLabels {
+                    scope: labels.scope.clone(),
+                    name: labels.name.clone(),
+                    job: job.clone(),
+                })
+                .set(value(st));
+        }
+        registry.register(name, help, family);
+    }
+}

@@ -9,10 +9,19 @@
 //! 2. a Warden backup through `POST /backup`: the same stream, checksummed per file,
 //!    compressed, encrypted and written to the repository.
 //!
-//! Prints both rates in MiB/s and Warden's share of the ceiling (streaming phase, and
-//! end to end including the WAL wait and the commit). Usage:
-//! `warden-bench-backup [--scale N]` (default 150). Set WARDEN_BIN_DIR to use
-//! prebuilt (release) binaries: the agent's codec is much slower in a debug build.
+//! 3. when `pgbackrest` is installed (Debian package `pgbackrest`): a full pgBackRest
+//!    backup with `--backup-standby` of the same cluster, repository on local disk,
+//!    zstd at the same level, AES-256-CBC, `process-max` = 2.
+//!
+//! Then the last backups are restored: `wardenctl restore` and `pgbackrest restore`.
+//!
+//! Prints the rates in MiB/s, Warden's share of the ceiling (streaming phase, and end
+//! to end including the WAL wait and the commit), and CPU-seconds per GiB of each
+//! (the bench's reaped children, both agents, both postmasters and their reaped
+//! backends, e.g. the walsender). Usage: `warden-bench-backup [--scale N] [--rounds N]
+//! [--compression-level N]` (default 150, 3, 3; negative levels are zstd's fast
+//! levels). Set WARDEN_BIN_DIR to use prebuilt (release) binaries: the agent's codec
+//! is much slower in a debug build.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -36,17 +45,26 @@ const ARCHIVER_TIMEOUT: Duration = Duration::from_secs(90);
 const LOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// `--scale N` (pgbench scale), `--rounds N` (pairs of backups measured) and
-/// `--compression-level N` (`backup.compression_level`).
-fn parse_args() -> Result<(u32, u32, u32)> {
+/// `--compression-level N` (`backup.compression_level`, may be negative).
+fn parse_args() -> Result<(u32, u32, i32)> {
     let usage = "usage: warden-bench-backup [--scale N] [--rounds N] [--compression-level N]";
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut scale, mut rounds, mut level) = (150u32, 3u32, 3u32);
+    let (mut scale, mut rounds, mut level) = (150u32, 3u32, 3i32);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
+        if flag == "--compression-level" {
+            let v = it
+                .next()
+                .with_context(|| format!("{flag} needs a value ({usage})"))?;
+            level = v
+                .parse()
+                .with_context(|| format!("{flag}: {v:?} is not a number"))?;
+            ensure!(level != 0, "{flag} must not be 0");
+            continue;
+        }
         let target = match flag.as_str() {
             "--scale" => &mut scale,
             "--rounds" => &mut rounds,
-            "--compression-level" => &mut level,
             "-h" | "--help" => {
                 println!("{usage}");
                 std::process::exit(0)
@@ -77,6 +95,26 @@ fn cpu_seconds(pid: i32) -> Option<f64> {
         .filter_map(|v| v.parse::<u64>().ok())
         .sum();
     Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds of everything a measured run may use: this process's reaped children
+/// (pg_basebackup, wardenctl, pgbackrest and their children), both agents (with their
+/// reaped pg_basebackup) and both postmasters (with their reaped backends: walsenders,
+/// pgBackRest's connections). Long-lived children (WAL receivers, checkpointer) only
+/// count once reaped, which is the same for every tool measured.
+fn cpu_meter(cluster: &Cluster) -> f64 {
+    let mut total = cpu_seconds(i32::try_from(std::process::id()).unwrap_or(0)).unwrap_or(0.0);
+    for i in 0..2 {
+        let node = cluster.node(i);
+        total += node.pid().and_then(cpu_seconds).unwrap_or(0.0);
+        total += node.postmaster_pid().and_then(cpu_seconds).unwrap_or(0.0);
+    }
+    total
+}
+
+/// CPU-seconds per GiB.
+fn per_gib(cpu: f64, bytes: u64) -> f64 {
+    cpu / (mib(bytes) / 1024.0)
 }
 
 fn main() -> ExitCode {
@@ -264,27 +302,27 @@ fn run() -> Result<()> {
     create_node_dir(&repo)?;
     let (cluster, primary, replica) = start_cluster(work.path(), &repo, level)?;
     load(&cluster, primary, replica, scale, &repo)?;
-    let last_id = measure_rounds(&cluster, replica, rounds)?;
+    let pgbr = PgBackRest::setup(&cluster, primary, replica, work.path(), level);
+    let last_id = measure_rounds(&cluster, replica, rounds, pgbr.as_ref())?;
     let stored: u64 = walk_size(&repo.join(cluster.scope()));
     println!(
         "repository after the run: {:.0} MiB (WAL and {rounds} backups)",
         mib(stored)
     );
-    match restore_throughput(&cluster, &last_id) {
-        Some((b, s)) => println!(
-            "restore: {:.0} MiB in {s:.1}s = {:.1} MiB/s",
-            mib(b),
-            mib(b) / s
-        ),
-        None => println!("restore: not measured by this build"),
+    if let Some(p) = &pgbr {
+        println!(
+            "pgBackRest repository after the run: {:.0} MiB ({rounds} backups)",
+            mib(walk_size(&p.work.join("repo")))
+        );
     }
+    restores(&cluster, &last_id, pgbr.as_ref());
     Ok(())
 }
 
 /// The 2-node cluster backing up into `repo`, formed, once the replica holds the
 /// archiver key (backups run on the archiver). Returns the cluster, its primary and
 /// its replica.
-fn start_cluster(work: &Path, repo: &Path, level: u32) -> Result<(Cluster, usize, usize)> {
+fn start_cluster(work: &Path, repo: &Path, level: i32) -> Result<(Cluster, usize, usize)> {
     let key = key_file(work)?;
     let yaml = format!(
         "backup:\n  repository:\n    type: filesystem\n    path: {}\n  encryption_key_file: \
@@ -353,59 +391,280 @@ fn load(cluster: &Cluster, primary: usize, replica: usize, scale: u32, repo: &Pa
     Ok(())
 }
 
-/// `rounds` pairs of backups on the replica, plain pg_basebackup then Warden, each
-/// printed, then their medians. Returns the id of the last Warden backup.
-fn measure_rounds(cluster: &Cluster, replica: usize, rounds: u32) -> Result<String> {
+/// Medians of each tool's figures over the rounds.
+#[derive(Debug, Default)]
+struct Figures {
+    raw: Vec<f64>,
+    raw_cpu: Vec<f64>,
+    stream: Vec<f64>,
+    total: Vec<f64>,
+    warden_cpu: Vec<f64>,
+    pgbr: Vec<f64>,
+    pgbr_cpu: Vec<f64>,
+}
+
+/// `rounds` of backups on the replica, plain pg_basebackup, Warden, then pgBackRest
+/// (when set up), each printed, then their medians. Returns the id of the last Warden
+/// backup.
+fn measure_rounds(
+    cluster: &Cluster,
+    replica: usize,
+    rounds: u32,
+    pgbr: Option<&PgBackRest>,
+) -> Result<String> {
     let rport = cluster.node(replica).pg_port();
-    // Alternate the two so that load from elsewhere on the machine hits both alike.
-    let (mut raws, mut streams, mut totals) = (Vec::new(), Vec::new(), Vec::new());
+    // Alternate the tools so that load from elsewhere on the machine hits all alike.
+    let mut f = Figures::default();
     let mut last_id = String::new();
     for round in 1..=rounds {
+        let cpu0 = cpu_meter(cluster);
         let (bytes, secs) = raw_basebackup(rport)?;
+        let cpu = cpu_meter(cluster) - cpu0;
         let raw = mib(bytes) / secs;
         println!(
             "round {round}: pg_basebackup -D - -Ft -X none > counter: {:.0} MiB in {secs:.1}s \
-             = {raw:.1} MiB/s",
-            mib(bytes)
+             = {raw:.1} MiB/s, {:.2} CPU-s/GiB",
+            mib(bytes),
+            per_gib(cpu, bytes)
         );
-        let agent = cluster
-            .node(replica)
-            .pid()
-            .context("the replica's agent pid")?;
-        let cpu_before = cpu_seconds(agent);
+        f.raw.push(raw);
+        f.raw_cpu.push(per_gib(cpu, bytes));
+
+        let cpu0 = cpu_meter(cluster);
         let out = warden_backup(&cluster.node(replica).api_url())?;
-        let cpu = cpu_before.zip(cpu_seconds(agent)).map(|(a, b)| b - a);
+        let cpu = cpu_meter(cluster) - cpu0;
         let wbytes = out["bytes"].as_u64().unwrap_or(0);
         let stream_s = out["stream_seconds"].as_f64().unwrap_or(f64::NAN);
         let total_s = out["seconds"].as_f64().unwrap_or(f64::NAN);
         println!(
             "round {round}: Warden backup (sealed into the repository): {:.0} MiB, streaming \
-             {stream_s:.1}s = {:.1} MiB/s, end to end {total_s:.1}s = {:.1} MiB/s",
+             {stream_s:.1}s = {:.1} MiB/s, end to end {total_s:.1}s = {:.1} MiB/s, {:.2} CPU-s/GiB",
             mib(wbytes),
             mib(wbytes) / stream_s,
-            mib(wbytes) / total_s
+            mib(wbytes) / total_s,
+            per_gib(cpu, wbytes)
         );
-        if let Some(cpu) = cpu {
-            println!(
-                "round {round}: the agent and its pg_basebackup used {cpu:.1} CPU-seconds \
-                 ({:.2} per GiB)",
-                cpu / (mib(wbytes) / 1024.0)
-            );
-        }
-        raws.push(raw);
-        streams.push(mib(wbytes) / stream_s);
-        totals.push(mib(wbytes) / total_s);
+        f.stream.push(mib(wbytes) / stream_s);
+        f.total.push(mib(wbytes) / total_s);
+        f.warden_cpu.push(per_gib(cpu, wbytes));
         last_id = out["id"].as_str().unwrap_or_default().to_string();
+
+        if let Some(p) = pgbr {
+            let cpu0 = cpu_meter(cluster);
+            match p.backup() {
+                Ok((bytes, secs)) => {
+                    let cpu = cpu_meter(cluster) - cpu0;
+                    println!(
+                        "round {round}: pgBackRest backup --backup-standby: {:.0} MiB in {secs:.1}s \
+                         = {:.1} MiB/s, {:.2} CPU-s/GiB",
+                        mib(bytes),
+                        mib(bytes) / secs,
+                        per_gib(cpu, bytes)
+                    );
+                    f.pgbr.push(mib(bytes) / secs);
+                    f.pgbr_cpu.push(per_gib(cpu, bytes));
+                }
+                Err(e) => println!("round {round}: pgBackRest backup failed: {e:#}"),
+            }
+        }
     }
-    let (raw, stream, total) = (median(raws), median(streams), median(totals));
+    print_medians(rounds, f);
+    Ok(last_id)
+}
+
+fn print_medians(rounds: u32, f: Figures) {
+    let (raw, stream, total) = (median(f.raw), median(f.stream), median(f.total));
     println!(
-        "median of {rounds}: pg_basebackup {raw:.1} MiB/s, Warden streaming {stream:.1} MiB/s, \
-         end to end {total:.1} MiB/s"
+        "median of {rounds}: pg_basebackup {raw:.1} MiB/s ({:.2} CPU-s/GiB), Warden streaming \
+         {stream:.1} MiB/s, end to end {total:.1} MiB/s ({:.2} CPU-s/GiB)",
+        median(f.raw_cpu),
+        median(f.warden_cpu)
     );
+    if !f.pgbr.is_empty() {
+        println!(
+            "median of {}: pgBackRest {:.1} MiB/s ({:.2} CPU-s/GiB)",
+            f.pgbr.len(),
+            median(f.pgbr),
+            median(f.pgbr_cpu)
+        );
+    }
     println!(
         "ratio Warden / pg_basebackup (medians): streaming {:.0}%, end to end {:.0}% (goal >= 80%)",
         100.0 * stream / raw,
         100.0 * total / raw
     );
-    Ok(last_id)
+}
+
+/// pgBackRest against the kit's cluster: stanza `bench`, the primary as pg1 and the
+/// replica as pg2 (both local, reached over their unix sockets, where the kit trusts
+/// local connections), repository on local disk, run as the `postgres` OS user.
+#[derive(Debug)]
+struct PgBackRest {
+    conf: std::path::PathBuf,
+    work: std::path::PathBuf,
+}
+
+const PGBACKREST: &str = "/usr/bin/pgbackrest";
+
+impl PgBackRest {
+    /// `None` (with the reason printed) when pgBackRest is missing or cannot be set up.
+    fn setup(
+        cluster: &Cluster,
+        primary: usize,
+        replica: usize,
+        work: &Path,
+        level: i32,
+    ) -> Option<Self> {
+        if !Path::new(PGBACKREST).exists() {
+            println!("pgBackRest: not measured ({PGBACKREST} missing; apt-get install pgbackrest)");
+            return None;
+        }
+        match Self::try_setup(cluster, primary, replica, work, level) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                println!("pgBackRest: not measured, setting it up failed: {e:#}");
+                None
+            }
+        }
+    }
+
+    fn try_setup(
+        cluster: &Cluster,
+        primary: usize,
+        replica: usize,
+        work: &Path,
+        level: i32,
+    ) -> Result<Self> {
+        let dir = work.join("pgbackrest");
+        for d in ["", "repo", "lock", "spool", "log"] {
+            let p = dir.join(d);
+            create_node_dir(&p)?;
+            warden_tests::workdir::chown_to_postgres(&p)?;
+        }
+        let mut pass = [0u8; 24];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut pass)?;
+        let pass: String = pass.iter().map(|b| format!("{b:02x}")).collect();
+        let (p, r) = (cluster.node(primary), cluster.node(replica));
+        let conf = format!(
+            "[global]\nrepo1-path={repo}\nrepo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass={pass}\n\
+             repo1-retention-full=100\ncompress-type=zst\ncompress-level={level}\nprocess-max=2\n\
+             start-fast=y\nbackup-standby=y\narchive-check=n\narchive-copy=n\n\
+             log-level-console=warn\nlog-level-file=off\nlock-path={lock}\nspool-path={spool}\n\
+             log-path={log}\n\n[bench]\npg1-path={p1}\npg1-port={p1port}\npg1-socket-path={p1sock}\n\
+             pg1-user={user}\npg2-path={p2}\npg2-port={p2port}\npg2-socket-path={p2sock}\npg2-user={user}\n",
+            repo = dir.join("repo").display(),
+            lock = dir.join("lock").display(),
+            spool = dir.join("spool").display(),
+            log = dir.join("log").display(),
+            p1 = p.data_dir().display(),
+            p1port = p.pg_port(),
+            p1sock = p.node_dir().display(),
+            p2 = r.data_dir().display(),
+            p2port = r.pg_port(),
+            p2sock = r.node_dir().display(),
+            user = SUPERUSER,
+        );
+        let path = dir.join("pgbackrest.conf");
+        std::fs::write(&path, conf)?;
+        warden_tests::workdir::chown_to_postgres(&path)?;
+        let me = Self {
+            conf: path,
+            work: dir,
+        };
+        me.run(&["stanza-create"])?;
+        Ok(me)
+    }
+
+    fn run(&self, args: &[&str]) -> Result<()> {
+        let mut cmd = Command::new(PGBACKREST);
+        if let Some((uid, gid)) = postgres_owner()? {
+            cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let out = cmd
+            .current_dir("/tmp")
+            .arg(format!("--config={}", self.conf.display()))
+            .arg("--stanza=bench")
+            .args(args)
+            .env("PGPASSWORD", SUPERUSER_PASSWORD)
+            .output()
+            .context("running pgbackrest")?;
+        ensure!(
+            out.status.success(),
+            "pgbackrest {args:?}: {}: {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    /// A full backup: (database bytes as pgBackRest reports them, seconds).
+    fn backup(&self) -> Result<(u64, f64)> {
+        let t = Instant::now();
+        self.run(&["--type=full", "backup"])?;
+        let secs = t.elapsed().as_secs_f64();
+        Ok((self.last_size()?, secs))
+    }
+
+    fn last_size(&self) -> Result<u64> {
+        let mut cmd = Command::new(PGBACKREST);
+        if let Some((uid, gid)) = postgres_owner()? {
+            cmd.uid(uid.as_raw()).gid(gid.as_raw());
+        }
+        let out = cmd
+            .current_dir("/tmp")
+            .arg(format!("--config={}", self.conf.display()))
+            .args(["--stanza=bench", "--output=json", "info"])
+            .output()?;
+        let v: Value = serde_json::from_slice(&out.stdout).context("pgbackrest info")?;
+        v[0]["backup"]
+            .as_array()
+            .and_then(|b| b.last())
+            .and_then(|b| b["info"]["size"].as_u64())
+            .context("no backup size in pgbackrest info")
+    }
+
+    /// Restores the newest backup into a scratch directory: (bytes, seconds).
+    fn restore(&self, bytes: u64) -> Result<(u64, f64)> {
+        let dir = self.work.join("restore");
+        create_node_dir(&dir)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        warden_tests::workdir::chown_to_postgres(&dir)?;
+        let t = Instant::now();
+        let r = self.run(&[&format!("--pg1-path={}", dir.display()), "restore"]);
+        let secs = t.elapsed().as_secs_f64();
+        let _ = std::fs::remove_dir_all(&dir);
+        r.map(|()| (bytes, secs))
+    }
+}
+
+fn restores(cluster: &Cluster, last_id: &str, pgbr: Option<&PgBackRest>) {
+    let cpu0 = cpu_meter(cluster);
+    match restore_throughput(cluster, last_id) {
+        Some((b, s)) => println!(
+            "restore: Warden {:.0} MiB in {s:.1}s = {:.1} MiB/s, {:.2} CPU-s/GiB",
+            mib(b),
+            mib(b) / s,
+            per_gib(cpu_meter(cluster) - cpu0, b)
+        ),
+        None => println!("restore: Warden not measured by this build"),
+    }
+    let Some(p) = pgbr else { return };
+    let bytes = match p.last_size() {
+        Ok(b) => b,
+        Err(e) => {
+            println!("restore: pgBackRest not measured: {e:#}");
+            return;
+        }
+    };
+    let cpu0 = cpu_meter(cluster);
+    match p.restore(bytes) {
+        Ok((b, s)) => println!(
+            "restore: pgBackRest {:.0} MiB in {s:.1}s = {:.1} MiB/s, {:.2} CPU-s/GiB",
+            mib(b),
+            mib(b) / s,
+            per_gib(cpu_meter(cluster) - cpu0, b)
+        ),
+        Err(e) => println!("restore: pgBackRest failed: {e:#}"),
+    }
 }

@@ -3,13 +3,16 @@
 //! - `take`: one backup — pg_basebackup's tar stream sealed in parts into the
 //!   repository, the manifest, the WAL wait, the record last.
 //! - `parts`: cutting the stream into sealed parts and uploading them (bounded memory).
-//! - `tar_stream`: per-file checksums and the manifest, read as the stream passes.
+//! - `tar_stream`: the manifest and backup_label, read as the stream passes.
+//! - `filesums`: what restored and verified files must match (the manifest's
+//!   checksums, or an older record's SHA-256 list).
 //! - `wal_range`: the segments a backup needs, from its manifest.
 //! - `progress`: what is running, shared with `GET /backup`.
 //!
 //! [`Service`] is the one entry point: the REST API and the scheduler (`jobs`) both
 //! start backups through it, so at most one runs on a member.
 
+pub mod filesums;
 pub mod parts;
 pub mod progress;
 pub mod take;

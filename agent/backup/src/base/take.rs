@@ -16,6 +16,7 @@ use tokio::time::error::Elapsed;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::filesums::FileSums;
 use super::parts::{self, SealSpec, Splitter, UploadError};
 use super::progress::{Phase, Progress};
 use super::tar_stream::{self, Scanned};
@@ -24,6 +25,7 @@ use crate::catalog::{self, BackupRecord, Catalog, CatalogError, BACKUP_RECORD, M
 use crate::codec;
 use crate::layout::WalName;
 use crate::repo::RepoError;
+use crate::restore::extract::normalize;
 use warden_pg::lsn::Lsn;
 use warden_pg::process::Programs;
 use warden_pg::sql::Sql;
@@ -131,6 +133,9 @@ async fn run(
         .as_deref()
         .ok_or_else(|| BaseError::Manifest("the tar stream held no backup_manifest".into()))?;
     let range = wal_range::from_manifest(manifest).map_err(BaseError::Manifest)?;
+    // Restores and verifies check every file against this manifest: it must be
+    // readable and list exactly what the stream held.
+    check_manifest_lists(manifest, &scanned.files)?;
     let manifest_path = format!("{dir}/{MANIFEST}");
     let (sealed, _) = codec::seal_bytes(
         &t.catalog.key,
@@ -163,7 +168,9 @@ async fn run(
         stored_size: parts.iter().map(|p| p.stored_size).sum(),
         compression_level: t.compression_level,
         parts,
-        files: scanned.files,
+        // Empty: the per-file checksums are the server's, in backup_manifest
+        // (`filesums`); records before issue 15 listed Warden's SHA-256 here.
+        files: Vec::new(),
     };
     if cancel.is_cancelled() {
         return Err(BaseError::Cancelled);
@@ -172,6 +179,36 @@ async fn run(
         .put_record(&format!("{dir}/{BACKUP_RECORD}"), &record)
         .await?;
     Ok(record)
+}
+
+/// The manifest parses (its own checksum included) and names every regular file of
+/// the stream with its size, and nothing else.
+fn check_manifest_lists(manifest: &[u8], files: &[(String, u64)]) -> Result<(), BaseError> {
+    let mut sums = FileSums::from_manifest(manifest).map_err(BaseError::Manifest)?;
+    for (path, size) in files {
+        let rel = normalize(path).unwrap_or_else(|| path.clone());
+        match sums.files.remove(&rel) {
+            Some(e) if e.size == *size => {}
+            Some(e) => {
+                return Err(BaseError::Manifest(format!(
+                    "backup_manifest says {rel} has {} bytes, the stream held {size}",
+                    e.size
+                )))
+            }
+            None if sums.exempt.contains(&rel) => {}
+            None => {
+                return Err(BaseError::Manifest(format!(
+                    "{rel} is in the stream but not in backup_manifest"
+                )))
+            }
+        }
+    }
+    if let Some(path) = sums.files.keys().next() {
+        return Err(BaseError::Manifest(format!(
+            "backup_manifest lists {path}, which the stream did not hold"
+        )));
+    }
+    Ok(())
 }
 
 async fn server_facts(settings: &Settings) -> Result<ServerFacts, BaseError> {

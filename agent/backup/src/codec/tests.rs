@@ -331,7 +331,7 @@ fn wrong_key_and_foreign_data_are_refused() {
         CodecError::BadHeader
     ));
     assert!(matches!(
-        err_of(b"WRDNBK03 a future format", &key(1)),
+        err_of(b"WRDNBK09 a future format", &key(1)),
         CodecError::BadHeader
     ));
 }
@@ -375,4 +375,46 @@ fn a_failing_source_is_not_corruption() {
 fn errors_read_clearly() {
     let msg = CodecError::Tampered.to_string();
     assert!(msg.starts_with("authentication failed"), "{msg}");
+}
+
+fn seal_v3(k: &EncryptionKey, level: i32, plain: &[u8]) -> Vec<u8> {
+    let mut s = seal_unhashed(k, level, "ctx", Vec::new()).unwrap();
+    s.write_all(plain).unwrap();
+    s.finish().unwrap().0
+}
+
+#[test]
+fn version_3_round_trips_at_fast_and_normal_levels_without_a_digest() {
+    let k = key(9);
+    for level in [-5, 1, 3] {
+        for len in [0, 10, CHUNK, 3 * CHUNK + 17] {
+            let plain = noise(len);
+            let sealed = seal_v3(&k, level, &plain);
+            assert_eq!(&sealed[..MAGIC_LEN], MAGIC_V3);
+            let mut o = open(&k, "ctx", &sealed[..]).unwrap();
+            let mut back = Vec::new();
+            o.read_to_end(&mut back).unwrap();
+            assert_eq!(back, plain, "level {level}, {len} bytes");
+            assert_eq!(o.format(), Format::V3);
+            assert_eq!(o.digest(), Some([0u8; DIGEST_LEN]));
+        }
+    }
+}
+
+#[test]
+fn version_3_detects_flipped_bits_truncation_and_a_moved_object() {
+    let k = key(10);
+    let plain = noise(2 * CHUNK + 999);
+    let sealed = seal_v3(&k, 3, &plain);
+    for i in (0..sealed.len()).step_by(997).chain([sealed.len() - 1]) {
+        let mut bad = sealed.clone();
+        bad[i] ^= 0x04;
+        assert!(err_of(&bad, &k).is_corruption(), "flipped byte {i}");
+    }
+    for cut in [HEADER_V2_LEN, SEALED_CHUNK, sealed.len() - 1] {
+        assert!(err_of(&sealed[..cut], &k).is_corruption(), "cut at {cut}");
+    }
+    let mut o = open(&k, "another/name", &sealed[..]).unwrap();
+    let e = CodecError::from_io(o.read_to_end(&mut Vec::new()).unwrap_err());
+    assert!(matches!(e, CodecError::Tampered), "{e}");
 }

@@ -119,6 +119,18 @@ pub async fn store<R: AsyncRead + Unpin>(
     level: i32,
     dir: &str,
     part_size: u64,
+    input: R,
+) -> (Result<(), RdbJobError>, Stored) {
+    store_named(catalog, level, dir, "dump.rdb", part_size, input).await
+}
+
+/// [`store`] with parts named `<base>.<n>` (`backup.jobs` sets use it for any stream).
+pub async fn store_named<R: AsyncRead + Unpin>(
+    catalog: &Catalog,
+    level: i32,
+    dir: &str,
+    base: &str,
+    part_size: u64,
     mut input: R,
 ) -> (Result<(), RdbJobError>, Stored) {
     let mut stored = Stored::default();
@@ -140,7 +152,7 @@ pub async fn store<R: AsyncRead + Unpin>(
             let mut rest = &buf[..n];
             while !rest.is_empty() {
                 if current.is_none() {
-                    let path = format!("{dir}/{}", part_name(stored.parts.len()));
+                    let path = format!("{dir}/{base}.{:05}", stored.parts.len());
                     current = Some(PartWriter::start(catalog, level, &path).await?);
                 }
                 let w = current.as_mut().expect("set above");

@@ -1,16 +1,14 @@
 //! Unpacks pg_basebackup's tar stream into the data directory, checking every regular
-//! file against the SHA-256 the backup recorded for it.
+//! file against the size and checksum the backup has for it (`base::filesums`).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::fetch::unwrap_io;
 use super::RestoreError;
+use crate::base::filesums::{Algorithm, FileHasher, FileSums};
 use crate::catalog::FileSum;
 
 /// What the extraction wrote.
@@ -39,17 +37,27 @@ pub fn normalize(path: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// Extracts `reader` (a tar stream) into `dir`, which must exist. Reads `reader` to its
-/// end, so every part's digest is checked even after the tar's end marker.
+/// [`extract_checked`] against a record's SHA-256 list.
 pub fn extract<R: Read>(
     reader: R,
     dir: &Path,
     files: &[FileSum],
 ) -> Result<(Extracted, R), RestoreError> {
-    let mut expected: BTreeMap<String, &FileSum> = files
-        .iter()
-        .filter_map(|f| normalize(&f.path).map(|p| (p, f)))
-        .collect();
+    extract_checked(reader, dir, FileSums::from_record(files))
+}
+
+/// Extracts `reader` (a tar stream) into `dir`, which must exist, checking every
+/// regular file against `sums`. Reads `reader` to its end, so every part's digest is
+/// checked even after the tar's end marker.
+pub fn extract_checked<R: Read>(
+    reader: R,
+    dir: &Path,
+    sums: FileSums,
+) -> Result<(Extracted, R), RestoreError> {
+    let FileSums {
+        files: mut expected,
+        exempt,
+    } = sums;
     let mut out = Extracted::default();
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| unwrap_io(e, dir))?;
@@ -87,29 +95,33 @@ pub fn extract<R: Read>(
                 if let Some(parent) = dest.parent() {
                     fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
                 }
-                let (size, digest) = write_file(&mut entry, &dest)?;
+                let want = expected.remove(&rel);
+                let algorithm = want.as_ref().map_or(Algorithm::None, |w| w.algorithm);
+                let (size, digest) = write_file(&mut entry, &dest, algorithm)?;
                 set_mode(&dest, mode)?;
                 out.files += 1;
                 out.bytes += size;
                 if rel == "backup_manifest" {
                     out.had_manifest = true;
                 }
-                match expected.remove(&rel) {
-                    Some(want) if !want.sha256.eq_ignore_ascii_case(&digest) => {
+                match want {
+                    Some(want) if want.mismatch(size, &digest).is_some() => {
+                        let (expected, got) = if want.size == size {
+                            (
+                                format!("{} {}", want.algorithm.name(), want.checksum),
+                                digest,
+                            )
+                        } else {
+                            (format!("{} bytes", want.size), format!("{size} bytes"))
+                        };
                         return Err(RestoreError::FileChecksum {
                             path: rel,
-                            expected: want.sha256.clone(),
-                            got: digest,
-                        });
-                    }
-                    Some(want) if want.size != size => {
-                        return Err(RestoreError::FileChecksum {
-                            path: rel,
-                            expected: format!("{} bytes", want.size),
-                            got: format!("{size} bytes"),
+                            expected,
+                            got,
                         });
                     }
                     Some(_) => {}
+                    None if exempt.contains(&rel) => {}
                     None => out.unchecked.push(rel),
                 }
             }
@@ -170,14 +182,18 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), RestoreError> {
 }
 
 /// Copies one member into a new file, hashing it on the way.
-fn write_file<R: Read>(src: &mut R, dest: &PathBuf) -> Result<(u64, String), RestoreError> {
+fn write_file<R: Read>(
+    src: &mut R,
+    dest: &PathBuf,
+    algorithm: Algorithm,
+) -> Result<(u64, String), RestoreError> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(dest)
         .map_err(|e| io_err(dest, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut hasher = FileHasher::new(algorithm);
+    let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
     loop {
         let n = src.read(&mut buf).map_err(|e| unwrap_io(e, dest))?;
@@ -189,12 +205,13 @@ fn write_file<R: Read>(src: &mut R, dest: &PathBuf) -> Result<(u64, String), Res
         size += n as u64;
     }
     // Durability comes from the sync of the whole directory at the end of the restore.
-    Ok((size, hex::encode(hasher.finalize())))
+    Ok((size, hasher.finish()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -327,6 +344,32 @@ mod tests {
         let e = extract(&tar[..], dir.path(), &files).unwrap_err();
         assert!(
             matches!(e, RestoreError::FileChecksum { ref path, .. } if path == "PG_VERSION"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn manifest_sums_catch_a_flipped_byte() {
+        let good: &[u8] = b"0123456789";
+        let m = crate::base::filesums::tests::manifest_of(&[
+            ("PG_VERSION", b"15\n"),
+            ("base/1/2", good),
+        ]);
+        let sums = FileSums::from_manifest(&m).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[
+            ("PG_VERSION", b"15\n"),
+            ("base/1/2", good),
+            ("backup_manifest", &m),
+        ]);
+        let (out, _) = extract_checked(&tar[..], dir.path(), sums.clone()).unwrap();
+        assert!(out.unchecked.is_empty(), "{:?}", out.unchecked);
+        assert!(out.had_manifest);
+        let dir = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[("PG_VERSION", b"15\n"), ("base/1/2", b"0123456788")]);
+        let e = extract_checked(&tar[..], dir.path(), sums).unwrap_err();
+        assert!(
+            matches!(e, RestoreError::FileChecksum { ref path, .. } if path == "base/1/2"),
             "{e}"
         );
     }

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::base::filesums;
 use crate::catalog::{BackupRecord, Catalog, CatalogError, MANIFEST};
 use crate::codec::{self, CodecError};
 use crate::repo::RepoError;
@@ -191,15 +192,25 @@ async fn restore_into(
         .map(|p| (format!("{backup_dir}/{}", p.name), p.clone()))
         .collect();
     let paths: Vec<String> = parts.iter().map(|(p, _)| p.clone()).collect();
+    // Every file is checked as it is written: against the server's backup_manifest
+    // (read and authenticated first), or an older record's own list.
+    let (sums, manifest) = filesums::for_backup(catalog, backup)
+        .await
+        .map_err(|e| match e {
+            filesums::SumsError::Repo(e) => RestoreError::Repo(e),
+            filesums::SumsError::Corrupt { object, source } => {
+                RestoreError::Corrupt { object, source }
+            }
+            filesums::SumsError::Manifest(m) => RestoreError::Tar(m),
+        })?;
     let (tx, rx) = mpsc::channel(fetch::CHANNEL_CAPACITY);
     let parts_reader = fetch::PartsReader::new(catalog.key.clone(), parts, rx);
     let download_wait = parts_reader.waited.clone();
     let reader = fetch::decode_ahead(parts_reader).map_err(io_err(dir))?;
-    let files = backup.files.clone();
     let target_dir = dir.to_path_buf();
     let extractor = tokio::task::spawn_blocking(move || {
         let t = Instant::now();
-        let result = extract::extract(reader, &target_dir, &files);
+        let result = extract::extract_checked(reader, &target_dir, sums);
         (result, t.elapsed())
     });
     let download = fetch::send_parts(&catalog.repo, &paths, tx).await;
@@ -211,7 +222,10 @@ async fn restore_into(
     let (extracted, _) = extracted?;
     let waited = Duration::from_nanos(download_wait.load(std::sync::atomic::Ordering::Relaxed));
 
-    if !extracted.had_manifest {
+    if let (false, Some(plain)) = (extracted.had_manifest, &manifest) {
+        let dest = dir.join(MANIFEST);
+        std::fs::write(&dest, plain).map_err(io_err(&dest))?;
+    } else if !extracted.had_manifest {
         let path = format!("{backup_dir}/{MANIFEST}");
         match catalog.repo.get(&path).await {
             Ok(sealed) => {

@@ -150,3 +150,99 @@ async fn a_swapped_or_tampered_part_is_refused() {
         .unwrap_err();
     assert!(matches!(e, RestoreError::Repo(_)), "{e}");
 }
+
+/// As the take path stores a backup since issue 15: codec version 3 parts, `files`
+/// empty, the checksums in the sealed backup_manifest (written from `manifest_files`,
+/// which may differ from what the stream holds).
+async fn store_manifest_based(
+    cat: &Catalog,
+    stream: &[u8],
+    manifest_files: &[(&str, &[u8])],
+) -> BackupRecord {
+    let id = "20261202T130000Z";
+    let dir = cat.backup_dir(id);
+    let mut parts = Vec::new();
+    for (n, chunk) in stream.chunks(100_000).enumerate() {
+        let name = format!("base.tar.{n:05}");
+        let path = format!("{dir}/{name}");
+        let mut s = codec::seal_unhashed(&cat.key, 1, &path, Vec::new()).unwrap();
+        std::io::Write::write_all(&mut s, chunk).unwrap();
+        let (sealed, info) = s.finish().unwrap();
+        parts.push(Part {
+            name,
+            plain_size: info.len,
+            stored_size: sealed.len() as u64,
+            sha256: String::new(),
+        });
+        cat.repo.put(&path, sealed.into()).await.unwrap();
+    }
+    let manifest = crate::base::filesums::tests::manifest_of(manifest_files);
+    let path = format!("{dir}/{MANIFEST}");
+    let (sealed, _) = codec::seal_bytes(&cat.key, 3, &path, &manifest).unwrap();
+    cat.repo.put(&path, sealed.into()).await.unwrap();
+    BackupRecord {
+        start_lsn: "0/2000028".into(),
+        end_lsn: "0/2000100".into(),
+        size: stream.len() as u64,
+        parts,
+        files: Vec::new(),
+        ..backup_record(id, chrono::Utc::now(), "000000010000000000000002")
+    }
+}
+
+fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o600);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn manifest_checksums_restore_and_catch_a_flipped_byte() {
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 239) as u8).collect();
+    let mut flipped = big.clone();
+    flipped[250_000] ^= 0x80;
+    let files: [(&str, &[u8]); 2] = [("PG_VERSION", b"15\n"), ("base/1/1259", &big)];
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = catalog(tmp.path());
+    let record = store_manifest_based(&cat, &tar_of(&files), &files).await;
+    let dest = tmp.path().join("ok");
+    let report = restore(&cat, &record, &dest, &recovery()).await.unwrap();
+    assert_eq!(report.files, 2);
+    assert!(
+        report.unchecked_files.is_empty(),
+        "{:?}",
+        report.unchecked_files
+    );
+    assert_eq!(std::fs::read(dest.join("base/1/1259")).unwrap(), big);
+    let manifest = std::fs::read(dest.join(MANIFEST)).unwrap();
+    assert!(crate::base::filesums::FileSums::from_manifest(&manifest).is_ok());
+
+    // One byte differs from what the server checksummed: every part authenticates,
+    // the file's CRC32C does not match the manifest.
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = catalog(tmp.path());
+    let stream = tar_of(&[("PG_VERSION", b"15\n"), ("base/1/1259", &flipped)]);
+    let record = store_manifest_based(&cat, &stream, &files).await;
+    let e = restore(&cat, &record, &tmp.path().join("bad"), &recovery())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, RestoreError::FileChecksum { ref path, ref expected, .. }
+            if path == "base/1/1259" && expected.starts_with("CRC32C")),
+        "{e}"
+    );
+
+    // A backup whose manifest is gone cannot be checked: refused, not restored blind.
+    let dir = cat.backup_dir(&record.id);
+    cat.repo.delete(&format!("{dir}/{MANIFEST}")).await.unwrap();
+    let e = restore(&cat, &record, &tmp.path().join("nomanifest"), &recovery())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RestoreError::Repo(_)), "{e}");
+}

@@ -1,15 +1,14 @@
 //! The two halves of verify that look inside: the archived WAL (listing and timeline
 //! histories → `walchain`), and the per-file checksums inside a backup's tar stream.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
-use sha2::{Digest, Sha256};
-
-use crate::catalog::{BackupRecord, Catalog, CatalogError, FileSum};
+use crate::base::filesums::{Algorithm, FileHasher, FileSums};
+use crate::catalog::{BackupRecord, Catalog, CatalogError};
 use crate::codec;
 use crate::layout::{WalKind, WalName};
 use crate::parts::Problem;
+use crate::restore::extract::normalize;
 use crate::walchain::{self, Archived, Continuity, Start, DEFAULT_SEGMENT_SIZE};
 
 /// Lists the cluster's archived WAL and reads every timeline history file. A history
@@ -103,24 +102,39 @@ pub fn continuity(
     c
 }
 
-/// Reads the tar stream, hashing each regular file, and compares with `files`.
+/// [`check_tar_with`] against a record's SHA-256 list.
+#[cfg(test)]
+pub fn check_tar(
+    reader: &mut dyn Read,
+    files: &[crate::catalog::FileSum],
+) -> (usize, Vec<(String, String)>) {
+    check_tar_with(reader, FileSums::from_record(files))
+}
+
+/// Reads the tar stream, checksumming each regular file, and compares with `sums`.
 /// Returns files that matched and (path, problem) for the others. A broken stream
 /// (a bad part) stops the walk: files not reached are reported as not verified.
-pub fn check_tar(reader: &mut dyn Read, files: &[FileSum]) -> (usize, Vec<(String, String)>) {
-    let mut want: BTreeMap<&str, &FileSum> = files.iter().map(|f| (f.path.as_str(), f)).collect();
+pub fn check_tar_with(reader: &mut dyn Read, sums: FileSums) -> (usize, Vec<(String, String)>) {
+    let FileSums {
+        files: mut want,
+        exempt,
+    } = sums;
     let mut problems = Vec::new();
     let mut ok = 0;
     let mut archive = tar::Archive::new(reader);
+    let mut buf = vec![0u8; 256 * 1024];
     let walked: std::io::Result<()> = (|| {
         for entry in archive.entries()? {
             let mut entry = entry?;
             if !entry.header().entry_type().is_file() {
                 continue;
             }
-            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let mut hasher = Sha256::new();
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let path = normalize(&raw).unwrap_or(raw);
+            let expected = want.remove(&path);
+            let algorithm = expected.as_ref().map_or(Algorithm::None, |e| e.algorithm);
+            let mut hasher = FileHasher::new(algorithm);
             let mut size = 0u64;
-            let mut buf = vec![0u8; 64 * 1024];
             loop {
                 let n = entry.read(&mut buf)?;
                 if n == 0 {
@@ -129,16 +143,13 @@ pub fn check_tar(reader: &mut dyn Read, files: &[FileSum]) -> (usize, Vec<(Strin
                 size += n as u64;
                 hasher.update(&buf[..n]);
             }
-            let sum = hex::encode(hasher.finalize());
-            match want.remove(path.as_str()) {
-                Some(f) if f.sha256 == sum && f.size == size => ok += 1,
-                Some(f) => problems.push((
-                    path,
-                    format!(
-                        "checksum {sum} ({size} bytes) does not match the record's {} ({} bytes)",
-                        f.sha256, f.size
-                    ),
-                )),
+            let sum = hasher.finish();
+            match expected {
+                Some(f) => match f.mismatch(size, &sum) {
+                    None => ok += 1,
+                    Some(p) => problems.push((path, p)),
+                },
+                None if exempt.contains(&path) => {}
                 None => problems.push((path, "in the backup but not in its record".to_owned())),
             }
         }
@@ -161,10 +172,7 @@ pub fn check_tar(reader: &mut dyn Read, files: &[FileSum]) -> (usize, Vec<(Strin
         }
     } else {
         for (path, _) in want {
-            problems.push((
-                path.to_owned(),
-                "in the record but missing from the backup".to_owned(),
-            ));
+            problems.push((path, "in the record but missing from the backup".to_owned()));
         }
     }
     (ok, problems)
@@ -173,6 +181,8 @@ pub fn check_tar(reader: &mut dyn Read, files: &[FileSum]) -> (usize, Vec<(Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::FileSum;
+    use sha2::{Digest, Sha256};
 
     fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());

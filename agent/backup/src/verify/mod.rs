@@ -11,6 +11,7 @@ mod archive;
 
 use serde::Serialize;
 
+use super::base::filesums;
 use super::catalog::{BackupRecord, Catalog, CatalogError, DumpRecord, Part, MANIFEST};
 use super::codec;
 use super::parts::{self, PartsReader, Problem};
@@ -205,32 +206,50 @@ async fn verify_backup(
     archived: &walchain::Archived,
 ) -> BackupReport {
     let dir = catalog.backup_dir(&b.id);
-    let files = b.files.clone();
-    let (reader, file_problems) = read_parts(catalog, &dir, &b.parts, move |r| {
-        archive::check_tar(r, &files)
+    let manifest = format!("{dir}/{MANIFEST}");
+    // What the files must match: the server's backup_manifest (read, authenticated
+    // and self-checked here), or an older record's own SHA-256 list.
+    let (sums, sums_problem) = match filesums::for_backup(catalog, b).await {
+        Ok((sums, _)) => (Some(sums), None),
+        Err(e) => (
+            None,
+            Some(Problem {
+                object: manifest.clone(),
+                problem: e.to_string(),
+            }),
+        ),
+    };
+    let files = sums.as_ref().map_or(b.files.len(), |s| s.files.len());
+    let (reader, file_problems) = read_parts(catalog, &dir, &b.parts, move |r| match sums {
+        Some(sums) => archive::check_tar_with(r, sums),
+        // The parts are still authenticated and checked (by the caller's drain).
+        None => (0, Vec::new()),
     })
     .await;
     let (files_checked, file_problems) = file_problems;
     let mut problems = reader.problems;
+    problems.extend(sums_problem);
     problems.extend(file_problems.into_iter().map(|(path, problem)| Problem {
         object: format!("{dir}/{}", tar_file_label(&path)),
         problem,
     }));
-    // The manifest: present and authentic.
-    let manifest = format!("{dir}/{MANIFEST}");
-    match catalog.repo.get(&manifest).await {
-        Ok(sealed) => {
-            if let Err(e) = codec::open_bytes(&catalog.key, &manifest, &sealed) {
-                problems.push(Problem {
-                    object: manifest,
-                    problem: e.to_string(),
-                });
+    // The manifest: present and authentic (already read above when the checksums
+    // are its own).
+    if !b.files.is_empty() {
+        match catalog.repo.get(&manifest).await {
+            Ok(sealed) => {
+                if let Err(e) = codec::open_bytes(&catalog.key, &manifest, &sealed) {
+                    problems.push(Problem {
+                        object: manifest,
+                        problem: e.to_string(),
+                    });
+                }
             }
+            Err(e) => problems.push(Problem {
+                object: manifest,
+                problem: e.to_string(),
+            }),
         }
-        Err(e) => problems.push(Problem {
-            object: manifest,
-            problem: e.to_string(),
-        }),
     }
     let continuity = archive::continuity(catalog, b, archived, &mut problems);
     BackupReport {
@@ -238,7 +257,7 @@ async fn verify_backup(
         parts_checked: reader.checked,
         parts: b.parts.len(),
         files_checked,
-        files: b.files.len(),
+        files,
         bytes: reader.bytes,
         wal_timeline: continuity.timeline,
         wal_from: b.start_wal.clone(),

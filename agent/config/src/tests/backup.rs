@@ -82,7 +82,7 @@ fn backup_problems_name_their_keys() {
     );
     assert_has(
         &list,
-        "backup.compression_level: must be a zstd level from 1 to 19, got 40",
+        "backup.compression_level: must be a zstd level from 1 to 19, or a fast level from -7 to -1, got 40",
     );
     assert_has_prefix(&list, "backup.retention_days: unknown key");
 

@@ -4,6 +4,7 @@ mod addresses;
 mod backup;
 mod backup_copies;
 mod backup_jobs;
+mod stack_jobs;
 mod bootstrap;
 mod bootstrap_restore;
 mod etcd3;

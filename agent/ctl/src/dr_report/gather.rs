@@ -566,6 +566,9 @@ impl Ctl<'_> {
             facts.push(last_transition(&view.cluster.transitions, kind));
         }
         facts.push(last_history_promotion(&view.cluster));
+        let (job_rows, job_facts) =
+            crate::stack_jobs::dr_rows(&cfg, &scope, &repo_url).await;
+        facts.extend(job_facts);
         let service = Service {
             scope: scope.clone(),
             namespace: self.config.namespace.clone(),
@@ -580,7 +583,7 @@ impl Ctl<'_> {
         let procedures = self.procedures(&service, &cfg, &view.cluster);
         Ok(Report {
             generated_at: now,
-            schedule: schedule(&cfg, engine, &repo_url, &copy_urls),
+            schedule: [schedule(&cfg, engine, &repo_url, &copy_urls), job_rows].concat(),
             objectives: objectives_view(&cfg.objectives),
             violated: dr::any_violated(&verdicts),
             transitions: view.cluster.transitions.clone(),
