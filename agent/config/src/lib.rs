@@ -45,8 +45,10 @@ pub use types::{KeyedPath, RestClientTls, RestTls, VerifyClient};
 
 pub use env::EnvConfig;
 pub use objectives::Objectives;
-pub use stack_jobs::{CommandJob, MariadbJob, ResticJob, StackCheck, StackDrill, StackJob, StackJobKind};
 use reader::{Reader, Section};
+pub use stack_jobs::{
+    CommandJob, MariadbJob, ResticJob, StackCheck, StackDrill, StackJob, StackJobKind,
+};
 
 /// A valid configuration and the warnings found on the way (Patroni settings Warden
 /// ignores); the caller logs the warnings.

@@ -566,8 +566,7 @@ impl Ctl<'_> {
             facts.push(last_transition(&view.cluster.transitions, kind));
         }
         facts.push(last_history_promotion(&view.cluster));
-        let (job_rows, job_facts) =
-            crate::stack_jobs::dr_rows(&cfg, &scope, &repo_url).await;
+        let (job_rows, job_facts) = crate::stack_jobs::dr_rows(&cfg, &scope, &repo_url).await;
         facts.extend(job_facts);
         let service = Service {
             scope: scope.clone(),
