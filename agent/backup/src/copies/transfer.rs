@@ -150,7 +150,14 @@ fn transform(
         Seal::Reseal(copy_key, level) => {
             let mut opener = codec::open(key, path, input)?;
             let sequence = opener.sequence().unwrap_or(0);
-            let mut sealer = codec::seal_sequenced(copy_key, *level, path, sequence, &mut out)?;
+            // The same format as the source: a base backup part sealed without the
+            // plaintext digest (format 3) stays so, and its stored size matches the
+            // record's when the copy compresses at the same level.
+            let mut sealer = if opener.format() == codec::Format::V3 {
+                codec::seal_unhashed(copy_key, *level, path, &mut out)?
+            } else {
+                codec::seal_sequenced(copy_key, *level, path, sequence, &mut out)?
+            };
             io::copy(&mut opener, &mut sealer).map_err(CodecError::from_io)?;
             opener.digest().ok_or(CodecError::Truncated)?;
             sealer.finish()?;
