@@ -12,11 +12,11 @@ set -euo pipefail
 # well-known .proto files (google/protobuf/*.proto), which only libprotobuf-dev ships.
 # redis-server: Redis mode tests. iproute2: network-namespace partitions.
 # python3-venv: the venv holding patronictl for interoperability tests.
-# etcd-client, restic, mariadb-server, mariadb-client: the backup jobs' tests (etcdctl
-# snapshots, restic repositories, MariaDB dumps). pgbackrest: the backup benchmark's
-# baseline.
+# etcd-client, restic, mariadb-server, mariadb-client, mariadb-backup: the backup jobs'
+# tests (etcdctl snapshots, restic repositories, MariaDB dumps and physical copies).
+# pgbackrest: the backup benchmark's baseline.
 PACKAGES=(etcd-server haproxy protobuf-compiler libprotobuf-dev redis-server iproute2 python3-venv
-    etcd-client restic mariadb-server mariadb-client pgbackrest)
+    etcd-client restic mariadb-server mariadb-client mariadb-backup pgbackrest)
 VENV="${WARDEN_VENV:-${HOME:-/root}/.cache/warden-venv}"
 
 SUDO=()

@@ -231,6 +231,88 @@ fn etcd_snapshot_job_is_stored_listed_pruned_verified_drilled_and_restored() {
     );
 }
 
+/// The copy holds tick's sets too, pruned there by the job's retention, and verify
+/// and restore work from it alone (with its own key).
+fn copy_holds_the_jobs_sets(work: &Path, cluster: &warden_tests::Cluster, copy_dir: &Path) {
+    use warden_tests::wait_until;
+    let node = cluster.node(0);
+    let copy_tick_dir = copy_dir.join(format!("{}/jobs/tick", cluster.scope()));
+    // The copy holds tick's sets too, pruned there by the job's retention: two sets
+    // later than what it holds now, it keeps at most three (two, plus one copied
+    // this instant before its prune), where an unpruned copy would hold four.
+    let held = wait_until(
+        Duration::from_secs(60),
+        "the copy holds tick's sets",
+        || {
+            let c = committed_sets(&copy_tick_dir);
+            (c.len() >= 2).then_some(c)
+        },
+    );
+    let newest = held.last().unwrap().clone();
+    wait_until(
+        Duration::from_secs(60),
+        "two more tick sets reach the copy",
+        || {
+            let c = committed_sets(&copy_tick_dir);
+            (c.iter().filter(|id| **id > newest).count() >= 2).then_some(())
+        },
+    );
+    let c = committed_sets(&copy_tick_dir);
+    assert!(c.len() <= 3, "the copy keeps tick's retention: {c:?}");
+    assert!(
+        !copy_dir
+            .join(format!("{}/jobs/broken", cluster.scope()))
+            .exists(),
+        "a job that never committed a set has nothing in the copy"
+    );
+    // The copy alone: verify and restore from it (its own key).
+    let out = wardenctl_logged(
+        &node.config_path(),
+        &[
+            "backup",
+            "verify",
+            "--job",
+            "tick",
+            "--repository",
+            "fs-copy",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let restored = work.join("tick-restored");
+    let out = wardenctl_logged(
+        &node.config_path(),
+        &[
+            "restore",
+            "--job",
+            "tick",
+            "--repository",
+            "fs-copy",
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let stamp = std::fs::read_to_string(restored.join("tick.txt")).unwrap();
+    assert!(
+        stamp.trim().parse::<u128>().is_ok(),
+        "the restored set is tick's output: {stamp:?}"
+    );
+}
+
+/// The committed set ids (those with a `job.json`) under a job's directory, sorted.
+fn committed_sets(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().join("job.json").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
@@ -297,7 +379,8 @@ fn gauge(text: &str, name: &str, job: &str) -> Option<i64> {
 /// The archiver runs the jobs on their schedules: a job every 2 s keeps only its
 /// newest two sets (its retention prunes after each run), a job that always fails
 /// is counted in `/metrics` on every run but reaches the webhook once, with its exit
-/// status and stderr.
+/// status and stderr. A repository copy (own key) holds the jobs' sets, pruned by
+/// each job's retention, and verify and restore work from it alone.
 #[test]
 fn the_archiver_runs_jobs_on_schedule_prunes_and_alerts_a_failure_once() {
     use warden_tests::backupkit::{backup_spec, repository};
@@ -305,28 +388,27 @@ fn the_archiver_runs_jobs_on_schedule_prunes_and_alerts_a_failure_once() {
     let work = WorkDir::temp().unwrap();
     let (repo, yaml) = repository(work.path()).unwrap();
     let (url, alerts) = webhook_listener();
+    // A repository copy with its own key: the jobs' sets are copied (re-sealed) too.
+    let copy_dir = work.path().join("copy");
+    std::fs::create_dir_all(&copy_dir).unwrap();
+    let copy_key_dir = work.path().join("copy-key");
+    std::fs::create_dir_all(&copy_key_dir).unwrap();
+    let copy_key = key_file(&copy_key_dir).unwrap();
     let yaml = format!(
         "{yaml}  webhook_url: {url}\n  jobs:\n    \
-         - {{name: tick, kind: command, backup_command: [sh, -c, \"date +%s%N\"], schedule: \"*/2 * * * * *\", retention: {{keep_last: 2}}}}\n    \
-         - {{name: broken, kind: command, backup_command: [sh, -c, \"echo nope-on-stderr >&2; exit 7\"], schedule: \"*/2 * * * * *\"}}\n"
+         - {{name: tick, kind: command, backup_command: [sh, -c, \"date +%s%N\"], restore_command: [sh, -c, \"mkdir -p $WARDEN_RESTORE_DIR && cat > $WARDEN_RESTORE_DIR/tick.txt\"], schedule: \"*/2 * * * * *\", retention: {{keep_last: 2}}}}\n    \
+         - {{name: broken, kind: command, backup_command: [sh, -c, \"echo nope-on-stderr >&2; exit 7\"], schedule: \"*/2 * * * * *\"}}\n  \
+         copies:\n    - name: fs-copy\n      repository: {{type: filesystem, path: {}, timeout: 10s}}\n      \
+         encryption_key_file: {}\n",
+        copy_dir.display(),
+        copy_key.display()
     );
     let cluster = Cluster::start(backup_spec(1, yaml)).expect("start cluster");
     cluster.wait_formed(Duration::from_secs(90));
     let node = cluster.node(0);
     let metrics_url = format!("{}/metrics", node.api_url());
     let tick_dir = repo.join(format!("{}/jobs/tick", cluster.scope()));
-    let committed = || -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&tick_dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().join("job.json").is_file())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        v.sort();
-        v
-    };
+    let committed = || committed_sets(&tick_dir);
     let first = wait_until(Duration::from_secs(60), "two scheduled tick sets", || {
         let c = committed();
         (c.len() == 2).then(|| c[0].clone())
@@ -369,6 +451,8 @@ fn the_archiver_runs_jobs_on_schedule_prunes_and_alerts_a_failure_once() {
         text.contains("exit status: 7") && text.contains("nope-on-stderr"),
         "{text}"
     );
+
+    copy_holds_the_jobs_sets(work.path(), &cluster, &copy_dir);
 
     // The DR report lists every job: frequency, retention, location, last success
     // and last drill.

@@ -86,6 +86,10 @@ pub struct BackupRecord {
     pub compression_level: i32,
     pub parts: Vec<Part>,
     pub files: Vec<FileSum>,
+    /// Files in the tar stream. Set since the per-file checksums are
+    /// backup_manifest's (`files` empty); older records count `files` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_count: Option<u64>,
 }
 
 /// A committed logical dump of one or more databases.

@@ -11,8 +11,12 @@
 //! ```
 //!
 //! Version 3 (base backup parts, issue 15): the version 2 layout ("WRDNBK03") with
-//! no plaintext digest in the payload: the payload is the zstd frame alone, written
-//! with zstd's own content checksum (XXH64, checked by the decompressor). STREAM
+//! no plaintext digest in the payload: the payload is a sequence of zstd frames, each
+//! of at most [`FRAME`] plaintext bytes and with zstd's own content checksum (XXH64,
+//! checked by the decompressor). Independent frames are compressed from the caller's
+//! buffer in one call each: no copy into a streaming window, and zstd's faster
+//! contiguous-window match finder (about a third less CPU than streaming one frame,
+//! for a ratio a few percent lower). STREAM
 //! still authenticates every byte, the header and the context; what the SHA-256 added
 //! on top (an end-to-end check of the plaintext) is done, for base backups, per file
 //! against the server's `backup_manifest`, so hashing every byte again here was a
@@ -85,6 +89,9 @@ const DIGEST_LEN: usize = 32;
 /// Plaintext bytes per chunk: small enough to stream, large enough that the 16-byte
 /// tags cost nothing (0.02 %).
 pub const CHUNK: usize = 64 * 1024;
+/// Plaintext bytes per zstd frame in version 3 (the base backup's channel messages
+/// are this size, so a frame is compressed straight from the message).
+pub const FRAME: usize = 1024 * 1024;
 const SEALED_CHUNK: usize = CHUNK + TAG_LEN;
 
 /// SHA-256 of an object's plaintext.
@@ -217,12 +224,11 @@ fn seal_format<W: Write>(
         aad: associated_data(&header, context),
         pending: Vec::with_capacity(SEALED_CHUNK),
     };
-    let mut zstd = zstd::stream::write::Encoder::new(encrypt, level).map_err(CodecError::Io)?;
-    let hasher = if format == Format::V3 {
-        zstd.include_checksum(true).map_err(CodecError::Io)?;
-        None
+    let (zstd, hasher) = if format == Format::V3 {
+        (Compress::frames(encrypt, level)?, None)
     } else {
-        Some(Sha256::new())
+        let stream = zstd::stream::write::Encoder::new(encrypt, level).map_err(CodecError::Io)?;
+        (Compress::Stream(stream), Some(Sha256::new()))
     };
     Ok(Sealer {
         zstd,
@@ -232,10 +238,104 @@ fn seal_format<W: Write>(
 }
 
 pub struct Sealer<W: Write> {
-    zstd: zstd::stream::write::Encoder<'static, EncryptWriter<W>>,
+    zstd: Compress<W>,
     /// `None` in version 3.
     hasher: Option<Sha256>,
     len: u64,
+}
+
+/// Version 2: one streaming frame. Version 3: independent frames of [`FRAME`] bytes.
+enum Compress<W: Write> {
+    Stream(zstd::stream::write::Encoder<'static, EncryptWriter<W>>),
+    Frames {
+        zstd: zstd::bulk::Compressor<'static>,
+        /// Plaintext of the frame being filled (empty while writes come in whole
+        /// frames: those are compressed straight from the caller's buffer).
+        pending: Vec<u8>,
+        /// One frame's compressed bytes.
+        out: Vec<u8>,
+        /// Frames written so far.
+        frames: u64,
+        encrypt: EncryptWriter<W>,
+    },
+}
+
+impl<W: Write> Compress<W> {
+    fn frames(encrypt: EncryptWriter<W>, level: i32) -> Result<Self, CodecError> {
+        let mut zstd = zstd::bulk::Compressor::new(level).map_err(CodecError::Io)?;
+        zstd.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .map_err(CodecError::Io)?;
+        Ok(Self::Frames {
+            zstd,
+            pending: Vec::new(),
+            out: Vec::with_capacity(zstd::zstd_safe::compress_bound(FRAME)),
+            frames: 0,
+            encrypt,
+        })
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Stream(s) => s.write(buf),
+            Self::Frames {
+                zstd,
+                pending,
+                out,
+                frames,
+                encrypt,
+            } => {
+                let mut rest = buf;
+                while !rest.is_empty() {
+                    if pending.is_empty() && rest.len() >= FRAME {
+                        frame(zstd, &rest[..FRAME], out, encrypt)?;
+                        *frames += 1;
+                        rest = &rest[FRAME..];
+                        continue;
+                    }
+                    let n = rest.len().min(FRAME - pending.len());
+                    pending.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    if pending.len() == FRAME {
+                        frame(zstd, pending, out, encrypt)?;
+                        *frames += 1;
+                        pending.clear();
+                    }
+                }
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn finish(self) -> io::Result<EncryptWriter<W>> {
+        match self {
+            Self::Stream(s) => s.finish(),
+            Self::Frames {
+                mut zstd,
+                pending,
+                mut out,
+                frames,
+                mut encrypt,
+            } => {
+                // An empty object still holds one (empty) frame, as version 2 does.
+                if !pending.is_empty() || frames == 0 {
+                    frame(&mut zstd, &pending, &mut out, &mut encrypt)?;
+                }
+                Ok(encrypt)
+            }
+        }
+    }
+}
+
+/// Compresses `plain` as one frame and passes it on to the cipher.
+fn frame<W: Write>(
+    zstd: &mut zstd::bulk::Compressor<'static>,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+    encrypt: &mut EncryptWriter<W>,
+) -> io::Result<()> {
+    out.clear();
+    zstd.compress_to_buffer(plain, out)?;
+    encrypt.write_all(out)
 }
 
 impl<W: Write> std::fmt::Debug for Sealer<W> {
@@ -255,7 +355,12 @@ impl<W: Write> Write for Sealer<W> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.zstd.flush()
+        match &mut self.zstd {
+            Compress::Stream(s) => s.flush(),
+            // Frames are only cut at FRAME bytes or at the end: cutting one early would
+            // only lower the ratio.
+            Compress::Frames { .. } => Ok(()),
+        }
     }
 }
 

@@ -53,5 +53,6 @@ pub(crate) fn backup_record(id: &str, finished: DateTime<Utc>, start_wal: &str) 
         compression_level: 3,
         parts: vec![],
         files: vec![],
+        file_count: None,
     }
 }

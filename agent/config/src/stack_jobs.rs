@@ -52,7 +52,7 @@ const fn key(name: &'static str) -> Key {
 const COMMON: &[&str] = &["name", "kind", "schedule", "retention", "timeout", "drill"];
 const COMMAND_KEYS: &[&str] = &["backup_command", "restore_command"];
 const RESTIC_KEYS: &[&str] = &["repository", "password_file", "paths", "exclude", "tags"];
-const MARIADB_KEYS: &[&str] = &["connection", "databases", "method"];
+const MARIADB_KEYS: &[&str] = &["connection", "databases", "method", "datadir"];
 const JOB_DRILL: &[Key] = &[
     key("schedule"),
     key("timeout"),
@@ -116,7 +116,7 @@ pub struct ResticJob {
     pub tags: Vec<String>,
 }
 
-/// `kind: mariadb` / `mysql`: logical dumps (`physical` is refused at load).
+/// `kind: mariadb` / `mysql`: logical dumps, or physical copies (`mariadb-backup`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MariadbJob {
     pub mysql: bool,
@@ -126,6 +126,26 @@ pub struct MariadbJob {
     pub password_file: Option<PathBuf>,
     pub databases: Vec<String>,
     pub physical: bool,
+    /// `physical`: the server's data directory (read by `mariadb-backup`); `None`:
+    /// asked from the server (`SELECT @@datadir`) at each run.
+    pub datadir: Option<PathBuf>,
+}
+
+impl MariadbJob {
+    /// The physical method's programs: the backup tool and its stream extractor.
+    pub fn physical_tools(&self) -> (&'static str, &'static str) {
+        physical_tools(self.mysql)
+    }
+}
+
+/// `mariadb-backup` and `mbstream` (MariaDB); Percona's `xtrabackup` and `xbstream`
+/// for `mysql`, whose servers `mariadb-backup` cannot copy.
+pub fn physical_tools(mysql: bool) -> (&'static str, &'static str) {
+    if mysql {
+        ("xtrabackup", "xbstream")
+    } else {
+        ("mariadb-backup", "mbstream")
+    }
 }
 
 /// `backup.jobs[i].drill`.
@@ -247,14 +267,6 @@ fn job(r: &mut Reader, path: &str, value: &Value) -> Option<StackJob> {
         _ => mariadb_job(r, &s, kind_text.as_deref() == Some("mysql")).map(StackJobKind::Mariadb),
     };
     let kind = kind?;
-    if matches!(&kind, StackJobKind::Mariadb(m) if m.physical) {
-        // Refused rather than accepted: a job that would never run is worse than none.
-        r.error(
-            s.path_of("method"),
-            "physical (mariadb-backup) is not implemented in this version yet; use dump",
-        );
-        return None;
-    }
     Some(StackJob {
         name: name?,
         kind,
@@ -406,8 +418,35 @@ fn restic_job(r: &mut Reader, s: &Section<'_>) -> Option<ResticJob> {
     })
 }
 
-fn mariadb_job(r: &mut Reader, s: &Section<'_>, mysql: bool) -> Option<MariadbJob> {
-    let physical = match s.get("method") {
+/// Why the physical method cannot run here, or `None` when both its programs are
+/// found by `found`.
+pub(crate) fn physical_missing(mysql: bool, found: impl Fn(&str) -> bool) -> Option<String> {
+    let (backup, stream) = physical_tools(mysql);
+    let missing: Vec<&str> = [backup, stream].into_iter().filter(|p| !found(p)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let which = missing
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    Some(if mysql {
+        format!(
+            "physical for kind mysql needs Percona XtraBackup ({which} not in PATH; it is \
+             not packaged in Debian, and mariadb-backup cannot copy a MySQL server): \
+             install it, or use method: dump"
+        )
+    } else {
+        format!(
+            "physical needs {which} (Debian package mariadb-backup), not in PATH: install \
+             it, or use method: dump"
+        )
+    })
+}
+
+fn mariadb_method(r: &mut Reader, s: &Section<'_>) -> Option<bool> {
+    match s.get("method") {
         None => Some(false),
         Some(v) => match r.string(&s.path_of("method"), v).as_deref() {
             Some("dump") => Some(false),
@@ -421,18 +460,60 @@ fn mariadb_job(r: &mut Reader, s: &Section<'_>, mysql: bool) -> Option<MariadbJo
             }
             None => None,
         },
+    }
+}
+
+/// `datadir`: only for `physical`, absolute, and a directory this process can list
+/// (`mariadb-backup` reads every file in it).
+fn mariadb_datadir(
+    r: &mut Reader,
+    s: &Section<'_>,
+    physical: Option<bool>,
+) -> Option<Option<PathBuf>> {
+    let v = match s.get("datadir") {
+        None => return Some(None),
+        Some(v) => v,
     };
-    let tool = match (mysql, physical) {
-        (_, Some(true)) => Some(if mysql {
-            "xtrabackup"
-        } else {
-            "mariadb-backup"
-        }),
-        (true, Some(false)) => Some("mysqldump"),
-        (false, Some(false)) => Some("mariadb-dump"),
-        (_, None) => None,
+    let key = s.path_of("datadir");
+    if physical == Some(false) {
+        r.error(
+            key,
+            "is only used by method: physical (a dump reads through the connection)",
+        );
+        return None;
+    }
+    let path = super::backup::absolute_path(r, &key, v)?;
+    if let Err(e) = std::fs::read_dir(&path) {
+        r.error(
+            key,
+            format!(
+                "cannot read {}: {e} (mariadb-backup must read the server's files as this \
+                 user)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    Some(Some(path))
+}
+
+fn mariadb_job(r: &mut Reader, s: &Section<'_>, mysql: bool) -> Option<MariadbJob> {
+    let physical = mariadb_method(r, s);
+    let program = match physical {
+        Some(true) => match physical_missing(mysql, |p| find_program(p).is_some()) {
+            None => Some(()),
+            Some(why) => {
+                r.error(s.path_of("method"), why);
+                None
+            }
+        },
+        Some(false) => {
+            let tool = if mysql { "mysqldump" } else { "mariadb-dump" };
+            need_program(r, s.path_of("method"), tool, "the job's method")
+        }
+        None => None,
     };
-    let program = tool.and_then(|t| need_program(r, s.path_of("method"), t, "the job's method"));
+    let datadir = mariadb_datadir(r, s, physical);
     let conn = r
         .required(s, "connection")
         .and_then(|v| r.section(&s.path_of("connection"), v));
@@ -465,6 +546,18 @@ fn mariadb_job(r: &mut Reader, s: &Section<'_>, mysql: bool) -> Option<MariadbJo
         None => Some(Vec::new()),
         Some(v) => r.string_list(&s.path_of("databases"), v),
     };
+    let databases = match databases {
+        Some(d) if !d.is_empty() && physical == Some(true) => {
+            // A partial physical copy cannot be started as a server on its own.
+            r.error(
+                s.path_of("databases"),
+                "method physical copies the whole server: remove databases, or use \
+                 method: dump",
+            );
+            None
+        }
+        other => other,
+    };
     program?;
     conn?;
     Some(MariadbJob {
@@ -475,6 +568,7 @@ fn mariadb_job(r: &mut Reader, s: &Section<'_>, mysql: bool) -> Option<MariadbJo
         password_file: pw?,
         databases: databases?,
         physical: physical?,
+        datadir: datadir?,
     })
 }
 

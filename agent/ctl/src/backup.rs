@@ -58,7 +58,7 @@ pub fn backup_summary(r: &BackupRecord) -> Value {
         "finished_at": r.finished_at,
         "duration_seconds": seconds(r),
         "parts": r.parts.len(),
-        "files": r.files.len(),
+        "files": r.file_count.unwrap_or(r.files.len() as u64),
     })
 }
 

@@ -249,13 +249,20 @@ impl<'a> Ctl<'a> {
             Command::Remove(a) => self.remove(a).await,
             Command::Restore(a) if a.job.is_some() => {
                 let name = a.job.clone().unwrap_or_default();
-                self.restore_job(&name, &a.backup, &a.to, a.json).await
+                self.restore_job(&name, &a.backup, &a.to, a.repository.as_deref(), a.json)
+                    .await
             }
             Command::Restore(a) => self.restore(a).await,
             Command::Drill(a) if a.job.is_some() => {
                 let name = a.job.clone().unwrap_or_default();
-                self.drill_job(&name, a.backup.as_deref(), a.scratch_dir.as_deref(), a.json)
-                    .await
+                self.drill_job(
+                    &name,
+                    a.backup.as_deref(),
+                    a.scratch_dir.as_deref(),
+                    a.repository.as_deref(),
+                    a.json,
+                )
+                .await
             }
             Command::Drill(a) => self.drill(a).await,
             // Boxed: it holds the DCS, repository and copy reads at once.

@@ -39,6 +39,7 @@ fn set_summary(r: &JobRecord) -> Value {
         "parts": r.parts.len(),
         "snapshot": r.snapshot,
         "source_bytes": r.source_bytes,
+        "method": r.method,
     })
 }
 
@@ -75,8 +76,17 @@ fn drill_line(d: &JobDrillRecord) -> String {
 }
 
 impl Ctl<'_> {
-    fn job_context(&self, name: &str) -> Result<(BackupConfig, String, StackJob, JobCatalog)> {
-        let backup = self.backup_config()?;
+    /// The job's config and catalog, in the main repository or in the copy `repository`
+    /// names (`main` or `None`: the main one).
+    fn job_context(
+        &self,
+        name: &str,
+        repository: Option<&str>,
+    ) -> Result<(BackupConfig, String, StackJob, JobCatalog)> {
+        let backup = self
+            .backup_config()?
+            .for_repository(repository)
+            .map_err(|e| anyhow!("--repository: {e}"))?;
         let scope = self.config.scope_for(None)?;
         let job = stack::find(&backup, name)?.clone();
         let jc = JobCatalog::open(&backup, &scope, name)?;
@@ -88,7 +98,7 @@ impl Ctl<'_> {
         match cmd {
             BackupCommand::Create(a) => {
                 let name = a.job.expect("dispatched on --job");
-                let (backup, scope, job, _) = self.job_context(&name)?;
+                let (backup, scope, job, _) = self.job_context(&name, None)?;
                 let record =
                     stack::schedule::run_and_prune(&backup, &scope, &stack::ctl_member(), &job)
                         .await?;
@@ -108,7 +118,7 @@ impl Ctl<'_> {
             BackupCommand::List(a) => self.list_job(a).await,
             BackupCommand::Verify(a) => {
                 let name = a.job.clone().expect("dispatched on --job");
-                let (_, _, job, jc) = self.job_context(&name)?;
+                let (_, _, job, jc) = self.job_context(&name, a.repository.as_deref())?;
                 let sets = match a.id.as_deref() {
                     None => jc.records().await?,
                     Some(id) => vec![jc.record(id).await?],
@@ -173,7 +183,7 @@ impl Ctl<'_> {
     /// `backup list --job NAME`: the job's sets and its last drill.
     async fn list_job(&mut self, a: super::args::BackupListArgs) -> Result<()> {
         let name = a.job.expect("dispatched on --job");
-        let (_, _, job, jc) = self.job_context(&name)?;
+        let (_, _, job, jc) = self.job_context(&name, a.repository.as_deref())?;
         let where_ = jc.catalog.repo.url().to_string();
         let sets = jc
             .records()
@@ -217,9 +227,10 @@ impl Ctl<'_> {
         name: &str,
         backup: Option<&str>,
         scratch: Option<&Path>,
+        repository: Option<&str>,
         json_out: bool,
     ) -> Result<()> {
-        let (_, _, job, jc) = self.job_context(name)?;
+        let (_, _, job, jc) = self.job_context(name, repository)?;
         let record = command::drill(
             &jc,
             &job,
@@ -249,9 +260,10 @@ impl Ctl<'_> {
         name: &str,
         backup: &str,
         to: &Path,
+        repository: Option<&str>,
         json_out: bool,
     ) -> Result<()> {
-        let (_, _, job, jc) = self.job_context(name)?;
+        let (_, _, job, jc) = self.job_context(name, repository)?;
         if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
             bail!(
                 "--to {}: exists and is not empty; restore into a new directory",
@@ -265,9 +277,11 @@ impl Ctl<'_> {
             .context("creating a scratch directory")?;
         let to_abs = std::path::absolute(to).unwrap_or_else(|_| to.to_path_buf());
         let n = command::restore(&jc, &job, &record, &to_abs, scratch.path(), &[]).await?;
+        let next = stack::mariadb::restore_next_steps(&job, &record, &to_abs);
         if json_out {
             self.io.println(serde_json::to_string_pretty(&json!({
-                "job": name, "set": record.id, "to": to_abs, "bytes": n,
+                "job": name, "set": record.id, "method": record.method, "to": to_abs,
+                "bytes": n, "next": next,
             }))?)?;
         } else {
             self.io.println(format!(
@@ -276,6 +290,9 @@ impl Ctl<'_> {
                 to_abs.display(),
                 human_bytes(n)
             ))?;
+            if let Some(next) = next {
+                self.io.println(next)?;
+            }
         }
         Ok(())
     }

@@ -147,17 +147,46 @@ fn lsn(port: u16, sql_text: &str) -> Result<u64> {
     Ok((u64::from_str_radix(hi, 16)? << 32) | u64::from_str_radix(lo, 16)?)
 }
 
-fn find_file(dir: &Path, name: &str) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                find_file(&p, name)
-            } else {
-                p.file_name().is_some_and(|n| n == name)
-            }
-        })
-    })
+/// The names of every file under `dir`.
+fn file_names(dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            file_names(&p, out);
+        } else if let Some(n) = p.file_name().and_then(|n| n.to_str()) {
+            out.push(n.to_string());
+        }
+    }
+}
+
+/// The segment number of a WAL segment name on `timeline` (16 MiB segments).
+fn segno(name: &str, timeline: &str) -> Option<u64> {
+    let name = name.get(..24)?;
+    if name.len() != 24 || &name[..8] != timeline {
+        return None;
+    }
+    let hi = u64::from_str_radix(&name[8..16], 16).ok()?;
+    let lo = u64::from_str_radix(&name[16..24], 16).ok()?;
+    Some(hi * 256 + lo)
+}
+
+/// The repository holds every segment of `last`'s timeline from the oldest it holds
+/// through `last` (sealed objects keep the segment's name as their file name's start).
+fn archived_through(repo: &Path, last: &str) -> bool {
+    let timeline = &last[..8];
+    let Some(end) = segno(last, timeline) else {
+        return false;
+    };
+    let mut names = Vec::new();
+    file_names(repo, &mut names);
+    let held: std::collections::BTreeSet<u64> = names
+        .iter()
+        .filter(|n| n.len() >= 24 && n[..24].chars().all(|c| c.is_ascii_hexdigit()))
+        .filter_map(|n| segno(n, timeline))
+        .filter(|s| *s <= end)
+        .collect();
+    held.first()
+        .is_some_and(|first| held.len() as u64 == end - first + 1)
 }
 
 /// Bytes of every file under `dir`.
@@ -249,9 +278,8 @@ fn warden_backup(api_url: &str) -> Result<Value> {
 
 /// Restores `backup_id` with `wardenctl restore --immediate` into a scratch directory
 /// and returns (tar bytes, seconds of the restore: download, open, check, extract,
-/// sync); the directory is removed afterwards. `None` (with the reason printed) when
-/// the restore failed.
-fn restore_throughput(cluster: &Cluster, backup_id: &str) -> Option<(u64, f64)> {
+/// sync); the directory is removed afterwards.
+fn restore_throughput(cluster: &Cluster, backup_id: &str) -> Result<(u64, f64)> {
     let dir = cluster.dir().join("bench-restore");
     let run = || -> Result<(u64, f64)> {
         create_node_dir(&dir)?;
@@ -281,13 +309,7 @@ fn restore_throughput(cluster: &Cluster, backup_id: &str) -> Option<(u64, f64)> 
     };
     let result = run();
     let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(r) => Some(r),
-        Err(e) => {
-            println!("restore failed: {e:#}");
-            None
-        }
-    }
+    result
 }
 
 fn run() -> Result<()> {
@@ -302,8 +324,8 @@ fn run() -> Result<()> {
     create_node_dir(&repo)?;
     let (cluster, primary, replica) = start_cluster(work.path(), &repo, level)?;
     load(&cluster, primary, replica, scale, &repo)?;
-    let pgbr = PgBackRest::setup(&cluster, primary, replica, work.path(), level);
-    let last_id = measure_rounds(&cluster, replica, rounds, pgbr.as_ref())?;
+    let pgbr = PgBackRest::setup(&cluster, primary, replica, work.path(), level)?;
+    measure_rounds(&cluster, replica, rounds, pgbr.as_ref())?;
     let stored: u64 = walk_size(&repo.join(cluster.scope()));
     println!(
         "repository after the run: {:.0} MiB (WAL and {rounds} backups)",
@@ -315,7 +337,6 @@ fn run() -> Result<()> {
             mib(walk_size(&p.work.join("repo")))
         );
     }
-    restores(&cluster, &last_id, pgbr.as_ref());
     Ok(())
 }
 
@@ -381,8 +402,11 @@ fn load(cluster: &Cluster, primary: usize, replica: usize, scale: u32, repo: &Pa
         (lsn(rport, "SELECT pg_last_wal_replay_lsn()::text").ok()? >= target).then_some(())
     });
     let t = Instant::now();
+    // Every segment up to the switched one, not only that one: the archiver uploads
+    // in parallel, and a backlog left over would be archived (and counted) during
+    // the measured backups.
     wait::wait_until(LOAD_TIMEOUT, "the archive to catch up", || {
-        find_file(repo, &seg).then_some(())
+        archived_through(repo, &seg).then_some(())
     });
     println!(
         "replica and archive caught up ({:.0}s more)",
@@ -401,21 +425,24 @@ struct Figures {
     warden_cpu: Vec<f64>,
     pgbr: Vec<f64>,
     pgbr_cpu: Vec<f64>,
+    warden_restore: Vec<f64>,
+    warden_restore_cpu: Vec<f64>,
+    pgbr_restore: Vec<f64>,
+    pgbr_restore_cpu: Vec<f64>,
 }
 
 /// `rounds` of backups on the replica, plain pg_basebackup, Warden, then pgBackRest
-/// (when set up), each printed, then their medians. Returns the id of the last Warden
-/// backup.
+/// (when set up), then both restores, each printed, then their medians. A tool that
+/// fails is an error: the smoke test in CI relies on it.
 fn measure_rounds(
     cluster: &Cluster,
     replica: usize,
     rounds: u32,
     pgbr: Option<&PgBackRest>,
-) -> Result<String> {
+) -> Result<()> {
     let rport = cluster.node(replica).pg_port();
     // Alternate the tools so that load from elsewhere on the machine hits all alike.
     let mut f = Figures::default();
-    let mut last_id = String::new();
     for round in 1..=rounds {
         let cpu0 = cpu_meter(cluster);
         let (bytes, secs) = raw_basebackup(rport)?;
@@ -447,29 +474,26 @@ fn measure_rounds(
         f.stream.push(mib(wbytes) / stream_s);
         f.total.push(mib(wbytes) / total_s);
         f.warden_cpu.push(per_gib(cpu, wbytes));
-        last_id = out["id"].as_str().unwrap_or_default().to_string();
+        let id = out["id"].as_str().unwrap_or_default().to_string();
 
         if let Some(p) = pgbr {
             let cpu0 = cpu_meter(cluster);
-            match p.backup() {
-                Ok((bytes, secs)) => {
-                    let cpu = cpu_meter(cluster) - cpu0;
-                    println!(
-                        "round {round}: pgBackRest backup --backup-standby: {:.0} MiB in {secs:.1}s \
-                         = {:.1} MiB/s, {:.2} CPU-s/GiB",
-                        mib(bytes),
-                        mib(bytes) / secs,
-                        per_gib(cpu, bytes)
-                    );
-                    f.pgbr.push(mib(bytes) / secs);
-                    f.pgbr_cpu.push(per_gib(cpu, bytes));
-                }
-                Err(e) => println!("round {round}: pgBackRest backup failed: {e:#}"),
-            }
+            let (bytes, secs) = p.backup().context("pgBackRest backup")?;
+            let cpu = cpu_meter(cluster) - cpu0;
+            println!(
+                "round {round}: pgBackRest backup --backup-standby: {:.0} MiB in {secs:.1}s \
+                 = {:.1} MiB/s, {:.2} CPU-s/GiB",
+                mib(bytes),
+                mib(bytes) / secs,
+                per_gib(cpu, bytes)
+            );
+            f.pgbr.push(mib(bytes) / secs);
+            f.pgbr_cpu.push(per_gib(cpu, bytes));
         }
+        restores(cluster, round, &id, pgbr, &mut f)?;
     }
     print_medians(rounds, f);
-    Ok(last_id)
+    Ok(())
 }
 
 fn print_medians(rounds: u32, f: Figures) {
@@ -477,21 +501,55 @@ fn print_medians(rounds: u32, f: Figures) {
     println!(
         "median of {rounds}: pg_basebackup {raw:.1} MiB/s ({:.2} CPU-s/GiB), Warden streaming \
          {stream:.1} MiB/s, end to end {total:.1} MiB/s ({:.2} CPU-s/GiB)",
-        median(f.raw_cpu),
-        median(f.warden_cpu)
+        median(f.raw_cpu.clone()),
+        median(f.warden_cpu.clone())
     );
     if !f.pgbr.is_empty() {
         println!(
             "median of {}: pgBackRest {:.1} MiB/s ({:.2} CPU-s/GiB)",
             f.pgbr.len(),
-            median(f.pgbr),
-            median(f.pgbr_cpu)
+            median(f.pgbr.clone()),
+            median(f.pgbr_cpu.clone())
         );
     }
     println!(
         "ratio Warden / pg_basebackup (medians): streaming {:.0}%, end to end {:.0}% (goal >= 80%)",
         100.0 * stream / raw,
         100.0 * total / raw
+    );
+    // One table of medians, the form docs/benchmarks.md quotes.
+    let cell = |v: Vec<f64>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.0}", median(v))
+        }
+    };
+    let cpu = |v: Vec<f64>| {
+        if v.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.2}", median(v))
+        }
+    };
+    println!("| medians of {rounds} | backup MiB/s | backup CPU-s/GiB | restore MiB/s | restore CPU-s/GiB |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| pg_basebackup -Ft -X none | {raw:.0} | {} | - | - |",
+        cpu(f.raw_cpu)
+    );
+    println!(
+        "| Warden (end to end) | {total:.0} | {} | {} | {} |",
+        cpu(f.warden_cpu),
+        cell(f.warden_restore),
+        cpu(f.warden_restore_cpu)
+    );
+    println!(
+        "| pgBackRest --backup-standby | {} | {} | {} | {} |",
+        cell(f.pgbr),
+        cpu(f.pgbr_cpu),
+        cell(f.pgbr_restore),
+        cpu(f.pgbr_restore_cpu)
     );
 }
 
@@ -507,25 +565,21 @@ struct PgBackRest {
 const PGBACKREST: &str = "/usr/bin/pgbackrest";
 
 impl PgBackRest {
-    /// `None` (with the reason printed) when pgBackRest is missing or cannot be set up.
+    /// `None` (with the reason printed) when pgBackRest is not installed.
     fn setup(
         cluster: &Cluster,
         primary: usize,
         replica: usize,
         work: &Path,
         level: i32,
-    ) -> Option<Self> {
+    ) -> Result<Option<Self>> {
         if !Path::new(PGBACKREST).exists() {
             println!("pgBackRest: not measured ({PGBACKREST} missing; apt-get install pgbackrest)");
-            return None;
+            return Ok(None);
         }
-        match Self::try_setup(cluster, primary, replica, work, level) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                println!("pgBackRest: not measured, setting it up failed: {e:#}");
-                None
-            }
-        }
+        Self::try_setup(cluster, primary, replica, work, level)
+            .map(Some)
+            .context("setting up pgBackRest")
     }
 
     fn try_setup(
@@ -638,33 +692,35 @@ impl PgBackRest {
     }
 }
 
-fn restores(cluster: &Cluster, last_id: &str, pgbr: Option<&PgBackRest>) {
+/// Restores this round's Warden backup and pgBackRest's newest backup.
+fn restores(
+    cluster: &Cluster,
+    round: u32,
+    id: &str,
+    pgbr: Option<&PgBackRest>,
+    f: &mut Figures,
+) -> Result<()> {
     let cpu0 = cpu_meter(cluster);
-    match restore_throughput(cluster, last_id) {
-        Some((b, s)) => println!(
-            "restore: Warden {:.0} MiB in {s:.1}s = {:.1} MiB/s, {:.2} CPU-s/GiB",
-            mib(b),
-            mib(b) / s,
-            per_gib(cpu_meter(cluster) - cpu0, b)
-        ),
-        None => println!("restore: Warden not measured by this build"),
-    }
-    let Some(p) = pgbr else { return };
-    let bytes = match p.last_size() {
-        Ok(b) => b,
-        Err(e) => {
-            println!("restore: pgBackRest not measured: {e:#}");
-            return;
-        }
-    };
+    let (b, s) = restore_throughput(cluster, id).context("Warden restore")?;
+    let cpu = per_gib(cpu_meter(cluster) - cpu0, b);
+    println!(
+        "round {round}: restore: Warden {:.0} MiB in {s:.1}s = {:.1} MiB/s, {cpu:.2} CPU-s/GiB",
+        mib(b),
+        mib(b) / s,
+    );
+    f.warden_restore.push(mib(b) / s);
+    f.warden_restore_cpu.push(cpu);
+    let Some(p) = pgbr else { return Ok(()) };
+    let bytes = p.last_size()?;
     let cpu0 = cpu_meter(cluster);
-    match p.restore(bytes) {
-        Ok((b, s)) => println!(
-            "restore: pgBackRest {:.0} MiB in {s:.1}s = {:.1} MiB/s, {:.2} CPU-s/GiB",
-            mib(b),
-            mib(b) / s,
-            per_gib(cpu_meter(cluster) - cpu0, b)
-        ),
-        Err(e) => println!("restore: pgBackRest failed: {e:#}"),
-    }
+    let (b, s) = p.restore(bytes).context("pgBackRest restore")?;
+    let cpu = per_gib(cpu_meter(cluster) - cpu0, b);
+    println!(
+        "round {round}: restore: pgBackRest {:.0} MiB in {s:.1}s = {:.1} MiB/s, {cpu:.2} CPU-s/GiB",
+        mib(b),
+        mib(b) / s,
+    );
+    f.pgbr_restore.push(mib(b) / s);
+    f.pgbr_restore_cpu.push(cpu);
+    Ok(())
 }

@@ -26,8 +26,8 @@ use crate::repo::{RepoError, Repository, Upload};
 /// Plaintext bytes per part: large enough that per-object overhead is noise, small
 /// enough that a failed part is cheap to retry and a restore can fetch in parallel.
 pub const PART_SIZE: u64 = 64 * 1024 * 1024;
-/// Bytes per channel message (plaintext or sealed).
-const MESSAGE_SIZE: usize = 1024 * 1024;
+/// Bytes per channel message (plaintext or sealed): one codec frame.
+const MESSAGE_SIZE: usize = crate::codec::FRAME;
 /// Sealed messages in flight to the uploader.
 pub const CHANNEL_CAPACITY: usize = 8;
 /// Plaintext messages in flight to each sealing worker.
@@ -154,7 +154,9 @@ impl Write for Splitter {
                 None => self.begin()?,
             };
             let room = usize::try_from(self.part_size - self.in_part).unwrap_or(usize::MAX);
-            let n = rest.len().min(room);
+            // Messages of exactly MESSAGE_SIZE (= codec::FRAME): the sealer compresses
+            // each as one frame straight from the message, without gathering it again.
+            let n = rest.len().min(room).min(MESSAGE_SIZE - self.buf.len());
             self.buf.extend_from_slice(&rest[..n]);
             self.in_part += n as u64;
             rest = &rest[n..];

@@ -171,6 +171,7 @@ async fn run(
         // Empty: the per-file checksums are the server's, in backup_manifest
         // (`filesums`); records before issue 15 listed Warden's SHA-256 here.
         files: Vec::new(),
+        file_count: Some(scanned.files.len() as u64),
     };
     if cancel.is_cancelled() {
         return Err(BaseError::Cancelled);

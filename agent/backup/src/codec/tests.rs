@@ -401,6 +401,39 @@ fn version_3_round_trips_at_fast_and_normal_levels_without_a_digest() {
     }
 }
 
+/// Version 3 cuts the plaintext into frames of FRAME bytes whatever the writes' sizes:
+/// whole frames straight from the caller's buffer, partial ones gathered.
+#[test]
+fn version_3_spans_several_frames_written_in_any_sizes() {
+    let k = key(11);
+    // Compressible, so the frames are small and a wrong frame order would show.
+    let plain: Vec<u8> = (0..(3 * FRAME + 12_345))
+        .map(|i| u8::try_from((i / 4096) % 251).unwrap())
+        .collect();
+    for writes in [
+        vec![plain.len()],
+        vec![FRAME, FRAME, FRAME, 12_345],
+        vec![100_000; 33],
+    ] {
+        let mut s = seal_unhashed(&k, 3, "ctx", Vec::new()).unwrap();
+        let mut at: usize = 0;
+        for w in writes.iter().chain(std::iter::once(&usize::MAX)) {
+            let end = at.saturating_add(*w).min(plain.len());
+            s.write_all(&plain[at..end]).unwrap();
+            at = end;
+        }
+        let (sealed, meta) = s.finish().unwrap();
+        assert_eq!(meta.len, plain.len() as u64);
+        assert!(sealed.len() < plain.len() / 10, "compressed");
+        let mut back = Vec::new();
+        open(&k, "ctx", &sealed[..])
+            .unwrap()
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == plain, "writes of {writes:?}: the plaintext differs");
+    }
+}
+
 #[test]
 fn version_3_detects_flipped_bits_truncation_and_a_moved_object() {
     let k = key(10);

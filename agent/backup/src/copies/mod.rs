@@ -54,6 +54,8 @@ pub struct Target {
     pub seal: Seal,
     pub retention: Retention,
     pub max_lag: Duration,
+    /// Each backup job's retention, applied to its sets in the copy.
+    pub jobs: Vec<(String, Retention)>,
 }
 
 /// The copies of `backup`, opened (keys loaded). An error names the copy.
@@ -79,6 +81,11 @@ pub fn targets(backup: &BackupConfig, main_key: &EncryptionKey) -> anyhow::Resul
                 seal,
                 retention: c.retention.clone(),
                 max_lag: c.max_lag,
+                jobs: backup
+                    .jobs
+                    .iter()
+                    .map(|j| (j.name.clone(), j.retention.clone()))
+                    .collect(),
             })
         })
         .collect()
@@ -88,9 +95,19 @@ pub fn targets(backup: &BackupConfig, main_key: &EncryptionKey) -> anyhow::Resul
 /// [`lag`]. For `wardenctl backup list` and the DR report.
 pub async fn measure(main: &Catalog, copy: &Repository) -> Result<Lag, crate::repo::RepoError> {
     let cluster = main.layout.cluster();
-    let prefix = format!("{cluster}/");
-    let (m, c) = tokio::try_join!(main.repo.list(&prefix), copy.list(&prefix))?;
+    let (m, c) = tokio::try_join!(list(&main.repo, &cluster), list(copy, &cluster))?;
     Ok(lag(&cluster, &m, &c, Utc::now()))
+}
+
+/// Everything a copy holds for `cluster`: its objects and its scope's backup jobs'.
+async fn list(repo: &Repository, cluster: &str) -> Result<Vec<ObjectInfo>, crate::repo::RepoError> {
+    let (own, jobs) = (
+        format!("{cluster}/"),
+        format!("{}/", plan::jobs_root(cluster)),
+    );
+    let (mut objects, jobs) = tokio::try_join!(repo.list(&own), repo.list(&jobs))?;
+    objects.extend(jobs);
+    Ok(objects)
 }
 
 /// What `/metrics` shows of one copy.
@@ -274,10 +291,9 @@ async fn pass(
     known: &mut Vec<ObjectInfo>,
 ) -> anyhow::Result<bool> {
     let cluster = main.layout.cluster();
-    let prefix = format!("{cluster}/");
     let listed_at = Utc::now();
-    let main_list = main.repo.list(&prefix).await?;
-    let copy_list = match t.repo.list(&prefix).await {
+    let main_list = list(&main.repo, &cluster).await?;
+    let copy_list = match list(&t.repo, &cluster).await {
         Ok(l) => l,
         Err(e) => {
             let l = lag(&cluster, &without(&main_list, refused), known, Utc::now());
@@ -293,6 +309,8 @@ async fn pass(
     let mut copied = 0usize;
     let mut delay: Option<f64> = None;
     let mut new_record = false;
+    // Jobs whose new sets reached the copy: their retention runs there.
+    let mut new_job_sets: BTreeSet<String> = BTreeSet::new();
     let newest_copied_record = newest_record(&cluster, &copy_list);
     let mut result: anyhow::Result<()> = Ok(());
     for step in steps.iter().take(PAGE) {
@@ -311,7 +329,15 @@ async fn pass(
                 #[allow(clippy::cast_precision_loss)]
                 let waited = waited as f64 / 1000.0;
                 delay = Some(delay.map_or(waited, |d: f64| d.max(waited)));
-                if step.class == plan::Class::Record
+                let job = step
+                    .set
+                    .as_deref()
+                    .and_then(|set| set.strip_prefix("jobs/"))
+                    .and_then(|rest| rest.split_once('/'))
+                    .map(|(job, _)| job.to_owned());
+                if let (plan::Class::Record, Some(job)) = (step.class, &job) {
+                    new_job_sets.insert(job.clone());
+                } else if step.class == plan::Class::Record
                     && newest_copied_record
                         .as_deref()
                         .is_none_or(|n| step.path.as_str() > n)
@@ -333,6 +359,14 @@ async fn pass(
                 let n = refused.len() as u64;
                 with_status(&t.name, |s| s.refused = n);
             }
+            Err(TransferError::Repo(crate::repo::RepoError::NotFound { .. })) => {
+                // Deleted from the main repository since the listing (its retention
+                // pruned it): nothing to copy, and no failure. Its set is going away,
+                // so its record is not copied either.
+                if let Some(set) = &step.set {
+                    held_back.insert(set.clone());
+                }
+            }
             Err(e) => {
                 result = Err(e.into());
                 break;
@@ -348,6 +382,9 @@ async fn pass(
     if new_record && !t.retention.keeps_everything() {
         prune(main, t).await;
     }
+    for job in &new_job_sets {
+        prune_job(main, t, job).await;
+    }
     for path in plan::retired_live(&cluster, &main_list, &copy_list) {
         // Best effort: a stale live copy is only served when the complete segment is
         // missing, which it is not; the next pass tries again.
@@ -357,7 +394,7 @@ async fn pass(
     }
     // The lag after this pass: re-list the copy only if something changed.
     let copy_now = if copied > 0 {
-        t.repo.list(&prefix).await?
+        list(&t.repo, &cluster).await?
     } else {
         copy_list
     };
@@ -386,12 +423,42 @@ fn without(list: &[ObjectInfo], refused: &BTreeSet<String>) -> Vec<ObjectInfo> {
         .collect()
 }
 
-/// The newest record path already in the copy (records sort by set id).
+/// The newest record path of the cluster's own sets already in the copy (records sort
+/// by set id; backup jobs' are pruned on their own).
 fn newest_record(cluster: &str, copy: &[ObjectInfo]) -> Option<String> {
     copy.iter()
+        .filter(|o| o.path.starts_with(&format!("{cluster}/")))
         .filter(|o| matches!(plan::class_of(cluster, &o.path), Some(plan::Class::Record)))
         .map(|o| o.path.clone())
         .max()
+}
+
+/// A backup job's retention applied to its sets in the copy, after a new set of the
+/// job reached it (the job's own rules: a copy keeps what the main repository keeps).
+async fn prune_job(main: &Catalog, t: &Target, job: &str) {
+    let Some((_, retention)) = t.jobs.iter().find(|(name, _)| name == job) else {
+        // A job no longer configured: its sets stay until an operator deletes them,
+        // as in the main repository.
+        return;
+    };
+    if retention.keeps_everything() {
+        return;
+    }
+    let scope = plan::jobs_root(&main.layout.cluster());
+    let scope = scope.strip_suffix("/jobs").unwrap_or(&scope);
+    let catalog = crate::stack::JobCatalog::new(t.repo.clone(), t.key.clone(), scope, job);
+    match tokio::time::timeout(MAX_BACKOFF * 5, catalog.prune(retention)).await {
+        Ok(Ok(ids)) if !ids.is_empty() => {
+            tracing::info!(copy = %t.name, job = %job, sets = ?ids, "pruned the job's sets in the repository copy by its retention");
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(copy = %t.name, job = %job, error = %e, "retention prune of the job's sets in the repository copy failed; retried after its next set");
+        }
+        Err(_) => {
+            tracing::warn!(copy = %t.name, job = %job, "retention prune of the job's sets in the repository copy timed out")
+        }
+    }
 }
 
 /// The copy's own retention, after a new backup or dump record reached it.

@@ -9,11 +9,15 @@
 //!    archiver), again whenever the main one was rewritten after the copy's; a
 //!    timeline's final `.partial` under `wal/` is archived once and immutable, like a
 //!    segment;
-//! 3. the parts of *committed* backups, dumps and RDB snapshots (a set whose record is
-//!    not in the main repository yet is still being written, and is left alone);
-//! 4. their records (`backup.json`, `dump.json`, `rdb.json`) — the commit markers —
-//!    after every part and the WAL before them;
+//! 3. the parts of *committed* backups, dumps, RDB snapshots and backup jobs' sets
+//!    (a set whose record is not in the main repository yet is still being written,
+//!    and is left alone);
+//! 4. their records (`backup.json`, `dump.json`, `rdb.json`, `job.json`) — the commit
+//!    markers — after every part and the WAL before them;
 //! 5. drill records and anything else.
+//!
+//! A cluster's objects live under `<scope>/<system_identifier>/`; its backup jobs'
+//! under `<scope>/jobs/<job>/` (`stack`), and the listings given here hold both.
 //!
 //! A step list cut anywhere keeps this order, so a page limit never lets a record
 //! through before its parts.
@@ -24,6 +28,7 @@ use chrono::{DateTime, Utc};
 
 use crate::catalog::{BACKUP_RECORD, DUMP_RECORD, RDB_RECORD};
 use crate::repo::ObjectInfo;
+use crate::stack::JOB_RECORD;
 
 /// What an object is, for ordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,8 +60,39 @@ const SETS: &[(&str, &str)] = &[
     ("rdb", RDB_RECORD),
 ];
 
-/// `(class, set)` of `path` under `cluster` (`<scope>/<sysid>`); `None`: not ours.
+/// `<scope>/jobs`, beside `cluster` (`<scope>/<system_identifier>`: the identifier is
+/// decimal, so the last `/` ends the scope).
+pub fn jobs_root(cluster: &str) -> String {
+    let scope = cluster.rsplit_once('/').map_or(cluster, |(scope, _)| scope);
+    format!("{scope}/jobs")
+}
+
+/// `(class, set)` of a backup job's object, `rel` being its path under `<scope>/jobs/`:
+/// `<job>/<id>/<file>` (a set, committed by `job.json`) or `<job>/drills/<id>.json`.
+fn classify_job(rel: &str) -> Option<(Class, Option<String>)> {
+    let mut it = rel.splitn(3, '/');
+    let (job, id, file) = (it.next()?, it.next()?, it.next()?);
+    if id == "drills" {
+        return Some((Class::Other, None));
+    }
+    let class = if file == JOB_RECORD {
+        Class::Record
+    } else {
+        Class::Part
+    };
+    Some((class, Some(format!("jobs/{job}/{id}"))))
+}
+
+/// `(class, set)` of `path` under `cluster` (`<scope>/<sysid>`) or its jobs; `None`:
+/// not ours.
 fn classify(cluster: &str, path: &str) -> Option<(Class, Option<String>)> {
+    let jobs = jobs_root(cluster);
+    if let Some(rel) = path
+        .strip_prefix(jobs.as_str())
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        return classify_job(rel);
+    }
     let rel = path.strip_prefix(cluster)?.strip_prefix('/')?;
     let Some((top, rest)) = rel.split_once('/') else {
         return Some((Class::Other, None));
@@ -84,8 +120,14 @@ fn classify(cluster: &str, path: &str) -> Option<(Class, Option<String>)> {
 /// its prune) and are not copied back.
 #[derive(Debug, Default)]
 struct Floor<'a> {
-    sets: HashMap<&'a str, &'a str>,
+    /// Per kind of set (`backups`, `dumps`, `rdb`, `jobs/<job>`), its oldest id.
+    sets: HashMap<String, String>,
     wal: Option<&'a str>,
+}
+
+/// `("backups", "<id>")` (`("jobs/<job>", "<id>")`) of a set.
+fn kind_and_id(set: &str) -> Option<(&str, &str)> {
+    set.rsplit_once('/')
 }
 
 impl<'a> Floor<'a> {
@@ -93,13 +135,16 @@ impl<'a> Floor<'a> {
         let mut floor = Floor::default();
         for o in copy {
             match classify(cluster, &o.path) {
-                Some((Class::Record, Some(_))) => {
-                    let Some((kind, id)) = set_of(cluster, &o.path) else {
+                Some((Class::Record, Some(set))) => {
+                    let Some((kind, id)) = kind_and_id(&set) else {
                         continue;
                     };
-                    let e = floor.sets.entry(kind).or_insert(id);
-                    if id < *e {
-                        *e = id;
+                    let e = floor
+                        .sets
+                        .entry(kind.to_owned())
+                        .or_insert_with(|| id.to_owned());
+                    if id < e.as_str() {
+                        id.clone_into(e);
                     }
                 }
                 Some((Class::Wal | Class::Live, _)) => {
@@ -114,14 +159,15 @@ impl<'a> Floor<'a> {
         floor
     }
 
-    fn below(&self, cluster: &str, path: &str, class: Class) -> bool {
+    fn below(&self, path: &str, class: Class, set: Option<&str>) -> bool {
         match class {
             Class::Wal | Class::Live => {
                 let name = file_name(path);
                 !name.ends_with(".history") && self.wal.is_some_and(|w| name < w)
             }
-            Class::Part | Class::Record => set_of(cluster, path)
-                .is_some_and(|(kind, id)| self.sets.get(kind).is_some_and(|f| id < *f)),
+            Class::Part | Class::Record => set
+                .and_then(kind_and_id)
+                .is_some_and(|(kind, id)| self.sets.get(kind).is_some_and(|f| id < f.as_str())),
             Class::Other => false,
         }
     }
@@ -129,13 +175,6 @@ impl<'a> Floor<'a> {
 
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
-}
-
-/// `("backups", "<id>")` of a set's object.
-fn set_of<'a>(cluster: &str, path: &'a str) -> Option<(&'a str, &'a str)> {
-    let rel = path.get(cluster.len() + 1..)?;
-    let mut it = rel.splitn(3, '/');
-    Some((it.next()?, it.next()?))
 }
 
 /// The class of an object of `cluster` (`None`: not under it).
@@ -169,7 +208,7 @@ pub fn plan(cluster: &str, main: &[ObjectInfo], copy: &[ObjectInfo]) -> Vec<Step
                 _ => true,
             };
             wanted
-                && !floor.below(cluster, &o.path, *class)
+                && !floor.below(&o.path, *class, set.as_deref())
                 && match in_copy.get(o.path.as_str()) {
                     None => true,
                     Some(c) => *class == Class::Live && o.modified > c.modified,
@@ -310,6 +349,72 @@ mod tests {
         });
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
+    }
+
+    fn job_obj(path: &str, secs: i64) -> ObjectInfo {
+        ObjectInfo {
+            path: format!("demo/jobs/{path}"),
+            size: 10,
+            modified: at(secs),
+        }
+    }
+
+    /// Backup jobs' sets (under `<scope>/jobs/`) are copied like the cluster's: parts
+    /// of committed sets, then their `job.json`, then drills; a set without its record
+    /// waits; the copy's own retention is not undone.
+    #[test]
+    fn job_sets_are_copied_parts_first_and_only_once_committed() {
+        let main = vec![
+            job_obj("etcd/20261201T010000Z/stream.00000", 10),
+            job_obj("etcd/20261201T010000Z/job.json", 11),
+            job_obj("etcd/20261201T020000Z/stream.00000", 20),
+            job_obj("etcd/20261201T020000Z/stream.00001", 21),
+            job_obj("etcd/20261201T020000Z/job.json", 22),
+            // Being written.
+            job_obj("etcd/20261201T030000Z/stream.00000", 30),
+            job_obj("etcd/drills/20261201T040000Z.json", 40),
+            job_obj("app-db/20261201T010000Z/stream.00000", 12),
+            job_obj("app-db/20261201T010000Z/job.json", 13),
+            obj("wal/00000001/000000010000000000000001", 10),
+        ];
+        assert_eq!(jobs_root(C), "demo/jobs");
+        let steps = plan(C, &main, &[]);
+        let names: Vec<String> = steps.iter().map(|s| s.path.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "demo/42/wal/00000001/000000010000000000000001",
+                "demo/jobs/app-db/20261201T010000Z/stream.00000",
+                "demo/jobs/etcd/20261201T010000Z/stream.00000",
+                "demo/jobs/etcd/20261201T020000Z/stream.00000",
+                "demo/jobs/etcd/20261201T020000Z/stream.00001",
+                "demo/jobs/app-db/20261201T010000Z/job.json",
+                "demo/jobs/etcd/20261201T010000Z/job.json",
+                "demo/jobs/etcd/20261201T020000Z/job.json",
+                "demo/jobs/etcd/drills/20261201T040000Z.json",
+            ]
+        );
+        assert_eq!(steps[2].set.as_deref(), Some("jobs/etcd/20261201T010000Z"));
+        // The copy pruned etcd's oldest set by the job's retention: not copied back,
+        // and app-db (another kind of set) is not held by etcd's floor.
+        let copy = vec![
+            job_obj("etcd/20261201T020000Z/stream.00000", 20),
+            job_obj("etcd/20261201T020000Z/stream.00001", 21),
+            job_obj("etcd/20261201T020000Z/job.json", 22),
+        ];
+        let names: Vec<String> = plan(C, &main, &copy)
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "demo/42/wal/00000001/000000010000000000000001",
+                "demo/jobs/app-db/20261201T010000Z/stream.00000",
+                "demo/jobs/app-db/20261201T010000Z/job.json",
+                "demo/jobs/etcd/drills/20261201T040000Z.json",
+            ]
+        );
     }
 
     #[test]

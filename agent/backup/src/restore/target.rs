@@ -86,6 +86,7 @@ mod tests {
             compression_level: 3,
             parts: vec![],
             files: vec![],
+            file_count: None,
         }
     }
 

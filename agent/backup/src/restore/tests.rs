@@ -57,6 +57,7 @@ async fn store(cat: &Catalog, stream: &[u8], files: Vec<FileSum>, slice: usize) 
         size: stream.len() as u64,
         parts,
         files,
+        file_count: None,
         ..backup_record(id, now, "000000010000000000000002")
     }
 }
@@ -186,6 +187,7 @@ async fn store_manifest_based(
         size: stream.len() as u64,
         parts,
         files: Vec::new(),
+        file_count: None,
         ..backup_record(id, chrono::Utc::now(), "000000010000000000000002")
     }
 }

@@ -190,16 +190,18 @@ pub async fn backup(
     member: &str,
 ) -> Result<JobRecord, CommandJobError> {
     let argv = the_command(job)?.backup_command.clone();
-    backup_argv(jc, job, &argv, level, member).await
+    backup_argv(jc, job, &argv, level, member, None).await
 }
 
-/// [`backup`] of `argv`'s stdout (the MariaDB kind builds its dump command).
+/// [`backup`] of `argv`'s stdout (the MariaDB kind builds its dump command);
+/// `method` goes into the record (MariaDB: `dump` or `physical`).
 pub(super) async fn backup_argv(
     jc: &JobCatalog,
     job: &StackJob,
     argv: &[String],
     level: i32,
     member: &str,
+    method: Option<&str>,
 ) -> Result<JobRecord, CommandJobError> {
     let started_at = Utc::now();
     let id = fresh_id(jc, &job.name, started_at).await?;
@@ -296,6 +298,7 @@ pub(super) async fn backup_argv(
         stderr: err_text,
         snapshot: None,
         source_bytes: None,
+        method: method.map(str::to_owned),
     };
     // Read back before it counts: what is committed is known to come back.
     if let Err(e) = jc.verify(&record).await {
@@ -332,12 +335,8 @@ pub async fn restore(
         return super::restic::restore(job, record, target).await;
     }
     if super::mariadb::the_mariadb(job).is_some() {
-        // The SQL dump, for the operator to load (`mariadb < DIR/dump.sql`).
-        std::fs::create_dir_all(target).map_err(|e| CommandJobError::Other {
-            job: job.name.clone(),
-            problem: format!("creating {}: {e}", target.display()),
-        })?;
-        return super::mariadb::restore(jc, job, record, &target.join("dump.sql")).await;
+        // The SQL dump (`DIR/dump.sql`), or a prepared datadir for a physical set.
+        return super::mariadb::restore_into(jc, job, record, target).await;
     }
     let c = the_command(job)?;
     let name = job.name.clone();

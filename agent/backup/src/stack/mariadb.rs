@@ -2,7 +2,8 @@
 //! `--single-transaction --routines --triggers --events` of the job's databases (empty:
 //! every database but the system schemas), its stdout sealed into a set like a
 //! `command` job's; the drill restores it into a scratch server on a free port and
-//! runs the job's SQL checks.
+//! runs the job's SQL checks. `method: physical` is [`super::mariadb_physical`]; a
+//! set's record says which method made it, and restore and drill follow the record.
 //!
 //! The password is read from `password_file` at run time into a client option file
 //! (mode 600, in a private scratch directory, removed afterwards) passed with
@@ -15,6 +16,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::command::{backup_argv, std_command, CommandJobError};
+use super::mariadb_physical::is_physical;
 use super::{JobCatalog, JobDrillRecord, JobRecord};
 use crate::catalog::CheckResult;
 use warden_config::{MariadbJob, StackJob, StackJobKind};
@@ -32,7 +34,7 @@ pub(super) fn the_mariadb(job: &StackJob) -> Option<&MariadbJob> {
     }
 }
 
-fn other(job: &str, problem: impl Into<String>) -> CommandJobError {
+pub(super) fn other(job: &str, problem: impl Into<String>) -> CommandJobError {
     CommandJobError::Other {
         job: job.to_owned(),
         problem: problem.into(),
@@ -45,7 +47,11 @@ fn tool(m: &MariadbJob, mariadb: &'static str, mysql: &'static str) -> String {
 
 /// A client option file with the connection's password (and nothing when it has
 /// none), mode 600 in `dir`.
-fn option_file(job: &str, m: &MariadbJob, dir: &Path) -> Result<PathBuf, CommandJobError> {
+pub(super) fn option_file(
+    job: &str,
+    m: &MariadbJob,
+    dir: &Path,
+) -> Result<PathBuf, CommandJobError> {
     let path = dir.join("client.cnf");
     let mut text = String::from("[client]\n");
     if let Some(pf) = &m.password_file {
@@ -66,7 +72,7 @@ fn option_file(job: &str, m: &MariadbJob, dir: &Path) -> Result<PathBuf, Command
     Ok(path)
 }
 
-fn connection_args(m: &MariadbJob, cnf: &Path) -> Vec<String> {
+pub(super) fn connection_args(m: &MariadbJob, cnf: &Path) -> Vec<String> {
     vec![
         format!("--defaults-extra-file={}", cnf.display()),
         format!("--host={}", m.host),
@@ -77,7 +83,7 @@ fn connection_args(m: &MariadbJob, cnf: &Path) -> Vec<String> {
 }
 
 /// Runs a client program; its stdout, or the failure with its stderr.
-async fn client(
+pub(super) async fn client(
     job: &str,
     argv: &[String],
     input: Option<&Path>,
@@ -120,6 +126,9 @@ pub async fn backup(
 ) -> Result<JobRecord, CommandJobError> {
     let name = &job.name;
     let m = the_mariadb(job).ok_or_else(|| other(name, "not a MariaDB job"))?;
+    if m.physical {
+        return super::mariadb_physical::backup(jc, job, m, level, member).await;
+    }
     let dir = tempfile::Builder::new()
         .prefix("warden-mariadb-")
         .tempdir()
@@ -161,11 +170,11 @@ pub async fn backup(
         .map(String::from),
     );
     argv.extend(databases);
-    backup_argv(jc, job, &argv, level, member).await
+    backup_argv(jc, job, &argv, level, member, Some("dump")).await
 }
 
 /// A scratch server, stopped (its process group) when dropped.
-struct Scratch {
+pub(super) struct Scratch {
     pid: i32,
     child: std::process::Child,
 }
@@ -192,18 +201,46 @@ fn mysql_user() -> Option<(u32, u32)> {
     })
 }
 
-/// Initialises and starts a scratch server in `dir` on a free port, as `mysql`
-/// when run as root; returns it and its socket.
+/// Who a server this process starts runs as: `mysql` when we are root (the server
+/// refuses root), else ourselves (`None`).
+pub(super) fn server_user() -> Option<(u32, u32)> {
+    nix::unistd::Uid::effective()
+        .is_root()
+        .then(mysql_user)
+        .flatten()
+}
+
+/// `chown -R uid:gid path` (symbolic links themselves, not what they point to).
+pub(super) fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path)? {
+            chown_tree(&e?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// A server program: from `PATH`, else `/usr/sbin` (often missing from a service
+/// user's `PATH`, and where Debian puts `mariadbd`).
+fn server_program(name: &str) -> PathBuf {
+    warden_config::stack_jobs::find_program(name)
+        .or_else(|| {
+            let p = Path::new("/usr/sbin").join(name);
+            p.is_file().then_some(p)
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Initialises a fresh datadir in `dir/data` and starts a scratch server on it.
 async fn scratch_server(job: &str, dir: &Path) -> Result<(Scratch, PathBuf), String> {
     use std::os::unix::process::CommandExt;
     let data = dir.join("data");
-    let sock = dir.join("mysqld.sock");
-    let as_user = nix::unistd::Uid::effective()
-        .is_root()
-        .then(mysql_user)
-        .flatten();
+    let as_user = server_user();
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     if let Some((uid, gid)) = as_user {
+        // The server's user must reach `data` through `dir` (a private temporary one).
         for p in [dir, data.as_path()] {
             nix::unistd::chown(p, Some(uid.into()), Some(gid.into())).map_err(|e| e.to_string())?;
         }
@@ -230,14 +267,40 @@ async fn scratch_server(job: &str, dir: &Path) -> Result<(Scratch, PathBuf), Str
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
+    start_scratch(job, dir, &data, None, false).await
+}
+
+/// Starts a scratch server on the datadir `data` (inside `dir`, which gets its
+/// socket, pid file and log) on a free loopback port, as `mysql` when run as root
+/// (both are handed to that user); `defaults`: its option file (a physical set's
+/// `backup-my.cnf`), else none at all. `mysql`: MySQL's programs, not MariaDB's.
+pub(super) async fn start_scratch(
+    job: &str,
+    dir: &Path,
+    data: &Path,
+    defaults: Option<&Path>,
+    mysql: bool,
+) -> Result<(Scratch, PathBuf), String> {
+    use std::os::unix::process::CommandExt;
+    let sock = dir.join("mysqld.sock");
+    let as_user = server_user();
+    if let Some((uid, gid)) = as_user {
+        nix::unistd::chown(dir, Some(uid.into()), Some(gid.into())).map_err(|e| e.to_string())?;
+        chown_tree(data, uid, gid).map_err(|e| format!("chown {}: {e}", data.display()))?;
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
         .port();
     let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    let mut cmd = std::process::Command::new("mariadbd");
-    cmd.arg("--no-defaults")
-        .arg(format!("--datadir={}", data.display()))
+    let mut cmd =
+        std::process::Command::new(server_program(if mysql { "mysqld" } else { "mariadbd" }));
+    // The option file must come first.
+    match defaults {
+        Some(f) => cmd.arg(format!("--defaults-file={}", f.display())),
+        None => cmd.arg("--no-defaults"),
+    };
+    cmd.arg(format!("--datadir={}", data.display()))
         .arg(format!("--socket={}", sock.display()))
         .arg(format!("--port={port}"))
         .arg("--bind-address=127.0.0.1")
@@ -250,7 +313,9 @@ async fn scratch_server(job: &str, dir: &Path) -> Result<(Scratch, PathBuf), Str
     if let Some((uid, gid)) = as_user {
         cmd.uid(uid).gid(gid);
     }
-    let child = cmd.spawn().map_err(|e| format!("mariadbd: {e}"))?;
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("the scratch server: {e}"))?;
     let server = Scratch {
         pid: i32::try_from(child.id()).unwrap_or(0),
         child,
@@ -258,7 +323,7 @@ async fn scratch_server(job: &str, dir: &Path) -> Result<(Scratch, PathBuf), Str
     let deadline = Instant::now() + SERVER_START;
     loop {
         let ping = vec![
-            "mariadb-admin".to_owned(),
+            if mysql { "mysqladmin" } else { "mariadb-admin" }.to_owned(),
             "--no-defaults".into(),
             format!("--socket={}", sock.display()),
             "ping".into(),
@@ -267,15 +332,47 @@ async fn scratch_server(job: &str, dir: &Path) -> Result<(Scratch, PathBuf), Str
             return Ok((server, sock));
         }
         if Instant::now() > deadline {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
             return Err(format!(
-                "the scratch server did not start in {SERVER_START:?}"
+                "the scratch server did not start in {SERVER_START:?}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
             ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// The MariaDB drill: the set's dump into a scratch server, then the SQL checks.
+/// Runs the job's SQL checks with the client `base` (argv reaching the scratch
+/// server), recording each in `rec`; the failed ones, described.
+pub(super) async fn run_checks(
+    job: &StackJob,
+    base: &[String],
+    rec: &mut JobDrillRecord,
+) -> Vec<String> {
+    let mut failed = Vec::new();
+    for c in &job.drill.checks {
+        let Some(sql) = &c.sql else { continue };
+        let mut argv = base.to_vec();
+        argv.extend(["-N".into(), "-B".into(), "-e".into(), sql.clone()]);
+        let (ok, got) = match client(&job.name, &argv, None).await {
+            Ok(out) => (c.expect.as_deref().is_none_or(|e| e.trim() == out), out),
+            Err(e) => (false, e.to_string()),
+        };
+        if !ok {
+            failed.push(format!("{} (got {got:?})", c.name));
+        }
+        rec.checks.push(CheckResult {
+            name: c.name.clone(),
+            ok,
+            got,
+        });
+    }
+    failed
+}
+
+/// The MariaDB drill: the set's dump into a scratch server, then the SQL checks (a
+/// physical set: [`super::mariadb_physical::drill_steps`]).
 pub(super) async fn drill_steps(
     jc: &JobCatalog,
     job: &StackJob,
@@ -286,6 +383,9 @@ pub(super) async fn drill_steps(
 ) -> Result<(), String> {
     let record = jc.record(id).await.map_err(|e| e.to_string())?;
     rec.backup_id = Some(record.id.clone());
+    if is_physical(&record) {
+        return super::mariadb_physical::drill_steps(jc, job, &record, scratch, rec, t0).await;
+    }
     let dump = scratch.join("dump.sql");
     restore(jc, job, &record, &dump)
         .await
@@ -302,24 +402,7 @@ pub(super) async fn drill_steps(
         .map_err(|e| format!("loading the dump: {e}"))?;
     rec.restore_seconds = Some(t0.elapsed().as_secs_f64());
     let t1 = Instant::now();
-    let mut failed = Vec::new();
-    for c in &job.drill.checks {
-        let Some(sql) = &c.sql else { continue };
-        let mut argv = base.clone();
-        argv.extend(["-N".into(), "-B".into(), "-e".into(), sql.clone()]);
-        let (ok, got) = match client(&job.name, &argv, None).await {
-            Ok(out) => (c.expect.as_deref().is_none_or(|e| e.trim() == out), out),
-            Err(e) => (false, e.to_string()),
-        };
-        if !ok {
-            failed.push(format!("{} (got {got:?})", c.name));
-        }
-        rec.checks.push(CheckResult {
-            name: c.name.clone(),
-            ok,
-            got,
-        });
-    }
+    let failed = run_checks(job, &base, rec).await;
     rec.checks_seconds = Some(t1.elapsed().as_secs_f64());
     let _ = tokio::task::spawn_blocking(move || drop(server)).await;
     if failed.is_empty() {
@@ -327,6 +410,36 @@ pub(super) async fn drill_steps(
     } else {
         Err(format!("check(s) failed: {}", failed.join(", ")))
     }
+}
+
+/// `restore --job --to DIR`: a dump set to `DIR/dump.sql`, a physical set as a
+/// prepared datadir in `DIR`. Returns the set's plaintext bytes.
+pub async fn restore_into(
+    jc: &JobCatalog,
+    job: &StackJob,
+    record: &JobRecord,
+    dir: &Path,
+) -> Result<u64, CommandJobError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| other(&job.name, format!("creating {}: {e}", dir.display())))?;
+    if is_physical(record) {
+        return super::mariadb_physical::restore(jc, job, record, dir).await;
+    }
+    restore(jc, job, record, &dir.join("dump.sql")).await
+}
+
+/// What to do with set `record` restored into `dir` (`None`: not a MariaDB job).
+pub fn restore_next_steps(job: &StackJob, record: &JobRecord, dir: &Path) -> Option<String> {
+    let m = the_mariadb(job)?;
+    Some(if is_physical(record) {
+        super::mariadb_physical::next_steps(record, dir)
+    } else {
+        format!(
+            "Load it into a server with `{} < {}` (it creates the databases it holds).",
+            tool(m, "mariadb", "mysql"),
+            dir.join("dump.sql").display()
+        )
+    })
 }
 
 /// Writes set `record`'s dump (authenticated, decrypted) to the file `to`.

@@ -17,11 +17,13 @@
 //!
 //! - [`command`]: `kind: command` (a program's stdout is the backup; restore and drill).
 //! - [`restic`]: `kind: restic` (restic's own repository; each run recorded here).
-//! - [`mariadb`]: `kind: mariadb`/`mysql` (dumps; drills in a scratch server).
+//! - [`mariadb`]: `kind: mariadb`/`mysql` (dumps; drills in a scratch server);
+//!   [`mariadb_physical`]: their `method: physical` (`mariadb-backup`).
 //! - [`schedule`]: the runs on the archiver, retention, alerts.
 
 pub mod command;
 pub mod mariadb;
+pub mod mariadb_physical;
 pub mod restic;
 pub mod schedule;
 
@@ -68,6 +70,11 @@ pub struct JobRecord {
     /// restic: bytes of the files backed up (the set itself holds restic's summary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_bytes: Option<u64>,
+    /// mariadb/mysql: how the stream was made, `dump` (SQL) or `physical` (an
+    /// `mbstream` of `mariadb-backup`): restore and drills go by this, not by the job's
+    /// current config (its method may have changed since). Absent: a dump.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 impl HasFormat for JobRecord {
@@ -455,6 +462,7 @@ mod tests {
             stderr: String::new(),
             snapshot: None,
             source_bytes: None,
+            method: None,
         }
     }
 

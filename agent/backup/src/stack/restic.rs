@@ -178,6 +178,7 @@ pub async fn backup(
         stderr: String::new(),
         snapshot: Some(snapshot.clone()),
         source_bytes: summary["total_bytes_processed"].as_u64(),
+        method: None,
     };
     jc.catalog
         .put_record(&format!("{dir}/{JOB_RECORD}"), &record)

@@ -143,19 +143,100 @@ fn names_keys_and_duplicates() {
 }
 
 #[test]
-fn kinds_not_built_yet_are_refused_not_silently_accepted() {
+fn physical_method_refusals_name_the_key() {
     let dir = tempfile::TempDir::new().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "secret\n").unwrap();
-    let p = problems(&with_jobs(&format!(
-        "    - {{name: db, kind: mysql, method: physical, connection: {{user: backup, password_file: {}}}}}\n",
+    let conn = format!(
+        "connection: {{user: backup, password_file: {}}}",
         pw.display()
+    );
+    let p = problems(&with_jobs(&format!(
+        "    - {{name: a, kind: mysql, method: physical, {conn}}}\n    \
+         - {{name: b, kind: mariadb, method: physical, databases: [app], {conn}}}\n    \
+         - {{name: c, kind: mariadb, datadir: /var/lib/mysql, {conn}}}\n    \
+         - {{name: d, kind: mariadb, method: physical, datadir: /nonexistent/mysql, {conn}}}\n    \
+         - {{name: e, kind: mariadb, method: physical, datadir: var/lib/mysql, {conn}}}\n    \
+         - {{name: f, kind: mariadb, method: snapshot, {conn}}}\n",
     )));
     assert!(
         p.iter().all(|x| !x.contains("secret")),
         "the password never appears: {p:?}"
     );
-    assert!(p.iter().any(|x| x.starts_with("backup.jobs[0]")), "{p:?}");
+    if stack_jobs::find_program("xtrabackup").is_none() {
+        assert_has_prefix(
+            &p,
+            "backup.jobs[0].method: physical for kind mysql needs Percona XtraBackup",
+        );
+    }
+    assert_has_prefix(
+        &p,
+        "backup.jobs[1].databases: method physical copies the whole server",
+    );
+    assert_has_prefix(
+        &p,
+        "backup.jobs[2].datadir: is only used by method: physical",
+    );
+    assert_has_prefix(&p, "backup.jobs[3].datadir: cannot read /nonexistent/mysql");
+    assert_has_prefix(&p, "backup.jobs[4].datadir: must be an absolute path");
+    assert_has_prefix(
+        &p,
+        "backup.jobs[5].method: expected dump or physical, got \"snapshot\"",
+    );
+}
+
+#[test]
+fn physical_names_the_missing_programs() {
+    let both = stack_jobs::physical_missing(false, |_| false).unwrap();
+    assert!(
+        both.contains("\"mariadb-backup\" and \"mbstream\"")
+            && both.contains("Debian package mariadb-backup"),
+        "{both}"
+    );
+    let one = stack_jobs::physical_missing(false, |p| p == "mariadb-backup").unwrap();
+    assert!(
+        one.contains("\"mbstream\"") && !one.contains("\"mariadb-backup\""),
+        "{one}"
+    );
+    let mysql = stack_jobs::physical_missing(true, |_| false).unwrap();
+    assert!(
+        mysql.contains("\"xtrabackup\"") && mysql.contains("not packaged in Debian"),
+        "{mysql}"
+    );
+    assert_eq!(stack_jobs::physical_missing(false, |_| true), None);
+    assert_eq!(stack_jobs::physical_missing(true, |_| true), None);
+}
+
+#[test]
+fn a_physical_mariadb_job_parses_with_its_datadir() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let yaml = with_jobs(&format!(
+        "    - {{name: db, kind: mariadb, method: physical, datadir: {}, \
+         connection: {{host: 127.0.0.1, port: 3307, user: backup, password_file: {}}}}}\n",
+        dir.path().display(),
+        pw.display()
+    ));
+    if stack_jobs::physical_missing(false, |p| stack_jobs::find_program(p).is_some()).is_some() {
+        assert_has_prefix(&problems(&yaml), "backup.jobs[0].method: physical needs");
+        return;
+    }
+    let loaded = ok(&yaml);
+    let j = &loaded.config.backup.unwrap().jobs[0];
+    let StackJobKind::Mariadb(m) = &j.kind else {
+        panic!("{:?}", j.kind)
+    };
+    assert!(m.physical);
+    assert_eq!(m.datadir.as_deref(), Some(dir.path()));
+    assert_eq!(m.port, 3307);
+    assert_eq!(m.physical_tools(), ("mariadb-backup", "mbstream"));
+    // Without datadir: asked from the server at each run.
+    let loaded = ok(&yaml.replace(&format!("datadir: {}, ", dir.path().display()), ""));
+    let StackJobKind::Mariadb(m) = &loaded.config.backup.unwrap().jobs[0].kind else {
+        panic!()
+    };
+    assert_eq!(m.datadir, None);
 }
 
 #[test]
