@@ -68,12 +68,10 @@ pub enum CommandJobError {
         "job {job}: the backup command exited 0 but wrote nothing on stdout; stderr: {stderr}"
     )]
     Empty { job: String, stderr: String },
-    #[error("job {job}: {source}")]
-    Stack {
-        job: String,
-        #[source]
-        source: Box<StackError>,
-    },
+    /// The repository side failed; its error is part of the message (and not a
+    /// `source` too, or reports with the error chain would print it twice).
+    #[error("job {job}: {error}")]
+    Stack { job: String, error: Box<StackError> },
     #[error("job {job}: {problem}")]
     Other { job: String, problem: String },
 }
@@ -170,7 +168,7 @@ pub(super) async fn fresh_id(
             .await
             .map_err(|e| CommandJobError::Stack {
                 job: job.to_owned(),
-                source: Box::new(e.into()),
+                error: Box::new(e.into()),
             })?;
         if taken.is_empty() {
             return Ok(id);
@@ -305,7 +303,7 @@ pub(super) async fn backup_argv(
         discard(record.parts.clone()).await;
         return Err(CommandJobError::Stack {
             job: name,
-            source: Box::new(e),
+            error: Box::new(e),
         });
     }
     record.finished_at = Utc::now();
@@ -314,7 +312,7 @@ pub(super) async fn backup_argv(
         .await
         .map_err(|e| CommandJobError::Stack {
             job: name.clone(),
-            source: Box::new(e.into()),
+            error: Box::new(e.into()),
         })?;
     tracing::info!(job = %name, set = %id, size = record.size, stored = record.stored_size, "job set committed");
     Ok(record)
@@ -389,7 +387,7 @@ pub async fn restore(
         if let Some(p) = reader.problems.first() {
             return Err(CommandJobError::Stack {
                 job: job_name,
-                source: Box::new(StackError::Parts {
+                error: Box::new(StackError::Parts {
                     id,
                     problems: vec![p.clone()],
                 }),
@@ -546,7 +544,7 @@ pub async fn drill(
         .await
         .map_err(|e| CommandJobError::Stack {
             job: job.name.clone(),
-            source: Box::new(e.into()),
+            error: Box::new(e.into()),
         })?;
     if rec.ok {
         tracing::info!(job = %job.name, drill = %drill_id, rto = ?rec.rto_seconds, "job drill passed");

@@ -471,7 +471,7 @@ pub async fn restore(
             let _ = std::fs::remove_file(&to);
             return Err(CommandJobError::Stack {
                 job: name,
-                source: Box::new(super::StackError::Parts {
+                error: Box::new(super::StackError::Parts {
                     id,
                     problems: vec![p.clone()],
                 }),

@@ -169,7 +169,7 @@ async fn extract(
         if let Some(p) = reader.problems.first() {
             return Err(CommandJobError::Stack {
                 job: job_name,
-                source: Box::new(StackError::Parts {
+                error: Box::new(StackError::Parts {
                     id,
                     problems: vec![p.clone()],
                 }),

@@ -185,7 +185,7 @@ pub async fn backup(
         .await
         .map_err(|e| CommandJobError::Stack {
             job: name.clone(),
-            source: Box::new(e.into()),
+            error: Box::new(e.into()),
         })?;
     tracing::info!(job = %name, set = %id, %snapshot, "restic snapshot recorded");
     forget(jc, job, r).await?;
@@ -237,7 +237,7 @@ async fn forget(jc: &JobCatalog, job: &StackJob, r: &ResticJob) -> Result<(), Co
         .collect();
     let stack_err = |e: super::StackError| CommandJobError::Stack {
         job: name.clone(),
-        source: Box::new(e),
+        error: Box::new(e),
     };
     for rec in jc.records().await.map_err(stack_err)? {
         // restic's summary names a snapshot by its short id; the listing by its full id.
