@@ -378,22 +378,23 @@ fn a_backup_whose_wal_does_not_arrive_fails_and_leaves_nothing() {
     let archiver = wait_archiver_replica(&cluster, &[]);
     let config = cluster.node(0).config_path();
     // The archive loses every complete segment (the archiver never uploads one twice),
-    // so the first segment the backup needs — where the last checkpoint began, in a
-    // complete segment — never arrives.
+    // so the first segment the backup needs — where the last checkpoint began — never
+    // arrives. A checkpoint now, then a segment switch, puts that start in a segment
+    // that is complete (and archived) before the archive is emptied; without them the
+    // last checkpoint may lie in the current segment, which is archived only later.
     let sysid = cluster.node(archiver).system_identifier().unwrap();
     let wal = repo.join(cluster.scope()).join(&sysid).join("wal");
     let primary = cluster.primary_index().unwrap();
-    let current = sql::query_text(
-        cluster.node(primary).pg_port(),
-        "SELECT pg_walfile_name(pg_current_wal_lsn())",
-    )
-    .unwrap()
-    .unwrap();
+    let pport = cluster.node(primary).pg_port();
+    sql::execute(pport, "CHECKPOINT").unwrap();
+    let switched = sql::query_text(pport, "SELECT pg_walfile_name(pg_switch_wal())")
+        .unwrap()
+        .unwrap();
     wait_until(ARCHIVER_TIMEOUT, "every complete segment archived", || {
         files_under(&wal)
             .iter()
             .filter_map(|p| p.file_name()?.to_str().map(str::to_string))
-            .any(|n| n.len() == 24 && segno(&n) + 1 >= segno(&current))
+            .any(|n| n.len() == 24 && segno(&n) >= segno(&switched))
             .then_some(())
     });
     std::fs::remove_dir_all(&wal).unwrap();
