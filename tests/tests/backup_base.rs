@@ -1,5 +1,7 @@
 //! Base backups (issue 6): a 3-node cluster under a write load, one repository
-//! (a directory, then a real S3 server) shared by every member.
+//! (a directory, then a real S3 server) shared by every member; the directory case
+//! takes the backup with `base_method: files` (the data directory copied between
+//! `pg_backup_start` and `pg_backup_stop`), the S3 case with `pg_basebackup`.
 //!
 //! - `wardenctl backup create` runs the backup on the archiver, a replica, and waits
 //!   for the committed record.
@@ -131,6 +133,20 @@ impl Check {
         stream
     }
 
+    /// The stream's regular files, in stream order.
+    fn regular_files(&self, r: &BackupRecord) -> Vec<String> {
+        let stream = self.tar_stream(r);
+        let mut archive = tar::Archive::new(&stream[..]);
+        let mut out = Vec::new();
+        for e in archive.entries().unwrap() {
+            let e = e.unwrap();
+            if e.header().entry_type() == tar::EntryType::Regular {
+                out.push(e.path().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        out
+    }
+
     fn verify(&self, r: &BackupRecord) {
         let stream = self.tar_stream(r);
         assert_eq!(stream.len() as u64, r.size);
@@ -216,9 +232,10 @@ impl Check {
     }
 }
 
-fn scenario(work: &WorkDir, repo: &Repo) {
+/// `method`: `backup.base_method`.
+fn scenario(work: &WorkDir, repo: &Repo, method: &str) {
     let yaml = format!(
-        "backup:\n{}  encryption_key_file: {}\n  wal_wait_timeout: 120s\n",
+        "backup:\n{}  encryption_key_file: {}\n  wal_wait_timeout: 120s\n  base_method: {method}\n",
         repo.yaml(),
         key_file(work.path()).unwrap().display()
     );
@@ -286,6 +303,31 @@ fn scenario(work: &WorkDir, repo: &Repo) {
     assert!(r.pg_version >= 150_000, "{}", r.pg_version);
     assert!(r.parts.len() >= 2, "{} parts", r.parts.len());
     check.verify(r);
+    // Which method made the stream shows in its order: pg_basebackup sends
+    // backup_label first; the files method gets it from pg_backup_stop, after the
+    // copy. Both end with pg_control (then the manifest).
+    let order = check.regular_files(r);
+    let tail: Vec<&str> = order
+        .iter()
+        .rev()
+        .take(3)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    match method {
+        "files" => assert_eq!(tail, ["global/pg_control", "backup_label", MANIFEST]),
+        _ => {
+            assert_eq!(order.first().map(String::as_str), Some("backup_label"));
+            assert_eq!(tail[1..], ["global/pg_control", MANIFEST]);
+        }
+    }
+    // Left out, as PostgreSQL leaves them out: WAL, the runtime state.
+    for p in &order {
+        assert!(
+            !p.starts_with("pg_wal/") && p != "postmaster.pid" && !p.starts_with("pg_replslot/"),
+            "{p} is in the backup"
+        );
+    }
 
     let out = wardenctl_logged(&config, &["backup", "list"]);
     assert!(ok(&out));
@@ -502,7 +544,7 @@ fn base_backup_on_the_archiver_replica_filesystem() {
     let work = WorkDir::temp().unwrap();
     let repo = work.path().join("repo");
     create_node_dir(&repo).unwrap();
-    scenario(&work, &Repo::Fs(repo));
+    scenario(&work, &Repo::Fs(repo), "files");
 }
 
 #[test]
@@ -510,7 +552,9 @@ fn base_backup_on_the_archiver_replica_s3() {
     let work = WorkDir::temp().unwrap();
     let server = S3Server::start(&work.path().join("moto")).unwrap();
     server.create_bucket(BUCKET).unwrap();
-    scenario(&work, &Repo::S3(server));
+    // The other method, so that both are taken, verified and restored (the
+    // restore and drill tests use the default).
+    scenario(&work, &Repo::S3(server), "pg_basebackup");
 }
 
 #[test]

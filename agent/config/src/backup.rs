@@ -11,6 +11,7 @@
 //!     timeout: 60s
 //!   encryption_key_file: /etc/warden/backup.key
 //!   compression_level: 3
+//!   base_method: files  # or pg_basebackup
 //! ```
 
 use std::path::PathBuf;
@@ -22,7 +23,9 @@ use super::backup_copies as copies;
 use super::backup_jobs as jobs;
 use super::reader::{Reader, Section};
 use super::schema;
-use super::types::{BackupConfig, RepositoryConfig, RepositoryKind, Retention, S3Config, Secret};
+use super::types::{
+    BackupConfig, BaseMethod, RepositoryConfig, RepositoryKind, Retention, S3Config, Secret,
+};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_COMPRESSION: i32 = 3;
@@ -63,6 +66,7 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         None => Some(DEFAULT_COMPRESSION),
         Some(v) => compression_level(r, v),
     };
+    let base_method = base_method(r, s.get("base_method"));
     let schedule = match s.get("schedule") {
         None => Some(None),
         Some(v) => jobs::schedule(r, "backup.schedule", v).map(Some),
@@ -97,6 +101,7 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         repository: repository?,
         encryption_key_file: encryption_key_file?,
         compression_level: compression_level?,
+        base_method: base_method?,
         schedule: schedule?,
         retention: retention?,
         dump: dump?,
@@ -109,6 +114,28 @@ pub(super) fn backup(r: &mut Reader, root: &Section<'_>) -> Option<Option<Backup
         copies: copies?,
         jobs: stack_jobs?,
     }))
+}
+
+fn base_method(r: &mut Reader, value: Option<&Value>) -> Option<BaseMethod> {
+    match value {
+        None => Some(BaseMethod::default()),
+        Some(Value::String(s)) if s == "files" => Some(BaseMethod::Files),
+        Some(Value::String(s)) if s == "pg_basebackup" => Some(BaseMethod::PgBasebackup),
+        Some(v) => {
+            let shown = match v {
+                Value::String(s) => format!("{s:?}"),
+                other => serde_yaml::to_string(other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            };
+            r.error(
+                "backup.base_method",
+                format!("must be \"files\" or \"pg_basebackup\", got {shown}"),
+            );
+            None
+        }
+    }
 }
 
 fn compression_level(r: &mut Reader, value: &Value) -> Option<i32> {

@@ -40,7 +40,7 @@ pub use types::{
     RestoreSource, Retention,
 };
 
-pub use types::{EngineConfig, PgAuthTls};
+pub use types::{BaseMethod, EngineConfig, PgAuthTls};
 pub use types::{KeyedPath, RestClientTls, RestTls, VerifyClient};
 
 pub use env::EnvConfig;

@@ -85,6 +85,7 @@ pub(super) const BACKUP: &[Key] = &[
     warden("repository"),
     warden("encryption_key_file"),
     warden("compression_level"),
+    warden("base_method"),
     warden("schedule"),
     warden("retention"),
     warden("dump"),

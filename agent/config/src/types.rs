@@ -598,6 +598,26 @@ mod tests {
     }
 }
 
+/// `backup.base_method`: how a base backup reads the data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BaseMethod {
+    /// PostgreSQL's low-level backup API around a direct copy of the files (the
+    /// agent runs as the data directory's owner).
+    #[default]
+    Files,
+    /// `pg_basebackup` over a replication connection.
+    PgBasebackup,
+}
+
+impl BaseMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Files => "files",
+            Self::PgBasebackup => "pg_basebackup",
+        }
+    }
+}
+
 /// `backup` (Warden only): where WAL and backups go and how they are sealed. Absent:
 /// no backup feature is used and nothing else changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,8 +627,10 @@ pub struct BackupConfig {
     /// `WARDEN_BACKUP_KEY` environment variable. Only the path is kept here, never the
     /// key, so the config can be printed and logged.
     pub encryption_key_file: Option<PathBuf>,
-    /// zstd level, 1..=19.
+    /// zstd level, 1..=19 or a fast level -7..=-1.
     pub compression_level: i32,
+    /// `backup.base_method`: how a base backup reads the data directory.
+    pub base_method: BaseMethod,
     /// `backup.schedule`: cron expression (UTC) for base backups; `None`: on demand only.
     pub schedule: Option<CronSchedule>,
     /// `backup.retention`; all `None`: keep everything.

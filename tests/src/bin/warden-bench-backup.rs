@@ -112,6 +112,40 @@ fn cpu_meter(cluster: &Cluster) -> f64 {
     total
 }
 
+/// The PIDs of the postmasters' children (backends, walsenders, workers).
+fn postmaster_children(cluster: &Cluster) -> Vec<u32> {
+    (0..2)
+        .filter_map(|i| cluster.node(i).postmaster_pid())
+        .flat_map(|pm| {
+            std::fs::read_to_string(format!("/proc/{pm}/task/{pm}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Runs `work` and returns its result with the CPU-seconds the machine's measured
+/// processes spent on it. A backend's CPU reaches its postmaster's count only once
+/// the postmaster reaps it, which can be after the client saw the end: wait (bounded)
+/// for every backend started during `work` to be gone before reading the meter, or
+/// a walsender's seconds land in the next tool's figure.
+fn measured<T>(cluster: &Cluster, work: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let before: std::collections::HashSet<u32> = postmaster_children(cluster).into_iter().collect();
+    let cpu0 = cpu_meter(cluster);
+    let out = work()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while postmaster_children(cluster)
+        .iter()
+        .any(|p| !before.contains(p))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok((out, cpu_meter(cluster) - cpu0))
+}
+
 /// CPU-seconds per GiB.
 fn per_gib(cpu: f64, bytes: u64) -> f64 {
     cpu / (mib(bytes) / 1024.0)
@@ -444,9 +478,7 @@ fn measure_rounds(
     // Alternate the tools so that load from elsewhere on the machine hits all alike.
     let mut f = Figures::default();
     for round in 1..=rounds {
-        let cpu0 = cpu_meter(cluster);
-        let (bytes, secs) = raw_basebackup(rport)?;
-        let cpu = cpu_meter(cluster) - cpu0;
+        let ((bytes, secs), cpu) = measured(cluster, || raw_basebackup(rport))?;
         let raw = mib(bytes) / secs;
         println!(
             "round {round}: pg_basebackup -D - -Ft -X none > counter: {:.0} MiB in {secs:.1}s \
@@ -457,9 +489,7 @@ fn measure_rounds(
         f.raw.push(raw);
         f.raw_cpu.push(per_gib(cpu, bytes));
 
-        let cpu0 = cpu_meter(cluster);
-        let out = warden_backup(&cluster.node(replica).api_url())?;
-        let cpu = cpu_meter(cluster) - cpu0;
+        let (out, cpu) = measured(cluster, || warden_backup(&cluster.node(replica).api_url()))?;
         let wbytes = out["bytes"].as_u64().unwrap_or(0);
         let stream_s = out["stream_seconds"].as_f64().unwrap_or(f64::NAN);
         let total_s = out["seconds"].as_f64().unwrap_or(f64::NAN);
@@ -477,9 +507,8 @@ fn measure_rounds(
         let id = out["id"].as_str().unwrap_or_default().to_string();
 
         if let Some(p) = pgbr {
-            let cpu0 = cpu_meter(cluster);
-            let (bytes, secs) = p.backup().context("pgBackRest backup")?;
-            let cpu = cpu_meter(cluster) - cpu0;
+            let ((bytes, secs), cpu) =
+                measured(cluster, || p.backup().context("pgBackRest backup"))?;
             println!(
                 "round {round}: pgBackRest backup --backup-standby: {:.0} MiB in {secs:.1}s \
                  = {:.1} MiB/s, {:.2} CPU-s/GiB",
@@ -700,9 +729,10 @@ fn restores(
     pgbr: Option<&PgBackRest>,
     f: &mut Figures,
 ) -> Result<()> {
-    let cpu0 = cpu_meter(cluster);
-    let (b, s) = restore_throughput(cluster, id).context("Warden restore")?;
-    let cpu = per_gib(cpu_meter(cluster) - cpu0, b);
+    let ((b, s), cpu) = measured(cluster, || {
+        restore_throughput(cluster, id).context("Warden restore")
+    })?;
+    let cpu = per_gib(cpu, b);
     println!(
         "round {round}: restore: Warden {:.0} MiB in {s:.1}s = {:.1} MiB/s, {cpu:.2} CPU-s/GiB",
         mib(b),
@@ -712,9 +742,8 @@ fn restores(
     f.warden_restore_cpu.push(cpu);
     let Some(p) = pgbr else { return Ok(()) };
     let bytes = p.last_size()?;
-    let cpu0 = cpu_meter(cluster);
-    let (b, s) = p.restore(bytes).context("pgBackRest restore")?;
-    let cpu = per_gib(cpu_meter(cluster) - cpu0, b);
+    let ((b, s), cpu) = measured(cluster, || p.restore(bytes).context("pgBackRest restore"))?;
+    let cpu = per_gib(cpu, b);
     println!(
         "round {round}: restore: pgBackRest {:.0} MiB in {s:.1}s = {:.1} MiB/s, {cpu:.2} CPU-s/GiB",
         mib(b),

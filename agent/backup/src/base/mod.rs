@@ -12,6 +12,7 @@
 //! [`Service`] is the one entry point: the REST API and the scheduler (`jobs`) both
 //! start backups through it, so at most one runs on a member.
 
+pub mod files;
 pub mod filesums;
 pub mod parts;
 pub mod progress;
@@ -178,6 +179,7 @@ impl Service {
             programs: self.programs.clone(),
             view: self.view.clone(),
             part_size: self.part_size,
+            method: backup.base_method,
         })
     }
 

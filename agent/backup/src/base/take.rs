@@ -16,6 +16,7 @@ use tokio::time::error::Elapsed;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::files::{self, TarWriter};
 use super::filesums::FileSums;
 use super::parts::{self, SealSpec, Splitter, UploadError};
 use super::progress::{Phase, Progress};
@@ -26,6 +27,7 @@ use crate::codec;
 use crate::layout::WalName;
 use crate::repo::RepoError;
 use crate::restore::extract::normalize;
+use warden_config::BaseMethod;
 use warden_pg::lsn::Lsn;
 use warden_pg::process::Programs;
 use warden_pg::sql::Sql;
@@ -33,11 +35,16 @@ use warden_pg::Settings;
 
 const PROGRAM: &str = "pg_basebackup";
 /// Bound on the SQL statements around the backup.
-const SQL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const SQL_TIMEOUT: Duration = Duration::from_secs(10);
 /// pg_basebackup must exit this soon after its stream ended.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often the repository is looked at while waiting for WAL.
+/// How often the repository is looked at while waiting for WAL: often at first (the
+/// last segment usually arrives within a second of the switch, and the wait is part
+/// of every backup's duration), then less.
+const WAL_POLL_FAST: Duration = Duration::from_millis(100);
 const WAL_POLL: Duration = Duration::from_millis(500);
+/// How long the fast polling lasts.
+const WAL_POLL_FAST_FOR: Duration = Duration::from_secs(5);
 /// While waiting, ask the primary for another segment switch this often (the first
 /// may have come before our standby had replayed up to the backup's end).
 const SWITCH_EVERY: Duration = Duration::from_secs(10);
@@ -61,6 +68,8 @@ pub struct Target {
     pub view: Arc<dyn super::View>,
     /// Plaintext bytes per part.
     pub part_size: u64,
+    /// `backup.base_method`: copy the data directory's files, or run pg_basebackup.
+    pub method: BaseMethod,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +135,10 @@ async fn run(
     let started_at = Utc::now();
     let facts = server_facts(&t.settings).await?;
     progress.set_phase(Phase::Streaming);
-    let (scanned, parts) = stream(t, id, dir, progress, cancel).await?;
+    let (scanned, parts) = match t.method {
+        BaseMethod::Files => copy_files(t, id, dir, facts, progress, cancel).await?,
+        BaseMethod::PgBasebackup => stream(t, id, dir, progress, cancel).await?,
+    };
 
     let manifest = scanned
         .manifest
@@ -260,26 +272,7 @@ async fn stream(
 
     // Fewer, larger reads from pg_basebackup (best effort: the default is 64 KiB).
     let _ = nix::fcntl::fcntl(&stdout, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
-    // Three stages on separate cores: read + parse + checksum files (a blocking
-    // thread), compress + encrypt parts (a few workers, parts are independent), upload
-    // (async).
-    let (tx, rx) = mpsc::channel(parts::CHANNEL_CAPACITY);
-    let spec = SealSpec {
-        key: t.catalog.key.clone(),
-        level: t.compression_level,
-        dir: dir.to_owned(),
-    };
-    let mut senders = Vec::new();
-    let mut sealers = Vec::new();
-    for _ in 0..parts::workers() {
-        let (wtx, wrx) = std::sync::mpsc::sync_channel(parts::RAW_CAPACITY);
-        senders.push(wtx);
-        let (tx, spec) = (tx.clone(), spec.clone());
-        sealers.push(tokio::task::spawn_blocking(move || {
-            parts::seal_worker(&wrx, &tx, &spec)
-        }));
-    }
-    drop(tx);
+    let (senders, sealers, rx) = sealing_stages(t, dir);
     let part_size = t.part_size;
     let counter = progress.byte_counter();
     let scan = tokio::task::spawn_blocking(move || -> io::Result<Scanned> {
@@ -324,6 +317,115 @@ async fn stream(
         tail,
     };
     ended.verdict(&mut child)
+}
+
+/// The reader's senders (one per sealing worker), the workers, the uploader's receiver.
+type Stages = (
+    Vec<std::sync::mpsc::SyncSender<parts::Raw>>,
+    Vec<JoinHandle<io::Result<()>>>,
+    mpsc::Receiver<parts::Msg>,
+);
+
+/// Three stages on separate cores: the reader (a blocking thread, the caller's) feeds
+/// the returned senders; compress + encrypt parts (a few workers, parts are
+/// independent); upload (async, from the returned receiver).
+fn sealing_stages(t: &Target, dir: &str) -> Stages {
+    let (tx, rx) = mpsc::channel(parts::CHANNEL_CAPACITY);
+    let spec = SealSpec {
+        key: t.catalog.key.clone(),
+        level: t.compression_level,
+        dir: dir.to_owned(),
+    };
+    let mut senders = Vec::new();
+    let mut sealers = Vec::new();
+    for _ in 0..parts::workers() {
+        let (wtx, wrx) = std::sync::mpsc::sync_channel(parts::RAW_CAPACITY);
+        senders.push(wtx);
+        let (tx, spec) = (tx.clone(), spec.clone());
+        sealers.push(tokio::task::spawn_blocking(move || {
+            parts::seal_worker(&wrx, &tx, &spec)
+        }));
+    }
+    (senders, sealers, rx)
+}
+
+/// `backup.base_method: files`: the data directory copied between `pg_backup_start`
+/// and `pg_backup_stop` (`files`), into the same stages as pg_basebackup's stream.
+async fn copy_files(
+    t: &Target,
+    id: &str,
+    dir: &str,
+    facts: ServerFacts,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Result<(Scanned, Vec<catalog::Part>), BaseError> {
+    let data_dir = files::check_readable(&t.settings.data_dir).map_err(BaseError::Server)?;
+    let label = format!("warden {id}");
+    let start = files::Session::start(
+        t.settings.local_conn_string(),
+        &label,
+        facts.in_recovery,
+        t.wal_wait_timeout,
+    );
+    let (session, start_lsn) = tokio::select! {
+        r = start => r.map_err(BaseError::Server)?,
+        () = cancel.cancelled() => return Err(BaseError::Cancelled),
+    };
+    tracing::info!(%start_lsn, data_dir = %data_dir.display(), "base backup: copying the data directory");
+    let (senders, sealers, rx) = sealing_stages(t, dir);
+    let (part_size, counter, stop) = (t.part_size, progress.byte_counter(), cancel.clone());
+    let produce = async move {
+        let copied = tokio::task::spawn_blocking(move || {
+            let mut w = TarWriter::new(Splitter::new(senders, part_size), counter, stop);
+            files::copy_data_dir(&data_dir, &mut w).map(|()| w)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("the copier panicked: {e}"))))
+        .map_err(|e| format!("copying the data directory: {e}"))?;
+        // The session stayed open (and idle) during the copy; this ends the backup.
+        let stopped = session.stop().await?;
+        tokio::task::spawn_blocking(move || {
+            let (scanned, splitter) = files::finish(copied, &stopped.label, stopped.range)?;
+            splitter.finish()?;
+            Ok(scanned)
+        })
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(format!("the copier panicked: {e}"))))
+        .map_err(|e: io::Error| format!("ending the tar stream: {e}"))
+    };
+    let seal = join_sealers(sealers);
+    let upload = parts::upload_parts(&t.catalog.repo, rx);
+    let work = async { tokio::join!(upload, produce, seal) };
+    tokio::pin!(work);
+    let (uploaded, produced, sealed) = tokio::select! {
+        r = &mut work => r,
+        () = cancel.cancelled() => {
+            // The copier sees the token and stops: let the stages wind down, so the
+            // uploads in progress are aborted rather than left behind (bounded).
+            let _ = tokio::time::timeout(EXIT_TIMEOUT, &mut work).await;
+            return Err(BaseError::Cancelled);
+        }
+    };
+    // The error closest to the cause: a stage that stopped because another did (a
+    // broken pipe, an unfinished part) defers to that other.
+    let consequence =
+        |k: io::ErrorKind| matches!(k, io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof);
+    if let Err(e) = &sealed {
+        if !consequence(e.kind()) {
+            return Err(BaseError::Stream(format!("sealing: {e}")));
+        }
+    }
+    let parts = match uploaded {
+        Err(UploadError::Unfinished(_)) if produced.is_err() => None,
+        Err(e) => return Err(e.into()),
+        Ok(p) => Some(p),
+    };
+    let scanned = produced.map_err(BaseError::Stream)?;
+    if let Err(e) = sealed {
+        return Err(BaseError::Stream(format!("sealing: {e}")));
+    }
+    let parts = parts.ok_or_else(|| BaseError::Stream("the last part is unfinished".into()))?;
+    Ok((scanned, parts))
 }
 
 /// Starts pg_basebackup writing the tar stream to its stdout, handed back as a plain
@@ -490,8 +592,13 @@ async fn wait_for_wal(
             switch_wal(t, facts.in_recovery).await;
             next_switch = now + SWITCH_EVERY;
         }
+        let poll = if now - started < WAL_POLL_FAST_FOR {
+            WAL_POLL_FAST
+        } else {
+            WAL_POLL
+        };
         tokio::select! {
-            () = tokio::time::sleep(WAL_POLL.min(deadline - now)) => {}
+            () = tokio::time::sleep(poll.min(deadline - now)) => {}
             () = cancel.cancelled() => return Err(BaseError::Cancelled),
         }
     }

@@ -28,6 +28,7 @@ fn backup_filesystem_defaults() {
     );
     assert_eq!(b.repository.timeout, std::time::Duration::from_secs(60));
     assert_eq!(b.compression_level, 3);
+    assert_eq!(b.base_method, BaseMethod::Files);
     assert_eq!(b.encryption_key_file, None);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
@@ -47,6 +48,7 @@ fn backup_s3_settings_and_secret_is_not_in_debug_output() {
     timeout: 5s
   encryption_key_file: /etc/warden/backup.key
   compression_level: 9
+  base_method: pg_basebackup
 "#,
     ));
     let b = loaded.config.backup.clone().unwrap();
@@ -57,6 +59,7 @@ fn backup_s3_settings_and_secret_is_not_in_debug_output() {
     assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
     assert_eq!(b.repository.timeout, std::time::Duration::from_secs(5));
     assert_eq!(b.compression_level, 9);
+    assert_eq!(b.base_method, BaseMethod::PgBasebackup);
     let debug = format!("{:?}", loaded.config);
     assert!(!debug.contains("very-secret-value"), "{debug}");
 }
@@ -67,6 +70,7 @@ fn backup_problems_name_their_keys() {
         r#"  repository: {type: s3, bucket: pg, endpoint: 'http://h:1', path: /x, timeout: soon}
   encryption_key_file: relative.key
   compression_level: 40
+  base_method: rsync
   retention_days: 3
 "#,
     ));
@@ -83,6 +87,10 @@ fn backup_problems_name_their_keys() {
     assert_has(
         &list,
         "backup.compression_level: must be a zstd level from 1 to 19, or a fast level from -7 to -1, got 40",
+    );
+    assert_has(
+        &list,
+        "backup.base_method: must be \"files\" or \"pg_basebackup\", got \"rsync\"",
     );
     assert_has_prefix(&list, "backup.retention_days: unknown key");
 
