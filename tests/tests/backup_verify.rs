@@ -15,6 +15,10 @@
 //!   its name) is committed, listed by `backup list`, and its parts, decrypted, are
 //!   accepted by `pg_restore --list` run here.
 //!
+//! - A page of a table, corrupted on disk on the archiver (one byte, the checksum
+//!   left stale; the cluster has data checksums): the next base backup (`files`
+//!   method) fails naming the file and block; with the byte put back it succeeds.
+//!
 //! (A WAL segment pushed twice with different content is refused: `backup_wal.rs`.)
 
 use std::path::Path;
@@ -113,6 +117,7 @@ fn verify_retention_dumps_and_metrics() {
     a_resealed_flipped_byte_is_caught(&config, work.path(), &rt, &catalog, &kept);
     bad_input_is_refused(&config, &cluster, archiver, &kept);
     dump_on_demand(&config, work.path(), &rt, &catalog, &cluster_dir);
+    a_corrupt_page_fails_the_backup(&cluster, primary, archiver, &config);
 }
 
 /// Two databases to back up and dump, `postgres` and `app db` (a space in its name).
@@ -428,5 +433,67 @@ fn dump_on_demand(config: &Path, work: &Path, rt: &Runtime, catalog: &Catalog, c
         listed.stdout.contains("TABLE public kept"),
         "{}",
         listed.stdout
+    );
+}
+
+/// A corrupt data page on the archiver fails the backup, naming it.
+fn a_corrupt_page_fails_the_backup(
+    cluster: &Cluster,
+    primary: usize,
+    archiver: usize,
+    config: &Path,
+) {
+    let (pport, rport) = (
+        cluster.node(primary).pg_port(),
+        cluster.node(archiver).pg_port(),
+    );
+    sql::execute(
+        pport,
+        "CREATE TABLE rot (n int, pad text); \
+         INSERT INTO rot SELECT g, repeat('x', 200) FROM generate_series(1, 1000) g",
+    )
+    .unwrap();
+    sql::execute(pport, "CHECKPOINT").unwrap();
+    let target = sql::query_text(pport, "SELECT pg_current_wal_lsn()::text")
+        .unwrap()
+        .unwrap();
+    let rel = sql::query_text(pport, "SELECT pg_relation_filepath('rot')")
+        .unwrap()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the replica replays the table",
+        || {
+            sql::query_text(
+                rport,
+                &format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"),
+            )
+            .ok()
+            .flatten()
+            .filter(|v| v == "t")
+        },
+    );
+    // A restartpoint writes the replica's copy of the pages: from now on they sit
+    // clean in its buffers, and the file is what a backup reads.
+    sql::execute(rport, "CHECKPOINT").unwrap();
+    let file = cluster.node(archiver).data_dir().join(&rel);
+    let original = std::fs::read(&file).unwrap();
+    assert!(original.len() >= 8192, "{rel}: {} bytes", original.len());
+    let mut damaged = original.clone();
+    damaged[4000] ^= 0x10;
+    std::fs::write(&file, &damaged).unwrap();
+
+    let out = wardenctl_logged(config, &["backup", "create"]);
+    assert_eq!(out.code(), Some(1), "a backup of a corrupt page must fail");
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("data checksum verification failed"), "{said}");
+    assert!(said.contains(&format!("{rel} block 0")), "{said}");
+
+    std::fs::write(&file, &original).unwrap();
+    let out = wardenctl_logged(config, &["backup", "create"]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "the same backup with the page repaired"
     );
 }

@@ -30,8 +30,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
+use warden_pg::lsn::Lsn;
 
 use super::filesums::{Algorithm, FileHasher};
+use super::pages::{self, PageCheck};
 use super::tar_stream::Scanned;
 use crate::catalog::MANIFEST;
 
@@ -83,6 +85,8 @@ pub struct TarWriter<W: Write> {
     total: u64,
     files: Vec<Copied>,
     buf: Vec<u8>,
+    /// Set when the cluster has data checksums: relation pages are checked.
+    pages: Option<PageCheck>,
 }
 
 impl<W: Write> std::fmt::Debug for TarWriter<W> {
@@ -103,7 +107,14 @@ impl<W: Write> TarWriter<W> {
             total: 0,
             files: Vec::new(),
             buf: vec![0u8; READ_SIZE],
+            pages: None,
         }
+    }
+
+    /// Checks every relation page older than `start` against its checksum (the
+    /// cluster has `data_checksums` on).
+    pub fn verify_pages(&mut self, start: Lsn) {
+        self.pages = Some(PageCheck::new(start));
     }
 
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -170,32 +181,37 @@ impl<W: Write> TarWriter<W> {
             meta.mtime(),
         )?;
         let mut hasher = FileHasher::new(Algorithm::Crc32c);
-        let mut left = size;
+        let segment = self.pages.as_ref().and_then(|_| pages::is_checksummed(rel));
         let mut buf = std::mem::take(&mut self.buf);
         let copied = (|| {
-            while left > 0 {
+            let mut pos = 0u64;
+            while pos < size {
                 if self.stop.is_cancelled() {
                     return Err(io::Error::other("the backup was cancelled"));
                 }
-                let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                let n = match f.read(&mut buf[..want]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        return Err(io::Error::new(e.kind(), format!("{}: {e}", abs.display())))
+                let want = usize::try_from(size - pos)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                // Whole chunks (short reads gathered), so pages stay aligned.
+                let mut n = 0;
+                while n < want {
+                    match f.read(&mut buf[n..want]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            return Err(io::Error::new(e.kind(), format!("{}: {e}", abs.display())))
+                        }
                     }
-                };
-                if n == 0 {
-                    // Truncated while read (vacuum): the header promised `size` bytes.
-                    buf[..want].fill(0);
-                    hasher.update(&buf[..want]);
-                    self.put(&buf[..want])?;
-                    left -= want as u64;
-                    continue;
                 }
-                hasher.update(&buf[..n]);
-                self.put(&buf[..n])?;
-                left -= n as u64;
+                if let (Some(check), Some(segment)) = (self.pages.as_mut(), segment) {
+                    check.check(rel, segment, &f, pos, &buf[..n]);
+                }
+                // Truncated while read (vacuum): the header promised `size` bytes.
+                buf[n..want].fill(0);
+                hasher.update(&buf[..want]);
+                self.put(&buf[..want])?;
+                pos += want as u64;
             }
             Ok(())
         })();
@@ -240,6 +256,10 @@ pub fn copy_data_dir<W: Write>(data_dir: &Path, w: &mut TarWriter<W>) -> io::Res
             "{} is missing: this is not a data directory",
             data_dir.join(PG_CONTROL).display()
         )));
+    }
+    if let Some(check) = &w.pages {
+        check.verdict().map_err(io::Error::other)?;
+        tracing::debug!(pages = check.checked, "data page checksums verified");
     }
     Ok(())
 }
@@ -382,8 +402,8 @@ fn excluded_relation(name: &str, unlogged: &HashSet<String>) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Range {
     pub timeline: u32,
-    pub start: warden_pg::lsn::Lsn,
-    pub end: warden_pg::lsn::Lsn,
+    pub start: Lsn,
+    pub end: Lsn,
 }
 
 /// Ends the stream: `backup_label` (from `pg_backup_stop`), then the manifest, then
@@ -440,7 +460,7 @@ pub fn manifest(files: &[Copied], range: Range) -> Vec<u8> {
 }
 
 /// The data directory's path, checked readable before a backup starts (the agent
-/// must run as the data directory's owner).
+/// runs as the data directory's owner, or as root).
 pub fn check_readable(data_dir: &Path) -> Result<PathBuf, String> {
     let control = data_dir.join(PG_CONTROL);
     File::open(&control)
@@ -448,7 +468,8 @@ pub fn check_readable(data_dir: &Path) -> Result<PathBuf, String> {
         .map_err(|e| {
             format!(
                 "cannot read {} ({e}): backup.base_method files copies the data directory, so \
-             the agent must run as its owner (or set backup.base_method: pg_basebackup)",
+             the agent must run as its owner or as root (or set backup.base_method: \
+             pg_basebackup)",
                 control.display()
             )
         })
@@ -479,13 +500,14 @@ pub struct Stopped {
 
 impl Session {
     /// Connects and runs `pg_backup_start` with an immediate checkpoint (a
-    /// restartpoint on a standby), waiting at most `timeout` for it.
+    /// restartpoint on a standby), waiting at most `timeout` for it. Returns the
+    /// session, the start LSN and whether the cluster has data checksums.
     pub async fn start(
         conn_string: String,
         label: &str,
         in_recovery: bool,
         timeout: std::time::Duration,
-    ) -> Result<(Self, warden_pg::lsn::Lsn), String> {
+    ) -> Result<(Self, Lsn, bool), String> {
         use warden_pg::sql::{literal, Sql};
         let mut sql = Sql::new(conn_string, super::take::SQL_TIMEOUT);
         // The session sits idle while the files are copied: no timeout may end it.
@@ -494,12 +516,20 @@ impl Session {
         }
         let rows = sql
             .query_with_timeout(
-                &format!("SELECT pg_backup_start({}, true)::text", literal(label)),
+                &format!(
+                    "SELECT pg_backup_start({}, true)::text, \
+                     current_setting('data_checksums') = 'on'",
+                    literal(label)
+                ),
                 timeout,
             )
             .await
             .map_err(|e| format!("pg_backup_start: {e}"))?;
         let start = first_lsn(&rows).ok_or("pg_backup_start returned no LSN")?;
+        let checksums: bool = rows
+            .first()
+            .and_then(|r| r.try_get(1).ok())
+            .ok_or("no data_checksums setting")?;
         Ok((
             Self {
                 sql,
@@ -507,6 +537,7 @@ impl Session {
                 in_recovery,
             },
             start,
+            checksums,
         ))
     }
 
@@ -538,7 +569,7 @@ impl Session {
             .and_then(|t| t.parse().ok())
             .ok_or("backup_label has no START TIMELINE")?;
         let start = field("START WAL LOCATION:")
-            .and_then(|t| warden_pg::lsn::Lsn::parse(t.split_whitespace().next().unwrap_or("")))
+            .and_then(|t| Lsn::parse(t.split_whitespace().next().unwrap_or("")))
             .ok_or("backup_label has no START WAL LOCATION")?;
         let query = if self.in_recovery {
             "SELECT min_recovery_end_timeline::bigint FROM pg_control_recovery()"
@@ -567,9 +598,9 @@ impl Session {
     }
 }
 
-fn first_lsn(rows: &[tokio_postgres::Row]) -> Option<warden_pg::lsn::Lsn> {
+fn first_lsn(rows: &[tokio_postgres::Row]) -> Option<Lsn> {
     let text: String = rows.first()?.try_get(0).ok()?;
-    warden_pg::lsn::Lsn::parse(&text)
+    Lsn::parse(&text)
 }
 
 #[cfg(test)]
@@ -577,8 +608,8 @@ mod tests {
     use super::*;
     use crate::base::filesums::FileSums;
 
-    fn lsn(s: &str) -> warden_pg::lsn::Lsn {
-        warden_pg::lsn::Lsn::parse(s).unwrap()
+    fn lsn(s: &str) -> Lsn {
+        Lsn::parse(s).unwrap()
     }
 
     #[test]

@@ -367,16 +367,19 @@ async fn copy_files(
         facts.in_recovery,
         t.wal_wait_timeout,
     );
-    let (session, start_lsn) = tokio::select! {
+    let (session, start_lsn, checksums) = tokio::select! {
         r = start => r.map_err(BaseError::Server)?,
         () = cancel.cancelled() => return Err(BaseError::Cancelled),
     };
-    tracing::info!(%start_lsn, data_dir = %data_dir.display(), "base backup: copying the data directory");
+    tracing::info!(%start_lsn, checksums, data_dir = %data_dir.display(), "base backup: copying the data directory");
     let (senders, sealers, rx) = sealing_stages(t, dir);
     let (part_size, counter, stop) = (t.part_size, progress.byte_counter(), cancel.clone());
     let produce = async move {
         let copied = tokio::task::spawn_blocking(move || {
             let mut w = TarWriter::new(Splitter::new(senders, part_size), counter, stop);
+            if checksums {
+                w.verify_pages(start_lsn);
+            }
             files::copy_data_dir(&data_dir, &mut w).map(|()| w)
         })
         .await
