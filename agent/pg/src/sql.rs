@@ -176,6 +176,26 @@ impl Sql {
         result
     }
 
+    /// The first row of `sql` (`None`: no row), each column as text, for callers
+    /// that must not know the driver: the query casts its columns to `text`.
+    pub async fn first_row_text(
+        &mut self,
+        sql: &str,
+        timeout: Duration,
+    ) -> Result<Option<Vec<Option<String>>>, SqlError> {
+        let rows = self.query_with_timeout(sql, timeout).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        (0..row.len())
+            .map(|i| {
+                row.try_get::<_, Option<String>>(i)
+                    .map_err(|e| SqlError::Query(format!("column {i}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// What a base backup checks first: version, WAL segment size, recovery, and the
     /// tablespaces other than the built-in two.
     pub async fn backup_facts(&mut self) -> Result<BackupFacts, SqlError> {

@@ -514,22 +514,20 @@ impl Session {
         for set in ["SET statement_timeout = 0", "SET idle_session_timeout = 0"] {
             sql.execute(set).await.map_err(|e| e.to_string())?;
         }
-        let rows = sql
-            .query_with_timeout(
-                &format!(
-                    "SELECT pg_backup_start({}, true)::text, \
-                     current_setting('data_checksums') = 'on'",
-                    literal(label)
-                ),
-                timeout,
-            )
-            .await
-            .map_err(|e| format!("pg_backup_start: {e}"))?;
-        let start = first_lsn(&rows).ok_or("pg_backup_start returned no LSN")?;
-        let checksums: bool = rows
-            .first()
-            .and_then(|r| r.try_get(1).ok())
-            .ok_or("no data_checksums setting")?;
+        let row = first_row(
+            &mut sql,
+            &format!(
+                "SELECT pg_backup_start({}, true)::text, current_setting('data_checksums')",
+                literal(label)
+            ),
+            timeout,
+        )
+        .await
+        .map_err(|e| format!("pg_backup_start: {e}"))?;
+        let start = column(&row, 0)
+            .and_then(Lsn::parse)
+            .ok_or("pg_backup_start returned no LSN")?;
+        let checksums = column(&row, 1) == Some("on");
         Ok((
             Self {
                 sql,
@@ -545,19 +543,19 @@ impl Session {
     /// itself), and the range from the label's start to the stop point. A timeline
     /// change during the backup is refused (the next backup will be fine).
     pub async fn stop(mut self) -> Result<Stopped, String> {
-        let rows = self
-            .sql
-            .query_with_timeout(
-                "SELECT lsn::text, labelfile FROM pg_backup_stop(false)",
-                self.timeout,
-            )
-            .await
-            .map_err(|e| format!("pg_backup_stop: {e}"))?;
-        let end = first_lsn(&rows).ok_or("pg_backup_stop returned no LSN")?;
-        let label: String = rows
-            .first()
-            .and_then(|r| r.try_get(1).ok())
-            .ok_or("pg_backup_stop returned no backup_label")?;
+        let row = first_row(
+            &mut self.sql,
+            "SELECT lsn::text, labelfile FROM pg_backup_stop(false)",
+            self.timeout,
+        )
+        .await
+        .map_err(|e| format!("pg_backup_stop: {e}"))?;
+        let end = column(&row, 0)
+            .and_then(Lsn::parse)
+            .ok_or("pg_backup_stop returned no LSN")?;
+        let label = column(&row, 1)
+            .ok_or("pg_backup_stop returned no backup_label")?
+            .to_owned();
         let field = |name: &str| {
             label
                 .lines()
@@ -572,14 +570,13 @@ impl Session {
             .and_then(|t| Lsn::parse(t.split_whitespace().next().unwrap_or("")))
             .ok_or("backup_label has no START WAL LOCATION")?;
         let query = if self.in_recovery {
-            "SELECT min_recovery_end_timeline::bigint FROM pg_control_recovery()"
+            "SELECT min_recovery_end_timeline::text FROM pg_control_recovery()"
         } else {
-            "SELECT timeline_id::bigint FROM pg_control_checkpoint()"
+            "SELECT timeline_id::text FROM pg_control_checkpoint()"
         };
-        let rows = self.sql.query(query).await.map_err(|e| e.to_string())?;
-        let stop_timeline: i64 = rows
-            .first()
-            .and_then(|r| r.try_get(0).ok())
+        let row = first_row(&mut self.sql, query, super::take::SQL_TIMEOUT).await?;
+        let stop_timeline: i64 = column(&row, 0)
+            .and_then(|t| t.parse().ok())
             .ok_or("no timeline after pg_backup_stop")?;
         if i64::from(start_timeline) != stop_timeline {
             return Err(format!(
@@ -598,9 +595,20 @@ impl Session {
     }
 }
 
-fn first_lsn(rows: &[tokio_postgres::Row]) -> Option<Lsn> {
-    let text: String = rows.first()?.try_get(0).ok()?;
-    Lsn::parse(&text)
+/// The first row of `sql`, its columns as text; no row is an error.
+async fn first_row(
+    sql: &mut warden_pg::sql::Sql,
+    query: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<Option<String>>, String> {
+    sql.first_row_text(query, timeout)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "no row".to_owned())
+}
+
+fn column(row: &[Option<String>], i: usize) -> Option<&str> {
+    row.get(i).and_then(Option::as_deref)
 }
 
 #[cfg(test)]
