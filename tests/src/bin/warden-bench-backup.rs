@@ -722,6 +722,16 @@ impl PgBackRest {
 }
 
 /// Restores this round's Warden backup and pgBackRest's newest backup.
+/// Prints one restore's figures and returns (MiB/s, CPU-s/GiB).
+fn restore_figures(round: u32, tool: &str, (bytes, secs): (u64, f64), cpu: f64) -> (f64, f64) {
+    let (rate, cpu) = (mib(bytes) / secs, per_gib(cpu, bytes));
+    println!(
+        "round {round}: restore: {tool} {:.0} MiB in {secs:.1}s = {rate:.1} MiB/s, {cpu:.2} CPU-s/GiB",
+        mib(bytes)
+    );
+    (rate, cpu)
+}
+
 fn restores(
     cluster: &Cluster,
     round: u32,
@@ -730,30 +740,20 @@ fn restores(
     f: &mut Figures,
 ) -> Result<()> {
     let warden = |f: &mut Figures| -> Result<()> {
-        let ((b, s), cpu) = measured(cluster, || {
+        let (run, cpu) = measured(cluster, || {
             restore_throughput(cluster, id).context("Warden restore")
         })?;
-        let cpu = per_gib(cpu, b);
-        println!(
-            "round {round}: restore: Warden {:.0} MiB in {s:.1}s = {:.1} MiB/s, {cpu:.2} CPU-s/GiB",
-            mib(b),
-            mib(b) / s,
-        );
-        f.warden_restore.push(mib(b) / s);
+        let (rate, cpu) = restore_figures(round, "Warden", run, cpu);
+        f.warden_restore.push(rate);
         f.warden_restore_cpu.push(cpu);
         Ok(())
     };
     let Some(p) = pgbr else { return warden(f) };
     let pgbackrest = |f: &mut Figures| -> Result<()> {
         let bytes = p.last_size()?;
-        let ((b, s), cpu) = measured(cluster, || p.restore(bytes).context("pgBackRest restore"))?;
-        let cpu = per_gib(cpu, b);
-        println!(
-            "round {round}: restore: pgBackRest {:.0} MiB in {s:.1}s = {:.1} MiB/s, {cpu:.2} CPU-s/GiB",
-            mib(b),
-            mib(b) / s,
-        );
-        f.pgbr_restore.push(mib(b) / s);
+        let (run, cpu) = measured(cluster, || p.restore(bytes).context("pgBackRest restore"))?;
+        let (rate, cpu) = restore_figures(round, "pgBackRest", run, cpu);
+        f.pgbr_restore.push(rate);
         f.pgbr_restore_cpu.push(cpu);
         Ok(())
     };

@@ -14,6 +14,7 @@
 
 pub mod files;
 pub mod filesums;
+pub mod lowlevel;
 pub mod pages;
 pub mod parts;
 pub mod progress;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::files::{self, TarWriter};
 use super::filesums::FileSums;
+use super::lowlevel;
 use super::parts::{self, SealSpec, Splitter, UploadError};
 use super::progress::{Phase, Progress};
 use super::tar_stream::{self, Scanned};
@@ -361,7 +362,7 @@ async fn copy_files(
 ) -> Result<(Scanned, Vec<catalog::Part>), BaseError> {
     let data_dir = files::check_readable(&t.settings.data_dir).map_err(BaseError::Server)?;
     let label = format!("warden {id}");
-    let start = files::Session::start(
+    let start = lowlevel::Session::start(
         t.settings.local_conn_string(),
         &label,
         facts.in_recovery,
